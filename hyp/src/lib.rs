@@ -2,9 +2,14 @@
 //! interfaces (HILs) that chips implement and capsules use.
 //!
 //! `hyp` depends on nothing else in the tree (see DESIGN.md). Everything here
-//! is architecture neutral and is tested on the host.
+//! is architecture neutral and is tested on the host. Unsafe code is denied
+//! except in the two small, documented utilities that need it
+//! ([`utilities::StaticRef`], [`utilities::TakeOnce`]).
 #![no_std]
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
+#![deny(unsafe_op_in_unsafe_fn)]
 
+pub mod debug;
 pub mod exit;
 pub mod memory;
+pub mod utilities;

@@ -152,7 +152,7 @@ impl fmt::Display for Size {
         let mut buffer = StackString::<24>::new();
         let mut written = false;
         for (unit, name) in units {
-            if self.0 != 0 && self.0 % unit == 0 {
+            if self.0 != 0 && self.0.is_multiple_of(unit) {
                 let _ = fmt::write(&mut buffer, format_args!("{} {}", self.0 / unit, name));
                 written = true;
                 break;

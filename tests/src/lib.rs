@@ -1,1 +1,197 @@
-//! Shared helpers for the QEMU integration tests in `tests/`.
+//! Shared helpers for the QEMU integration tests in `tests/tests/`.
+//!
+//! The tests boot real Capvisor images under QEMU and assert on the serial
+//! console and on QEMU's exit status (the hypervisor's semihosting exit
+//! code). [`board_image`] builds the board for `armv7a-none-eabi` with a set
+//! of test-only cargo features, each feature set in its own target directory
+//! so that tests running in parallel never overwrite each other's image;
+//! [`boot`] runs an image to completion with a generous timeout.
+//!
+//! ```no_run
+//! let outcome = capvisor_tests::boot(&[]);
+//! assert_eq!(outcome.status, 0, "{}", outcome.transcript);
+//! ```
+
+use capvisor_runner::{board, run_to_exit, Outcome, QemuCommand};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+/// The board package the tests boot.
+pub const BOARD_PACKAGE: &str = "capvisor-integrator-cp";
+/// The bare-metal target.
+pub const TARGET: &str = "armv7a-none-eabi";
+/// How long a boot may take before the test fails. A boot takes well under
+/// a second; the margin absorbs a loaded CI machine.
+pub const BOOT_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// The workspace root.
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ lives inside the workspace")
+        .to_path_buf()
+}
+
+/// Builds the board image with `features` (release profile) and returns the
+/// ELF's path. Panics with cargo's output if the build fails.
+pub fn board_image(features: &[&str]) -> PathBuf {
+    let root = workspace_root();
+    let variant = if features.is_empty() {
+        "default".to_string()
+    } else {
+        features.join("+")
+    };
+    let target_dir = root.join("target").join("images").join(&variant);
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
+    let mut command = Command::new(cargo);
+    command
+        .current_dir(&root)
+        .args(["build", "--release", "--locked", "-p", BOARD_PACKAGE, "--target", TARGET])
+        .arg("--target-dir")
+        .arg(&target_dir);
+    if !features.is_empty() {
+        command.arg("--features").arg(features.join(","));
+    }
+    let output = command.output().expect("cannot run cargo to build the board image");
+    assert!(
+        output.status.success(),
+        "building {} with features {:?} failed:\n{}",
+        BOARD_PACKAGE,
+        features,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    target_dir.join(TARGET).join("release").join(BOARD_PACKAGE)
+}
+
+/// Builds the image with `features`, boots it on QEMU Integrator/CP and
+/// waits for QEMU to exit. Panics (printing the transcript) on a timeout.
+pub fn boot(features: &[&str]) -> Outcome {
+    let elf = board_image(features);
+    let board = board("integrator-cp").expect("the runner knows integrator-cp");
+    let command = QemuCommand::new(board, elf);
+    match run_to_exit(&command, BOOT_TIMEOUT) {
+        Ok(outcome) => outcome,
+        Err(error) => panic!("QEMU run failed: {}", error),
+    }
+}
+
+/// Asserts that `transcript` contains `needle`, printing the transcript
+/// when it does not.
+#[track_caller]
+pub fn assert_console_has(transcript: &str, needle: &str) {
+    assert!(
+        transcript.contains(needle),
+        "console output lacks {:?}\n----- console transcript -----\n{}\n----- end of transcript -----",
+        needle,
+        transcript
+    );
+}
+
+/// Asserts that `transcript` does not contain `needle`.
+#[track_caller]
+pub fn assert_console_lacks(transcript: &str, needle: &str) {
+    assert!(
+        !transcript.contains(needle),
+        "console output unexpectedly has {:?}\n----- console transcript -----\n{}\n----- end of transcript -----",
+        needle,
+        transcript
+    );
+}
+
+/// The line of `transcript` containing `needle`, trimmed of `\r`.
+pub fn line_with<'a>(transcript: &'a str, needle: &str) -> Option<&'a str> {
+    transcript
+        .lines()
+        .find(|line| line.contains(needle))
+        .map(|line| line.trim_end_matches('\r'))
+}
+
+/// One row of the boot memory map, parsed back from the console.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MapRow {
+    /// First byte.
+    pub start: u64,
+    /// Last byte (inclusive).
+    pub last: u64,
+    /// `normal`, `device`, or `-` for an unmapped range.
+    pub memory: String,
+    /// `r-x`, `r--`, `rw-`, or `---`.
+    pub access: String,
+    /// Region name (`text`, `uart0`, ...).
+    pub name: String,
+    /// Whether the row says the range is deliberately unmapped.
+    pub unmapped: bool,
+}
+
+/// Parses the rows of the `Hyp memory map` table printed at boot.
+pub fn memory_map(transcript: &str) -> Vec<MapRow> {
+    let mut rows = Vec::new();
+    let mut in_map = false;
+    for line in transcript.lines() {
+        let line = line.trim_end_matches('\r');
+        let Some(body) = line.strip_prefix("capvisor:   ") else {
+            if in_map && !rows.is_empty() {
+                break;
+            }
+            in_map |= line.contains("Hyp memory map");
+            continue;
+        };
+        if !in_map {
+            continue;
+        }
+        let fields: Vec<&str> = body.split_whitespace().collect();
+        // range, size value, size unit, type, access, name, [(unmapped)]
+        let Some((start, last)) = fields.first().and_then(|range| range.split_once('-')) else {
+            continue;
+        };
+        let (Ok(start), Ok(last)) = (
+            u64::from_str_radix(start.trim_start_matches("0x"), 16),
+            u64::from_str_radix(last.trim_start_matches("0x"), 16),
+        ) else {
+            continue;
+        };
+        if fields.len() < 6 {
+            continue;
+        }
+        rows.push(MapRow {
+            start,
+            last,
+            memory: fields[3].to_string(),
+            access: fields[4].to_string(),
+            name: fields[5].to_string(),
+            unmapped: fields.get(6) == Some(&"(unmapped)"),
+        });
+    }
+    rows
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_the_boot_memory_map() {
+        let transcript = "capvisor: Hyp memory map (identity, LPAE stage 1, fixed after boot):\r\n\
+capvisor:   range                      size  type   acc  name\r\n\
+capvisor:   0x00010000-0x00017fff    32 KiB  normal r-x  text\r\n\
+capvisor:   0x0002f000-0x0002ffff     4 KiB  -      ---  stack-guard (unmapped)\r\n\
+capvisor:   0x80000000-0xbfffffff     1 GiB  normal rw-  guest-ram\r\n\
+capvisor: Hyp tables: 1 L1\r\n";
+        let rows = memory_map(transcript);
+        assert_eq!(rows.len(), 3);
+        assert_eq!(
+            rows[0],
+            MapRow {
+                start: 0x10000,
+                last: 0x17fff,
+                memory: "normal".into(),
+                access: "r-x".into(),
+                name: "text".into(),
+                unmapped: false
+            }
+        );
+        assert!(rows[1].unmapped && rows[1].name == "stack-guard");
+        assert_eq!(rows[2].last, 0xbfff_ffff);
+    }
+}

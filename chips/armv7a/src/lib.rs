@@ -1,1 +1,23 @@
+//! ARMv7-A Hyp-mode support: entry, vectors, CP15, LPAE tables and caches.
+//!
+//! This crate is the only place Capvisor touches the architecture directly:
+//! the reset entry and exception vectors (assembly, in [`entry`]), the CP15
+//! registers `aarch32-cpu` lacks ([`registers`]), the Hyp stage-1 table
+//! builder and its coverage check ([`hyp_tables`]), MMU and cache bring-up
+//! ([`mmu`], [`cache`]), syndrome decoding ([`hsr`]) and the fatal fault
+//! report ([`fault`], [`exceptions`]). Everything that is not an instruction
+//! is plain Rust and tested on the host; the instructions are compiled only
+//! for `target_arch = "arm"`.
 #![no_std]
+#![deny(unsafe_op_in_unsafe_fn)]
+
+pub mod cache;
+pub mod cpu;
+pub mod entry;
+pub mod exceptions;
+pub mod fault;
+pub mod hsr;
+pub mod hyp_tables;
+pub mod mmu;
+pub mod registers;
+pub mod semihosting;

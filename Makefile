@@ -1,0 +1,46 @@
+# Capvisor's front end. On a fresh machine:
+#   make program   build the default board and run it in QEMU (Ctrl-A x quits)
+#   make test      formatting, lints, host unit tests and QEMU integration tests
+# Both run `make setup` first, which installs what is missing and nothing else.
+
+BOARD ?= integrator-cp
+TARGET := armv7a-none-eabi
+# Crates that run on the host (unit tests) and those built for the target.
+HOST_CRATES := -p hyp -p armv7a -p integrator-cp -p capsules -p capvisor-runner -p capvisor-tests
+TARGET_CRATES := -p hyp -p armv7a -p integrator-cp -p capsules -p capvisor-integrator-cp
+
+.PHONY: all setup program debug build test fmt-check lint unit-test qemu-test clean
+
+all: build
+
+setup:
+	@tools/setup.sh
+
+build: setup
+	$(MAKE) -C boards/$(BOARD) build
+
+program: setup
+	$(MAKE) -C boards/$(BOARD) program
+
+debug: setup
+	$(MAKE) -C boards/$(BOARD) debug
+
+fmt-check:
+	cargo fmt --all --check
+
+lint: setup
+	cargo clippy --locked $(HOST_CRATES) --all-targets -- -D warnings
+	cargo clippy --locked $(TARGET_CRATES) --target $(TARGET) -- -D warnings
+
+unit-test: setup
+	cargo test --locked $(filter-out -p capvisor-tests,$(HOST_CRATES))
+	cargo test --locked -p capvisor-tests --lib
+
+qemu-test: setup
+	cargo test --locked -p capvisor-tests --test '*'
+
+test: setup fmt-check lint unit-test qemu-test
+	@echo "make test: all checks passed"
+
+clean:
+	cargo clean

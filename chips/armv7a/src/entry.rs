@@ -1,0 +1,115 @@
+//! Reset entry point and the Hyp vector table, in assembly.
+//!
+//! The CPU enters `_start` in Hyp mode with the MMU and caches off (on QEMU,
+//! from the ELF entry point; on hardware, from a boot loader that leaves the
+//! core in Hyp). `_start` installs the vector table before anything else can
+//! fault, sets up the stack, clears `.bss` and calls the board's
+//! `capvisor_main`, which never returns.
+//!
+//! Every exception taken in Hyp mode is a hypervisor bug (design rule 1), so
+//! each vector switches to a dedicated fault stack (the normal stack may be
+//! the thing that overflowed), saves a [`HypExceptionFrame`] there and calls
+//! [`crate::exceptions::armv7a_hyp_fatal`], which prints a decoded report and
+//! stops the machine. The guest-trap (0x14) and interrupt (0x18, 0x1c) entries
+//! are fatal too until the core runs VMs.
+//!
+//! Symbols the board's linker script must define:
+//!
+//! | symbol | meaning |
+//! |---|---|
+//! | `__bss_start`, `__bss_end` | `.bss`, both 4-byte aligned |
+//! | `__stack_top` | initial SP_hyp (one past the top of the boot stack) |
+//! | `__fault_stack_top` | SP used by the fatal exception path |
+//!
+//! [`HypExceptionFrame`]: crate::fault::HypExceptionFrame
+
+#[cfg(target_arch = "arm")]
+core::arch::global_asm!(
+    r#"
+    .arch_extension virt
+    .arm
+
+    .section .text.boot, "ax"
+    .global _start
+    .type _start, %function
+_start:
+    @ On entry: r0-r2 hold boot-loader arguments, which Capvisor ignores.
+    @ Mask asynchronous aborts, IRQs and FIQs until the core wants them.
+    cpsid   aif
+    @ r0 := address of the vector table; HVBAR := r0. From here on any
+    @ exception prints a report instead of jumping to garbage.
+    ldr     r0, =hyp_vectors
+    mcr     p15, 4, r0, c12, c0, 0
+    isb
+    @ SP_hyp := top of the boot stack (full descending).
+    ldr     sp, =__stack_top
+    @ Clear .bss: r0 = cursor, r1 = end, r2 = zero.
+    ldr     r0, =__bss_start
+    ldr     r1, =__bss_end
+    mov     r2, #0
+1:  cmp     r0, r1
+    strlo   r2, [r0], #4
+    blo     1b
+    @ Hand over to the board; capvisor_main never returns.
+    bl      capvisor_main
+2:  wfi
+    b       2b
+    .size _start, . - _start
+
+    .section .text.vectors, "ax"
+    .balign 32
+    .global hyp_vectors
+hyp_vectors:
+    b       hyp_vector_reset        @ 0x00 (not used by Hyp; fatal)
+    b       hyp_vector_undefined    @ 0x04 undefined instruction in Hyp
+    b       hyp_vector_call         @ 0x08 HVC/SVC executed in Hyp
+    b       hyp_vector_prefetch     @ 0x0c prefetch abort in Hyp
+    b       hyp_vector_data         @ 0x10 data abort in Hyp
+    b       hyp_vector_trap         @ 0x14 trap from a guest
+    b       hyp_vector_irq          @ 0x18 IRQ
+    b       hyp_vector_fiq          @ 0x1c FIQ
+
+    @ fatal_entry N: save the interrupted context as a HypExceptionFrame on
+    @ the fault stack and go to the common tail with r1 = N (the vector).
+    @ Frame layout (17 words): r0-r12 at +0, sp at +52, lr at +56,
+    @ ELR_hyp at +60, SPSR_hyp at +64.
+    .macro fatal_entry vector
+    @ HTPIDR := interrupted SP (Hyp has no other free register here).
+    mcr     p15, 4, sp, c13, c0, 2
+    @ SP := fault stack, then reserve the frame and store r0-r12 in it.
+    ldr     sp, =__fault_stack_top
+    sub     sp, sp, #68
+    stmia   sp, {{r0-r12}}
+    @ r1 := vector number (argument 2 of armv7a_hyp_fatal).
+    mov     r1, #\vector
+    b       hyp_fatal_common
+    .endm
+
+hyp_vector_reset:       fatal_entry 0
+hyp_vector_undefined:   fatal_entry 1
+hyp_vector_call:        fatal_entry 2
+hyp_vector_prefetch:    fatal_entry 3
+hyp_vector_data:        fatal_entry 4
+hyp_vector_trap:        fatal_entry 5
+hyp_vector_irq:         fatal_entry 6
+hyp_vector_fiq:         fatal_entry 7
+
+hyp_fatal_common:
+    @ r0 := interrupted SP from HTPIDR -> frame.sp
+    mrc     p15, 4, r0, c13, c0, 2
+    str     r0, [sp, #52]
+    @ lr is not banked in Hyp: it is the interrupted code's LR -> frame.lr
+    str     lr, [sp, #56]
+    @ ELR_hyp (preferred return address) -> frame.elr_hyp
+    mrs     r0, elr_hyp
+    str     r0, [sp, #60]
+    @ SPSR (SPSR_hyp; the banked form is UNDEFINED in Hyp) -> frame.spsr_hyp
+    mrs     r0, spsr
+    str     r0, [sp, #64]
+    @ armv7a_hyp_fatal(r0 = &frame, r1 = vector) never returns.
+    mov     r0, sp
+    bl      armv7a_hyp_fatal
+3:  wfi
+    b       3b
+"#
+);

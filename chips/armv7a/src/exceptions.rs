@@ -1,0 +1,67 @@
+//! The Rust side of the fatal Hyp exception path.
+//!
+//! Every vector in [`crate::entry`] saves a [`HypExceptionFrame`] on the fault
+//! stack and calls [`armv7a_hyp_fatal`]. It gathers the syndrome and fault
+//! address registers into a [`HypFault`] and panics with it, so the board's
+//! panic handler prints one decoded report and exits QEMU with a non-zero
+//! status. A fault taken while already on this path (the report itself
+//! faulting) skips printing and exits at once.
+
+use crate::fault::{HypExceptionFrame, HypFault, HypVector};
+use crate::hsr::Hsr;
+use core::sync::atomic::{AtomicBool, Ordering};
+
+/// Set on the first entry to the fatal path.
+static IN_FATAL_PATH: AtomicBool = AtomicBool::new(false);
+
+/// The syndrome and fault-address registers at the time of an exception.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FaultRegisters {
+    /// HSR.
+    pub hsr: u32,
+    /// HDFAR.
+    pub hdfar: u32,
+    /// HIFAR.
+    pub hifar: u32,
+    /// HPFAR.
+    pub hpfar: u32,
+}
+
+/// Reads HSR, HDFAR, HIFAR and HPFAR.
+#[cfg(target_arch = "arm")]
+pub fn read_fault_registers() -> FaultRegisters {
+    use aarch32_cpu::register::{Hdfar, Hifar, Hpfar, Hsr as HsrRegister, SysRegRead};
+    FaultRegisters {
+        hsr: <HsrRegister as SysRegRead>::read_raw(),
+        hdfar: <Hdfar as SysRegRead>::read_raw(),
+        hifar: <Hifar as SysRegRead>::read_raw(),
+        hpfar: <Hpfar as SysRegRead>::read_raw(),
+    }
+}
+
+/// Builds the report for an exception from its frame and registers.
+pub fn hyp_fault(vector: u32, frame: &HypExceptionFrame, registers: FaultRegisters) -> HypFault {
+    HypFault {
+        vector: HypVector::from_u32(vector),
+        frame: *frame,
+        hsr: Hsr(registers.hsr),
+        hdfar: registers.hdfar,
+        hifar: registers.hifar,
+        hpfar: registers.hpfar,
+    }
+}
+
+/// Called by the vector assembly with `r0` = the saved frame and `r1` = the
+/// vector number. Never returns.
+#[cfg(target_arch = "arm")]
+#[no_mangle]
+extern "C" fn armv7a_hyp_fatal(frame: &HypExceptionFrame, vector: u32) -> ! {
+    // Plain load and store (no exclusives: the MMU may still be off, and
+    // this path runs with every exception masked on a single core).
+    if IN_FATAL_PATH.load(Ordering::Relaxed) {
+        crate::semihosting::exit(hyp::exit::ExitCode::Fatal.status());
+    }
+    IN_FATAL_PATH.store(true, Ordering::Relaxed);
+    let fault = hyp_fault(vector, frame, read_fault_registers());
+    panic!("{}", fault);
+}

@@ -1,0 +1,115 @@
+//! Boots the Integrator/CP board in QEMU and checks the foundation: banner,
+//! Hyp memory map, clean exit; and the fatal paths (Hyp data abort, panic,
+//! a layout the coverage check rejects), each with its exit status.
+
+use capvisor_tests::{assert_console_has, assert_console_lacks, boot, line_with, memory_map};
+
+/// Exit statuses (hyp::exit::ExitCode).
+const EXIT_SUCCESS: i32 = 0;
+const EXIT_FATAL: i32 = 2;
+const EXIT_BOOT_REFUSED: i32 = 3;
+
+#[test]
+fn boots_to_banner_and_prints_the_memory_map() {
+    let outcome = boot(&[]);
+    let console = &outcome.transcript;
+    assert_console_has(console, "capvisor: Capvisor 0.1.0: a type-1 hypervisor for ARMv7-A in Hyp mode");
+    assert_console_has(console, "capvisor: board: integrator-cp (QEMU Integrator/CP)");
+    assert_console_has(console, "capvisor: cpu: Arm Cortex-A15 r4p0 (MIDR 0x414fc0f0)");
+    assert_console_has(console, "coverage check passed");
+    assert_console_has(console, "Hyp MMU on");
+    assert_eq!(outcome.status, EXIT_SUCCESS, "{console}");
+
+    let rows = memory_map(console);
+    let row = |name: &str| {
+        rows.iter()
+            .find(|row| row.name == name)
+            .unwrap_or_else(|| panic!("no '{name}' row in the memory map:\n{console}"))
+            .clone()
+    };
+    let text = row("text");
+    assert_eq!((text.start, text.memory.as_str(), text.access.as_str()), (0x1_0000, "normal", "r-x"));
+    let rodata = row("rodata");
+    assert_eq!((rodata.start, rodata.access.as_str()), (text.last + 1, "r--"));
+    for name in ["bss", "stack", "fault-stack"] {
+        let region = row(name);
+        assert_eq!((region.memory.as_str(), region.access.as_str()), ("normal", "rw-"), "{name}");
+        assert_eq!(region.start % 0x1000, 0, "{name} not page aligned");
+        assert_eq!((region.last + 1) % 0x1000, 0, "{name} not page aligned");
+    }
+    let guard = row("stack-guard");
+    let stack = row("stack");
+    assert!(guard.unmapped, "the stack guard must be unmapped");
+    assert_eq!((guard.last + 1, guard.last - guard.start + 1), (stack.start, 0x1000));
+    for (name, base) in [("uart0", 0x1600_0000), ("pic", 0x1400_0000), ("timers", 0x1300_0000)] {
+        let device = row(name);
+        assert_eq!(
+            (device.start, device.last, device.memory.as_str(), device.access.as_str()),
+            (base, base + 0xfff, "device", "rw-"),
+            "{name}"
+        );
+    }
+    let pool = row("guest-ram");
+    assert_eq!(
+        (pool.start, pool.last, pool.memory.as_str(), pool.access.as_str()),
+        (0x8000_0000, 0xbfff_ffff, "normal", "rw-")
+    );
+    // The guest pool is one 1 GiB block; the image and devices are pages.
+    let tables = line_with(console, "Hyp tables:").expect("tables summary");
+    assert!(tables.contains("1 x 1 GiB blocks"), "{tables}");
+    // Regions do not overlap and are printed in ascending order within the image.
+    let mut image: Vec<_> = rows.iter().filter(|row| row.start < 0x1000_0000).collect();
+    image.sort_by_key(|row| row.start);
+    for pair in image.windows(2) {
+        assert!(pair[0].last < pair[1].start, "{:?} overlaps {:?}", pair[0], pair[1]);
+    }
+}
+
+#[test]
+fn hyp_data_abort_prints_a_decoded_report_and_fails() {
+    let outcome = boot(&["test-fault-unmapped"]);
+    let console = &outcome.transcript;
+    assert_console_has(console, "test: reading unmapped address 0x70000000");
+    assert_console_has(console, "Hyp-mode exception: data abort taken in Hyp mode (vector 0x10)");
+    let hsr = line_with(console, "HSR ").expect("HSR line");
+    assert!(hsr.contains("EC 0x25"), "{hsr}");
+    assert!(hsr.contains("translation fault, level 1"), "{hsr}");
+    let hdfar = line_with(console, "HDFAR").expect("HDFAR line");
+    assert!(hdfar.contains("0x70000000"), "{hdfar}");
+    assert_console_has(console, "ELR_hyp");
+    assert_console_has(console, "mode Hyp");
+    assert_console_lacks(console, "the fault was NOT taken");
+    assert_console_lacks(console, "no VMs configured");
+    assert_eq!(outcome.status, EXIT_FATAL, "{console}");
+}
+
+#[test]
+fn panic_prints_message_and_location_and_fails() {
+    let outcome = boot(&["test-panic"]);
+    let console = &outcome.transcript;
+    assert_console_has(console, "capvisor: FATAL: test panic requested by the test-panic feature");
+    assert_console_has(console, "capvisor: panicked at boards/integrator-cp/src/main.rs:");
+    assert_eq!(outcome.status, EXIT_FATAL, "{console}");
+}
+
+#[test]
+fn uncovered_layout_stops_boot_naming_the_range() {
+    let outcome = boot(&["test-uncovered-layout"]);
+    let console = &outcome.transcript;
+    let refusal = line_with(console, "boot refused:").unwrap_or_else(|| panic!("no refusal:\n{console}"));
+    assert!(refusal.contains("the Hyp tables do not cover"), "{refusal}");
+    assert!(refusal.contains("of region 'text' (normal r-x) is not mapped"), "{refusal}");
+    // The uncovered range is exactly one page: the last page of .text.
+    let range = refusal
+        .split_whitespace()
+        .find(|word| word.starts_with("0x") && word.contains('-'))
+        .expect("a range in the refusal");
+    let (start, last) = range.split_once('-').unwrap();
+    let start = u64::from_str_radix(start.trim_start_matches("0x"), 16).unwrap();
+    let last = u64::from_str_radix(last.trim_start_matches("0x"), 16).unwrap();
+    assert_eq!((start % 0x1000, last - start + 1), (0, 0x1000), "{refusal}");
+    assert!(start > 0x1_0000, "{refusal}");
+    assert_console_lacks(console, "Hyp MMU on");
+    assert_console_lacks(console, "coverage check passed");
+    assert_eq!(outcome.status, EXIT_BOOT_REFUSED, "{console}");
+}

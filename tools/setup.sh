@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Installs what building and running Capvisor needs, and nothing when it is
+# already there: QEMU for 32-bit Arm, the device-tree compiler, gdb-multiarch
+# (Debian packages), and the pinned Rust toolchain with the armv7a-none-eabi
+# target (from rust-toolchain.toml, through rustup).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+missing=()
+command -v qemu-system-arm >/dev/null 2>&1 || missing+=(qemu-system-arm)
+command -v dtc >/dev/null 2>&1 || missing+=(device-tree-compiler)
+command -v gdb-multiarch >/dev/null 2>&1 || missing+=(gdb-multiarch)
+if [ ${#missing[@]} -gt 0 ]; then
+    echo "setup: installing ${missing[*]} with apt"
+    sudo=""
+    if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+if ! command -v rustup >/dev/null 2>&1; then
+    echo "setup: rustup is required (https://rustup.rs); it installs the toolchain in rust-toolchain.toml" >&2
+    exit 1
+fi
+# rustup installs the channel, components and targets named in
+# rust-toolchain.toml the first time a tool runs in this directory.
+toolchain=$(sed -n 's/^channel *= *"\(.*\)"/\1/p' rust-toolchain.toml)
+if ! rustup toolchain list | grep -q "^${toolchain}"; then
+    echo "setup: installing Rust ${toolchain}"
+    rustup toolchain install "${toolchain}" --profile minimal --component rustfmt,clippy --target armv7a-none-eabi
+fi
+if ! rustup target list --installed --toolchain "${toolchain}" | grep -q '^armv7a-none-eabi$'; then
+    echo "setup: adding the armv7a-none-eabi target"
+    rustup target add --toolchain "${toolchain}" armv7a-none-eabi
+fi
+for component in rustfmt clippy; do
+    if ! rustup component list --installed --toolchain "${toolchain}" | grep -q "^${component}"; then
+        rustup component add --toolchain "${toolchain}" "${component}"
+    fi
+done
