@@ -290,6 +290,8 @@ pub enum CoverageProblem {
     WrongAddress { found: u64 },
     /// Mapped with another memory type.
     WrongMemoryType { found: MemoryType },
+    /// Mapped with a memory attribute index Capvisor never programs.
+    UnknownMemoryType { attribute_index: u8 },
     /// Mapped with other permissions (`None`: an encoding Capvisor never
     /// writes, e.g. writable and executable).
     WrongPermissions { found: Option<Permissions> },
@@ -324,6 +326,9 @@ impl fmt::Display for CoverageError {
             }
             CoverageProblem::WrongMemoryType { found } => {
                 write!(f, "is mapped as {} memory", found)
+            }
+            CoverageProblem::UnknownMemoryType { attribute_index } => {
+                write!(f, "is mapped with unknown attribute index {}", attribute_index)
             }
             CoverageProblem::WrongPermissions { found: Some(p) } => {
                 write!(f, "is mapped {}", p)

@@ -97,7 +97,7 @@ fn uncovered_layout_stops_boot_naming_the_range() {
     let outcome = boot(&["test-uncovered-layout"]);
     let console = &outcome.transcript;
     let refusal = line_with(console, "boot refused:").unwrap_or_else(|| panic!("no refusal:\n{console}"));
-    assert!(refusal.contains("the Hyp tables do not cover"), "{refusal}");
+    assert!(refusal.contains("Hyp map coverage check failed:"), "{refusal}");
     assert!(refusal.contains("of region 'text' (normal r-x) is not mapped"), "{refusal}");
     // The uncovered range is exactly one page: the last page of .text.
     let range = refusal

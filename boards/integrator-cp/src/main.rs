@@ -117,7 +117,7 @@ fn build_and_enable_hyp_map() {
     }
     let (mut expectations, expected) = memory_map::expectations();
     if let Err(error) = tables.check_coverage(&expectations[..expected]) {
-        io::refuse_boot(format_args!("the Hyp tables do not cover {}", error));
+        io::refuse_boot(format_args!("Hyp map coverage check failed: {}", error));
     }
     expectations[..expected].sort_unstable_by_key(|expectation| expectation.region().start);
 

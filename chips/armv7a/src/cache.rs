@@ -7,7 +7,7 @@
 //! without build-time cache sizes. QEMU does not model caches, so on QEMU this
 //! only costs a few thousand instructions; on hardware it is required.
 
-/// The DCISW operand for one line: level in bits [3:1], set shifted by
+/// The DCISW operand for one line: level in bits 3:1, set shifted by
 /// log2(line length), way in the top bits. Pure, so it is tested on the host.
 pub const fn set_way_operand(level: u32, set: u32, way: u32, log2_line: u32, log2_ways: u32) -> u32 {
     let way_part = if log2_ways == 0 { 0 } else { way << (32 - log2_ways) };
@@ -33,7 +33,7 @@ pub const fn log2_ceil(value: u32) -> u32 {
 pub unsafe fn invalidate_all_caches() {
     use aarch32_cpu::register::{Ccsidr, Clidr, Csselr, Dcisw, Iciallu, SysRegRead, SysRegWrite};
     let clidr = <Clidr as SysRegRead>::read_raw();
-    // LoC: CLIDR[26:24]; Ctype<n>: 3 bits per level from bit 0.
+    // LoC: CLIDR bits 26:24; Ctype<n>: 3 bits per level from bit 0.
     let level_of_coherency = (clidr >> 24) & 0x7;
     for level in 0..level_of_coherency {
         let cache_type = (clidr >> (level * 3)) & 0x7;
@@ -81,7 +81,7 @@ mod tests {
         // Cortex-A15 L1D: 2 ways, 64-byte lines, 256 sets.
         assert_eq!(set_way_operand(0, 0, 1, 6, 1), 0x8000_0000);
         assert_eq!(set_way_operand(0, 255, 0, 6, 1), 255 << 6);
-        // L2 (level index 1), 16 ways: way 15 in bits [31:28].
+        // L2 (level index 1), 16 ways: way 15 in bits 31:28.
         assert_eq!(set_way_operand(1, 3, 15, 6, 4), 0xf000_0000 | (3 << 6) | 2);
     }
 

@@ -14,19 +14,19 @@ pub const MODE_HYP: u32 = 0x1a;
 pub struct CpuId(pub u32);
 
 impl CpuId {
-    /// Implementer code, bits [31:24] (0x41 = Arm).
+    /// Implementer code, bits 31:24 (0x41 = Arm).
     pub const fn implementer(self) -> u32 {
         self.0 >> 24
     }
-    /// Primary part number, bits [15:4].
+    /// Primary part number, bits 15:4.
     pub const fn part(self) -> u32 {
         (self.0 >> 4) & 0xfff
     }
-    /// Variant, bits [23:20] (the `rN` of `rNpM`).
+    /// Variant, bits 23:20 (the `rN` of `rNpM`).
     pub const fn variant(self) -> u32 {
         (self.0 >> 20) & 0xf
     }
-    /// Revision, bits [3:0] (the `pM` of `rNpM`).
+    /// Revision, bits 3:0 (the `pM` of `rNpM`).
     pub const fn revision(self) -> u32 {
         self.0 & 0xf
     }
@@ -55,7 +55,7 @@ impl fmt::Display for CpuId {
     }
 }
 
-/// Whether ID_PFR1 reports the Virtualization Extensions (bits [15:12] = 1).
+/// Whether ID_PFR1 reports the Virtualization Extensions (bits 15:12 = 1).
 pub const fn has_virtualization_extensions(id_pfr1: u32) -> bool {
     (id_pfr1 >> 12) & 0xf == 1
 }

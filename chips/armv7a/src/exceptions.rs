@@ -9,9 +9,11 @@
 
 use crate::fault::{HypExceptionFrame, HypFault, HypVector};
 use crate::hsr::Hsr;
+#[cfg(target_arch = "arm")]
 use core::sync::atomic::{AtomicBool, Ordering};
 
 /// Set on the first entry to the fatal path.
+#[cfg(target_arch = "arm")]
 static IN_FATAL_PATH: AtomicBool = AtomicBool::new(false);
 
 /// The syndrome and fault-address registers at the time of an exception.

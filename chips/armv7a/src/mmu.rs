@@ -7,8 +7,6 @@
 //! then set HSCTLR.M (translation), C and I (caches) and WXN (no writable page
 //! is ever executable) with the barriers that make each step visible.
 
-use crate::registers::{Htcr, Httbr, TlbiAllH};
-
 /// The Hyp translation settings: table base and attributes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct HypTranslation {
@@ -44,6 +42,7 @@ pub const fn hsctlr_with_mmu_on(current: u32) -> u32 {
 /// with the MMU off.
 #[cfg(target_arch = "arm")]
 pub unsafe fn enable_hyp_mmu(translation: &HypTranslation) {
+    use crate::registers::{Htcr, Httbr, TlbiAllH};
     use aarch32_cpu::asm::{dsb, isb};
     use aarch32_cpu::register::{Hmair0, Hmair1, Hsctlr, SysRegRead, SysRegWrite};
 
