@@ -6,7 +6,8 @@
 BOARD ?= integrator-cp
 TARGET := armv7a-none-eabi
 # Crates that run on the host (unit tests) and those built for the target.
-HOST_CRATES := -p hyp -p armv7a -p integrator-cp -p capsules -p capvisor-runner -p capvisor-tests
+UNIT_CRATES := -p hyp -p armv7a -p integrator-cp -p capsules -p capvisor-runner
+HOST_CRATES := $(UNIT_CRATES) -p capvisor-tests
 TARGET_CRATES := -p hyp -p armv7a -p integrator-cp -p capsules -p capvisor-integrator-cp
 
 .PHONY: all setup program debug build test fmt-check lint unit-test qemu-test clean
@@ -33,7 +34,7 @@ lint: setup
 	cargo clippy --locked $(TARGET_CRATES) --target $(TARGET) -- -D warnings
 
 unit-test: setup
-	cargo test --locked $(filter-out -p capvisor-tests,$(HOST_CRATES))
+	cargo test --locked $(UNIT_CRATES)
 	cargo test --locked -p capvisor-tests --lib
 
 qemu-test: setup

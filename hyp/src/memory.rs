@@ -328,7 +328,11 @@ impl fmt::Display for CoverageError {
                 write!(f, "is mapped as {} memory", found)
             }
             CoverageProblem::UnknownMemoryType { attribute_index } => {
-                write!(f, "is mapped with unknown attribute index {}", attribute_index)
+                write!(
+                    f,
+                    "is mapped with unknown attribute index {}",
+                    attribute_index
+                )
             }
             CoverageProblem::WrongPermissions { found: Some(p) } => {
                 write!(f, "is mapped {}", p)

@@ -47,13 +47,23 @@ pub fn board_image(features: &[&str]) -> PathBuf {
     let mut command = Command::new(cargo);
     command
         .current_dir(&root)
-        .args(["build", "--release", "--locked", "-p", BOARD_PACKAGE, "--target", TARGET])
+        .args([
+            "build",
+            "--release",
+            "--locked",
+            "-p",
+            BOARD_PACKAGE,
+            "--target",
+            TARGET,
+        ])
         .arg("--target-dir")
         .arg(&target_dir);
     if !features.is_empty() {
         command.arg("--features").arg(features.join(","));
     }
-    let output = command.output().expect("cannot run cargo to build the board image");
+    let output = command
+        .output()
+        .expect("cannot run cargo to build the board image");
     assert!(
         output.status.success(),
         "building {} with features {:?} failed:\n{}",

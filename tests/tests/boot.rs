@@ -13,9 +13,18 @@ const EXIT_BOOT_REFUSED: i32 = 3;
 fn boots_to_banner_and_prints_the_memory_map() {
     let outcome = boot(&[]);
     let console = &outcome.transcript;
-    assert_console_has(console, "capvisor: Capvisor 0.1.0: a type-1 hypervisor for ARMv7-A in Hyp mode");
-    assert_console_has(console, "capvisor: board: integrator-cp (QEMU Integrator/CP)");
-    assert_console_has(console, "capvisor: cpu: Arm Cortex-A15 r4p0 (MIDR 0x414fc0f0)");
+    assert_console_has(
+        console,
+        "capvisor: Capvisor 0.1.0: a type-1 hypervisor for ARMv7-A in Hyp mode",
+    );
+    assert_console_has(
+        console,
+        "capvisor: board: integrator-cp (QEMU Integrator/CP)",
+    );
+    assert_console_has(
+        console,
+        "capvisor: cpu: Arm Cortex-A15 r4p0 (MIDR 0x414fc0f0)",
+    );
     assert_console_has(console, "coverage check passed");
     assert_console_has(console, "Hyp MMU on");
     assert_eq!(outcome.status, EXIT_SUCCESS, "{console}");
@@ -28,30 +37,57 @@ fn boots_to_banner_and_prints_the_memory_map() {
             .clone()
     };
     let text = row("text");
-    assert_eq!((text.start, text.memory.as_str(), text.access.as_str()), (0x1_0000, "normal", "r-x"));
+    assert_eq!(
+        (text.start, text.memory.as_str(), text.access.as_str()),
+        (0x1_0000, "normal", "r-x")
+    );
     let rodata = row("rodata");
-    assert_eq!((rodata.start, rodata.access.as_str()), (text.last + 1, "r--"));
+    assert_eq!(
+        (rodata.start, rodata.access.as_str()),
+        (text.last + 1, "r--")
+    );
     for name in ["bss", "stack", "fault-stack"] {
         let region = row(name);
-        assert_eq!((region.memory.as_str(), region.access.as_str()), ("normal", "rw-"), "{name}");
+        assert_eq!(
+            (region.memory.as_str(), region.access.as_str()),
+            ("normal", "rw-"),
+            "{name}"
+        );
         assert_eq!(region.start % 0x1000, 0, "{name} not page aligned");
         assert_eq!((region.last + 1) % 0x1000, 0, "{name} not page aligned");
     }
     let guard = row("stack-guard");
     let stack = row("stack");
     assert!(guard.unmapped, "the stack guard must be unmapped");
-    assert_eq!((guard.last + 1, guard.last - guard.start + 1), (stack.start, 0x1000));
-    for (name, base) in [("uart0", 0x1600_0000), ("pic", 0x1400_0000), ("timers", 0x1300_0000)] {
+    assert_eq!(
+        (guard.last + 1, guard.last - guard.start + 1),
+        (stack.start, 0x1000)
+    );
+    for (name, base) in [
+        ("uart0", 0x1600_0000),
+        ("pic", 0x1400_0000),
+        ("timers", 0x1300_0000),
+    ] {
         let device = row(name);
         assert_eq!(
-            (device.start, device.last, device.memory.as_str(), device.access.as_str()),
+            (
+                device.start,
+                device.last,
+                device.memory.as_str(),
+                device.access.as_str()
+            ),
             (base, base + 0xfff, "device", "rw-"),
             "{name}"
         );
     }
     let pool = row("guest-ram");
     assert_eq!(
-        (pool.start, pool.last, pool.memory.as_str(), pool.access.as_str()),
+        (
+            pool.start,
+            pool.last,
+            pool.memory.as_str(),
+            pool.access.as_str()
+        ),
         (0x8000_0000, 0xbfff_ffff, "normal", "rw-")
     );
     // The guest pool is one 1 GiB block; the image and devices are pages.
@@ -61,7 +97,12 @@ fn boots_to_banner_and_prints_the_memory_map() {
     let mut image: Vec<_> = rows.iter().filter(|row| row.start < 0x1000_0000).collect();
     image.sort_by_key(|row| row.start);
     for pair in image.windows(2) {
-        assert!(pair[0].last < pair[1].start, "{:?} overlaps {:?}", pair[0], pair[1]);
+        assert!(
+            pair[0].last < pair[1].start,
+            "{:?} overlaps {:?}",
+            pair[0],
+            pair[1]
+        );
     }
 }
 
@@ -70,7 +111,10 @@ fn hyp_data_abort_prints_a_decoded_report_and_fails() {
     let outcome = boot(&["test-fault-unmapped"]);
     let console = &outcome.transcript;
     assert_console_has(console, "test: reading unmapped address 0x70000000");
-    assert_console_has(console, "Hyp-mode exception: data abort taken in Hyp mode (vector 0x10)");
+    assert_console_has(
+        console,
+        "Hyp-mode exception: data abort taken in Hyp mode (vector 0x10)",
+    );
     let hsr = line_with(console, "HSR ").expect("HSR line");
     assert!(hsr.contains("EC 0x25"), "{hsr}");
     assert!(hsr.contains("translation fault, level 1"), "{hsr}");
@@ -87,8 +131,14 @@ fn hyp_data_abort_prints_a_decoded_report_and_fails() {
 fn panic_prints_message_and_location_and_fails() {
     let outcome = boot(&["test-panic"]);
     let console = &outcome.transcript;
-    assert_console_has(console, "capvisor: FATAL: test panic requested by the test-panic feature");
-    assert_console_has(console, "capvisor: panicked at boards/integrator-cp/src/main.rs:");
+    assert_console_has(
+        console,
+        "capvisor: FATAL: test panic requested by the test-panic feature",
+    );
+    assert_console_has(
+        console,
+        "capvisor: panicked at boards/integrator-cp/src/main.rs:",
+    );
     assert_eq!(outcome.status, EXIT_FATAL, "{console}");
 }
 
@@ -96,9 +146,16 @@ fn panic_prints_message_and_location_and_fails() {
 fn uncovered_layout_stops_boot_naming_the_range() {
     let outcome = boot(&["test-uncovered-layout"]);
     let console = &outcome.transcript;
-    let refusal = line_with(console, "boot refused:").unwrap_or_else(|| panic!("no refusal:\n{console}"));
-    assert!(refusal.contains("Hyp map coverage check failed:"), "{refusal}");
-    assert!(refusal.contains("of region 'text' (normal r-x) is not mapped"), "{refusal}");
+    let refusal =
+        line_with(console, "boot refused:").unwrap_or_else(|| panic!("no refusal:\n{console}"));
+    assert!(
+        refusal.contains("Hyp map coverage check failed:"),
+        "{refusal}"
+    );
+    assert!(
+        refusal.contains("of region 'text' (normal r-x) is not mapped"),
+        "{refusal}"
+    );
     // The uncovered range is exactly one page: the last page of .text.
     let range = refusal
         .split_whitespace()

@@ -70,9 +70,19 @@ fn panic(info: &core::panic::PanicInfo) -> ! {
     let mut writer = LinePrefixer::new(&uart, PREFIX);
     let _ = writeln!(writer, "FATAL: {}", info.message());
     if let Some(location) = info.location() {
-        let _ = writeln!(writer, "panicked at {}:{}:{}", location.file(), location.line(), location.column());
+        let _ = writeln!(
+            writer,
+            "panicked at {}:{}:{}",
+            location.file(),
+            location.line(),
+            location.column()
+        );
     }
-    let _ = writeln!(writer, "stopping with exit status {}", ExitCode::Fatal.status());
+    let _ = writeln!(
+        writer,
+        "stopping with exit status {}",
+        ExitCode::Fatal.status()
+    );
     uart.flush();
     armv7a::semihosting::exit(ExitCode::Fatal.status())
 }

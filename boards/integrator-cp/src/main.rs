@@ -122,7 +122,14 @@ fn build_and_enable_hyp_map() {
     expectations[..expected].sort_unstable_by_key(|expectation| expectation.region().start);
 
     log!("Hyp memory map (identity, LPAE stage 1, fixed after boot):");
-    log!("  {:<21} {:>9}  {:<6} {}  {}", "range", "size", "type", "acc", "name");
+    log!(
+        "  {:<21} {:>9}  {:<6} {}  {}",
+        "range",
+        "size",
+        "type",
+        "acc",
+        "name"
+    );
     for expectation in &expectations[..expected] {
         match expectation {
             hyp::memory::Expectation::Mapped(region) => log!("  {}", region),
@@ -147,7 +154,10 @@ fn build_and_enable_hyp_map() {
         stats.mib2_blocks,
         stats.pages
     );
-    log!("coverage check passed: {} ranges, every byte as intended", expected);
+    log!(
+        "coverage check passed: {} ranges, every byte as intended",
+        expected
+    );
 
     let translation = HypTranslation {
         table_base: tables.root_table_address(),
@@ -161,7 +171,10 @@ fn build_and_enable_hyp_map() {
     // dropped at the end of this function and HYP_TABLES cannot be taken
     // twice).
     unsafe { armv7a::mmu::enable_hyp_mmu(&translation) };
-    log!("Hyp MMU on: caches on, WXN on, HTTBR {:#010x}", translation.table_base);
+    log!(
+        "Hyp MMU on: caches on, WXN on, HTTBR {:#010x}",
+        translation.table_base
+    );
 }
 
 /// Deliberate failures, compiled in only for the integration tests.

@@ -37,15 +37,38 @@ pub const GUEST_POOL: Region = Region::new(
 
 /// The device register blocks the hypervisor drives.
 pub const DEVICES: [Region; 3] = [
-    Region::new("timers", TIMERS_BASE as u32, DEVICE_PAGE_SIZE as u32, MemoryType::Device, Permissions::ReadWrite),
-    Region::new("pic", PIC_BASE as u32, DEVICE_PAGE_SIZE as u32, MemoryType::Device, Permissions::ReadWrite),
-    Region::new("uart0", UART0_BASE as u32, DEVICE_PAGE_SIZE as u32, MemoryType::Device, Permissions::ReadWrite),
+    Region::new(
+        "timers",
+        TIMERS_BASE as u32,
+        DEVICE_PAGE_SIZE as u32,
+        MemoryType::Device,
+        Permissions::ReadWrite,
+    ),
+    Region::new(
+        "pic",
+        PIC_BASE as u32,
+        DEVICE_PAGE_SIZE as u32,
+        MemoryType::Device,
+        Permissions::ReadWrite,
+    ),
+    Region::new(
+        "uart0",
+        UART0_BASE as u32,
+        DEVICE_PAGE_SIZE as u32,
+        MemoryType::Device,
+        Permissions::ReadWrite,
+    ),
 ];
 
 /// Number of regions in [`regions`].
 pub const REGION_COUNT: usize = 7 + DEVICES.len();
 
-fn section(name: &'static str, start: *const u8, end: *const u8, permissions: Permissions) -> Region {
+fn section(
+    name: &'static str,
+    start: *const u8,
+    end: *const u8,
+    permissions: Permissions,
+) -> Region {
     let start = start as usize as u32;
     let end = end as usize as u32;
     Region::new(name, start, end - start, MemoryType::Normal, permissions)
@@ -54,18 +77,53 @@ fn section(name: &'static str, start: *const u8, end: *const u8, permissions: Pe
 /// The image's sections and stacks, read from the linker script's symbols.
 pub fn image_sections() -> [Region; 6] {
     [
-        section("text", &raw const __text_start, &raw const __text_end, Permissions::ReadExecute),
-        section("rodata", &raw const __rodata_start, &raw const __rodata_end, Permissions::ReadOnly),
-        section("data", &raw const __data_start, &raw const __data_end, Permissions::ReadWrite),
-        section("bss", &raw const __bss_start, &raw const __bss_end, Permissions::ReadWrite),
-        section("stack", &raw const __stack_bottom, &raw const __stack_top, Permissions::ReadWrite),
-        section("fault-stack", &raw const __fault_stack_bottom, &raw const __fault_stack_top, Permissions::ReadWrite),
+        section(
+            "text",
+            &raw const __text_start,
+            &raw const __text_end,
+            Permissions::ReadExecute,
+        ),
+        section(
+            "rodata",
+            &raw const __rodata_start,
+            &raw const __rodata_end,
+            Permissions::ReadOnly,
+        ),
+        section(
+            "data",
+            &raw const __data_start,
+            &raw const __data_end,
+            Permissions::ReadWrite,
+        ),
+        section(
+            "bss",
+            &raw const __bss_start,
+            &raw const __bss_end,
+            Permissions::ReadWrite,
+        ),
+        section(
+            "stack",
+            &raw const __stack_bottom,
+            &raw const __stack_top,
+            Permissions::ReadWrite,
+        ),
+        section(
+            "fault-stack",
+            &raw const __fault_stack_bottom,
+            &raw const __fault_stack_top,
+            Permissions::ReadWrite,
+        ),
     ]
 }
 
 /// The page below the boot stack, which must stay unmapped.
 pub fn stack_guard() -> Region {
-    section("stack-guard", &raw const __stack_guard_start, &raw const __stack_bottom, Permissions::ReadWrite)
+    section(
+        "stack-guard",
+        &raw const __stack_guard_start,
+        &raw const __stack_bottom,
+        Permissions::ReadWrite,
+    )
 }
 
 /// Everything to map: sections (empty ones, such as a `.data` with nothing
@@ -74,7 +132,11 @@ pub fn stack_guard() -> Region {
 pub fn regions() -> ([Region; REGION_COUNT], usize) {
     let mut out = [GUEST_POOL; REGION_COUNT];
     let mut count = 0;
-    for region in image_sections().into_iter().chain(DEVICES).chain([GUEST_POOL]) {
+    for region in image_sections()
+        .into_iter()
+        .chain(DEVICES)
+        .chain([GUEST_POOL])
+    {
         if region.size != 0 {
             out[count] = region;
             count += 1;

@@ -9,8 +9,18 @@
 
 /// The DCISW operand for one line: level in bits 3:1, set shifted by
 /// log2(line length), way in the top bits. Pure, so it is tested on the host.
-pub const fn set_way_operand(level: u32, set: u32, way: u32, log2_line: u32, log2_ways: u32) -> u32 {
-    let way_part = if log2_ways == 0 { 0 } else { way << (32 - log2_ways) };
+pub const fn set_way_operand(
+    level: u32,
+    set: u32,
+    way: u32,
+    log2_line: u32,
+    log2_ways: u32,
+) -> u32 {
+    let way_part = if log2_ways == 0 {
+        0
+    } else {
+        way << (32 - log2_ways)
+    };
     way_part | (set << log2_line) | (level << 1)
 }
 

@@ -49,9 +49,20 @@ impl fmt::Display for CpuId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.name() {
             Some(name) => write!(f, "Arm {}", name)?,
-            None => write!(f, "implementer {:#04x} part {:#05x}", self.implementer(), self.part())?,
+            None => write!(
+                f,
+                "implementer {:#04x} part {:#05x}",
+                self.implementer(),
+                self.part()
+            )?,
         }
-        write!(f, " r{}p{} (MIDR {:#010x})", self.variant(), self.revision(), self.0)
+        write!(
+            f,
+            " r{}p{} (MIDR {:#010x})",
+            self.variant(),
+            self.revision(),
+            self.0
+        )
     }
 }
 
@@ -64,9 +75,9 @@ pub const fn has_virtualization_extensions(id_pfr1: u32) -> bool {
 #[cfg(target_arch = "arm")]
 pub fn cpu_id() -> CpuId {
     {
-    use aarch32_cpu::register::{Midr, SysRegRead};
-    CpuId(<Midr as SysRegRead>::read_raw())
-}
+        use aarch32_cpu::register::{Midr, SysRegRead};
+        CpuId(<Midr as SysRegRead>::read_raw())
+    }
 }
 
 /// Reads ID_PFR1.
@@ -81,7 +92,9 @@ pub fn id_pfr1() -> u32 {
 pub fn current_mode() -> u32 {
     let cpsr: u32;
     // SAFETY: reading CPSR has no side effects.
-    unsafe { core::arch::asm!("mrs {}, cpsr", out(reg) cpsr, options(nomem, nostack, preserves_flags)) };
+    unsafe {
+        core::arch::asm!("mrs {}, cpsr", out(reg) cpsr, options(nomem, nostack, preserves_flags))
+    };
     cpsr & 0x1f
 }
 
@@ -102,7 +115,10 @@ mod tests {
     fn unknown_core_prints_its_codes() {
         let id = CpuId(0x5100_1234);
         assert_eq!(id.name(), None);
-        assert_eq!(format!("{}", id), "implementer 0x51 part 0x123 r0p4 (MIDR 0x51001234)");
+        assert_eq!(
+            format!("{}", id),
+            "implementer 0x51 part 0x123 r0p4 (MIDR 0x51001234)"
+        );
     }
 
     #[test]

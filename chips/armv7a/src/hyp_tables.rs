@@ -32,7 +32,7 @@
 //! ```
 //! use armv7a::hyp_tables::HypTables;
 //! use hyp::memory::{Expectation, MemoryType, Permissions, Region};
-//! let mut tables: Box<HypTables<1, 1>> = Box::new(HypTables::new());
+//! let mut tables: Box<HypTables<1, 1>> = Box::default();
 //! let uart = Region::new("uart0", 0x1600_0000, 0x1000, MemoryType::Device, Permissions::ReadWrite);
 //! tables.map(&uart).unwrap();
 //! assert!(tables.check_coverage(&[Expectation::Mapped(uart)]).is_ok());
@@ -202,7 +202,7 @@ impl<const L2_TABLES: usize, const L3_TABLES: usize> HypTables<L2_TABLES, L3_TAB
         if region.size == 0 {
             return Err(MapError::Empty { region });
         }
-        if region.start % PAGE_SIZE != 0 || region.size % PAGE_SIZE != 0 {
+        if !region.start.is_multiple_of(PAGE_SIZE) || !region.size.is_multiple_of(PAGE_SIZE) {
             return Err(MapError::Misaligned { region });
         }
         if region.end() > 1 << 32 {
@@ -278,14 +278,17 @@ impl<const L2_TABLES: usize, const L3_TABLES: usize> HypTables<L2_TABLES, L3_TAB
         let mut address = region.start as u64;
         while address < end {
             let gib_slot = (address / GIB) as usize;
-            if address % GIB == 0 && end - address >= GIB && self.level1.entries[gib_slot] == 0 {
+            if address.is_multiple_of(GIB)
+                && end - address >= GIB
+                && self.level1.entries[gib_slot] == 0
+            {
                 self.level1.entries[gib_slot] = address | attributes | TYPE_BLOCK;
                 address += GIB;
                 continue;
             }
             let level2 = self.level2_table_for(gib_slot);
             let mib2_slot = ((address >> 21) & 511) as usize;
-            if address % MIB2 == 0
+            if address.is_multiple_of(MIB2)
                 && end - address >= MIB2
                 && self.level2[level2].entries[mib2_slot] == 0
             {
@@ -306,7 +309,10 @@ impl<const L2_TABLES: usize, const L3_TABLES: usize> HypTables<L2_TABLES, L3_TAB
             return index;
         }
         // `map` counted the tables it needs before writing anything.
-        assert!(self.level2_used < L2_TABLES, "level-2 table pool miscounted");
+        assert!(
+            self.level2_used < L2_TABLES,
+            "level-2 table pool miscounted"
+        );
         let index = self.level2_used;
         self.level2_used += 1;
         self.level1.entries[slot] = self.level2[index].address() | TYPE_TABLE_OR_PAGE;
@@ -318,7 +324,10 @@ impl<const L2_TABLES: usize, const L3_TABLES: usize> HypTables<L2_TABLES, L3_TAB
         if let Some(index) = self.level3_index(self.level2[level2].entries[slot]) {
             return index;
         }
-        assert!(self.level3_used < L3_TABLES, "level-3 table pool miscounted");
+        assert!(
+            self.level3_used < L3_TABLES,
+            "level-3 table pool miscounted"
+        );
         let index = self.level3_used;
         self.level3_used += 1;
         self.level2[level2].entries[slot] = self.level3[index].address() | TYPE_TABLE_OR_PAGE;
@@ -349,25 +358,44 @@ impl<const L2_TABLES: usize, const L3_TABLES: usize> HypTables<L2_TABLES, L3_TAB
     fn lookup(&self, address: u64) -> Lookup {
         let level1 = self.level1.entries[(address / GIB) as usize];
         match level1 & TYPE_MASK {
-            TYPE_BLOCK => return Lookup::Leaf { descriptor: level1, size: GIB },
+            TYPE_BLOCK => {
+                return Lookup::Leaf {
+                    descriptor: level1,
+                    size: GIB,
+                }
+            }
             TYPE_TABLE_OR_PAGE => {}
             _ => return Lookup::Invalid { size: GIB },
         }
         let Some(level2) = self.level2_index(level1) else {
-            return Lookup::StrayTable { address: level1 & ADDRESS_MASK, size: GIB };
+            return Lookup::StrayTable {
+                address: level1 & ADDRESS_MASK,
+                size: GIB,
+            };
         };
         let descriptor = self.level2[level2].entries[((address >> 21) & 511) as usize];
         match descriptor & TYPE_MASK {
-            TYPE_BLOCK => return Lookup::Leaf { descriptor, size: MIB2 },
+            TYPE_BLOCK => {
+                return Lookup::Leaf {
+                    descriptor,
+                    size: MIB2,
+                }
+            }
             TYPE_TABLE_OR_PAGE => {}
             _ => return Lookup::Invalid { size: MIB2 },
         }
         let Some(level3) = self.level3_index(descriptor) else {
-            return Lookup::StrayTable { address: descriptor & ADDRESS_MASK, size: MIB2 };
+            return Lookup::StrayTable {
+                address: descriptor & ADDRESS_MASK,
+                size: MIB2,
+            };
         };
         let page = self.level3[level3].entries[((address >> 12) & 511) as usize];
         if page & TYPE_MASK == TYPE_TABLE_OR_PAGE {
-            Lookup::Leaf { descriptor: page, size: PAGE }
+            Lookup::Leaf {
+                descriptor: page,
+                size: PAGE,
+            }
         } else {
             // 0b01 at level 3 is reserved: the MMU treats it as invalid.
             Lookup::Invalid { size: PAGE }
@@ -376,10 +404,16 @@ impl<const L2_TABLES: usize, const L3_TABLES: usize> HypTables<L2_TABLES, L3_TAB
 
     /// What is wrong at `address` for `expectation`, and how far (exclusive)
     /// the descriptor that decided it reaches.
-    fn problem_at(&self, expectation: &Expectation, address: u64) -> (Option<CoverageProblem>, u64) {
+    fn problem_at(
+        &self,
+        expectation: &Expectation,
+        address: u64,
+    ) -> (Option<CoverageProblem>, u64) {
         let lookup = self.lookup(address);
         let size = match lookup {
-            Lookup::Invalid { size } | Lookup::Leaf { size, .. } | Lookup::StrayTable { size, .. } => size,
+            Lookup::Invalid { size }
+            | Lookup::Leaf { size, .. }
+            | Lookup::StrayTable { size, .. } => size,
         };
         let next = (address & !(size - 1)) + size;
         let problem = match (expectation, lookup) {
@@ -483,7 +517,10 @@ fn leaf_attributes(region: &Region) -> u64 {
 /// Decodes the permissions of a leaf descriptor (`None`: writable and
 /// executable, which Capvisor never maps).
 fn decode_permissions(descriptor: u64) -> Option<Permissions> {
-    match (descriptor & AP2_READ_ONLY != 0, descriptor & EXECUTE_NEVER != 0) {
+    match (
+        descriptor & AP2_READ_ONLY != 0,
+        descriptor & EXECUTE_NEVER != 0,
+    ) {
         (true, false) => Some(Permissions::ReadExecute),
         (true, true) => Some(Permissions::ReadOnly),
         (false, true) => Some(Permissions::ReadWrite),
@@ -493,7 +530,12 @@ fn decode_permissions(descriptor: u64) -> Option<Permissions> {
 
 /// What is wrong with leaf `descriptor` (spanning `size` bytes) for
 /// `address` in `region`.
-fn leaf_problem(region: &Region, descriptor: u64, size: u64, address: u64) -> Option<CoverageProblem> {
+fn leaf_problem(
+    region: &Region,
+    descriptor: u64,
+    size: u64,
+    address: u64,
+) -> Option<CoverageProblem> {
     let base = address & !(size - 1);
     let output = descriptor & ADDRESS_MASK & !(size - 1);
     if output != base {
@@ -534,7 +576,7 @@ mod tests {
     type Tables = HypTables<4, 8>;
 
     fn tables() -> Box<Tables> {
-        Box::new(Tables::new())
+        Box::default()
     }
 
     fn normal(name: &'static str, start: u32, size: u32, permissions: Permissions) -> Region {
@@ -542,7 +584,13 @@ mod tests {
     }
 
     fn device(name: &'static str, start: u32) -> Region {
-        Region::new(name, start, 0x1000, MemoryType::Device, Permissions::ReadWrite)
+        Region::new(
+            name,
+            start,
+            0x1000,
+            MemoryType::Device,
+            Permissions::ReadWrite,
+        )
     }
 
     /// Every table entry, for before/after comparisons.
@@ -575,7 +623,12 @@ mod tests {
             device("timers", 0x1300_0000),
             device("pic", 0x1400_0000),
             device("uart0", 0x1600_0000),
-            normal("guest-ram", 0x8000_0000, 0x4000_0000, Permissions::ReadWrite),
+            normal(
+                "guest-ram",
+                0x8000_0000,
+                0x4000_0000,
+                Permissions::ReadWrite
+            ),
         ]
     }
 
@@ -608,41 +661,90 @@ mod tests {
     fn attribute_bits_per_kind() {
         let t = mapped_layout();
         let (text, _) = leaf(&t, 0x1_0000);
-        assert_eq!(text, 0x1_0000 | 0b11 | (0b11 << 8) | (1 << 10) | (1 << 7) | (1 << 6));
+        assert_eq!(
+            text,
+            0x1_0000 | 0b11 | (0b11 << 8) | (1 << 10) | (1 << 7) | (1 << 6)
+        );
         let (rodata, _) = leaf(&t, 0x1_3000);
-        assert_eq!(rodata, 0x1_3000 | 0b11 | (0b11 << 8) | (1 << 10) | (1 << 7) | (1 << 6) | (1 << 54));
+        assert_eq!(
+            rodata,
+            0x1_3000 | 0b11 | (0b11 << 8) | (1 << 10) | (1 << 7) | (1 << 6) | (1 << 54)
+        );
         let (data, _) = leaf(&t, 0x1_4000);
-        assert_eq!(data, 0x1_4000 | 0b11 | (0b11 << 8) | (1 << 10) | (1 << 6) | (1 << 54));
+        assert_eq!(
+            data,
+            0x1_4000 | 0b11 | (0b11 << 8) | (1 << 10) | (1 << 6) | (1 << 54)
+        );
         let (uart, _) = leaf(&t, 0x1600_0000);
-        assert_eq!(uart, 0x1600_0000 | 0b11 | (1 << 2) | (0b10 << 8) | (1 << 10) | (1 << 6) | (1 << 54));
+        assert_eq!(
+            uart,
+            0x1600_0000 | 0b11 | (1 << 2) | (0b10 << 8) | (1 << 10) | (1 << 6) | (1 << 54)
+        );
         let (pool, size) = leaf(&t, 0x9234_5000);
         assert_eq!(size, GIB);
-        assert_eq!(pool, 0x8000_0000 | 0b01 | (0b11 << 8) | (1 << 10) | (1 << 6) | (1 << 54));
+        assert_eq!(
+            pool,
+            0x8000_0000 | 0b01 | (0b11 << 8) | (1 << 10) | (1 << 6) | (1 << 54)
+        );
     }
 
     #[test]
     fn one_gib_block_needs_no_table() {
         let mut t = tables();
-        t.map(&normal("pool", 0x8000_0000, 0x4000_0000, Permissions::ReadWrite)).unwrap();
+        t.map(&normal(
+            "pool",
+            0x8000_0000,
+            0x4000_0000,
+            Permissions::ReadWrite,
+        ))
+        .unwrap();
         assert_eq!(t.tables_used(), (0, 0));
-        assert_eq!(t.mapping_stats(), MappingStats { gib_blocks: 1, mib2_blocks: 0, pages: 0 });
+        assert_eq!(
+            t.mapping_stats(),
+            MappingStats {
+                gib_blocks: 1,
+                mib2_blocks: 0,
+                pages: 0
+            }
+        );
     }
 
     #[test]
     fn two_mib_blocks_where_aligned() {
         let mut t = tables();
-        t.map(&normal("r", 0x0020_0000, 0x0040_0000, Permissions::ReadWrite)).unwrap();
+        t.map(&normal(
+            "r",
+            0x0020_0000,
+            0x0040_0000,
+            Permissions::ReadWrite,
+        ))
+        .unwrap();
         assert_eq!(t.tables_used(), (1, 0));
-        assert_eq!(t.mapping_stats(), MappingStats { gib_blocks: 0, mib2_blocks: 2, pages: 0 });
+        assert_eq!(
+            t.mapping_stats(),
+            MappingStats {
+                gib_blocks: 0,
+                mib2_blocks: 2,
+                pages: 0
+            }
+        );
         assert_eq!(leaf(&t, 0x0050_0000).1, MIB2);
     }
 
     #[test]
     fn pages_for_small_regions() {
         let mut t = tables();
-        t.map(&normal("text", 0x1_0000, 0x3000, Permissions::ReadExecute)).unwrap();
+        t.map(&normal("text", 0x1_0000, 0x3000, Permissions::ReadExecute))
+            .unwrap();
         assert_eq!(t.tables_used(), (1, 1));
-        assert_eq!(t.mapping_stats(), MappingStats { gib_blocks: 0, mib2_blocks: 0, pages: 3 });
+        assert_eq!(
+            t.mapping_stats(),
+            MappingStats {
+                gib_blocks: 0,
+                mib2_blocks: 0,
+                pages: 3
+            }
+        );
     }
 
     #[test]
@@ -652,7 +754,14 @@ mod tests {
         let r = normal("r", 0x0030_0000, 0x0040_0000, Permissions::ReadOnly);
         t.map(&r).unwrap();
         assert_eq!(t.tables_used(), (1, 2));
-        assert_eq!(t.mapping_stats(), MappingStats { gib_blocks: 0, mib2_blocks: 1, pages: 512 });
+        assert_eq!(
+            t.mapping_stats(),
+            MappingStats {
+                gib_blocks: 0,
+                mib2_blocks: 1,
+                pages: 512
+            }
+        );
         assert!(t.check_coverage(&[Expectation::Mapped(r)]).is_ok());
         assert!(t.lookup(0x002f_f000) == Lookup::Invalid { size: PAGE });
         assert!(t.lookup(0x0070_0000) == Lookup::Invalid { size: PAGE });
@@ -672,11 +781,26 @@ mod tests {
         let mut t = mapped_layout();
         let before = snapshot(&t);
         let cases = [
-            (normal("empty", 0x5000_0000, 0, Permissions::ReadOnly), "Empty"),
-            (normal("odd-start", 0x5000_0800, 0x1000, Permissions::ReadOnly), "Misaligned"),
-            (normal("odd-size", 0x5000_0000, 0x1800, Permissions::ReadOnly), "Misaligned"),
-            (normal("wraps", 0xffff_f000, 0x2000, Permissions::ReadOnly), "Wraps"),
-            (normal("overlap", 0x1_2000, 0x2000, Permissions::ReadOnly), "Overlaps"),
+            (
+                normal("empty", 0x5000_0000, 0, Permissions::ReadOnly),
+                "Empty",
+            ),
+            (
+                normal("odd-start", 0x5000_0800, 0x1000, Permissions::ReadOnly),
+                "Misaligned",
+            ),
+            (
+                normal("odd-size", 0x5000_0000, 0x1800, Permissions::ReadOnly),
+                "Misaligned",
+            ),
+            (
+                normal("wraps", 0xffff_f000, 0x2000, Permissions::ReadOnly),
+                "Wraps",
+            ),
+            (
+                normal("overlap", 0x1_2000, 0x2000, Permissions::ReadOnly),
+                "Overlaps",
+            ),
         ];
         for (region, kind) in cases {
             let error = t.map(&region).unwrap_err();
@@ -716,13 +840,15 @@ mod tests {
         t.map(&a).unwrap();
         t.map(&b).unwrap();
         assert_eq!(t.tables_used(), (1, 1));
-        assert!(t.check_coverage(&[Expectation::Mapped(a), Expectation::Mapped(b)]).is_ok());
+        assert!(t
+            .check_coverage(&[Expectation::Mapped(a), Expectation::Mapped(b)])
+            .is_ok());
         assert_eq!(t.regions(), &[a, b]);
     }
 
     #[test]
     fn out_of_tables_with_a_tiny_pool() {
-        let mut t: Box<HypTables<1, 1>> = Box::new(HypTables::new());
+        let mut t: Box<HypTables<1, 1>> = Box::default();
         t.map(&device("uart0", 0x1600_0000)).unwrap();
         let before_used = t.tables_used();
         let error = t.map(&device("pic", 0x1400_0000)).unwrap_err();
@@ -730,18 +856,29 @@ mod tests {
         assert_eq!(t.tables_used(), before_used);
         assert_eq!(t.regions().len(), 1);
         // A second level-2 table is also out of reach.
-        let error = t.map(&normal("far", 0x4000_0000, 0x1000, Permissions::ReadOnly)).unwrap_err();
+        let error = t
+            .map(&normal("far", 0x4000_0000, 0x1000, Permissions::ReadOnly))
+            .unwrap_err();
         assert!(matches!(error, MapError::OutOfTables { .. }), "{error:?}");
     }
 
     #[test]
     fn too_many_regions() {
-        let mut t: Box<HypTables<1, 1>> = Box::new(HypTables::new());
+        let mut t: Box<HypTables<1, 1>> = Box::default();
         for i in 0..MAX_REGIONS as u32 {
-            t.map(&normal("page", i * 0x1000, 0x1000, Permissions::ReadOnly)).unwrap();
+            t.map(&normal("page", i * 0x1000, 0x1000, Permissions::ReadOnly))
+                .unwrap();
         }
-        let error = t.map(&normal("one-more", 0x10_0000, 0x1000, Permissions::ReadOnly));
-        assert!(matches!(error, Err(MapError::TooManyRegions { .. })), "{error:?}");
+        let error = t.map(&normal(
+            "one-more",
+            0x10_0000,
+            0x1000,
+            Permissions::ReadOnly,
+        ));
+        assert!(
+            matches!(error, Err(MapError::TooManyRegions { .. })),
+            "{error:?}"
+        );
     }
 
     #[test]
@@ -774,8 +911,11 @@ mod tests {
     fn coverage_reports_the_whole_unmapped_run() {
         let mut t = tables();
         let wanted = normal("big", 0x10_0000, 0x30_0000, Permissions::ReadOnly);
-        t.map(&normal("part", 0x10_0000, 0x1000, Permissions::ReadOnly)).unwrap();
-        let error = t.check_coverage(&[Expectation::Mapped(wanted)]).unwrap_err();
+        t.map(&normal("part", 0x10_0000, 0x1000, Permissions::ReadOnly))
+            .unwrap();
+        let error = t
+            .check_coverage(&[Expectation::Mapped(wanted)])
+            .unwrap_err();
         assert_eq!((error.start, error.last), (0x10_1000, 0x3f_ffff));
     }
 
@@ -794,11 +934,18 @@ mod tests {
         assert_eq!(error.region.name, "rodata");
         assert_eq!(
             error.problem,
-            CoverageProblem::WrongPermissions { found: Some(Permissions::ReadWrite) }
+            CoverageProblem::WrongPermissions {
+                found: Some(Permissions::ReadWrite)
+            }
         );
         let uart_only = [Expectation::Mapped(device("uart0", 0x1600_0000))];
         let error = t.check_coverage(&uart_only).unwrap_err();
-        assert_eq!(error.problem, CoverageProblem::WrongMemoryType { found: MemoryType::Normal });
+        assert_eq!(
+            error.problem,
+            CoverageProblem::WrongMemoryType {
+                found: MemoryType::Normal
+            }
+        );
     }
 
     #[test]
@@ -817,32 +964,47 @@ mod tests {
         t.corrupt(0x1_3000, 1 << 20, false);
         let error = t.check_coverage(&expectations()).unwrap_err();
         assert_eq!(error.region.name, "rodata");
-        assert_eq!(error.problem, CoverageProblem::WrongAddress { found: 0x11_3000 });
+        assert_eq!(
+            error.problem,
+            CoverageProblem::WrongAddress { found: 0x11_3000 }
+        );
 
         // Execute permission sneaking into writable data.
         let mut t = mapped_layout();
         t.corrupt(0x1_4000, EXECUTE_NEVER, false);
         let error = t.check_coverage(&expectations()).unwrap_err();
-        assert_eq!(error.problem, CoverageProblem::WrongPermissions { found: None });
+        assert_eq!(
+            error.problem,
+            CoverageProblem::WrongPermissions { found: None }
+        );
 
         // The access flag cleared.
         let mut t = mapped_layout();
         t.corrupt(0x1600_0000, ACCESS_FLAG, false);
         let error = t.check_coverage(&expectations()).unwrap_err();
-        assert_eq!((error.region.name, error.problem), ("uart0", CoverageProblem::Unmapped));
+        assert_eq!(
+            (error.region.name, error.problem),
+            ("uart0", CoverageProblem::Unmapped)
+        );
 
         // An unknown attribute index in the 1 GiB block.
         let mut t = mapped_layout();
         t.corrupt(0x8000_0000, 0b100 << 2, false);
         let error = t.check_coverage(&expectations()).unwrap_err();
-        assert_eq!(error.problem, CoverageProblem::UnknownMemoryType { attribute_index: 4 });
+        assert_eq!(
+            error.problem,
+            CoverageProblem::UnknownMemoryType { attribute_index: 4 }
+        );
 
         // A table descriptor pointing somewhere else.
         let mut t = mapped_layout();
         t.corrupt(0x1_0000, 1 << 13, true);
         let error = t.check_coverage(&expectations()).unwrap_err();
         assert_eq!(error.region.name, "text");
-        assert!(matches!(error.problem, CoverageProblem::WrongAddress { .. }), "{error:?}");
+        assert!(
+            matches!(error.problem, CoverageProblem::WrongAddress { .. }),
+            "{error:?}"
+        );
     }
 
     #[test]
@@ -850,7 +1012,10 @@ mod tests {
         let mut t = mapped_layout();
         t.corrupt(0x1_0000, 0b10, false); // 0b11 -> 0b01
         let error = t.check_coverage(&expectations()).unwrap_err();
-        assert_eq!((error.start, error.last, error.problem), (0x1_0000, 0x1_0fff, CoverageProblem::Unmapped));
+        assert_eq!(
+            (error.start, error.last, error.problem),
+            (0x1_0000, 0x1_0fff, CoverageProblem::Unmapped)
+        );
     }
 
     #[test]

@@ -5,7 +5,9 @@
 //! (its `SysReg`/`SysReg64` traits), so the rest of the crate reads them the
 //! same way. Encodings are from the ARMv7-A Architecture Reference Manual.
 
-use aarch32_cpu::register::{SysReg, SysReg64, SysRegRead, SysRegRead64, SysRegWrite, SysRegWrite64};
+use aarch32_cpu::register::{
+    SysReg, SysReg64, SysRegRead, SysRegRead64, SysRegWrite, SysRegWrite64,
+};
 
 /// HTTBR (*Hyp Translation Table Base Register*), 64-bit:
 /// `mcrr p15, 4, <lo>, <hi>, c2`.

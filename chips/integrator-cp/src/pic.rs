@@ -16,8 +16,8 @@
 
 use hyp::utilities::StaticRef;
 use tock_registers::interfaces::{Readable, Writeable};
-use tock_registers::registers::{ReadOnly, ReadWrite, WriteOnly};
 use tock_registers::register_structs;
+use tock_registers::registers::{ReadOnly, ReadWrite, WriteOnly};
 
 register_structs! {
     /// The PIC register block.

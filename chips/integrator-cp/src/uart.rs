@@ -174,7 +174,9 @@ impl Pl011 {
     /// The PrimeCell peripheral ID (0x00041011 for a PL011 r1p5).
     pub fn peripheral_id(&self) -> u32 {
         let regs = &*self.registers;
-        (0..4).fold(0, |id, i| id | ((regs.periph_id[i].get() & 0xff) << (8 * i)))
+        (0..4).fold(0, |id, i| {
+            id | ((regs.periph_id[i].get() & 0xff) << (8 * i))
+        })
     }
 }
 

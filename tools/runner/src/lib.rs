@@ -80,8 +80,9 @@ impl Loader {
         }
         Ok(Loader {
             file: PathBuf::from(file),
-            address: parse_number(address)
-                .ok_or_else(|| RunError::Usage(format!("bad address {address:?} in loader {text:?}")))?,
+            address: parse_number(address).ok_or_else(|| {
+                RunError::Usage(format!("bad address {address:?} in loader {text:?}"))
+            })?,
         })
     }
 }
@@ -261,13 +262,25 @@ pub enum RunError {
     /// Bad command-line usage.
     Usage(String),
     /// The expected text did not appear in time.
-    Timeout { waiting_for: String, after: Duration, transcript: String },
+    Timeout {
+        waiting_for: String,
+        after: Duration,
+        transcript: String,
+    },
     /// QEMU exited before the expected text appeared.
-    ExitedEarly { waiting_for: String, status: Option<i32>, transcript: String },
+    ExitedEarly {
+        waiting_for: String,
+        status: Option<i32>,
+        transcript: String,
+    },
     /// QEMU was killed by a signal.
     Killed { transcript: String },
     /// QEMU exited with another status than expected.
-    WrongStatus { expected: i32, status: i32, transcript: String },
+    WrongStatus {
+        expected: i32,
+        status: i32,
+        transcript: String,
+    },
     /// Writing to QEMU's console failed.
     Console { error: String, transcript: String },
 }
@@ -291,7 +304,11 @@ impl fmt::Display for RunError {
         match self {
             RunError::UnknownBoard { name } => {
                 let known: Vec<_> = BOARDS.iter().map(|b| b.name).collect();
-                write!(f, "unknown board {name:?} (known boards: {})", known.join(", "))?
+                write!(
+                    f,
+                    "unknown board {name:?} (known boards: {})",
+                    known.join(", ")
+                )?
             }
             RunError::MissingFile { what, path } => {
                 write!(f, "{what} {} does not exist", path.display())?
@@ -303,19 +320,25 @@ impl fmt::Display for RunError {
             )?,
             RunError::Spawn(error) => write!(f, "cannot start QEMU: {error}")?,
             RunError::Usage(message) => write!(f, "{message}")?,
-            RunError::Timeout { waiting_for, after, .. } => write!(
+            RunError::Timeout {
+                waiting_for, after, ..
+            } => write!(
                 f,
                 "timed out after {:.1} s waiting for {waiting_for}",
                 after.as_secs_f64()
             )?,
-            RunError::ExitedEarly { waiting_for, status, .. } => match status {
+            RunError::ExitedEarly {
+                waiting_for,
+                status,
+                ..
+            } => match status {
                 Some(status) => write!(f, "QEMU exited with status {status} before {waiting_for}")?,
                 None => write!(f, "QEMU was killed by a signal before {waiting_for}")?,
             },
             RunError::Killed { .. } => write!(f, "QEMU was killed by a signal")?,
-            RunError::WrongStatus { expected, status, .. } => {
-                write!(f, "QEMU exited with status {status}, expected {expected}")?
-            }
+            RunError::WrongStatus {
+                expected, status, ..
+            } => write!(f, "QEMU exited with status {status}, expected {expected}")?,
             RunError::Console { error, .. } => write!(f, "cannot write to the console: {error}")?,
         }
         if let Some(transcript) = self.transcript() {
@@ -394,7 +417,12 @@ impl Session {
 
     /// Everything QEMU has written so far.
     pub fn transcript(&self) -> String {
-        self.console.0.lock().expect("console lock").transcript.clone()
+        self.console
+            .0
+            .lock()
+            .expect("console lock")
+            .transcript
+            .clone()
     }
 
     /// Waits until a console line containing `text` appears (a final line
@@ -411,7 +439,9 @@ impl Session {
                 let line_end = console.transcript[found..]
                     .find('\n')
                     .map_or(console.transcript.len(), |i| found + i + 1);
-                let line = console.transcript[line_start..line_end].trim_end().to_string();
+                let line = console.transcript[line_start..line_end]
+                    .trim_end()
+                    .to_string();
                 console.consumed = line_end;
                 return Ok(line);
             }
@@ -443,7 +473,9 @@ impl Session {
     /// Types `text` on the console.
     pub fn send(&mut self, text: &str) -> Result<(), RunError> {
         let result = match self.stdin.as_mut() {
-            Some(stdin) => stdin.write_all(text.as_bytes()).and_then(|()| stdin.flush()),
+            Some(stdin) => stdin
+                .write_all(text.as_bytes())
+                .and_then(|()| stdin.flush()),
             None => Err(std::io::Error::other("stdin closed")),
         };
         result.map_err(|error| RunError::Console {
@@ -587,7 +619,8 @@ mod tests {
     /// A fake QEMU: a shell script in a fresh temporary directory, and a
     /// kernel file for the existence check.
     fn fake_qemu(name: &str, script: &str) -> QemuCommand {
-        let dir = std::env::temp_dir().join(format!("capvisor-runner-{}-{name}", std::process::id()));
+        let dir =
+            std::env::temp_dir().join(format!("capvisor-runner-{}-{name}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let program = dir.join("qemu");
         std::fs::write(&program, format!("#!/bin/sh\n{script}\n")).unwrap();
@@ -605,9 +638,23 @@ mod tests {
         assert_eq!(
             command.args(ConsoleMode::Captured),
             [
-                "-M", "integratorcp", "-cpu", "cortex-a15", "-m", "1024", "-kernel", "/tmp/k.elf",
-                "-semihosting-config", "enable=on,target=native", "-no-reboot", "-display", "none",
-                "-serial", "stdio", "-monitor", "none"
+                "-M",
+                "integratorcp",
+                "-cpu",
+                "cortex-a15",
+                "-m",
+                "1024",
+                "-kernel",
+                "/tmp/k.elf",
+                "-semihosting-config",
+                "enable=on,target=native",
+                "-no-reboot",
+                "-display",
+                "none",
+                "-serial",
+                "stdio",
+                "-monitor",
+                "none"
             ]
         );
     }
@@ -615,7 +662,9 @@ mod tests {
     #[test]
     fn interactive_command_line_with_loaders_icount_and_gdb() {
         let mut command = QemuCommand::new(integrator(), "k.elf");
-        command.loaders.push(Loader::parse("guest.bin@0x80000000").unwrap());
+        command
+            .loaders
+            .push(Loader::parse("guest.bin@0x80000000").unwrap());
         command.icount = true;
         command.gdb_port = Some(1234);
         let args = command.args(ConsoleMode::Interactive);
@@ -637,7 +686,10 @@ mod tests {
     #[test]
     fn unknown_board_lists_known_ones() {
         let error = board("pdp11").unwrap_err();
-        assert_eq!(error.to_string(), "unknown board \"pdp11\" (known boards: integrator-cp)");
+        assert_eq!(
+            error.to_string(),
+            "unknown board \"pdp11\" (known boards: integrator-cp)"
+        );
     }
 
     #[test]
@@ -674,9 +726,15 @@ mod tests {
     fn expect_finds_lines_in_order_and_status_is_read() {
         let command = fake_qemu("order", "printf 'one\\r\\ntwo\\nthree'; exit 3");
         let mut session = Session::start(&command).unwrap();
-        assert_eq!(session.expect("tw", Duration::from_secs(10)).unwrap(), "two");
+        assert_eq!(
+            session.expect("tw", Duration::from_secs(10)).unwrap(),
+            "two"
+        );
         // A final line without a newline (a prompt) matches too.
-        assert_eq!(session.expect("thr", Duration::from_secs(10)).unwrap(), "three");
+        assert_eq!(
+            session.expect("thr", Duration::from_secs(10)).unwrap(),
+            "three"
+        );
         assert_eq!(session.wait_exit(Duration::from_secs(10)).unwrap(), 3);
         assert_eq!(session.transcript(), "one\ntwo\nthree");
     }
@@ -687,7 +745,16 @@ mod tests {
         let mut session = Session::start(&command).unwrap();
         session.expect("same", Duration::from_secs(10)).unwrap();
         let error = session.expect("same", Duration::from_secs(10)).unwrap_err();
-        assert!(matches!(error, RunError::ExitedEarly { status: Some(0), .. }), "{error}");
+        assert!(
+            matches!(
+                error,
+                RunError::ExitedEarly {
+                    status: Some(0),
+                    ..
+                }
+            ),
+            "{error}"
+        );
     }
 
     #[test]
@@ -695,19 +762,36 @@ mod tests {
         let command = fake_qemu("timeout", "echo booting; exec sleep 30");
         let mut session = Session::start(&command).unwrap();
         let start = Instant::now();
-        let error = session.expect("never", Duration::from_millis(300)).unwrap_err();
+        let error = session
+            .expect("never", Duration::from_millis(300))
+            .unwrap_err();
         assert!(start.elapsed() < Duration::from_secs(5));
         let text = error.to_string();
-        assert!(text.starts_with("timed out after 0.3 s waiting for \"never\""), "{text}");
-        assert!(text.contains("----- console transcript (1 lines) -----\nbooting\n----- end of transcript -----"), "{text}");
+        assert!(
+            text.starts_with("timed out after 0.3 s waiting for \"never\""),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "----- console transcript (1 lines) -----\nbooting\n----- end of transcript -----"
+            ),
+            "{text}"
+        );
     }
 
     #[test]
     fn early_exit_names_the_status() {
         let command = fake_qemu("early", "echo bye; exit 2");
         let mut session = Session::start(&command).unwrap();
-        let error = session.expect("banner", Duration::from_secs(10)).unwrap_err();
-        assert!(error.to_string().starts_with("QEMU exited with status 2 before \"banner\" appeared"), "{error}");
+        let error = session
+            .expect("banner", Duration::from_secs(10))
+            .unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .starts_with("QEMU exited with status 2 before \"banner\" appeared"),
+            "{error}"
+        );
         assert_eq!(error.transcript(), Some("bye\n"));
     }
 
@@ -715,7 +799,13 @@ mod tests {
     fn stderr_is_marked_in_the_transcript() {
         let command = fake_qemu("stderr", "echo oops >&2; exit 1");
         let outcome = run_to_exit(&command, Duration::from_secs(10)).unwrap();
-        assert_eq!(outcome, Outcome { status: 1, transcript: "[qemu stderr] oops\n".into() });
+        assert_eq!(
+            outcome,
+            Outcome {
+                status: 1,
+                transcript: "[qemu stderr] oops\n".into()
+            }
+        );
     }
 
     #[test]
@@ -723,7 +813,10 @@ mod tests {
         let command = fake_qemu("send", "read line; echo \"got $line\"; exit 0");
         let mut session = Session::start(&command).unwrap();
         session.send("hello\n").unwrap();
-        assert_eq!(session.expect("got", Duration::from_secs(10)).unwrap(), "got hello");
+        assert_eq!(
+            session.expect("got", Duration::from_secs(10)).unwrap(),
+            "got hello"
+        );
         assert_eq!(session.wait_exit(Duration::from_secs(10)).unwrap(), 0);
     }
 

@@ -73,7 +73,11 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Options, RunError> {
                 options.expect_exit = Some(status as i32);
             }
             "-h" | "--help" => return Err(RunError::Usage(USAGE.to_string())),
-            other => return Err(RunError::Usage(format!("unknown option {other:?}\n{USAGE}"))),
+            other => {
+                return Err(RunError::Usage(format!(
+                    "unknown option {other:?}\n{USAGE}"
+                )))
+            }
         }
     }
     Ok(options)
@@ -90,8 +94,13 @@ fn run(options: Options) -> Result<i32, RunError> {
     if options.debug {
         command.gdb_port = Some(options.gdb_port.unwrap_or(1234));
     }
-    let batch = options.timeout.is_some() || !options.expects.is_empty() || options.expect_exit.is_some();
-    let mode = if batch { ConsoleMode::Captured } else { ConsoleMode::Interactive };
+    let batch =
+        options.timeout.is_some() || !options.expects.is_empty() || options.expect_exit.is_some();
+    let mode = if batch {
+        ConsoleMode::Captured
+    } else {
+        ConsoleMode::Interactive
+    };
     if options.print_command {
         println!("{}", command.display(mode));
         return Ok(0);
