@@ -121,8 +121,6 @@ enum Lookup {
     StrayTable { address: u64, size: u64 },
 }
 
-const NO_REGION: Region = Region::new("", 0, 0, MemoryType::Normal, Permissions::ReadOnly);
-
 /// Hyp stage-1 tables with room for `L2_TABLES` level-2 and `L3_TABLES`
 /// level-3 tables, all inside the structure (no allocation), so it can live
 /// in a `static` initialised by [`HypTables::new`].
@@ -135,8 +133,10 @@ pub struct HypTables<const L2_TABLES: usize, const L3_TABLES: usize> {
     level3: [Table; L3_TABLES],
     level2_used: usize,
     level3_used: usize,
-    regions: [Region; MAX_REGIONS],
-    region_count: usize,
+    /// The regions mapped so far. An empty `heapless::Vec` is all zeroes
+    /// (a length and uninitialised storage), so a static builder lives in
+    /// `.bss` rather than taking space in the image.
+    regions: heapless::Vec<Region, MAX_REGIONS>,
 }
 
 impl<const L2_TABLES: usize, const L3_TABLES: usize> Default for HypTables<L2_TABLES, L3_TABLES> {
@@ -154,14 +154,13 @@ impl<const L2_TABLES: usize, const L3_TABLES: usize> HypTables<L2_TABLES, L3_TAB
             level3: [const { Table::empty() }; L3_TABLES],
             level2_used: 0,
             level3_used: 0,
-            regions: [NO_REGION; MAX_REGIONS],
-            region_count: 0,
+            regions: heapless::Vec::new(),
         }
     }
 
     /// The regions mapped so far, in the order they were mapped.
     pub fn regions(&self) -> &[Region] {
-        &self.regions[..self.region_count]
+        &self.regions
     }
 
     /// The value for HTTBR: the level-1 table's address.
@@ -208,13 +207,13 @@ impl<const L2_TABLES: usize, const L3_TABLES: usize> HypTables<L2_TABLES, L3_TAB
         if region.end() > 1 << 32 {
             return Err(MapError::Wraps { region });
         }
-        if let Some(existing) = self.regions().iter().find(|r| r.overlaps(&region)) {
+        if let Some(existing) = self.regions.iter().find(|r| r.overlaps(&region)) {
             return Err(MapError::Overlaps {
                 region,
                 existing: *existing,
             });
         }
-        if self.region_count == MAX_REGIONS {
+        if self.regions.is_full() {
             return Err(MapError::TooManyRegions { region });
         }
         let (need_level2, need_level3) = self.tables_needed(&region);
@@ -223,8 +222,8 @@ impl<const L2_TABLES: usize, const L3_TABLES: usize> HypTables<L2_TABLES, L3_TAB
             return Err(MapError::OutOfTables { region });
         }
         self.write_region(&region);
-        self.regions[self.region_count] = region;
-        self.region_count += 1;
+        // Cannot fail: fullness was checked above.
+        let _ = self.regions.push(region);
         Ok(())
     }
 
@@ -601,7 +600,7 @@ mod tests {
         }
         all.push(t.level2_used as u64);
         all.push(t.level3_used as u64);
-        all.push(t.region_count as u64);
+        all.push(t.regions.len() as u64);
         all
     }
 
