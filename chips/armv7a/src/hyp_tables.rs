@@ -335,22 +335,12 @@ impl<const L2_TABLES: usize, const L3_TABLES: usize> HypTables<L2_TABLES, L3_TAB
 
     /// Which level-2 table a table descriptor points at.
     fn level2_index(&self, descriptor: u64) -> Option<usize> {
-        if descriptor & TYPE_MASK != TYPE_TABLE_OR_PAGE {
-            return None;
-        }
-        self.level2[..self.level2_used]
-            .iter()
-            .position(|table| table.address() == descriptor & ADDRESS_MASK)
+        table_pointed_at(&self.level2[..self.level2_used], descriptor)
     }
 
     /// Which level-3 table a table descriptor points at.
     fn level3_index(&self, descriptor: u64) -> Option<usize> {
-        if descriptor & TYPE_MASK != TYPE_TABLE_OR_PAGE {
-            return None;
-        }
-        self.level3[..self.level3_used]
-            .iter()
-            .position(|table| table.address() == descriptor & ADDRESS_MASK)
+        table_pointed_at(&self.level3[..self.level3_used], descriptor)
     }
 
     /// Walks the tables for `address` as the MMU would.
@@ -488,6 +478,16 @@ impl<const L2_TABLES: usize, const L3_TABLES: usize> HypTables<L2_TABLES, L3_TAB
         let level3 = self.level3_index(descriptor).expect("a level-3 table");
         self.level3[level3].entries[((address >> 12) & 511) as usize] ^= bits;
     }
+}
+
+/// Which of `tables` a table descriptor points at, if any.
+fn table_pointed_at(tables: &[Table], descriptor: u64) -> Option<usize> {
+    if descriptor & TYPE_MASK != TYPE_TABLE_OR_PAGE {
+        return None;
+    }
+    tables
+        .iter()
+        .position(|table| table.address() == descriptor & ADDRESS_MASK)
 }
 
 /// Whether two problems are of the same kind (for extending a bad run).
