@@ -12,4 +12,5 @@
 pub mod debug;
 pub mod exit;
 pub mod memory;
+pub mod trap;
 pub mod utilities;

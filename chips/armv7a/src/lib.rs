@@ -16,6 +16,7 @@ pub mod cpu;
 pub mod entry;
 pub mod exceptions;
 pub mod fault;
+pub mod guest_exit;
 pub mod hsr;
 pub mod hyp_tables;
 pub mod mmu;

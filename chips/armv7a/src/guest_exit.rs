@@ -1,0 +1,427 @@
+//! Turning a guest's trap into Hyp (HSR and fault registers) into a `Trap`.
+//!
+//! This is the chip boundary of DESIGN.md: above it nobody sees a raw HSR.
+//! An exit arrives through one of three vectors: the Hyp trap vector
+//! (synchronous: hypercalls, trapped instructions, stage-2 aborts), IRQ or
+//! FIQ. A stage-2 data abort with a valid instruction syndrome on a
+//! translation, access-flag or permission fault becomes an MMIO access to
+//! emulate; every other abort keeps its addresses and fault kind so the
+//! fault path can reflect it into the guest.
+//!
+//! ```
+//! use armv7a::exceptions::FaultRegisters;
+//! use armv7a::guest_exit::{decode_guest_exit, ExitVector};
+//! use hyp::trap::Trap;
+//! let registers = FaultRegisters { hsr: 0x4a00_0001, hdfar: 0, hifar: 0, hpfar: 0 };
+//! let exit = decode_guest_exit(ExitVector::HypTrap, registers);
+//! assert_eq!(exit.trap, Trap::Hypercall { immediate: 1 });
+//! ```
+
+use crate::exceptions::FaultRegisters;
+use crate::hsr::{faulting_ipa, DataAbortIss, ExceptionClass, FaultStatus, Hsr, Syndrome};
+use hyp::trap::{AccessSize, FaultKind, GuestExit, SystemRegisterAccess, Trap};
+
+/// The vector a guest exit came through.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExitVector {
+    /// HVBAR + 0x14: a synchronous trap from the guest.
+    HypTrap,
+    /// HVBAR + 0x18: a physical IRQ.
+    Irq,
+    /// HVBAR + 0x1c: a physical FIQ.
+    Fiq,
+}
+
+/// Decodes one guest exit.
+pub fn decode_guest_exit(vector: ExitVector, registers: FaultRegisters) -> GuestExit {
+    let hsr = Hsr(registers.hsr);
+    let trap = match vector {
+        ExitVector::Irq => {
+            return GuestExit {
+                trap: Trap::Irq,
+                instruction_bytes: 0,
+            }
+        }
+        ExitVector::Fiq => {
+            return GuestExit {
+                trap: Trap::Fiq,
+                instruction_bytes: 0,
+            }
+        }
+        ExitVector::HypTrap => decode_synchronous(hsr, &registers),
+    };
+    GuestExit {
+        trap,
+        instruction_bytes: if hsr.il_32bit() { 4 } else { 2 },
+    }
+}
+
+fn decode_synchronous(hsr: Hsr, registers: &FaultRegisters) -> Trap {
+    match hsr.decode() {
+        Syndrome::Hvc { imm16 } => Trap::Hypercall { immediate: imm16 },
+        Syndrome::Smc => Trap::SecureMonitorCall,
+        Syndrome::WfiWfe { wfe: false, cond } => Trap::WaitForInterrupt { condition: cond },
+        Syndrome::WfiWfe { wfe: true, cond } => Trap::WaitForEvent { condition: cond },
+        Syndrome::Cp15Access {
+            read,
+            opc1,
+            opc2,
+            crn,
+            crm,
+            rt,
+            cond,
+        } => Trap::SystemRegister {
+            access: SystemRegisterAccess {
+                coprocessor: 15,
+                read,
+                opc1,
+                crn,
+                crm,
+                opc2,
+                register: rt,
+                register2: None,
+            },
+            condition: cond,
+        },
+        Syndrome::Cp15Access64 {
+            read,
+            opc1,
+            crm,
+            rt,
+            rt2,
+            cond,
+        } => Trap::SystemRegister {
+            access: SystemRegisterAccess {
+                coprocessor: 15,
+                read,
+                opc1,
+                crn: 0,
+                crm,
+                opc2: 0,
+                register: rt,
+                register2: Some(rt2),
+            },
+            condition: cond,
+        },
+        Syndrome::DataAbort { iss, .. } => decode_data_abort(&iss, registers),
+        Syndrome::PrefetchAbort { iss, .. } => Trap::PrefetchAbort {
+            va: registers.hifar,
+            ipa: stage2_ipa(
+                iss.status,
+                iss.stage1_walk,
+                registers.hpfar,
+                registers.hifar,
+            ),
+            kind: fault_kind(iss.status),
+            stage1_walk: iss.stage1_walk,
+        },
+        Syndrome::Other {
+            class: ExceptionClass::SimdFp,
+            ..
+        } => Trap::FloatingPoint,
+        // Unknown (undefined instructions), SVC (only routed to Hyp with
+        // HCR.TGE, which Capvisor never sets), CP14 and the rest: nothing
+        // Capvisor emulates, so the guest sees an undefined instruction.
+        Syndrome::Unknown | Syndrome::Svc { .. } | Syndrome::Other { .. } => {
+            Trap::Undefined { syndrome: hsr.0 }
+        }
+    }
+}
+
+fn decode_data_abort(iss: &DataAbortIss, registers: &FaultRegisters) -> Trap {
+    let ipa = stage2_ipa(
+        iss.status,
+        iss.stage1_walk,
+        registers.hpfar,
+        registers.hdfar,
+    );
+    let emulatable =
+        iss.isv && !iss.stage1_walk && !iss.cache_maintenance && !iss.external_abort_type;
+    if let (true, Some(ipa), Some(size), Some(register)) = (
+        emulatable,
+        ipa,
+        iss.access_size.and_then(AccessSize::from_bytes),
+        iss.register,
+    ) {
+        return if iss.write {
+            Trap::MmioWrite {
+                ipa,
+                size,
+                register,
+            }
+        } else {
+            Trap::MmioRead {
+                ipa,
+                size,
+                sign_extend: iss.sign_extend,
+                register,
+            }
+        };
+    }
+    Trap::DataAbort {
+        va: registers.hdfar,
+        ipa,
+        write: iss.write,
+        kind: fault_kind(iss.status),
+        stage1_walk: iss.stage1_walk,
+    }
+}
+
+/// The faulting IPA when HPFAR holds it: stage-2 translation, access-flag
+/// and permission faults, and any fault on a stage-1 table walk.
+fn stage2_ipa(status: FaultStatus, stage1_walk: bool, hpfar: u32, far: u32) -> Option<u64> {
+    let valid = stage1_walk
+        || matches!(
+            status,
+            FaultStatus::Translation { .. }
+                | FaultStatus::AccessFlag { .. }
+                | FaultStatus::Permission { .. }
+        );
+    valid.then(|| faulting_ipa(hpfar, far))
+}
+
+fn fault_kind(status: FaultStatus) -> FaultKind {
+    match status {
+        FaultStatus::Translation { level } => FaultKind::Translation { level },
+        FaultStatus::AccessFlag { level } => FaultKind::AccessFlag { level },
+        FaultStatus::Permission { level } => FaultKind::Permission { level },
+        FaultStatus::Alignment => FaultKind::Alignment,
+        FaultStatus::SyncExternal
+        | FaultStatus::SyncExternalOnWalk { .. }
+        | FaultStatus::SyncParity
+        | FaultStatus::SyncParityOnWalk { .. }
+        | FaultStatus::AsyncExternal
+        | FaultStatus::AsyncParity
+        | FaultStatus::TlbConflict => FaultKind::External,
+        _ => FaultKind::Other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn trap(hsr: u32, hdfar: u32, hifar: u32, hpfar: u32) -> GuestExit {
+        decode_guest_exit(
+            ExitVector::HypTrap,
+            FaultRegisters {
+                hsr,
+                hdfar,
+                hifar,
+                hpfar,
+            },
+        )
+    }
+
+    #[test]
+    fn hypercall_from_a_guest() {
+        assert_eq!(
+            trap(0x4a00_0001, 0, 0, 0),
+            GuestExit {
+                trap: Trap::Hypercall { immediate: 1 },
+                instruction_bytes: 4
+            }
+        );
+    }
+
+    #[test]
+    fn wfi_with_its_condition() {
+        // HSR seen with HCR.TWI: EC 1, IL, CV, COND 0xe (always).
+        assert_eq!(
+            trap(0x07e0_0000, 0, 0, 0).trap,
+            Trap::WaitForInterrupt {
+                condition: Some(0xe)
+            }
+        );
+        assert_eq!(
+            trap(0x05e0_0001, 0, 0, 0),
+            GuestExit {
+                trap: Trap::WaitForEvent {
+                    condition: Some(0xe)
+                },
+                instruction_bytes: 2
+            }
+        );
+    }
+
+    #[test]
+    fn load_from_an_unmapped_ipa_is_an_mmio_read() {
+        // ldr r1, [r0] with r0 = 0x0900_0018: word, SRT 1, level-2
+        // translation fault; HPFAR holds IPA bits 39:12 in bits 31:4.
+        let exit = trap(0x9381_0006, 0x0900_0018, 0, 0x0009_0000);
+        assert_eq!(
+            exit.trap,
+            Trap::MmioRead {
+                ipa: 0x0900_0018,
+                size: AccessSize::Word,
+                sign_extend: false,
+                register: 1
+            }
+        );
+    }
+
+    #[test]
+    fn sign_extending_halfword_load_and_byte_store() {
+        // ldrsh r2: ISV, SAS 01, SSE, SRT 2, read, translation level 3.
+        let hsr = 0x9200_0000 | (1 << 24) | (0b01 << 22) | (1 << 21) | (2 << 16) | 0b000111;
+        assert_eq!(
+            trap(hsr, 0x0900_0002, 0, 0x0009_0000).trap,
+            Trap::MmioRead {
+                ipa: 0x0900_0002,
+                size: AccessSize::Halfword,
+                sign_extend: true,
+                register: 2
+            }
+        );
+        // strb r3: ISV, SAS 00, SRT 3, WnR.
+        let hsr = 0x9200_0000 | (1 << 24) | (3 << 16) | (1 << 6) | 0b000110;
+        assert_eq!(
+            trap(hsr, 0x0900_0000, 0, 0x0009_0000).trap,
+            Trap::MmioWrite {
+                ipa: 0x0900_0000,
+                size: AccessSize::Byte,
+                register: 3
+            }
+        );
+    }
+
+    #[test]
+    fn abort_without_syndrome_goes_to_the_fault_path() {
+        // An LDM from an unmapped IPA: ISV clear, level-2 translation fault.
+        let exit = trap(0x9200_0006, 0x4800_0010, 0, 0x0048_0000);
+        assert_eq!(
+            exit.trap,
+            Trap::DataAbort {
+                va: 0x4800_0010,
+                ipa: Some(0x4800_0010),
+                write: false,
+                kind: FaultKind::Translation { level: 2 },
+                stage1_walk: false
+            }
+        );
+    }
+
+    #[test]
+    fn fault_on_the_guests_own_table_walk_is_not_mmio() {
+        // ISV set but S1PTW: the guest's page tables point at unmapped IPA.
+        let hsr = 0x9381_0006 | (1 << 7);
+        let exit = trap(hsr, 0xc000_0000, 0, 0x0050_0000);
+        assert!(matches!(
+            exit.trap,
+            Trap::DataAbort {
+                stage1_walk: true,
+                ipa: Some(0x5000_0000),
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn external_abort_has_no_ipa() {
+        let hsr = 0x9200_0000 | 0b010000;
+        assert_eq!(
+            trap(hsr, 0x1234, 0, 0xdead_0000).trap,
+            Trap::DataAbort {
+                va: 0x1234,
+                ipa: None,
+                write: false,
+                kind: FaultKind::External,
+                stage1_walk: false
+            }
+        );
+    }
+
+    #[test]
+    fn prefetch_abort_from_an_unmapped_ipa() {
+        // EC 0x20, IL, level-1 translation fault.
+        let exit = trap(0x8200_0005, 0, 0x6000_0004, 0x0060_0000);
+        assert_eq!(
+            exit.trap,
+            Trap::PrefetchAbort {
+                va: 0x6000_0004,
+                ipa: Some(0x6000_0004),
+                kind: FaultKind::Translation { level: 1 },
+                stage1_walk: false
+            }
+        );
+    }
+
+    #[test]
+    fn trapped_cp15_accesses() {
+        // MRC p15, 0, r4, c1, c0, 0 (SCTLR read), CV with COND 0xe.
+        let iss = (1 << 24) | (0xe << 20) | (1 << 10) | (4 << 5) | 1;
+        let exit = trap(0x0e00_0000 | iss, 0, 0, 0);
+        assert_eq!(
+            exit.trap,
+            Trap::SystemRegister {
+                access: SystemRegisterAccess {
+                    coprocessor: 15,
+                    read: true,
+                    opc1: 0,
+                    crn: 1,
+                    crm: 0,
+                    opc2: 0,
+                    register: 4,
+                    register2: None
+                },
+                condition: Some(0xe)
+            }
+        );
+        // MCRR p15, 0, r2, r3, c2 (TTBR0 write).
+        let iss = (3 << 10) | (2 << 5) | (2 << 1);
+        let exit = trap(0x1200_0000 | iss, 0, 0, 0);
+        assert!(matches!(
+            exit.trap,
+            Trap::SystemRegister {
+                access: SystemRegisterAccess {
+                    read: false,
+                    crm: 2,
+                    register: 2,
+                    register2: Some(3),
+                    ..
+                },
+                condition: None
+            }
+        ));
+    }
+
+    #[test]
+    fn smc_floating_point_and_undefined() {
+        assert_eq!(trap(0x4e00_0000, 0, 0, 0).trap, Trap::SecureMonitorCall);
+        assert_eq!(trap(0x1e00_000a, 0, 0, 0).trap, Trap::FloatingPoint);
+        assert_eq!(
+            trap(0x0200_0000, 0, 0, 0).trap,
+            Trap::Undefined {
+                syndrome: 0x0200_0000
+            }
+        );
+        // CP14 debug register access: not emulated.
+        assert_eq!(
+            trap(0x1600_0000, 0, 0, 0).trap,
+            Trap::Undefined {
+                syndrome: 0x1600_0000
+            }
+        );
+    }
+
+    #[test]
+    fn interrupts_ignore_the_syndrome() {
+        let registers = FaultRegisters {
+            hsr: 0x4a00_0001,
+            hdfar: 0,
+            hifar: 0,
+            hpfar: 0,
+        };
+        assert_eq!(
+            decode_guest_exit(ExitVector::Irq, registers).trap,
+            Trap::Irq
+        );
+        assert_eq!(
+            decode_guest_exit(ExitVector::Fiq, registers),
+            GuestExit {
+                trap: Trap::Fiq,
+                instruction_bytes: 0
+            }
+        );
+    }
+}
