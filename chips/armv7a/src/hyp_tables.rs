@@ -38,6 +38,10 @@
 //! assert!(tables.check_coverage(&[Expectation::Mapped(uart)]).is_ok());
 //! ```
 
+pub use crate::lpae::MappingStats;
+use crate::lpae::{Lookup, OutOfTables, TranslationTables, ADDRESS_MASK};
+#[cfg(test)]
+use crate::lpae::{GIB, MIB2, PAGE, TYPE_BLOCK, TYPE_MASK, TYPE_TABLE_OR_PAGE};
 use hyp::memory::{
     CoverageError, CoverageProblem, Expectation, MapError, MemoryType, Permissions, Region,
     PAGE_SIZE,
@@ -57,16 +61,6 @@ pub const HMAIR1: u32 = 0;
 /// 23, which are reserved, should-be-one.
 pub const HTCR: u32 = (1 << 31) | (1 << 23) | (0b11 << 12) | (0b01 << 10) | (0b01 << 8);
 
-const ENTRIES: usize = 512;
-const GIB: u64 = 1 << 30;
-const MIB2: u64 = 1 << 21;
-const PAGE: u64 = PAGE_SIZE as u64;
-/// Output-address field, bits 39:12.
-const ADDRESS_MASK: u64 = 0x0000_00ff_ffff_f000;
-
-const TYPE_MASK: u64 = 0b11;
-const TYPE_BLOCK: u64 = 0b01;
-const TYPE_TABLE_OR_PAGE: u64 = 0b11;
 const ATTR_INDEX_SHIFT: u32 = 2;
 const ATTR_NORMAL: u64 = 0;
 const ATTR_DEVICE: u64 = 1;
@@ -77,62 +71,12 @@ const SH_OUTER: u64 = 0b10 << 8;
 const ACCESS_FLAG: u64 = 1 << 10;
 const EXECUTE_NEVER: u64 = 1 << 54;
 
-/// One 4 KiB-aligned translation table of 512 descriptors.
-#[repr(C, align(4096))]
-#[derive(Clone, Debug)]
-pub struct Table {
-    entries: [u64; ENTRIES],
-}
-
-impl Table {
-    const fn empty() -> Table {
-        Table {
-            entries: [0; ENTRIES],
-        }
-    }
-
-    /// The table's address as it goes into a descriptor or HTTBR. On the
-    /// 32-bit target this is the physical address (identity map); on the
-    /// 64-bit host the mask keeps it inside the descriptor's address field.
-    fn address(&self) -> u64 {
-        (self as *const Table as usize as u64) & ADDRESS_MASK
-    }
-}
-
-/// How many descriptors of each size a set of tables holds.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct MappingStats {
-    /// 1 GiB level-1 blocks.
-    pub gib_blocks: usize,
-    /// 2 MiB level-2 blocks.
-    pub mib2_blocks: usize,
-    /// 4 KiB level-3 pages.
-    pub pages: usize,
-}
-
-/// What one address translates through.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Lookup {
-    /// No valid descriptor; the invalid entry spans `size` bytes.
-    Invalid { size: u64 },
-    /// A block or page descriptor spanning `size` bytes.
-    Leaf { descriptor: u64, size: u64 },
-    /// A table descriptor pointing at none of the builder's tables.
-    StrayTable { address: u64, size: u64 },
-}
-
 /// Hyp stage-1 tables with room for `L2_TABLES` level-2 and `L3_TABLES`
 /// level-3 tables, all inside the structure (no allocation), so it can live
 /// in a `static` initialised by [`HypTables::new`].
 #[derive(Debug)]
 pub struct HypTables<const L2_TABLES: usize, const L3_TABLES: usize> {
-    /// Level 1: only the first 4 entries are used (T0SZ = 0); a whole page
-    /// keeps the alignment simple.
-    level1: Table,
-    level2: [Table; L2_TABLES],
-    level3: [Table; L3_TABLES],
-    level2_used: usize,
-    level3_used: usize,
+    tables: TranslationTables<L2_TABLES, L3_TABLES>,
     /// The regions mapped so far. An empty `heapless::Vec` is all zeroes
     /// (a length and uninitialised storage), so a static builder lives in
     /// `.bss` rather than taking space in the image.
@@ -149,11 +93,7 @@ impl<const L2_TABLES: usize, const L3_TABLES: usize> HypTables<L2_TABLES, L3_TAB
     /// Empty tables: nothing mapped.
     pub const fn new() -> Self {
         HypTables {
-            level1: Table::empty(),
-            level2: [const { Table::empty() }; L2_TABLES],
-            level3: [const { Table::empty() }; L3_TABLES],
-            level2_used: 0,
-            level3_used: 0,
+            tables: TranslationTables::new(),
             regions: heapless::Vec::new(),
         }
     }
@@ -165,34 +105,17 @@ impl<const L2_TABLES: usize, const L3_TABLES: usize> HypTables<L2_TABLES, L3_TAB
 
     /// The value for HTTBR: the level-1 table's address.
     pub fn root_table_address(&self) -> u64 {
-        &self.level1 as *const Table as usize as u64
+        self.tables.root_table_address()
     }
 
     /// How many level-2 and level-3 tables are in use.
     pub fn tables_used(&self) -> (usize, usize) {
-        (self.level2_used, self.level3_used)
+        self.tables.tables_used()
     }
 
     /// Counts the valid block and page descriptors.
     pub fn mapping_stats(&self) -> MappingStats {
-        let leaves = |table: &Table, block_type: u64| {
-            table
-                .entries
-                .iter()
-                .filter(|&&descriptor| descriptor & TYPE_MASK == block_type)
-                .count()
-        };
-        MappingStats {
-            gib_blocks: leaves(&self.level1, TYPE_BLOCK),
-            mib2_blocks: self.level2[..self.level2_used]
-                .iter()
-                .map(|table| leaves(table, TYPE_BLOCK))
-                .sum(),
-            pages: self.level3[..self.level3_used]
-                .iter()
-                .map(|table| leaves(table, TYPE_TABLE_OR_PAGE))
-                .sum(),
-        }
+        self.tables.mapping_stats()
     }
 
     /// Identity-maps `region` with its type and permissions.
@@ -216,179 +139,13 @@ impl<const L2_TABLES: usize, const L3_TABLES: usize> HypTables<L2_TABLES, L3_TAB
         if self.regions.is_full() {
             return Err(MapError::TooManyRegions { region });
         }
-        let (need_level2, need_level3) = self.tables_needed(&region);
-        if self.level2_used + need_level2 > L2_TABLES || self.level3_used + need_level3 > L3_TABLES
-        {
-            return Err(MapError::OutOfTables { region });
-        }
-        self.write_region(&region);
+        let start = region.start as u64;
+        self.tables
+            .map_range(start, region.end(), start, leaf_attributes(&region))
+            .map_err(|OutOfTables| MapError::OutOfTables { region })?;
         // Cannot fail: fullness was checked above.
         let _ = self.regions.push(region);
         Ok(())
-    }
-
-    /// How many new level-2 and level-3 tables mapping `region` takes.
-    ///
-    /// Only a 1 GiB (2 MiB) slot that the region covers partly needs a
-    /// level-2 (level-3) table; a region covers at most two such slots at
-    /// each level, its first and its last. A slot the region covers fully
-    /// cannot already hold a table: tables are only made for regions, and
-    /// regions do not overlap.
-    fn tables_needed(&self, region: &Region) -> (usize, usize) {
-        let start = region.start as u64;
-        let end = region.end();
-        let mut level2 = 0;
-        let mut level3 = 0;
-        let mut level2_slots_counted: [Option<usize>; 2] = [None; 2];
-        let mut level3_slots_counted: [Option<u64>; 2] = [None; 2];
-        for (n, address) in [start, end - PAGE].into_iter().enumerate() {
-            let gib_slot = (address / GIB) as usize;
-            let gib_base = gib_slot as u64 * GIB;
-            if start <= gib_base && end >= gib_base + GIB {
-                continue; // a 1 GiB block
-            }
-            let level2_table = self.level2_index(self.level1.entries[gib_slot]);
-            if level2_table.is_none() && !level2_slots_counted.contains(&Some(gib_slot)) {
-                level2 += 1;
-                level2_slots_counted[n] = Some(gib_slot);
-            }
-            let mib2_base = address & !(MIB2 - 1);
-            if start <= mib2_base && end >= mib2_base + MIB2 {
-                continue; // a 2 MiB block
-            }
-            let has_level3 = level2_table
-                .map(|t| {
-                    let slot = ((address >> 21) & 511) as usize;
-                    self.level3_index(self.level2[t].entries[slot]).is_some()
-                })
-                .unwrap_or(false);
-            if !has_level3 && !level3_slots_counted.contains(&Some(mib2_base)) {
-                level3 += 1;
-                level3_slots_counted[n] = Some(mib2_base);
-            }
-        }
-        (level2, level3)
-    }
-
-    /// Writes the descriptors for an already validated region.
-    fn write_region(&mut self, region: &Region) {
-        let attributes = leaf_attributes(region);
-        let end = region.end();
-        let mut address = region.start as u64;
-        while address < end {
-            let gib_slot = (address / GIB) as usize;
-            if address.is_multiple_of(GIB)
-                && end - address >= GIB
-                && self.level1.entries[gib_slot] == 0
-            {
-                self.level1.entries[gib_slot] = address | attributes | TYPE_BLOCK;
-                address += GIB;
-                continue;
-            }
-            let level2 = self.level2_table_for(gib_slot);
-            let mib2_slot = ((address >> 21) & 511) as usize;
-            if address.is_multiple_of(MIB2)
-                && end - address >= MIB2
-                && self.level2[level2].entries[mib2_slot] == 0
-            {
-                self.level2[level2].entries[mib2_slot] = address | attributes | TYPE_BLOCK;
-                address += MIB2;
-                continue;
-            }
-            let level3 = self.level3_table_for(level2, mib2_slot);
-            let page_slot = ((address >> 12) & 511) as usize;
-            self.level3[level3].entries[page_slot] = address | attributes | TYPE_TABLE_OR_PAGE;
-            address += PAGE;
-        }
-    }
-
-    /// The level-2 table under level-1 slot `slot`, made if absent.
-    fn level2_table_for(&mut self, slot: usize) -> usize {
-        if let Some(index) = self.level2_index(self.level1.entries[slot]) {
-            return index;
-        }
-        // `map` counted the tables it needs before writing anything.
-        assert!(
-            self.level2_used < L2_TABLES,
-            "level-2 table pool miscounted"
-        );
-        let index = self.level2_used;
-        self.level2_used += 1;
-        self.level1.entries[slot] = self.level2[index].address() | TYPE_TABLE_OR_PAGE;
-        index
-    }
-
-    /// The level-3 table under entry `slot` of level-2 table `level2`.
-    fn level3_table_for(&mut self, level2: usize, slot: usize) -> usize {
-        if let Some(index) = self.level3_index(self.level2[level2].entries[slot]) {
-            return index;
-        }
-        assert!(
-            self.level3_used < L3_TABLES,
-            "level-3 table pool miscounted"
-        );
-        let index = self.level3_used;
-        self.level3_used += 1;
-        self.level2[level2].entries[slot] = self.level3[index].address() | TYPE_TABLE_OR_PAGE;
-        index
-    }
-
-    /// Which level-2 table a table descriptor points at.
-    fn level2_index(&self, descriptor: u64) -> Option<usize> {
-        table_pointed_at(&self.level2[..self.level2_used], descriptor)
-    }
-
-    /// Which level-3 table a table descriptor points at.
-    fn level3_index(&self, descriptor: u64) -> Option<usize> {
-        table_pointed_at(&self.level3[..self.level3_used], descriptor)
-    }
-
-    /// Walks the tables for `address` as the MMU would.
-    fn lookup(&self, address: u64) -> Lookup {
-        let level1 = self.level1.entries[(address / GIB) as usize];
-        match level1 & TYPE_MASK {
-            TYPE_BLOCK => {
-                return Lookup::Leaf {
-                    descriptor: level1,
-                    size: GIB,
-                }
-            }
-            TYPE_TABLE_OR_PAGE => {}
-            _ => return Lookup::Invalid { size: GIB },
-        }
-        let Some(level2) = self.level2_index(level1) else {
-            return Lookup::StrayTable {
-                address: level1 & ADDRESS_MASK,
-                size: GIB,
-            };
-        };
-        let descriptor = self.level2[level2].entries[((address >> 21) & 511) as usize];
-        match descriptor & TYPE_MASK {
-            TYPE_BLOCK => {
-                return Lookup::Leaf {
-                    descriptor,
-                    size: MIB2,
-                }
-            }
-            TYPE_TABLE_OR_PAGE => {}
-            _ => return Lookup::Invalid { size: MIB2 },
-        }
-        let Some(level3) = self.level3_index(descriptor) else {
-            return Lookup::StrayTable {
-                address: descriptor & ADDRESS_MASK,
-                size: MIB2,
-            };
-        };
-        let page = self.level3[level3].entries[((address >> 12) & 511) as usize];
-        if page & TYPE_MASK == TYPE_TABLE_OR_PAGE {
-            Lookup::Leaf {
-                descriptor: page,
-                size: PAGE,
-            }
-        } else {
-            // 0b01 at level 3 is reserved: the MMU treats it as invalid.
-            Lookup::Invalid { size: PAGE }
-        }
     }
 
     /// What is wrong at `address` for `expectation`, and how far (exclusive)
@@ -398,12 +155,8 @@ impl<const L2_TABLES: usize, const L3_TABLES: usize> HypTables<L2_TABLES, L3_TAB
         expectation: &Expectation,
         address: u64,
     ) -> (Option<CoverageProblem>, u64) {
-        let lookup = self.lookup(address);
-        let size = match lookup {
-            Lookup::Invalid { size }
-            | Lookup::Leaf { size, .. }
-            | Lookup::StrayTable { size, .. } => size,
-        };
+        let lookup = self.tables.lookup(address);
+        let size = lookup.size();
         let next = (address & !(size - 1)) + size;
         let problem = match (expectation, lookup) {
             (Expectation::Unmapped(_), Lookup::Invalid { .. }) => None,
@@ -455,39 +208,30 @@ impl<const L2_TABLES: usize, const L3_TABLES: usize> HypTables<L2_TABLES, L3_TAB
     /// Test hook: overwrite one level-1 entry.
     #[cfg(test)]
     fn set_level1_entry(&mut self, slot: usize, descriptor: u64) {
-        self.level1.entries[slot] = descriptor;
+        self.tables.level1.entries[slot] = descriptor;
     }
 
     /// Test hook: XOR `bits` into the descriptor the walk for `address`
     /// ends at (or the table descriptor above it, when `table` is set).
     #[cfg(test)]
     fn corrupt(&mut self, address: u64, bits: u64, table: bool) {
+        let t = &mut self.tables;
         let gib_slot = (address / GIB) as usize;
-        let level1 = self.level1.entries[gib_slot];
+        let level1 = t.level1.entries[gib_slot];
         if level1 & TYPE_MASK == TYPE_BLOCK || (table && level1 & TYPE_MASK == TYPE_TABLE_OR_PAGE) {
-            self.level1.entries[gib_slot] ^= bits;
+            t.level1.entries[gib_slot] ^= bits;
             return;
         }
-        let level2 = self.level2_index(level1).expect("a level-2 table");
+        let level2 = t.level2_index(level1).expect("a level-2 table");
         let slot = ((address >> 21) & 511) as usize;
-        let descriptor = self.level2[level2].entries[slot];
+        let descriptor = t.level2[level2].entries[slot];
         if descriptor & TYPE_MASK == TYPE_BLOCK || table {
-            self.level2[level2].entries[slot] ^= bits;
+            t.level2[level2].entries[slot] ^= bits;
             return;
         }
-        let level3 = self.level3_index(descriptor).expect("a level-3 table");
-        self.level3[level3].entries[((address >> 12) & 511) as usize] ^= bits;
+        let level3 = t.level3_index(descriptor).expect("a level-3 table");
+        t.level3[level3].entries[((address >> 12) & 511) as usize] ^= bits;
     }
-}
-
-/// Which of `tables` a table descriptor points at, if any.
-fn table_pointed_at(tables: &[Table], descriptor: u64) -> Option<usize> {
-    if descriptor & TYPE_MASK != TYPE_TABLE_OR_PAGE {
-        return None;
-    }
-    tables
-        .iter()
-        .position(|table| table.address() == descriptor & ADDRESS_MASK)
 }
 
 /// Whether two problems are of the same kind (for extending a bad run).
@@ -594,18 +338,18 @@ mod tests {
 
     /// Every table entry, for before/after comparisons.
     fn snapshot(t: &Tables) -> Vec<u64> {
-        let mut all = t.level1.entries.to_vec();
-        for table in t.level2.iter().chain(t.level3.iter()) {
+        let mut all = t.tables.level1.entries.to_vec();
+        for table in t.tables.level2.iter().chain(t.tables.level3.iter()) {
             all.extend_from_slice(&table.entries);
         }
-        all.push(t.level2_used as u64);
-        all.push(t.level3_used as u64);
+        all.push(t.tables.level2_used as u64);
+        all.push(t.tables.level3_used as u64);
         all.push(t.regions.len() as u64);
         all
     }
 
     fn leaf(t: &Tables, address: u64) -> (u64, u64) {
-        match t.lookup(address) {
+        match t.tables.lookup(address) {
             Lookup::Leaf { descriptor, size } => (descriptor, size),
             other => panic!("{address:#x} is not mapped: {other:?}"),
         }
@@ -762,8 +506,8 @@ mod tests {
             }
         );
         assert!(t.check_coverage(&[Expectation::Mapped(r)]).is_ok());
-        assert!(t.lookup(0x002f_f000) == Lookup::Invalid { size: PAGE });
-        assert!(t.lookup(0x0070_0000) == Lookup::Invalid { size: PAGE });
+        assert!(t.tables.lookup(0x002f_f000) == Lookup::Invalid { size: PAGE });
+        assert!(t.tables.lookup(0x0070_0000) == Lookup::Invalid { size: PAGE });
     }
 
     #[test]

@@ -2,10 +2,12 @@
 //!
 //! This crate is the only place Capvisor touches the architecture directly:
 //! the reset entry and exception vectors (assembly, in [`entry`]), the CP15
-//! registers `aarch32-cpu` lacks ([`registers`]), the Hyp stage-1 table
-//! builder and its coverage check ([`hyp_tables`]), MMU and cache bring-up
-//! ([`mmu`], [`cache`]), syndrome decoding ([`hsr`]) and the fatal fault
-//! report ([`fault`], [`exceptions`]). Everything that is not an instruction
+//! registers `aarch32-cpu` lacks ([`registers`]), the LPAE table engine
+//! ([`lpae`]) with the Hyp stage-1 builder and its coverage check
+//! ([`hyp_tables`]) and per-VM stage-2 tables ([`stage2`]), MMU and cache
+//! bring-up ([`mmu`], [`cache`]), syndrome decoding ([`hsr`]) into guest
+//! exits ([`guest_exit`]) and the fatal fault report ([`fault`],
+//! [`exceptions`]). Everything that is not an instruction
 //! is plain Rust and tested on the host; the instructions are compiled only
 //! for `target_arch = "arm"`.
 #![no_std]
@@ -19,6 +21,8 @@ pub mod fault;
 pub mod guest_exit;
 pub mod hsr;
 pub mod hyp_tables;
+pub mod lpae;
 pub mod mmu;
 pub mod registers;
 pub mod semihosting;
+pub mod stage2;
