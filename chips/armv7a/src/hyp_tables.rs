@@ -39,7 +39,10 @@
 //! ```
 
 pub use crate::lpae::MappingStats;
-use crate::lpae::{Lookup, OutOfTables, TranslationTables, ADDRESS_MASK};
+use crate::lpae::{
+    Lookup, OutOfTables, TranslationTables, ACCESS_FLAG, ADDRESS_MASK, EXECUTE_NEVER, SH_INNER,
+    SH_OUTER,
+};
 #[cfg(test)]
 use crate::lpae::{GIB, MIB2, PAGE, TYPE_BLOCK, TYPE_MASK, TYPE_TABLE_OR_PAGE};
 use hyp::memory::{
@@ -66,10 +69,6 @@ const ATTR_NORMAL: u64 = 0;
 const ATTR_DEVICE: u64 = 1;
 const AP1_SHOULD_BE_ONE: u64 = 1 << 6;
 const AP2_READ_ONLY: u64 = 1 << 7;
-const SH_INNER: u64 = 0b11 << 8;
-const SH_OUTER: u64 = 0b10 << 8;
-const ACCESS_FLAG: u64 = 1 << 10;
-const EXECUTE_NEVER: u64 = 1 << 54;
 
 /// Hyp stage-1 tables with room for `L2_TABLES` level-2 and `L3_TABLES`
 /// level-3 tables, all inside the structure (no allocation), so it can live

@@ -35,6 +35,16 @@ pub(crate) const TYPE_MASK: u64 = 0b11;
 pub(crate) const TYPE_BLOCK: u64 = 0b01;
 pub(crate) const TYPE_TABLE_OR_PAGE: u64 = 0b11;
 
+/// Leaf attribute bits with the same place in both stages' descriptors.
+/// SH (bits 9:8): inner shareable, for Normal memory.
+pub(crate) const SH_INNER: u64 = 0b11 << 8;
+/// SH: outer shareable, for Device memory (which ignores it).
+pub(crate) const SH_OUTER: u64 = 0b10 << 8;
+/// AF (bit 10): set, so no access-flag faults.
+pub(crate) const ACCESS_FLAG: u64 = 1 << 10;
+/// XN (bit 54): execute-never.
+pub(crate) const EXECUTE_NEVER: u64 = 1 << 54;
+
 /// One 4 KiB-aligned translation table of 512 descriptors.
 #[repr(C, align(4096))]
 #[derive(Clone, Debug)]

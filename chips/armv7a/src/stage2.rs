@@ -28,7 +28,9 @@
 //! assert!(tables.translate(0x0900_0000).is_none());
 //! ```
 
-use crate::lpae::{OutOfTables, TranslationTables, PAGE};
+use crate::lpae::{
+    OutOfTables, TranslationTables, ACCESS_FLAG, EXECUTE_NEVER, PAGE, SH_INNER, SH_OUTER,
+};
 use core::fmt;
 use hyp::memory::MemoryType;
 
@@ -51,10 +53,6 @@ const S2AP_READ_ONLY: u64 = 0b01 << 6;
 const S2AP_READ_WRITE: u64 = 0b11 << 6;
 const S2AP_MASK: u64 = 0b11 << 6;
 const MEMATTR_MASK: u64 = 0b1111 << 2;
-const SH_INNER: u64 = 0b11 << 8;
-const SH_OUTER: u64 = 0b10 << 8;
-const ACCESS_FLAG: u64 = 1 << 10;
-const EXECUTE_NEVER: u64 = 1 << 54;
 
 /// What a guest may do with a mapping.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
