@@ -21,6 +21,7 @@ pub mod fault;
 pub mod guest_exit;
 pub mod hsr;
 pub mod hyp_tables;
+pub mod inject;
 pub mod lpae;
 pub mod mmu;
 pub mod registers;
