@@ -9,6 +9,7 @@
 #![deny(unsafe_code)]
 #![deny(unsafe_op_in_unsafe_fn)]
 
+pub mod config;
 pub mod debug;
 pub mod exit;
 pub mod memory;

@@ -1,0 +1,540 @@
+//! The declarative description of a board's VMs, checked before any starts.
+//!
+//! A board declares every VM once, in one table of [`VmConfig`]s: its name,
+//! its RAM (where the guest sees it and which slice of the host's guest pool
+//! backs it), the images QEMU's loader placed in host memory for it (kernel,
+//! optional initrd and device tree), and the virtual devices it claims.
+//! [`validate`] checks the whole table before the first VM runs and names
+//! the first problem it finds; the board refuses to boot on an error, so a
+//! bad configuration never half-starts.
+//!
+//! ```
+//! use hyp::config::{validate, ImageConfig, VmConfig, GUEST_RAM_IPA};
+//! use hyp::memory::{MemoryType, Permissions, Region};
+//! let pool = Region::new("guest-ram", 0x8000_0000, 0x4000_0000, MemoryType::Normal, Permissions::ReadWrite);
+//! let vm = VmConfig {
+//!     name: "linux",
+//!     ram_ipa: GUEST_RAM_IPA,
+//!     ram_size: 0x0800_0000,
+//!     ram_host: 0x8000_0000,
+//!     kernel: ImageConfig { name: "zImage", host_address: 0x0100_0000, load_offset: 0x8000 },
+//!     initrd: None,
+//!     device_tree: None,
+//!     devices: &[],
+//! };
+//! // The probe tells how large each image really is (read from its header).
+//! assert_eq!(validate(&[vm], &pool, 8, |_| Ok(0x40_0000)), Ok(()));
+//! ```
+
+use crate::memory::Region;
+use core::fmt;
+
+/// Where every VM's RAM starts in its own address space (the `virt`
+/// machine's memory map; 128 MiB aligned as the zImage decompressor needs).
+pub const GUEST_RAM_IPA: u32 = 0x4000_0000;
+/// The alignment guest RAM must have, in both address spaces.
+pub const GUEST_RAM_ALIGNMENT: u32 = 0x0020_0000;
+/// The alignment of the guest-physical RAM base (zImage places the kernel at
+/// `pc & 0xf800_0000`).
+pub const GUEST_RAM_IPA_ALIGNMENT: u32 = 0x0800_0000;
+/// How many VMs the table may hold.
+pub const MAX_VMS: usize = 8;
+
+/// An image QEMU's generic loader placed in host memory for a VM.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ImageConfig {
+    /// Name for messages (`zImage`, `initrd`).
+    pub name: &'static str,
+    /// Host-physical address where the loader put it.
+    pub host_address: u32,
+    /// Where in the VM's RAM it is copied (offset from the RAM base).
+    pub load_offset: u32,
+}
+
+/// A virtual device a VM claims, at a guest-physical range.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DeviceClaim {
+    /// Device name (`pl011`, `gic`).
+    pub name: &'static str,
+    /// First guest-physical address.
+    pub ipa: u32,
+    /// Length in bytes.
+    pub size: u32,
+}
+
+impl DeviceClaim {
+    const fn end(&self) -> u64 {
+        self.ipa as u64 + self.size as u64
+    }
+}
+
+/// One VM of the board's table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct VmConfig {
+    /// Name, unique on the board; prefixes the VM's console output.
+    pub name: &'static str,
+    /// Guest-physical base of RAM (normally [`GUEST_RAM_IPA`]).
+    pub ram_ipa: u32,
+    /// RAM size in bytes.
+    pub ram_size: u32,
+    /// Host-physical base of the slice of the guest pool backing the RAM.
+    pub ram_host: u64,
+    /// The kernel image.
+    pub kernel: ImageConfig,
+    /// An optional initial RAM disk.
+    pub initrd: Option<ImageConfig>,
+    /// An optional device tree (without one, the hypervisor writes one).
+    pub device_tree: Option<ImageConfig>,
+    /// Virtual devices the VM claims.
+    pub devices: &'static [DeviceClaim],
+}
+
+impl VmConfig {
+    const fn ram_ipa_end(&self) -> u64 {
+        self.ram_ipa as u64 + self.ram_size as u64
+    }
+
+    const fn ram_host_end(&self) -> u64 {
+        self.ram_host + self.ram_size as u64
+    }
+
+    /// The images the VM declares.
+    pub fn images(&self) -> impl Iterator<Item = &ImageConfig> {
+        core::iter::once(&self.kernel)
+            .chain(self.initrd.as_ref())
+            .chain(self.device_tree.as_ref())
+    }
+}
+
+/// Why an image cannot be used, as the board's probe found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ImageProblem {
+    /// Nothing recognisable at its address (not loaded, or not that kind of
+    /// image).
+    Missing,
+    /// A header that does not make sense (sizes, magic).
+    Malformed,
+}
+
+/// The first problem in a VM table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConfigError {
+    /// No VM declared.
+    NoVms,
+    /// More VMs than VMIDs or table slots.
+    TooManyVms { count: usize, max: usize },
+    /// Two VMs with one name.
+    DuplicateName { name: &'static str },
+    /// RAM of size 0.
+    EmptyRam { vm: &'static str },
+    /// RAM base or size not aligned.
+    MisalignedRam { vm: &'static str, alignment: u32 },
+    /// RAM not inside the host's guest pool.
+    RamOutsidePool { vm: &'static str },
+    /// Two VMs backed by overlapping host RAM.
+    RamOverlap {
+        vm: &'static str,
+        other: &'static str,
+    },
+    /// An image the probe rejected.
+    BadImage {
+        vm: &'static str,
+        image: &'static str,
+        problem: ImageProblem,
+    },
+    /// An image that does not fit in RAM at its load offset.
+    ImageTooLarge {
+        vm: &'static str,
+        image: &'static str,
+        size: u32,
+        room: u32,
+    },
+    /// Two images overlapping once copied into RAM.
+    ImagesOverlap {
+        vm: &'static str,
+        image: &'static str,
+        other: &'static str,
+    },
+    /// A device claimed twice, or overlapping another claim or the RAM.
+    DeviceConflict {
+        vm: &'static str,
+        device: &'static str,
+        other: &'static str,
+    },
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            ConfigError::NoVms => write!(f, "no VMs are configured"),
+            ConfigError::TooManyVms { count, max } => {
+                write!(f, "{count} VMs configured, at most {max} are supported")
+            }
+            ConfigError::DuplicateName { name } => write!(f, "two VMs are named '{name}'"),
+            ConfigError::EmptyRam { vm } => write!(f, "VM '{vm}': RAM size is 0"),
+            ConfigError::MisalignedRam { vm, alignment } => write!(
+                f,
+                "VM '{vm}': RAM base and size must be multiples of {alignment:#x}"
+            ),
+            ConfigError::RamOutsidePool { vm } => {
+                write!(f, "VM '{vm}': RAM is not inside the host's guest pool")
+            }
+            ConfigError::RamOverlap { vm, other } => {
+                write!(f, "VM '{vm}': RAM overlaps the RAM of VM '{other}'")
+            }
+            ConfigError::BadImage { vm, image, problem } => match problem {
+                ImageProblem::Missing => write!(f, "VM '{vm}': image '{image}' is missing"),
+                ImageProblem::Malformed => write!(f, "VM '{vm}': image '{image}' is malformed"),
+            },
+            ConfigError::ImageTooLarge {
+                vm,
+                image,
+                size,
+                room,
+            } => write!(
+                f,
+                "VM '{vm}': image '{image}' is {size} bytes but only {room} bytes of RAM remain at its load offset"
+            ),
+            ConfigError::ImagesOverlap { vm, image, other } => {
+                write!(f, "VM '{vm}': images '{image}' and '{other}' overlap in RAM")
+            }
+            ConfigError::DeviceConflict { vm, device, other } => {
+                write!(f, "VM '{vm}': device '{device}' overlaps '{other}'")
+            }
+        }
+    }
+}
+
+/// Checks the table: VM count and names, RAM alignment, placement in
+/// `pool` and disjointness, each image (as `probe` sizes it) fitting its
+/// VM's RAM without overlapping another image, and device claims that
+/// overlap neither each other nor RAM. `max_vms` is the number of VMIDs the
+/// board can give out.
+pub fn validate(
+    vms: &[VmConfig],
+    pool: &Region,
+    max_vms: usize,
+    probe: impl Fn(&ImageConfig) -> Result<u32, ImageProblem>,
+) -> Result<(), ConfigError> {
+    let max = max_vms.min(MAX_VMS);
+    if vms.is_empty() {
+        return Err(ConfigError::NoVms);
+    }
+    if vms.len() > max {
+        return Err(ConfigError::TooManyVms {
+            count: vms.len(),
+            max,
+        });
+    }
+    for (index, vm) in vms.iter().enumerate() {
+        if let Some(twin) = vms[..index].iter().find(|other| other.name == vm.name) {
+            return Err(ConfigError::DuplicateName { name: twin.name });
+        }
+        check_ram(vm, pool)?;
+        if let Some(other) = vms[..index]
+            .iter()
+            .find(|other| vm.ram_host < other.ram_host_end() && other.ram_host < vm.ram_host_end())
+        {
+            return Err(ConfigError::RamOverlap {
+                vm: vm.name,
+                other: other.name,
+            });
+        }
+        check_images(vm, &probe)?;
+        check_devices(vm)?;
+    }
+    Ok(())
+}
+
+fn check_ram(vm: &VmConfig, pool: &Region) -> Result<(), ConfigError> {
+    if vm.ram_size == 0 {
+        return Err(ConfigError::EmptyRam { vm: vm.name });
+    }
+    if !vm.ram_ipa.is_multiple_of(GUEST_RAM_IPA_ALIGNMENT) {
+        return Err(ConfigError::MisalignedRam {
+            vm: vm.name,
+            alignment: GUEST_RAM_IPA_ALIGNMENT,
+        });
+    }
+    if !vm.ram_size.is_multiple_of(GUEST_RAM_ALIGNMENT)
+        || !vm.ram_host.is_multiple_of(GUEST_RAM_ALIGNMENT as u64)
+    {
+        return Err(ConfigError::MisalignedRam {
+            vm: vm.name,
+            alignment: GUEST_RAM_ALIGNMENT,
+        });
+    }
+    if vm.ram_ipa_end() > 1 << 32
+        || vm.ram_host < pool.start as u64
+        || vm.ram_host_end() > pool.end()
+    {
+        return Err(ConfigError::RamOutsidePool { vm: vm.name });
+    }
+    Ok(())
+}
+
+fn check_images(
+    vm: &VmConfig,
+    probe: &impl Fn(&ImageConfig) -> Result<u32, ImageProblem>,
+) -> Result<(), ConfigError> {
+    let mut placed: [Option<(&'static str, u64, u64)>; 3] = [None; 3];
+    for (slot, image) in vm.images().enumerate() {
+        let size = probe(image).map_err(|problem| ConfigError::BadImage {
+            vm: vm.name,
+            image: image.name,
+            problem,
+        })?;
+        let room = vm.ram_size.saturating_sub(image.load_offset);
+        if size > room {
+            return Err(ConfigError::ImageTooLarge {
+                vm: vm.name,
+                image: image.name,
+                size,
+                room,
+            });
+        }
+        let (start, end) = (
+            image.load_offset as u64,
+            image.load_offset as u64 + size as u64,
+        );
+        if let Some((other, _, _)) = placed
+            .iter()
+            .flatten()
+            .find(|(_, other_start, other_end)| start < *other_end && *other_start < end)
+        {
+            return Err(ConfigError::ImagesOverlap {
+                vm: vm.name,
+                image: image.name,
+                other,
+            });
+        }
+        placed[slot] = Some((image.name, start, end));
+    }
+    Ok(())
+}
+
+fn check_devices(vm: &VmConfig) -> Result<(), ConfigError> {
+    for (index, device) in vm.devices.iter().enumerate() {
+        let overlaps_ram =
+            (device.ipa as u64) < vm.ram_ipa_end() && (vm.ram_ipa as u64) < device.end();
+        if overlaps_ram || device.size == 0 {
+            return Err(ConfigError::DeviceConflict {
+                vm: vm.name,
+                device: device.name,
+                other: "RAM",
+            });
+        }
+        if let Some(other) = vm.devices[..index]
+            .iter()
+            .find(|other| (device.ipa as u64) < other.end() && (other.ipa as u64) < device.end())
+        {
+            return Err(ConfigError::DeviceConflict {
+                vm: vm.name,
+                device: device.name,
+                other: other.name,
+            });
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+    use super::*;
+    use crate::memory::{MemoryType, Permissions};
+    use std::format;
+
+    const POOL: Region = Region::new(
+        "guest-ram",
+        0x8000_0000,
+        0x4000_0000,
+        MemoryType::Normal,
+        Permissions::ReadWrite,
+    );
+    const DEVICES: &[DeviceClaim] = &[
+        DeviceClaim {
+            name: "gic",
+            ipa: 0x0800_0000,
+            size: 0x2_0000,
+        },
+        DeviceClaim {
+            name: "pl011",
+            ipa: 0x0900_0000,
+            size: 0x1000,
+        },
+    ];
+
+    fn vm(name: &'static str, ram_host: u64) -> VmConfig {
+        VmConfig {
+            name,
+            ram_ipa: GUEST_RAM_IPA,
+            ram_size: 0x0800_0000,
+            ram_host,
+            kernel: ImageConfig {
+                name: "zImage",
+                host_address: 0x0100_0000,
+                load_offset: 0x8000,
+            },
+            initrd: Some(ImageConfig {
+                name: "initrd",
+                host_address: 0x0200_0000,
+                load_offset: 0x0400_0000,
+            }),
+            device_tree: None,
+            devices: DEVICES,
+        }
+    }
+
+    fn sized(_: &ImageConfig) -> Result<u32, ImageProblem> {
+        Ok(0x0010_0000)
+    }
+
+    fn check(vms: &[VmConfig]) -> Result<(), ConfigError> {
+        validate(vms, &POOL, 8, sized)
+    }
+
+    #[test]
+    fn a_good_two_vm_table_passes() {
+        assert_eq!(
+            check(&[vm("linux", 0x8000_0000), vm("small", 0x8800_0000)]),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn counts_and_names() {
+        assert_eq!(check(&[]), Err(ConfigError::NoVms));
+        let many = [
+            vm("a", 0x8000_0000),
+            vm("b", 0x8800_0000),
+            vm("c", 0x9000_0000),
+        ];
+        let error = validate(&many, &POOL, 2, sized).unwrap_err();
+        assert_eq!(
+            format!("{error}"),
+            "3 VMs configured, at most 2 are supported"
+        );
+        let error = check(&[vm("a", 0x8000_0000), vm("a", 0x8800_0000)]).unwrap_err();
+        assert_eq!(format!("{error}"), "two VMs are named 'a'");
+    }
+
+    #[test]
+    fn ram_alignment_and_placement() {
+        let mut odd = vm("odd", 0x8000_0000);
+        odd.ram_host = 0x8000_1000;
+        assert_eq!(
+            check(&[odd]),
+            Err(ConfigError::MisalignedRam {
+                vm: "odd",
+                alignment: 0x20_0000
+            })
+        );
+        let mut odd_ipa = vm("odd-ipa", 0x8000_0000);
+        odd_ipa.ram_ipa = 0x4020_0000;
+        assert_eq!(
+            check(&[odd_ipa]),
+            Err(ConfigError::MisalignedRam {
+                vm: "odd-ipa",
+                alignment: 0x0800_0000
+            })
+        );
+        let mut empty = vm("empty", 0x8000_0000);
+        empty.ram_size = 0;
+        assert_eq!(check(&[empty]), Err(ConfigError::EmptyRam { vm: "empty" }));
+        let outside = vm("outside", 0xbc00_0000); // runs past 0xc000_0000
+        let error = check(&[outside]).unwrap_err();
+        assert_eq!(
+            format!("{error}"),
+            "VM 'outside': RAM is not inside the host's guest pool"
+        );
+    }
+
+    #[test]
+    fn overlapping_ram_names_both_vms() {
+        let error = check(&[vm("first", 0x8000_0000), vm("second", 0x87e0_0000)]).unwrap_err();
+        assert_eq!(
+            format!("{error}"),
+            "VM 'second': RAM overlaps the RAM of VM 'first'"
+        );
+    }
+
+    #[test]
+    fn missing_and_oversized_images() {
+        let missing = |image: &ImageConfig| {
+            if image.name == "initrd" {
+                Err(ImageProblem::Missing)
+            } else {
+                Ok(0x1000)
+            }
+        };
+        let error = validate(&[vm("linux", 0x8000_0000)], &POOL, 8, missing).unwrap_err();
+        assert_eq!(format!("{error}"), "VM 'linux': image 'initrd' is missing");
+
+        let huge = |_: &ImageConfig| Ok(0x0800_0000);
+        let error = validate(&[vm("linux", 0x8000_0000)], &POOL, 8, huge).unwrap_err();
+        assert_eq!(
+            error,
+            ConfigError::ImageTooLarge {
+                vm: "linux",
+                image: "zImage",
+                size: 0x0800_0000,
+                room: 0x07ff_8000
+            }
+        );
+    }
+
+    #[test]
+    fn images_must_not_overlap_in_ram() {
+        // A 64 MiB kernel at 0x8000 runs into the initrd at 64 MiB.
+        let big_kernel = |image: &ImageConfig| {
+            Ok(if image.name == "zImage" {
+                0x0400_0000
+            } else {
+                0x1000
+            })
+        };
+        let error = validate(&[vm("linux", 0x8000_0000)], &POOL, 8, big_kernel).unwrap_err();
+        assert_eq!(
+            format!("{error}"),
+            "VM 'linux': images 'initrd' and 'zImage' overlap in RAM"
+        );
+    }
+
+    #[test]
+    fn devices_claimed_twice_or_over_ram() {
+        const TWICE: &[DeviceClaim] = &[
+            DeviceClaim {
+                name: "pl011",
+                ipa: 0x0900_0000,
+                size: 0x1000,
+            },
+            DeviceClaim {
+                name: "pl011-again",
+                ipa: 0x0900_0800,
+                size: 0x1000,
+            },
+        ];
+        let mut twice = vm("twice", 0x8000_0000);
+        twice.devices = TWICE;
+        assert_eq!(
+            format!("{}", check(&[twice]).unwrap_err()),
+            "VM 'twice': device 'pl011-again' overlaps 'pl011'"
+        );
+        const IN_RAM: &[DeviceClaim] = &[DeviceClaim {
+            name: "rogue",
+            ipa: 0x4000_0000,
+            size: 0x1000,
+        }];
+        let mut in_ram = vm("in-ram", 0x8000_0000);
+        in_ram.devices = IN_RAM;
+        assert_eq!(
+            check(&[in_ram]),
+            Err(ConfigError::DeviceConflict {
+                vm: "in-ram",
+                device: "rogue",
+                other: "RAM"
+            })
+        );
+    }
+}
