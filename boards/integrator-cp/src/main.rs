@@ -22,6 +22,8 @@
 
 mod io;
 mod memory_map;
+#[cfg(feature = "test-world-switch")]
+mod smoke;
 
 use armv7a::hyp_tables::{HypTables, HMAIR0, HMAIR1, HTCR};
 use armv7a::mmu::HypTranslation;
@@ -193,4 +195,6 @@ fn run_test_hooks() {
     {
         panic!("test panic requested by the test-panic feature");
     }
+    #[cfg(feature = "test-world-switch")]
+    smoke::run();
 }

@@ -14,6 +14,8 @@ extern "C" {
     static __text_end: u8;
     static __rodata_start: u8;
     static __rodata_end: u8;
+    static __guest_smoke_start: u8;
+    static __guest_smoke_end: u8;
     static __data_start: u8;
     static __data_end: u8;
     static __bss_start: u8;
@@ -61,7 +63,7 @@ pub const DEVICES: [Region; 3] = [
 ];
 
 /// Number of regions in [`regions`].
-pub const REGION_COUNT: usize = 7 + DEVICES.len();
+pub const REGION_COUNT: usize = 8 + DEVICES.len();
 
 fn section(
     name: &'static str,
@@ -75,7 +77,7 @@ fn section(
 }
 
 /// The image's sections and stacks, read from the linker script's symbols.
-pub fn image_sections() -> [Region; 6] {
+pub fn image_sections() -> [Region; 7] {
     [
         section(
             "text",
@@ -87,6 +89,12 @@ pub fn image_sections() -> [Region; 6] {
             "rodata",
             &raw const __rodata_start,
             &raw const __rodata_end,
+            Permissions::ReadOnly,
+        ),
+        section(
+            "guest-smoke",
+            &raw const __guest_smoke_start,
+            &raw const __guest_smoke_end,
             Permissions::ReadOnly,
         ),
         section(
@@ -143,6 +151,18 @@ pub fn regions() -> ([Region; REGION_COUNT], usize) {
         }
     }
     (out, count)
+}
+
+/// The built-in test guest's code (empty unless built with the
+/// `test-world-switch` feature).
+#[cfg(feature = "test-world-switch")]
+pub fn guest_smoke() -> Region {
+    section(
+        "guest-smoke",
+        &raw const __guest_smoke_start,
+        &raw const __guest_smoke_end,
+        Permissions::ReadOnly,
+    )
 }
 
 /// The test-only broken layout: the same map with the last page of `.text`

@@ -10,8 +10,9 @@
 //! each vector switches to a dedicated fault stack (the normal stack may be
 //! the thing that overflowed), saves a [`HypExceptionFrame`] there and calls
 //! [`crate::exceptions::armv7a_hyp_fatal`], which prints a decoded report and
-//! stops the machine. The guest-trap (0x14) and interrupt (0x18, 0x1c) entries
-//! are fatal too until the core runs VMs.
+//! stops the machine. The guest-trap entry (0x14) and interrupts taken from
+//! a guest (0x18, 0x1c) are guest exits, handed to
+//! [`crate::world_switch`].
 //!
 //! Symbols the board's linker script must define:
 //!
@@ -90,9 +91,27 @@ hyp_vector_undefined:   fatal_entry 1
 hyp_vector_call:        fatal_entry 2
 hyp_vector_prefetch:    fatal_entry 3
 hyp_vector_data:        fatal_entry 4
-hyp_vector_trap:        fatal_entry 5
-hyp_vector_irq:         fatal_entry 6
-hyp_vector_fiq:         fatal_entry 7
+    @ 0x14 is only ever taken from a guest: hand it to the world switch.
+hyp_vector_trap:
+    push    {{r0, r1}}                  @ free two registers (SP_hyp = host frame)
+    mov     r1, #5                      @ r1 := vector number
+    b       armv7a_guest_exit
+
+    @ guest_interrupt N: an IRQ/FIQ from a guest is an exit; from Hyp mode
+    @ (which runs with interrupts masked) it is a fatal bug.
+    .macro guest_interrupt vector
+    push    {{r0, r1}}
+    mrs     r0, spsr                    @ r0 := interrupted mode
+    and     r0, r0, #0x1f
+    cmp     r0, #0x1a
+    mov     r1, #\vector
+    bne     armv7a_guest_exit           @ from a guest: an exit
+    pop     {{r0, r1}}                  @ from Hyp: restore and report
+    fatal_entry \vector
+    .endm
+
+hyp_vector_irq:         guest_interrupt 6
+hyp_vector_fiq:         guest_interrupt 7
 
 hyp_fatal_common:
     @ r0 := interrupted SP from HTPIDR -> frame.sp

@@ -27,3 +27,4 @@ pub mod mmu;
 pub mod registers;
 pub mod semihosting;
 pub mod stage2;
+pub mod world_switch;

@@ -114,3 +114,84 @@ impl Htpidr {
         Htpidr(<Self as SysRegRead>::read_raw())
     }
 }
+
+/// VTTBR (*Virtualization Translation Table Base Register*), 64-bit:
+/// `mcrr p15, 6, <lo>, <hi>, c2`. VMID in bits 55:48.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Vttbr(pub u64);
+
+impl SysReg64 for Vttbr {
+    const CP: u32 = 15;
+    const OP1: u32 = 6;
+    const CRM: u32 = 2;
+}
+impl SysRegRead64 for Vttbr {}
+impl SysRegWrite64 for Vttbr {}
+
+impl Vttbr {
+    /// Reads VTTBR.
+    pub fn read() -> Vttbr {
+        Vttbr(<Self as SysRegRead64>::read_raw())
+    }
+
+    /// Writes VTTBR.
+    ///
+    /// # Safety
+    /// The tables must map only memory the next guest to run may use.
+    pub unsafe fn write(value: Vttbr) {
+        // SAFETY: forwarded to the caller.
+        unsafe { <Self as SysRegWrite64>::write_raw(value.0) }
+    }
+}
+
+/// VTCR (*Virtualization Translation Control Register*): `p15, 4, c2, c1, 2`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Vtcr(pub u32);
+
+impl SysReg for Vtcr {
+    const CP: u32 = 15;
+    const CRN: u32 = 2;
+    const OP1: u32 = 4;
+    const CRM: u32 = 1;
+    const OP2: u32 = 2;
+}
+impl SysRegRead for Vtcr {}
+impl SysRegWrite for Vtcr {}
+
+impl Vtcr {
+    /// Reads VTCR.
+    pub fn read() -> Vtcr {
+        Vtcr(<Self as SysRegRead>::read_raw())
+    }
+
+    /// Writes VTCR.
+    ///
+    /// # Safety
+    /// Changes how every guest address is translated.
+    pub unsafe fn write(value: Vtcr) {
+        // SAFETY: forwarded to the caller.
+        unsafe { <Self as SysRegWrite>::write_raw(value.0) }
+    }
+}
+
+/// TLBIALLNSNH (*invalidate all non-secure, non-Hyp TLB entries*):
+/// `p15, 4, c8, c7, 4`. Used when a VM's stage-2 tables change.
+#[derive(Clone, Copy, Debug)]
+pub struct TlbiAllNsNh;
+
+impl SysReg for TlbiAllNsNh {
+    const CP: u32 = 15;
+    const CRN: u32 = 8;
+    const OP1: u32 = 4;
+    const CRM: u32 = 7;
+    const OP2: u32 = 4;
+}
+impl SysRegWrite for TlbiAllNsNh {}
+
+impl TlbiAllNsNh {
+    /// Invalidates every guest TLB entry (all VMIDs).
+    pub fn write() {
+        // SAFETY: invalidation only forces fresh table walks.
+        unsafe { <Self as SysRegWrite>::write_raw(0) }
+    }
+}

@@ -1,0 +1,188 @@
+//! A built-in test guest that exercises the world switch end to end.
+//!
+//! Compiled only with the `test-world-switch` feature. The guest's code (in
+//! the image's `.guest_smoke` section) is given to a VM at IPA 0x4000_0000
+//! through stage 2 and nothing else is mapped. The guest fills r4-r12 and
+//! SP_svc with known values, asks for the PSCI version by HVC, loads from the
+//! unmapped IPA 0x0900_0018 (which the hypervisor emulates with 0x5a),
+//! checks that its registers survived both exits, reports what it saw with a
+//! test hypercall and powers off with PSCI SYSTEM_OFF. The run loop here
+//! answers each exit and prints one line per exit, so the integration test
+//! can check the values end to end.
+
+use crate::log;
+use armv7a::stage2::{vttbr, GuestAccess, GuestMapping, Stage2Tables};
+use armv7a::world_switch::{install_guest_translation, run_guest, GuestContext};
+use hyp::config::GUEST_RAM_IPA;
+use hyp::exit::ExitCode;
+use hyp::memory::MemoryType;
+use hyp::trap::Trap;
+use hyp::utilities::TakeOnce;
+
+/// PSCI 0.2 function ids (SMC32 calling convention).
+const PSCI_VERSION: u32 = 0x8400_0000;
+const PSCI_SYSTEM_OFF: u32 = 0x8400_0008;
+/// PSCI NOT_SUPPORTED.
+const NOT_SUPPORTED: u32 = -1i32 as u32;
+/// The smoke guest's report call (vendor-specific hypervisor service range).
+const SMOKE_REPORT: u32 = 0x8600_0f00;
+/// The value the emulated MMIO load returns.
+const MMIO_VALUE: u32 = 0x5a;
+
+static STAGE2: TakeOnce<Stage2Tables<1, 1>> = TakeOnce::new(Stage2Tables::new());
+
+core::arch::global_asm!(
+    r#"
+    .arch_extension virt
+    .arm
+    .section .guest_smoke, "ax"
+    @ Runs at IPA 0x4000_0000, SVC mode, MMU off.
+guest_smoke_entry:
+    ldr     sp, =0x40000ff0         @ SP_svc := a known value
+    ldr     r4, =0x44444444         @ r4-r12 := known values
+    ldr     r5, =0x55555555
+    ldr     r6, =0x66666666
+    ldr     r7, =0x77777777
+    ldr     r8, =0x88888888
+    ldr     r9, =0x99999999
+    ldr     r10, =0xaaaaaaaa
+    ldr     r11, =0xbbbbbbbb
+    ldr     r12, =0xcccccccc
+    ldr     r0, =0x84000000         @ r0 := PSCI_VERSION
+    hvc     #0
+    mov     r3, r0                  @ r3 := the version returned
+    ldr     r0, =0x09000018         @ an IPA with nothing mapped
+    ldr     r2, [r0]                @ r2 := the emulated value
+    mov     r0, #1                  @ r0 := 1 while every register checks out
+    ldr     r1, =0x44444444
+    cmp     r4, r1
+    movne   r0, #0
+    ldr     r1, =0x55555555
+    cmp     r5, r1
+    movne   r0, #0
+    ldr     r1, =0x66666666
+    cmp     r6, r1
+    movne   r0, #0
+    ldr     r1, =0x77777777
+    cmp     r7, r1
+    movne   r0, #0
+    ldr     r1, =0x88888888
+    cmp     r8, r1
+    movne   r0, #0
+    ldr     r1, =0x99999999
+    cmp     r9, r1
+    movne   r0, #0
+    ldr     r1, =0xaaaaaaaa
+    cmp     r10, r1
+    movne   r0, #0
+    ldr     r1, =0xbbbbbbbb
+    cmp     r11, r1
+    movne   r0, #0
+    ldr     r1, =0xcccccccc
+    cmp     r12, r1
+    movne   r0, #0
+    ldr     r1, =0x40000ff0
+    cmp     sp, r1
+    movne   r0, #0
+    mov     r1, r0                  @ r1 := registers preserved (1/0)
+    ldr     r0, =0x86000f00         @ report: r1 preserved, r2 MMIO, r3 version
+    hvc     #0
+    ldr     r0, =0x84000008         @ PSCI SYSTEM_OFF
+    hvc     #0
+1:  b       1b
+    .ltorg
+"#
+);
+
+/// Runs the smoke guest to SYSTEM_OFF and stops QEMU with its verdict.
+pub fn run() -> ! {
+    let code = crate::memory_map::guest_smoke();
+    let tables = STAGE2.take().expect("the smoke test runs once");
+    let mapping = GuestMapping {
+        name: "smoke-code",
+        ipa: GUEST_RAM_IPA,
+        physical: code.start as u64,
+        size: code.size,
+        memory: MemoryType::Normal,
+        access: GuestAccess::ReadWriteExecute,
+    };
+    if let Err(error) = tables.map(&mapping) {
+        crate::io::refuse_boot(format_args!("smoke guest: {}", error));
+    }
+    log!(
+        "smoke guest: {} KiB of code at IPA {:#010x} (host {:#010x})",
+        code.size / 1024,
+        GUEST_RAM_IPA,
+        code.start
+    );
+    // SAFETY: the tables map only the smoke guest's own code page(s), which
+    // nothing else writes; HCR_GUEST keeps interrupts and aborts in Hyp.
+    unsafe { install_guest_translation(vttbr(1, tables.root_table_address())) };
+
+    let mut context = GuestContext::boot(GUEST_RAM_IPA);
+    let mut passed = false;
+    for _ in 0..16 {
+        // SAFETY: stage 2 and HCR were installed for this guest just above.
+        let exit = unsafe { run_guest(&mut context) };
+        match exit.trap {
+            Trap::Hypercall { immediate } => match context.r[0] {
+                PSCI_VERSION => {
+                    log!("smoke guest: HVC #{} PSCI_VERSION -> 0x00000002", immediate);
+                    context.r[0] = 2;
+                }
+                SMOKE_REPORT => {
+                    let (preserved, mmio, version) = (context.r[1], context.r[2], context.r[3]);
+                    log!(
+                        "smoke guest: report: registers preserved {}, MMIO value {:#x}, PSCI version {:#x}, SP_svc {:#010x}",
+                        preserved,
+                        mmio,
+                        version,
+                        context.svc.sp
+                    );
+                    passed = preserved == 1 && mmio == MMIO_VALUE && version == 2;
+                }
+                PSCI_SYSTEM_OFF => {
+                    log!("smoke guest: SYSTEM_OFF at pc {:#010x}", context.pc);
+                    break;
+                }
+                other => {
+                    log!("smoke guest: unknown function {:#010x}", other);
+                    context.r[0] = NOT_SUPPORTED;
+                }
+            },
+            Trap::MmioRead {
+                ipa,
+                size,
+                sign_extend,
+                register,
+            } => {
+                log!(
+                    "smoke guest: MMIO read {:#010x} ({:?}, sign-extend {}) into r{} at pc {:#010x}",
+                    ipa,
+                    size,
+                    sign_extend,
+                    register,
+                    context.pc
+                );
+                if let Some(slot) = context.r.get_mut(register as usize) {
+                    *slot = MMIO_VALUE;
+                }
+                context.pc = context.pc.wrapping_add(exit.instruction_bytes);
+            }
+            other => {
+                log!(
+                    "smoke guest: unexpected exit {:?} at pc {:#010x}",
+                    other,
+                    context.pc
+                );
+                break;
+            }
+        }
+    }
+    log!("smoke guest: {}", if passed { "passed" } else { "FAILED" });
+    crate::io::stop(if passed {
+        ExitCode::Success
+    } else {
+        ExitCode::VmFailed
+    })
+}

@@ -1,0 +1,325 @@
+//! The world switch: entering a guest and coming back on its next exit.
+//!
+//! [`GuestContext`] holds a guest's core registers: r0-r12, the banked SP,
+//! LR and SPSR of every PL0/PL1 mode (and r8-r12 of FIQ mode), the PC and
+//! the CPSR. [`run_guest`] loads them, enters the guest with `eret`, and
+//! returns when the guest traps (HVBAR+0x14) or a physical interrupt arrives
+//! (0x18, 0x1c), with every register saved back and the exit decoded into a
+//! [`GuestExit`].
+//!
+//! While the guest runs, SP_hyp still points at the frame `run_guest`'s
+//! assembly pushed (the guest cannot touch SP_hyp), and HTPIDR holds the
+//! context's address, so the exit path needs no other state. The vector
+//! table in [`crate::entry`] sends IRQ and FIQ exits here only when SPSR_hyp
+//! says the exception came from a guest mode; Hyp itself runs with
+//! interrupts masked, so one that comes from Hyp mode is a fatal bug.
+//!
+//! The guest's CP15 state (SCTLR, TTBRs, ...) stays in the CPU across the
+//! switch for now; saving it per VM comes with more than one VM.
+
+#[cfg(target_arch = "arm")]
+use crate::guest_exit::{decode_guest_exit, ExitVector};
+use core::mem::{offset_of, size_of};
+#[cfg(target_arch = "arm")]
+use hyp::trap::GuestExit;
+
+/// A guest's core registers, in the layout the assembly expects.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct GuestContext {
+    /// r0-r12 (r8-r12 of every mode but FIQ).
+    pub r: [u32; 13],
+    /// SP and LR of User and System mode.
+    pub sp_usr: u32,
+    /// LR of User and System mode.
+    pub lr_usr: u32,
+    /// SP, LR, SPSR of Supervisor mode.
+    pub svc: BankedRegisters,
+    /// SP, LR, SPSR of Abort mode.
+    pub abt: BankedRegisters,
+    /// SP, LR, SPSR of Undefined mode.
+    pub und: BankedRegisters,
+    /// SP, LR, SPSR of IRQ mode.
+    pub irq: BankedRegisters,
+    /// r8-r12 of FIQ mode.
+    pub r_fiq: [u32; 5],
+    /// SP, LR, SPSR of FIQ mode.
+    pub fiq: BankedRegisters,
+    /// The guest's PC (ELR_hyp while in Hyp).
+    pub pc: u32,
+    /// The guest's CPSR (SPSR_hyp while in Hyp).
+    pub cpsr: u32,
+    /// The hypervisor's SP at entry (written by the assembly).
+    pub host_sp: u32,
+}
+
+/// The banked SP, LR and SPSR of one PL1 mode.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BankedRegisters {
+    /// Stack pointer.
+    pub sp: u32,
+    /// Link register.
+    pub lr: u32,
+    /// Saved program status register.
+    pub spsr: u32,
+}
+
+// The assembly below hard-codes these offsets.
+const _: () = {
+    assert!(offset_of!(GuestContext, sp_usr) == 52);
+    assert!(offset_of!(GuestContext, svc) == 60);
+    assert!(offset_of!(GuestContext, abt) == 72);
+    assert!(offset_of!(GuestContext, und) == 84);
+    assert!(offset_of!(GuestContext, irq) == 96);
+    assert!(offset_of!(GuestContext, r_fiq) == 108);
+    assert!(offset_of!(GuestContext, fiq) == 128);
+    assert!(offset_of!(GuestContext, pc) == 140);
+    assert!(offset_of!(GuestContext, cpsr) == 144);
+    assert!(offset_of!(GuestContext, host_sp) == 148);
+    assert!(size_of::<GuestContext>() == 152);
+};
+
+impl GuestContext {
+    /// A context that starts at `pc` in Supervisor mode with IRQ, FIQ and
+    /// asynchronous aborts masked (CPSR 0x1d3), every register zero: the
+    /// state the Linux boot protocol asks for, before r0-r2 are set.
+    pub const fn boot(pc: u32) -> GuestContext {
+        GuestContext {
+            r: [0; 13],
+            sp_usr: 0,
+            lr_usr: 0,
+            svc: BankedRegisters {
+                sp: 0,
+                lr: 0,
+                spsr: 0,
+            },
+            abt: BankedRegisters {
+                sp: 0,
+                lr: 0,
+                spsr: 0,
+            },
+            und: BankedRegisters {
+                sp: 0,
+                lr: 0,
+                spsr: 0,
+            },
+            irq: BankedRegisters {
+                sp: 0,
+                lr: 0,
+                spsr: 0,
+            },
+            r_fiq: [0; 5],
+            fiq: BankedRegisters {
+                sp: 0,
+                lr: 0,
+                spsr: 0,
+            },
+            pc,
+            cpsr: 0x1d3,
+            host_sp: 0,
+        }
+    }
+}
+
+#[cfg(target_arch = "arm")]
+extern "C" {
+    /// Enters the guest described by `context`; returns the exit vector
+    /// number (5 trap, 6 IRQ, 7 FIQ) with the guest's registers saved back.
+    fn armv7a_world_switch(context: *mut GuestContext) -> u32;
+}
+
+/// Runs the guest until its next exit and decodes it. Stage 2 (VTTBR, VTCR)
+/// and HCR must be set up for this guest.
+///
+/// # Safety
+/// The guest's stage-2 tables must map only memory that belongs to it, and
+/// HCR must trap everything the hypervisor needs to keep (rule 2 depends on
+/// it). The Hyp vectors must be installed.
+#[cfg(target_arch = "arm")]
+pub unsafe fn run_guest(context: &mut GuestContext) -> GuestExit {
+    // SAFETY: the context is a valid, exclusively borrowed GuestContext; the
+    // assembly returns only after saving the guest's registers into it.
+    let vector = unsafe { armv7a_world_switch(context) };
+    let registers = crate::exceptions::read_fault_registers();
+    let vector = match vector {
+        6 => ExitVector::Irq,
+        7 => ExitVector::Fiq,
+        _ => ExitVector::HypTrap,
+    };
+    decode_guest_exit(vector, registers)
+}
+
+#[cfg(target_arch = "arm")]
+core::arch::global_asm!(
+    r#"
+    .arch_extension virt
+    .arm
+    .section .text.world_switch, "ax"
+
+    @ u32 armv7a_world_switch(GuestContext *r0)
+    @ In: r0 = context. Out: r0 = exit vector (5, 6 or 7).
+    .global armv7a_world_switch
+    .type armv7a_world_switch, %function
+armv7a_world_switch:
+    @ Save the host's callee-saved registers and return address; r12 keeps
+    @ the stack 8-byte aligned. SP_hyp then stays here while the guest runs.
+    push    {{r4-r12, lr}}
+    str     sp, [r0, #148]              @ context.host_sp := SP_hyp
+    mcr     p15, 4, r0, c13, c0, 2      @ HTPIDR := context (for the exit path)
+    @ Banked registers of the guest's modes, from the context.
+    ldr     r1, [r0, #52]
+    msr     sp_usr, r1
+    @ LR_usr is not banked away from Hyp mode (Hyp uses it as its own LR),
+    @ so the guest's LR_usr is loaded into lr itself, just before eret.
+    ldr     r1, [r0, #60]
+    msr     sp_svc, r1
+    ldr     r1, [r0, #64]
+    msr     lr_svc, r1
+    ldr     r1, [r0, #68]
+    msr     spsr_svc, r1
+    ldr     r1, [r0, #72]
+    msr     sp_abt, r1
+    ldr     r1, [r0, #76]
+    msr     lr_abt, r1
+    ldr     r1, [r0, #80]
+    msr     spsr_abt, r1
+    ldr     r1, [r0, #84]
+    msr     sp_und, r1
+    ldr     r1, [r0, #88]
+    msr     lr_und, r1
+    ldr     r1, [r0, #92]
+    msr     spsr_und, r1
+    ldr     r1, [r0, #96]
+    msr     sp_irq, r1
+    ldr     r1, [r0, #100]
+    msr     lr_irq, r1
+    ldr     r1, [r0, #104]
+    msr     spsr_irq, r1
+    ldr     r1, [r0, #108]
+    msr     r8_fiq, r1
+    ldr     r1, [r0, #112]
+    msr     r9_fiq, r1
+    ldr     r1, [r0, #116]
+    msr     r10_fiq, r1
+    ldr     r1, [r0, #120]
+    msr     r11_fiq, r1
+    ldr     r1, [r0, #124]
+    msr     r12_fiq, r1
+    ldr     r1, [r0, #128]
+    msr     sp_fiq, r1
+    ldr     r1, [r0, #132]
+    msr     lr_fiq, r1
+    ldr     r1, [r0, #136]
+    msr     spsr_fiq, r1
+    @ ELR_hyp := guest PC; SPSR_hyp := guest CPSR (plain form: the banked
+    @ SPSR_hyp form is UNDEFINED in Hyp mode).
+    ldr     r1, [r0, #140]
+    msr     elr_hyp, r1
+    ldr     r1, [r0, #144]
+    msr     spsr_cxsf, r1
+    ldr     lr, [r0, #56]               @ lr := guest LR_usr
+    @ r0-r12 last: r0 is the base and is loaded last by LDM.
+    ldm     r0, {{r0-r12}}
+    eret
+
+    .size armv7a_world_switch, . - armv7a_world_switch
+
+    @ Guest exits arrive here from the vector table with the guest's r0 and
+    @ r1 pushed on the Hyp stack (just below the frame armv7a_world_switch
+    @ pushed) and r1 = the exit vector number. Saves every guest register
+    @ into the context and returns from armv7a_world_switch with r0 = vector.
+    .global armv7a_guest_exit
+    .type armv7a_guest_exit, %function
+armv7a_guest_exit:
+    mrc     p15, 4, r0, c13, c0, 2      @ r0 := context (HTPIDR)
+    add     r0, r0, #8
+    stmia   r0, {{r2-r12}}              @ context.r[2..13] := guest r2-r12
+    sub     r0, r0, #8
+    mov     r2, r1                      @ r2 := vector number
+    pop     {{r3, r4}}                  @ r3, r4 := guest r0, r1
+    str     r3, [r0]
+    str     r4, [r0, #4]
+    @ Banked registers back into the context.
+    mrs     r1, sp_usr
+    str     r1, [r0, #52]
+    str     lr, [r0, #56]               @ lr is the guest's LR_usr (see entry)
+    mrs     r1, sp_svc
+    str     r1, [r0, #60]
+    mrs     r1, lr_svc
+    str     r1, [r0, #64]
+    mrs     r1, spsr_svc
+    str     r1, [r0, #68]
+    mrs     r1, sp_abt
+    str     r1, [r0, #72]
+    mrs     r1, lr_abt
+    str     r1, [r0, #76]
+    mrs     r1, spsr_abt
+    str     r1, [r0, #80]
+    mrs     r1, sp_und
+    str     r1, [r0, #84]
+    mrs     r1, lr_und
+    str     r1, [r0, #88]
+    mrs     r1, spsr_und
+    str     r1, [r0, #92]
+    mrs     r1, sp_irq
+    str     r1, [r0, #96]
+    mrs     r1, lr_irq
+    str     r1, [r0, #100]
+    mrs     r1, spsr_irq
+    str     r1, [r0, #104]
+    mrs     r1, r8_fiq
+    str     r1, [r0, #108]
+    mrs     r1, r9_fiq
+    str     r1, [r0, #112]
+    mrs     r1, r10_fiq
+    str     r1, [r0, #116]
+    mrs     r1, r11_fiq
+    str     r1, [r0, #120]
+    mrs     r1, r12_fiq
+    str     r1, [r0, #124]
+    mrs     r1, sp_fiq
+    str     r1, [r0, #128]
+    mrs     r1, lr_fiq
+    str     r1, [r0, #132]
+    mrs     r1, spsr_fiq
+    str     r1, [r0, #136]
+    @ The guest's PC and CPSR.
+    mrs     r1, elr_hyp
+    str     r1, [r0, #140]
+    mrs     r1, spsr
+    str     r1, [r0, #144]
+    @ SP_hyp is back at the host frame: restore it and return the vector.
+    mov     r0, r2
+    pop     {{r4-r12, pc}}
+    .size armv7a_guest_exit, . - armv7a_guest_exit
+"#
+);
+
+/// HCR bits Capvisor sets for every guest: VM (bit 0, stage 2 on), FMO,
+/// IMO, AMO (bits 3-5: FIQ, IRQ and asynchronous aborts go to Hyp), TWI
+/// (bit 13, trap WFI) and TSC (bit 19, trap SMC).
+pub const HCR_GUEST: u32 = (1 << 0) | (1 << 3) | (1 << 4) | (1 << 5) | (1 << 13) | (1 << 19);
+
+/// Installs a guest's stage-2 translation and traps: VTCR, VTTBR (VMID and
+/// tables), HCR, then invalidates stale guest TLB entries.
+///
+/// # Safety
+/// `vttbr` must name stage-2 tables that map only the guest's own memory;
+/// the guest entered next must be the one they belong to.
+#[cfg(target_arch = "arm")]
+pub unsafe fn install_guest_translation(vttbr: u64) {
+    use crate::registers::{TlbiAllNsNh, Vtcr, Vttbr};
+    use aarch32_cpu::register::{Hcr, SysRegWrite};
+    // SAFETY: forwarded to the caller; HCR_GUEST keeps interrupts, aborts,
+    // WFI and SMC with the hypervisor.
+    unsafe {
+        Vtcr::write(Vtcr(crate::stage2::VTCR));
+        Vttbr::write(Vttbr(vttbr));
+        <Hcr as SysRegWrite>::write_raw(HCR_GUEST);
+    }
+    aarch32_cpu::asm::isb();
+    TlbiAllNsNh::write();
+    aarch32_cpu::asm::dsb();
+    aarch32_cpu::asm::isb();
+}
