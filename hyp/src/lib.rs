@@ -11,6 +11,7 @@
 
 pub mod config;
 pub mod debug;
+pub mod dispatch;
 pub mod exit;
 pub mod memory;
 pub mod trap;

@@ -8,7 +8,7 @@
 //! ```
 //! use hyp::trap::{AccessSize, GuestExit, Trap};
 //! let exit = GuestExit {
-//!     trap: Trap::MmioRead { ipa: 0x0900_0018, size: AccessSize::Word, sign_extend: false, register: 1 },
+//!     trap: Trap::MmioRead { ipa: 0x0900_0018, va: 0x0900_0018, size: AccessSize::Word, sign_extend: false, register: 1 },
 //!     instruction_bytes: 4,
 //! };
 //! assert_eq!(exit.trap.mmio_ipa(), Some(0x0900_0018));
@@ -104,6 +104,7 @@ pub enum Trap {
     /// emulate it, writing the value to `register`.
     MmioRead {
         ipa: u64,
+        va: u32,
         size: AccessSize,
         sign_extend: bool,
         register: u8,
@@ -112,6 +113,7 @@ pub enum Trap {
     /// emulate it with the value of `register`.
     MmioWrite {
         ipa: u64,
+        va: u32,
         size: AccessSize,
         register: u8,
     },
@@ -185,6 +187,7 @@ mod tests {
     fn only_mmio_has_an_mmio_ipa() {
         let write = Trap::MmioWrite {
             ipa: 0x800_0000,
+            va: 0xc880_0000,
             size: AccessSize::Byte,
             register: 0,
         };

@@ -155,6 +155,7 @@ pub fn run() -> ! {
                 size,
                 sign_extend,
                 register,
+                ..
             } => {
                 log!(
                     "smoke guest: MMIO read {:#010x} ({:?}, sign-extend {}) into r{} at pc {:#010x}",

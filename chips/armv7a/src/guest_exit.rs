@@ -146,12 +146,14 @@ fn decode_data_abort(iss: &DataAbortIss, registers: &FaultRegisters) -> Trap {
         return if iss.write {
             Trap::MmioWrite {
                 ipa,
+                va: registers.hdfar,
                 size,
                 register,
             }
         } else {
             Trap::MmioRead {
                 ipa,
+                va: registers.hdfar,
                 size,
                 sign_extend: iss.sign_extend,
                 register,
@@ -253,6 +255,7 @@ mod tests {
             exit.trap,
             Trap::MmioRead {
                 ipa: 0x0900_0018,
+                va: 0x0900_0018,
                 size: AccessSize::Word,
                 sign_extend: false,
                 register: 1
@@ -268,6 +271,7 @@ mod tests {
             trap(hsr, 0x0900_0002, 0, 0x0009_0000).trap,
             Trap::MmioRead {
                 ipa: 0x0900_0002,
+                va: 0x0900_0002,
                 size: AccessSize::Halfword,
                 sign_extend: true,
                 register: 2
@@ -279,6 +283,7 @@ mod tests {
             trap(hsr, 0x0900_0000, 0, 0x0009_0000).trap,
             Trap::MmioWrite {
                 ipa: 0x0900_0000,
+                va: 0x0900_0000,
                 size: AccessSize::Byte,
                 register: 3
             }

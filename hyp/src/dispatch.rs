@@ -1,0 +1,519 @@
+//! Trap dispatch: who owns a guest exit, and what happens next.
+//!
+//! [`dispatch`] takes one decoded [`GuestExit`] and the guest's registers
+//! and hands the exit to its owner: an MMIO access to the [`MmioDevice`]
+//! whose guest-physical range contains it, a hypercall or SMC to the
+//! [`HypercallDriver`] that owns its function id (SMCCC numbering, id in
+//! r0, arguments in r1-r7, results in r0-r3), and everything else to the
+//! fault path, which answers with an [`Action`] that reflects the fault
+//! into the guest (design rule 2). Nothing here touches hardware, so it is
+//! tested on the host with fake devices and registers.
+//!
+//! Function ids nobody owns get SMCCC's NOT_SUPPORTED (-1) in r0, never a
+//! fault: that is how guests probe for services.
+
+use crate::trap::{AccessSize, GuestExit, Trap};
+
+/// SMCCC and PSCI "not supported" (-1).
+pub const NOT_SUPPORTED: u32 = -1i32 as u32;
+
+/// The guest's core registers, as the dispatcher needs them.
+pub trait GuestRegisters {
+    /// Register `n` (0-14) of the guest's current mode.
+    fn register(&self, n: u8) -> u32;
+    /// Sets register `n` (0-14) of the guest's current mode.
+    fn set_register(&mut self, n: u8, value: u32);
+    /// The guest's PC at the exit.
+    fn pc(&self) -> u32;
+    /// Sets the PC the guest resumes at.
+    fn set_pc(&mut self, pc: u32);
+}
+
+/// Why a virtual device refused an access.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MmioError {
+    /// The device has no register at that offset.
+    NoRegister,
+    /// The register exists but not with that access size.
+    BadSize,
+}
+
+/// A virtual device mapped at a guest-physical range (Tock's peripheral
+/// capsules; DESIGN.md: `MmioDevice`).
+pub trait MmioDevice {
+    /// Name for messages.
+    fn name(&self) -> &'static str;
+    /// First guest-physical address of the device.
+    fn base(&self) -> u64;
+    /// Size of the device's register window in bytes.
+    fn size(&self) -> u64;
+    /// Reads `size` bytes at `offset` from the base.
+    fn read(&self, offset: u64, size: AccessSize) -> Result<u32, MmioError>;
+    /// Writes the low `size` bytes of `value` at `offset`.
+    fn write(&self, offset: u64, size: AccessSize, value: u32) -> Result<(), MmioError>;
+}
+
+/// What a hypercall asks of the hypervisor after it returns.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HypercallOutcome {
+    /// Return to the guest with these values in r0-r3 (`None` leaves the
+    /// register as it is).
+    Return([Option<u32>; 4]),
+    /// The VM asked to stop (PSCI SYSTEM_OFF, CPU_OFF of its only CPU).
+    StopVm,
+    /// The VM asked to restart (PSCI SYSTEM_RESET).
+    ResetVm,
+}
+
+impl HypercallOutcome {
+    /// Returns one value in r0.
+    pub const fn value(r0: u32) -> HypercallOutcome {
+        HypercallOutcome::Return([Some(r0), None, None, None])
+    }
+}
+
+/// A hypercall service (Tock's `SyscallDriver`): owns a set of SMCCC
+/// function ids.
+pub trait HypercallDriver {
+    /// Whether `function` belongs to this service.
+    fn owns(&self, function: u32) -> bool;
+    /// Handles `function` with the guest's r1-r7.
+    fn call(&self, function: u32, arguments: [u32; 7]) -> HypercallOutcome;
+}
+
+/// What the hypervisor does after an exit was dispatched.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// Resume the guest (registers and PC already updated).
+    Resume,
+    /// The guest waits for an interrupt (it resumes after the WFI).
+    Wait,
+    /// Stop the VM at its own request.
+    StopVm,
+    /// Restart the VM at its own request.
+    ResetVm,
+    /// Reflect a data abort at `va` into the guest.
+    InjectDataAbort { va: u32, write: bool },
+    /// Reflect a prefetch abort at `va` into the guest.
+    InjectPrefetchAbort { va: u32 },
+    /// Reflect an undefined-instruction exception into the guest.
+    InjectUndefined,
+}
+
+/// Register number of the PC: never a valid MMIO transfer register.
+const PC: u8 = 15;
+
+/// Dispatches one exit. `devices` and `services` are the VM's own.
+pub fn dispatch(
+    exit: &GuestExit,
+    registers: &mut impl GuestRegisters,
+    devices: &[&dyn MmioDevice],
+    services: &[&dyn HypercallDriver],
+) -> Action {
+    let bytes = exit.instruction_bytes;
+    match exit.trap {
+        // HVC returns to the next instruction already; a trapped SMC
+        // returns to the SMC itself, so it is skipped.
+        Trap::Hypercall { .. } => call(registers, services),
+        Trap::SecureMonitorCall => {
+            skip(registers, bytes);
+            call(registers, services)
+        }
+        Trap::WaitForInterrupt { .. } | Trap::WaitForEvent { .. } => {
+            skip(registers, bytes);
+            Action::Wait
+        }
+        Trap::MmioRead {
+            ipa,
+            va,
+            size,
+            sign_extend,
+            register,
+        } => match find_device(devices, ipa, size) {
+            Some((device, offset)) if register != PC => match device.read(offset, size) {
+                Ok(value) => {
+                    registers.set_register(register, extend(value, size, sign_extend));
+                    skip(registers, bytes);
+                    Action::Resume
+                }
+                Err(_) => Action::InjectDataAbort { va, write: false },
+            },
+            _ => Action::InjectDataAbort { va, write: false },
+        },
+        Trap::MmioWrite {
+            ipa,
+            va,
+            size,
+            register,
+        } => match find_device(devices, ipa, size) {
+            Some((device, offset)) if register != PC => {
+                match device.write(offset, size, registers.register(register)) {
+                    Ok(()) => {
+                        skip(registers, bytes);
+                        Action::Resume
+                    }
+                    Err(_) => Action::InjectDataAbort { va, write: true },
+                }
+            }
+            _ => Action::InjectDataAbort { va, write: true },
+        },
+        Trap::DataAbort { va, write, .. } => Action::InjectDataAbort { va, write },
+        Trap::PrefetchAbort { va, .. } => Action::InjectPrefetchAbort { va },
+        Trap::SystemRegister { .. } | Trap::FloatingPoint | Trap::Undefined { .. } => {
+            Action::InjectUndefined
+        }
+        Trap::Irq | Trap::Fiq => Action::Resume,
+    }
+}
+
+/// Moves the PC past the trapping instruction (`bytes` long).
+fn skip(registers: &mut impl GuestRegisters, bytes: u32) {
+    let pc = registers.pc().wrapping_add(bytes);
+    registers.set_pc(pc);
+}
+
+/// The device whose window holds the whole access, and the offset in it.
+fn find_device<'a>(
+    devices: &[&'a dyn MmioDevice],
+    ipa: u64,
+    size: AccessSize,
+) -> Option<(&'a dyn MmioDevice, u64)> {
+    let end = ipa + size.bytes() as u64;
+    devices
+        .iter()
+        .find(|device| ipa >= device.base() && end <= device.base() + device.size())
+        .map(|device| (*device, ipa - device.base()))
+}
+
+/// Zero- or sign-extends a loaded value to 32 bits.
+fn extend(value: u32, size: AccessSize, sign_extend: bool) -> u32 {
+    match (size, sign_extend) {
+        (AccessSize::Byte, false) => value & 0xff,
+        (AccessSize::Byte, true) => value as u8 as i8 as i32 as u32,
+        (AccessSize::Halfword, false) => value & 0xffff,
+        (AccessSize::Halfword, true) => value as u16 as i16 as i32 as u32,
+        _ => value,
+    }
+}
+
+/// Runs the hypercall in r0 with r1-r7, or answers NOT_SUPPORTED.
+fn call(registers: &mut impl GuestRegisters, services: &[&dyn HypercallDriver]) -> Action {
+    let function = registers.register(0);
+    let mut arguments = [0u32; 7];
+    for (n, slot) in arguments.iter_mut().enumerate() {
+        *slot = registers.register(n as u8 + 1);
+    }
+    let Some(service) = services.iter().find(|service| service.owns(function)) else {
+        registers.set_register(0, NOT_SUPPORTED);
+        return Action::Resume;
+    };
+    match service.call(function, arguments) {
+        HypercallOutcome::Return(values) => {
+            for (n, value) in values.iter().enumerate() {
+                if let Some(value) = value {
+                    registers.set_register(n as u8, *value);
+                }
+            }
+            Action::Resume
+        }
+        HypercallOutcome::StopVm => Action::StopVm,
+        HypercallOutcome::ResetVm => Action::ResetVm,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use core::cell::Cell;
+
+    #[derive(Default)]
+    struct FakeRegisters {
+        r: [u32; 15],
+        pc: u32,
+    }
+
+    impl GuestRegisters for FakeRegisters {
+        fn register(&self, n: u8) -> u32 {
+            self.r[n as usize]
+        }
+        fn set_register(&mut self, n: u8, value: u32) {
+            self.r[n as usize] = value;
+        }
+        fn pc(&self) -> u32 {
+            self.pc
+        }
+        fn set_pc(&mut self, pc: u32) {
+            self.pc = pc;
+        }
+    }
+
+    /// A device with one 32-bit register at offset 0 and a byte register at 4.
+    struct FakeDevice {
+        word: Cell<u32>,
+    }
+
+    impl MmioDevice for FakeDevice {
+        fn name(&self) -> &'static str {
+            "fake"
+        }
+        fn base(&self) -> u64 {
+            0x0900_0000
+        }
+        fn size(&self) -> u64 {
+            0x1000
+        }
+        fn read(&self, offset: u64, size: AccessSize) -> Result<u32, MmioError> {
+            match (offset, size) {
+                (0, AccessSize::Word) => Ok(self.word.get()),
+                (4, AccessSize::Byte) => Ok(0xf0),
+                (0 | 4, _) => Err(MmioError::BadSize),
+                _ => Err(MmioError::NoRegister),
+            }
+        }
+        fn write(&self, offset: u64, size: AccessSize, value: u32) -> Result<(), MmioError> {
+            match (offset, size) {
+                (0, AccessSize::Word) => {
+                    self.word.set(value);
+                    Ok(())
+                }
+                _ => Err(MmioError::NoRegister),
+            }
+        }
+    }
+
+    struct Psci;
+
+    impl HypercallDriver for Psci {
+        fn owns(&self, function: u32) -> bool {
+            function >> 24 == 0x84
+        }
+        fn call(&self, function: u32, arguments: [u32; 7]) -> HypercallOutcome {
+            match function {
+                0x8400_0000 => HypercallOutcome::value(2),
+                0x8400_0008 => HypercallOutcome::StopVm,
+                0x8400_0009 => HypercallOutcome::ResetVm,
+                _ => HypercallOutcome::Return([Some(arguments[0]), Some(arguments[6]), None, None]),
+            }
+        }
+    }
+
+    fn exit(trap: Trap) -> GuestExit {
+        GuestExit {
+            trap,
+            instruction_bytes: 4,
+        }
+    }
+
+    fn run(trap: Trap, registers: &mut FakeRegisters, device: &FakeDevice) -> Action {
+        dispatch(&exit(trap), registers, &[device], &[&Psci])
+    }
+
+    #[test]
+    fn hypercalls_reach_their_owner_and_return_values() {
+        let device = FakeDevice { word: Cell::new(0) };
+        let mut regs = FakeRegisters {
+            pc: 0x4000_0004,
+            ..Default::default()
+        };
+        regs.r[0] = 0x8400_0000;
+        assert_eq!(
+            run(Trap::Hypercall { immediate: 0 }, &mut regs, &device),
+            Action::Resume
+        );
+        assert_eq!(
+            (regs.r[0], regs.pc),
+            (2, 0x4000_0004),
+            "HVC: PC already past it"
+        );
+        regs.r[0] = 0x8400_0042;
+        regs.r[1] = 11;
+        regs.r[7] = 77;
+        run(Trap::Hypercall { immediate: 0 }, &mut regs, &device);
+        assert_eq!(
+            (regs.r[0], regs.r[1]),
+            (11, 77),
+            "arguments r1..r7 in order"
+        );
+    }
+
+    #[test]
+    fn unknown_functions_get_not_supported() {
+        let device = FakeDevice { word: Cell::new(0) };
+        let mut regs = FakeRegisters::default();
+        for function in [0, 0xffff_ffff, 0x8600_0000, 0xc400_0000] {
+            regs.r[0] = function;
+            assert_eq!(
+                run(Trap::Hypercall { immediate: 0 }, &mut regs, &device),
+                Action::Resume
+            );
+            assert_eq!(regs.r[0], NOT_SUPPORTED, "{function:#x}");
+        }
+    }
+
+    #[test]
+    fn smc_is_skipped_and_stop_and_reset_pass_through() {
+        let device = FakeDevice { word: Cell::new(0) };
+        let mut regs = FakeRegisters {
+            pc: 0x100,
+            ..Default::default()
+        };
+        regs.r[0] = 0x8400_0008;
+        assert_eq!(
+            run(Trap::SecureMonitorCall, &mut regs, &device),
+            Action::StopVm
+        );
+        assert_eq!(regs.pc, 0x104);
+        regs.r[0] = 0x8400_0009;
+        assert_eq!(
+            run(Trap::Hypercall { immediate: 0 }, &mut regs, &device),
+            Action::ResetVm
+        );
+    }
+
+    #[test]
+    fn mmio_read_and_write_reach_the_device() {
+        let device = FakeDevice {
+            word: Cell::new(0x1234_5678),
+        };
+        let mut regs = FakeRegisters {
+            pc: 0x200,
+            ..Default::default()
+        };
+        let read = Trap::MmioRead {
+            ipa: 0x0900_0000,
+            va: 0x0900_0000,
+            size: AccessSize::Word,
+            sign_extend: false,
+            register: 3,
+        };
+        assert_eq!(run(read, &mut regs, &device), Action::Resume);
+        assert_eq!((regs.r[3], regs.pc), (0x1234_5678, 0x204));
+        regs.r[5] = 0xcafe;
+        let write = Trap::MmioWrite {
+            ipa: 0x0900_0000,
+            va: 0x0900_0000,
+            size: AccessSize::Word,
+            register: 5,
+        };
+        assert_eq!(run(write, &mut regs, &device), Action::Resume);
+        assert_eq!(device.word.get(), 0xcafe);
+    }
+
+    #[test]
+    fn sign_extending_byte_load() {
+        let device = FakeDevice { word: Cell::new(0) };
+        let mut regs = FakeRegisters::default();
+        let load = |sign_extend| Trap::MmioRead {
+            ipa: 0x0900_0004,
+            va: 0xc000_0004,
+            size: AccessSize::Byte,
+            sign_extend,
+            register: 2,
+        };
+        run(load(true), &mut regs, &device);
+        assert_eq!(regs.r[2], 0xffff_fff0);
+        run(load(false), &mut regs, &device);
+        assert_eq!(regs.r[2], 0xf0);
+    }
+
+    #[test]
+    fn unclaimed_or_refused_accesses_become_data_aborts() {
+        let device = FakeDevice { word: Cell::new(0) };
+        let mut regs = FakeRegisters {
+            pc: 0x300,
+            ..Default::default()
+        };
+        let at = |ipa, size, register| Trap::MmioRead {
+            ipa,
+            va: 0xc000_1000,
+            size,
+            sign_extend: false,
+            register,
+        };
+        let abort = Action::InjectDataAbort {
+            va: 0xc000_1000,
+            write: false,
+        };
+        // Nobody there; a register that does not exist; the wrong size; a
+        // load into the PC; an access straddling the end of the window.
+        assert_eq!(
+            run(at(0x0a00_0000, AccessSize::Word, 1), &mut regs, &device),
+            abort
+        );
+        assert_eq!(
+            run(at(0x0900_0010, AccessSize::Word, 1), &mut regs, &device),
+            abort
+        );
+        assert_eq!(
+            run(at(0x0900_0000, AccessSize::Halfword, 1), &mut regs, &device),
+            abort
+        );
+        assert_eq!(
+            run(at(0x0900_0000, AccessSize::Word, 15), &mut regs, &device),
+            abort
+        );
+        assert_eq!(
+            run(at(0x0900_0ffe, AccessSize::Word, 1), &mut regs, &device),
+            abort
+        );
+        assert_eq!(regs.pc, 0x300, "a faulting access is not skipped");
+    }
+
+    #[test]
+    fn faults_and_unemulated_instructions_go_to_the_guest() {
+        let device = FakeDevice { word: Cell::new(0) };
+        let mut regs = FakeRegisters::default();
+        let data = Trap::DataAbort {
+            va: 0x10,
+            ipa: None,
+            write: true,
+            kind: crate::trap::FaultKind::External,
+            stage1_walk: false,
+        };
+        assert_eq!(
+            run(data, &mut regs, &device),
+            Action::InjectDataAbort {
+                va: 0x10,
+                write: true
+            }
+        );
+        let fetch = Trap::PrefetchAbort {
+            va: 0x20,
+            ipa: Some(0x20),
+            kind: crate::trap::FaultKind::Translation { level: 1 },
+            stage1_walk: false,
+        };
+        assert_eq!(
+            run(fetch, &mut regs, &device),
+            Action::InjectPrefetchAbort { va: 0x20 }
+        );
+        assert_eq!(
+            run(Trap::Undefined { syndrome: 0 }, &mut regs, &device),
+            Action::InjectUndefined
+        );
+        assert_eq!(
+            run(Trap::FloatingPoint, &mut regs, &device),
+            Action::InjectUndefined
+        );
+    }
+
+    #[test]
+    fn wfi_is_skipped_and_waits() {
+        let device = FakeDevice { word: Cell::new(0) };
+        let mut regs = FakeRegisters {
+            pc: 0x400,
+            ..Default::default()
+        };
+        assert_eq!(
+            run(
+                Trap::WaitForInterrupt {
+                    condition: Some(0xe)
+                },
+                &mut regs,
+                &device
+            ),
+            Action::Wait
+        );
+        assert_eq!(regs.pc, 0x404);
+    }
+}
