@@ -1,3 +1,13 @@
 //! Capsules: virtual devices and hypercall services, in safe Rust.
+//!
+//! Capsules handle guests' traps: each implements a `hyp` trait
+//! (`hyp::dispatch::HypercallDriver` for services, `hyp::dispatch::MmioDevice`
+//! for virtual devices) and never names a chip. Unsafe code is forbidden.
+//!
+//! | capsule | what |
+//! |---|---|
+//! | [`psci`] | PSCI 0.2 for single-CPU guests |
 #![no_std]
 #![forbid(unsafe_code)]
+
+pub mod psci;

@@ -6,24 +6,22 @@
 //! SP_svc with known values, asks for the PSCI version by HVC, loads from the
 //! unmapped IPA 0x0900_0018 (which the hypervisor emulates with 0x5a),
 //! checks that its registers survived both exits, reports what it saw with a
-//! test hypercall and powers off with PSCI SYSTEM_OFF. The run loop here
-//! answers each exit and prints one line per exit, so the integration test
+//! test hypercall and powers off with PSCI SYSTEM_OFF. The run loop hands
+//! each exit to `hyp::dispatch` with the PSCI capsule, a report service and a
+//! stand-in device, and prints one line per exit, so the integration test
 //! can check the values end to end.
 
 use crate::log;
 use armv7a::stage2::{vttbr, GuestAccess, GuestMapping, Stage2Tables};
 use armv7a::world_switch::{install_guest_translation, run_guest, GuestContext};
+use capsules::psci::Psci;
+use core::cell::Cell;
 use hyp::config::GUEST_RAM_IPA;
+use hyp::dispatch::{dispatch, Action, HypercallDriver, HypercallOutcome, MmioDevice, MmioError};
 use hyp::exit::ExitCode;
 use hyp::memory::MemoryType;
-use hyp::trap::Trap;
+use hyp::trap::{AccessSize, Trap};
 use hyp::utilities::TakeOnce;
-
-/// PSCI 0.2 function ids (SMC32 calling convention).
-const PSCI_VERSION: u32 = 0x8400_0000;
-const PSCI_SYSTEM_OFF: u32 = 0x8400_0008;
-/// PSCI NOT_SUPPORTED.
-const NOT_SUPPORTED: u32 = -1i32 as u32;
 /// The smoke guest's report call (vendor-specific hypervisor service range).
 const SMOKE_REPORT: u32 = 0x8600_0f00;
 /// The value the emulated MMIO load returns.
@@ -94,6 +92,44 @@ guest_smoke_entry:
 "#
 );
 
+/// The smoke guest's report service: remembers r1-r3 of its one call.
+struct SmokeReport {
+    report: Cell<Option<[u32; 3]>>,
+}
+
+impl HypercallDriver for SmokeReport {
+    fn owns(&self, function: u32) -> bool {
+        function == SMOKE_REPORT
+    }
+
+    fn call(&self, _function: u32, arguments: [u32; 7]) -> HypercallOutcome {
+        self.report
+            .set(Some([arguments[0], arguments[1], arguments[2]]));
+        HypercallOutcome::value(0)
+    }
+}
+
+/// A stand-in device at the guest's UART address that reads as 0x5a.
+struct Probe;
+
+impl MmioDevice for Probe {
+    fn name(&self) -> &'static str {
+        "probe"
+    }
+    fn base(&self) -> u64 {
+        0x0900_0000
+    }
+    fn size(&self) -> u64 {
+        0x1000
+    }
+    fn read(&self, _offset: u64, _size: AccessSize) -> Result<u32, MmioError> {
+        Ok(MMIO_VALUE)
+    }
+    fn write(&self, _offset: u64, _size: AccessSize, _value: u32) -> Result<(), MmioError> {
+        Err(MmioError::NoRegister)
+    }
+}
+
 /// Runs the smoke guest to SYSTEM_OFF and stops QEMU with its verdict.
 pub fn run() -> ! {
     let code = crate::memory_map::guest_smoke();
@@ -119,67 +155,72 @@ pub fn run() -> ! {
     // nothing else writes; HCR_GUEST keeps interrupts and aborts in Hyp.
     unsafe { install_guest_translation(vttbr(1, tables.root_table_address())) };
 
+    let psci = Psci::new();
+    let report = SmokeReport {
+        report: Cell::new(None),
+    };
+    let probe = Probe;
+    let services: [&dyn HypercallDriver; 2] = [&psci, &report];
+    let devices: [&dyn MmioDevice; 1] = [&probe];
     let mut context = GuestContext::boot(GUEST_RAM_IPA);
-    let mut passed = false;
+    let mut stopped = false;
     for _ in 0..16 {
         // SAFETY: stage 2 and HCR were installed for this guest just above.
         let exit = unsafe { run_guest(&mut context) };
+        let pc = context.pc;
+        let function = context.r[0];
+        let action = dispatch(&exit, &mut context, &devices, &services);
         match exit.trap {
-            Trap::Hypercall { immediate } => match context.r[0] {
-                PSCI_VERSION => {
-                    log!("smoke guest: HVC #{} PSCI_VERSION -> 0x00000002", immediate);
-                    context.r[0] = 2;
-                }
-                SMOKE_REPORT => {
-                    let (preserved, mmio, version) = (context.r[1], context.r[2], context.r[3]);
-                    log!(
-                        "smoke guest: report: registers preserved {}, MMIO value {:#x}, PSCI version {:#x}, SP_svc {:#010x}",
-                        preserved,
-                        mmio,
-                        version,
-                        context.svc.sp
-                    );
-                    passed = preserved == 1 && mmio == MMIO_VALUE && version == 2;
-                }
-                PSCI_SYSTEM_OFF => {
-                    log!("smoke guest: SYSTEM_OFF at pc {:#010x}", context.pc);
-                    break;
-                }
-                other => {
-                    log!("smoke guest: unknown function {:#010x}", other);
-                    context.r[0] = NOT_SUPPORTED;
-                }
-            },
+            Trap::Hypercall { immediate } => log!(
+                "smoke guest: HVC #{} function {:#010x} -> r0 {:#010x}, {:?}",
+                immediate,
+                function,
+                context.r[0],
+                action
+            ),
             Trap::MmioRead {
                 ipa,
                 size,
                 sign_extend,
                 register,
                 ..
-            } => {
-                log!(
-                    "smoke guest: MMIO read {:#010x} ({:?}, sign-extend {}) into r{} at pc {:#010x}",
-                    ipa,
-                    size,
-                    sign_extend,
-                    register,
-                    context.pc
-                );
-                if let Some(slot) = context.r.get_mut(register as usize) {
-                    *slot = MMIO_VALUE;
-                }
-                context.pc = context.pc.wrapping_add(exit.instruction_bytes);
+            } => log!(
+                "smoke guest: MMIO read {:#010x} ({:?}, sign-extend {}) into r{} at pc {:#010x}: {:?}",
+                ipa,
+                size,
+                sign_extend,
+                register,
+                pc,
+                action
+            ),
+            other => log!("smoke guest: unexpected exit {:?} at pc {:#010x}", other, pc),
+        }
+        match action {
+            Action::Resume => {}
+            Action::StopVm => {
+                log!("smoke guest: stopped by PSCI at pc {:#010x}", context.pc);
+                stopped = true;
+                break;
             }
             other => {
-                log!(
-                    "smoke guest: unexpected exit {:?} at pc {:#010x}",
-                    other,
-                    context.pc
-                );
+                log!("smoke guest: unexpected action {:?}", other);
                 break;
             }
         }
     }
+    let passed = match report.report.get() {
+        Some([preserved, mmio, version]) => {
+            log!(
+                "smoke guest: report: registers preserved {}, MMIO value {:#x}, PSCI version {:#x}, SP_svc {:#010x}",
+                preserved,
+                mmio,
+                version,
+                context.svc.sp
+            );
+            stopped && preserved == 1 && mmio == MMIO_VALUE && version == 2
+        }
+        None => false,
+    };
     log!("smoke guest: {}", if passed { "passed" } else { "FAILED" });
     crate::io::stop(if passed {
         ExitCode::Success

@@ -323,3 +323,100 @@ pub unsafe fn install_guest_translation(vttbr: u64) {
     aarch32_cpu::asm::dsb();
     aarch32_cpu::asm::isb();
 }
+
+impl GuestContext {
+    /// The banked SP/LR/SPSR set of the guest's current mode (`None` for
+    /// User and System mode, which have no SPSR, or a reserved mode).
+    fn current_bank(&mut self) -> Option<&mut BankedRegisters> {
+        match self.cpsr & 0x1f {
+            0x11 => Some(&mut self.fiq),
+            0x12 => Some(&mut self.irq),
+            0x13 => Some(&mut self.svc),
+            0x17 => Some(&mut self.abt),
+            0x1b => Some(&mut self.und),
+            _ => None,
+        }
+    }
+
+    /// Register `n` (0-14) as the guest's current mode sees it, or a slot
+    /// to write it.
+    fn register_slot(&mut self, n: u8) -> Option<&mut u32> {
+        let fiq = self.cpsr & 0x1f == 0x11;
+        match n {
+            0..=7 => Some(&mut self.r[n as usize]),
+            8..=12 if fiq => Some(&mut self.r_fiq[n as usize - 8]),
+            8..=12 => Some(&mut self.r[n as usize]),
+            13 | 14 => {
+                let user = self.cpsr & 0x1f == 0x10 || self.cpsr & 0x1f == 0x1f;
+                if user {
+                    Some(if n == 13 {
+                        &mut self.sp_usr
+                    } else {
+                        &mut self.lr_usr
+                    })
+                } else {
+                    self.current_bank()
+                        .map(|bank| if n == 13 { &mut bank.sp } else { &mut bank.lr })
+                }
+            }
+            _ => None,
+        }
+    }
+}
+
+impl hyp::dispatch::GuestRegisters for GuestContext {
+    fn register(&self, n: u8) -> u32 {
+        let mut copy = *self;
+        copy.register_slot(n).map_or(0, |slot| *slot)
+    }
+
+    fn set_register(&mut self, n: u8, value: u32) {
+        if let Some(slot) = self.register_slot(n) {
+            *slot = value;
+        }
+    }
+
+    fn pc(&self) -> u32 {
+        self.pc
+    }
+
+    fn set_pc(&mut self, pc: u32) {
+        self.pc = pc;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hyp::dispatch::GuestRegisters;
+
+    #[test]
+    fn registers_follow_the_current_mode() {
+        let mut context = GuestContext::boot(0x4000_0000); // SVC mode
+        context.set_register(13, 0x100);
+        context.set_register(14, 0x200);
+        context.set_register(9, 0x999);
+        assert_eq!(
+            (context.svc.sp, context.svc.lr, context.r[9]),
+            (0x100, 0x200, 0x999)
+        );
+        context.cpsr = 0x11; // FIQ: r8-r14 banked
+        context.set_register(9, 0xf9);
+        context.set_register(13, 0xf13);
+        assert_eq!(
+            (context.r_fiq[1], context.fiq.sp, context.r[9]),
+            (0xf9, 0xf13, 0x999)
+        );
+        assert_eq!(context.register(9), 0xf9);
+        context.cpsr = 0x10; // User
+        context.set_register(14, 0x114);
+        assert_eq!((context.lr_usr, context.register(14)), (0x114, 0x114));
+        context.cpsr = 0x1f; // System shares User's registers
+        assert_eq!(context.register(14), 0x114);
+        assert_eq!(
+            context.register(15),
+            0,
+            "the PC is not a general register here"
+        );
+    }
+}
