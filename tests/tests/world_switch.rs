@@ -2,7 +2,9 @@
 //! world switch and `hyp::dispatch`: a PSCI hypercall answered in r0 by the
 //! PSCI capsule, a load from an unmapped IPA
 //! decoded from the stage-2 fault and emulated, every callee register and
-//! the banked SP_svc preserved across both exits, and PSCI SYSTEM_OFF.
+//! the banked SP_svc preserved across both exits, a load from an unclaimed
+//! IPA reflected into the guest's own data abort handler, and PSCI
+//! SYSTEM_OFF.
 
 use capvisor_tests::{assert_console_has, assert_console_lacks, boot, line_with};
 
@@ -25,6 +27,18 @@ fn smoke_guest_round_trips_through_the_world_switch() {
     assert!(report.contains("MMIO value 0x5a"), "{report}");
     assert!(report.contains("PSCI version 0x2"), "{report}");
     assert!(report.contains("SP_svc 0x40000ff0"), "{report}");
+    // Rule 2: a load from an IPA nobody claims (the 58th instruction) comes
+    // back to the guest as a data abort at its own vector; its handler sees
+    // an external abort (DFSR 0x008) at the right address, LR_abt = the
+    // load + 8 and the interrupted SVC-mode CPSR, and resumes.
+    assert_console_has(
+        console,
+        "MMIO read 0x0a000000 (Word, sign-extend false) into r1 at pc 0x400000e4: InjectDataAbort",
+    );
+    assert_console_has(
+        console,
+        "smoke guest: abort handler saw DFSR 0x008, DFAR 0x0a000000, LR_abt 0x400000ec, SPSR_abt 0x600001d3",
+    );
     assert_console_has(console, "function 0x84000008 -> r0 0x84000008, StopVm");
     assert_console_has(console, "smoke guest: stopped by PSCI");
     assert_console_has(console, "smoke guest: passed");

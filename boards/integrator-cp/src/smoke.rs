@@ -6,14 +6,15 @@
 //! SP_svc with known values, asks for the PSCI version by HVC, loads from the
 //! unmapped IPA 0x0900_0018 (which the hypervisor emulates with 0x5a),
 //! checks that its registers survived both exits, reports what it saw with a
-//! test hypercall and powers off with PSCI SYSTEM_OFF. The run loop hands
+//! test hypercall, then loads from an IPA nobody claims and reports what its
+//! own data abort handler saw (rule 2), and powers off with PSCI SYSTEM_OFF. The run loop hands
 //! each exit to `hyp::dispatch` with the PSCI capsule, a report service and a
 //! stand-in device, and prints one line per exit, so the integration test
 //! can check the values end to end.
 
 use crate::log;
 use armv7a::stage2::{vttbr, GuestAccess, GuestMapping, Stage2Tables};
-use armv7a::world_switch::{install_guest_translation, run_guest, GuestContext};
+use armv7a::world_switch::{install_guest_translation, reflect_fault, run_guest, GuestContext};
 use capsules::psci::Psci;
 use core::cell::Cell;
 use hyp::config::GUEST_RAM_IPA;
@@ -85,26 +86,71 @@ guest_smoke_entry:
     mov     r1, r0                  @ r1 := registers preserved (1/0)
     ldr     r0, =0x86000f00         @ report: r1 preserved, r2 MMIO, r3 version
     hvc     #0
+    @ Rule 2: a load from an IPA nobody claims must come back as a data
+    @ abort at the guest's own vector. VBAR := guest_vectors.
+    adr     r0, guest_vectors
+    mcr     p15, 0, r0, c12, c0, 0
+    isb
+    mov     r5, #0                  @ r5-r8 are filled in by the handler
+    mov     r6, #0
+    mov     r7, #0
+    mov     r8, #0
+    ldr     r0, =0x0a000000         @ nothing is mapped or emulated here
+guest_faulting_load:
+    ldr     r1, [r0]                @ aborts; the handler resumes after it
+    mov     r1, r5                  @ report: DFSR, DFAR, LR_abt, SPSR_abt
+    mov     r2, r6
+    mov     r3, r7
+    mov     r4, r8
+    ldr     r0, =0x86000f01
+    hvc     #0
     ldr     r0, =0x84000008         @ PSCI SYSTEM_OFF
     hvc     #0
 1:  b       1b
+
+    @ The guest's own vector table: only the data abort entry is used.
+    .balign 32
+guest_vectors:
+    b       .                       @ 0x00 reset
+    b       .                       @ 0x04 undefined
+    b       .                       @ 0x08 SVC
+    b       .                       @ 0x0c prefetch abort
+    b       guest_data_abort        @ 0x10 data abort
+    b       .                       @ 0x14 not used
+    b       .                       @ 0x18 IRQ
+    b       .                       @ 0x1c FIQ
+guest_data_abort:
+    mrc     p15, 0, r5, c5, c0, 0   @ r5 := DFSR
+    mrc     p15, 0, r6, c6, c0, 0   @ r6 := DFAR
+    mov     r7, lr                  @ r7 := LR_abt (faulting instruction + 8)
+    mrs     r8, spsr                @ r8 := SPSR_abt (the interrupted CPSR)
+    subs    pc, lr, #4              @ resume after the faulting load
     .ltorg
 "#
 );
 
-/// The smoke guest's report service: remembers r1-r3 of its one call.
+/// The smoke guest's abort report call.
+const SMOKE_ABORT_REPORT: u32 = 0x8600_0f01;
+
+/// The smoke guest's report service: remembers the arguments of each
+/// report call.
 struct SmokeReport {
     report: Cell<Option<[u32; 3]>>,
+    abort: Cell<Option<[u32; 4]>>,
 }
 
 impl HypercallDriver for SmokeReport {
     fn owns(&self, function: u32) -> bool {
-        function == SMOKE_REPORT
+        function == SMOKE_REPORT || function == SMOKE_ABORT_REPORT
     }
 
-    fn call(&self, _function: u32, arguments: [u32; 7]) -> HypercallOutcome {
-        self.report
-            .set(Some([arguments[0], arguments[1], arguments[2]]));
+    fn call(&self, function: u32, arguments: [u32; 7]) -> HypercallOutcome {
+        let [a, b, c, d, ..] = arguments;
+        if function == SMOKE_REPORT {
+            self.report.set(Some([a, b, c]));
+        } else {
+            self.abort.set(Some([a, b, c, d]));
+        }
         HypercallOutcome::value(0)
     }
 }
@@ -158,6 +204,7 @@ pub fn run() -> ! {
     let psci = Psci::new();
     let report = SmokeReport {
         report: Cell::new(None),
+        abort: Cell::new(None),
     };
     let probe = Probe;
     let services: [&dyn HypercallDriver; 2] = [&psci, &report];
@@ -193,10 +240,28 @@ pub fn run() -> ! {
                 pc,
                 action
             ),
+            Trap::DataAbort { va, ipa, kind, .. } => log!(
+                "smoke guest: data abort at va {:#010x} (ipa {:?}, {:?}) at pc {:#010x}: {:?}",
+                va,
+                ipa,
+                kind,
+                pc,
+                action
+            ),
             other => log!("smoke guest: unexpected exit {:?} at pc {:#010x}", other, pc),
         }
         match action {
             Action::Resume => {}
+            Action::InjectDataAbort { .. } => {
+                // SAFETY: this guest just exited and its CP15 state is live.
+                unsafe { reflect_fault(&mut context, &action) };
+                log!(
+                    "smoke guest: reflected: LR_abt {:#010x}, SPSR_abt {:#010x}, vector {:#010x}",
+                    context.abt.lr,
+                    context.abt.spsr,
+                    context.pc
+                );
+            }
             Action::StopVm => {
                 log!("smoke guest: stopped by PSCI at pc {:#010x}", context.pc);
                 stopped = true;
@@ -221,6 +286,20 @@ pub fn run() -> ! {
         }
         None => false,
     };
+    let abort_ok = match report.abort.get() {
+        Some([dfsr, dfar, lr_abt, spsr_abt]) => {
+            log!(
+                "smoke guest: abort handler saw DFSR {:#05x}, DFAR {:#010x}, LR_abt {:#010x}, SPSR_abt {:#010x}",
+                dfsr,
+                dfar,
+                lr_abt,
+                spsr_abt
+            );
+            dfsr == 0x008 && dfar == 0x0a00_0000 && spsr_abt & 0x1f == 0x13
+        }
+        None => false,
+    };
+    let passed = passed && abort_ok;
     log!("smoke guest: {}", if passed { "passed" } else { "FAILED" });
     crate::io::stop(if passed {
         ExitCode::Success

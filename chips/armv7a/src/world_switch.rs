@@ -420,3 +420,74 @@ mod tests {
         );
     }
 }
+
+impl GuestContext {
+    /// Applies an exception entry computed by [`crate::inject`]: LR and
+    /// SPSR of the target mode, then the new CPSR and PC.
+    pub fn enter(&mut self, entry: &crate::inject::ExceptionEntry) {
+        let bank = match entry.mode {
+            crate::inject::mode::ABORT => &mut self.abt,
+            _ => &mut self.und,
+        };
+        bank.lr = entry.lr;
+        bank.spsr = entry.spsr;
+        self.cpsr = entry.cpsr;
+        self.pc = entry.pc;
+    }
+}
+
+/// Reflects a fault into the running guest (design rule 2): sets the fault
+/// status and address registers the guest's handler will read, and makes
+/// the guest enter its own abort or undefined vector. Returns `false` for
+/// an action that is not a reflection.
+///
+/// The guest's CP15 registers are live in the CPU while it is the only VM;
+/// they are read and written here directly.
+///
+/// # Safety
+/// `context` must be the guest that just exited, with its CP15 state loaded.
+#[cfg(target_arch = "arm")]
+pub unsafe fn reflect_fault(context: &mut GuestContext, action: &hyp::dispatch::Action) -> bool {
+    use crate::inject::{
+        enter_exception, fault_status_register, GuestException, GuestState, ReflectedFault,
+    };
+    use aarch32_cpu::register::{Dfar, Dfsr, Ifar, Ifsr, Sctlr, SysRegRead, SysRegWrite, Vbar};
+    use hyp::dispatch::Action;
+    let ttbcr: u32;
+    // SAFETY: reading TTBCR has no side effects.
+    unsafe {
+        core::arch::asm!("mrc p15, 0, {}, c2, c0, 2", out(reg) ttbcr, options(nomem, nostack))
+    };
+    let lpae = ttbcr & (1 << 31) != 0;
+    let exception = match *action {
+        Action::InjectDataAbort { va, write } => {
+            let status = fault_status_register(ReflectedFault::SyncExternal, lpae, write);
+            // SAFETY: DFSR/DFAR belong to the guest, which is about to take
+            // the abort that reports them.
+            unsafe {
+                <Dfsr as SysRegWrite>::write_raw(status);
+                <Dfar as SysRegWrite>::write_raw(va);
+            }
+            GuestException::DataAbort
+        }
+        Action::InjectPrefetchAbort { va } => {
+            let status = fault_status_register(ReflectedFault::SyncExternal, lpae, false);
+            // SAFETY: as above, for IFSR/IFAR.
+            unsafe {
+                <Ifsr as SysRegWrite>::write_raw(status);
+                <Ifar as SysRegWrite>::write_raw(va);
+            }
+            GuestException::PrefetchAbort
+        }
+        Action::InjectUndefined => GuestException::Undefined,
+        _ => return false,
+    };
+    let state = GuestState {
+        cpsr: context.cpsr,
+        pc: context.pc,
+        sctlr: <Sctlr as SysRegRead>::read_raw(),
+        vbar: <Vbar as SysRegRead>::read_raw(),
+    };
+    context.enter(&enter_exception(&state, exception));
+    true
+}
