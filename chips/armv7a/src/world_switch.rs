@@ -385,42 +385,6 @@ impl hyp::dispatch::GuestRegisters for GuestContext {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use hyp::dispatch::GuestRegisters;
-
-    #[test]
-    fn registers_follow_the_current_mode() {
-        let mut context = GuestContext::boot(0x4000_0000); // SVC mode
-        context.set_register(13, 0x100);
-        context.set_register(14, 0x200);
-        context.set_register(9, 0x999);
-        assert_eq!(
-            (context.svc.sp, context.svc.lr, context.r[9]),
-            (0x100, 0x200, 0x999)
-        );
-        context.cpsr = 0x11; // FIQ: r8-r14 banked
-        context.set_register(9, 0xf9);
-        context.set_register(13, 0xf13);
-        assert_eq!(
-            (context.r_fiq[1], context.fiq.sp, context.r[9]),
-            (0xf9, 0xf13, 0x999)
-        );
-        assert_eq!(context.register(9), 0xf9);
-        context.cpsr = 0x10; // User
-        context.set_register(14, 0x114);
-        assert_eq!((context.lr_usr, context.register(14)), (0x114, 0x114));
-        context.cpsr = 0x1f; // System shares User's registers
-        assert_eq!(context.register(14), 0x114);
-        assert_eq!(
-            context.register(15),
-            0,
-            "the PC is not a general register here"
-        );
-    }
-}
-
 impl GuestContext {
     /// Applies an exception entry computed by [`crate::inject`]: LR and
     /// SPSR of the target mode, then the new CPSR and PC.
@@ -490,4 +454,40 @@ pub unsafe fn reflect_fault(context: &mut GuestContext, action: &hyp::dispatch::
     };
     context.enter(&enter_exception(&state, exception));
     true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hyp::dispatch::GuestRegisters;
+
+    #[test]
+    fn registers_follow_the_current_mode() {
+        let mut context = GuestContext::boot(0x4000_0000); // SVC mode
+        context.set_register(13, 0x100);
+        context.set_register(14, 0x200);
+        context.set_register(9, 0x999);
+        assert_eq!(
+            (context.svc.sp, context.svc.lr, context.r[9]),
+            (0x100, 0x200, 0x999)
+        );
+        context.cpsr = 0x11; // FIQ: r8-r14 banked
+        context.set_register(9, 0xf9);
+        context.set_register(13, 0xf13);
+        assert_eq!(
+            (context.r_fiq[1], context.fiq.sp, context.r[9]),
+            (0xf9, 0xf13, 0x999)
+        );
+        assert_eq!(context.register(9), 0xf9);
+        context.cpsr = 0x10; // User
+        context.set_register(14, 0x114);
+        assert_eq!((context.lr_usr, context.register(14)), (0x114, 0x114));
+        context.cpsr = 0x1f; // System shares User's registers
+        assert_eq!(context.register(14), 0x114);
+        assert_eq!(
+            context.register(15),
+            0,
+            "the PC is not a general register here"
+        );
+    }
 }

@@ -237,6 +237,23 @@ fn spawn_error(command: &QemuCommand, error: std::io::Error) -> RunError {
     }
 }
 
+/// Starts `process`, retrying briefly on ETXTBSY: a program file that was
+/// just written (a fresh build, a test's fake QEMU) can still be open for
+/// writing in a child another thread is forking.
+fn spawn_retrying(process: &mut Command) -> std::io::Result<Child> {
+    const ETXTBSY: i32 = 26;
+    let mut attempts = 0;
+    loop {
+        match process.spawn() {
+            Err(error) if error.raw_os_error() == Some(ETXTBSY) && attempts < 50 => {
+                attempts += 1;
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            result => return result,
+        }
+    }
+}
+
 /// Runs QEMU with the console on this terminal and returns its exit status.
 pub fn run_interactive(command: &QemuCommand) -> Result<i32, RunError> {
     let mut process = command.to_command(ConsoleMode::Interactive)?;
@@ -386,12 +403,12 @@ impl Session {
     /// Starts QEMU in [`ConsoleMode::Captured`].
     pub fn start(command: &QemuCommand) -> Result<Session, RunError> {
         let mut process = command.to_command(ConsoleMode::Captured)?;
-        let mut child = process
+        process
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(|error| spawn_error(command, error))?;
+            .stderr(Stdio::piped());
+        let mut child =
+            spawn_retrying(&mut process).map_err(|error| spawn_error(command, error))?;
         let console: Shared = Arc::new((
             Mutex::new(Console {
                 open_pipes: 2,
