@@ -10,7 +10,7 @@ UNIT_CRATES := -p hyp -p armv7a -p integrator-cp -p capsules -p capvisor-runner
 HOST_CRATES := $(UNIT_CRATES) -p capvisor-tests
 TARGET_CRATES := -p hyp -p armv7a -p integrator-cp -p capsules -p capvisor-integrator-cp
 
-.PHONY: all setup program debug build test fmt-check lint unit-test qemu-test clean
+.PHONY: all setup program debug build test fmt-check lint unit-test qemu-test bench clean
 
 all: build
 
@@ -42,6 +42,19 @@ qemu-test: setup
 
 test: setup fmt-check lint unit-test qemu-test
 	@echo "make test: all checks passed"
+
+# Trap-path micro-benchmarks in exact instruction counts (QEMU -icount);
+# writes BENCHMARKS.md.
+BENCH_DIR := target/bench
+BENCH_ELF := $(BENCH_DIR)/$(TARGET)/release/capvisor-integrator-cp
+bench: setup
+	cargo build --locked --release -p capvisor-integrator-cp --target $(TARGET) --features bench --target-dir $(BENCH_DIR)
+	cargo run --quiet --locked --release -p capvisor-runner --bin capvisor-run -- \
+		--board integrator-cp --kernel $(BENCH_ELF) --icount --timeout 300 \
+		--expect "bench: done" 2> $(BENCH_DIR)/console.txt \
+		|| (cat $(BENCH_DIR)/console.txt; exit 1)
+	tools/bench-report.sh $(BENCH_DIR)/console.txt > BENCHMARKS.md
+	@cat BENCHMARKS.md
 
 clean:
 	cargo clean

@@ -20,10 +20,16 @@
 #![no_main]
 #![deny(unsafe_op_in_unsafe_fn)]
 
+#[cfg(feature = "bench")]
+mod bench;
+#[cfg(any(feature = "test-world-switch", feature = "bench"))]
+mod builtin_guest;
 mod io;
 mod memory_map;
 #[cfg(feature = "test-world-switch")]
 mod smoke;
+#[cfg(all(feature = "test-world-switch", feature = "bench"))]
+compile_error!("the test-world-switch and bench features each bring a built-in guest: pick one");
 
 use armv7a::hyp_tables::{HypTables, HMAIR0, HMAIR1, HTCR};
 use armv7a::mmu::HypTranslation;
@@ -197,4 +203,6 @@ fn run_test_hooks() {
     }
     #[cfg(feature = "test-world-switch")]
     smoke::run();
+    #[cfg(feature = "bench")]
+    bench::run();
 }

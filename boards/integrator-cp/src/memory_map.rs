@@ -154,8 +154,8 @@ pub fn regions() -> ([Region; REGION_COUNT], usize) {
 }
 
 /// The built-in test guest's code (empty unless built with the
-/// `test-world-switch` feature).
-#[cfg(feature = "test-world-switch")]
+/// `test-world-switch` or `bench` feature).
+#[cfg(any(feature = "test-world-switch", feature = "bench"))]
 pub fn guest_smoke() -> Region {
     section(
         "guest-smoke",

@@ -12,23 +12,16 @@
 //! stand-in device, and prints one line per exit, so the integration test
 //! can check the values end to end.
 
+use crate::builtin_guest::{start_builtin_guest, Probe, MMIO_VALUE};
 use crate::log;
-use armv7a::stage2::{vttbr, GuestAccess, GuestMapping, Stage2Tables};
-use armv7a::world_switch::{install_guest_translation, reflect_fault, run_guest, GuestContext};
+use armv7a::world_switch::{reflect_fault, run_guest};
 use capsules::psci::Psci;
 use core::cell::Cell;
-use hyp::config::GUEST_RAM_IPA;
-use hyp::dispatch::{dispatch, Action, HypercallDriver, HypercallOutcome, MmioDevice, MmioError};
+use hyp::dispatch::{dispatch, Action, HypercallDriver, HypercallOutcome, MmioDevice};
 use hyp::exit::ExitCode;
-use hyp::memory::MemoryType;
-use hyp::trap::{AccessSize, Trap};
-use hyp::utilities::TakeOnce;
+use hyp::trap::Trap;
 /// The smoke guest's report call (vendor-specific hypervisor service range).
 const SMOKE_REPORT: u32 = 0x8600_0f00;
-/// The value the emulated MMIO load returns.
-const MMIO_VALUE: u32 = 0x5a;
-
-static STAGE2: TakeOnce<Stage2Tables<1, 1>> = TakeOnce::new(Stage2Tables::new());
 
 core::arch::global_asm!(
     r#"
@@ -155,52 +148,9 @@ impl HypercallDriver for SmokeReport {
     }
 }
 
-/// A stand-in device at the guest's UART address that reads as 0x5a.
-struct Probe;
-
-impl MmioDevice for Probe {
-    fn name(&self) -> &'static str {
-        "probe"
-    }
-    fn base(&self) -> u64 {
-        0x0900_0000
-    }
-    fn size(&self) -> u64 {
-        0x1000
-    }
-    fn read(&self, _offset: u64, _size: AccessSize) -> Result<u32, MmioError> {
-        Ok(MMIO_VALUE)
-    }
-    fn write(&self, _offset: u64, _size: AccessSize, _value: u32) -> Result<(), MmioError> {
-        Err(MmioError::NoRegister)
-    }
-}
-
 /// Runs the smoke guest to SYSTEM_OFF and stops QEMU with its verdict.
 pub fn run() -> ! {
-    let code = crate::memory_map::guest_smoke();
-    let tables = STAGE2.take().expect("the smoke test runs once");
-    let mapping = GuestMapping {
-        name: "smoke-code",
-        ipa: GUEST_RAM_IPA,
-        physical: code.start as u64,
-        size: code.size,
-        memory: MemoryType::Normal,
-        access: GuestAccess::ReadWriteExecute,
-    };
-    if let Err(error) = tables.map(&mapping) {
-        crate::io::refuse_boot(format_args!("smoke guest: {}", error));
-    }
-    log!(
-        "smoke guest: {} KiB of code at IPA {:#010x} (host {:#010x})",
-        code.size / 1024,
-        GUEST_RAM_IPA,
-        code.start
-    );
-    // SAFETY: the tables map only the smoke guest's own code page(s), which
-    // nothing else writes; HCR_GUEST keeps interrupts and aborts in Hyp.
-    unsafe { install_guest_translation(vttbr(1, tables.root_table_address())) };
-
+    let mut context = start_builtin_guest("smoke guest");
     let psci = Psci::new();
     let report = SmokeReport {
         report: Cell::new(None),
@@ -209,7 +159,6 @@ pub fn run() -> ! {
     let probe = Probe;
     let services: [&dyn HypercallDriver; 2] = [&psci, &report];
     let devices: [&dyn MmioDevice; 1] = [&probe];
-    let mut context = GuestContext::boot(GUEST_RAM_IPA);
     let mut stopped = false;
     for _ in 0..16 {
         // SAFETY: stage 2 and HCR were installed for this guest just above.

@@ -324,55 +324,76 @@ pub unsafe fn install_guest_translation(vttbr: u64) {
     aarch32_cpu::asm::isb();
 }
 
+/// Where register `n` of the guest's current mode lives in the context.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Slot {
+    /// `r[i]`.
+    Shared(usize),
+    /// `r_fiq[i]` (r8-r12 in FIQ mode).
+    Fiq(usize),
+    /// SP or LR (`lr` true) of User/System mode.
+    User { lr: bool },
+    /// SP or LR of the banked mode with this CPSR mode value.
+    Banked { mode: u32, lr: bool },
+    /// Not a register of this mode (the PC, or a reserved mode's SP/LR).
+    Nowhere,
+}
+
 impl GuestContext {
-    /// The banked SP/LR/SPSR set of the guest's current mode (`None` for
-    /// User and System mode, which have no SPSR, or a reserved mode).
-    fn current_bank(&mut self) -> Option<&mut BankedRegisters> {
-        match self.cpsr & 0x1f {
-            0x11 => Some(&mut self.fiq),
-            0x12 => Some(&mut self.irq),
-            0x13 => Some(&mut self.svc),
-            0x17 => Some(&mut self.abt),
-            0x1b => Some(&mut self.und),
-            _ => None,
+    /// Finds register `n` (0-14) as the guest's current mode sees it.
+    fn locate(&self, n: u8) -> Slot {
+        let mode = self.cpsr & 0x1f;
+        match (n, mode) {
+            (0..=7, _) => Slot::Shared(n as usize),
+            (8..=12, 0x11) => Slot::Fiq(n as usize - 8),
+            (8..=12, _) => Slot::Shared(n as usize),
+            (13 | 14, 0x10 | 0x1f) => Slot::User { lr: n == 14 },
+            (13 | 14, 0x11 | 0x12 | 0x13 | 0x17 | 0x1b) => Slot::Banked { mode, lr: n == 14 },
+            _ => Slot::Nowhere,
         }
     }
 
-    /// Register `n` (0-14) as the guest's current mode sees it, or a slot
-    /// to write it.
-    fn register_slot(&mut self, n: u8) -> Option<&mut u32> {
-        let fiq = self.cpsr & 0x1f == 0x11;
-        match n {
-            0..=7 => Some(&mut self.r[n as usize]),
-            8..=12 if fiq => Some(&mut self.r_fiq[n as usize - 8]),
-            8..=12 => Some(&mut self.r[n as usize]),
-            13 | 14 => {
-                let user = self.cpsr & 0x1f == 0x10 || self.cpsr & 0x1f == 0x1f;
-                if user {
-                    Some(if n == 13 {
-                        &mut self.sp_usr
-                    } else {
-                        &mut self.lr_usr
-                    })
-                } else {
-                    self.current_bank()
-                        .map(|bank| if n == 13 { &mut bank.sp } else { &mut bank.lr })
-                }
-            }
-            _ => None,
+    /// The banked SP/LR/SPSR set of PL1 `mode`.
+    fn bank(&mut self, mode: u32) -> &mut BankedRegisters {
+        match mode {
+            0x11 => &mut self.fiq,
+            0x12 => &mut self.irq,
+            0x17 => &mut self.abt,
+            0x1b => &mut self.und,
+            _ => &mut self.svc,
         }
     }
 }
 
 impl hyp::dispatch::GuestRegisters for GuestContext {
     fn register(&self, n: u8) -> u32 {
-        let mut copy = *self;
-        copy.register_slot(n).map_or(0, |slot| *slot)
+        let bank = |mode| match mode {
+            0x11 => &self.fiq,
+            0x12 => &self.irq,
+            0x17 => &self.abt,
+            0x1b => &self.und,
+            _ => &self.svc,
+        };
+        match self.locate(n) {
+            Slot::Shared(i) => self.r[i],
+            Slot::Fiq(i) => self.r_fiq[i],
+            Slot::User { lr: false } => self.sp_usr,
+            Slot::User { lr: true } => self.lr_usr,
+            Slot::Banked { mode, lr: false } => bank(mode).sp,
+            Slot::Banked { mode, lr: true } => bank(mode).lr,
+            Slot::Nowhere => 0,
+        }
     }
 
     fn set_register(&mut self, n: u8, value: u32) {
-        if let Some(slot) = self.register_slot(n) {
-            *slot = value;
+        match self.locate(n) {
+            Slot::Shared(i) => self.r[i] = value,
+            Slot::Fiq(i) => self.r_fiq[i] = value,
+            Slot::User { lr: false } => self.sp_usr = value,
+            Slot::User { lr: true } => self.lr_usr = value,
+            Slot::Banked { mode, lr: false } => self.bank(mode).sp = value,
+            Slot::Banked { mode, lr: true } => self.bank(mode).lr = value,
+            Slot::Nowhere => {}
         }
     }
 

@@ -1,0 +1,73 @@
+//! Built-in guests: code inside the hypervisor image, run as a VM.
+//!
+//! The integration tests and benchmarks need guests before the tree can
+//! build and load separate guest images. A built-in guest's code lives in
+//! the image's `.guest_smoke` section (page aligned, mapped read-only for
+//! the hypervisor) and is given to a VM at IPA 0x4000_0000 through stage 2,
+//! with nothing else mapped. Only the test-only `test-world-switch` and
+//! `bench` features compile one in.
+
+use crate::log;
+use armv7a::stage2::{vttbr, GuestAccess, GuestMapping, Stage2Tables};
+use armv7a::world_switch::{install_guest_translation, GuestContext};
+use hyp::config::GUEST_RAM_IPA;
+use hyp::dispatch::{MmioDevice, MmioError};
+use hyp::memory::MemoryType;
+use hyp::trap::AccessSize;
+use hyp::utilities::TakeOnce;
+
+/// The value every read of [`Probe`] returns.
+pub const MMIO_VALUE: u32 = 0x5a;
+
+static STAGE2: TakeOnce<Stage2Tables<1, 1>> = TakeOnce::new(Stage2Tables::new());
+
+/// A stand-in device at the guest's UART address that reads as 0x5a.
+pub struct Probe;
+
+impl MmioDevice for Probe {
+    fn name(&self) -> &'static str {
+        "probe"
+    }
+    fn base(&self) -> u64 {
+        0x0900_0000
+    }
+    fn size(&self) -> u64 {
+        0x1000
+    }
+    fn read(&self, _offset: u64, _size: AccessSize) -> Result<u32, MmioError> {
+        Ok(MMIO_VALUE)
+    }
+    fn write(&self, _offset: u64, _size: AccessSize, _value: u32) -> Result<(), MmioError> {
+        Err(MmioError::NoRegister)
+    }
+}
+
+/// Gives the built-in guest's code (the image's `.guest_smoke` section) to a
+/// VM at IPA 0x4000_0000, installs its stage 2 and traps, and returns its
+/// boot context. `label` prefixes the log line.
+pub fn start_builtin_guest(label: &str) -> GuestContext {
+    let code = crate::memory_map::guest_smoke();
+    let tables = STAGE2.take().expect("one built-in guest per boot");
+    let mapping = GuestMapping {
+        name: "builtin-code",
+        ipa: GUEST_RAM_IPA,
+        physical: code.start as u64,
+        size: code.size,
+        memory: MemoryType::Normal,
+        access: GuestAccess::ReadWriteExecute,
+    };
+    if let Err(error) = tables.map(&mapping) {
+        crate::io::refuse_boot(format_args!("{}: {}", label, error));
+    }
+    log!(
+        "{}: {} KiB of code at IPA {:#010x} (host {:#010x})",
+        label,
+        code.size / 1024,
+        GUEST_RAM_IPA,
+        code.start
+    );
+    // SAFETY: the tables map only the built-in guest's own code page(s),
+    // which nothing else writes; HCR_GUEST keeps interrupts and aborts in Hyp.
+    unsafe { install_guest_translation(vttbr(1, tables.root_table_address())) };
+    GuestContext::boot(GUEST_RAM_IPA)
+}
