@@ -7,7 +7,9 @@
 //! | capsule | what |
 //! |---|---|
 //! | [`psci`] | PSCI 0.2 for single-CPU guests |
+//! | [`virtual_uart`] | the guest's PL011 at 0x0900_0000 |
 #![no_std]
 #![forbid(unsafe_code)]
 
 pub mod psci;
+pub mod virtual_uart;

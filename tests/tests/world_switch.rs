@@ -1,6 +1,6 @@
 //! Runs the built-in smoke guest (`test-world-switch` feature) through the
 //! world switch and `hyp::dispatch`: a PSCI hypercall answered in r0 by the
-//! PSCI capsule, a load from an unmapped IPA
+//! PSCI capsule, text written byte by byte to the virtual PL011 capsule, a load from an unmapped IPA
 //! decoded from the stage-2 fault and emulated, every callee register and
 //! the banked SP_svc preserved across both exits, a load from an unclaimed
 //! IPA reflected into the guest's own data abort handler, and PSCI
@@ -17,27 +17,34 @@ fn smoke_guest_round_trips_through_the_world_switch() {
         console,
         "smoke guest: HVC #0 function 0x84000000 -> r0 0x00000002, Resume",
     );
-    // `ldr r2, [r0]` with r0 = 0x0900_0018, the 15th instruction.
+    // Byte stores to the virtual PL011's DR reach the console untouched,
+    // and a word load of its FR (the 20th instruction) reads TXFE | RXFE.
+    assert!(
+        console
+            .lines()
+            .any(|line| line.trim_end() == "hello from the smoke guest"),
+        "the guest's greeting is missing:\n{console}"
+    );
     assert_console_has(
         console,
-        "smoke guest: MMIO read 0x09000018 (Word, sign-extend false) into r2 at pc 0x40000038: Resume",
+        "smoke guest: MMIO read 0x09000018 (Word, sign-extend false) into r2 at pc 0x4000004c: Resume",
     );
     let report = line_with(console, "smoke guest: report:").expect("a report line");
     assert!(report.contains("registers preserved 1"), "{report}");
-    assert!(report.contains("MMIO value 0x5a"), "{report}");
+    assert!(report.contains("MMIO value 0x90"), "{report}");
     assert!(report.contains("PSCI version 0x2"), "{report}");
     assert!(report.contains("SP_svc 0x40000ff0"), "{report}");
-    // Rule 2: a load from an IPA nobody claims (the 58th instruction) comes
+    // Rule 2: a load from an IPA nobody claims (the 63rd instruction) comes
     // back to the guest as a data abort at its own vector; its handler sees
     // an external abort (DFSR 0x008) at the right address, LR_abt = the
     // load + 8 and the interrupted SVC-mode CPSR, and resumes.
     assert_console_has(
         console,
-        "MMIO read 0x0a000000 (Word, sign-extend false) into r1 at pc 0x400000e4: InjectDataAbort",
+        "MMIO read 0x0a000000 (Word, sign-extend false) into r1 at pc 0x400000f8: InjectDataAbort",
     );
     assert_console_has(
         console,
-        "smoke guest: abort handler saw DFSR 0x008, DFAR 0x0a000000, LR_abt 0x400000ec, SPSR_abt 0x600001d3",
+        "smoke guest: abort handler saw DFSR 0x008, DFAR 0x0a000000, LR_abt 0x40000100, SPSR_abt 0x600001d3",
     );
     assert_console_has(console, "function 0x84000008 -> r0 0x84000008, StopVm");
     assert_console_has(console, "smoke guest: stopped by PSCI");

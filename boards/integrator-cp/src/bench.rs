@@ -13,13 +13,14 @@
 //! |---|---|
 //! | 1 | baseline: the two PMCCNTR reads around a NOP |
 //! | 2 | null hypercall round trip (an unowned id: NOT_SUPPORTED) |
-//! | 3 | emulated MMIO read of a virtual device register |
+//! | 3 | emulated MMIO read of the virtual UART's FR |
 //! | 4 | injected data abort round trip (guest handler returns at once) |
 
-use crate::builtin_guest::{start_builtin_guest, Probe};
+use crate::builtin_guest::start_builtin_guest;
 use crate::log;
 use armv7a::world_switch::{reflect_fault, run_guest};
 use capsules::psci::Psci;
+use capsules::virtual_uart::VirtualUart;
 use core::cell::Cell;
 use hyp::dispatch::{dispatch, Action, HypercallDriver, HypercallOutcome, MmioDevice};
 use hyp::exit::ExitCode;
@@ -31,7 +32,7 @@ const OPERATIONS: usize = 4;
 const NAMES: [&str; OPERATIONS] = [
     "baseline (2 x PMCCNTR read)",
     "null hypercall round trip",
-    "emulated MMIO read (virtual device)",
+    "emulated MMIO read (virtual UART FR)",
     "injected data abort round trip",
 ];
 
@@ -137,9 +138,10 @@ pub fn run() -> ! {
     let results = Results {
         rows: Default::default(),
     };
-    let probe = Probe;
+    let console = crate::io::console();
+    let uart = VirtualUart::new(&console);
     let services: [&dyn HypercallDriver; 2] = [&psci, &results];
-    let devices: [&dyn MmioDevice; 1] = [&probe];
+    let devices: [&dyn MmioDevice; 1] = [&uart];
     let mut finished = false;
     for _ in 0..2000 {
         // SAFETY: stage 2 and HCR were installed for this guest.

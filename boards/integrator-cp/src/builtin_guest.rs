@@ -11,36 +11,10 @@ use crate::log;
 use armv7a::stage2::{vttbr, GuestAccess, GuestMapping, Stage2Tables};
 use armv7a::world_switch::{install_guest_translation, GuestContext};
 use hyp::config::GUEST_RAM_IPA;
-use hyp::dispatch::{MmioDevice, MmioError};
 use hyp::memory::MemoryType;
-use hyp::trap::AccessSize;
 use hyp::utilities::TakeOnce;
 
-/// The value every read of [`Probe`] returns.
-pub const MMIO_VALUE: u32 = 0x5a;
-
 static STAGE2: TakeOnce<Stage2Tables<1, 1>> = TakeOnce::new(Stage2Tables::new());
-
-/// A stand-in device at the guest's UART address that reads as 0x5a.
-pub struct Probe;
-
-impl MmioDevice for Probe {
-    fn name(&self) -> &'static str {
-        "probe"
-    }
-    fn base(&self) -> u64 {
-        0x0900_0000
-    }
-    fn size(&self) -> u64 {
-        0x1000
-    }
-    fn read(&self, _offset: u64, _size: AccessSize) -> Result<u32, MmioError> {
-        Ok(MMIO_VALUE)
-    }
-    fn write(&self, _offset: u64, _size: AccessSize, _value: u32) -> Result<(), MmioError> {
-        Err(MmioError::NoRegister)
-    }
-}
 
 /// Gives the built-in guest's code (the image's `.guest_smoke` section) to a
 /// VM at IPA 0x4000_0000, installs its stage 2 and traps, and returns its

@@ -12,16 +12,19 @@
 //! stand-in device, and prints one line per exit, so the integration test
 //! can check the values end to end.
 
-use crate::builtin_guest::{start_builtin_guest, Probe, MMIO_VALUE};
+use crate::builtin_guest::start_builtin_guest;
 use crate::log;
 use armv7a::world_switch::{reflect_fault, run_guest};
 use capsules::psci::Psci;
+use capsules::virtual_uart::VirtualUart;
 use core::cell::Cell;
 use hyp::dispatch::{dispatch, Action, HypercallDriver, HypercallOutcome, MmioDevice};
 use hyp::exit::ExitCode;
 use hyp::trap::Trap;
 /// The smoke guest's report call (vendor-specific hypervisor service range).
 const SMOKE_REPORT: u32 = 0x8600_0f00;
+/// The virtual UART's FR when idle: TXFE | RXFE.
+const UART_FR_IDLE: u32 = 0x90;
 
 core::arch::global_asm!(
     r#"
@@ -43,8 +46,13 @@ guest_smoke_entry:
     ldr     r0, =0x84000000         @ r0 := PSCI_VERSION
     hvc     #0
     mov     r3, r0                  @ r3 := the version returned
-    ldr     r0, =0x09000018         @ an IPA with nothing mapped
-    ldr     r2, [r0]                @ r2 := the emulated value
+    ldr     r0, =0x09000000         @ the virtual PL011 (not mapped: emulated)
+    adr     r1, guest_greeting
+2:  ldrb    r2, [r1], #1            @ print the greeting byte by byte to DR
+    cmp     r2, #0
+    strbne  r2, [r0]
+    bne     2b
+    ldr     r2, [r0, #0x18]         @ r2 := FR (TXFE | RXFE = 0x90)
     mov     r0, #1                  @ r0 := 1 while every register checks out
     ldr     r1, =0x44444444
     cmp     r4, r1
@@ -118,6 +126,9 @@ guest_data_abort:
     mov     r7, lr                  @ r7 := LR_abt (faulting instruction + 8)
     mrs     r8, spsr                @ r8 := SPSR_abt (the interrupted CPSR)
     subs    pc, lr, #4              @ resume after the faulting load
+guest_greeting:
+    .asciz  "hello from the smoke guest\n"
+    .balign 4
     .ltorg
 "#
 );
@@ -156,11 +167,12 @@ pub fn run() -> ! {
         report: Cell::new(None),
         abort: Cell::new(None),
     };
-    let probe = Probe;
+    let console = crate::io::console();
+    let uart = VirtualUart::new(&console);
     let services: [&dyn HypercallDriver; 2] = [&psci, &report];
-    let devices: [&dyn MmioDevice; 1] = [&probe];
+    let devices: [&dyn MmioDevice; 1] = [&uart];
     let mut stopped = false;
-    for _ in 0..16 {
+    for _ in 0..256 {
         // SAFETY: stage 2 and HCR were installed for this guest just above.
         let exit = unsafe { run_guest(&mut context) };
         let pc = context.pc;
@@ -197,6 +209,8 @@ pub fn run() -> ! {
                 pc,
                 action
             ),
+            // Bytes for the virtual UART: the guest's text is the evidence.
+            Trap::MmioWrite { .. } if action == Action::Resume => {}
             other => log!("smoke guest: unexpected exit {:?} at pc {:#010x}", other, pc),
         }
         match action {
@@ -231,7 +245,7 @@ pub fn run() -> ! {
                 version,
                 context.svc.sp
             );
-            stopped && preserved == 1 && mmio == MMIO_VALUE && version == 2
+            stopped && preserved == 1 && mmio == UART_FR_IDLE && version == 2
         }
         None => false,
     };

@@ -187,6 +187,14 @@ impl fmt::Write for &Pl011 {
     }
 }
 
+impl hyp::hil::console::ConsoleOutput for Pl011 {
+    fn write(&self, bytes: &[u8]) {
+        for &byte in bytes {
+            self.write_byte(byte);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
