@@ -6,10 +6,12 @@
 //!
 //! | capsule | what |
 //! |---|---|
+//! | [`hypervisor_service`] | Capvisor's hypercalls: version, VM id and name, console write |
 //! | [`psci`] | PSCI 0.2 for single-CPU guests |
 //! | [`virtual_uart`] | the guest's PL011 at 0x0900_0000 |
 #![no_std]
 #![forbid(unsafe_code)]
 
+pub mod hypervisor_service;
 pub mod psci;
 pub mod virtual_uart;

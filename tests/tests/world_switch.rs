@@ -46,6 +46,12 @@ fn smoke_guest_round_trips_through_the_world_switch() {
         console,
         "smoke guest: abort handler saw DFSR 0x008, DFAR 0x0a000000, LR_abt 0x40000100, SPSR_abt 0x600001d3",
     );
+    // The hypervisor service's CONSOLE_WRITE: 12 bytes packed in r2-r4.
+    assert!(
+        console.lines().any(|line| line.trim_end() == "hvc says hi"),
+        "the CONSOLE_WRITE text is missing:\n{console}"
+    );
+    assert_console_has(console, "function 0x86000003 -> r0 0x0000000c, Resume");
     assert_console_has(console, "function 0x84000008 -> r0 0x84000008, StopVm");
     assert_console_has(console, "smoke guest: stopped by PSCI");
     assert_console_has(console, "smoke guest: passed");

@@ -15,6 +15,7 @@
 use crate::builtin_guest::start_builtin_guest;
 use crate::log;
 use armv7a::world_switch::{reflect_fault, run_guest};
+use capsules::hypervisor_service::HypervisorService;
 use capsules::psci::Psci;
 use capsules::virtual_uart::VirtualUart;
 use core::cell::Cell;
@@ -105,6 +106,12 @@ guest_faulting_load:
     mov     r4, r8
     ldr     r0, =0x86000f01
     hvc     #0
+    ldr     r0, =0x86000003         @ CONSOLE_WRITE of 12 bytes in r2-r4
+    mov     r1, #12
+    ldr     r2, =0x20637668         @ "hvc "
+    ldr     r3, =0x73796173         @ "says"
+    ldr     r4, =0x0a696820         @ " hi\n"
+    hvc     #0
     ldr     r0, =0x84000008         @ PSCI SYSTEM_OFF
     hvc     #0
 1:  b       1b
@@ -169,7 +176,8 @@ pub fn run() -> ! {
     };
     let console = crate::io::console();
     let uart = VirtualUart::new(&console);
-    let services: [&dyn HypercallDriver; 2] = [&psci, &report];
+    let service = HypervisorService::new(1, "smoke", &console);
+    let services: [&dyn HypercallDriver; 3] = [&psci, &service, &report];
     let devices: [&dyn MmioDevice; 1] = [&uart];
     let mut stopped = false;
     for _ in 0..256 {
