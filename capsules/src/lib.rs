@@ -6,12 +6,14 @@
 //!
 //! | capsule | what |
 //! |---|---|
+//! | [`fault_policies`] | what happens to a VM that cannot take its own faults |
 //! | [`hypervisor_service`] | Capvisor's hypercalls: version, VM id and name, console write |
 //! | [`psci`] | PSCI 0.2 for single-CPU guests |
 //! | [`virtual_uart`] | the guest's PL011 at 0x0900_0000 |
 #![no_std]
 #![forbid(unsafe_code)]
 
+pub mod fault_policies;
 pub mod hypervisor_service;
 pub mod psci;
 pub mod virtual_uart;

@@ -13,6 +13,7 @@ pub mod config;
 pub mod debug;
 pub mod dispatch;
 pub mod exit;
+pub mod fault_policy;
 pub mod hil;
 pub mod memory;
 pub mod trap;
