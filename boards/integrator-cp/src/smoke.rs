@@ -14,6 +14,7 @@
 
 use crate::builtin_guest::start_builtin_guest;
 use crate::log;
+use armv7a::cp15_context::Cp15Context;
 use armv7a::world_switch::{reflect_fault, run_guest};
 use capsules::hypervisor_service::HypervisorService;
 use capsules::psci::Psci;
@@ -166,6 +167,29 @@ impl HypercallDriver for SmokeReport {
     }
 }
 
+/// Saves the guest's CP15 state, overwrites it with zeros as another VM
+/// would, restores it, and checks that every register came back: the guest
+/// then resumes on the restored state, so a register the context misses
+/// (VBAR for its abort handler) makes the run fail.
+fn cp15_survives_a_switch() -> bool {
+    let saved = Cp15Context::save();
+    // SAFETY: the zeros are never run with (the saved state is restored
+    // right after), and the saved state is this guest's own.
+    unsafe {
+        Cp15Context::default().restore();
+        saved.restore();
+    }
+    let back = Cp15Context::save();
+    if back != saved {
+        log!(
+            "smoke guest: CP15 mismatch: saved {:x?}, restored {:x?}",
+            saved,
+            back
+        );
+    }
+    back == saved
+}
+
 /// Runs the smoke guest to SYSTEM_OFF and stops QEMU with its verdict.
 pub fn run() -> ! {
     let mut context = start_builtin_guest("smoke guest");
@@ -180,9 +204,11 @@ pub fn run() -> ! {
     let services: [&dyn HypercallDriver; 3] = [&psci, &service, &report];
     let devices: [&dyn MmioDevice; 1] = [&uart];
     let mut stopped = false;
+    let mut cp15_ok = true;
     for _ in 0..256 {
         // SAFETY: stage 2 and HCR were installed for this guest just above.
         let exit = unsafe { run_guest(&mut context) };
+        cp15_ok &= cp15_survives_a_switch();
         let pc = context.pc;
         let function = context.r[0];
         let action = dispatch(&exit, &mut context, &devices, &services);
@@ -270,7 +296,11 @@ pub fn run() -> ! {
         }
         None => false,
     };
-    let passed = passed && abort_ok;
+    log!(
+        "smoke guest: CP15 context saved, clobbered and restored at every exit: {}",
+        if cp15_ok { "identical" } else { "MISMATCH" }
+    );
+    let passed = passed && abort_ok && cp15_ok;
     log!("smoke guest: {}", if passed { "passed" } else { "FAILED" });
     crate::io::stop(if passed {
         ExitCode::Success

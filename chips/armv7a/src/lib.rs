@@ -14,6 +14,7 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 
 pub mod cache;
+pub mod cp15_context;
 pub mod cpu;
 pub mod entry;
 pub mod exceptions;
