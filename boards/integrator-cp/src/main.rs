@@ -28,8 +28,14 @@ mod io;
 mod memory_map;
 #[cfg(feature = "test-world-switch")]
 mod smoke;
-#[cfg(all(feature = "test-world-switch", feature = "bench"))]
-compile_error!("the test-world-switch and bench features each bring a built-in guest: pick one");
+#[cfg(feature = "test-two-vms")]
+mod two_vms;
+#[cfg(any(
+    all(feature = "test-world-switch", feature = "bench"),
+    all(feature = "test-world-switch", feature = "test-two-vms"),
+    all(feature = "bench", feature = "test-two-vms")
+))]
+compile_error!("test-world-switch, bench and test-two-vms each bring a built-in guest: pick one");
 
 use armv7a::hyp_tables::{HypTables, HMAIR0, HMAIR1, HTCR};
 use armv7a::mmu::HypTranslation;
@@ -205,4 +211,6 @@ fn run_test_hooks() {
     smoke::run();
     #[cfg(feature = "bench")]
     bench::run();
+    #[cfg(feature = "test-two-vms")]
+    two_vms::run();
 }

@@ -155,7 +155,11 @@ pub fn regions() -> ([Region; REGION_COUNT], usize) {
 
 /// The built-in test guest's code (empty unless built with the
 /// `test-world-switch` or `bench` feature).
-#[cfg(any(feature = "test-world-switch", feature = "bench"))]
+#[cfg(any(
+    feature = "test-world-switch",
+    feature = "bench",
+    feature = "test-two-vms"
+))]
 pub fn guest_smoke() -> Region {
     section(
         "guest-smoke",

@@ -1,0 +1,37 @@
+//! Two built-in guests (`test-two-vms` feature) run the same code at the
+//! same IPAs and take turns at every WFI: each writes its id into its private
+//! page at IPA 0x4000_1000 and, after the other VM has run, finds its own
+//! values still there, because stage 2 backs that IPA with different host
+//! pages per VM. Checked from both sides: the guests' reports and the host
+//! pages themselves.
+
+use capvisor_tests::{assert_console_has, assert_console_lacks, boot};
+
+#[test]
+fn two_vms_take_turns_without_seeing_each_other() {
+    let outcome = boot(&["test-two-vms"]);
+    let console = &outcome.transcript;
+    assert_console_has(
+        console,
+        "two VMs: 'alpha' (VMID 1): code at IPA 0x40000000, private page IPA 0x40001000 -> host 0x80000000",
+    );
+    assert_console_has(
+        console,
+        "two VMs: 'beta' (VMID 2): code at IPA 0x40000000, private page IPA 0x40001000 -> host 0x80200000",
+    );
+    // ok = 1, 5 rounds, the id each VM was told by the hypervisor service.
+    assert_console_has(
+        console,
+        "two VMs: 'alpha' report Some([1, 5, 1]); its host page holds id 1 round 4",
+    );
+    assert_console_has(
+        console,
+        "two VMs: 'beta' report Some([1, 5, 2]); its host page holds id 2 round 4",
+    );
+    // Eight exits each: VM_ID, five WFIs, the report, SYSTEM_OFF.
+    assert_console_has(console, "two VMs: 'alpha' powered off after 8 exits");
+    assert_console_has(console, "two VMs: 'beta' powered off after 8 exits");
+    assert_console_has(console, "two VMs: 11 switches; passed");
+    assert_console_lacks(console, "unexpected");
+    assert_eq!(outcome.status, 0, "{console}");
+}
