@@ -2,8 +2,9 @@
 //! same IPAs and take turns at every WFI: each writes its id into its private
 //! page at IPA 0x4000_1000 and, after the other VM has run, finds its own
 //! values still there, because stage 2 backs that IPA with different host
-//! pages per VM. Checked from both sides: the guests' reports and the host
-//! pages themselves.
+//! pages per VM; likewise its VFP registers d0 and d31, which the hypervisor
+//! switches with the VM. Checked from both sides: the guests' reports and
+//! the host pages themselves.
 
 use capvisor_tests::{assert_console_has, assert_console_lacks, boot};
 

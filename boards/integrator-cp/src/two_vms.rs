@@ -8,11 +8,13 @@
 //! the round number into its page, waits (WFI, which the hypervisor treats
 //! as a yield to the other VM), and checks both words are still its own.
 //! It reports by hypercall and powers off. Between the VMs the hypervisor
-//! switches stage 2 (VTTBR with the VM's VMID), the core registers and the
-//! CP15 context.
+//! switches stage 2 (VTTBR with the VM's VMID), the core registers, the CP15
+//! context and the VFP/NEON registers (each guest keeps its own id in d0 and
+//! d31 and checks them after every turn).
 
 use crate::log;
 use armv7a::cp15_context::Cp15Context;
+use armv7a::fp_context::{enable_hyp_fp_access, FpContext};
 use armv7a::stage2::{vttbr, GuestAccess, GuestMapping, Stage2Tables};
 use armv7a::world_switch::{install_guest_translation, run_guest, GuestContext};
 use capsules::hypervisor_service::HypervisorService;
@@ -40,12 +42,22 @@ core::arch::global_asm!(
     r#"
     .arch_extension virt
     .arm
+    .fpu neon
     .section .guest_smoke, "ax"
     @ Runs at IPA 0x4000_0000 in each VM, SVC mode, MMU off.
 two_vms_entry:
+    mrc     p15, 0, r0, c1, c0, 2   @ CPACR: full access to cp10 and cp11
+    orr     r0, r0, #0x00f00000
+    mcr     p15, 0, r0, c1, c0, 2
+    isb
+    mov     r0, #0x40000000         @ FPEXC.EN: VFP on
+    vmsr    fpexc, r0
     ldr     r0, =0x86000001         @ VM_ID
     hvc     #0
     mov     r4, r0                  @ r4 := this VM's id
+    mvn     r3, r4
+    vmov    d0, r4, r4              @ d0 := (id, id), d31 := (id, ~id)
+    vmov    d31, r4, r3
     ldr     r5, =0x40001000         @ r5 := the private page
     mov     r6, #0                  @ r6 := round
     mov     r7, #1                  @ r7 := 1 while everything checks out
@@ -57,6 +69,17 @@ two_vms_entry:
     movne   r7, #0
     ldr     r1, [r5, #4]
     cmp     r1, r6
+    movne   r7, #0
+    vmov    r1, r2, d0              @ the FP registers must be ours too
+    cmp     r1, r4
+    movne   r7, #0
+    cmp     r2, r4
+    movne   r7, #0
+    vmov    r1, r2, d31
+    cmp     r1, r4
+    movne   r7, #0
+    mvn     r3, r4
+    cmp     r2, r3
     movne   r7, #0
     add     r6, r6, #1
     cmp     r6, #5
@@ -96,6 +119,7 @@ struct BuiltinVm {
     name: &'static str,
     context: GuestContext,
     cp15: Cp15Context,
+    fp: FpContext,
     vttbr: u64,
     running: bool,
     exits: u32,
@@ -149,6 +173,7 @@ fn build_vm(index: usize, name: &'static str, cp15_at_reset: Cp15Context) -> Bui
         name,
         context: GuestContext::boot(GUEST_RAM_IPA),
         cp15: cp15_at_reset,
+        fp: FpContext::default(),
         vttbr: vttbr(id, tables.root_table_address()),
         running: true,
         exits: 0,
@@ -157,6 +182,7 @@ fn build_vm(index: usize, name: &'static str, cp15_at_reset: Cp15Context) -> Bui
 
 /// Runs both VMs round robin until both stop, then reports.
 pub fn run() -> ! {
+    enable_hyp_fp_access();
     let cp15_at_reset = Cp15Context::save();
     let mut vms = [
         build_vm(0, "alpha", cp15_at_reset),
@@ -178,20 +204,31 @@ pub fn run() -> ! {
     ];
     let devices: [&dyn MmioDevice; 0] = [];
     let mut current = 0;
+    let mut loaded: Option<usize> = None;
     let mut switches = 0u32;
     for _ in 0..1000 {
         if !vms.iter().any(|vm| vm.running) {
             break;
         }
-        let vm = &mut vms[current];
-        // SAFETY: the VM's own CP15 state and stage 2 go in before it runs.
-        unsafe {
-            vm.cp15.restore();
-            install_guest_translation(vm.vttbr);
+        if loaded != Some(current) {
+            // A VM switch: park the previous VM's CP15 and FP state, load
+            // this VM's, and point stage 2 at its tables and VMID.
+            if let Some(previous) = loaded {
+                vms[previous].cp15 = Cp15Context::save();
+                vms[previous].fp = FpContext::save();
+            }
+            let vm = &vms[current];
+            // SAFETY: the VM's own state goes in before it runs.
+            unsafe {
+                vm.cp15.restore();
+                vm.fp.restore();
+                install_guest_translation(vm.vttbr);
+            }
+            loaded = Some(current);
         }
-        // SAFETY: stage 2 and HCR were installed for this VM just above.
+        let vm = &mut vms[current];
+        // SAFETY: stage 2, HCR, CP15 and FP state are this VM's (above).
         let exit = unsafe { run_guest(&mut vm.context) };
-        vm.cp15 = Cp15Context::save();
         vm.exits += 1;
         let vm_services: [&dyn HypercallDriver; 3] = [&psci, &services[current], &reports[current]];
         let action = dispatch(&exit, &mut vm.context, &devices, &vm_services);
@@ -216,7 +253,7 @@ pub fn run() -> ! {
                 vm.running = false;
             }
         }
-        // Switch to the other VM if it still runs.
+        // Round robin: the other VM if it still runs.
         let other = 1 - current;
         if vms[other].running {
             current = other;

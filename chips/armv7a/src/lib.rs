@@ -19,6 +19,7 @@ pub mod cpu;
 pub mod entry;
 pub mod exceptions;
 pub mod fault;
+pub mod fp_context;
 pub mod guest_exit;
 pub mod hsr;
 pub mod hyp_tables;
