@@ -50,13 +50,19 @@ test: setup fmt-check lint unit-test qemu-test
 # writes BENCHMARKS.md.
 BENCH_DIR := target/bench
 BENCH_ELF := $(BENCH_DIR)/$(TARGET)/release/capvisor-integrator-cp
+SWITCH_DIR := target/bench-two-vms
+SWITCH_ELF := $(SWITCH_DIR)/$(TARGET)/release/capvisor-integrator-cp
+RUNNER := cargo run --quiet --locked --release -p capvisor-runner --bin capvisor-run --
 bench: setup
 	cargo build --locked --release -p capvisor-integrator-cp --target $(TARGET) --features bench --target-dir $(BENCH_DIR)
-	cargo run --quiet --locked --release -p capvisor-runner --bin capvisor-run -- \
-		--board integrator-cp --kernel $(BENCH_ELF) --icount --timeout 300 \
+	cargo build --locked --release -p capvisor-integrator-cp --target $(TARGET) --features test-two-vms --target-dir $(SWITCH_DIR)
+	$(RUNNER) --board integrator-cp --kernel $(BENCH_ELF) --icount --timeout 300 \
 		--expect "bench: done" 2> $(BENCH_DIR)/console.txt \
 		|| (cat $(BENCH_DIR)/console.txt; exit 1)
-	tools/bench-report.sh $(BENCH_DIR)/console.txt > BENCHMARKS.md
+	$(RUNNER) --board integrator-cp --kernel $(SWITCH_ELF) --icount --timeout 300 \
+		--expect "two VMs: VM switch" 2> $(SWITCH_DIR)/console.txt \
+		|| (cat $(SWITCH_DIR)/console.txt; exit 1)
+	tools/bench-report.sh $(BENCH_DIR)/console.txt $(SWITCH_DIR)/console.txt > BENCHMARKS.md
 	@cat BENCHMARKS.md
 
 clean:

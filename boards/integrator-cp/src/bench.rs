@@ -121,18 +121,9 @@ impl HypercallDriver for Results {
     }
 }
 
-/// Sets PMCCFILTR.NSH (bit 27) so the cycle counter also counts in Hyp
-/// mode: the trap paths are what is being measured.
-fn count_hyp_cycles() {
-    // SAFETY: PMCCFILTR only filters what the cycle counter counts.
-    unsafe {
-        core::arch::asm!("mcr p15, 0, {}, c14, c15, 7", in(reg) 1u32 << 27, options(nomem, nostack))
-    };
-}
-
 /// Runs the benchmark guest and prints the table.
 pub fn run() -> ! {
-    count_hyp_cycles();
+    crate::count_hyp_cycles();
     let mut context = start_builtin_guest("bench");
     let psci = Psci::new();
     let results = Results {

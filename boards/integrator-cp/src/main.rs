@@ -191,6 +191,16 @@ fn build_and_enable_hyp_map() {
     );
 }
 
+/// Sets PMCCFILTR.NSH (bit 27) so the cycle counter also counts in Hyp
+/// mode: the trap paths are what is being measured.
+#[cfg(any(feature = "bench", feature = "test-two-vms"))]
+pub fn count_hyp_cycles() {
+    // SAFETY: PMCCFILTR only filters what the cycle counter counts.
+    unsafe {
+        core::arch::asm!("mcr p15, 0, {}, c14, c15, 7", in(reg) 1u32 << 27, options(nomem, nostack))
+    };
+}
+
 /// Deliberate failures, compiled in only for the integration tests.
 fn run_test_hooks() {
     #[cfg(feature = "test-fault-unmapped")]

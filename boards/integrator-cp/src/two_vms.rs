@@ -52,6 +52,11 @@ two_vms_entry:
     isb
     mov     r0, #0x40000000         @ FPEXC.EN: VFP on
     vmsr    fpexc, r0
+    mrc     p15, 0, r0, c9, c12, 0  @ PMCR.E: the cycle counter runs
+    orr     r0, r0, #1
+    mcr     p15, 0, r0, c9, c12, 0
+    mov     r0, #0x80000000         @ PMCNTENSET.C
+    mcr     p15, 0, r0, c9, c12, 1
     ldr     r0, =0x86000001         @ VM_ID
     hvc     #0
     mov     r4, r0                  @ r4 := this VM's id
@@ -63,7 +68,11 @@ two_vms_entry:
     mov     r7, #1                  @ r7 := 1 while everything checks out
 1:  str     r4, [r5]                @ claim the page: id, round
     str     r6, [r5, #4]
+    mrc     p15, 0, r0, c9, c13, 0  @ PMCCNTR just before the WFI -> +8
+    str     r0, [r5, #8]
     wfi                             @ the other VM runs now
+    mrc     p15, 0, r0, c9, c13, 0  @ PMCCNTR just after the turn -> +12
+    str     r0, [r5, #12]
     ldr     r1, [r5]
     cmp     r1, r4
     movne   r7, #0
@@ -183,6 +192,7 @@ fn build_vm(index: usize, name: &'static str, cp15_at_reset: Cp15Context) -> Bui
 /// Runs both VMs round robin until both stop, then reports.
 pub fn run() -> ! {
     enable_hyp_fp_access();
+    crate::count_hyp_cycles();
     let cp15_at_reset = Cp15Context::save();
     let mut vms = [
         build_vm(0, "alpha", cp15_at_reset),
@@ -260,6 +270,19 @@ pub fn run() -> ! {
             switches += 1;
         }
     }
+    // The last turn went from beta's WFI to alpha's next instruction: with
+    // QEMU's -icount, an exact count of what one VM switch costs.
+    // SAFETY: the guest pool is mapped for the hypervisor; the VMs stopped.
+    let (alpha_after, beta_before) = unsafe {
+        (
+            ((PRIVATE_HOST[0] + 12) as usize as *const u32).read_volatile(),
+            ((PRIVATE_HOST[1] + 8) as usize as *const u32).read_volatile(),
+        )
+    };
+    log!(
+        "two VMs: VM switch (WFI in one VM to the next instruction of the other): {} cycles",
+        alpha_after.wrapping_sub(beta_before)
+    );
     let mut passed = true;
     for (index, vm) in vms.iter().enumerate() {
         // SAFETY: the guest pool is mapped for the hypervisor; the VMs have
