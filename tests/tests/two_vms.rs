@@ -29,10 +29,17 @@ fn two_vms_take_turns_without_seeing_each_other() {
         console,
         "two VMs: 'beta' report Some([1, 5, 2]); its host page holds id 2 round 4",
     );
-    // Eight exits each: VM_ID, five WFIs, the report, SYSTEM_OFF.
-    assert_console_has(console, "two VMs: 'alpha' powered off after 8 exits");
-    assert_console_has(console, "two VMs: 'beta' powered off after 8 exits");
-    assert_console_has(console, "two VMs: 11 switches; passed");
+    // Eight exits each under the core's exit loop: VM_ID, five WFIs (each a
+    // yield to the other VM), the report, SYSTEM_OFF.
+    assert_console_has(
+        console,
+        "two VMs: 'alpha' Stopped after 8 exits (5 waits, 3 hypercalls)",
+    );
+    assert_console_has(
+        console,
+        "two VMs: 'beta' Stopped after 8 exits (5 waits, 3 hypercalls)",
+    );
+    assert_console_has(console, "two VMs: AllStopped after 10 yields; passed");
     assert_console_lacks(console, "unexpected");
     assert_eq!(outcome.status, 0, "{console}");
 }

@@ -7,22 +7,26 @@
 //! VM starts. Each guest asks its VM id, then five times: writes its id and
 //! the round number into its page, waits (WFI, which the hypervisor treats
 //! as a yield to the other VM), and checks both words are still its own.
-//! It reports by hypercall and powers off. Between the VMs the hypervisor
-//! switches stage 2 (VTTBR with the VM's VMID), the core registers, the CP15
+//! It reports by hypercall and powers off. The VMs run under the core's exit
+//! loop (`hyp::kernel::Kernel`) with `ArmVcpu`s: between them it switches
+//! stage 2 (VTTBR with the VM's VMID), the core registers, the CP15
 //! context and the VFP/NEON registers (each guest keeps its own id in d0 and
 //! d31 and checks them after every turn).
 
 use crate::log;
 use armv7a::cp15_context::Cp15Context;
-use armv7a::fp_context::{enable_hyp_fp_access, FpContext};
+use armv7a::fp_context::enable_hyp_fp_access;
 use armv7a::stage2::{vttbr, GuestAccess, GuestMapping, Stage2Tables};
-use armv7a::world_switch::{install_guest_translation, run_guest, GuestContext};
+use armv7a::vcpu::ArmVcpu;
+use armv7a::world_switch::GuestContext;
+use capsules::fault_policies::StopFaultPolicy;
 use capsules::hypervisor_service::HypervisorService;
 use capsules::psci::Psci;
 use core::cell::Cell;
 use hyp::config::GUEST_RAM_IPA;
-use hyp::dispatch::{dispatch, Action, HypercallDriver, HypercallOutcome, MmioDevice};
+use hyp::dispatch::{HypercallDriver, HypercallOutcome};
 use hyp::exit::ExitCode;
+use hyp::kernel::{Kernel, RunOutcome, Vm, VmState};
 use hyp::memory::MemoryType;
 use hyp::utilities::TakeOnce;
 
@@ -122,20 +126,8 @@ impl HypercallDriver for Report {
     }
 }
 
-/// One built-in VM.
-struct BuiltinVm {
-    id: u8,
-    name: &'static str,
-    context: GuestContext,
-    cp15: Cp15Context,
-    fp: FpContext,
-    vttbr: u64,
-    running: bool,
-    exits: u32,
-}
-
 /// Maps the shared code and the VM's private page, zeroing the page.
-fn build_vm(index: usize, name: &'static str, cp15_at_reset: Cp15Context) -> BuiltinVm {
+fn build_vcpu(index: usize, name: &'static str, cp15_at_reset: Cp15Context) -> ArmVcpu {
     let id = index as u8 + 1;
     let code = crate::memory_map::guest_smoke();
     let tables = STAGE2[index].take().expect("each VM is built once");
@@ -177,27 +169,18 @@ fn build_vm(index: usize, name: &'static str, cp15_at_reset: Cp15Context) -> Bui
         PRIVATE_IPA,
         PRIVATE_HOST[index]
     );
-    BuiltinVm {
-        id,
-        name,
-        context: GuestContext::boot(GUEST_RAM_IPA),
-        cp15: cp15_at_reset,
-        fp: FpContext::default(),
-        vttbr: vttbr(id, tables.root_table_address()),
-        running: true,
-        exits: 0,
-    }
+    ArmVcpu::new(
+        GuestContext::boot(GUEST_RAM_IPA),
+        cp15_at_reset,
+        vttbr(id, tables.root_table_address()),
+    )
 }
 
-/// Runs both VMs round robin until both stop, then reports.
+/// Runs both VMs with the core's exit loop until both stop, then reports.
 pub fn run() -> ! {
     enable_hyp_fp_access();
     crate::count_hyp_cycles();
     let cp15_at_reset = Cp15Context::save();
-    let mut vms = [
-        build_vm(0, "alpha", cp15_at_reset),
-        build_vm(1, "beta", cp15_at_reset),
-    ];
     let console = crate::io::console();
     let psci = Psci::new();
     let reports = [
@@ -208,68 +191,39 @@ pub fn run() -> ! {
             values: Cell::new(None),
         },
     ];
-    let services = [
-        HypervisorService::new(1, "alpha", &console),
-        HypervisorService::new(2, "beta", &console),
+    let alpha_service = HypervisorService::new(1, "alpha", &console);
+    let beta_service = HypervisorService::new(2, "beta", &console);
+    let alpha_services: [&dyn HypercallDriver; 3] = [&psci, &alpha_service, &reports[0]];
+    let beta_services: [&dyn HypercallDriver; 3] = [&psci, &beta_service, &reports[1]];
+    let policy = StopFaultPolicy;
+    let mut vms = [
+        Vm::new(
+            "alpha",
+            build_vcpu(0, "alpha", cp15_at_reset),
+            &[],
+            &alpha_services,
+            &policy,
+        ),
+        Vm::new(
+            "beta",
+            build_vcpu(1, "beta", cp15_at_reset),
+            &[],
+            &beta_services,
+            &policy,
+        ),
     ];
-    let devices: [&dyn MmioDevice; 0] = [];
-    let mut current = 0;
-    let mut loaded: Option<usize> = None;
-    let mut switches = 0u32;
-    for _ in 0..1000 {
-        if !vms.iter().any(|vm| vm.running) {
-            break;
-        }
-        if loaded != Some(current) {
-            // A VM switch: park the previous VM's CP15 and FP state, load
-            // this VM's, and point stage 2 at its tables and VMID.
-            if let Some(previous) = loaded {
-                vms[previous].cp15 = Cp15Context::save();
-                vms[previous].fp = FpContext::save();
-            }
-            let vm = &vms[current];
-            // SAFETY: the VM's own state goes in before it runs.
-            unsafe {
-                vm.cp15.restore();
-                vm.fp.restore();
-                install_guest_translation(vm.vttbr);
-            }
-            loaded = Some(current);
-        }
-        let vm = &mut vms[current];
-        // SAFETY: stage 2, HCR, CP15 and FP state are this VM's (above).
-        let exit = unsafe { run_guest(&mut vm.context) };
-        vm.exits += 1;
-        let vm_services: [&dyn HypercallDriver; 3] = [&psci, &services[current], &reports[current]];
-        let action = dispatch(&exit, &mut vm.context, &devices, &vm_services);
-        match action {
-            Action::Resume => continue,
-            Action::Wait => {}
-            Action::StopVm => {
-                log!(
-                    "two VMs: '{}' powered off after {} exits",
-                    vm.name,
-                    vm.exits
-                );
-                vm.running = false;
-            }
-            other => {
-                log!(
-                    "two VMs: '{}' unexpected {:?} at pc {:#010x}",
-                    vm.name,
-                    other,
-                    vm.context.pc
-                );
-                vm.running = false;
-            }
-        }
-        // Round robin: the other VM if it still runs.
-        let other = 1 - current;
-        if vms[other].running {
-            current = other;
-            switches += 1;
-        }
+    let outcome = Kernel.run(&mut vms, 1000);
+    for vm in &vms {
+        log!(
+            "two VMs: '{}' {:?} after {} exits ({} waits, {} hypercalls)",
+            vm.name,
+            vm.state,
+            vm.counters.exits,
+            vm.counters.waits,
+            vm.counters.hypercalls
+        );
     }
+    let switches: u32 = vms.iter().map(|vm| vm.counters.waits).sum();
     // The last turn went from beta's WFI to alpha's next instruction: with
     // QEMU's -icount, an exact count of what one VM switch costs.
     // SAFETY: the guest pool is mapped for the hypervisor; the VMs stopped.
@@ -285,6 +239,7 @@ pub fn run() -> ! {
     );
     let mut passed = true;
     for (index, vm) in vms.iter().enumerate() {
+        let id = index as u32 + 1;
         // SAFETY: the guest pool is mapped for the hypervisor; the VMs have
         // stopped.
         let page = unsafe { (PRIVATE_HOST[index] as usize as *const [u32; 2]).read_volatile() };
@@ -296,11 +251,13 @@ pub fn run() -> ! {
             page[0],
             page[1]
         );
-        let ok = report == Some([1, 5, vm.id as u32]) && page == [vm.id as u32, 4] && !vm.running;
+        let ok = report == Some([1, 5, id]) && page == [id, 4] && vm.state == VmState::Stopped;
         passed &= ok;
     }
+    let passed = passed && outcome == RunOutcome::AllStopped;
     log!(
-        "two VMs: {} switches; {}",
+        "two VMs: {:?} after {} yields; {}",
+        outcome,
         switches,
         if passed { "passed" } else { "FAILED" }
     );

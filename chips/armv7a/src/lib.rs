@@ -29,4 +29,5 @@ pub mod mmu;
 pub mod registers;
 pub mod semihosting;
 pub mod stage2;
+pub mod vcpu;
 pub mod world_switch;

@@ -1,0 +1,100 @@
+//! The ARMv7-A virtual CPU: `hyp::kernel::Vcpu` on top of the world switch.
+//!
+//! An [`ArmVcpu`] owns everything that must follow a VM across a switch:
+//! the core registers ([`GuestContext`]), the PL1 system registers
+//! ([`Cp15Context`]), the VFP/NEON registers ([`FpContext`]) and the VTTBR
+//! naming its stage-2 tables and VMID. The kernel calls `switch_in` /
+//! `switch_out` only when the CPU changes hands, so exits that return to the
+//! same VM pay for none of it.
+
+use crate::cp15_context::Cp15Context;
+use crate::fp_context::FpContext;
+use crate::world_switch::GuestContext;
+use hyp::dispatch::GuestRegisters;
+#[cfg(target_arch = "arm")]
+use hyp::{dispatch::Action, kernel::Vcpu, trap::GuestExit};
+
+/// One VM's CPU state.
+#[derive(Clone, Copy, Debug)]
+pub struct ArmVcpu {
+    /// Core registers.
+    pub context: GuestContext,
+    /// PL1 system registers (valid while switched out).
+    pub cp15: Cp15Context,
+    /// FP/SIMD registers (valid while switched out).
+    pub fp: FpContext,
+    /// Stage-2 tables and VMID.
+    pub vttbr: u64,
+    /// The state a reset returns to (read by `Vcpu::reset`, which only
+    /// exists on the target).
+    #[cfg_attr(not(target_arch = "arm"), allow(dead_code))]
+    boot: GuestContext,
+    #[cfg_attr(not(target_arch = "arm"), allow(dead_code))]
+    cp15_at_reset: Cp15Context,
+}
+
+impl ArmVcpu {
+    /// A vCPU that boots from `boot` with the system registers the CPU had
+    /// out of reset (`cp15_at_reset`, saved before any guest ran).
+    pub fn new(boot: GuestContext, cp15_at_reset: Cp15Context, vttbr: u64) -> ArmVcpu {
+        ArmVcpu {
+            context: boot,
+            cp15: cp15_at_reset,
+            fp: FpContext::default(),
+            vttbr,
+            boot,
+            cp15_at_reset,
+        }
+    }
+}
+
+impl GuestRegisters for ArmVcpu {
+    fn register(&self, n: u8) -> u32 {
+        self.context.register(n)
+    }
+    fn set_register(&mut self, n: u8, value: u32) {
+        self.context.set_register(n, value)
+    }
+    fn pc(&self) -> u32 {
+        self.context.pc
+    }
+    fn set_pc(&mut self, pc: u32) {
+        self.context.pc = pc;
+    }
+}
+
+#[cfg(target_arch = "arm")]
+impl Vcpu for ArmVcpu {
+    fn switch_in(&mut self) {
+        // SAFETY: this VM's own saved state, installed before it runs; its
+        // stage-2 tables map only its memory (the board built them).
+        unsafe {
+            self.cp15.restore();
+            self.fp.restore();
+            crate::world_switch::install_guest_translation(self.vttbr);
+        }
+    }
+
+    fn switch_out(&mut self) {
+        self.cp15 = Cp15Context::save();
+        self.fp = FpContext::save();
+    }
+
+    fn run(&mut self) -> GuestExit {
+        // SAFETY: switch_in installed this VM's stage 2, HCR, CP15 and FP.
+        unsafe { crate::world_switch::run_guest(&mut self.context) }
+    }
+
+    fn reflect(&mut self, action: &Action) -> bool {
+        // SAFETY: the VM is switched in: its CP15 state is live.
+        unsafe { crate::world_switch::reflect_fault(&mut self.context, action) }
+    }
+
+    fn reset(&mut self) {
+        self.context = self.boot;
+        self.cp15 = self.cp15_at_reset;
+        self.fp = FpContext::default();
+        // Reset happens while the VM is switched in: load the reset state.
+        self.switch_in();
+    }
+}
