@@ -28,18 +28,33 @@ pub trait VmFaultPolicy {
     fn response(&self, restarts: u32) -> FaultResponse;
 }
 
-/// Recognises a guest that cannot take its own faults: the same fault
-/// reflected to the same vector again and again with no other exit in
-/// between. Every reflected fault is reported with [`Self::reflected`];
-/// any other exit resets the count with [`Self::progressed`].
+/// Recognises a guest that cannot take its own faults. Two signs:
+///
+/// * the guest faults again at the very vector it was just sent to (its
+///   vector table is unmapped or itself faults): [`VECTOR_FAULT_LIMIT`]
+///   times in a row;
+/// * the guest faults at one address [`FAULT_LOOP_LIMIT`] times in a row
+///   with no other exit in between (a handler that "returns" to the same
+///   faulting instruction forever). The limit is high because a guest may
+///   legitimately fault at one instruction many times in a loop of its own.
+///
+/// The kernel reports each fault with [`Self::faulted_at`] before
+/// reflecting it, the vector it sent the guest to with [`Self::entered`],
+/// and every other exit with [`Self::progressed`].
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct FaultLoopDetector {
     last_pc: Option<u32>,
     repeats: u32,
+    last_vector: Option<u32>,
+    vector_faults: u32,
 }
 
-/// How many identical reflections in a row mean the guest is stuck.
-pub const FAULT_LOOP_LIMIT: u32 = 32;
+/// How many identical faults in a row, with no other exit, mean the guest
+/// is stuck.
+pub const FAULT_LOOP_LIMIT: u32 = 10_000;
+/// How many faults in a row at the vector just entered mean the guest's
+/// vectors are unusable.
+pub const VECTOR_FAULT_LIMIT: u32 = 3;
 
 impl FaultLoopDetector {
     /// A detector with nothing seen.
@@ -47,19 +62,31 @@ impl FaultLoopDetector {
         FaultLoopDetector {
             last_pc: None,
             repeats: 0,
+            last_vector: None,
+            vector_faults: 0,
         }
     }
 
-    /// Records a fault at guest address `pc` that is about to be reflected.
+    /// Records a fault at guest address `pc`, before it is reflected.
     /// Returns true when the guest is stuck: the policy must decide.
-    pub fn reflected(&mut self, pc: u32) -> bool {
+    pub fn faulted_at(&mut self, pc: u32) -> bool {
         if self.last_pc == Some(pc) {
             self.repeats += 1;
         } else {
             self.last_pc = Some(pc);
             self.repeats = 1;
         }
-        self.repeats >= FAULT_LOOP_LIMIT
+        if self.last_vector == Some(pc) {
+            self.vector_faults += 1;
+        } else {
+            self.vector_faults = 0;
+        }
+        self.repeats >= FAULT_LOOP_LIMIT || self.vector_faults >= VECTOR_FAULT_LIMIT
+    }
+
+    /// Records the vector address a reflected fault sent the guest to.
+    pub fn entered(&mut self, vector: u32) {
+        self.last_vector = Some(vector);
     }
 
     /// Records an exit that was not a reflected fault.
@@ -73,25 +100,36 @@ mod tests {
     use super::*;
 
     #[test]
-    fn repeated_faults_at_one_place_are_a_loop() {
+    fn faults_at_the_vector_just_entered_are_a_loop() {
         let mut detector = FaultLoopDetector::new();
-        for _ in 1..FAULT_LOOP_LIMIT {
-            assert!(!detector.reflected(0x4000_0010));
+        assert!(!detector.faulted_at(0x4000_8000)); // the original fault
+        for _ in 1..VECTOR_FAULT_LIMIT {
+            detector.entered(0xffff_0010);
+            assert!(!detector.faulted_at(0xffff_0010));
         }
-        assert!(detector.reflected(0x4000_0010));
+        detector.entered(0xffff_0010);
+        assert!(detector.faulted_at(0xffff_0010));
     }
 
     #[test]
-    fn progress_or_another_place_resets_the_count() {
+    fn a_guest_handling_repeated_faults_is_not_stuck_too_soon() {
+        // A handler that resumes after the faulting load, in a loop: the
+        // same fault address each time, the vector never faults.
         let mut detector = FaultLoopDetector::new();
         for _ in 1..FAULT_LOOP_LIMIT {
-            detector.reflected(0x10);
+            assert!(!detector.faulted_at(0x4000_0100));
+            detector.entered(0x4000_0010);
         }
+        assert!(detector.faulted_at(0x4000_0100), "but not forever");
+    }
+
+    #[test]
+    fn progress_resets_everything() {
+        let mut detector = FaultLoopDetector::new();
+        detector.faulted_at(0x10);
+        detector.entered(0x20);
+        detector.faulted_at(0x20);
         detector.progressed();
-        assert!(!detector.reflected(0x10));
-        for _ in 1..FAULT_LOOP_LIMIT {
-            detector.reflected(0x10);
-        }
-        assert!(!detector.reflected(0x14), "a different address starts over");
+        assert_eq!(detector, FaultLoopDetector::new());
     }
 }

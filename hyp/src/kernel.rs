@@ -173,10 +173,11 @@ impl<'a, V: Vcpu> Vm<'a, V> {
             | Action::InjectPrefetchAbort { .. }
             | Action::InjectUndefined => {
                 let pc = self.vcpu.pc();
-                if self.loop_detector.reflected(pc) || !self.vcpu.reflect(&action) {
+                if self.loop_detector.faulted_at(pc) || !self.vcpu.reflect(&action) {
                     let panic = self.fatal_fault();
                     return (false, panic);
                 }
+                self.loop_detector.entered(self.vcpu.pc());
                 self.counters.injected_faults += 1;
                 (true, false)
             }
@@ -430,9 +431,11 @@ mod tests {
         assert_eq!(Kernel.run(&mut vms, 1000), RunOutcome::AllStopped);
         assert_eq!(vms[0].state, VmState::Faulted);
         assert_eq!(vms[1].state, VmState::Stopped);
+        // The scripted vCPU stays at its PC when a fault is reflected, so it
+        // looks like a guest faulting at the vector it was just sent to.
         assert_eq!(
             vms[0].counters.injected_faults,
-            crate::fault_policy::FAULT_LOOP_LIMIT - 1
+            crate::fault_policy::VECTOR_FAULT_LIMIT
         );
     }
 

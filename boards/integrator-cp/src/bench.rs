@@ -4,7 +4,8 @@
 //! with `-icount shift=0`, where the cycle counter PMCCNTR advances by one
 //! per instruction executed, in the guest and (with PMCCFILTR.NSH set) in
 //! Hyp mode, so every figure is an exact, reproducible instruction count.
-//! The guest times each operation 100 times between two PMCCNTR reads and
+//! The guest runs under the core's exit loop (`hyp::kernel::Kernel`), so the
+//! figures are those of the real trap path. It times each operation 100 times between two PMCCNTR reads and
 //! reports the minimum and the total by hypercall; the hypervisor subtracts
 //! the cost of the two reads themselves (the `baseline` row) and prints one
 //! table row per operation:
@@ -18,12 +19,13 @@
 
 use crate::builtin_guest::start_builtin_guest;
 use crate::log;
-use armv7a::world_switch::{reflect_fault, run_guest};
+use capsules::fault_policies::StopFaultPolicy;
 use capsules::psci::Psci;
 use capsules::virtual_uart::VirtualUart;
 use core::cell::Cell;
-use hyp::dispatch::{dispatch, Action, HypercallDriver, HypercallOutcome, MmioDevice};
+use hyp::dispatch::{HypercallDriver, HypercallOutcome, MmioDevice};
 use hyp::exit::ExitCode;
+use hyp::kernel::{Kernel, RunOutcome, Vm, VmState};
 
 /// The bench guest's result call: r1 id, r2 minimum, r3 total, r4 runs.
 const BENCH_RESULT: u32 = 0x8600_0f10;
@@ -124,7 +126,7 @@ impl HypercallDriver for Results {
 /// Runs the benchmark guest and prints the table.
 pub fn run() -> ! {
     crate::count_hyp_cycles();
-    let mut context = start_builtin_guest("bench");
+    let vcpu = start_builtin_guest("bench");
     let psci = Psci::new();
     let results = Results {
         rows: Default::default(),
@@ -133,29 +135,16 @@ pub fn run() -> ! {
     let uart = VirtualUart::new(&console);
     let services: [&dyn HypercallDriver; 2] = [&psci, &results];
     let devices: [&dyn MmioDevice; 1] = [&uart];
-    let mut finished = false;
-    for _ in 0..2000 {
-        // SAFETY: stage 2 and HCR were installed for this guest.
-        let exit = unsafe { run_guest(&mut context) };
-        match dispatch(&exit, &mut context, &devices, &services) {
-            Action::Resume => {}
-            Action::StopVm => {
-                finished = true;
-                break;
-            }
-            action @ Action::InjectDataAbort { .. } => {
-                // SAFETY: this guest just exited; its CP15 state is live.
-                unsafe { reflect_fault(&mut context, &action) };
-            }
-            other => {
-                log!(
-                    "bench: unexpected action {:?} at pc {:#010x}",
-                    other,
-                    context.pc
-                );
-                break;
-            }
-        }
+    let policy = StopFaultPolicy;
+    let mut vms = [Vm::new("bench", vcpu, &devices, &services, &policy)];
+    let outcome = Kernel.run(&mut vms, 10_000);
+    let finished = outcome == RunOutcome::AllStopped && vms[0].state == VmState::Stopped;
+    if !finished {
+        log!(
+            "bench: the guest did not finish: {:?}, {:?}",
+            outcome,
+            vms[0]
+        );
     }
     let baseline = results.rows[0].get().map_or(0, |(minimum, _, _)| minimum);
     log!("bench: instructions per operation (QEMU -icount shift=0, PMCCNTR), baseline subtracted");

@@ -8,8 +8,10 @@
 //! `bench` features compile one in.
 
 use crate::log;
+use armv7a::cp15_context::Cp15Context;
 use armv7a::stage2::{vttbr, GuestAccess, GuestMapping, Stage2Tables};
-use armv7a::world_switch::{install_guest_translation, GuestContext};
+use armv7a::vcpu::ArmVcpu;
+use armv7a::world_switch::GuestContext;
 use hyp::config::GUEST_RAM_IPA;
 use hyp::memory::MemoryType;
 use hyp::utilities::TakeOnce;
@@ -17,9 +19,9 @@ use hyp::utilities::TakeOnce;
 static STAGE2: TakeOnce<Stage2Tables<1, 1>> = TakeOnce::new(Stage2Tables::new());
 
 /// Gives the built-in guest's code (the image's `.guest_smoke` section) to a
-/// VM at IPA 0x4000_0000, installs its stage 2 and traps, and returns its
-/// boot context. `label` prefixes the log line.
-pub fn start_builtin_guest(label: &str) -> GuestContext {
+/// VM at IPA 0x4000_0000 (VMID 1) and returns its vCPU, ready to be switched
+/// in. `label` prefixes the log line.
+pub fn start_builtin_guest(label: &str) -> ArmVcpu {
     let code = crate::memory_map::guest_smoke();
     let tables = STAGE2.take().expect("one built-in guest per boot");
     let mapping = GuestMapping {
@@ -40,8 +42,9 @@ pub fn start_builtin_guest(label: &str) -> GuestContext {
         GUEST_RAM_IPA,
         code.start
     );
-    // SAFETY: the tables map only the built-in guest's own code page(s),
-    // which nothing else writes; HCR_GUEST keeps interrupts and aborts in Hyp.
-    unsafe { install_guest_translation(vttbr(1, tables.root_table_address())) };
-    GuestContext::boot(GUEST_RAM_IPA)
+    ArmVcpu::new(
+        GuestContext::boot(GUEST_RAM_IPA),
+        Cp15Context::save(),
+        vttbr(1, tables.root_table_address()),
+    )
 }

@@ -22,6 +22,7 @@ use capsules::virtual_uart::VirtualUart;
 use core::cell::Cell;
 use hyp::dispatch::{dispatch, Action, HypercallDriver, HypercallOutcome, MmioDevice};
 use hyp::exit::ExitCode;
+use hyp::kernel::Vcpu;
 use hyp::trap::Trap;
 /// The smoke guest's report call (vendor-specific hypervisor service range).
 const SMOKE_REPORT: u32 = 0x8600_0f00;
@@ -192,7 +193,11 @@ fn cp15_survives_a_switch() -> bool {
 
 /// Runs the smoke guest to SYSTEM_OFF and stops QEMU with its verdict.
 pub fn run() -> ! {
-    let mut context = start_builtin_guest("smoke guest");
+    let mut vcpu = start_builtin_guest("smoke guest");
+    // The tables map only the smoke guest's own code page(s); HCR keeps
+    // interrupts and aborts in Hyp.
+    vcpu.switch_in();
+    let context = &mut vcpu.context;
     let psci = Psci::new();
     let report = SmokeReport {
         report: Cell::new(None),
@@ -207,11 +212,11 @@ pub fn run() -> ! {
     let mut cp15_ok = true;
     for _ in 0..256 {
         // SAFETY: stage 2 and HCR were installed for this guest just above.
-        let exit = unsafe { run_guest(&mut context) };
+        let exit = unsafe { run_guest(context) };
         cp15_ok &= cp15_survives_a_switch();
         let pc = context.pc;
         let function = context.r[0];
-        let action = dispatch(&exit, &mut context, &devices, &services);
+        let action = dispatch(&exit, context, &devices, &services);
         match exit.trap {
             Trap::Hypercall { immediate } => log!(
                 "smoke guest: HVC #{} function {:#010x} -> r0 {:#010x}, {:?}",
@@ -251,7 +256,7 @@ pub fn run() -> ! {
             Action::Resume => {}
             Action::InjectDataAbort { .. } => {
                 // SAFETY: this guest just exited and its CP15 state is live.
-                unsafe { reflect_fault(&mut context, &action) };
+                unsafe { reflect_fault(context, &action) };
                 log!(
                     "smoke guest: reflected: LR_abt {:#010x}, SPSR_abt {:#010x}, vector {:#010x}",
                     context.abt.lr,
