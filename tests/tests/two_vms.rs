@@ -4,7 +4,8 @@
 //! values still there, because stage 2 backs that IPA with different host
 //! pages per VM; likewise its VFP registers d0 and d31, which the hypervisor
 //! switches with the VM. Checked from both sides: the guests' reports and
-//! the host pages themselves.
+//! the host pages themselves. A third VM that faults inside its own vectors
+//! is stopped by its fault policy while the two others run to the end.
 
 use capvisor_tests::{assert_console_has, assert_console_lacks, boot};
 
@@ -33,11 +34,18 @@ fn two_vms_take_turns_without_seeing_each_other() {
     // yield to the other VM), the report, SYSTEM_OFF.
     assert_console_has(
         console,
-        "two VMs: 'alpha' Stopped after 8 exits (5 waits, 3 hypercalls)",
+        "two VMs: 'beta' Stopped after 8 exits (5 waits, 3 hypercalls, 0 faults reflected)",
+    );
+    // The broken VM's vectors point at nothing: the load is reflected, the
+    // vector faults, is reflected again... three times, then its policy
+    // stops it. The other two are untouched.
+    assert_console_has(
+        console,
+        "two VMs: 'alpha' Stopped after 8 exits (5 waits, 3 hypercalls, 0 faults reflected)",
     );
     assert_console_has(
         console,
-        "two VMs: 'beta' Stopped after 8 exits (5 waits, 3 hypercalls)",
+        "two VMs: 'broken' Faulted after 4 exits (0 waits, 0 hypercalls, 3 faults reflected)",
     );
     assert_console_has(console, "two VMs: AllStopped after 10 yields; passed");
     assert_console_lacks(console, "unexpected");

@@ -11,7 +11,9 @@
 //! loop (`hyp::kernel::Kernel`) with `ArmVcpu`s: between them it switches
 //! stage 2 (VTTBR with the VM's VMID), the core registers, the CP15
 //! context and the VFP/NEON registers (each guest keeps its own id in d0 and
-//! d31 and checks them after every turn).
+//! d31 and checks them after every turn). A third VM, 'broken', points its
+//! vectors at nothing and faults: its fault policy stops it after its
+//! vectors fault three times in a row, while the other two carry on.
 
 use crate::log;
 use armv7a::cp15_context::Cp15Context;
@@ -35,9 +37,12 @@ const REPORT: u32 = 0x8600_0f20;
 /// Guest-physical address of each VM's private page.
 const PRIVATE_IPA: u32 = GUEST_RAM_IPA + 0x1000;
 /// Host pages backing the private pages (in the guest pool, 2 MiB apart).
-const PRIVATE_HOST: [u64; 2] = [0x8000_0000, 0x8020_0000];
+const PRIVATE_HOST: [u64; 3] = [0x8000_0000, 0x8020_0000, 0x8040_0000];
+/// Where the broken guest starts (see the assembly).
+const BROKEN_ENTRY: u32 = GUEST_RAM_IPA + 0x800;
 
-static STAGE2: [TakeOnce<Stage2Tables<1, 1>>; 2] = [
+static STAGE2: [TakeOnce<Stage2Tables<1, 1>>; 3] = [
+    TakeOnce::new(Stage2Tables::new()),
     TakeOnce::new(Stage2Tables::new()),
     TakeOnce::new(Stage2Tables::new()),
 ];
@@ -106,6 +111,20 @@ two_vms_entry:
     hvc     #0
 2:  b       2b
     .ltorg
+
+    @ A third, broken guest (at IPA 0x4000_0800): its vector table points
+    @ at an IPA with nothing behind it, then it loads from an unclaimed IPA.
+    @ The abort is reflected to a vector that itself faults, again and
+    @ again: its fault policy must stop it while the others run on.
+    .balign 0x800
+broken_entry:
+    ldr     r0, =0x50000000         @ VBAR := unmapped
+    mcr     p15, 0, r0, c12, c0, 0
+    isb
+    ldr     r0, =0x0a000000         @ nobody claims this IPA
+    ldr     r1, [r0]
+3:  b       3b
+    .ltorg
 "#
 );
 
@@ -127,7 +146,7 @@ impl HypercallDriver for Report {
 }
 
 /// Maps the shared code and the VM's private page, zeroing the page.
-fn build_vcpu(index: usize, name: &'static str, cp15_at_reset: Cp15Context) -> ArmVcpu {
+fn build_vcpu(index: usize, name: &'static str, entry: u32, cp15_at_reset: Cp15Context) -> ArmVcpu {
     let id = index as u8 + 1;
     let code = crate::memory_map::guest_smoke();
     let tables = STAGE2[index].take().expect("each VM is built once");
@@ -170,7 +189,7 @@ fn build_vcpu(index: usize, name: &'static str, cp15_at_reset: Cp15Context) -> A
         PRIVATE_HOST[index]
     );
     ArmVcpu::new(
-        GuestContext::boot(GUEST_RAM_IPA),
+        GuestContext::boot(entry),
         cp15_at_reset,
         vttbr(id, tables.root_table_address()),
     )
@@ -195,32 +214,41 @@ pub fn run() -> ! {
     let beta_service = HypervisorService::new(2, "beta", &console);
     let alpha_services: [&dyn HypercallDriver; 3] = [&psci, &alpha_service, &reports[0]];
     let beta_services: [&dyn HypercallDriver; 3] = [&psci, &beta_service, &reports[1]];
+    let broken_services: [&dyn HypercallDriver; 1] = [&psci];
     let policy = StopFaultPolicy;
     let mut vms = [
         Vm::new(
             "alpha",
-            build_vcpu(0, "alpha", cp15_at_reset),
+            build_vcpu(0, "alpha", GUEST_RAM_IPA, cp15_at_reset),
             &[],
             &alpha_services,
             &policy,
         ),
         Vm::new(
             "beta",
-            build_vcpu(1, "beta", cp15_at_reset),
+            build_vcpu(1, "beta", GUEST_RAM_IPA, cp15_at_reset),
             &[],
             &beta_services,
+            &policy,
+        ),
+        Vm::new(
+            "broken",
+            build_vcpu(2, "broken", BROKEN_ENTRY, cp15_at_reset),
+            &[],
+            &broken_services,
             &policy,
         ),
     ];
     let outcome = Kernel.run(&mut vms, 1000);
     for vm in &vms {
         log!(
-            "two VMs: '{}' {:?} after {} exits ({} waits, {} hypercalls)",
+            "two VMs: '{}' {:?} after {} exits ({} waits, {} hypercalls, {} faults reflected)",
             vm.name,
             vm.state,
             vm.counters.exits,
             vm.counters.waits,
-            vm.counters.hypercalls
+            vm.counters.hypercalls,
+            vm.counters.injected_faults
         );
     }
     let switches: u32 = vms.iter().map(|vm| vm.counters.waits).sum();
@@ -238,7 +266,7 @@ pub fn run() -> ! {
         alpha_after.wrapping_sub(beta_before)
     );
     let mut passed = true;
-    for (index, vm) in vms.iter().enumerate() {
+    for (index, vm) in vms[..2].iter().enumerate() {
         let id = index as u32 + 1;
         // SAFETY: the guest pool is mapped for the hypervisor; the VMs have
         // stopped.
@@ -254,7 +282,7 @@ pub fn run() -> ! {
         let ok = report == Some([1, 5, id]) && page == [id, 4] && vm.state == VmState::Stopped;
         passed &= ok;
     }
-    let passed = passed && outcome == RunOutcome::AllStopped;
+    let passed = passed && outcome == RunOutcome::AllStopped && vms[2].state == VmState::Faulted;
     log!(
         "two VMs: {:?} after {} yields; {}",
         outcome,
