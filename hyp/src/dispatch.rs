@@ -12,7 +12,7 @@
 //! Function ids nobody owns get SMCCC's NOT_SUPPORTED (-1) in r0, never a
 //! fault: that is how guests probe for services.
 
-use crate::trap::{AccessSize, GuestExit, Trap};
+use crate::trap::{AccessSize, GuestExit, SystemRegisterAccess, Trap};
 
 /// SMCCC and PSCI "not supported" (-1).
 pub const NOT_SUPPORTED: u32 = -1i32 as u32;
@@ -27,6 +27,13 @@ pub trait GuestRegisters {
     fn pc(&self) -> u32;
     /// Sets the PC the guest resumes at.
     fn set_pc(&mut self, pc: u32);
+    /// Emulates a trapped system register access (reading into or writing
+    /// from the guest's registers). `false`: not emulated, and the guest
+    /// gets an undefined-instruction exception.
+    fn emulate_system_register(&mut self, access: &SystemRegisterAccess) -> bool {
+        let _ = access;
+        false
+    }
 }
 
 /// Why a virtual device refused an access.
@@ -159,9 +166,15 @@ pub fn dispatch(
         },
         Trap::DataAbort { va, write, .. } => Action::InjectDataAbort { va, write },
         Trap::PrefetchAbort { va, .. } => Action::InjectPrefetchAbort { va },
-        Trap::SystemRegister { .. } | Trap::FloatingPoint | Trap::Undefined { .. } => {
-            Action::InjectUndefined
+        Trap::SystemRegister { access, .. } => {
+            if registers.emulate_system_register(&access) {
+                skip(registers, bytes);
+                Action::Resume
+            } else {
+                Action::InjectUndefined
+            }
         }
+        Trap::FloatingPoint | Trap::Undefined { .. } => Action::InjectUndefined,
         Trap::Irq | Trap::Fiq => Action::Resume,
     }
 }
@@ -495,6 +508,58 @@ mod tests {
             run(Trap::FloatingPoint, &mut regs, &device),
             Action::InjectUndefined
         );
+    }
+
+    #[test]
+    fn system_registers_are_emulated_or_undefined() {
+        struct WithActlr(FakeRegisters);
+        impl GuestRegisters for WithActlr {
+            fn register(&self, n: u8) -> u32 {
+                self.0.register(n)
+            }
+            fn set_register(&mut self, n: u8, value: u32) {
+                self.0.set_register(n, value)
+            }
+            fn pc(&self) -> u32 {
+                self.0.pc
+            }
+            fn set_pc(&mut self, pc: u32) {
+                self.0.pc = pc
+            }
+            fn emulate_system_register(&mut self, access: &SystemRegisterAccess) -> bool {
+                if (access.crn, access.opc2) == (1, 1) && access.read {
+                    self.0.r[access.register as usize] = 0x40;
+                    return true;
+                }
+                false
+            }
+        }
+        let device = FakeDevice { word: Cell::new(0) };
+        let mut regs = WithActlr(FakeRegisters {
+            pc: 0x500,
+            ..Default::default()
+        });
+        let access = |crn, opc2| SystemRegisterAccess {
+            coprocessor: 15,
+            read: true,
+            opc1: 0,
+            crn,
+            crm: 0,
+            opc2,
+            register: 3,
+            register2: None,
+        };
+        let trap = |crn, opc2| Trap::SystemRegister {
+            access: access(crn, opc2),
+            condition: None,
+        };
+        let action = dispatch(&exit(trap(1, 1)), &mut regs, &[&device], &[&Psci]);
+        assert_eq!(
+            (action, regs.0.r[3], regs.0.pc),
+            (Action::Resume, 0x40, 0x504)
+        );
+        let action = dispatch(&exit(trap(15, 0)), &mut regs, &[&device], &[&Psci]);
+        assert_eq!((action, regs.0.pc), (Action::InjectUndefined, 0x504));
     }
 
     #[test]

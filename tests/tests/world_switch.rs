@@ -46,6 +46,21 @@ fn smoke_guest_round_trips_through_the_world_switch() {
         console,
         "smoke guest: abort handler saw DFSR 0x008, DFAR 0x0a000000, LR_abt 0x40000100, SPSR_abt 0x600001d3",
     );
+    // ACTLR is trapped and emulated (the guest reads SMP set); a c15 access
+    // is trapped and not emulated, so the guest's own undefined-instruction
+    // handler runs with LR_und = that instruction + 4.
+    assert_console_has(
+        console,
+        "smoke guest: MRC p15 c1, c0, 1 at pc 0x40000114: Resume",
+    );
+    assert_console_has(
+        console,
+        "smoke guest: MRC p15 c15, c0, 0 at pc 0x40000120: InjectUndefined",
+    );
+    assert_console_has(
+        console,
+        "smoke guest: ACTLR read 0x40; undefined handler saw LR_und 0x40000124, SPSR_und 0x600001d3",
+    );
     // The hypervisor service's CONSOLE_WRITE: 12 bytes packed in r2-r4.
     assert!(
         console.lines().any(|line| line.trim_end() == "hvc says hi"),

@@ -15,6 +15,7 @@
 use crate::builtin_guest::start_builtin_guest;
 use crate::log;
 use armv7a::cp15_context::Cp15Context;
+use armv7a::vcpu::ACTLR_AT_RESET;
 use armv7a::world_switch::{reflect_fault, run_guest};
 use capsules::hypervisor_service::HypervisorService;
 use capsules::psci::Psci;
@@ -108,6 +109,18 @@ guest_faulting_load:
     mov     r4, r8
     ldr     r0, =0x86000f01
     hvc     #0
+    @ ACTLR is trapped (HCR.TAC) and emulated: r8 := what the guest sees.
+    mrc     p15, 0, r8, c1, c0, 1
+    mov     r9, #0
+    mov     r10, #0
+    @ A c15 access is trapped (HSTR.T15) and not emulated: it must come
+    @ back as an undefined-instruction exception at the guest's vector.
+    mrc     p15, 0, r0, c15, c0, 0
+    mov     r1, r8                  @ report: ACTLR, LR_und, SPSR_und
+    mov     r2, r9
+    mov     r3, r10
+    ldr     r0, =0x86000f02
+    hvc     #0
     ldr     r0, =0x86000003         @ CONSOLE_WRITE of 12 bytes in r2-r4
     mov     r1, #12
     ldr     r2, =0x20637668         @ "hvc "
@@ -122,13 +135,17 @@ guest_faulting_load:
     .balign 32
 guest_vectors:
     b       .                       @ 0x00 reset
-    b       .                       @ 0x04 undefined
+    b       guest_undefined         @ 0x04 undefined
     b       .                       @ 0x08 SVC
     b       .                       @ 0x0c prefetch abort
     b       guest_data_abort        @ 0x10 data abort
     b       .                       @ 0x14 not used
     b       .                       @ 0x18 IRQ
     b       .                       @ 0x1c FIQ
+guest_undefined:
+    mov     r9, lr                  @ r9 := LR_und (the instruction + 4)
+    mrs     r10, spsr               @ r10 := SPSR_und
+    movs    pc, lr                  @ resume after it
 guest_data_abort:
     mrc     p15, 0, r5, c5, c0, 0   @ r5 := DFSR
     mrc     p15, 0, r6, c6, c0, 0   @ r6 := DFAR
@@ -144,25 +161,31 @@ guest_greeting:
 
 /// The smoke guest's abort report call.
 const SMOKE_ABORT_REPORT: u32 = 0x8600_0f01;
+/// The smoke guest's report of ACTLR and of its undefined-instruction handler.
+const SMOKE_UNDEFINED_REPORT: u32 = 0x8600_0f02;
 
 /// The smoke guest's report service: remembers the arguments of each
 /// report call.
 struct SmokeReport {
     report: Cell<Option<[u32; 3]>>,
     abort: Cell<Option<[u32; 4]>>,
+    undefined: Cell<Option<[u32; 3]>>,
 }
 
 impl HypercallDriver for SmokeReport {
     fn owns(&self, function: u32) -> bool {
-        function == SMOKE_REPORT || function == SMOKE_ABORT_REPORT
+        matches!(
+            function,
+            SMOKE_REPORT | SMOKE_ABORT_REPORT | SMOKE_UNDEFINED_REPORT
+        )
     }
 
     fn call(&self, function: u32, arguments: [u32; 7]) -> HypercallOutcome {
         let [a, b, c, d, ..] = arguments;
-        if function == SMOKE_REPORT {
-            self.report.set(Some([a, b, c]));
-        } else {
-            self.abort.set(Some([a, b, c, d]));
+        match function {
+            SMOKE_REPORT => self.report.set(Some([a, b, c])),
+            SMOKE_ABORT_REPORT => self.abort.set(Some([a, b, c, d])),
+            _ => self.undefined.set(Some([a, b, c])),
         }
         HypercallOutcome::value(0)
     }
@@ -197,11 +220,11 @@ pub fn run() -> ! {
     // The tables map only the smoke guest's own code page(s); HCR keeps
     // interrupts and aborts in Hyp.
     vcpu.switch_in();
-    let context = &mut vcpu.context;
     let psci = Psci::new();
     let report = SmokeReport {
         report: Cell::new(None),
         abort: Cell::new(None),
+        undefined: Cell::new(None),
     };
     let console = crate::io::console();
     let uart = VirtualUart::new(&console);
@@ -210,13 +233,15 @@ pub fn run() -> ! {
     let devices: [&dyn MmioDevice; 1] = [&uart];
     let mut stopped = false;
     let mut cp15_ok = true;
+    let mut c15_pc = None;
     for _ in 0..256 {
         // SAFETY: stage 2 and HCR were installed for this guest just above.
-        let exit = unsafe { run_guest(context) };
+        let exit = unsafe { run_guest(&mut vcpu.context) };
         cp15_ok &= cp15_survives_a_switch();
-        let pc = context.pc;
-        let function = context.r[0];
-        let action = dispatch(&exit, context, &devices, &services);
+        let pc = vcpu.context.pc;
+        let function = vcpu.context.r[0];
+        let action = dispatch(&exit, &mut vcpu, &devices, &services);
+        let context = &mut vcpu.context;
         match exit.trap {
             Trap::Hypercall { immediate } => log!(
                 "smoke guest: HVC #{} function {:#010x} -> r0 {:#010x}, {:?}",
@@ -248,12 +273,30 @@ pub fn run() -> ! {
                 pc,
                 action
             ),
+            Trap::SystemRegister { access, .. } => {
+                if access.crn == 15 {
+                    c15_pc = Some(pc);
+                }
+                log!(
+                    "smoke guest: {} p15 c{}, c{}, {} at pc {:#010x}: {:?}",
+                    if access.read { "MRC" } else { "MCR" },
+                    access.crn,
+                    access.crm,
+                    access.opc2,
+                    pc,
+                    action
+                )
+            }
             // Bytes for the virtual UART: the guest's text is the evidence.
             Trap::MmioWrite { .. } if action == Action::Resume => {}
             other => log!("smoke guest: unexpected exit {:?} at pc {:#010x}", other, pc),
         }
         match action {
             Action::Resume => {}
+            Action::InjectUndefined => {
+                // SAFETY: this guest just exited and its CP15 state is live.
+                unsafe { reflect_fault(context, &action) };
+            }
             Action::InjectDataAbort { .. } => {
                 // SAFETY: this guest just exited and its CP15 state is live.
                 unsafe { reflect_fault(context, &action) };
@@ -282,7 +325,7 @@ pub fn run() -> ! {
                 preserved,
                 mmio,
                 version,
-                context.svc.sp
+                vcpu.context.svc.sp
             );
             stopped && preserved == 1 && mmio == UART_FR_IDLE && version == 2
         }
@@ -305,7 +348,19 @@ pub fn run() -> ! {
         "smoke guest: CP15 context saved, clobbered and restored at every exit: {}",
         if cp15_ok { "identical" } else { "MISMATCH" }
     );
-    let passed = passed && abort_ok && cp15_ok;
+    let undefined_ok = match (report.undefined.get(), c15_pc) {
+        (Some([actlr, lr_und, spsr_und]), Some(pc)) => {
+            log!(
+                "smoke guest: ACTLR read {:#x}; undefined handler saw LR_und {:#010x}, SPSR_und {:#010x}",
+                actlr,
+                lr_und,
+                spsr_und
+            );
+            actlr == ACTLR_AT_RESET && lr_und == pc + 4 && spsr_und & 0x1f == 0x13
+        }
+        _ => false,
+    };
+    let passed = passed && abort_ok && cp15_ok && undefined_ok;
     log!("smoke guest: {}", if passed { "passed" } else { "FAILED" });
     crate::io::stop(if passed {
         ExitCode::Success

@@ -11,6 +11,7 @@ use crate::cp15_context::Cp15Context;
 use crate::fp_context::FpContext;
 use crate::world_switch::GuestContext;
 use hyp::dispatch::GuestRegisters;
+use hyp::trap::SystemRegisterAccess;
 #[cfg(target_arch = "arm")]
 use hyp::{dispatch::Action, kernel::Vcpu, trap::GuestExit};
 
@@ -25,6 +26,8 @@ pub struct ArmVcpu {
     pub fp: FpContext,
     /// Stage-2 tables and VMID.
     pub vttbr: u64,
+    /// ACTLR as the guest sees it (accesses are trapped and emulated).
+    pub actlr: u32,
     /// The state a reset returns to (read by `Vcpu::reset`, which only
     /// exists on the target).
     #[cfg_attr(not(target_arch = "arm"), allow(dead_code))]
@@ -42,11 +45,16 @@ impl ArmVcpu {
             cp15: cp15_at_reset,
             fp: FpContext::default(),
             vttbr,
+            actlr: ACTLR_AT_RESET,
             boot,
             cp15_at_reset,
         }
     }
 }
+
+/// The ACTLR a guest starts with: SMP (bit 6) set, as on a Cortex-A15
+/// whose firmware has joined the core to coherency.
+pub const ACTLR_AT_RESET: u32 = 1 << 6;
 
 impl GuestRegisters for ArmVcpu {
     fn register(&self, n: u8) -> u32 {
@@ -60,6 +68,28 @@ impl GuestRegisters for ArmVcpu {
     }
     fn set_pc(&mut self, pc: u32) {
         self.context.pc = pc;
+    }
+
+    /// ACTLR (`MRC/MCR p15, 0, Rt, c1, c0, 1`) is emulated: reads see the
+    /// vCPU's value, writes change it. Everything else trapped is not.
+    fn emulate_system_register(&mut self, access: &SystemRegisterAccess) -> bool {
+        let actlr = (
+            access.coprocessor,
+            access.opc1,
+            access.crn,
+            access.crm,
+            access.opc2,
+        ) == (15, 0, 1, 0, 1)
+            && access.register2.is_none();
+        if !actlr {
+            return false;
+        }
+        if access.read {
+            self.context.set_register(access.register, self.actlr);
+        } else {
+            self.actlr = self.context.register(access.register);
+        }
+        true
     }
 }
 
@@ -94,7 +124,42 @@ impl Vcpu for ArmVcpu {
         self.context = self.boot;
         self.cp15 = self.cp15_at_reset;
         self.fp = FpContext::default();
+        self.actlr = ACTLR_AT_RESET;
         // Reset happens while the VM is switched in: load the reset state.
         self.switch_in();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn actlr_access(read: bool, register: u8) -> SystemRegisterAccess {
+        SystemRegisterAccess {
+            coprocessor: 15,
+            read,
+            opc1: 0,
+            crn: 1,
+            crm: 0,
+            opc2: 1,
+            register,
+            register2: None,
+        }
+    }
+
+    #[test]
+    fn actlr_is_emulated_per_vcpu() {
+        let mut vcpu = ArmVcpu::new(GuestContext::boot(0x4000_0000), Cp15Context::default(), 0);
+        assert!(vcpu.emulate_system_register(&actlr_access(true, 2)));
+        assert_eq!(vcpu.context.r[2], ACTLR_AT_RESET);
+        vcpu.context.r[3] = 0x41;
+        assert!(vcpu.emulate_system_register(&actlr_access(false, 3)));
+        assert_eq!(vcpu.actlr, 0x41);
+        let mut sctlr = actlr_access(true, 2);
+        sctlr.opc2 = 0;
+        assert!(
+            !vcpu.emulate_system_register(&sctlr),
+            "SCTLR is not trapped"
+        );
     }
 }

@@ -298,8 +298,13 @@ armv7a_guest_exit:
 
 /// HCR bits Capvisor sets for every guest: VM (bit 0, stage 2 on), FMO,
 /// IMO, AMO (bits 3-5: FIQ, IRQ and asynchronous aborts go to Hyp), TWI
-/// (bit 13, trap WFI) and TSC (bit 19, trap SMC).
-pub const HCR_GUEST: u32 = (1 << 0) | (1 << 3) | (1 << 4) | (1 << 5) | (1 << 13) | (1 << 19);
+/// (bit 13, trap WFI), TSC (bit 19, trap SMC) and TAC (bit 21, trap ACTLR
+/// accesses, which the vCPU emulates).
+pub const HCR_GUEST: u32 =
+    (1 << 0) | (1 << 3) | (1 << 4) | (1 << 5) | (1 << 13) | (1 << 19) | (1 << 21);
+/// HSTR bits: T15 traps the implementation-defined CP15 c15 registers,
+/// which no guest may reach (they become undefined instructions).
+pub const HSTR_GUEST: u32 = 1 << 15;
 
 /// Installs a guest's stage-2 translation and traps: VTCR, VTTBR (VMID and
 /// tables), HCR, then invalidates stale guest TLB entries.
@@ -310,13 +315,14 @@ pub const HCR_GUEST: u32 = (1 << 0) | (1 << 3) | (1 << 4) | (1 << 5) | (1 << 13)
 #[cfg(target_arch = "arm")]
 pub unsafe fn install_guest_translation(vttbr: u64) {
     use crate::registers::{TlbiAllNsNh, Vtcr, Vttbr};
-    use aarch32_cpu::register::{Hcr, SysRegWrite};
+    use aarch32_cpu::register::{Hcr, Hstr, SysRegWrite};
     // SAFETY: forwarded to the caller; HCR_GUEST keeps interrupts, aborts,
     // WFI and SMC with the hypervisor.
     unsafe {
         Vtcr::write(Vtcr(crate::stage2::VTCR));
         Vttbr::write(Vttbr(vttbr));
         <Hcr as SysRegWrite>::write_raw(HCR_GUEST);
+        <Hstr as SysRegWrite>::write_raw(HSTR_GUEST);
     }
     aarch32_cpu::asm::isb();
     TlbiAllNsNh::write();
