@@ -39,7 +39,8 @@ cat <<'TAIL'
 The VM switch row comes from the two-VM test image (`test-two-vms`): the
 last hand-over from one guest's WFI to the other guest's next instruction,
 including the exit, saving and restoring CP15 and VFP/NEON state, the
-stage-2 switch with a full guest TLB invalidation, and the entry.
+stage-2 switch (VTTBR with the next VM's VMID: no TLB invalidation), and the
+entry.
 
 Targets from the guest-VM issue: null hypercall <= 80, MMIO read <= 250,
 VM switch <= 1,500. The current trap path

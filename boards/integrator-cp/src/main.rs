@@ -12,7 +12,8 @@
 //! 3. build the Hyp stage-1 tables for every region of [`memory_map`], prove
 //!    their coverage, print the map, and turn on the MMU, caches and WXN;
 //!    nothing is mapped after this point;
-//! 4. run the VMs (none yet) and stop QEMU with the exit status.
+//! 4. prepare the CPU for guests (stage-2 format, FP access, guest TLB),
+//!    run the VMs (none yet) and stop QEMU with the exit status.
 //!
 //! Test-only features (see `Cargo.toml`) make the image misbehave on purpose
 //! so the integration tests can check the fatal paths.
@@ -75,6 +76,8 @@ pub extern "C" fn capvisor_main() -> ! {
     log!("board: integrator-cp (QEMU Integrator/CP)");
     check_cpu();
     build_and_enable_hyp_map();
+    // SAFETY: once, in Hyp mode, before any guest runs.
+    unsafe { armv7a::world_switch::init_virtualization() };
     run_test_hooks();
     log!("no VMs configured; stopping");
     io::stop(ExitCode::Success)

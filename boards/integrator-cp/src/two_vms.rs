@@ -17,7 +17,6 @@
 
 use crate::log;
 use armv7a::cp15_context::Cp15Context;
-use armv7a::fp_context::enable_hyp_fp_access;
 use armv7a::stage2::{vttbr, GuestAccess, GuestMapping, Stage2Tables};
 use armv7a::vcpu::ArmVcpu;
 use armv7a::world_switch::GuestContext;
@@ -197,7 +196,6 @@ fn build_vcpu(index: usize, name: &'static str, entry: u32, cp15_at_reset: Cp15C
 
 /// Runs both VMs with the core's exit loop until both stop, then reports.
 pub fn run() -> ! {
-    enable_hyp_fp_access();
     crate::count_hyp_cycles();
     let cp15_at_reset = Cp15Context::save();
     let console = crate::io::console();

@@ -306,27 +306,46 @@ pub const HCR_GUEST: u32 =
 /// which no guest may reach (they become undefined instructions).
 pub const HSTR_GUEST: u32 = 1 << 15;
 
-/// Installs a guest's stage-2 translation and traps: VTCR, VTTBR (VMID and
-/// tables), HCR, then invalidates stale guest TLB entries.
+/// Prepares the CPU for guests, once, at boot: VTCR (the stage-2 format
+/// every VM's tables share), HCPTR with no FP traps (Hyp mode saves and
+/// restores guests' VFP/NEON registers, which must not fault in Hyp: its
+/// reset value is UNKNOWN on hardware), and an invalidation of any guest
+/// TLB entries left by firmware. After this, a VM switch only changes VTTBR:
+/// VMIDs keep the VMs' TLB entries apart, and stage-2 tables never change
+/// while their VM exists.
+///
+/// # Safety
+/// Call once, in Hyp mode, before any guest runs.
+#[cfg(target_arch = "arm")]
+pub unsafe fn init_virtualization() {
+    use crate::registers::{TlbiAllNsNh, Vtcr};
+    // SAFETY: no guest runs yet; VTCR only describes stage-2 tables.
+    unsafe { Vtcr::write(Vtcr(crate::stage2::VTCR)) };
+    crate::fp_context::enable_hyp_fp_access();
+    aarch32_cpu::asm::isb();
+    TlbiAllNsNh::write();
+    aarch32_cpu::asm::dsb();
+    aarch32_cpu::asm::isb();
+}
+
+/// Installs a guest's stage-2 translation and traps: VTTBR (VMID and
+/// tables) and the per-VM trap configuration (HCR, HSTR). Requires
+/// [`init_virtualization`] at boot.
 ///
 /// # Safety
 /// `vttbr` must name stage-2 tables that map only the guest's own memory;
 /// the guest entered next must be the one they belong to.
 #[cfg(target_arch = "arm")]
 pub unsafe fn install_guest_translation(vttbr: u64) {
-    use crate::registers::{TlbiAllNsNh, Vtcr, Vttbr};
+    use crate::registers::Vttbr;
     use aarch32_cpu::register::{Hcr, Hstr, SysRegWrite};
     // SAFETY: forwarded to the caller; HCR_GUEST keeps interrupts, aborts,
     // WFI and SMC with the hypervisor.
     unsafe {
-        Vtcr::write(Vtcr(crate::stage2::VTCR));
         Vttbr::write(Vttbr(vttbr));
         <Hcr as SysRegWrite>::write_raw(HCR_GUEST);
         <Hstr as SysRegWrite>::write_raw(HSTR_GUEST);
     }
-    aarch32_cpu::asm::isb();
-    TlbiAllNsNh::write();
-    aarch32_cpu::asm::dsb();
     aarch32_cpu::asm::isb();
 }
 
