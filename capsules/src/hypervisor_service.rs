@@ -11,9 +11,15 @@
 //! | 0x8600_0001 | VM_ID | - | r0 = the VM's number (its VMID) |
 //! | 0x8600_0002 | VM_NAME | - | r0 = name length; r1-r3 = its first 12 bytes, little-endian |
 //! | 0x8600_0003 | CONSOLE_WRITE | r1 = length (at most 24); r2-r7 = the bytes, little-endian | r0 = bytes written, or INVALID_PARAMETERS (-2) |
+//! | 0x8600_0004 | EXIT_STATUS | r1 = the guest's own verdict (0 = success) | r0 = 0 |
+//!
+//! EXIT_STATUS only records the value: a guest reports it before powering
+//! off (PSCI SYSTEM_OFF), and the board prints it with the VM's final state.
+//! A test guest passes when it reports 0 and powers off.
 //!
 //! Other ids in 0x8600_0000-0x8600_00ff answer NOT_SUPPORTED (-1).
 
+use core::cell::Cell;
 use hyp::dispatch::{HypercallDriver, HypercallOutcome, NOT_SUPPORTED};
 use hyp::hil::console::ConsoleOutput;
 
@@ -25,6 +31,8 @@ pub const VM_ID: u32 = 0x8600_0001;
 pub const VM_NAME: u32 = 0x8600_0002;
 /// CONSOLE_WRITE.
 pub const CONSOLE_WRITE: u32 = 0x8600_0003;
+/// EXIT_STATUS.
+pub const EXIT_STATUS: u32 = 0x8600_0004;
 /// The service's version: 0.1.
 pub const SERVICE_VERSION: u32 = 0x0000_0001;
 /// INVALID_PARAMETERS (-2).
@@ -37,6 +45,7 @@ pub struct HypervisorService<'a> {
     vm_id: u32,
     vm_name: &'static str,
     console: &'a dyn ConsoleOutput,
+    exit_status: Cell<Option<u32>>,
 }
 
 impl core::fmt::Debug for HypervisorService<'_> {
@@ -53,7 +62,18 @@ impl<'a> HypervisorService<'a> {
             vm_id,
             vm_name,
             console,
+            exit_status: Cell::new(None),
         }
+    }
+
+    /// The status the guest last reported with EXIT_STATUS.
+    pub fn exit_status(&self) -> Option<u32> {
+        self.exit_status.get()
+    }
+
+    /// Forgets the reported status (the VM restarts).
+    pub fn reset(&self) {
+        self.exit_status.set(None);
     }
 }
 
@@ -93,6 +113,10 @@ impl HypercallDriver for HypervisorService<'_> {
                 }
                 self.console.write(&bytes[..length]);
                 HypercallOutcome::value(length as u32)
+            }
+            EXIT_STATUS => {
+                self.exit_status.set(Some(arguments[0]));
+                HypercallOutcome::value(0)
             }
             _ => HypercallOutcome::value(NOT_SUPPORTED),
         }
@@ -156,6 +180,22 @@ mod tests {
             HypercallOutcome::value(INVALID_PARAMETERS)
         );
         assert_eq!(out.0.borrow().len(), 6, "refused writes print nothing");
+    }
+
+    #[test]
+    fn exit_status_is_recorded_until_reset() {
+        let out = Recorder::default();
+        let service = HypervisorService::new(1, "vm", &out);
+        assert_eq!(service.exit_status(), None);
+        let mut arguments = [0u32; 7];
+        arguments[0] = 3;
+        assert_eq!(
+            service.call(EXIT_STATUS, arguments),
+            HypercallOutcome::value(0)
+        );
+        assert_eq!(service.exit_status(), Some(3));
+        service.reset();
+        assert_eq!(service.exit_status(), None);
     }
 
     #[test]

@@ -23,7 +23,7 @@
 //!     devices: &[],
 //! };
 //! // The probe tells how large each image really is (read from its header).
-//! assert_eq!(validate(&[vm], &pool, 8, |_| Ok(0x40_0000)), Ok(()));
+//! assert_eq!(validate(&[vm], &pool, 8, |_, _| Ok(0x40_0000)), Ok(()));
 //! ```
 
 use crate::memory::Region;
@@ -114,6 +114,26 @@ pub enum ImageProblem {
     Missing,
     /// A header that does not make sense (sizes, magic).
     Malformed,
+    /// Its address is outside the board's image staging area.
+    OutsideStaging,
+    /// A test guest other than the one the table names.
+    WrongGuest,
+    /// An image linked to run at an address other than where it is loaded.
+    WrongAddress,
+}
+
+impl fmt::Display for ImageProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ImageProblem::Missing => "is missing (no zImage header at its address)",
+            ImageProblem::Malformed => "is malformed (its zImage header makes no sense)",
+            ImageProblem::OutsideStaging => "is not inside the image staging area",
+            ImageProblem::WrongGuest => "is a different test guest than the table names",
+            ImageProblem::WrongAddress => {
+                "is linked to run at another address than its load address"
+            }
+        })
+    }
 }
 
 /// The first problem in a VM table.
@@ -182,10 +202,9 @@ impl fmt::Display for ConfigError {
             ConfigError::RamOverlap { vm, other } => {
                 write!(f, "VM '{vm}': RAM overlaps the RAM of VM '{other}'")
             }
-            ConfigError::BadImage { vm, image, problem } => match problem {
-                ImageProblem::Missing => write!(f, "VM '{vm}': image '{image}' is missing"),
-                ImageProblem::Malformed => write!(f, "VM '{vm}': image '{image}' is malformed"),
-            },
+            ConfigError::BadImage { vm, image, problem } => {
+                write!(f, "VM '{vm}': image '{image}' {problem}")
+            }
             ConfigError::ImageTooLarge {
                 vm,
                 image,
@@ -206,7 +225,8 @@ impl fmt::Display for ConfigError {
 }
 
 /// Checks the table: VM count and names, RAM alignment, placement in
-/// `pool` and disjointness, each image (as `probe` sizes it) fitting its
+/// `pool` and disjointness, each image (as `probe` sizes it, given the VM
+/// and the image) fitting its
 /// VM's RAM without overlapping another image, and device claims that
 /// overlap neither each other nor RAM. `max_vms` is the number of VMIDs the
 /// board can give out.
@@ -214,7 +234,7 @@ pub fn validate(
     vms: &[VmConfig],
     pool: &Region,
     max_vms: usize,
-    probe: impl Fn(&ImageConfig) -> Result<u32, ImageProblem>,
+    probe: impl Fn(&VmConfig, &ImageConfig) -> Result<u32, ImageProblem>,
 ) -> Result<(), ConfigError> {
     let max = max_vms.min(MAX_VMS);
     if vms.is_empty() {
@@ -275,11 +295,11 @@ fn check_ram(vm: &VmConfig, pool: &Region) -> Result<(), ConfigError> {
 
 fn check_images(
     vm: &VmConfig,
-    probe: &impl Fn(&ImageConfig) -> Result<u32, ImageProblem>,
+    probe: &impl Fn(&VmConfig, &ImageConfig) -> Result<u32, ImageProblem>,
 ) -> Result<(), ConfigError> {
     let mut placed: [Option<(&'static str, u64, u64)>; 3] = [None; 3];
     for (slot, image) in vm.images().enumerate() {
-        let size = probe(image).map_err(|problem| ConfigError::BadImage {
+        let size = probe(vm, image).map_err(|problem| ConfigError::BadImage {
             vm: vm.name,
             image: image.name,
             problem,
@@ -386,7 +406,7 @@ mod tests {
         }
     }
 
-    fn sized(_: &ImageConfig) -> Result<u32, ImageProblem> {
+    fn sized(_: &VmConfig, _: &ImageConfig) -> Result<u32, ImageProblem> {
         Ok(0x0010_0000)
     }
 
@@ -461,7 +481,7 @@ mod tests {
 
     #[test]
     fn missing_and_oversized_images() {
-        let missing = |image: &ImageConfig| {
+        let missing = |_: &VmConfig, image: &ImageConfig| {
             if image.name == "initrd" {
                 Err(ImageProblem::Missing)
             } else {
@@ -469,9 +489,12 @@ mod tests {
             }
         };
         let error = validate(&[vm("linux", 0x8000_0000)], &POOL, 8, missing).unwrap_err();
-        assert_eq!(format!("{error}"), "VM 'linux': image 'initrd' is missing");
+        assert_eq!(
+            format!("{error}"),
+            "VM 'linux': image 'initrd' is missing (no zImage header at its address)"
+        );
 
-        let huge = |_: &ImageConfig| Ok(0x0800_0000);
+        let huge = |_: &VmConfig, _: &ImageConfig| Ok(0x0800_0000);
         let error = validate(&[vm("linux", 0x8000_0000)], &POOL, 8, huge).unwrap_err();
         assert_eq!(
             error,
@@ -487,7 +510,7 @@ mod tests {
     #[test]
     fn images_must_not_overlap_in_ram() {
         // A 64 MiB kernel at 0x8000 runs into the initrd at 64 MiB.
-        let big_kernel = |image: &ImageConfig| {
+        let big_kernel = |_: &VmConfig, image: &ImageConfig| {
             Ok(if image.name == "zImage" {
                 0x0400_0000
             } else {

@@ -26,8 +26,20 @@ pub trait Vcpu: GuestRegisters {
     /// Makes the guest take the exception `action` asks for (an
     /// `Inject...` action); false if it cannot (its vectors are unusable).
     fn reflect(&mut self, action: &Action) -> bool;
-    /// Puts the vCPU back in its boot state (for a restart).
+    /// Puts the vCPU back in its boot state (for a restart), forgetting
+    /// every translation the guest's previous life cached (TLB entries of
+    /// its VMID). Called while the vCPU is switched in.
     fn reset(&mut self);
+    /// The VM has stopped for good: drop what the CPU still caches for it
+    /// (TLB entries of its VMID). Called while the vCPU is switched in.
+    fn release(&mut self);
+}
+
+/// A VM's RAM as the board set it up: what a restart reloads.
+pub trait GuestMemory {
+    /// Makes the RAM what it must be at boot: zeroed, the images copied in,
+    /// and visible to a guest that starts with its MMU and caches off.
+    fn load(&self);
 }
 
 /// Where a VM is in its life.
@@ -68,6 +80,8 @@ pub struct Vm<'a, V: Vcpu> {
     pub state: VmState,
     /// Its virtual CPU.
     pub vcpu: V,
+    /// Its RAM (reloaded on a restart).
+    pub memory: &'a dyn GuestMemory,
     /// Its virtual devices.
     pub devices: &'a [&'a dyn MmioDevice],
     /// Its hypercall services.
@@ -94,6 +108,7 @@ impl<'a, V: Vcpu> Vm<'a, V> {
     pub fn new(
         name: &'static str,
         vcpu: V,
+        memory: &'a dyn GuestMemory,
         devices: &'a [&'a dyn MmioDevice],
         services: &'a [&'a dyn HypercallDriver],
         fault_policy: &'a dyn VmFaultPolicy,
@@ -102,6 +117,7 @@ impl<'a, V: Vcpu> Vm<'a, V> {
             name,
             state: VmState::Ready,
             vcpu,
+            memory,
             devices,
             services,
             fault_policy,
@@ -115,6 +131,7 @@ impl<'a, V: Vcpu> Vm<'a, V> {
     }
 
     fn restart(&mut self) {
+        self.memory.load();
         self.vcpu.reset();
         self.counters.restarts += 1;
         self.loop_detector.progressed();
@@ -131,10 +148,12 @@ impl<'a, V: Vcpu> Vm<'a, V> {
             }
             FaultResponse::Stop => {
                 self.state = VmState::Faulted;
+                self.vcpu.release();
                 false
             }
             FaultResponse::Panic => {
                 self.state = VmState::Faulted;
+                self.vcpu.release();
                 true
             }
         }
@@ -163,6 +182,7 @@ impl<'a, V: Vcpu> Vm<'a, V> {
             }
             Action::StopVm => {
                 self.state = VmState::Stopped;
+                self.vcpu.release();
                 (false, false)
             }
             Action::ResetVm => {
@@ -335,6 +355,25 @@ mod tests {
                 .push(std::format!("reset {}", self.name));
             self.next = 0;
         }
+        fn release(&mut self) {
+            self.log
+                .borrow_mut()
+                .push(std::format!("release {}", self.name));
+        }
+    }
+
+    /// RAM that logs its reloads.
+    struct LoggedMemory(char, Rc<RefCell<Vec<std::string::String>>>);
+
+    /// A leaked [`LoggedMemory`] (tests only), so a VM table can borrow it.
+    fn memory(name: char, log: &Rc<RefCell<Vec<std::string::String>>>) -> &'static LoggedMemory {
+        std::boxed::Box::leak(std::boxed::Box::new(LoggedMemory(name, log.clone())))
+    }
+
+    impl GuestMemory for LoggedMemory {
+        fn load(&self) {
+            self.1.borrow_mut().push(std::format!("load {}", self.0));
+        }
     }
 
     struct PowerOff;
@@ -378,13 +417,25 @@ mod tests {
         let a = ScriptedVcpu::new('a', std::vec![(HVC, 0x1), (WFI, 0), (WFI, 0), OFF], &log);
         let b = ScriptedVcpu::new('b', std::vec![(WFI, 0), OFF], &log);
         let mut vms = [
-            Vm::new("a", a, &[], &services, &policy),
-            Vm::new("b", b, &[], &services, &policy),
+            Vm::new("a", a, memory('a', &log), &[], &services, &policy),
+            Vm::new("b", b, memory('b', &log), &[], &services, &policy),
         ];
         assert_eq!(Kernel.run(&mut vms, 100), RunOutcome::AllStopped);
         assert_eq!(
             *log.borrow(),
-            ["in a", "out a", "in b", "out b", "in a", "out a", "in b", "out b", "in a"]
+            [
+                "in a",
+                "out a",
+                "in b",
+                "out b",
+                "in a",
+                "out a",
+                "in b",
+                "release b",
+                "out b",
+                "in a",
+                "release a"
+            ]
         );
         assert_eq!(vms[0].vcpu.r0_seen[1], NOT_SUPPORTED, "unowned id 0x1");
         assert_eq!(
@@ -410,7 +461,7 @@ mod tests {
         let services: [&dyn HypercallDriver; 1] = [&PowerOff];
         let policy = Fixed(FaultResponse::Panic);
         let a = ScriptedVcpu::new('a', std::vec![(UNCLAIMED, 0), OFF], &log);
-        let mut vms = [Vm::new("a", a, &[], &services, &policy)];
+        let mut vms = [Vm::new("a", a, memory('a', &log), &[], &services, &policy)];
         assert_eq!(Kernel.run(&mut vms, 100), RunOutcome::AllStopped);
         assert_eq!(vms[0].counters.injected_faults, 1);
         assert_eq!(vms[0].counters.mmio, 1);
@@ -425,8 +476,8 @@ mod tests {
         let looping = ScriptedVcpu::new('a', std::vec![(UNCLAIMED, 0)], &log);
         let healthy = ScriptedVcpu::new('b', std::vec![(WFI, 0), (WFI, 0), OFF], &log);
         let mut vms = [
-            Vm::new("looping", looping, &[], &services, &stop),
-            Vm::new("healthy", healthy, &[], &services, &stop),
+            Vm::new("looping", looping, memory('l', &log), &[], &services, &stop),
+            Vm::new("healthy", healthy, memory('h', &log), &[], &services, &stop),
         ];
         assert_eq!(Kernel.run(&mut vms, 1000), RunOutcome::AllStopped);
         assert_eq!(vms[0].state, VmState::Faulted);
@@ -455,10 +506,27 @@ mod tests {
         let services: [&dyn HypercallDriver; 1] = [&PowerOff];
         let mut broken = ScriptedVcpu::new('a', std::vec![(UNCLAIMED, 0)], &log);
         broken.reflectable = false;
-        let mut vms = [Vm::new("broken", broken, &[], &services, &RestartOnce)];
+        let mut vms = [Vm::new(
+            "broken",
+            broken,
+            memory('a', &log),
+            &[],
+            &services,
+            &RestartOnce,
+        )];
         assert_eq!(Kernel.run(&mut vms, 100), RunOutcome::Panicked { vm: 0 });
         assert_eq!(vms[0].counters.restarts, 1);
-        assert!(log.borrow().contains(&"reset a".into()));
+        let log = log.borrow();
+        let load = log.iter().position(|line| line == "load a");
+        let reset = log.iter().position(|line| line == "reset a");
+        assert!(
+            load.is_some() && load < reset,
+            "a restart reloads RAM, then resets the vCPU: {log:?}"
+        );
+        assert_eq!(
+            log.last().map(std::string::String::as_str),
+            Some("release a")
+        );
     }
 
     #[test]
@@ -467,7 +535,7 @@ mod tests {
         let services: [&dyn HypercallDriver; 1] = [&PowerOff];
         let policy = Fixed(FaultResponse::Stop);
         let a = ScriptedVcpu::new('a', std::vec![(HVC, 0x8400_0009)], &log);
-        let mut vms = [Vm::new("a", a, &[], &services, &policy)];
+        let mut vms = [Vm::new("a", a, memory('a', &log), &[], &services, &policy)];
         assert_eq!(Kernel.run(&mut vms, 5), RunOutcome::BudgetExhausted);
         assert_eq!(vms[0].counters.restarts, 5);
     }

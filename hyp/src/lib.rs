@@ -15,6 +15,7 @@ pub mod dispatch;
 pub mod exit;
 pub mod fault_policy;
 pub mod hil;
+pub mod image;
 pub mod kernel;
 pub mod memory;
 pub mod trap;

@@ -13,7 +13,9 @@
 //!    their coverage, print the map, and turn on the MMU, caches and WXN;
 //!    nothing is mapped after this point;
 //! 4. prepare the CPU for guests (stage-2 format, FP access, guest TLB),
-//!    run the VMs (none yet) and stop QEMU with the exit status.
+//!    create the VMs of the board's table ([`vms`]), run them until all
+//!    have stopped, report, and stop QEMU with the exit status
+//!    ([`guests`]).
 //!
 //! Test-only features (see `Cargo.toml`) make the image misbehave on purpose
 //! so the integration tests can check the fatal paths.
@@ -21,26 +23,13 @@
 #![no_main]
 #![deny(unsafe_op_in_unsafe_fn)]
 
-#[cfg(feature = "bench")]
-mod bench;
-#[cfg(any(feature = "test-world-switch", feature = "bench"))]
-mod builtin_guest;
+mod guests;
 mod io;
 mod memory_map;
-#[cfg(feature = "test-world-switch")]
-mod smoke;
-#[cfg(feature = "test-two-vms")]
-mod two_vms;
-#[cfg(any(
-    all(feature = "test-world-switch", feature = "bench"),
-    all(feature = "test-world-switch", feature = "test-two-vms"),
-    all(feature = "bench", feature = "test-two-vms")
-))]
-compile_error!("test-world-switch, bench and test-two-vms each bring a built-in guest: pick one");
+mod vms;
 
 use armv7a::hyp_tables::{HypTables, HMAIR0, HMAIR1, HTCR};
 use armv7a::mmu::HypTranslation;
-use hyp::exit::ExitCode;
 use hyp::memory::Size;
 use hyp::utilities::TakeOnce;
 use integrator_cp::pic::Pic;
@@ -79,8 +68,7 @@ pub extern "C" fn capvisor_main() -> ! {
     // SAFETY: once, in Hyp mode, before any guest runs.
     unsafe { armv7a::world_switch::init_virtualization() };
     run_test_hooks();
-    log!("no VMs configured; stopping");
-    io::stop(ExitCode::Success)
+    guests::run()
 }
 
 /// Masks every interrupt line and stops the timers, so nothing fires before
@@ -196,7 +184,7 @@ fn build_and_enable_hyp_map() {
 
 /// Sets PMCCFILTR.NSH (bit 27) so the cycle counter also counts in Hyp
 /// mode: the trap paths are what is being measured.
-#[cfg(any(feature = "bench", feature = "test-two-vms"))]
+#[cfg(feature = "bench")]
 pub fn count_hyp_cycles() {
     // SAFETY: PMCCFILTR only filters what the cycle counter counts.
     unsafe {
@@ -220,10 +208,4 @@ fn run_test_hooks() {
     {
         panic!("test panic requested by the test-panic feature");
     }
-    #[cfg(feature = "test-world-switch")]
-    smoke::run();
-    #[cfg(feature = "bench")]
-    bench::run();
-    #[cfg(feature = "test-two-vms")]
-    two_vms::run();
 }

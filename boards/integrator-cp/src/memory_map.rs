@@ -7,15 +7,13 @@
 //! tables cover them, page by page, and leave the stack guard page unmapped.
 
 use hyp::memory::{Expectation, MemoryType, Permissions, Region, PAGE_SIZE};
-use integrator_cp::{DEVICE_PAGE_SIZE, PIC_BASE, TIMERS_BASE, UART0_BASE};
+use integrator_cp::{DEVICE_PAGE_SIZE, PIC_BASE, RAM_ALIAS_BASE, TIMERS_BASE, UART0_BASE};
 
 extern "C" {
     static __text_start: u8;
     static __text_end: u8;
     static __rodata_start: u8;
     static __rodata_end: u8;
-    static __guest_smoke_start: u8;
-    static __guest_smoke_end: u8;
     static __data_start: u8;
     static __data_end: u8;
     static __bss_start: u8;
@@ -27,14 +25,29 @@ extern "C" {
     static __fault_stack_top: u8;
 }
 
-/// Guest RAM pool: the upper alias of RAM, 0x8000_0000-0xbfff_ffff (QEMU runs
-/// the board with `-m 1024`, so all of it is real, contiguous RAM).
-pub const GUEST_POOL: Region = Region::new(
+/// Guest RAM pool, in the upper alias of RAM (QEMU runs the board with
+/// `-m 1024`, so 0x8000_0000-0xbfff_ffff is real, contiguous RAM). The
+/// alias starts with the hypervisor's own image (0x8000_0000 + x is low RAM
+/// address x), so the pool starts 16 MiB in; [`check_guest_ram_alias`]
+/// proves at boot that the image ends below that. VMs' RAM is carved from
+/// here.
+pub const GUEST_RAM: Region = Region::new(
     "guest-ram",
-    0x8000_0000,
-    0x4000_0000,
+    0x8100_0000,
+    0x2f00_0000,
     MemoryType::Normal,
     Permissions::ReadWrite,
+);
+
+/// The image staging area above it, where QEMU's generic loader places
+/// guest images (`images.txt`, [`crate::vms`]). The hypervisor only reads
+/// it, to copy images into VMs' RAM.
+pub const GUEST_IMAGES: Region = Region::new(
+    "guest-images",
+    crate::vms::STAGING_BASE,
+    crate::vms::SLOTS * crate::vms::SLOT_SIZE,
+    MemoryType::Normal,
+    Permissions::ReadOnly,
 );
 
 /// The device register blocks the hypervisor drives.
@@ -65,6 +78,8 @@ pub const DEVICES: [Region; 3] = [
 /// Number of regions in [`regions`].
 pub const REGION_COUNT: usize = 8 + DEVICES.len();
 
+const _: () = assert!(GUEST_RAM.start as u64 + GUEST_RAM.size as u64 == GUEST_IMAGES.start as u64);
+
 fn section(
     name: &'static str,
     start: *const u8,
@@ -77,7 +92,7 @@ fn section(
 }
 
 /// The image's sections and stacks, read from the linker script's symbols.
-pub fn image_sections() -> [Region; 7] {
+pub fn image_sections() -> [Region; 6] {
     [
         section(
             "text",
@@ -89,12 +104,6 @@ pub fn image_sections() -> [Region; 7] {
             "rodata",
             &raw const __rodata_start,
             &raw const __rodata_end,
-            Permissions::ReadOnly,
-        ),
-        section(
-            "guest-smoke",
-            &raw const __guest_smoke_start,
-            &raw const __guest_smoke_end,
             Permissions::ReadOnly,
         ),
         section(
@@ -124,6 +133,22 @@ pub fn image_sections() -> [Region; 7] {
     ]
 }
 
+/// Checks that no byte of the guest RAM pool is, through the RAM alias, a
+/// byte of the hypervisor's image, stacks or tables. Returns the image's
+/// end on failure.
+pub fn check_guest_ram_alias() -> Result<(), usize> {
+    let image_end = image_sections()
+        .iter()
+        .map(|region| region.end() as usize)
+        .max()
+        .unwrap_or(0);
+    if RAM_ALIAS_BASE + image_end > GUEST_RAM.start as usize {
+        Err(image_end)
+    } else {
+        Ok(())
+    }
+}
+
 /// The page below the boot stack, which must stay unmapped.
 pub fn stack_guard() -> Region {
     section(
@@ -135,15 +160,15 @@ pub fn stack_guard() -> Region {
 }
 
 /// Everything to map: sections (empty ones, such as a `.data` with nothing
-/// in it, are skipped), devices and the guest pool. Returns the regions and
+/// in it, are skipped), devices, guest RAM and the image staging area. Returns the regions and
 /// how many of the array's entries are used.
 pub fn regions() -> ([Region; REGION_COUNT], usize) {
-    let mut out = [GUEST_POOL; REGION_COUNT];
+    let mut out = [GUEST_RAM; REGION_COUNT];
     let mut count = 0;
     for region in image_sections()
         .into_iter()
         .chain(DEVICES)
-        .chain([GUEST_POOL])
+        .chain([GUEST_RAM, GUEST_IMAGES])
     {
         if region.size != 0 {
             out[count] = region;
@@ -151,22 +176,6 @@ pub fn regions() -> ([Region; REGION_COUNT], usize) {
         }
     }
     (out, count)
-}
-
-/// The built-in test guest's code (empty unless built with the
-/// `test-world-switch` or `bench` feature).
-#[cfg(any(
-    feature = "test-world-switch",
-    feature = "bench",
-    feature = "test-two-vms"
-))]
-pub fn guest_smoke() -> Region {
-    section(
-        "guest-smoke",
-        &raw const __guest_smoke_start,
-        &raw const __guest_smoke_end,
-        Permissions::ReadOnly,
-    )
 }
 
 /// The test-only broken layout: the same map with the last page of `.text`

@@ -1,4 +1,5 @@
-//! Cache maintenance for bring-up: whole-cache invalidation by set/way.
+//! Cache maintenance: whole-cache invalidation by set/way at bring-up, and
+//! cleaning guest RAM to the point of coherency before a VM starts.
 //!
 //! Before the Hyp MMU and caches are turned on, the data and unified caches
 //! may hold stale lines left by reset or by a boot loader. This walks every
@@ -71,6 +72,34 @@ pub unsafe fn invalidate_all_caches() {
     Iciallu::write();
     aarch32_cpu::asm::dsb();
     aarch32_cpu::asm::isb();
+}
+
+/// The smallest data cache line of any level (CTR.DminLine, in bytes).
+#[cfg(target_arch = "arm")]
+pub fn dcache_line_bytes() -> usize {
+    let ctr: u32;
+    // SAFETY: reading CTR has no side effects.
+    unsafe { core::arch::asm!("mrc p15, 0, {}, c0, c0, 1", out(reg) ctr, options(nomem, nostack)) };
+    4 << ((ctr >> 16) & 0xf)
+}
+
+/// Cleans the data cache lines covering `start..start + length` to the
+/// point of coherency (DCCMVAC), so that an observer with caches off (a
+/// guest before it turns its MMU on) sees what the hypervisor wrote.
+#[cfg(target_arch = "arm")]
+pub fn clean_to_poc(start: usize, length: usize) {
+    let line = dcache_line_bytes();
+    let end = start.saturating_add(length);
+    let mut address = start & !(line - 1);
+    aarch32_cpu::asm::dsb();
+    while address < end {
+        // SAFETY: cleaning writes dirty lines back; it changes no data.
+        unsafe {
+            aarch32_cpu::register::Dccmvac::write(aarch32_cpu::register::Dccmvac(address as u32))
+        };
+        address += line;
+    }
+    aarch32_cpu::asm::dsb();
 }
 
 #[cfg(test)]

@@ -125,9 +125,30 @@ impl Vcpu for ArmVcpu {
         self.cp15 = self.cp15_at_reset;
         self.fp = FpContext::default();
         self.actlr = ACTLR_AT_RESET;
-        // Reset happens while the VM is switched in: load the reset state.
+        // Reset happens while the VM is switched in: load the reset state,
+        // then forget what the previous life left in the TLBs (its VMID's
+        // entries) and in the instruction cache (its RAM was reloaded).
         self.switch_in();
+        forget_guest_translations();
+        aarch32_cpu::register::Iciallu::write();
+        aarch32_cpu::register::BpIAll::write();
+        aarch32_cpu::asm::dsb();
+        aarch32_cpu::asm::isb();
     }
+
+    fn release(&mut self) {
+        forget_guest_translations();
+    }
+}
+
+/// TLBIALL from Hyp mode: invalidates the stage-1 and stage-2 entries of
+/// the VMID in VTTBR, that is, of the VM switched in.
+#[cfg(target_arch = "arm")]
+fn forget_guest_translations() {
+    aarch32_cpu::asm::dsb();
+    aarch32_cpu::register::TlbIAll::write();
+    aarch32_cpu::asm::dsb();
+    aarch32_cpu::asm::isb();
 }
 
 #[cfg(test)]

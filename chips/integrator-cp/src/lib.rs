@@ -28,3 +28,7 @@ pub const PIC_BASE: usize = 0x1400_0000;
 pub const TIMERS_BASE: usize = 0x1300_0000;
 /// Size of one device page: every block above fits in one 4 KiB page.
 pub const DEVICE_PAGE_SIZE: usize = 0x1000;
+/// Where the board's RAM (at physical 0) appears again: 0x8000_0000 + x is
+/// RAM address x. The hypervisor image lives in low RAM, so guest memory
+/// carved from the alias must start above the image's alias.
+pub const RAM_ALIAS_BASE: usize = 0x8000_0000;

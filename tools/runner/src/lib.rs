@@ -40,6 +40,9 @@ pub struct Board {
     pub cpu: &'static str,
     /// QEMU `-m` value, in MiB.
     pub memory_mib: u32,
+    /// Guest image staging: the first slot's address and the slot size
+    /// (the board's `images.txt` numbers the slots).
+    pub staging: (u64, u64),
 }
 
 /// Every board the runner knows.
@@ -48,7 +51,51 @@ pub const BOARDS: [Board; 1] = [Board {
     machine: "integratorcp",
     cpu: "cortex-a15",
     memory_mib: 1024,
+    staging: (0xb000_0000, 0x0100_0000),
 }];
+
+impl Board {
+    /// The board's image slot table, `boards/<name>/images.txt`.
+    pub fn images_table(&self) -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../boards")
+            .join(self.name)
+            .join("images.txt")
+    }
+
+    /// Loaders placing every image of the slot table that exists in `dir`
+    /// (a file named as the image) at its slot.
+    pub fn staged_images(&self, dir: &Path) -> Result<Vec<Loader>, RunError> {
+        let table = self.images_table();
+        let text = std::fs::read_to_string(&table).map_err(|error| {
+            RunError::Usage(format!("cannot read {}: {error}", table.display()))
+        })?;
+        let slots = parse_slots(&text).map_err(|line| {
+            RunError::Usage(format!("{}: bad line {line:?}", table.display()))
+        })?;
+        Ok(slots
+            .into_iter()
+            .map(|(slot, name)| Loader {
+                file: dir.join(name),
+                address: self.staging.0 + slot * self.staging.1,
+            })
+            .filter(|loader| loader.file.is_file())
+            .collect())
+    }
+}
+
+/// Parses an `images.txt` slot table: `SLOT NAME` per line, `#` comments.
+/// Returns the first bad line on error.
+pub fn parse_slots(text: &str) -> Result<Vec<(u64, &str)>, &str> {
+    text.lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty() && !line.starts_with('#'))
+        .map(|line| match line.split_whitespace().collect::<Vec<_>>()[..] {
+            [slot, name] => slot.parse().map(|slot| (slot, name)).map_err(|_| line),
+            _ => Err(line),
+        })
+        .collect()
+}
 
 /// The board called `name`.
 pub fn board(name: &str) -> Result<Board, RunError> {
@@ -707,6 +754,33 @@ mod tests {
             error.to_string(),
             "unknown board \"pdp11\" (known boards: integrator-cp)"
         );
+    }
+
+    #[test]
+    fn slot_table_parsing_and_staging() {
+        assert_eq!(
+            parse_slots("# comment\n0 hello\n\n  3   mmio  \n"),
+            Ok(vec![(0, "hello"), (3, "mmio")])
+        );
+        assert_eq!(parse_slots("0 hello extra"), Err("0 hello extra"));
+        assert_eq!(parse_slots("x hello"), Err("x hello"));
+        let board = board("integrator-cp").unwrap();
+        let text = std::fs::read_to_string(board.images_table()).unwrap();
+        let slots = parse_slots(&text).unwrap();
+        assert!(slots.contains(&(0, "hello")), "{slots:?}");
+        let dir = std::env::temp_dir().join(format!("capvisor-staging-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("hello"), b"x").unwrap();
+        let loaders = board.staged_images(&dir).unwrap();
+        assert_eq!(
+            loaders,
+            vec![Loader {
+                file: dir.join("hello"),
+                address: 0xb000_0000
+            }],
+            "only images present in the directory are loaded"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

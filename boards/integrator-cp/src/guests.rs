@@ -1,0 +1,273 @@
+//! Creating the board's VMs from its table and running them to the end.
+//!
+//! [`run`] is DESIGN.md's boot steps 3 to 5:
+//! 1. resolve each image's staging address (`images.txt`) and check the
+//!    whole table with `hyp::config::validate`, reading every image's
+//!    zImage header; any problem refuses the boot before a VM exists;
+//! 2. for each VM: stage-2 tables mapping its RAM and nothing else, its
+//!    VMID, its RAM zeroed with the images copied in and cleaned to the
+//!    point of coherency, its vCPU at the image's entry with the Linux boot
+//!    registers, its capsules (virtual PL011, PSCI, Capvisor's service)
+//!    and its fault policy;
+//! 3. `hyp::kernel::Kernel::run` until every VM has stopped;
+//! 4. one status line per VM, and the exit status: 0 only if every VM
+//!    powered off without reporting a failure.
+
+use crate::vms::{image_address, Policy, VmSpec, SLOT_SIZE, STAGING_BASE, SLOTS, VMS};
+use crate::{io, log, memory_map};
+use armv7a::cp15_context::Cp15Context;
+use armv7a::stage2::{vttbr, GuestAccess, GuestMapping, Stage2Tables};
+use armv7a::vcpu::ArmVcpu;
+use armv7a::world_switch::GuestContext;
+use capsules::fault_policies::{RestartThenStop, StopFaultPolicy};
+use capsules::hypervisor_service::HypervisorService;
+use capsules::psci::Psci;
+use capsules::virtual_uart::VirtualUart;
+use hyp::config::{validate, ImageConfig, ImageProblem, VmConfig, MAX_VMS};
+use hyp::dispatch::{HypercallDriver, MmioDevice};
+use hyp::exit::ExitCode;
+use hyp::fault_policy::VmFaultPolicy;
+use hyp::image::{check_image, parse_zimage, ZImage, HEADER_BYTES};
+use hyp::kernel::{GuestMemory, Kernel, RunOutcome, Vm, VmState};
+use hyp::memory::{MemoryType, Size};
+use hyp::utilities::TakeOnce;
+
+/// VMIDs available: 8 bits, 0 reserved for "no VM".
+const VMIDS: usize = 255;
+/// Number of VMs in the table.
+const COUNT: usize = VMS.len();
+/// The most exits the VMs may take before the run is declared stuck.
+const EXIT_BUDGET: u32 = 50_000_000;
+
+const _: () = assert!(COUNT <= MAX_VMS, "the board's VM table is too long");
+
+/// Each VM's stage-2 tables: RAM in 2 MiB blocks needs one level-2 table.
+static STAGE2: [TakeOnce<Stage2Tables<1, 1>>; MAX_VMS] =
+    [const { TakeOnce::new(Stage2Tables::new()) }; MAX_VMS];
+
+/// Reads the zImage header of the image the loader put at `address`,
+/// refusing addresses outside the staging area (the hypervisor must never
+/// touch memory it has not mapped).
+fn read_header(address: u32) -> Result<ZImage, ImageProblem> {
+    let staging_end = STAGING_BASE as u64 + (SLOTS * SLOT_SIZE) as u64;
+    if address < STAGING_BASE || address as u64 + HEADER_BYTES as u64 > staging_end {
+        return Err(ImageProblem::OutsideStaging);
+    }
+    // SAFETY: the staging area is mapped read-only in the Hyp map (the
+    // 'guest-images' region) and nothing writes it while the hypervisor
+    // runs; the range was checked above.
+    let header = unsafe { &*(address as usize as *const [u8; HEADER_BYTES]) };
+    parse_zimage(header)
+}
+
+/// The probe `validate` calls: the image's size from its header, after
+/// checking it is the image the table names, linked for where it goes.
+fn probe(vm: &VmConfig, image: &ImageConfig) -> Result<u32, ImageProblem> {
+    let header = read_header(image.host_address)?;
+    check_image(&header, image.name, vm.ram_ipa + image.load_offset)?;
+    if header.size > SLOT_SIZE {
+        return Err(ImageProblem::Malformed);
+    }
+    Ok(header.size)
+}
+
+/// A VM's RAM and the images that go in it.
+struct VmRam {
+    config: VmConfig,
+}
+
+impl GuestMemory for VmRam {
+    fn load(&self) {
+        let ram = self.config.ram_host as usize;
+        let size = self.config.ram_size as usize;
+        // SAFETY: `validate` proved this slice lies inside the guest RAM
+        // pool (mapped read-write in the Hyp map) and overlaps no other
+        // VM's; its VM is not running while it is reloaded.
+        unsafe { core::ptr::write_bytes(ram as *mut u8, 0, size) };
+        for image in self.config.images() {
+            // The header was checked by `validate`; it cannot have changed.
+            let Ok(header) = read_header(image.host_address) else {
+                continue;
+            };
+            // SAFETY: source inside the staging area, destination inside
+            // this VM's RAM (validate checked size and offset), disjoint.
+            unsafe {
+                core::ptr::copy_nonoverlapping(
+                    image.host_address as usize as *const u8,
+                    (ram + image.load_offset as usize) as *mut u8,
+                    header.size as usize,
+                )
+            };
+        }
+        armv7a::cache::clean_to_poc(ram, size);
+    }
+}
+
+/// The configuration with each image's staging address filled in.
+fn resolve(spec: &VmSpec) -> VmConfig {
+    let mut config = spec.config;
+    let resolve_image = |image: &mut ImageConfig| match image_address(image.name) {
+        Some(address) => image.host_address = address,
+        None => io::refuse_boot(format_args!(
+            "VM '{}': image '{}' has no staging slot in images.txt",
+            config.name, image.name
+        )),
+    };
+    resolve_image(&mut config.kernel);
+    if let Some(initrd) = config.initrd.as_mut() {
+        resolve_image(initrd);
+    }
+    if let Some(tree) = config.device_tree.as_mut() {
+        resolve_image(tree);
+    }
+    config
+}
+
+/// Builds VM `index`'s stage 2 and vCPU (VMID `index + 1`).
+fn create_vcpu(index: usize, config: &VmConfig, cp15_at_reset: Cp15Context) -> ArmVcpu {
+    let tables = STAGE2[index]
+        .take()
+        .unwrap_or_else(|| io::refuse_boot(format_args!("stage-2 tables taken twice")));
+    let ram = GuestMapping {
+        name: "ram",
+        ipa: config.ram_ipa,
+        physical: config.ram_host,
+        size: config.ram_size,
+        memory: MemoryType::Normal,
+        access: GuestAccess::ReadWriteExecute,
+    };
+    if let Err(error) = tables.map(&ram) {
+        io::refuse_boot(format_args!("VM '{}': {}", config.name, error));
+    }
+    let vmid = index as u8 + 1;
+    let entry = config.ram_ipa + config.kernel.load_offset;
+    let mut boot = GuestContext::boot(entry);
+    // The Linux boot protocol: r0 = 0, r1 = ~0 (no machine number, a
+    // device tree instead), r2 = the device tree's address (none yet).
+    boot.r[1] = u32::MAX;
+    boot.r[2] = config
+        .device_tree
+        .map_or(0, |tree| config.ram_ipa + tree.load_offset);
+    ArmVcpu::new(boot, cp15_at_reset, vttbr(vmid, tables.root_table_address()))
+}
+
+/// Runs the board's VMs until all have stopped, reports, and stops QEMU.
+pub fn run() -> ! {
+    #[cfg(feature = "bench")]
+    crate::count_hyp_cycles();
+    if let Err(image_end) = memory_map::check_guest_ram_alias() {
+        io::refuse_boot(format_args!(
+            "the guest RAM pool at {:#010x} overlaps the alias of the hypervisor image (ends at {:#x})",
+            memory_map::GUEST_RAM.start,
+            image_end
+        ));
+    }
+    let configs: [VmConfig; COUNT] = core::array::from_fn(|index| resolve(&VMS[index]));
+    if let Err(error) = validate(&configs, &memory_map::GUEST_RAM, VMIDS, probe) {
+        io::refuse_boot(format_args!("bad VM table: {}", error));
+    }
+    log!("VM table checked: {} VMs", COUNT);
+
+    let cp15_at_reset = Cp15Context::save();
+    let memories: [VmRam; COUNT] = core::array::from_fn(|index| VmRam {
+        config: configs[index],
+    });
+    let console = io::console();
+    let uarts: [VirtualUart; COUNT] = core::array::from_fn(|_| VirtualUart::new(&console));
+    let psci = Psci::new();
+    let service: [HypervisorService; COUNT] = core::array::from_fn(|index| {
+        HypervisorService::new(index as u32 + 1, configs[index].name, &console)
+    });
+    let stop_policy = StopFaultPolicy;
+    let restart_policies: [RestartThenStop; COUNT] = core::array::from_fn(|index| {
+        RestartThenStop::new(match VMS[index].policy {
+            Policy::Restart(limit) => limit,
+            Policy::Stop => 0,
+        })
+    });
+    let devices: [[&dyn MmioDevice; 1]; COUNT] = core::array::from_fn(|index| [&uarts[index] as &dyn MmioDevice]);
+    let services: [[&dyn HypercallDriver; 2]; COUNT] =
+        core::array::from_fn(|index| [&psci as &dyn HypercallDriver, &service[index]]);
+    let mut vms: [Vm<'_, ArmVcpu>; COUNT] = core::array::from_fn(|index| {
+        let config = &configs[index];
+        memories[index].load();
+        let vcpu = create_vcpu(index, config, cp15_at_reset);
+        let policy: &dyn VmFaultPolicy = match VMS[index].policy {
+            Policy::Stop => &stop_policy,
+            Policy::Restart(_) => &restart_policies[index],
+        };
+        log!(
+            "VM {} '{}': {} RAM at IPA {:#010x} (host {:#010x}), image '{}' from {:#010x}, {:?} on faults",
+            index + 1,
+            config.name,
+            Size(config.ram_size as u64),
+            config.ram_ipa,
+            config.ram_host,
+            config.kernel.name,
+            config.kernel.host_address,
+            VMS[index].policy
+        );
+        Vm::new(
+            config.name,
+            vcpu,
+            &memories[index],
+            &devices[index],
+            &services[index],
+            policy,
+        )
+    });
+
+    let outcome = Kernel.run(&mut vms, EXIT_BUDGET);
+    report(&vms, &service, outcome)
+}
+
+/// Prints each VM's final state and stops QEMU: status 0 only if every VM
+/// powered off without reporting a failure.
+fn report(vms: &[Vm<'_, ArmVcpu>], service: &[HypervisorService], outcome: RunOutcome) -> ! {
+    log!("all VMs have stopped ({:?}); VM status:", outcome);
+    let mut passed = 0;
+    for (index, (vm, service)) in vms.iter().zip(service).enumerate() {
+        let status = service.exit_status();
+        let ok = vm.state == VmState::Stopped && status.unwrap_or(0) == 0;
+        passed += usize::from(ok);
+        let c = &vm.counters;
+        let state = match vm.state {
+            VmState::Stopped => "powered off",
+            VmState::Faulted => "stopped by its fault policy",
+            VmState::Ready | VmState::Waiting => "still running",
+        };
+        log!(
+            "  VM {} '{}': {}, {}{}; exits {} (hypercalls {}, mmio {}, waits {}), injected faults {}, restarts {}",
+            index + 1,
+            vm.name,
+            if ok { "PASSED" } else { "FAILED" },
+            state,
+            StatusText(status),
+            c.exits,
+            c.hypercalls,
+            c.mmio,
+            c.waits,
+            c.injected_faults,
+            c.restarts
+        );
+    }
+    log!("{} of {} VMs passed", passed, vms.len());
+    let all = passed == vms.len() && outcome == RunOutcome::AllStopped;
+    io::stop(if all {
+        ExitCode::Success
+    } else {
+        ExitCode::VmFailed
+    })
+}
+
+/// ", status N" when the guest reported one.
+struct StatusText(Option<u32>);
+
+impl core::fmt::Display for StatusText {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self.0 {
+            Some(status) => write!(f, ", status {}", status),
+            None => Ok(()),
+        }
+    }
+}

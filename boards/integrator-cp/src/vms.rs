@@ -1,0 +1,137 @@
+//! The board's VM table: every VM Capvisor runs on this board, declared
+//! once and checked as a whole before any of them starts.
+//!
+//! Guest images are placed in host memory by QEMU's generic loader, one per
+//! staging slot (`images.txt` names the slots; [`image_address`] reads it),
+//! and copied into each VM's RAM by the hypervisor. Each VM gets its own
+//! slice of the guest RAM pool, 2 MiB aligned, at IPA 0x4000_0000, and the
+//! virtual devices of the guest platform (the PL011 at 0x0900_0000; PSCI
+//! and Capvisor's service by hypercall).
+//!
+//! Which table is built depends on the cargo features: the default is the
+//! demo (`make program`); the test-only features select the integration
+//! test and benchmark sets.
+
+use hyp::config::{DeviceClaim, ImageConfig, VmConfig, GUEST_RAM_IPA};
+
+/// What happens to a VM that cannot take its own faults.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Policy {
+    /// Stop it; the others run on.
+    Stop,
+    /// Restart it up to this many times, then stop it.
+    #[cfg_attr(not(feature = "test-fault-policy"), allow(dead_code))]
+    Restart(u32),
+}
+
+/// One VM of the table.
+#[derive(Clone, Copy, Debug)]
+pub struct VmSpec {
+    /// Its configuration (checked by `hyp::config::validate`).
+    pub config: VmConfig,
+    /// Its fault policy.
+    pub policy: Policy,
+}
+
+/// Where the staging slots start.
+pub const STAGING_BASE: u32 = 0xb000_0000;
+/// Bytes per slot.
+pub const SLOT_SIZE: u32 = 0x0100_0000;
+/// Number of slots.
+pub const SLOTS: u32 = 16;
+/// The slot table, shared with the Makefile and the tests.
+const IMAGES: &str = include_str!("../images.txt");
+
+/// The host address the loader places image `name` at, from `images.txt`.
+pub fn image_address(name: &str) -> Option<u32> {
+    IMAGES
+        .lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty() && !line.starts_with('#'))
+        .filter_map(|line| {
+            let mut fields = line.split_whitespace();
+            let slot: u32 = fields.next()?.parse().ok()?;
+            (fields.next()? == name && slot < SLOTS).then_some(STAGING_BASE + slot * SLOT_SIZE)
+        })
+        .next()
+}
+
+/// The devices every VM claims.
+const DEVICES: &[DeviceClaim] = &[DeviceClaim {
+    name: "pl011",
+    ipa: 0x0900_0000,
+    size: 0x1000,
+}];
+
+/// RAM of a small VM (a test guest).
+const SMALL_RAM: u32 = 0x0020_0000;
+
+/// A VM with `SMALL_RAM` running test guest `image`, backed by host RAM at
+/// `ram_host` (a staging address of 0 is resolved from `images.txt`).
+const fn guest(name: &'static str, image: &'static str, ram_host: u64, policy: Policy) -> VmSpec {
+    VmSpec {
+        config: VmConfig {
+            name,
+            ram_ipa: GUEST_RAM_IPA,
+            ram_size: SMALL_RAM,
+            ram_host,
+            kernel: ImageConfig {
+                name: image,
+                host_address: 0,
+                load_offset: 0,
+            },
+            initrd: None,
+            device_tree: None,
+            devices: DEVICES,
+        },
+        policy,
+    }
+}
+
+/// Host RAM of the `n`th small VM.
+const fn ram(n: u64) -> u64 {
+    0x8100_0000 + n * SMALL_RAM as u64
+}
+
+/// The integration tests' guests: each checks one behaviour and reports.
+#[cfg(feature = "test-guests")]
+pub const VMS: &[VmSpec] = &[
+    guest("hypercall", "hypercall", ram(0), Policy::Stop),
+    guest("mmio", "mmio", ram(1), Policy::Stop),
+    guest("exceptions", "exceptions", ram(2), Policy::Stop),
+    guest("isolation-1", "isolation", ram(3), Policy::Stop),
+    guest("isolation-2", "isolation", ram(4), Policy::Stop),
+];
+
+/// A guest that faults in its own vectors, restarted twice then stopped,
+/// beside one that works.
+#[cfg(feature = "test-fault-policy")]
+pub const VMS: &[VmSpec] = &[
+    guest("worker", "isolation", ram(0), Policy::Stop),
+    guest("faulty", "faulty", ram(1), Policy::Restart(2)),
+];
+
+/// The benchmark guest and its peer for the VM switch.
+#[cfg(feature = "bench")]
+pub const VMS: &[VmSpec] = &[
+    guest("bench", "bench", ram(0), Policy::Stop),
+    guest("bench-peer", "bench", ram(1), Policy::Stop),
+];
+
+/// The demo: two small VMs taking turns on the console.
+#[cfg(not(any(
+    feature = "test-guests",
+    feature = "test-fault-policy",
+    feature = "bench"
+)))]
+pub const VMS: &[VmSpec] = &[
+    guest("hello-1", "hello", ram(0), Policy::Stop),
+    guest("hello-2", "hello", ram(1), Policy::Stop),
+];
+
+#[cfg(any(
+    all(feature = "test-guests", feature = "test-fault-policy"),
+    all(feature = "test-guests", feature = "bench"),
+    all(feature = "test-fault-policy", feature = "bench")
+))]
+compile_error!("test-guests, test-fault-policy and bench each select a VM table: pick one");

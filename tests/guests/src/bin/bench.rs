@@ -1,0 +1,146 @@
+//! The trap-path micro-benchmarks (`make bench`).
+//!
+//! Run under QEMU with `-icount shift=0`, where the cycle counter PMCCNTR
+//! advances by one per instruction executed, in the guest and (with
+//! PMCCFILTR.NSH set by the hypervisor) in Hyp mode: every figure is an
+//! exact, reproducible instruction count. Each operation is timed 100 times
+//! between two PMCCNTR reads; the table gives the minimum and the mean less
+//! the cost of the two reads (the baseline row).
+//!
+//! | operation | what is timed |
+//! |---|---|
+//! | null hypercall | `hvc` with an id nobody owns (NOT_SUPPORTED) |
+//! | MMIO read | `ldr` of the virtual UART's FR |
+//! | injected data abort | `ldr` from an IPA nobody claims; the guest's handler returns at once |
+//! | VM switch | `wfi` in this VM until it runs again, while a second VM ('bench-peer', this same image) waits in a loop of `wfi`: two switches and the peer's two loop instructions, halved |
+//!
+//! The VM named `bench-peer` only yields: 101 turns of `wfi`, then it
+//! powers off.
+#![no_std]
+#![no_main]
+
+use capvisor_test_guests::{println, vm_identity};
+
+capvisor_test_guests::guest!("bench", main);
+
+/// Timed runs per operation.
+const RUNS: u32 = 100;
+/// Operations, in the order the assembly measures them.
+const OPERATIONS: [&str; 5] = [
+    "baseline (2 x PMCCNTR read)",
+    "null hypercall round trip",
+    "emulated MMIO read (virtual UART FR)",
+    "injected data abort round trip",
+    "VM switch (WFI to the other VM and back, halved)",
+];
+
+extern "C" {
+    /// Runs every measurement; writes (minimum, total) per operation.
+    fn bench_measure(results: *mut [[u32; 2]; 5]);
+}
+
+core::arch::global_asm!(
+    r#"
+    .arch_extension virt
+    .arm
+    .text
+    .global bench_measure
+bench_measure:
+    push    {{r4-r11, lr}}
+    mov     r8, r0                  @ r8 := results cursor
+    mrc     p15, 0, r7, c12, c0, 0  @ r7 := the runtime's VBAR (restored below)
+    adr     r0, bench_vectors       @ minimal vectors for the abort round trip
+    mcr     p15, 0, r0, c12, c0, 0
+    mrc     p15, 0, r0, c9, c12, 0  @ PMCR.E (enable) and C (reset cycles)
+    orr     r0, r0, #5
+    mcr     p15, 0, r0, c9, c12, 0
+    mov     r0, #0x80000000         @ PMCNTENSET.C: count cycles
+    mcr     p15, 0, r0, c9, c12, 1
+    isb
+
+    @ measure address, body: times `body` 100 times; r4/r5 = counter
+    @ before/after, r9 = runs left, r10 = total, r11 = minimum, r6 = an
+    @ address for the loads. Stores (minimum, total) at r8 and advances it.
+    .macro measure address, body:vararg
+    mov     r9, #100
+    mov     r10, #0
+    mvn     r11, #0
+    ldr     r6, =\address
+10:
+    ldr     r0, =0x86000fff         @ an id nobody owns (for the hypercall)
+    isb
+    mrc     p15, 0, r4, c9, c13, 0
+    \body
+    mrc     p15, 0, r5, c9, c13, 0
+    sub     r5, r5, r4
+    add     r10, r10, r5
+    cmp     r5, r11
+    movlo   r11, r5
+    subs    r9, r9, #1
+    bne     10b
+    stmia   r8!, {{r11}}
+    stmia   r8!, {{r10}}
+    .endm
+
+    measure 0x09000018, nop
+    measure 0x09000018, hvc #0
+    measure 0x09000018, ldr r1, [r6]
+    measure 0x0a000000, ldr r1, [r6]
+    measure 0x09000018, wfi
+    mcr     p15, 0, r7, c12, c0, 0  @ the runtime's vectors again
+    isb
+    pop     {{r4-r11, pc}}
+
+    .balign 32
+bench_vectors:
+    b       .                       @ reset
+    b       .                       @ undefined
+    b       .                       @ SVC
+    b       .                       @ prefetch abort
+    subs    pc, lr, #4              @ data abort: resume after the load
+    b       .
+    b       .                       @ IRQ
+    b       .                       @ FIQ
+    .ltorg
+"#
+);
+
+/// The peer: yields 101 times (once per measured switch, and one spare).
+fn peer() -> u32 {
+    for _ in 0..=RUNS {
+        // SAFETY: WFI only waits.
+        unsafe { core::arch::asm!("wfi", options(nomem, nostack)) };
+    }
+    0
+}
+
+fn main() -> u32 {
+    let (_, name, length) = vm_identity();
+    if &name[..length] == b"bench-peer" {
+        return peer();
+    }
+    let mut results = [[0u32; 2]; 5];
+    // SAFETY: the assembly writes only `results` and restores VBAR and
+    // every callee-saved register.
+    unsafe { bench_measure(&mut results) };
+    let baseline = results[0][0];
+    println!(
+        "bench: instructions per operation (QEMU -icount shift=0, PMCCNTR), baseline subtracted"
+    );
+    println!("bench: | operation | min | mean | runs |");
+    println!("bench: |---|---:|---:|---:|");
+    for (index, (name, [minimum, total])) in OPERATIONS.iter().zip(results).enumerate() {
+        let (mut minimum, mut mean) = (
+            minimum.saturating_sub(baseline),
+            (total / RUNS).saturating_sub(baseline),
+        );
+        if index == 4 {
+            // Two switches and the peer's `subs`/`bne` around its `wfi`.
+            minimum = minimum.saturating_sub(2) / 2;
+            mean = mean.saturating_sub(2) / 2;
+        }
+        println!("bench: | {} | {} | {} | {} |", name, minimum, mean, RUNS);
+    }
+    println!("bench: done");
+    0
+}

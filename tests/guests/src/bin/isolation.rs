@@ -1,0 +1,102 @@
+//! Two (or more) VMs running this image take turns at WFI and must never
+//! see each other: each fills the same guest-physical buffer with its own
+//! pattern and its own VFP/NEON registers, yields, and checks both after
+//! every turn. Before that it checks that its RAM outside the image was
+//! zero when it started.
+#![no_std]
+#![no_main]
+
+use capvisor_test_guests::{println, vm_identity, Checks};
+
+capvisor_test_guests::guest!("isolation", main);
+
+/// The shared guest-physical buffer (the same IPA in every VM).
+const BUFFER: usize = 0x4010_0000;
+/// Its length in words (64 KiB).
+const WORDS: usize = 0x4000;
+/// The RAM checked for zero at boot: 1 MiB from BUFFER.
+const ZEROED_WORDS: usize = 0x4_0000;
+/// Turns taken.
+const ROUNDS: u32 = 10;
+
+fn pattern(id: u32, round: u32, index: usize) -> u32 {
+    (id << 24) ^ (round << 16) ^ index as u32
+}
+
+fn buffer() -> *mut u32 {
+    BUFFER as *mut u32
+}
+
+/// Turns VFP on and loads d0 := (id, id), d31 := (id, !id).
+fn load_fp(id: u32) {
+    // SAFETY: CPACR grants cp10/cp11, FPEXC.EN turns VFP on; then two
+    // register moves. Nothing else in the guest uses VFP.
+    unsafe {
+        core::arch::asm!(
+            ".fpu neon",
+            "mrc p15, 0, {t}, c1, c0, 2",
+            "orr {t}, {t}, #0x00f00000",
+            "mcr p15, 0, {t}, c1, c0, 2",
+            "isb",
+            "mov {t}, #0x40000000",
+            "vmsr fpexc, {t}",
+            "vmov d0, {id}, {id}",
+            "vmov d31, {id}, {not}",
+            t = out(reg) _,
+            id = in(reg) id,
+            not = in(reg) !id,
+        )
+    };
+}
+
+/// Reads d0 and d31.
+fn read_fp() -> [u32; 4] {
+    let (a, b, c, d): (u32, u32, u32, u32);
+    // SAFETY: register moves only.
+    unsafe {
+        core::arch::asm!(
+            ".fpu neon",
+            "vmov {a}, {b}, d0",
+            "vmov {c}, {d}, d31",
+            a = out(reg) a, b = out(reg) b, c = out(reg) c, d = out(reg) d,
+        )
+    };
+    [a, b, c, d]
+}
+
+fn main() -> u32 {
+    let mut checks = Checks::new();
+    let (id, name, length) = vm_identity();
+    let name = core::str::from_utf8(&name[..length]).unwrap_or("?");
+    // SAFETY: BUFFER..+1 MiB is this VM's RAM (at least 2 MiB), unused by
+    // the image, its .bss and its stacks.
+    let zero = (0..ZEROED_WORDS).all(|index| unsafe { buffer().add(index).read_volatile() } == 0);
+    checks.that("RAM outside the image is zero at boot", zero);
+    load_fp(id);
+    let mut intact = true;
+    for round in 0..ROUNDS {
+        for index in 0..WORDS {
+            // SAFETY: as above.
+            unsafe {
+                buffer()
+                    .add(index)
+                    .write_volatile(pattern(id, round, index))
+            };
+        }
+        // SAFETY: WFI only waits; the other VMs run meanwhile.
+        unsafe { core::arch::asm!("wfi", options(nomem, nostack)) };
+        let mine = (0..WORDS)
+            // SAFETY: as above.
+            .all(
+                |index| unsafe { buffer().add(index).read_volatile() } == pattern(id, round, index),
+            );
+        let fp = read_fp() == [id, id, id, !id];
+        if !(mine && fp) {
+            println!("{}: round {}: memory {}, VFP {}", name, round, mine, fp);
+            intact = false;
+        }
+    }
+    checks.that("the buffer held this VM's pattern after every turn", intact);
+    println!("{}: VM {} took {} turns", name, id, ROUNDS);
+    checks.finish(name)
+}

@@ -1,0 +1,531 @@
+//! The runtime shared by Capvisor's bare-metal test guests.
+//!
+//! A test guest is a flat image linked at the guest RAM base (IPA
+//! 0x4000_0000, see `guest.ld`) that starts with a header in the layout of
+//! a Linux zImage (so the hypervisor needs one image format): a branch at
+//! offset 0, the zImage magic 0x016f2818 at 0x24, its link address at 0x28,
+//! the end of the loaded image at 0x2c and the little-endian marker at 0x30.
+//! Test guests add `CVGU` at 0x34 and their NUL-padded name at 0x38 (16
+//! bytes), so the hypervisor can refuse a guest loaded into the wrong slot.
+//!
+//! The runtime gives a guest:
+//! - entry: own vector table (VBAR), stacks for SVC, abort, undefined, IRQ
+//!   and FIQ mode, `.bss` cleared, then the guest's `main`;
+//! - output through the virtual PL011 at 0x0900_0000 ([`print!`],
+//!   [`println!`]);
+//! - hypercalls ([`hvc`], [`smc`]) and the calls Capvisor and PSCI offer;
+//! - exceptions: every vector saves the registers and records what
+//!   happened; a test can expect one ([`expect_exception`],
+//!   [`expect_prefetch_abort`]) and carry on; an unexpected one fails the
+//!   guest;
+//! - [`exit`]: reports the status through the hypervisor service, then
+//!   powers off through PSCI SYSTEM_OFF. Status 0 means the guest passed.
+//!
+//! A guest binary is `#![no_std] #![no_main]` with
+//! `capvisor_test_guests::guest!("name", main);` and `fn main() -> u32`.
+#![no_std]
+
+use core::cell::UnsafeCell;
+use core::fmt::{self, Write};
+
+/// The virtual PL011's data register.
+const UART_DR: usize = 0x0900_0000;
+/// The virtual PL011's flag register.
+const UART_FR: usize = 0x0900_0018;
+/// FR.TXFF: transmit FIFO full.
+const FR_TXFF: u32 = 1 << 5;
+
+/// PSCI 0.2 function ids (SMC32 calling convention).
+pub mod psci {
+    /// PSCI_VERSION.
+    pub const VERSION: u32 = 0x8400_0000;
+    /// CPU_OFF.
+    pub const CPU_OFF: u32 = 0x8400_0002;
+    /// MIGRATE_INFO_TYPE.
+    pub const MIGRATE_INFO_TYPE: u32 = 0x8400_0006;
+    /// SYSTEM_OFF.
+    pub const SYSTEM_OFF: u32 = 0x8400_0008;
+    /// SYSTEM_RESET.
+    pub const SYSTEM_RESET: u32 = 0x8400_0009;
+    /// PSCI_FEATURES.
+    pub const FEATURES: u32 = 0x8400_000a;
+    /// NOT_SUPPORTED (-1).
+    pub const NOT_SUPPORTED: u32 = -1i32 as u32;
+}
+
+/// Capvisor's hypervisor service (vendor-specific hypervisor range).
+pub mod service {
+    /// VERSION.
+    pub const VERSION: u32 = 0x8600_0000;
+    /// VM_ID.
+    pub const VM_ID: u32 = 0x8600_0001;
+    /// VM_NAME.
+    pub const VM_NAME: u32 = 0x8600_0002;
+    /// CONSOLE_WRITE.
+    pub const CONSOLE_WRITE: u32 = 0x8600_0003;
+    /// EXIT_STATUS.
+    pub const EXIT_STATUS: u32 = 0x8600_0004;
+    /// INVALID_PARAMETERS (-2).
+    pub const INVALID_PARAMETERS: u32 = -2i32 as u32;
+}
+
+/// Declares the guest: its name (at most 16 bytes, written into the image
+/// header) and its `main`, whose return value is the exit status.
+#[macro_export]
+macro_rules! guest {
+    ($name:literal, $main:path) => {
+        #[link_section = ".text.head.name"]
+        #[no_mangle]
+        #[used]
+        static __guest_name: [u8; 16] = $crate::pad_name($name);
+
+        #[no_mangle]
+        extern "C" fn __guest_main() -> u32 {
+            $main()
+        }
+    };
+}
+
+/// `name` NUL-padded to the header's 16 bytes (compile error if longer).
+pub const fn pad_name(name: &str) -> [u8; 16] {
+    let bytes = name.as_bytes();
+    assert!(bytes.len() <= 16, "a guest name has at most 16 bytes");
+    let mut padded = [0u8; 16];
+    let mut i = 0;
+    while i < bytes.len() {
+        padded[i] = bytes[i];
+        i += 1;
+    }
+    padded
+}
+
+core::arch::global_asm!(
+    r#"
+    .arm
+    .section .text.head, "ax"
+    .global _start
+_start:
+    b       __reset                 @ 0x00: jump over the header
+    .rept 8
+    mov     r0, r0                  @ 0x04-0x23: padding, as in a zImage
+    .endr
+    .word   0x016f2818              @ 0x24: zImage magic
+    .word   _start                  @ 0x28: the address the image runs at
+    .word   __image_end             @ 0x2c: end of the image
+    .word   0x04030201              @ 0x30: little-endian marker
+    .ascii  "CVGU"                  @ 0x34: test-guest magic; name at 0x38
+
+    .section .text.__reset, "ax"
+__reset:
+    @ r0-r2 hold the Linux boot arguments (0, ~0, DTB): not needed here.
+    ldr     r0, =__vectors
+    mcr     p15, 0, r0, c12, c0, 0  @ VBAR := our vector table
+    cps     #0x17                   @ abort mode: its own stack
+    ldr     sp, =__abt_stack_top
+    cps     #0x1b                   @ undefined mode
+    ldr     sp, =__und_stack_top
+    cps     #0x12                   @ IRQ mode
+    ldr     sp, =__irq_stack_top
+    cps     #0x11                   @ FIQ mode
+    ldr     sp, =__fiq_stack_top
+    cps     #0x13                   @ back to SVC, where the guest runs
+    ldr     sp, =__svc_stack_top
+    isb
+    ldr     r0, =__bss_start        @ clear .bss: r0 = cursor, r1 = end
+    ldr     r1, =__bss_end
+    mov     r2, #0
+1:  cmp     r0, r1
+    strlo   r2, [r0], #4
+    blo     1b
+    bl      __guest_main            @ r0 := the guest's status
+    bl      {exit}                  @ never returns
+    .ltorg
+
+    @ The vector table (VBAR needs 32-byte alignment).
+    .section .text.__vectors, "ax"
+    .balign 32
+__vectors:
+    b       __vector_reset          @ 0x00
+    b       __vector_undefined      @ 0x04
+    b       __vector_svc            @ 0x08
+    b       __vector_prefetch_abort @ 0x0c
+    b       __vector_data_abort     @ 0x10
+    b       __vector_reset          @ 0x14: not used
+    b       __vector_irq            @ 0x18
+    b       __vector_fiq            @ 0x1c
+
+    @ Each vector saves r0-r12 and its LR on the mode's stack, with r0 =
+    @ what happened, and goes to the common path.
+__vector_reset:
+    stmdb   sp!, {{r0-r12, lr}}
+    mov     r0, #0
+    b       __vector_common
+__vector_undefined:
+    stmdb   sp!, {{r0-r12, lr}}
+    mov     r0, #1
+    b       __vector_common
+__vector_svc:
+    stmdb   sp!, {{r0-r12, lr}}
+    mov     r0, #2
+    b       __vector_common
+__vector_prefetch_abort:
+    stmdb   sp!, {{r0-r12, lr}}
+    mov     r0, #3
+    b       __vector_common
+__vector_data_abort:
+    stmdb   sp!, {{r0-r12, lr}}
+    mov     r0, #4
+    b       __vector_common
+__vector_irq:
+    stmdb   sp!, {{r0-r12, lr}}
+    mov     r0, #6
+    b       __vector_common
+__vector_fiq:
+    stmdb   sp!, {{r0-r12, lr}}
+    mov     r0, #7
+    b       __vector_common
+
+    @ r0 = vector, r1 = the saved frame (r0-r12, lr), r2 = SPSR. The
+    @ handler may change the frame's lr: that is where the guest resumes,
+    @ with the CPSR from SPSR (movs pc, lr).
+__vector_common:
+    mov     r1, sp
+    mrs     r2, spsr
+    bl      {handler}
+    ldmia   sp!, {{r0-r12, lr}}
+    movs    pc, lr
+"#,
+    exit = sym exit_from_asm,
+    handler = sym guest_exception,
+);
+
+/// A cell the guest shares between its program and its exception
+/// handlers. The guest has one CPU and handlers never nest, so plain
+/// volatile access is enough.
+struct Shared<T>(UnsafeCell<T>);
+
+// SAFETY: one CPU; the program and a handler never run at the same time.
+unsafe impl<T> Sync for Shared<T> {}
+
+impl<T: Copy> Shared<T> {
+    const fn new(value: T) -> Self {
+        Shared(UnsafeCell::new(value))
+    }
+    fn get(&self) -> T {
+        // SAFETY: see the Sync impl.
+        unsafe { core::ptr::read_volatile(self.0.get()) }
+    }
+    fn set(&self, value: T) {
+        // SAFETY: see the Sync impl.
+        unsafe { core::ptr::write_volatile(self.0.get(), value) }
+    }
+    fn address(&self) -> *mut T {
+        self.0.get()
+    }
+}
+
+/// What a guest exception looked like from inside the guest.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Exception {
+    /// Vector offset / 4: 1 undefined, 3 prefetch abort, 4 data abort, ...
+    pub vector: u32,
+    /// The exception mode's LR.
+    pub lr: u32,
+    /// The exception mode's SPSR (the CPSR when it was taken).
+    pub spsr: u32,
+    /// DFSR and DFAR at the time.
+    pub dfsr: u32,
+    /// DFAR.
+    pub dfar: u32,
+    /// IFSR.
+    pub ifsr: u32,
+    /// IFAR.
+    pub ifar: u32,
+}
+
+/// Vector numbers of [`Exception::vector`].
+pub mod vector {
+    /// Undefined instruction.
+    pub const UNDEFINED: u32 = 1;
+    /// Prefetch abort.
+    pub const PREFETCH_ABORT: u32 = 3;
+    /// Data abort.
+    pub const DATA_ABORT: u32 = 4;
+    /// IRQ.
+    pub const IRQ: u32 = 6;
+}
+
+/// How the handler resumes an expected exception.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Resume {
+    /// No exception is expected: report it and fail.
+    Unexpected,
+    /// Skip the instruction that caused it.
+    NextInstruction,
+    /// Continue at the address in `RESUME_AT`.
+    AtLabel,
+}
+
+static RESUME: Shared<Resume> = Shared::new(Resume::Unexpected);
+static LAST: Shared<Option<Exception>> = Shared::new(None);
+/// Where [`expect_prefetch_abort`] resumes (written by its assembly).
+static RESUME_AT: Shared<u32> = Shared::new(0);
+
+/// The registers a vector saved.
+#[repr(C)]
+#[derive(Debug)]
+struct Frame {
+    r: [u32; 13],
+    lr: u32,
+}
+
+fn read_cp15_fault_registers() -> (u32, u32, u32, u32) {
+    let (dfsr, dfar, ifsr, ifar): (u32, u32, u32, u32);
+    // SAFETY: reading the fault status and address registers has no effect.
+    unsafe {
+        core::arch::asm!(
+            "mrc p15, 0, {0}, c5, c0, 0",
+            "mrc p15, 0, {1}, c6, c0, 0",
+            "mrc p15, 0, {2}, c5, c0, 1",
+            "mrc p15, 0, {3}, c6, c0, 2",
+            out(reg) dfsr, out(reg) dfar, out(reg) ifsr, out(reg) ifar,
+            options(nomem, nostack)
+        )
+    };
+    (dfsr, dfar, ifsr, ifar)
+}
+
+extern "C" fn guest_exception(vector: u32, frame: &mut Frame, spsr: u32) {
+    let (dfsr, dfar, ifsr, ifar) = read_cp15_fault_registers();
+    let exception = Exception {
+        vector,
+        lr: frame.lr,
+        spsr,
+        dfsr,
+        dfar,
+        ifsr,
+        ifar,
+    };
+    LAST.set(Some(exception));
+    match RESUME.get() {
+        Resume::Unexpected => {
+            println!(
+                "unexpected exception: vector {:#x}, lr {:#010x}, spsr {:#x}, dfsr {:#x}, dfar {:#010x}, ifsr {:#x}, ifar {:#010x}",
+                vector * 4, frame.lr, spsr, dfsr, dfar, ifsr, ifar
+            );
+            exit(0xe0 + vector);
+        }
+        // A data abort's LR is the faulting instruction + 8; an undefined
+        // instruction's (ARM state) is the instruction + 4.
+        Resume::NextInstruction if vector == vector::DATA_ABORT => frame.lr -= 4,
+        Resume::NextInstruction => {}
+        Resume::AtLabel => frame.lr = RESUME_AT.get(),
+    }
+    RESUME.set(Resume::Unexpected);
+}
+
+/// Runs `f`, which must take exactly one synchronous exception (a data
+/// abort or undefined instruction) and resume after the instruction that
+/// took it. Returns what the handler saw, or `None` if nothing happened.
+pub fn expect_exception(f: impl FnOnce()) -> Option<Exception> {
+    LAST.set(None);
+    RESUME.set(Resume::NextInstruction);
+    f();
+    RESUME.set(Resume::Unexpected);
+    LAST.get()
+}
+
+/// Branches to `target`, which must take a prefetch abort; returns what the
+/// abort handler saw (the guest resumes right after the branch).
+pub fn expect_prefetch_abort(target: u32) -> Option<Exception> {
+    LAST.set(None);
+    RESUME.set(Resume::AtLabel);
+    // SAFETY: the branch target aborts; the handler resumes at label 2 with
+    // every register restored from its frame (SP and LR of SVC mode were
+    // never changed), so this block behaves like a no-op.
+    unsafe {
+        core::arch::asm!(
+            "adr {tmp}, 2f",
+            "str {tmp}, [{slot}]",
+            "bx {target}",
+            "2:",
+            tmp = out(reg) _,
+            slot = in(reg) RESUME_AT.address(),
+            target = in(reg) target,
+        )
+    };
+    RESUME.set(Resume::Unexpected);
+    LAST.get()
+}
+
+/// Makes a hypercall: `function` in r0, `arguments` in r1-r6. Returns r0-r3.
+pub fn hvc(function: u32, arguments: [u32; 6]) -> [u32; 4] {
+    let (r0, r1, r2, r3): (u32, u32, u32, u32);
+    // SAFETY: HVC traps to the hypervisor, which only changes r0-r3.
+    unsafe {
+        core::arch::asm!(
+            ".arch_extension virt",
+            "hvc #0",
+            inout("r0") function => r0,
+            inout("r1") arguments[0] => r1,
+            inout("r2") arguments[1] => r2,
+            inout("r3") arguments[2] => r3,
+            in("r4") arguments[3],
+            in("r5") arguments[4],
+            in("r8") arguments[5],
+            options(nostack)
+        )
+    };
+    [r0, r1, r2, r3]
+}
+
+/// The same call through SMC (trapped by HCR.TSC).
+pub fn smc(function: u32, arguments: [u32; 3]) -> [u32; 4] {
+    let (r0, r1, r2, r3): (u32, u32, u32, u32);
+    // SAFETY: as for hvc.
+    unsafe {
+        core::arch::asm!(
+            ".arch_extension sec",
+            "smc #0",
+            inout("r0") function => r0,
+            inout("r1") arguments[0] => r1,
+            inout("r2") arguments[1] => r2,
+            inout("r3") arguments[2] => r3,
+            options(nostack)
+        )
+    };
+    [r0, r1, r2, r3]
+}
+
+/// Reports `status` to the hypervisor and powers the VM off. Status 0 is a
+/// pass.
+pub fn exit(status: u32) -> ! {
+    hvc(service::EXIT_STATUS, [status, 0, 0, 0, 0, 0]);
+    hvc(psci::SYSTEM_OFF, [0; 6]);
+    // SYSTEM_OFF does not return; if it did, say so and wait forever.
+    println!("SYSTEM_OFF returned");
+    loop {
+        // SAFETY: waiting for an interrupt has no other effect.
+        unsafe { core::arch::asm!("wfi", options(nomem, nostack)) };
+    }
+}
+
+extern "C" fn exit_from_asm(status: u32) -> ! {
+    exit(status)
+}
+
+/// Reads a 32-bit device or memory word.
+///
+/// # Safety
+/// `address` must be a readable guest-physical address, or the caller must
+/// expect the abort.
+pub unsafe fn read32(address: usize) -> u32 {
+    // SAFETY: forwarded to the caller.
+    unsafe { core::ptr::read_volatile(address as *const u32) }
+}
+
+/// Writes a 32-bit device or memory word.
+///
+/// # Safety
+/// As for [`read32`].
+pub unsafe fn write32(address: usize, value: u32) {
+    // SAFETY: forwarded to the caller.
+    unsafe { core::ptr::write_volatile(address as *mut u32, value) }
+}
+
+/// The console: the virtual PL011.
+#[derive(Debug)]
+pub struct Console;
+
+impl Write for Console {
+    fn write_str(&mut self, text: &str) -> fmt::Result {
+        for byte in text.bytes() {
+            // SAFETY: the virtual PL011 is every VM's device at 0x0900_0000.
+            unsafe {
+                while read32(UART_FR) & FR_TXFF != 0 {}
+                write32(UART_DR, u32::from(byte));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[doc(hidden)]
+pub fn print_fmt(arguments: fmt::Arguments<'_>) {
+    let _ = Console.write_fmt(arguments);
+}
+
+/// Prints to the virtual PL011.
+#[macro_export]
+macro_rules! print {
+    ($($arg:tt)*) => { $crate::print_fmt(format_args!($($arg)*)) };
+}
+
+/// Prints a line to the virtual PL011.
+#[macro_export]
+macro_rules! println {
+    () => { $crate::print!("\n") };
+    ($($arg:tt)*) => { $crate::print_fmt(format_args!("{}\n", format_args!($($arg)*))) };
+}
+
+/// Counts checks and failures, printing one line per check.
+#[derive(Debug, Default)]
+pub struct Checks {
+    failures: u32,
+    count: u32,
+}
+
+impl Checks {
+    /// No checks yet.
+    pub const fn new() -> Checks {
+        Checks {
+            failures: 0,
+            count: 0,
+        }
+    }
+
+    /// Checks `got == want`.
+    pub fn equal(&mut self, name: &str, got: u32, want: u32) {
+        self.count += 1;
+        if got == want {
+            println!("ok {}: {:#x}", name, got);
+        } else {
+            self.failures += 1;
+            println!("FAIL {}: got {:#x}, want {:#x}", name, got, want);
+        }
+    }
+
+    /// Checks that `condition` holds.
+    pub fn that(&mut self, name: &str, condition: bool) {
+        self.count += 1;
+        if condition {
+            println!("ok {}", name);
+        } else {
+            self.failures += 1;
+            println!("FAIL {}", name);
+        }
+    }
+
+    /// Prints the summary and returns the exit status (failures).
+    pub fn finish(&self, guest: &str) -> u32 {
+        println!("{}: {} checks, {} failed", guest, self.count, self.failures);
+        self.failures
+    }
+}
+
+/// The guest's VM id and name, asked of the hypervisor.
+pub fn vm_identity() -> (u32, [u8; 12], usize) {
+    let id = hvc(service::VM_ID, [0; 6])[0];
+    let [length, a, b, c] = hvc(service::VM_NAME, [0; 6]);
+    let mut name = [0u8; 12];
+    name[..4].copy_from_slice(&a.to_le_bytes());
+    name[4..8].copy_from_slice(&b.to_le_bytes());
+    name[8..].copy_from_slice(&c.to_le_bytes());
+    (id, name, (length as usize).min(12))
+}
+
+#[panic_handler]
+fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
+    println!("guest panic: {}", info);
+    exit(0xdead)
+}
