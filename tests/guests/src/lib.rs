@@ -358,28 +358,33 @@ pub fn expect_prefetch_abort(target: u32) -> Option<Exception> {
     LAST.get()
 }
 
-/// Makes a hypercall: `function` in r0, `arguments` in r1-r6. Returns r0-r3.
-pub fn hvc(function: u32, arguments: [u32; 6]) -> [u32; 4] {
+/// Makes a hypercall: `function` in r0, `arguments` in r1-r7. Returns r0-r3.
+pub fn hvc(function: u32, arguments: [u32; 7]) -> [u32; 4] {
     let (r0, r1, r2, r3): (u32, u32, u32, u32);
-    // SAFETY: HVC traps to the hypervisor, which only changes r0-r3.
+    // SAFETY: HVC traps to the hypervisor, which only changes r0-r3. r6
+    // is reserved by LLVM, so r6 and r7 are loaded here and restored.
     unsafe {
         core::arch::asm!(
             ".arch_extension virt",
+            "push {{r6, r7}}",
+            "ldr r6, [r12]",
+            "ldr r7, [r12, #4]",
             "hvc #0",
+            "pop {{r6, r7}}",
+            in("r12") arguments[5..].as_ptr(),
             inout("r0") function => r0,
             inout("r1") arguments[0] => r1,
             inout("r2") arguments[1] => r2,
             inout("r3") arguments[2] => r3,
             in("r4") arguments[3],
             in("r5") arguments[4],
-            in("r8") arguments[5],
-            options(nostack)
         )
     };
     [r0, r1, r2, r3]
 }
 
-/// The same call through SMC (trapped by HCR.TSC).
+/// The same call through SMC (undefined on CPUs without the Security
+/// Extensions, such as QEMU's Cortex-A15 on Integrator/CP).
 pub fn smc(function: u32, arguments: [u32; 3]) -> [u32; 4] {
     let (r0, r1, r2, r3): (u32, u32, u32, u32);
     // SAFETY: as for hvc.
@@ -400,8 +405,8 @@ pub fn smc(function: u32, arguments: [u32; 3]) -> [u32; 4] {
 /// Reports `status` to the hypervisor and powers the VM off. Status 0 is a
 /// pass.
 pub fn exit(status: u32) -> ! {
-    hvc(service::EXIT_STATUS, [status, 0, 0, 0, 0, 0]);
-    hvc(psci::SYSTEM_OFF, [0; 6]);
+    hvc(service::EXIT_STATUS, [status, 0, 0, 0, 0, 0, 0]);
+    hvc(psci::SYSTEM_OFF, [0; 7]);
     // SYSTEM_OFF does not return; if it did, say so and wait forever.
     println!("SYSTEM_OFF returned");
     loop {
@@ -515,8 +520,8 @@ impl Checks {
 
 /// The guest's VM id and name, asked of the hypervisor.
 pub fn vm_identity() -> (u32, [u8; 12], usize) {
-    let id = hvc(service::VM_ID, [0; 6])[0];
-    let [length, a, b, c] = hvc(service::VM_NAME, [0; 6]);
+    let id = hvc(service::VM_ID, [0; 7])[0];
+    let [length, a, b, c] = hvc(service::VM_NAME, [0; 7]);
     let mut name = [0u8; 12];
     name[..4].copy_from_slice(&a.to_le_bytes());
     name[4..8].copy_from_slice(&b.to_le_bytes());
