@@ -8,7 +8,7 @@ TARGET := armv7a-none-eabi
 # Crates that run on the host (unit tests) and those built for the target.
 UNIT_CRATES := -p hyp -p armv7a -p integrator-cp -p capsules -p capvisor-runner
 HOST_CRATES := $(UNIT_CRATES) -p capvisor-tests
-TARGET_CRATES := -p hyp -p armv7a -p integrator-cp -p capsules -p capvisor-integrator-cp
+TARGET_CRATES := -p hyp -p armv7a -p integrator-cp -p capsules -p capvisor-integrator-cp -p capvisor-test-guests
 
 .PHONY: all setup program debug build test fmt-check lint unit-test qemu-test bench clean
 
@@ -32,7 +32,7 @@ fmt-check:
 lint: setup
 	cargo clippy --locked $(HOST_CRATES) --all-targets -- -D warnings
 	cargo clippy --locked $(TARGET_CRATES) --target $(TARGET) -- -D warnings
-	for features in test-world-switch bench test-two-vms test-fault-unmapped test-panic test-uncovered-layout; do \
+	for features in test-guests test-fault-policy bench test-fault-unmapped test-panic test-uncovered-layout; do \
 		cargo clippy --locked -p capvisor-integrator-cp --target $(TARGET) --features $$features -- -D warnings || exit 1; \
 	done
 
@@ -46,23 +46,19 @@ qemu-test: setup
 test: setup fmt-check lint unit-test qemu-test
 	@echo "make test: all checks passed"
 
-# Trap-path micro-benchmarks in exact instruction counts (QEMU -icount);
-# writes BENCHMARKS.md.
+# Trap-path micro-benchmarks in exact instruction counts (QEMU -icount),
+# run by the bench guest; writes BENCHMARKS.md.
 BENCH_DIR := target/bench
 BENCH_ELF := $(BENCH_DIR)/$(TARGET)/release/capvisor-integrator-cp
-SWITCH_DIR := target/bench-two-vms
-SWITCH_ELF := $(SWITCH_DIR)/$(TARGET)/release/capvisor-integrator-cp
+GUEST_DIR := target/$(TARGET)/release
 RUNNER := cargo run --quiet --locked --release -p capvisor-runner --bin capvisor-run --
 bench: setup
+	cargo build --locked --release -p capvisor-test-guests --target $(TARGET)
 	cargo build --locked --release -p capvisor-integrator-cp --target $(TARGET) --features bench --target-dir $(BENCH_DIR)
-	cargo build --locked --release -p capvisor-integrator-cp --target $(TARGET) --features test-two-vms --target-dir $(SWITCH_DIR)
-	$(RUNNER) --board integrator-cp --kernel $(BENCH_ELF) --icount --timeout 300 \
+	$(RUNNER) --board integrator-cp --kernel $(BENCH_ELF) --guest-images $(GUEST_DIR) --icount --timeout 300 \
 		--expect "bench: done" 2> $(BENCH_DIR)/console.txt \
 		|| (cat $(BENCH_DIR)/console.txt; exit 1)
-	$(RUNNER) --board integrator-cp --kernel $(SWITCH_ELF) --icount --timeout 300 \
-		--expect "two VMs: VM switch" 2> $(SWITCH_DIR)/console.txt \
-		|| (cat $(SWITCH_DIR)/console.txt; exit 1)
-	tools/bench-report.sh $(BENCH_DIR)/console.txt $(SWITCH_DIR)/console.txt > BENCHMARKS.md
+	tools/bench-report.sh $(BENCH_DIR)/console.txt > BENCHMARKS.md
 	@cat BENCHMARKS.md
 
 clean:

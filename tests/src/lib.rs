@@ -5,7 +5,9 @@
 //! code). [`board_image`] builds the board for `armv7a-none-eabi` with a set
 //! of test-only cargo features, each feature set in its own target directory
 //! so that tests running in parallel never overwrite each other's image;
-//! [`boot`] runs an image to completion with a generous timeout.
+//! [`guest_images`] builds the test guests (`tests/guests`) once; [`boot`]
+//! runs an image, with every test guest placed in its staging slot by QEMU's
+//! loader, to completion with a generous timeout.
 //!
 //! ```no_run
 //! let outcome = capvisor_tests::boot(&[]);
@@ -15,6 +17,7 @@
 use capvisor_runner::{board, run_to_exit, Outcome, QemuCommand};
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::OnceLock;
 use std::time::Duration;
 
 /// The board package the tests boot.
@@ -74,16 +77,75 @@ pub fn board_image(features: &[&str]) -> PathBuf {
     target_dir.join(TARGET).join("release").join(BOARD_PACKAGE)
 }
 
-/// Builds the image with `features`, boots it on QEMU Integrator/CP and
-/// waits for QEMU to exit. Panics (printing the transcript) on a timeout.
+/// The test guests' package.
+pub const GUESTS_PACKAGE: &str = "capvisor-test-guests";
+
+/// Builds the test guests (flat images, release profile) once per test
+/// process and returns the directory holding them, one file per guest.
+pub fn guest_images() -> PathBuf {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let root = workspace_root();
+        let target_dir = root.join("target").join("images").join("guests");
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
+        let output = Command::new(cargo)
+            .current_dir(&root)
+            .args([
+                "build",
+                "--release",
+                "--locked",
+                "-p",
+                GUESTS_PACKAGE,
+                "--target",
+                TARGET,
+            ])
+            .arg("--target-dir")
+            .arg(&target_dir)
+            .output()
+            .expect("cannot run cargo to build the test guests");
+        assert!(
+            output.status.success(),
+            "building the test guests failed:\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        target_dir.join(TARGET).join("release")
+    })
+    .clone()
+}
+
+/// Builds the image with `features`, boots it on QEMU Integrator/CP with
+/// every test guest in its staging slot, and waits for QEMU to exit.
+/// Panics (printing the transcript) on a timeout.
 pub fn boot(features: &[&str]) -> Outcome {
+    boot_with_images(features, &guest_images())
+}
+
+/// As [`boot`], with the guest images taken from `dir` (a file per image
+/// name of the board's `images.txt`; missing files are simply not loaded).
+pub fn boot_with_images(features: &[&str], dir: &Path) -> Outcome {
     let elf = board_image(features);
     let board = board("integrator-cp").expect("the runner knows integrator-cp");
-    let command = QemuCommand::new(board, elf);
+    let mut command = QemuCommand::new(board, elf);
+    command.loaders = command
+        .board
+        .staged_images(dir)
+        .unwrap_or_else(|error| panic!("cannot place the guest images: {error}"));
     match run_to_exit(&command, BOOT_TIMEOUT) {
         Ok(outcome) => outcome,
         Err(error) => panic!("QEMU run failed: {}", error),
     }
+}
+
+/// The status line the hypervisor printed for `vm` after all VMs stopped.
+pub fn vm_status_line<'a>(transcript: &'a str, vm: &str) -> &'a str {
+    let needle = format!("'{vm}': ");
+    transcript
+        .lines()
+        .map(|line| line.trim_end_matches('\r'))
+        .find(|line| line.starts_with("capvisor:   VM ") && line.contains(&needle))
+        .unwrap_or_else(|| {
+            panic!("no status line for VM '{vm}'\n----- console transcript -----\n{transcript}\n----- end of transcript -----")
+        })
 }
 
 /// Asserts that `transcript` contains `needle`, printing the transcript

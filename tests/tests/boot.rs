@@ -1,5 +1,5 @@
 //! Boots the Integrator/CP board in QEMU and checks the foundation: banner,
-//! Hyp memory map, clean exit; and the fatal paths (Hyp data abort, panic,
+//! Hyp memory map, the demo VMs running to a clean exit; and the fatal paths (Hyp data abort, panic,
 //! a layout the coverage check rejects), each with its exit status.
 
 use capvisor_tests::{assert_console_has, assert_console_lacks, boot, line_with, memory_map};
@@ -27,6 +27,10 @@ fn boots_to_banner_and_prints_the_memory_map() {
     );
     assert_console_has(console, "coverage check passed");
     assert_console_has(console, "Hyp MMU on");
+    // The demo: two VMs running the 'hello' guest take turns.
+    assert_console_has(console, "hello from VM 1 ('hello-1'), round 3 of 3");
+    assert_console_has(console, "hello from VM 2 ('hello-2'), round 3 of 3");
+    assert_console_has(console, "capvisor: 2 of 2 VMs passed");
     assert_eq!(outcome.status, EXIT_SUCCESS, "{console}");
 
     let rows = memory_map(console);
@@ -80,6 +84,9 @@ fn boots_to_banner_and_prints_the_memory_map() {
             "{name}"
         );
     }
+    // Guest RAM starts 16 MiB into the RAM alias (below it, the alias of
+    // the hypervisor's own image); the image staging area follows it, read
+    // only, where the runner's loader puts the images.
     let pool = row("guest-ram");
     assert_eq!(
         (
@@ -88,11 +95,19 @@ fn boots_to_banner_and_prints_the_memory_map() {
             pool.memory.as_str(),
             pool.access.as_str()
         ),
-        (0x8000_0000, 0xbfff_ffff, "normal", "rw-")
+        (0x8100_0000, 0xafff_ffff, "normal", "rw-")
     );
-    // The guest pool is one 1 GiB block; the image and devices are pages.
+    let images = row("guest-images");
+    let board = capvisor_runner::board("integrator-cp").unwrap();
+    assert_eq!(
+        (images.start, images.last, images.access.as_str()),
+        (board.staging.0, 0xbfff_ffff, "r--"),
+        "the runner's staging slots must be the board's"
+    );
+    // Guest RAM and staging are 2 MiB blocks (752 + 256 MiB); the image
+    // and devices are pages.
     let tables = line_with(console, "Hyp tables:").expect("tables summary");
-    assert!(tables.contains("1 x 1 GiB blocks"), "{tables}");
+    assert!(tables.contains("504 x 2 MiB blocks"), "{tables}");
     // Regions do not overlap and are printed in ascending order within the image.
     let mut image: Vec<_> = rows.iter().filter(|row| row.start < 0x1000_0000).collect();
     image.sort_by_key(|row| row.start);
@@ -123,7 +138,7 @@ fn hyp_data_abort_prints_a_decoded_report_and_fails() {
     assert_console_has(console, "ELR_hyp");
     assert_console_has(console, "mode Hyp");
     assert_console_lacks(console, "the fault was NOT taken");
-    assert_console_lacks(console, "no VMs configured");
+    assert_console_lacks(console, "VM table checked");
     assert_eq!(outcome.status, EXIT_FATAL, "{console}");
 }
 

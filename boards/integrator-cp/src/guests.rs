@@ -13,7 +13,7 @@
 //! 4. one status line per VM, and the exit status: 0 only if every VM
 //!    powered off without reporting a failure.
 
-use crate::vms::{image_address, Policy, VmSpec, SLOT_SIZE, STAGING_BASE, SLOTS, VMS};
+use crate::vms::{image_address, Policy, VmSpec, SLOTS, SLOT_SIZE, STAGING_BASE, VMS};
 use crate::{io, log, memory_map};
 use armv7a::cp15_context::Cp15Context;
 use armv7a::stage2::{vttbr, GuestAccess, GuestMapping, Stage2Tables};
@@ -148,7 +148,11 @@ fn create_vcpu(index: usize, config: &VmConfig, cp15_at_reset: Cp15Context) -> A
     boot.r[2] = config
         .device_tree
         .map_or(0, |tree| config.ram_ipa + tree.load_offset);
-    ArmVcpu::new(boot, cp15_at_reset, vttbr(vmid, tables.root_table_address()))
+    ArmVcpu::new(
+        boot,
+        cp15_at_reset,
+        vttbr(vmid, tables.root_table_address()),
+    )
 }
 
 /// Runs the board's VMs until all have stopped, reports, and stops QEMU.
@@ -185,7 +189,8 @@ pub fn run() -> ! {
             Policy::Stop => 0,
         })
     });
-    let devices: [[&dyn MmioDevice; 1]; COUNT] = core::array::from_fn(|index| [&uarts[index] as &dyn MmioDevice]);
+    let devices: [[&dyn MmioDevice; 1]; COUNT] =
+        core::array::from_fn(|index| [&uarts[index] as &dyn MmioDevice]);
     let services: [[&dyn HypercallDriver; 2]; COUNT] =
         core::array::from_fn(|index| [&psci as &dyn HypercallDriver, &service[index]]);
     let mut vms: [Vm<'_, ArmVcpu>; COUNT] = core::array::from_fn(|index| {

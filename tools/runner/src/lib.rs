@@ -70,9 +70,8 @@ impl Board {
         let text = std::fs::read_to_string(&table).map_err(|error| {
             RunError::Usage(format!("cannot read {}: {error}", table.display()))
         })?;
-        let slots = parse_slots(&text).map_err(|line| {
-            RunError::Usage(format!("{}: bad line {line:?}", table.display()))
-        })?;
+        let slots = parse_slots(&text)
+            .map_err(|line| RunError::Usage(format!("{}: bad line {line:?}", table.display())))?;
         Ok(slots
             .into_iter()
             .map(|(slot, name)| Loader {
@@ -90,10 +89,12 @@ pub fn parse_slots(text: &str) -> Result<Vec<(u64, &str)>, &str> {
     text.lines()
         .map(str::trim)
         .filter(|line| !line.is_empty() && !line.starts_with('#'))
-        .map(|line| match line.split_whitespace().collect::<Vec<_>>()[..] {
-            [slot, name] => slot.parse().map(|slot| (slot, name)).map_err(|_| line),
-            _ => Err(line),
-        })
+        .map(
+            |line| match line.split_whitespace().collect::<Vec<_>>()[..] {
+                [slot, name] => slot.parse().map(|slot| (slot, name)).map_err(|_| line),
+                _ => Err(line),
+            },
+        )
         .collect()
 }
 

@@ -27,6 +27,13 @@ fn buffer() -> *mut u32 {
     BUFFER as *mut u32
 }
 
+/// Word `index` of the buffer (`index` < ZEROED_WORDS).
+fn read(index: usize) -> u32 {
+    // SAFETY: BUFFER..+1 MiB is this VM's RAM (at least 2 MiB), unused by
+    // the image, its .bss and its stacks.
+    unsafe { buffer().add(index).read_volatile() }
+}
+
 /// Turns VFP on and loads d0 := (id, id), d31 := (id, !id).
 fn load_fp(id: u32) {
     // SAFETY: CPACR grants cp10/cp11, FPEXC.EN turns VFP on; then two
@@ -68,9 +75,7 @@ fn main() -> u32 {
     let mut checks = Checks::new();
     let (id, name, length) = vm_identity();
     let name = core::str::from_utf8(&name[..length]).unwrap_or("?");
-    // SAFETY: BUFFER..+1 MiB is this VM's RAM (at least 2 MiB), unused by
-    // the image, its .bss and its stacks.
-    let zero = (0..ZEROED_WORDS).all(|index| unsafe { buffer().add(index).read_volatile() } == 0);
+    let zero = (0..ZEROED_WORDS).all(|index| read(index) == 0);
     checks.that("RAM outside the image is zero at boot", zero);
     load_fp(id);
     let mut intact = true;
@@ -85,11 +90,7 @@ fn main() -> u32 {
         }
         // SAFETY: WFI only waits; the other VMs run meanwhile.
         unsafe { core::arch::asm!("wfi", options(nomem, nostack)) };
-        let mine = (0..WORDS)
-            // SAFETY: as above.
-            .all(
-                |index| unsafe { buffer().add(index).read_volatile() } == pattern(id, round, index),
-            );
+        let mine = (0..WORDS).all(|index| read(index) == pattern(id, round, index));
         let fp = read_fp() == [id, id, id, !id];
         if !(mine && fp) {
             println!("{}: round {}: memory {}, VFP {}", name, round, mine, fp);
