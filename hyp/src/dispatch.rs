@@ -23,6 +23,12 @@ pub trait GuestRegisters {
     fn register(&self, n: u8) -> u32;
     /// Sets register `n` (0-14) of the guest's current mode.
     fn set_register(&mut self, n: u8, value: u32);
+    /// r0-r7, which no mode banks: an SMCCC call's function id and
+    /// arguments. Implementations may answer faster than eight `register`
+    /// calls; hypercalls are the hottest exit.
+    fn call_registers(&self) -> [u32; 8] {
+        core::array::from_fn(|n| self.register(n as u8))
+    }
     /// The guest's PC at the exit.
     fn pc(&self) -> u32;
     /// Sets the PC the guest resumes at.
@@ -191,11 +197,11 @@ fn find_device<'a>(
     ipa: u64,
     size: AccessSize,
 ) -> Option<(&'a dyn MmioDevice, u64)> {
-    let end = ipa + size.bytes() as u64;
-    devices
-        .iter()
-        .find(|device| ipa >= device.base() && end <= device.base() + device.size())
-        .map(|device| (*device, ipa - device.base()))
+    let bytes = size.bytes() as u64;
+    devices.iter().find_map(|device| {
+        let offset = ipa.wrapping_sub(device.base());
+        (offset < device.size() && device.size() - offset >= bytes).then_some((*device, offset))
+    })
 }
 
 /// Zero- or sign-extends a loaded value to 32 bits.
@@ -211,11 +217,8 @@ fn extend(value: u32, size: AccessSize, sign_extend: bool) -> u32 {
 
 /// Runs the hypercall in r0 with r1-r7, or answers NOT_SUPPORTED.
 fn call(registers: &mut impl GuestRegisters, services: &[&dyn HypercallDriver]) -> Action {
-    let function = registers.register(0);
-    let mut arguments = [0u32; 7];
-    for (n, slot) in arguments.iter_mut().enumerate() {
-        *slot = registers.register(n as u8 + 1);
-    }
+    let [function, r1, r2, r3, r4, r5, r6, r7] = registers.call_registers();
+    let arguments = [r1, r2, r3, r4, r5, r6, r7];
     let Some(service) = services.iter().find(|service| service.owns(function)) else {
         registers.set_register(0, NOT_SUPPORTED);
         return Action::Resume;

@@ -161,6 +161,7 @@ impl<'a, V: Vcpu> Vm<'a, V> {
 
     /// Handles one exit of this VM. Returns whether the VM keeps the CPU
     /// (true) or yields it, and whether the hypervisor must stop.
+    #[inline]
     fn handle(&mut self, exit: &GuestExit) -> (bool, bool) {
         self.counters.exits += 1;
         match exit.trap {
@@ -228,7 +229,8 @@ impl Kernel {
     pub fn run<V: Vcpu>(&self, vms: &mut [Vm<'_, V>], budget: u32) -> RunOutcome {
         let mut loaded: Option<usize> = None;
         let mut current = 0;
-        for _ in 0..budget {
+        let mut remaining = budget;
+        loop {
             let Some(next) = next_live(vms, current) else {
                 return RunOutcome::AllStopped;
             };
@@ -242,28 +244,38 @@ impl Kernel {
             }
             let vm = &mut vms[current];
             vm.state = VmState::Ready;
-            let exit = vm.vcpu.run();
-            let (keep, panic) = vm.handle(&exit);
-            if panic {
-                return RunOutcome::Panicked { vm: current };
+            // The hot loop: exits that resume the same VM.
+            loop {
+                if remaining == 0 {
+                    return if vms.iter().any(Vm::is_live) {
+                        RunOutcome::BudgetExhausted
+                    } else {
+                        RunOutcome::AllStopped
+                    };
+                }
+                remaining -= 1;
+                let exit = vm.vcpu.run();
+                let (keep, panic) = vm.handle(&exit);
+                if panic {
+                    return RunOutcome::Panicked { vm: current };
+                }
+                if !keep {
+                    break;
+                }
             }
-            if !keep {
-                current += 1;
-            }
-        }
-        if vms.iter().any(Vm::is_live) {
-            RunOutcome::BudgetExhausted
-        } else {
-            RunOutcome::AllStopped
+            current = if current + 1 == vms.len() {
+                0
+            } else {
+                current + 1
+            };
         }
     }
 }
 
 /// The first live VM at or after `from` (wrapping).
 fn next_live<V: Vcpu>(vms: &[Vm<'_, V>], from: usize) -> Option<usize> {
-    let count = vms.len();
-    (0..count)
-        .map(|offset| (from + offset) % count)
+    (from..vms.len())
+        .chain(0..from)
         .find(|&index| vms[index].is_live())
 }
 

@@ -41,6 +41,31 @@ pub fn read_fault_registers() -> FaultRegisters {
     }
 }
 
+/// The syndrome registers of a guest exit: HSR always, the fault address
+/// registers only for an abort (exception classes 0x20 and 0x24; 0x21 and
+/// 0x25 cannot come from a guest), the only exits that use them.
+#[cfg(target_arch = "arm")]
+#[inline]
+pub fn read_exit_registers() -> FaultRegisters {
+    use aarch32_cpu::register::{Hdfar, Hifar, Hpfar, Hsr as HsrRegister, SysRegRead};
+    let hsr = <HsrRegister as SysRegRead>::read_raw();
+    // EC 0x20, 0x21, 0x24, 0x25: the prefetch and data aborts.
+    if (hsr >> 26) & 0b11_1011 != 0b10_0000 {
+        return FaultRegisters {
+            hsr,
+            hdfar: 0,
+            hifar: 0,
+            hpfar: 0,
+        };
+    }
+    FaultRegisters {
+        hsr,
+        hdfar: <Hdfar as SysRegRead>::read_raw(),
+        hifar: <Hifar as SysRegRead>::read_raw(),
+        hpfar: <Hpfar as SysRegRead>::read_raw(),
+    }
+}
+
 /// Builds the report for an exception from its frame and registers.
 pub fn hyp_fault(vector: u32, frame: &HypExceptionFrame, registers: FaultRegisters) -> HypFault {
     HypFault {

@@ -3,9 +3,10 @@
 //! An [`ArmVcpu`] owns everything that must follow a VM across a switch:
 //! the core registers ([`GuestContext`]), the PL1 system registers
 //! ([`Cp15Context`]), the VFP/NEON registers ([`FpContext`]) and the VTTBR
-//! naming its stage-2 tables and VMID. The kernel calls `switch_in` /
-//! `switch_out` only when the CPU changes hands, so exits that return to the
-//! same VM pay for none of it.
+//! naming its stage-2 tables and VMID, and the guest's banked registers
+//! (which stay in the CPU while it is switched in). The kernel calls
+//! `switch_in` / `switch_out` only when the CPU changes hands, so exits that
+//! return to the same VM pay for none of it.
 
 use crate::cp15_context::Cp15Context;
 use crate::fp_context::FpContext;
@@ -28,6 +29,9 @@ pub struct ArmVcpu {
     pub vttbr: u64,
     /// ACTLR as the guest sees it (accesses are trapped and emulated).
     pub actlr: u32,
+    /// Whether the guest's banked registers are in the CPU (switched in)
+    /// rather than in `context`.
+    live: bool,
     /// The state a reset returns to (read by `Vcpu::reset`, which only
     /// exists on the target).
     #[cfg_attr(not(target_arch = "arm"), allow(dead_code))]
@@ -46,6 +50,7 @@ impl ArmVcpu {
             fp: FpContext::default(),
             vttbr,
             actlr: ACTLR_AT_RESET,
+            live: false,
             boot,
             cp15_at_reset,
         }
@@ -56,16 +61,62 @@ impl ArmVcpu {
 /// whose firmware has joined the core to coherency.
 pub const ACTLR_AT_RESET: u32 = 1 << 6;
 
+impl ArmVcpu {
+    /// Runs `f` on the context with the banked registers in it: while the
+    /// VM is switched in they live in the CPU, so they are saved first and
+    /// loaded back afterwards. The world switch does not move them on every
+    /// exit; only these rare accesses pay for them.
+    fn with_banked<R>(&mut self, f: impl FnOnce(&mut GuestContext) -> R) -> R {
+        #[cfg(target_arch = "arm")]
+        if self.live {
+            crate::world_switch::save_banked(&mut self.context);
+        }
+        let result = f(&mut self.context);
+        #[cfg(target_arch = "arm")]
+        if self.live {
+            // SAFETY: this VM is the one switched in; its banked registers
+            // go back where they were, with the change `f` made.
+            unsafe { crate::world_switch::load_banked(&self.context) };
+        }
+        result
+    }
+}
+
 impl GuestRegisters for ArmVcpu {
+    #[inline]
     fn register(&self, n: u8) -> u32 {
+        // r0-r7 are never banked: the common case, answered at once.
+        if n < 8 {
+            return self.context.r[n as usize];
+        }
+        #[cfg(target_arch = "arm")]
+        if self.live && self.context.is_banked(n) {
+            let mut context = self.context;
+            crate::world_switch::save_banked(&mut context);
+            return context.register(n);
+        }
         self.context.register(n)
     }
+    #[inline]
     fn set_register(&mut self, n: u8, value: u32) {
-        self.context.set_register(n, value)
+        if n < 8 {
+            self.context.r[n as usize] = value;
+        } else if self.context.is_banked(n) {
+            self.with_banked(|context| context.set_register(n, value));
+        } else {
+            self.context.set_register(n, value);
+        }
     }
+    #[inline]
+    fn call_registers(&self) -> [u32; 8] {
+        let r = &self.context.r;
+        [r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7]]
+    }
+    #[inline]
     fn pc(&self) -> u32 {
         self.context.pc
     }
+    #[inline]
     fn set_pc(&mut self, pc: u32) {
         self.context.pc = pc;
     }
@@ -99,15 +150,19 @@ impl Vcpu for ArmVcpu {
         // SAFETY: this VM's own saved state, installed before it runs; its
         // stage-2 tables map only its memory (the board built them).
         unsafe {
+            crate::world_switch::load_banked(&self.context);
             self.cp15.restore();
             self.fp.restore();
             crate::world_switch::install_guest_translation(self.vttbr);
         }
+        self.live = true;
     }
 
     fn switch_out(&mut self) {
+        crate::world_switch::save_banked(&mut self.context);
         self.cp15 = Cp15Context::save();
         self.fp = FpContext::save();
+        self.live = false;
     }
 
     fn run(&mut self) -> GuestExit {
@@ -116,8 +171,10 @@ impl Vcpu for ArmVcpu {
     }
 
     fn reflect(&mut self, action: &Action) -> bool {
-        // SAFETY: the VM is switched in: its CP15 state is live.
-        unsafe { crate::world_switch::reflect_fault(&mut self.context, action) }
+        // SAFETY: the VM is switched in: its CP15 state is live, and
+        // with_banked makes its banked registers (LR/SPSR of the mode the
+        // exception enters) the context's.
+        self.with_banked(|context| unsafe { crate::world_switch::reflect_fault(context, action) })
     }
 
     fn reset(&mut self) {

@@ -2,10 +2,16 @@
 //!
 //! [`GuestContext`] holds a guest's core registers: r0-r12, the banked SP,
 //! LR and SPSR of every PL0/PL1 mode (and r8-r12 of FIQ mode), the PC and
-//! the CPSR. [`run_guest`] loads them, enters the guest with `eret`, and
-//! returns when the guest traps (HVBAR+0x14) or a physical interrupt arrives
-//! (0x18, 0x1c), with every register saved back and the exit decoded into a
-//! [`GuestExit`].
+//! the CPSR. [`run_guest`] enters the guest with `eret` and returns when the
+//! guest traps (HVBAR+0x14) or a physical interrupt arrives (0x18, 0x1c),
+//! with the exit decoded into a [`GuestExit`]. Only the registers Hyp mode
+//! shares with the guest move on every entry and exit: r0-r12, LR_usr (Hyp's
+//! own LR), and the PC and CPSR (ELR_hyp, SPSR_hyp). The banked registers of
+//! the guest's modes stay in the CPU while the VM is switched in, because
+//! Hyp mode never touches them; [`load_banked`] and [`save_banked`] move
+//! them when the CPU changes VMs, and the vCPU syncs them around the rare
+//! accesses the hypervisor makes to them (a trapped access naming SP or LR,
+//! a reflected exception).
 //!
 //! While the guest runs, SP_hyp still points at the frame `run_guest`'s
 //! assembly pushed (the guest cannot touch SP_hyp), and HTPIDR holds the
@@ -13,9 +19,6 @@
 //! table in [`crate::entry`] sends IRQ and FIQ exits here only when SPSR_hyp
 //! says the exception came from a guest mode; Hyp itself runs with
 //! interrupts masked, so one that comes from Hyp mode is a fatal bug.
-//!
-//! The guest's CP15 state (SCTLR, TTBRs, ...) stays in the CPU across the
-//! switch for now; saving it per VM comes with more than one VM.
 
 #[cfg(target_arch = "arm")]
 use crate::guest_exit::{decode_guest_exit, ExitVector};
@@ -141,7 +144,7 @@ pub unsafe fn run_guest(context: &mut GuestContext) -> GuestExit {
     // SAFETY: the context is a valid, exclusively borrowed GuestContext; the
     // assembly returns only after saving the guest's registers into it.
     let vector = unsafe { armv7a_world_switch(context) };
-    let registers = crate::exceptions::read_fault_registers();
+    let registers = crate::exceptions::read_exit_registers();
     let vector = match vector {
         6 => ExitVector::Irq,
         7 => ExitVector::Fiq,
@@ -159,6 +162,11 @@ core::arch::global_asm!(
 
     @ u32 armv7a_world_switch(GuestContext *r0)
     @ In: r0 = context. Out: r0 = exit vector (5, 6 or 7).
+    @ Only what Hyp mode shares with the guest travels here: r0-r12, LR
+    @ (Hyp's LR is LR_usr), and the PC and CPSR through ELR_hyp/SPSR_hyp.
+    @ The banked SP/LR/SPSR of the guest's modes stay in the CPU between
+    @ exits (Hyp never uses them): armv7a_load_banked/armv7a_save_banked
+    @ move them when the CPU changes VMs.
     .global armv7a_world_switch
     .type armv7a_world_switch, %function
 armv7a_world_switch:
@@ -167,11 +175,50 @@ armv7a_world_switch:
     push    {{r4-r12, lr}}
     str     sp, [r0, #148]              @ context.host_sp := SP_hyp
     mcr     p15, 4, r0, c13, c0, 2      @ HTPIDR := context (for the exit path)
-    @ Banked registers of the guest's modes, from the context.
+    @ ELR_hyp := guest PC; SPSR_hyp := guest CPSR (plain form: the banked
+    @ SPSR_hyp form is UNDEFINED in Hyp mode).
+    ldr     r1, [r0, #140]
+    msr     elr_hyp, r1
+    ldr     r1, [r0, #144]
+    msr     spsr_cxsf, r1
+    ldr     lr, [r0, #56]               @ lr := guest LR_usr
+    @ r0-r12 last: r0 is the base and is loaded last by LDM.
+    ldm     r0, {{r0-r12}}
+    eret
+    .size armv7a_world_switch, . - armv7a_world_switch
+
+    @ Guest exits arrive here from the vector table with the guest's r0 and
+    @ r1 pushed on the Hyp stack (just below the frame armv7a_world_switch
+    @ pushed) and r1 = the exit vector number. Saves the shared registers
+    @ into the context and returns from armv7a_world_switch with r0 = vector.
+    .global armv7a_guest_exit
+    .type armv7a_guest_exit, %function
+armv7a_guest_exit:
+    mrc     p15, 4, r0, c13, c0, 2      @ r0 := context (HTPIDR)
+    add     r0, r0, #8
+    stmia   r0, {{r2-r12}}              @ context.r[2..13] := guest r2-r12
+    sub     r0, r0, #8
+    mov     r2, r1                      @ r2 := vector number
+    pop     {{r3, r4}}                  @ r3, r4 := guest r0, r1
+    stmia   r0, {{r3, r4}}              @ context.r[0..2]
+    str     lr, [r0, #56]               @ lr is the guest's LR_usr (see entry)
+    mrs     r1, elr_hyp                 @ the guest's PC and CPSR
+    str     r1, [r0, #140]
+    mrs     r1, spsr
+    str     r1, [r0, #144]
+    @ SP_hyp is back at the host frame: restore it and return the vector.
+    mov     r0, r2
+    pop     {{r4-r12, pc}}
+    .size armv7a_guest_exit, . - armv7a_guest_exit
+
+    @ void armv7a_load_banked(const GuestContext *r0)
+    @ The guest's banked registers from the context into the CPU: SP_usr,
+    @ SP/LR/SPSR of svc, abt, und, irq and fiq, and r8-r12 of fiq.
+    .global armv7a_load_banked
+    .type armv7a_load_banked, %function
+armv7a_load_banked:
     ldr     r1, [r0, #52]
     msr     sp_usr, r1
-    @ LR_usr is not banked away from Hyp mode (Hyp uses it as its own LR),
-    @ so the guest's LR_usr is loaded into lr itself, just before eret.
     ldr     r1, [r0, #60]
     msr     sp_svc, r1
     ldr     r1, [r0, #64]
@@ -212,38 +259,16 @@ armv7a_world_switch:
     msr     lr_fiq, r1
     ldr     r1, [r0, #136]
     msr     spsr_fiq, r1
-    @ ELR_hyp := guest PC; SPSR_hyp := guest CPSR (plain form: the banked
-    @ SPSR_hyp form is UNDEFINED in Hyp mode).
-    ldr     r1, [r0, #140]
-    msr     elr_hyp, r1
-    ldr     r1, [r0, #144]
-    msr     spsr_cxsf, r1
-    ldr     lr, [r0, #56]               @ lr := guest LR_usr
-    @ r0-r12 last: r0 is the base and is loaded last by LDM.
-    ldm     r0, {{r0-r12}}
-    eret
+    bx      lr
+    .size armv7a_load_banked, . - armv7a_load_banked
 
-    .size armv7a_world_switch, . - armv7a_world_switch
-
-    @ Guest exits arrive here from the vector table with the guest's r0 and
-    @ r1 pushed on the Hyp stack (just below the frame armv7a_world_switch
-    @ pushed) and r1 = the exit vector number. Saves every guest register
-    @ into the context and returns from armv7a_world_switch with r0 = vector.
-    .global armv7a_guest_exit
-    .type armv7a_guest_exit, %function
-armv7a_guest_exit:
-    mrc     p15, 4, r0, c13, c0, 2      @ r0 := context (HTPIDR)
-    add     r0, r0, #8
-    stmia   r0, {{r2-r12}}              @ context.r[2..13] := guest r2-r12
-    sub     r0, r0, #8
-    mov     r2, r1                      @ r2 := vector number
-    pop     {{r3, r4}}                  @ r3, r4 := guest r0, r1
-    str     r3, [r0]
-    str     r4, [r0, #4]
-    @ Banked registers back into the context.
+    @ void armv7a_save_banked(GuestContext *r0)
+    @ The reverse: the CPU's banked registers into the context.
+    .global armv7a_save_banked
+    .type armv7a_save_banked, %function
+armv7a_save_banked:
     mrs     r1, sp_usr
     str     r1, [r0, #52]
-    str     lr, [r0, #56]               @ lr is the guest's LR_usr (see entry)
     mrs     r1, sp_svc
     str     r1, [r0, #60]
     mrs     r1, lr_svc
@@ -284,17 +309,37 @@ armv7a_guest_exit:
     str     r1, [r0, #132]
     mrs     r1, spsr_fiq
     str     r1, [r0, #136]
-    @ The guest's PC and CPSR.
-    mrs     r1, elr_hyp
-    str     r1, [r0, #140]
-    mrs     r1, spsr
-    str     r1, [r0, #144]
-    @ SP_hyp is back at the host frame: restore it and return the vector.
-    mov     r0, r2
-    pop     {{r4-r12, pc}}
-    .size armv7a_guest_exit, . - armv7a_guest_exit
+    bx      lr
+    .size armv7a_save_banked, . - armv7a_save_banked
 "#
 );
+
+/// Loads the guest's banked registers (SP_usr; SP, LR, SPSR of every PL1
+/// mode; r8-r12 of FIQ mode) from `context` into the CPU. They stay there
+/// across exits, since Hyp mode never uses them.
+///
+/// # Safety
+/// Only between guests: the banked registers belong to the guest about to
+/// run (Hyp mode itself does not use them).
+#[cfg(target_arch = "arm")]
+pub unsafe fn load_banked(context: &GuestContext) {
+    extern "C" {
+        fn armv7a_load_banked(context: *const GuestContext);
+    }
+    // SAFETY: the assembly only reads the context and writes banked
+    // registers Hyp mode does not use.
+    unsafe { armv7a_load_banked(context) }
+}
+
+/// Saves the CPU's banked registers into `context` (see [`load_banked`]).
+#[cfg(target_arch = "arm")]
+pub fn save_banked(context: &mut GuestContext) {
+    extern "C" {
+        fn armv7a_save_banked(context: *mut GuestContext);
+    }
+    // SAFETY: the assembly reads banked registers and writes the context.
+    unsafe { armv7a_save_banked(context) }
+}
 
 /// HCR bits Capvisor sets for every guest: VM (bit 0, stage 2 on), FMO,
 /// IMO, AMO (bits 3-5: FIQ, IRQ and asynchronous aborts go to Hyp), TWI
@@ -376,6 +421,17 @@ impl GuestContext {
             (13 | 14, 0x11 | 0x12 | 0x13 | 0x17 | 0x1b) => Slot::Banked { mode, lr: n == 14 },
             _ => Slot::Nowhere,
         }
+    }
+
+    /// Whether register `n` (0-14) of the current mode is one the CPU keeps
+    /// banked away from Hyp mode (SP_usr, SP/LR of a PL1 mode, r8-r12 of
+    /// FIQ mode): such a register is live in the CPU, not in the context,
+    /// while the VM is switched in.
+    pub fn is_banked(&self, n: u8) -> bool {
+        !matches!(
+            self.locate(n),
+            Slot::Shared(_) | Slot::User { lr: true } | Slot::Nowhere
+        )
     }
 
     /// The banked SP/LR/SPSR set of PL1 `mode`.
