@@ -217,12 +217,13 @@ fn extend(value: u32, size: AccessSize, sign_extend: bool) -> u32 {
 
 /// Runs the hypercall in r0 with r1-r7, or answers NOT_SUPPORTED.
 fn call(registers: &mut impl GuestRegisters, services: &[&dyn HypercallDriver]) -> Action {
-    let [function, r1, r2, r3, r4, r5, r6, r7] = registers.call_registers();
-    let arguments = [r1, r2, r3, r4, r5, r6, r7];
+    let function = registers.register(0);
     let Some(service) = services.iter().find(|service| service.owns(function)) else {
         registers.set_register(0, NOT_SUPPORTED);
         return Action::Resume;
     };
+    let [_, r1, r2, r3, r4, r5, r6, r7] = registers.call_registers();
+    let arguments = [r1, r2, r3, r4, r5, r6, r7];
     match service.call(function, arguments) {
         HypercallOutcome::Return(values) => {
             for (n, value) in values.iter().enumerate() {

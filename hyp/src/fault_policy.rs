@@ -89,9 +89,13 @@ impl FaultLoopDetector {
         self.last_vector = Some(vector);
     }
 
-    /// Records an exit that was not a reflected fault.
+    /// Records an exit that was not a reflected fault. (Called on every
+    /// such exit: it only writes when there is something to forget.)
+    #[inline]
     pub fn progressed(&mut self) {
-        *self = FaultLoopDetector::new();
+        if self.last_pc.is_some() || self.last_vector.is_some() {
+            *self = FaultLoopDetector::new();
+        }
     }
 }
 
