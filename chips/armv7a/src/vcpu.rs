@@ -30,7 +30,8 @@ pub struct ArmVcpu {
     /// ACTLR as the guest sees it (accesses are trapped and emulated).
     pub actlr: u32,
     /// Whether the guest's banked registers are in the CPU (switched in)
-    /// rather than in `context`.
+    /// rather than in `context` (only read on the target).
+    #[cfg_attr(not(target_arch = "arm"), allow(dead_code))]
     live: bool,
     /// The state a reset returns to (read by `Vcpu::reset`, which only
     /// exists on the target).
