@@ -36,16 +36,12 @@ pub fn workspace_root() -> PathBuf {
         .to_path_buf()
 }
 
-/// Builds the board image with `features` (release profile) and returns the
-/// ELF's path. Panics with cargo's output if the build fails.
-pub fn board_image(features: &[&str]) -> PathBuf {
+/// Builds `package` for the target (release profile) with `features`
+/// into `target/images/<variant>` and returns that build's release
+/// directory. Panics with cargo's output if the build fails.
+fn build_for_target(package: &str, features: &[&str], variant: &str) -> PathBuf {
     let root = workspace_root();
-    let variant = if features.is_empty() {
-        "default".to_string()
-    } else {
-        features.join("+")
-    };
-    let target_dir = root.join("target").join("images").join(&variant);
+    let target_dir = root.join("target").join("images").join(variant);
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
     let mut command = Command::new(cargo);
     command
@@ -55,7 +51,7 @@ pub fn board_image(features: &[&str]) -> PathBuf {
             "--release",
             "--locked",
             "-p",
-            BOARD_PACKAGE,
+            package,
             "--target",
             TARGET,
         ])
@@ -66,15 +62,26 @@ pub fn board_image(features: &[&str]) -> PathBuf {
     }
     let output = command
         .output()
-        .expect("cannot run cargo to build the board image");
+        .unwrap_or_else(|error| panic!("cannot run cargo to build {package}: {error}"));
     assert!(
         output.status.success(),
         "building {} with features {:?} failed:\n{}",
-        BOARD_PACKAGE,
+        package,
         features,
         String::from_utf8_lossy(&output.stderr)
     );
-    target_dir.join(TARGET).join("release").join(BOARD_PACKAGE)
+    target_dir.join(TARGET).join("release")
+}
+
+/// Builds the board image with `features` (release profile) and returns the
+/// ELF's path. Panics with cargo's output if the build fails.
+pub fn board_image(features: &[&str]) -> PathBuf {
+    let variant = if features.is_empty() {
+        "default".to_string()
+    } else {
+        features.join("+")
+    };
+    build_for_target(BOARD_PACKAGE, features, &variant).join(BOARD_PACKAGE)
 }
 
 /// The test guests' package.
@@ -84,33 +91,8 @@ pub const GUESTS_PACKAGE: &str = "capvisor-test-guests";
 /// process and returns the directory holding them, one file per guest.
 pub fn guest_images() -> PathBuf {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let root = workspace_root();
-        let target_dir = root.join("target").join("images").join("guests");
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
-        let output = Command::new(cargo)
-            .current_dir(&root)
-            .args([
-                "build",
-                "--release",
-                "--locked",
-                "-p",
-                GUESTS_PACKAGE,
-                "--target",
-                TARGET,
-            ])
-            .arg("--target-dir")
-            .arg(&target_dir)
-            .output()
-            .expect("cannot run cargo to build the test guests");
-        assert!(
-            output.status.success(),
-            "building the test guests failed:\n{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        target_dir.join(TARGET).join("release")
-    })
-    .clone()
+    DIR.get_or_init(|| build_for_target(GUESTS_PACKAGE, &[], "guests"))
+        .clone()
 }
 
 /// Builds the image with `features`, boots it on QEMU Integrator/CP with
