@@ -12,6 +12,7 @@
 //! | 0x8600_0002 | VM_NAME | - | r0 = name length; r1-r3 = its first 12 bytes, little-endian |
 //! | 0x8600_0003 | CONSOLE_WRITE | r1 = length (at most 24); r2-r7 = the bytes, little-endian | r0 = bytes written, or INVALID_PARAMETERS (-2) |
 //! | 0x8600_0004 | EXIT_STATUS | r1 = the guest's own verdict (0 = success) | r0 = 0 |
+//! | 0x8600_0005 | YIELD | - | r0 = 0, after the other ready VMs have had a turn |
 //!
 //! EXIT_STATUS only records the value: a guest reports it before powering
 //! off (PSCI SYSTEM_OFF), and the board prints it with the VM's final state.
@@ -33,6 +34,8 @@ pub const VM_NAME: u32 = 0x8600_0002;
 pub const CONSOLE_WRITE: u32 = 0x8600_0003;
 /// EXIT_STATUS.
 pub const EXIT_STATUS: u32 = 0x8600_0004;
+/// YIELD.
+pub const YIELD: u32 = 0x8600_0005;
 /// The service's version: 0.1.
 pub const SERVICE_VERSION: u32 = 0x0000_0001;
 /// INVALID_PARAMETERS (-2).
@@ -118,6 +121,7 @@ impl HypercallDriver for HypervisorService<'_> {
                 self.exit_status.set(Some(arguments[0]));
                 HypercallOutcome::value(0)
             }
+            YIELD => HypercallOutcome::Yield([Some(0), None, None, None]),
             _ => HypercallOutcome::value(NOT_SUPPORTED),
         }
     }
@@ -196,6 +200,16 @@ mod tests {
         assert_eq!(service.exit_status(), Some(3));
         service.reset();
         assert_eq!(service.exit_status(), None);
+    }
+
+    #[test]
+    fn yield_returns_zero_and_gives_up_the_cpu() {
+        let out = Recorder::default();
+        let service = HypervisorService::new(1, "vm", &out);
+        assert_eq!(
+            service.call(YIELD, [0; 7]),
+            HypercallOutcome::Yield([Some(0), None, None, None])
+        );
     }
 
     #[test]

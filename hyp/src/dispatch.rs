@@ -76,6 +76,8 @@ pub enum HypercallOutcome {
     StopVm,
     /// The VM asked to restart (PSCI SYSTEM_RESET).
     ResetVm,
+    /// Return these values (as `Return`), then let other VMs run first.
+    Yield([Option<u32>; 4]),
 }
 
 impl HypercallOutcome {
@@ -105,6 +107,8 @@ pub enum Action {
     StopVm,
     /// Restart the VM at its own request.
     ResetVm,
+    /// Resume the guest later: it gives up the rest of its time slice.
+    Yield,
     /// Reflect a data abort at `va` into the guest.
     InjectDataAbort { va: u32, write: bool },
     /// Reflect a prefetch abort at `va` into the guest.
@@ -204,6 +208,15 @@ fn find_device<'a>(
     })
 }
 
+/// Writes a hypercall's results into r0-r3 (`None` leaves one as it is).
+fn set_results(registers: &mut impl GuestRegisters, values: &[Option<u32>; 4]) {
+    for (n, value) in values.iter().enumerate() {
+        if let Some(value) = value {
+            registers.set_register(n as u8, *value);
+        }
+    }
+}
+
 /// Zero- or sign-extends a loaded value to 32 bits.
 fn extend(value: u32, size: AccessSize, sign_extend: bool) -> u32 {
     match (size, sign_extend) {
@@ -226,15 +239,15 @@ fn call(registers: &mut impl GuestRegisters, services: &[&dyn HypercallDriver]) 
     let arguments = [r1, r2, r3, r4, r5, r6, r7];
     match service.call(function, arguments) {
         HypercallOutcome::Return(values) => {
-            for (n, value) in values.iter().enumerate() {
-                if let Some(value) = value {
-                    registers.set_register(n as u8, *value);
-                }
-            }
+            set_results(registers, &values);
             Action::Resume
         }
         HypercallOutcome::StopVm => Action::StopVm,
         HypercallOutcome::ResetVm => Action::ResetVm,
+        HypercallOutcome::Yield(values) => {
+            set_results(registers, &values);
+            Action::Yield
+        }
     }
 }
 

@@ -2,16 +2,20 @@
 //!
 //! A [`Vm`] is to Capvisor what a process is to Tock: a name, a state, its
 //! virtual CPU, the virtual devices and hypercall services it owns, its fault
-//! policy and counters. [`Kernel::run`] is the loop of DESIGN.md's boot flow
-//! step 4: pick a VM (round robin), enter it, take its exit, dispatch it
-//! ([`crate::dispatch`]), and carry out what the exit asks: resume, yield on
-//! WFI, stop, restart, or reflect a fault (asking the VM's fault policy when
-//! the guest cannot take its own faults). It returns when every VM has
-//! stopped. The architecture hides behind [`Vcpu`], so the loop is tested on
-//! the host with a scripted fake.
+//! policy, its virtual interrupts and counters. [`Kernel::run`] is the loop
+//! of DESIGN.md's boot flow step 4: the scheduler picks a VM and its time
+//! slice ([`crate::scheduler`]), the kernel enters it, takes its exit,
+//! dispatches it ([`crate::dispatch`]), and carries out what the exit asks:
+//! resume, block on WFI until an interrupt is pending, stop, restart, or
+//! reflect a fault (asking the VM's fault policy when the guest cannot take
+//! its own faults); physical interrupts go to the board ([`Platform`]),
+//! whose alarm ends time slices. It returns when every VM has stopped. The
+//! architecture hides behind [`Vcpu`] and the board behind [`Platform`], so
+//! the loop is tested on the host with scripted fakes.
 
 use crate::dispatch::{dispatch, Action, GuestRegisters, HypercallDriver, MmioDevice};
 use crate::fault_policy::{FaultLoopDetector, FaultResponse, VmFaultPolicy};
+use crate::scheduler::{Scheduler, SchedulingDecision, StopReason};
 use crate::trap::{GuestExit, Trap};
 
 /// A virtual CPU, implemented by the architecture chip.
@@ -33,6 +37,84 @@ pub trait Vcpu: GuestRegisters {
     /// The VM has stopped for good: drop what the CPU still caches for it
     /// (TLB entries of its VMID). Called while the vCPU is switched in.
     fn release(&mut self);
+    /// The guest's virtual timer as the CPU holds it.
+    fn virtual_timer(&self) -> VirtualTimerState;
+    /// Asserts or deasserts the vCPU's virtual IRQ input (on ARMv7-A
+    /// without a GIC virtualization interface, HCR.VI). Takes effect at the
+    /// next entry.
+    fn set_virtual_irq(&mut self, asserted: bool);
+}
+
+/// A guest's architected virtual timer (CNTV): its control register and
+/// its compare value converted to the hypervisor's clock (CVAL plus the
+/// VM's CNTVOFF, so it can be compared with [`Platform::now`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct VirtualTimerState {
+    /// CNTV_CTL: ENABLE (bit 0), IMASK (bit 1).
+    pub control: u32,
+    /// When the timer condition is met, in clock ticks.
+    pub deadline: u64,
+}
+
+impl VirtualTimerState {
+    /// CNTV_CTL.ENABLE.
+    pub const ENABLE: u32 = 1 << 0;
+    /// CNTV_CTL.IMASK.
+    pub const IMASK: u32 = 1 << 1;
+
+    /// Whether the timer is enabled and its interrupt not masked.
+    pub const fn armed(&self) -> bool {
+        self.control & (Self::ENABLE | Self::IMASK) == Self::ENABLE
+    }
+}
+
+/// A VM's virtual interrupts as the kernel drives them: its interrupt
+/// controller and the virtual timer that raises one of its lines.
+pub trait VirtualInterrupts {
+    /// Whether the vCPU's IRQ input is asserted (the virtual interrupt
+    /// controller signals an interrupt to the CPU).
+    fn irq_pending(&self) -> bool;
+    /// Time passed, or the guest changed its timer: sets the timer's
+    /// interrupt line for `timer` at `now`, and returns when it will fire
+    /// if it is armed and has not fired yet.
+    fn update_timer(&self, timer: VirtualTimerState, now: u64) -> Option<u64>;
+}
+
+/// A VM without interrupts (nothing pending, ever).
+#[derive(Debug)]
+pub struct NoInterrupts;
+
+impl VirtualInterrupts for NoInterrupts {
+    fn irq_pending(&self) -> bool {
+        false
+    }
+    fn update_timer(&self, _timer: VirtualTimerState, _now: u64) -> Option<u64> {
+        None
+    }
+}
+
+/// What the kernel needs from the board: time, the alarm and the physical
+/// interrupts the hypervisor owns.
+pub trait Platform {
+    /// The monotonic clock, in ticks (the same clock as
+    /// [`VirtualTimerState::deadline`]).
+    fn now(&self) -> u64;
+    /// Programs the hypervisor's alarm for `deadline`, or disarms it.
+    fn set_alarm(&self, deadline: Option<u64>);
+    /// Services every pending physical interrupt (console input, the
+    /// alarm, ...), raising virtual interrupts in the VMs they concern.
+    /// Returns true when the user asked for the VMs' status (the kernel
+    /// then calls [`Platform::report_status`]).
+    fn service_interrupts(&self) -> bool;
+    /// Prints one status line per VM; `describe` writes VM `n`'s state and
+    /// counters.
+    fn report_status(
+        &self,
+        describe: &dyn Fn(usize, &mut dyn core::fmt::Write) -> core::fmt::Result,
+    );
+    /// Waits until a physical interrupt is pending (WFI in Hyp mode, with
+    /// interrupts masked: it returns, and `service_interrupts` handles it).
+    fn wait_for_interrupt(&self);
 }
 
 /// A VM's RAM as the board set it up: what a restart reloads.
@@ -70,6 +152,12 @@ pub struct VmCounters {
     pub injected_faults: u32,
     /// Restarts by SYSTEM_RESET or by the fault policy.
     pub restarts: u32,
+    /// Physical interrupts that took the CPU from it.
+    pub irqs: u32,
+    /// Times it was given the CPU.
+    pub slices: u32,
+    /// Times its slice ran out while another VM was ready.
+    pub preemptions: u32,
 }
 
 /// One VM.
@@ -88,6 +176,8 @@ pub struct Vm<'a, V: Vcpu> {
     pub services: &'a [&'a dyn HypercallDriver],
     /// What happens when it cannot take its own faults.
     pub fault_policy: &'a dyn VmFaultPolicy,
+    /// Its virtual interrupt controller and timer.
+    pub interrupts: &'a dyn VirtualInterrupts,
     /// Exit counters.
     pub counters: VmCounters,
     loop_detector: FaultLoopDetector,
@@ -121,9 +211,47 @@ impl<'a, V: Vcpu> Vm<'a, V> {
             devices,
             services,
             fault_policy,
+            interrupts: &NoInterrupts,
             counters: VmCounters::default(),
             loop_detector: FaultLoopDetector::new(),
         }
+    }
+
+    /// Writes the VM's state and counters on one line (for status reports).
+    pub fn describe(&self, out: &mut dyn core::fmt::Write) -> core::fmt::Result {
+        let state = match self.state {
+            VmState::Ready => "ready",
+            VmState::Waiting => "waiting",
+            VmState::Stopped => "powered off",
+            VmState::Faulted => "stopped by its fault policy",
+        };
+        let c = &self.counters;
+        write!(
+            out,
+            "{}; exits {} (hypercalls {}, mmio {}, waits {}, irqs {}), injected faults {}, restarts {}, slices {}, preemptions {}",
+            state,
+            c.exits,
+            c.hypercalls,
+            c.mmio,
+            c.waits,
+            c.irqs,
+            c.injected_faults,
+            c.restarts,
+            c.slices,
+            c.preemptions
+        )
+    }
+
+    /// Gives the VM its virtual interrupt controller and timer.
+    pub fn with_interrupts(mut self, interrupts: &'a dyn VirtualInterrupts) -> Self {
+        self.interrupts = interrupts;
+        self
+    }
+
+    /// Brings the virtual timer's line up to date; returns when it fires
+    /// next.
+    fn poll_timer(&self, now: u64) -> Option<u64> {
+        self.interrupts.update_timer(self.vcpu.virtual_timer(), now)
     }
 
     fn is_live(&self) -> bool {
@@ -190,6 +318,10 @@ impl<'a, V: Vcpu> Vm<'a, V> {
                 self.restart();
                 (true, false)
             }
+            Action::Yield => {
+                self.loop_detector.progressed();
+                (false, false)
+            }
             Action::InjectDataAbort { .. }
             | Action::InjectPrefetchAbort { .. }
             | Action::InjectUndefined => {
@@ -221,20 +353,75 @@ pub enum RunOutcome {
 #[derive(Debug, Default)]
 pub struct Kernel;
 
+/// Asks the platform to print every VM's state and counters.
+fn report_status<V: Vcpu>(vms: &[Vm<'_, V>], platform: &dyn Platform) {
+    platform.report_status(&|index, out| match vms.get(index) {
+        Some(vm) => vm.describe(out),
+        None => Ok(()),
+    });
+}
+
+/// The earlier of two optional times.
+fn earliest(a: Option<u64>, b: Option<u64>) -> Option<u64> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, None) => a,
+        (None, b) => b,
+    }
+}
+
 impl Kernel {
-    /// Runs the VMs round robin until they all stop, at most `budget` exits.
-    /// A VM keeps the CPU until it waits, stops or faults fatally. Waiting
-    /// VMs are made ready again at the next turn (there are no interrupts
-    /// yet, so a WFI is a yield).
-    pub fn run<V: Vcpu>(&self, vms: &mut [Vm<'_, V>], budget: u32) -> RunOutcome {
+    /// Runs the VMs until they all stop, at most `budget` exits.
+    ///
+    /// `scheduler` picks the VM and its time slice. The running VM keeps
+    /// the CPU across its exits until its slice ends (the hypervisor's
+    /// alarm interrupts it), it waits for an interrupt with none pending,
+    /// or it stops. Before every entry the VM's virtual timer line is
+    /// brought up to date and its virtual IRQ input set from its interrupt
+    /// controller; the alarm is set for the earliest of the slice's end,
+    /// the VM's own timer and the timers of waiting VMs. A waiting VM is
+    /// ready again once an interrupt is pending for it. When no VM is
+    /// ready, the hypervisor sleeps (`Platform::wait_for_interrupt`) until
+    /// the next interrupt.
+    pub fn run<V: Vcpu>(
+        &self,
+        vms: &mut [Vm<'_, V>],
+        platform: &dyn Platform,
+        scheduler: &dyn Scheduler,
+        budget: u32,
+    ) -> RunOutcome {
         let mut loaded: Option<usize> = None;
-        let mut current = 0;
         let mut remaining = budget;
+        // The alarm as last programmed (None: disarmed or already fired).
+        let mut armed: Option<u64> = None;
         loop {
-            let Some(next) = next_live(vms, current) else {
-                return RunOutcome::AllStopped;
+            let now = platform.now();
+            // Waiting VMs with an interrupt pending are ready again; the
+            // others' timers say when to look again.
+            let mut wake_at = None;
+            for vm in vms.iter_mut().filter(|vm| vm.state == VmState::Waiting) {
+                let timer = vm.poll_timer(now);
+                if vm.interrupts.irq_pending() {
+                    vm.state = VmState::Ready;
+                } else {
+                    wake_at = earliest(wake_at, timer);
+                }
+            }
+            let decision = scheduler.next(vms.len(), &|index| vms[index].state == VmState::Ready);
+            let SchedulingDecision::Run { vm: current, slice } = decision else {
+                if !vms.iter().any(Vm::is_live) {
+                    return RunOutcome::AllStopped;
+                }
+                if wake_at != armed {
+                    platform.set_alarm(wake_at);
+                }
+                armed = None;
+                platform.wait_for_interrupt();
+                if platform.service_interrupts() {
+                    report_status(vms, platform);
+                }
+                continue;
             };
-            current = next;
             if loaded != Some(current) {
                 if let Some(previous) = loaded {
                     vms[previous].vcpu.switch_out();
@@ -242,10 +429,9 @@ impl Kernel {
                 vms[current].vcpu.switch_in();
                 loaded = Some(current);
             }
-            let vm = &mut vms[current];
-            vm.state = VmState::Ready;
-            // The hot loop: exits that resume the same VM.
-            loop {
+            vms[current].counters.slices += 1;
+            let slice_end = slice.map(|slice| now + slice);
+            let reason = loop {
                 if remaining == 0 {
                     return if vms.iter().any(Vm::is_live) {
                         RunOutcome::BudgetExhausted
@@ -254,29 +440,66 @@ impl Kernel {
                     };
                 }
                 remaining -= 1;
+                let vm = &mut vms[current];
+                let now = platform.now();
+                let timer = vm.poll_timer(now);
+                let alarm = earliest(earliest(slice_end, timer), wake_at);
+                if alarm != armed {
+                    platform.set_alarm(alarm);
+                    armed = alarm;
+                }
+                let pending = vm.interrupts.irq_pending();
+                vm.vcpu.set_virtual_irq(pending);
                 let exit = vm.vcpu.run();
+                if matches!(exit.trap, Trap::Irq | Trap::Fiq) {
+                    vm.counters.exits += 1;
+                    vm.counters.irqs += 1;
+                    if platform.service_interrupts() {
+                        report_status(vms, platform);
+                    }
+                    // The alarm is one-shot: whatever fired, program it
+                    // afresh before the next entry.
+                    armed = None;
+                    let now = platform.now();
+                    let slice_over = slice_end.is_some_and(|end| now >= end);
+                    let woken = wake_at.is_some_and(|at| now >= at)
+                        || vms.iter().any(|other| {
+                            other.state == VmState::Waiting && other.interrupts.irq_pending()
+                        });
+                    let others_ready = vms
+                        .iter()
+                        .enumerate()
+                        .any(|(index, other)| index != current && other.state == VmState::Ready);
+                    if (slice_over && others_ready) || woken {
+                        vms[current].counters.preemptions += 1;
+                        break StopReason::Preempted;
+                    }
+                    continue;
+                }
                 let (keep, panic) = vm.handle(&exit);
                 if panic {
                     return RunOutcome::Panicked { vm: current };
                 }
-                if !keep {
-                    break;
+                if vm.state == VmState::Waiting {
+                    // WFI completes at once when an interrupt is pending.
+                    vm.poll_timer(platform.now());
+                    if vm.interrupts.irq_pending() {
+                        vm.state = VmState::Ready;
+                        continue;
+                    }
+                    break StopReason::Waiting;
                 }
-            }
-            current = if current + 1 == vms.len() {
-                0
-            } else {
-                current + 1
+                if !keep {
+                    break if vm.state == VmState::Ready {
+                        StopReason::Preempted
+                    } else {
+                        StopReason::Stopped
+                    };
+                }
             };
+            scheduler.stopped(current, reason);
         }
     }
-}
-
-/// The first live VM at or after `from` (wrapping).
-fn next_live<V: Vcpu>(vms: &[Vm<'_, V>], from: usize) -> Option<usize> {
-    (from..vms.len())
-        .chain(0..from)
-        .find(|&index| vms[index].is_live())
 }
 
 #[cfg(test)]
@@ -284,12 +507,17 @@ mod tests {
     extern crate std;
     use super::*;
     use crate::dispatch::{HypercallOutcome, NOT_SUPPORTED};
+    use crate::scheduler::RoundRobin;
     use crate::trap::AccessSize;
-    use core::cell::RefCell;
+    use core::cell::{Cell, RefCell};
     use std::rc::Rc;
+    use std::string::String;
     use std::vec::Vec;
 
+    type Log = Rc<RefCell<Vec<String>>>;
+
     /// A vCPU that plays a script of exits and logs what the kernel does.
+    /// Each run advances the fake clock by 10 ticks.
     struct ScriptedVcpu {
         name: char,
         script: Vec<(Trap, u32)>,
@@ -299,15 +527,16 @@ mod tests {
         reflectable: bool,
         /// r0 as each run found it (the previous exit's result).
         r0_seen: Vec<u32>,
-        log: Rc<RefCell<Vec<std::string::String>>>,
+        /// The virtual IRQ input at each run.
+        irq_seen: Vec<bool>,
+        irq: bool,
+        timer: VirtualTimerState,
+        clock: Rc<Cell<u64>>,
+        log: Log,
     }
 
     impl ScriptedVcpu {
-        fn new(
-            name: char,
-            script: Vec<(Trap, u32)>,
-            log: &Rc<RefCell<Vec<std::string::String>>>,
-        ) -> Self {
+        fn new(name: char, script: Vec<(Trap, u32)>, world: &World) -> Self {
             ScriptedVcpu {
                 name,
                 script,
@@ -316,8 +545,18 @@ mod tests {
                 pc: 0x4000_0000,
                 reflectable: true,
                 r0_seen: Vec::new(),
-                log: log.clone(),
+                irq_seen: Vec::new(),
+                irq: false,
+                timer: VirtualTimerState::default(),
+                clock: world.clock.clone(),
+                log: world.log.clone(),
             }
+        }
+
+        fn note(&self, what: &str) {
+            self.log
+                .borrow_mut()
+                .push(std::format!("{} {}", what, self.name));
         }
     }
 
@@ -338,49 +577,130 @@ mod tests {
 
     impl Vcpu for ScriptedVcpu {
         fn switch_in(&mut self) {
-            self.log.borrow_mut().push(std::format!("in {}", self.name));
+            self.note("in");
         }
         fn switch_out(&mut self) {
-            self.log
-                .borrow_mut()
-                .push(std::format!("out {}", self.name));
+            self.note("out");
         }
         fn run(&mut self) -> GuestExit {
             let (trap, r0) = self.script[self.next % self.script.len()];
             self.next += 1;
             self.r0_seen.push(self.r[0]);
+            self.irq_seen.push(self.irq);
             self.r[0] = r0;
+            self.clock.set(self.clock.get() + 10);
             GuestExit {
                 trap,
                 instruction_bytes: 4,
             }
         }
         fn reflect(&mut self, _action: &Action) -> bool {
-            self.log
-                .borrow_mut()
-                .push(std::format!("reflect {}", self.name));
+            self.note("reflect");
             self.reflectable
         }
         fn reset(&mut self) {
-            self.log
-                .borrow_mut()
-                .push(std::format!("reset {}", self.name));
+            self.note("reset");
             self.next = 0;
         }
         fn release(&mut self) {
-            self.log
-                .borrow_mut()
-                .push(std::format!("release {}", self.name));
+            self.note("release");
+        }
+        fn virtual_timer(&self) -> VirtualTimerState {
+            self.timer
+        }
+        fn set_virtual_irq(&mut self, asserted: bool) {
+            self.irq = asserted;
+        }
+    }
+
+    /// The fake board: a clock, an alarm, and interrupts that arrive when
+    /// the hypervisor sleeps (`input` names the VM whose line rises).
+    struct World {
+        clock: Rc<Cell<u64>>,
+        alarm: Cell<Option<u64>>,
+        sleeps: Cell<u32>,
+        log: Log,
+        /// Raised by `service_interrupts` after a sleep.
+        input: Rc<Cell<bool>>,
+    }
+
+    impl World {
+        fn new() -> World {
+            World {
+                clock: Rc::new(Cell::new(0)),
+                alarm: Cell::new(None),
+                sleeps: Cell::new(0),
+                log: Rc::new(RefCell::new(Vec::new())),
+                input: Rc::new(Cell::new(false)),
+            }
+        }
+    }
+
+    impl Platform for World {
+        fn now(&self) -> u64 {
+            self.clock.get()
+        }
+        fn set_alarm(&self, deadline: Option<u64>) {
+            self.alarm.set(deadline);
+        }
+        fn service_interrupts(&self) -> bool {
+            false
+        }
+        fn report_status(
+            &self,
+            describe: &dyn Fn(usize, &mut dyn core::fmt::Write) -> core::fmt::Result,
+        ) {
+            let mut line = String::new();
+            let _ = describe(0, &mut line);
+            self.log.borrow_mut().push(line);
+        }
+        fn wait_for_interrupt(&self) {
+            self.sleeps.set(self.sleeps.get() + 1);
+            assert!(self.sleeps.get() < 100, "slept forever");
+            // Time passes to the alarm, or input arrives.
+            match self.alarm.get() {
+                Some(deadline) => self.clock.set(self.clock.get().max(deadline)),
+                None => self.input.set(true),
+            }
+        }
+    }
+
+    /// Interrupts of one VM: an input line (console) and a timer that is
+    /// pending once `now` reaches its deadline.
+    struct FakeInterrupts {
+        input: Rc<Cell<bool>>,
+        timer_fired: Cell<bool>,
+    }
+
+    impl VirtualInterrupts for FakeInterrupts {
+        fn irq_pending(&self) -> bool {
+            self.input.get() || self.timer_fired.get()
+        }
+        fn update_timer(&self, timer: VirtualTimerState, now: u64) -> Option<u64> {
+            let fired = timer.armed() && now >= timer.deadline;
+            self.timer_fired.set(fired);
+            (timer.armed() && !fired).then_some(timer.deadline)
+        }
+    }
+
+    /// PSCI SYSTEM_OFF / SYSTEM_RESET and Capvisor's YIELD.
+    struct PowerOff;
+
+    impl HypercallDriver for PowerOff {
+        fn owns(&self, function: u32) -> bool {
+            matches!(function, 0x8400_0008 | 0x8400_0009 | 0x8600_0005)
+        }
+        fn call(&self, function: u32, _arguments: [u32; 7]) -> HypercallOutcome {
+            match function {
+                0x8400_0008 => HypercallOutcome::StopVm,
+                0x8400_0009 => HypercallOutcome::ResetVm,
+                _ => HypercallOutcome::Yield([Some(0), None, None, None]),
+            }
         }
     }
 
     /// RAM that logs its reloads.
-    struct LoggedMemory(char, Rc<RefCell<Vec<std::string::String>>>);
-
-    /// A leaked [`LoggedMemory`] (tests only), so a VM table can borrow it.
-    fn memory(name: char, log: &Rc<RefCell<Vec<std::string::String>>>) -> &'static LoggedMemory {
-        std::boxed::Box::leak(std::boxed::Box::new(LoggedMemory(name, log.clone())))
-    }
+    struct LoggedMemory(char, Log);
 
     impl GuestMemory for LoggedMemory {
         fn load(&self) {
@@ -388,24 +708,16 @@ mod tests {
         }
     }
 
-    struct PowerOff;
-
-    impl HypercallDriver for PowerOff {
-        fn owns(&self, function: u32) -> bool {
-            function == 0x8400_0008 || function == 0x8400_0009
-        }
-        fn call(&self, function: u32, _arguments: [u32; 7]) -> HypercallOutcome {
-            if function == 0x8400_0008 {
-                HypercallOutcome::StopVm
-            } else {
-                HypercallOutcome::ResetVm
-            }
-        }
+    /// A leaked [`LoggedMemory`] (tests only), so a VM table can borrow it.
+    fn memory(name: char, world: &World) -> &'static LoggedMemory {
+        std::boxed::Box::leak(std::boxed::Box::new(LoggedMemory(name, world.log.clone())))
     }
 
     const HVC: Trap = Trap::Hypercall { immediate: 0 };
     const WFI: Trap = Trap::WaitForInterrupt { condition: None };
+    const IRQ: Trap = Trap::Irq;
     const OFF: (Trap, u32) = (HVC, 0x8400_0008);
+    const YIELD: (Trap, u32) = (HVC, 0x8600_0005);
     const UNCLAIMED: Trap = Trap::MmioRead {
         ipa: 0x0a00_0000,
         va: 0x0a00_0000,
@@ -413,6 +725,10 @@ mod tests {
         sign_extend: false,
         register: 1,
     };
+    /// No time slices: a VM runs until it yields, waits or stops.
+    fn no_slices() -> RoundRobin {
+        RoundRobin::new(u64::MAX / 2)
+    }
 
     struct Fixed(FaultResponse);
     impl VmFaultPolicy for Fixed {
@@ -422,19 +738,22 @@ mod tests {
     }
 
     #[test]
-    fn round_robin_on_wfi_until_all_stop() {
-        let log = Rc::new(RefCell::new(Vec::new()));
+    fn round_robin_on_yield_until_all_stop() {
+        let world = World::new();
         let services: [&dyn HypercallDriver; 1] = [&PowerOff];
         let policy = Fixed(FaultResponse::Stop);
-        let a = ScriptedVcpu::new('a', std::vec![(HVC, 0x1), (WFI, 0), (WFI, 0), OFF], &log);
-        let b = ScriptedVcpu::new('b', std::vec![(WFI, 0), OFF], &log);
+        let a = ScriptedVcpu::new('a', std::vec![(HVC, 0x1), YIELD, YIELD, OFF], &world);
+        let b = ScriptedVcpu::new('b', std::vec![YIELD, OFF], &world);
         let mut vms = [
-            Vm::new("a", a, memory('a', &log), &[], &services, &policy),
-            Vm::new("b", b, memory('b', &log), &[], &services, &policy),
+            Vm::new("a", a, memory('a', &world), &[], &services, &policy),
+            Vm::new("b", b, memory('b', &world), &[], &services, &policy),
         ];
-        assert_eq!(Kernel.run(&mut vms, 100), RunOutcome::AllStopped);
         assert_eq!(
-            *log.borrow(),
+            Kernel.run(&mut vms, &world, &no_slices(), 100),
+            RunOutcome::AllStopped
+        );
+        assert_eq!(
+            *world.log.borrow(),
             [
                 "in a",
                 "out a",
@@ -450,16 +769,14 @@ mod tests {
             ]
         );
         assert_eq!(vms[0].vcpu.r0_seen[1], NOT_SUPPORTED, "unowned id 0x1");
+        assert_eq!(vms[0].vcpu.r0_seen[2], 0, "YIELD returns 0");
         assert_eq!(
-            vms[0].counters,
-            VmCounters {
-                exits: 4,
-                hypercalls: 2,
-                mmio: 0,
-                waits: 2,
-                injected_faults: 0,
-                restarts: 0
-            }
+            (
+                vms[0].counters.exits,
+                vms[0].counters.hypercalls,
+                vms[0].counters.slices
+            ),
+            (4, 4, 3)
         );
         assert_eq!(
             (vms[0].state, vms[1].state),
@@ -468,30 +785,222 @@ mod tests {
     }
 
     #[test]
+    fn wfi_blocks_until_an_interrupt_is_pending() {
+        let world = World::new();
+        let services: [&dyn HypercallDriver; 1] = [&PowerOff];
+        let policy = Fixed(FaultResponse::Stop);
+        // 'a' waits for input; 'b' yields twice and stops. Nothing is
+        // pending for 'a' until the hypervisor sleeps (then input comes).
+        let a = ScriptedVcpu::new('a', std::vec![(WFI, 0), OFF], &world);
+        let b = ScriptedVcpu::new('b', std::vec![YIELD, YIELD, OFF], &world);
+        let a_irq = FakeInterrupts {
+            input: world.input.clone(),
+            timer_fired: Cell::new(false),
+        };
+        let mut vms = [
+            Vm::new("a", a, memory('a', &world), &[], &services, &policy).with_interrupts(&a_irq),
+            Vm::new("b", b, memory('b', &world), &[], &services, &policy),
+        ];
+        assert_eq!(
+            Kernel.run(&mut vms, &world, &no_slices(), 100),
+            RunOutcome::AllStopped
+        );
+        // 'a' was not scheduled while blocked: one slice to block, one
+        // after the input; 'b' had its three turns without it.
+        assert_eq!((vms[0].counters.slices, vms[1].counters.slices), (2, 3));
+        assert_eq!(world.sleeps.get(), 1, "slept once, with 'b' done");
+        assert_eq!(
+            vms[0].vcpu.irq_seen,
+            [false, true],
+            "HCR.VI follows the line"
+        );
+        assert_eq!(vms[0].counters.waits, 1);
+    }
+
+    #[test]
+    fn wfi_with_an_interrupt_pending_completes_at_once() {
+        let world = World::new();
+        world.input.set(true);
+        let services: [&dyn HypercallDriver; 1] = [&PowerOff];
+        let policy = Fixed(FaultResponse::Stop);
+        let a = ScriptedVcpu::new('a', std::vec![(WFI, 0), (WFI, 0), OFF], &world);
+        let irq = FakeInterrupts {
+            input: world.input.clone(),
+            timer_fired: Cell::new(false),
+        };
+        let mut vms =
+            [Vm::new("a", a, memory('a', &world), &[], &services, &policy).with_interrupts(&irq)];
+        assert_eq!(
+            Kernel.run(&mut vms, &world, &no_slices(), 100),
+            RunOutcome::AllStopped
+        );
+        assert_eq!((vms[0].counters.slices, world.sleeps.get()), (1, 0));
+    }
+
+    #[test]
+    fn a_waiting_vm_wakes_at_its_timer_deadline() {
+        let world = World::new();
+        let services: [&dyn HypercallDriver; 1] = [&PowerOff];
+        let policy = Fixed(FaultResponse::Stop);
+        let mut a = ScriptedVcpu::new('a', std::vec![(WFI, 0), OFF], &world);
+        a.timer = VirtualTimerState {
+            control: VirtualTimerState::ENABLE,
+            deadline: 5_000,
+        };
+        let irq = FakeInterrupts {
+            input: Rc::new(Cell::new(false)),
+            timer_fired: Cell::new(false),
+        };
+        let mut vms =
+            [Vm::new("a", a, memory('a', &world), &[], &services, &policy).with_interrupts(&irq)];
+        assert_eq!(
+            Kernel.run(&mut vms, &world, &no_slices(), 100),
+            RunOutcome::AllStopped
+        );
+        // The hypervisor slept with the alarm at the guest's deadline.
+        assert_eq!(world.sleeps.get(), 1);
+        assert!(world.clock.get() >= 5_000);
+        assert_eq!(vms[0].vcpu.irq_seen, [false, true]);
+    }
+
+    #[test]
+    fn slices_end_at_the_alarm_when_another_vm_is_ready() {
+        let world = World::new();
+        let services: [&dyn HypercallDriver; 1] = [&PowerOff];
+        let policy = Fixed(FaultResponse::Stop);
+        // Both VMs compute (MMIO-free hypercalls) and are interrupted by
+        // the alarm (IRQ exits); each run takes 10 ticks, slices are 25.
+        let script = std::vec![(HVC, 0x1), (IRQ, 0), (HVC, 0x1), (IRQ, 0)];
+        let mut a_script = script.clone();
+        a_script.extend([OFF]);
+        let a = ScriptedVcpu::new('a', a_script, &world);
+        let b = ScriptedVcpu::new('b', script, &world);
+        let mut vms = [
+            Vm::new("a", a, memory('a', &world), &[], &services, &policy),
+            Vm::new("b", b, memory('b', &world), &[], &services, &policy),
+        ];
+        let scheduler = RoundRobin::new(25);
+        assert_eq!(
+            Kernel.run(&mut vms, &world, &scheduler, 40),
+            RunOutcome::BudgetExhausted
+        );
+        assert!(vms[0].counters.preemptions >= 1, "{:?}", vms[0].counters);
+        assert!(vms[1].counters.preemptions >= 1, "{:?}", vms[1].counters);
+        assert_eq!(vms[0].state, VmState::Stopped);
+        // The alarm was programmed for the end of a slice.
+        assert!(world.alarm.get().is_some());
+    }
+
+    #[test]
+    fn an_irq_does_not_preempt_the_only_ready_vm() {
+        let world = World::new();
+        let services: [&dyn HypercallDriver; 1] = [&PowerOff];
+        let policy = Fixed(FaultResponse::Stop);
+        let a = ScriptedVcpu::new(
+            'a',
+            std::vec![(IRQ, 0), (IRQ, 0), (IRQ, 0), (IRQ, 0), OFF],
+            &world,
+        );
+        let mut vms = [Vm::new(
+            "a",
+            a,
+            memory('a', &world),
+            &[],
+            &services,
+            &policy,
+        )];
+        let scheduler = RoundRobin::new(15);
+        assert_eq!(
+            Kernel.run(&mut vms, &world, &scheduler, 100),
+            RunOutcome::AllStopped
+        );
+        assert_eq!(
+            (
+                vms[0].counters.slices,
+                vms[0].counters.preemptions,
+                vms[0].counters.irqs
+            ),
+            (1, 0, 4)
+        );
+    }
+
+    #[test]
+    fn a_vm_describes_its_state_and_counters() {
+        let world = World::new();
+        let services: [&dyn HypercallDriver; 1] = [&PowerOff];
+        let policy = Fixed(FaultResponse::Stop);
+        let a = ScriptedVcpu::new('a', std::vec![(HVC, 0x1), OFF], &world);
+        let mut vms = [Vm::new(
+            "a",
+            a,
+            memory('a', &world),
+            &[],
+            &services,
+            &policy,
+        )];
+        Kernel.run(&mut vms, &world, &no_slices(), 100);
+        let mut line = String::new();
+        vms[0].describe(&mut line).unwrap();
+        assert_eq!(
+            line,
+            "powered off; exits 2 (hypercalls 2, mmio 0, waits 0, irqs 0), injected faults 0, restarts 0, slices 1, preemptions 0"
+        );
+        report_status(&vms, &world);
+        assert_eq!(world.log.borrow().last(), Some(&line));
+    }
+
+    #[test]
     fn faults_are_reflected_and_counted() {
-        let log = Rc::new(RefCell::new(Vec::new()));
+        let world = World::new();
         let services: [&dyn HypercallDriver; 1] = [&PowerOff];
         let policy = Fixed(FaultResponse::Panic);
-        let a = ScriptedVcpu::new('a', std::vec![(UNCLAIMED, 0), OFF], &log);
-        let mut vms = [Vm::new("a", a, memory('a', &log), &[], &services, &policy)];
-        assert_eq!(Kernel.run(&mut vms, 100), RunOutcome::AllStopped);
+        let a = ScriptedVcpu::new('a', std::vec![(UNCLAIMED, 0), OFF], &world);
+        let mut vms = [Vm::new(
+            "a",
+            a,
+            memory('a', &world),
+            &[],
+            &services,
+            &policy,
+        )];
+        assert_eq!(
+            Kernel.run(&mut vms, &world, &no_slices(), 100),
+            RunOutcome::AllStopped
+        );
         assert_eq!(vms[0].counters.injected_faults, 1);
         assert_eq!(vms[0].counters.mmio, 1);
-        assert!(log.borrow().contains(&"reflect a".into()));
+        assert!(world.log.borrow().contains(&"reflect a".into()));
     }
 
     #[test]
     fn a_fault_loop_goes_to_the_policy_and_others_carry_on() {
-        let log = Rc::new(RefCell::new(Vec::new()));
+        let world = World::new();
         let services: [&dyn HypercallDriver; 1] = [&PowerOff];
         let stop = Fixed(FaultResponse::Stop);
-        let looping = ScriptedVcpu::new('a', std::vec![(UNCLAIMED, 0)], &log);
-        let healthy = ScriptedVcpu::new('b', std::vec![(WFI, 0), (WFI, 0), OFF], &log);
+        let looping = ScriptedVcpu::new('l', std::vec![(UNCLAIMED, 0)], &world);
+        let healthy = ScriptedVcpu::new('h', std::vec![YIELD, YIELD, OFF], &world);
         let mut vms = [
-            Vm::new("looping", looping, memory('l', &log), &[], &services, &stop),
-            Vm::new("healthy", healthy, memory('h', &log), &[], &services, &stop),
+            Vm::new(
+                "looping",
+                looping,
+                memory('l', &world),
+                &[],
+                &services,
+                &stop,
+            ),
+            Vm::new(
+                "healthy",
+                healthy,
+                memory('h', &world),
+                &[],
+                &services,
+                &stop,
+            ),
         ];
-        assert_eq!(Kernel.run(&mut vms, 1000), RunOutcome::AllStopped);
+        assert_eq!(
+            Kernel.run(&mut vms, &world, &no_slices(), 1000),
+            RunOutcome::AllStopped
+        );
         assert_eq!(vms[0].state, VmState::Faulted);
         assert_eq!(vms[1].state, VmState::Stopped);
         // The scripted vCPU stays at its PC when a fault is reflected, so it
@@ -514,41 +1023,51 @@ mod tests {
                 }
             }
         }
-        let log = Rc::new(RefCell::new(Vec::new()));
+        let world = World::new();
         let services: [&dyn HypercallDriver; 1] = [&PowerOff];
-        let mut broken = ScriptedVcpu::new('a', std::vec![(UNCLAIMED, 0)], &log);
+        let mut broken = ScriptedVcpu::new('a', std::vec![(UNCLAIMED, 0)], &world);
         broken.reflectable = false;
         let mut vms = [Vm::new(
             "broken",
             broken,
-            memory('a', &log),
+            memory('a', &world),
             &[],
             &services,
             &RestartOnce,
         )];
-        assert_eq!(Kernel.run(&mut vms, 100), RunOutcome::Panicked { vm: 0 });
+        assert_eq!(
+            Kernel.run(&mut vms, &world, &no_slices(), 100),
+            RunOutcome::Panicked { vm: 0 }
+        );
         assert_eq!(vms[0].counters.restarts, 1);
-        let log = log.borrow();
+        let log = world.log.borrow();
         let load = log.iter().position(|line| line == "load a");
         let reset = log.iter().position(|line| line == "reset a");
         assert!(
             load.is_some() && load < reset,
             "a restart reloads RAM, then resets the vCPU: {log:?}"
         );
-        assert_eq!(
-            log.last().map(std::string::String::as_str),
-            Some("release a")
-        );
+        assert_eq!(log.last().map(String::as_str), Some("release a"));
     }
 
     #[test]
     fn system_reset_restarts_and_budget_is_reported() {
-        let log = Rc::new(RefCell::new(Vec::new()));
+        let world = World::new();
         let services: [&dyn HypercallDriver; 1] = [&PowerOff];
         let policy = Fixed(FaultResponse::Stop);
-        let a = ScriptedVcpu::new('a', std::vec![(HVC, 0x8400_0009)], &log);
-        let mut vms = [Vm::new("a", a, memory('a', &log), &[], &services, &policy)];
-        assert_eq!(Kernel.run(&mut vms, 5), RunOutcome::BudgetExhausted);
+        let a = ScriptedVcpu::new('a', std::vec![(HVC, 0x8400_0009)], &world);
+        let mut vms = [Vm::new(
+            "a",
+            a,
+            memory('a', &world),
+            &[],
+            &services,
+            &policy,
+        )];
+        assert_eq!(
+            Kernel.run(&mut vms, &world, &no_slices(), 5),
+            RunOutcome::BudgetExhausted
+        );
         assert_eq!(vms[0].counters.restarts, 5);
     }
 }

@@ -18,5 +18,6 @@ pub mod hil;
 pub mod image;
 pub mod kernel;
 pub mod memory;
+pub mod scheduler;
 pub mod trap;
 pub mod utilities;

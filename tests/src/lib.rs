@@ -14,7 +14,7 @@
 //! assert_eq!(outcome.status, 0, "{}", outcome.transcript);
 //! ```
 
-use capvisor_runner::{board, run_to_exit, Outcome, QemuCommand};
+use capvisor_runner::{board, run_to_exit, Outcome, QemuCommand, Session};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
@@ -102,9 +102,10 @@ pub fn boot(features: &[&str]) -> Outcome {
     boot_with_images(features, &guest_images())
 }
 
-/// As [`boot`], with the guest images taken from `dir` (a file per image
-/// name of the board's `images.txt`; missing files are simply not loaded).
-pub fn boot_with_images(features: &[&str], dir: &Path) -> Outcome {
+/// The QEMU command for the image with `features` and the guest images in
+/// `dir` (a file per image name of the board's `images.txt`; missing files
+/// are simply not loaded).
+pub fn command(features: &[&str], dir: &Path) -> QemuCommand {
     let elf = board_image(features);
     let board = board("integrator-cp").expect("the runner knows integrator-cp");
     let mut command = QemuCommand::new(board, elf);
@@ -112,10 +113,36 @@ pub fn boot_with_images(features: &[&str], dir: &Path) -> Outcome {
         .board
         .staged_images(dir)
         .unwrap_or_else(|error| panic!("cannot place the guest images: {error}"));
+    command
+}
+
+/// Starts the image with `features` and every test guest, with the console
+/// captured, for a test that types on it.
+pub fn start(features: &[&str]) -> Session {
+    let command = command(features, &guest_images());
+    Session::start(&command).unwrap_or_else(|error| panic!("cannot start QEMU: {error}"))
+}
+
+/// As [`boot`], with the guest images taken from `dir`.
+pub fn boot_with_images(features: &[&str], dir: &Path) -> Outcome {
+    let command = command(features, dir);
     match run_to_exit(&command, BOOT_TIMEOUT) {
         Ok(outcome) => outcome,
         Err(error) => panic!("QEMU run failed: {}", error),
     }
+}
+
+/// The number after `key` in `line` (`"slices 12,"` -> 12).
+pub fn counter(line: &str, key: &str) -> u64 {
+    line.split(key)
+        .nth(1)
+        .and_then(|rest| {
+            rest.trim_start()
+                .split(|c: char| !c.is_ascii_digit())
+                .next()
+        })
+        .and_then(|digits| digits.parse().ok())
+        .unwrap_or_else(|| panic!("no '{key}' count in {line}"))
 }
 
 /// The status line the hypervisor printed for `vm` after all VMs stopped.

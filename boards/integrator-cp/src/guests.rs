@@ -9,35 +9,51 @@
 //!    point of coherency, its vCPU at the image's entry with the Linux boot
 //!    registers, its capsules (virtual PL011, PSCI, Capvisor's service)
 //!    and its fault policy;
-//! 3. `hyp::kernel::Kernel::run` until every VM has stopped;
+//! 3. the console multiplexer, the virtual GIC and timer wiring of each VM,
+//!    the board's platform (clock, alarm, PIC, console input) and a round
+//!    robin scheduler; then `hyp::kernel::Kernel::run` until every VM has
+//!    stopped;
 //! 4. one status line per VM, and the exit status: 0 only if every VM
 //!    powered off without reporting a failure.
 
+use crate::platform::BoardPlatform;
 use crate::vms::{image_address, Policy, VmSpec, SLOTS, SLOT_SIZE, STAGING_BASE, VMS};
 use crate::{io, log, memory_map};
 use armv7a::cp15_context::Cp15Context;
+use armv7a::generic_timer::Counter;
 use armv7a::stage2::{vttbr, GuestAccess, GuestMapping, Stage2Tables};
 use armv7a::vcpu::ArmVcpu;
 use armv7a::world_switch::GuestContext;
+use capsules::console_mux::{ConsoleMux, ConsolePort};
 use capsules::fault_policies::{RestartThenStop, StopFaultPolicy};
+use capsules::guest_interrupts::GuestInterrupts;
 use capsules::hypervisor_service::HypervisorService;
 use capsules::psci::Psci;
+use capsules::virtual_gic::{GicCpuInterface, GicDistributor, VirtualGic};
 use capsules::virtual_uart::VirtualUart;
 use hyp::config::{validate, ImageConfig, ImageProblem, VmConfig, MAX_VMS};
 use hyp::dispatch::{HypercallDriver, MmioDevice};
 use hyp::exit::ExitCode;
 use hyp::fault_policy::VmFaultPolicy;
+use hyp::hil::time::Clock;
 use hyp::image::{check_image, parse_zimage, ZImage, HEADER_BYTES};
-use hyp::kernel::{GuestMemory, Kernel, RunOutcome, Vm, VmState};
+use hyp::kernel::{GuestMemory, Kernel, Platform, RunOutcome, Vm, VmState};
 use hyp::memory::{MemoryType, Size};
+use hyp::scheduler::RoundRobin;
 use hyp::utilities::TakeOnce;
+use integrator_cp::pic::Pic;
+use integrator_cp::timer::{OneShotAlarm, Timer, TIMER1_HZ, TIMER_STRIDE};
+use integrator_cp::{PIC_BASE, TIMERS_BASE};
 
 /// VMIDs available: 8 bits, 0 reserved for "no VM".
 const VMIDS: usize = 255;
 /// Number of VMs in the table.
 const COUNT: usize = VMS.len();
-/// The most exits the VMs may take before the run is declared stuck.
-const EXIT_BUDGET: u32 = 50_000_000;
+/// The most exits the VMs may take (none in practice: a stuck test is
+/// caught by its timeout, and an interactive system runs for ever).
+const EXIT_BUDGET: u32 = u32::MAX;
+/// The scheduler's time slice.
+const TIME_SLICE_US: u64 = 10_000;
 
 const _: () = assert!(COUNT <= MAX_VMS, "the board's VM table is too long");
 
@@ -172,15 +188,29 @@ pub fn run() -> ! {
     }
     log!("VM table checked: {} VMs", COUNT);
 
+    let counter = Counter;
     let cp15_at_reset = Cp15Context::save();
     let memories: [VmRam; COUNT] = core::array::from_fn(|index| VmRam {
         config: configs[index],
     });
+    // The console: one physical UART shared through the multiplexer; each
+    // VM writes through its own port.
     let console = io::console();
-    let uarts: [VirtualUart; COUNT] = core::array::from_fn(|_| VirtualUart::new(&console));
+    let mux = ConsoleMux::new(&console, core::array::from_fn(|index| configs[index].name));
+    let ports: [ConsolePort<'_, '_, COUNT>; COUNT] = core::array::from_fn(|index| mux.port(index));
+    // Each VM's capsules: virtual UART, virtual GIC, the interrupt wiring
+    // (timer and UART lines into the GIC), PSCI and Capvisor's service.
+    let uarts: [VirtualUart; COUNT] = core::array::from_fn(|index| VirtualUart::new(&ports[index]));
+    let gics: [VirtualGic; COUNT] = core::array::from_fn(|_| VirtualGic::new());
+    let distributors: [GicDistributor; COUNT] =
+        core::array::from_fn(|index| gics[index].distributor());
+    let cpu_interfaces: [GicCpuInterface; COUNT] =
+        core::array::from_fn(|index| gics[index].cpu_interface());
+    let interrupts: [GuestInterrupts; COUNT] =
+        core::array::from_fn(|index| GuestInterrupts::new(&gics[index], &uarts[index]));
     let psci = Psci::new();
     let service: [HypervisorService; COUNT] = core::array::from_fn(|index| {
-        HypervisorService::new(index as u32 + 1, configs[index].name, &console)
+        HypervisorService::new(index as u32 + 1, configs[index].name, &ports[index])
     });
     let stop_policy = StopFaultPolicy;
     let restart_policies: [RestartThenStop; COUNT] = core::array::from_fn(|index| {
@@ -189,14 +219,22 @@ pub fn run() -> ! {
             Policy::Stop => 0,
         })
     });
-    let devices: [[&dyn MmioDevice; 1]; COUNT] =
-        core::array::from_fn(|index| [&uarts[index] as &dyn MmioDevice]);
+    let devices: [[&dyn MmioDevice; 3]; COUNT] = core::array::from_fn(|index| {
+        [
+            &uarts[index] as &dyn MmioDevice,
+            &distributors[index],
+            &cpu_interfaces[index],
+        ]
+    });
     let services: [[&dyn HypercallDriver; 2]; COUNT] =
         core::array::from_fn(|index| [&psci as &dyn HypercallDriver, &service[index]]);
     let mut vms: [Vm<'_, ArmVcpu>; COUNT] = core::array::from_fn(|index| {
         let config = &configs[index];
         memories[index].load();
-        let vcpu = create_vcpu(index, config, cp15_at_reset);
+        let mut vcpu = create_vcpu(index, config, cp15_at_reset);
+        // The VM's virtual counter starts at 0 now and runs with the
+        // physical one from then on (see capsules::virtual_timer).
+        vcpu.virtual_offset = counter.now();
         let policy: &dyn VmFaultPolicy = match VMS[index].policy {
             Policy::Stop => &stop_policy,
             Policy::Restart(_) => &restart_policies[index],
@@ -220,9 +258,30 @@ pub fn run() -> ! {
             &services[index],
             policy,
         )
+        .with_interrupts(&interrupts[index])
     });
 
-    let outcome = Kernel.run(&mut vms, EXIT_BUDGET);
+    // SAFETY: the PIC and counter/timer 1 are mapped in the Hyp map
+    // ('pic', 'timers') and owned by this platform from here on.
+    let (pic, timer) = unsafe { (Pic::new(PIC_BASE), Timer::new(TIMERS_BASE + TIMER_STRIDE)) };
+    let platform = BoardPlatform {
+        counter: &counter,
+        alarm: OneShotAlarm::new(timer, TIMER1_HZ, &counter),
+        pic,
+        uart: io::console(),
+        mux: &mux,
+        uarts: &uarts,
+    };
+    platform.enable_interrupts();
+    let scheduler = RoundRobin::new(counter.ticks_from_us(TIME_SLICE_US));
+    mux.print_hypervisor(format_args!(
+        "running {} VMs, {} ms time slices; console input goes to VM 1 '{}' (Ctrl-] n: next VM, Ctrl-] s: status)",
+        COUNT,
+        TIME_SLICE_US / 1000,
+        configs[0].name
+    ));
+    let outcome = Kernel.run(&mut vms, &platform, &scheduler, EXIT_BUDGET);
+    platform.set_alarm(None);
     report(&vms, &service, outcome)
 }
 
@@ -235,25 +294,13 @@ fn report(vms: &[Vm<'_, ArmVcpu>], service: &[HypervisorService], outcome: RunOu
         let status = service.exit_status();
         let ok = vm.state == VmState::Stopped && status.unwrap_or(0) == 0;
         passed += usize::from(ok);
-        let c = &vm.counters;
-        let state = match vm.state {
-            VmState::Stopped => "powered off",
-            VmState::Faulted => "stopped by its fault policy",
-            VmState::Ready | VmState::Waiting => "still running",
-        };
         log!(
-            "  VM {} '{}': {}, {}{}; exits {} (hypercalls {}, mmio {}, waits {}), injected faults {}, restarts {}",
+            "  VM {} '{}': {}{}: {}",
             index + 1,
             vm.name,
             if ok { "PASSED" } else { "FAILED" },
-            state,
             StatusText(status),
-            c.exits,
-            c.hypercalls,
-            c.mmio,
-            c.waits,
-            c.injected_faults,
-            c.restarts
+            Describe(vm)
         );
     }
     log!("{} of {} VMs passed", passed, vms.len());
@@ -265,13 +312,22 @@ fn report(vms: &[Vm<'_, ArmVcpu>], service: &[HypervisorService], outcome: RunOu
     })
 }
 
-/// ", status N" when the guest reported one.
+/// A VM's state and counters, as `Vm::describe` writes them.
+struct Describe<'a, 'b>(&'a Vm<'b, ArmVcpu>);
+
+impl core::fmt::Display for Describe<'_, '_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        self.0.describe(f)
+    }
+}
+
+/// " (status N)" when the guest reported one.
 struct StatusText(Option<u32>);
 
 impl core::fmt::Display for StatusText {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self.0 {
-            Some(status) => write!(f, ", status {}", status),
+            Some(status) => write!(f, " (status {})", status),
             None => Ok(()),
         }
     }

@@ -26,6 +26,7 @@
 mod guests;
 mod io;
 mod memory_map;
+mod platform;
 mod vms;
 
 use armv7a::hyp_tables::{HypTables, HMAIR0, HMAIR1, HTCR};

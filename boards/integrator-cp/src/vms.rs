@@ -5,8 +5,9 @@
 //! staging slot (`images.txt` names the slots; [`image_address`] reads it),
 //! and copied into each VM's RAM by the hypervisor. Each VM gets its own
 //! slice of the guest RAM pool, 2 MiB aligned, at IPA 0x4000_0000, and the
-//! virtual devices of the guest platform (the PL011 at 0x0900_0000; PSCI
-//! and Capvisor's service by hypercall).
+//! virtual devices of the guest platform (the GICv2 at 0x0800_0000, the
+//! PL011 at 0x0900_0000, the virtual timer; PSCI and Capvisor's service by
+//! hypercall).
 //!
 //! Which table is built depends on the cargo features: the default is the
 //! demo (`make program`); the test-only features select the integration
@@ -56,12 +57,24 @@ pub fn image_address(name: &str) -> Option<u32> {
         .next()
 }
 
-/// The devices every VM claims.
-const DEVICES: &[DeviceClaim] = &[DeviceClaim {
-    name: "pl011",
-    ipa: 0x0900_0000,
-    size: 0x1000,
-}];
+/// The devices every VM claims: the guest platform's GIC and PL011.
+const DEVICES: &[DeviceClaim] = &[
+    DeviceClaim {
+        name: "gic-distributor",
+        ipa: 0x0800_0000,
+        size: 0x1000,
+    },
+    DeviceClaim {
+        name: "gic-cpu-interface",
+        ipa: 0x0801_0000,
+        size: 0x2000,
+    },
+    DeviceClaim {
+        name: "pl011",
+        ipa: 0x0900_0000,
+        size: 0x1000,
+    },
+];
 
 /// RAM of a small VM (a test guest).
 const SMALL_RAM: u32 = 0x0020_0000;
@@ -118,10 +131,36 @@ pub const VMS: &[VmSpec] = &[
     guest("bench-peer", "bench", ram(1), Policy::Stop),
 ];
 
+/// Virtual-timer interrupts through the virtual GIC, beside a guest
+/// that abuses the GIC.
+#[cfg(feature = "test-interrupts")]
+pub const VMS: &[VmSpec] = &[
+    guest("vtimer", "vtimer", ram(0), Policy::Stop),
+    guest("gic-sweep", "gic-sweep", ram(1), Policy::Stop),
+];
+
+/// Two CPU-bound VMs sharing the CPU by time slices, and one that sleeps.
+#[cfg(feature = "test-scheduling")]
+pub const VMS: &[VmSpec] = &[
+    guest("spinner-a", "spinner", ram(0), Policy::Stop),
+    guest("spinner-b", "spinner", ram(1), Policy::Stop),
+    guest("sleeper", "spinner", ram(2), Policy::Stop),
+];
+
+/// Two VMs reading the console through their UART's receive interrupt.
+#[cfg(feature = "test-console")]
+pub const VMS: &[VmSpec] = &[
+    guest("echo-1", "echo", ram(0), Policy::Stop),
+    guest("echo-2", "echo", ram(1), Policy::Stop),
+];
+
 /// The demo: two small VMs taking turns on the console.
 #[cfg(not(any(
     feature = "test-guests",
     feature = "test-fault-policy",
+    feature = "test-interrupts",
+    feature = "test-scheduling",
+    feature = "test-console",
     feature = "bench"
 )))]
 pub const VMS: &[VmSpec] = &[
@@ -129,9 +168,14 @@ pub const VMS: &[VmSpec] = &[
     guest("hello-2", "hello", ram(1), Policy::Stop),
 ];
 
-#[cfg(any(
-    all(feature = "test-guests", feature = "test-fault-policy"),
-    all(feature = "test-guests", feature = "bench"),
-    all(feature = "test-fault-policy", feature = "bench")
-))]
-compile_error!("test-guests, test-fault-policy and bench each select a VM table: pick one");
+/// How many of the VM-table features are on (at most one may be).
+const TABLES: usize = cfg!(feature = "test-guests") as usize
+    + cfg!(feature = "test-fault-policy") as usize
+    + cfg!(feature = "test-interrupts") as usize
+    + cfg!(feature = "test-scheduling") as usize
+    + cfg!(feature = "test-console") as usize
+    + cfg!(feature = "bench") as usize;
+const _: () = assert!(
+    matches!(TABLES, 0 | 1),
+    "the test-* VM tables and bench exclude each other: pick one"
+);

@@ -127,3 +127,12 @@ mod tests {
         assert!(!has_virtualization_extensions(0x0000_1011 & !0xf000));
     }
 }
+
+/// Waits for an interrupt (WFI). In Hyp mode Capvisor runs with IRQs
+/// masked, so a pending interrupt ends the wait without being taken: the
+/// caller services it.
+#[cfg(target_arch = "arm")]
+pub fn wait_for_interrupt() {
+    aarch32_cpu::asm::dsb();
+    aarch32_cpu::asm::wfi();
+}

@@ -6,8 +6,9 @@
 //! ([`lpae`]) with the Hyp stage-1 builder and its coverage check
 //! ([`hyp_tables`]) and per-VM stage-2 tables ([`stage2`]), MMU and cache
 //! bring-up ([`mmu`], [`cache`]), syndrome decoding ([`hsr`]) into guest
-//! exits ([`guest_exit`]) and the fatal fault report ([`fault`],
-//! [`exceptions`]). Everything that is not an instruction
+//! exits ([`guest_exit`]), the vCPU and its world switch ([`vcpu`],
+//! [`world_switch`]), the counter and virtual timer ([`generic_timer`]) and
+//! the fatal fault report ([`fault`], [`exceptions`]). Everything that is not an instruction
 //! is plain Rust and tested on the host; the instructions are compiled only
 //! for `target_arch = "arm"`.
 #![no_std]
@@ -20,6 +21,7 @@ pub mod entry;
 pub mod exceptions;
 pub mod fault;
 pub mod fp_context;
+pub mod generic_timer;
 pub mod guest_exit;
 pub mod hsr;
 pub mod hyp_tables;

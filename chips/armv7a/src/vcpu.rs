@@ -14,7 +14,11 @@ use crate::world_switch::GuestContext;
 use hyp::dispatch::GuestRegisters;
 use hyp::trap::SystemRegisterAccess;
 #[cfg(target_arch = "arm")]
-use hyp::{dispatch::Action, kernel::Vcpu, trap::GuestExit};
+use hyp::{
+    dispatch::Action,
+    kernel::{Vcpu, VirtualTimerState},
+    trap::GuestExit,
+};
 
 /// One VM's CPU state.
 #[derive(Clone, Copy, Debug)]
@@ -29,6 +33,12 @@ pub struct ArmVcpu {
     pub vttbr: u64,
     /// ACTLR as the guest sees it (accesses are trapped and emulated).
     pub actlr: u32,
+    /// CNTVOFF: the guest's virtual counter is the physical one less this.
+    pub virtual_offset: u64,
+    /// Whether the virtual IRQ input (HCR.VI) is asserted (only read on the
+    /// target).
+    #[cfg_attr(not(target_arch = "arm"), allow(dead_code))]
+    virtual_irq: bool,
     /// Whether the guest's banked registers are in the CPU (switched in)
     /// rather than in `context` (only read on the target).
     #[cfg_attr(not(target_arch = "arm"), allow(dead_code))]
@@ -51,6 +61,8 @@ impl ArmVcpu {
             fp: FpContext::default(),
             vttbr,
             actlr: ACTLR_AT_RESET,
+            virtual_offset: 0,
+            virtual_irq: false,
             live: false,
             boot,
             cp15_at_reset,
@@ -155,7 +167,9 @@ impl Vcpu for ArmVcpu {
             self.cp15.restore();
             self.fp.restore();
             crate::world_switch::install_guest_translation(self.vttbr);
+            crate::world_switch::set_guest_hcr(self.virtual_irq);
         }
+        crate::generic_timer::set_virtual_offset(self.virtual_offset);
         self.live = true;
     }
 
@@ -183,6 +197,7 @@ impl Vcpu for ArmVcpu {
         self.cp15 = self.cp15_at_reset;
         self.fp = FpContext::default();
         self.actlr = ACTLR_AT_RESET;
+        self.virtual_irq = false;
         // Reset happens while the VM is switched in: load the reset state,
         // then forget what the previous life left in the TLBs (its VMID's
         // entries) and in the instruction cache (its RAM was reloaded).
@@ -196,6 +211,28 @@ impl Vcpu for ArmVcpu {
 
     fn release(&mut self) {
         forget_guest_translations();
+    }
+
+    fn virtual_timer(&self) -> VirtualTimerState {
+        let (control, compare) = if self.live {
+            crate::generic_timer::virtual_timer()
+        } else {
+            (self.cp15.cntv_ctl, self.cp15.cntv_cval)
+        };
+        VirtualTimerState {
+            control,
+            deadline: compare.wrapping_add(self.virtual_offset),
+        }
+    }
+
+    fn set_virtual_irq(&mut self, asserted: bool) {
+        if asserted != self.virtual_irq {
+            self.virtual_irq = asserted;
+            if self.live {
+                // SAFETY: this VM is switched in (its translation is).
+                unsafe { crate::world_switch::set_guest_hcr(asserted) };
+            }
+        }
     }
 }
 

@@ -373,6 +373,26 @@ pub unsafe fn init_virtualization() {
     aarch32_cpu::asm::isb();
 }
 
+/// HCR.VI: a virtual IRQ is pending for the guest.
+pub const HCR_VI: u32 = 1 << 7;
+
+/// Sets HCR for the running guest: the trap bits, and VI when a virtual
+/// IRQ is pending for it.
+///
+/// # Safety
+/// A guest's translation must be installed ([`install_guest_translation`]).
+#[cfg(target_arch = "arm")]
+pub unsafe fn set_guest_hcr(virtual_irq: bool) {
+    use aarch32_cpu::register::{Hcr, SysRegWrite};
+    let hcr = if virtual_irq {
+        HCR_GUEST | HCR_VI
+    } else {
+        HCR_GUEST
+    };
+    // SAFETY: forwarded to the caller; HCR_GUEST keeps every trap.
+    unsafe { <Hcr as SysRegWrite>::write_raw(hcr) };
+}
+
 /// Installs a guest's stage-2 translation and traps: VTTBR (VMID and
 /// tables) and the per-VM trap configuration (HCR, HSTR). Requires
 /// [`init_virtualization`] at boot.

@@ -119,3 +119,41 @@ impl Pic {
         self.registers.int_softset.set(1 << (line & 31));
     }
 }
+
+impl hyp::hil::interrupt::InterruptController for Pic {
+    fn enable(&self, line: u32) {
+        Pic::enable(self, line);
+    }
+
+    fn disable(&self, line: u32) {
+        Pic::disable(self, line);
+    }
+
+    fn next_pending(&self) -> Option<u32> {
+        lowest_line(self.pending())
+    }
+}
+
+/// The lowest line set in a status word.
+const fn lowest_line(status: u32) -> Option<u32> {
+    if status == 0 {
+        None
+    } else {
+        Some(status.trailing_zeros())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lowest_pending_line_first() {
+        assert_eq!(lowest_line(0), None);
+        assert_eq!(
+            lowest_line(1 << lines::TIMER1 | 1 << lines::UART0),
+            Some(lines::UART0)
+        );
+        assert_eq!(lowest_line(1 << 31), Some(31));
+    }
+}

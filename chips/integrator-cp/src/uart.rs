@@ -171,6 +171,21 @@ impl Pl011 {
         }
     }
 
+    /// Enables or disables the receive interrupts: RXIM (bit 4, the FIFO
+    /// reached its trigger level) and RTIM (bit 6, receive timeout: data
+    /// waited in the FIFO below the level). The line stays asserted while
+    /// received data waits; reading it empty deasserts it.
+    pub fn set_receive_interrupts(&self, enabled: bool) {
+        const RECEIVE: u32 = (1 << 4) | (1 << 6);
+        let regs = &*self.registers;
+        let mask = regs.imsc.get();
+        regs.imsc.set(if enabled {
+            mask | RECEIVE
+        } else {
+            mask & !RECEIVE
+        });
+    }
+
     /// The PrimeCell peripheral ID (0x00041011 for a PL011 r1p5).
     pub fn peripheral_id(&self) -> u32 {
         let regs = &*self.registers;

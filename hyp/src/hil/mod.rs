@@ -5,3 +5,5 @@
 //! driver. Each trait is small and has a fake in the capsules' tests.
 
 pub mod console;
+pub mod interrupt;
+pub mod time;

@@ -65,6 +65,8 @@ pub mod service {
     pub const CONSOLE_WRITE: u32 = 0x8600_0003;
     /// EXIT_STATUS.
     pub const EXIT_STATUS: u32 = 0x8600_0004;
+    /// YIELD.
+    pub const YIELD: u32 = 0x8600_0005;
     /// INVALID_PARAMETERS (-2).
     pub const INVALID_PARAMETERS: u32 = -2i32 as u32;
 }
@@ -267,6 +269,8 @@ enum Resume {
 }
 
 static RESUME: Shared<Resume> = Shared::new(Resume::Unexpected);
+/// The guest's IRQ handler, if it installed one ([`set_irq_handler`]).
+static IRQ_HANDLER: Shared<Option<fn()>> = Shared::new(None);
 static LAST: Shared<Option<Exception>> = Shared::new(None);
 /// Where [`expect_prefetch_abort`] resumes (written by its assembly).
 static RESUME_AT: Shared<u32> = Shared::new(0);
@@ -296,6 +300,14 @@ fn read_cp15_fault_registers() -> (u32, u32, u32, u32) {
 }
 
 extern "C" fn guest_exception(vector: u32, frame: &mut Frame, spsr: u32) {
+    if vector == vector::IRQ {
+        if let Some(handler) = IRQ_HANDLER.get() {
+            handler();
+            // An IRQ's LR is the interrupted instruction + 4.
+            frame.lr -= 4;
+            return;
+        }
+    }
     let (dfsr, dfar, ifsr, ifar) = read_cp15_fault_registers();
     let exception = Exception {
         vector,
@@ -356,6 +368,146 @@ pub fn expect_prefetch_abort(target: u32) -> Option<Exception> {
     };
     RESUME.set(Resume::Unexpected);
     LAST.get()
+}
+
+/// Installs `handler` for IRQs (it runs in IRQ mode with IRQs masked and
+/// must acknowledge the interrupt at the GIC); the guest still has to
+/// unmask IRQs ([`enable_irqs`]).
+pub fn set_irq_handler(handler: fn()) {
+    IRQ_HANDLER.set(Some(handler));
+}
+
+/// Unmasks IRQs (CPSR.I := 0).
+pub fn enable_irqs() {
+    // SAFETY: the runtime's IRQ vector is installed.
+    unsafe { core::arch::asm!("cpsie i", options(nomem, nostack)) };
+}
+
+/// Masks IRQs (CPSR.I := 1).
+pub fn disable_irqs() {
+    // SAFETY: masking interrupts has no other effect.
+    unsafe { core::arch::asm!("cpsid i", options(nomem, nostack)) };
+}
+
+/// Waits for an interrupt (WFI).
+pub fn wait_for_interrupt() {
+    // SAFETY: WFI only waits.
+    unsafe { core::arch::asm!("wfi", options(nomem, nostack)) };
+}
+
+/// Gives the rest of this VM's time slice to the other VMs (Capvisor's
+/// YIELD hypercall).
+pub fn yield_now() {
+    hvc(service::YIELD, [0; 7]);
+}
+
+/// The generic timer: the guest's virtual counter and virtual timer.
+pub mod timer {
+    /// CNTFRQ: counter ticks per second.
+    pub fn frequency() -> u32 {
+        let value: u32;
+        // SAFETY: reading CNTFRQ has no side effects.
+        unsafe {
+            core::arch::asm!("mrc p15, 0, {}, c14, c0, 0", out(reg) value, options(nomem, nostack))
+        };
+        value
+    }
+
+    /// CNTVCT: the virtual counter.
+    pub fn now() -> u64 {
+        let (low, high): (u32, u32);
+        // SAFETY: reading CNTVCT has no side effects; the ISB orders it.
+        unsafe {
+            core::arch::asm!("isb", "mrrc p15, 1, {}, {}, c14", out(reg) low, out(reg) high, options(nomem, nostack))
+        };
+        (u64::from(high) << 32) | u64::from(low)
+    }
+
+    /// Arms the virtual timer to fire at `deadline` (CNTV_CVAL), unmasked.
+    pub fn arm_at(deadline: u64) {
+        let (low, high) = (deadline as u32, (deadline >> 32) as u32);
+        // SAFETY: the guest's own virtual timer.
+        unsafe {
+            core::arch::asm!(
+                "mcrr p15, 3, {}, {}, c14",
+                "mcr p15, 0, {}, c14, c3, 1",
+                "isb",
+                in(reg) low, in(reg) high, in(reg) 1u32,
+                options(nomem, nostack)
+            )
+        };
+    }
+
+    /// Disables the virtual timer (CNTV_CTL := 0).
+    pub fn disarm() {
+        // SAFETY: the guest's own virtual timer.
+        unsafe {
+            core::arch::asm!("mcr p15, 0, {}, c14, c3, 1", "isb", in(reg) 0u32, options(nomem, nostack))
+        };
+    }
+}
+
+/// The virtual GICv2 at 0x0800_0000 (distributor) and 0x0801_0000 (CPU
+/// interface).
+pub mod gic {
+    use super::{read32, write32};
+
+    /// Distributor base.
+    pub const GICD: usize = 0x0800_0000;
+    /// CPU interface base.
+    pub const GICC: usize = 0x0801_0000;
+    /// The spurious interrupt id.
+    pub const SPURIOUS: u32 = 1023;
+
+    /// Enables the distributor and the CPU interface with every priority
+    /// unmasked, and interrupt `id` at priority 0xa0.
+    pub fn init(ids: &[u32]) {
+        // SAFETY: the virtual GIC's registers.
+        unsafe {
+            write32(GICD, 1); // GICD_CTLR: enable
+            for &id in ids {
+                let byte = GICD + 0x400 + id as usize;
+                let word = byte & !3;
+                let shift = (byte & 3) * 8;
+                let priority = read32(word) & !(0xff << shift);
+                write32(word, priority | (0xa0 << shift)); // IPRIORITYR
+                write32(GICD + 0x100 + 4 * (id as usize / 32), 1 << (id % 32)); // ISENABLER
+            }
+            write32(GICC + 0x4, 0xff); // GICC_PMR: everything
+            write32(GICC, 1); // GICC_CTLR: enable
+        }
+    }
+
+    /// Reads distributor register `offset`.
+    pub fn distributor_read(offset: usize) -> u32 {
+        // SAFETY: inside the virtual GIC's distributor window, which is
+        // device emulation, not memory the program uses.
+        unsafe { read32(GICD + offset) }
+    }
+
+    /// Writes distributor register `offset`.
+    pub fn distributor_write(offset: usize, value: u32) {
+        // SAFETY: as for `distributor_read`.
+        unsafe { write32(GICD + offset, value) }
+    }
+
+    /// Writes CPU-interface register `offset`.
+    pub fn cpu_write(offset: usize, value: u32) {
+        // SAFETY: as for `distributor_read`, in the CPU interface's window.
+        unsafe { write32(GICC + offset, value) }
+    }
+
+    /// Acknowledges the highest-priority pending interrupt (GICC_IAR).
+    pub fn acknowledge() -> u32 {
+        // SAFETY: the virtual GIC's registers.
+        unsafe { read32(GICC + 0xc) }
+    }
+
+    /// Ends interrupt `iar` (GICC_EOIR, the value IAR returned).
+    pub fn end(iar: u32) {
+        // SAFETY: the virtual GIC's registers.
+        unsafe { write32(GICC + 0x10, iar) }
+    }
 }
 
 /// Makes a hypercall: `function` in r0, `arguments` in r1-r7. Returns r0-r3.

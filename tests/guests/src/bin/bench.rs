@@ -12,10 +12,10 @@
 //! | null hypercall | `hvc` with an id nobody owns (NOT_SUPPORTED) |
 //! | MMIO read | `ldr` of the virtual UART's FR |
 //! | injected data abort | `ldr` from an IPA nobody claims; the guest's handler returns at once |
-//! | VM switch | `wfi` in this VM until it runs again, while a second VM ('bench-peer', this same image) waits in a loop of `wfi`: two switches and the peer's two loop instructions, halved |
+//! | VM switch | a YIELD hypercall in this VM until it runs again, while a second VM ('bench-peer', this same image) yields in a loop: two switches (each with a hypercall exit), less the four loop instructions around them, halved |
 //!
-//! The VM named `bench-peer` only yields: 101 turns of `wfi`, then it
-//! powers off.
+//! The VM named `bench-peer` only yields: 101 YIELD calls, then it powers
+//! off.
 #![no_std]
 #![no_main]
 
@@ -31,12 +31,14 @@ const OPERATIONS: [&str; 5] = [
     "null hypercall round trip",
     "emulated MMIO read (virtual UART FR)",
     "injected data abort round trip",
-    "VM switch (WFI to the other VM and back, halved)",
+    "VM switch (YIELD to the other VM and back, halved)",
 ];
 
 extern "C" {
     /// Runs every measurement; writes (minimum, total) per operation.
     fn bench_measure(results: *mut [[u32; 2]; 5]);
+    /// The peer's loop: `count` YIELD calls.
+    fn bench_peer(count: u32);
 }
 
 core::arch::global_asm!(
@@ -86,10 +88,22 @@ bench_measure:
     measure 0x09000018, hvc #0
     measure 0x09000018, ldr r1, [r6]
     measure 0x0a000000, ldr r1, [r6]
-    measure 0x09000018, wfi
+    measure 0x09000018, ldr r0, =0x86000005; hvc #0
     mcr     p15, 0, r7, c12, c0, 0  @ the runtime's vectors again
     isb
     pop     {{r4-r11, pc}}
+
+    @ void bench_peer(u32 count): YIELD `count` times. Between two calls
+    @ the peer runs three instructions (subs, bne, ldr).
+    .global bench_peer
+bench_peer:
+    push    {{r4, lr}}
+    mov     r4, r0
+1:  ldr     r0, =0x86000005
+    hvc     #0
+    subs    r4, r4, #1
+    bne     1b
+    pop     {{r4, pc}}
 
     .balign 32
 bench_vectors:
@@ -107,10 +121,8 @@ bench_vectors:
 
 /// The peer: yields 101 times (once per measured switch, and one spare).
 fn peer() -> u32 {
-    for _ in 0..=RUNS {
-        // SAFETY: WFI only waits.
-        unsafe { core::arch::asm!("wfi", options(nomem, nostack)) };
-    }
+    // SAFETY: the assembly only makes hypercalls.
+    unsafe { bench_peer(RUNS + 1) };
     0
 }
 
@@ -138,9 +150,10 @@ fn main() -> u32 {
             // The baseline row shows the raw cost of the two reads.
             (minimum, mean) = (baseline, total / RUNS);
         } else if index == 4 {
-            // Two switches and the peer's `subs`/`bne` around its `wfi`.
-            minimum = minimum.saturating_sub(2) / 2;
-            mean = mean.saturating_sub(2) / 2;
+            // Two switches, less this VM's `ldr` and the peer's three
+            // instructions between its calls.
+            minimum = minimum.saturating_sub(4) / 2;
+            mean = mean.saturating_sub(4) / 2;
         }
         println!("bench: | {} | {} | {} | {} |", name, minimum, mean, RUNS);
     }

@@ -145,9 +145,9 @@ fn main() -> u32 {
     );
     check_data_abort(
         &mut checks,
-        "load from the GIC distributor (not claimed yet)",
-        load(0x0800_0000),
-        0x0800_0000,
+        "load between the GIC and the UART",
+        load(0x0802_0000),
+        0x0802_0000,
         0x008,
     );
 

@@ -1,5 +1,5 @@
 //! The demo guest: says hello with its VM's name and id, takes a few turns
-//! with the other VMs (WFI), and powers off.
+//! with the other VMs (YIELD), and powers off.
 #![no_std]
 #![no_main]
 
@@ -12,8 +12,7 @@ fn main() -> u32 {
     let name = core::str::from_utf8(&name[..length]).unwrap_or("?");
     for round in 1..=3 {
         println!("hello from VM {} ('{}'), round {} of 3", id, name, round);
-        // SAFETY: WFI only waits; the hypervisor runs the other VMs.
-        unsafe { core::arch::asm!("wfi", options(nomem, nostack)) };
+        capvisor_test_guests::yield_now();
     }
     println!("VM '{}' powers off", name);
     0

@@ -1,4 +1,4 @@
-//! Two (or more) VMs running this image take turns at WFI and must never
+//! Two (or more) VMs running this image take turns (YIELD) and must never
 //! see each other: each fills the same guest-physical buffer with its own
 //! pattern and its own VFP/NEON registers, yields, and checks both after
 //! every turn. Before that it checks that its RAM outside the image was
@@ -88,8 +88,7 @@ fn main() -> u32 {
                     .write_volatile(pattern(id, round, index))
             };
         }
-        // SAFETY: WFI only waits; the other VMs run meanwhile.
-        unsafe { core::arch::asm!("wfi", options(nomem, nostack)) };
+        capvisor_test_guests::yield_now();
         let mine = (0..WORDS).all(|index| read(index) == pattern(id, round, index));
         let fp = read_fp() == [id, id, id, !id];
         if !(mine && fp) {

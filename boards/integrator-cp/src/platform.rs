@@ -1,0 +1,104 @@
+//! What the kernel asks of this board while VMs run: time, the alarm, and
+//! the physical interrupts the hypervisor owns.
+//!
+//! The clock is the CPU's counter (CNTPCT, 62.5 MHz); the alarm is
+//! counter/timer 1 (1 MHz, one-shot, PIC line 6); console input arrives on
+//! UART0's receive interrupt (PIC line 1). Both lines are taken by the
+//! hypervisor (HCR.IMO): when one interrupts a guest, or wakes the
+//! hypervisor from its own WFI, [`BoardPlatform::service_interrupts`]
+//! acknowledges the alarm and passes received bytes to the console
+//! multiplexer, which routes them to the focused VM's virtual UART (raising
+//! its receive interrupt) or acts on its key sequences.
+
+use armv7a::generic_timer::Counter;
+use capsules::console_mux::{ConsoleMux, Input};
+use capsules::virtual_uart::VirtualUart;
+use hyp::hil::interrupt::InterruptController;
+use hyp::hil::time::{Alarm, Clock};
+use hyp::kernel::Platform;
+use integrator_cp::pic::{lines, Pic};
+use integrator_cp::timer::OneShotAlarm;
+use integrator_cp::uart::Pl011;
+
+/// The board's devices as the kernel's platform.
+pub struct BoardPlatform<'a, const VMS: usize> {
+    /// The monotonic clock.
+    pub counter: &'a Counter,
+    /// The hypervisor's alarm (counter/timer 1).
+    pub alarm: OneShotAlarm<'a, Counter>,
+    /// The interrupt controller.
+    pub pic: Pic,
+    /// The console UART.
+    pub uart: Pl011,
+    /// The console multiplexer.
+    pub mux: &'a ConsoleMux<'a, VMS>,
+    /// Each VM's virtual UART, for received bytes.
+    pub uarts: &'a [VirtualUart<'a>; VMS],
+}
+
+impl<const VMS: usize> BoardPlatform<'_, VMS> {
+    /// Lets the alarm and console input interrupt the CPU.
+    pub fn enable_interrupts(&self) {
+        self.uart.set_receive_interrupts(true);
+        self.pic.enable(lines::TIMER1);
+        self.pic.enable(lines::UART0);
+    }
+}
+
+impl<const VMS: usize> Platform for BoardPlatform<'_, VMS> {
+    fn now(&self) -> u64 {
+        self.counter.now()
+    }
+
+    fn set_alarm(&self, deadline: Option<u64>) {
+        match deadline {
+            Some(deadline) => self.alarm.set_alarm(deadline),
+            None => self.alarm.disarm(),
+        }
+    }
+
+    fn service_interrupts(&self) -> bool {
+        let mut status = false;
+        while let Some(line) = self.pic.next_pending() {
+            match line {
+                lines::TIMER1 => {
+                    self.alarm.acknowledge();
+                }
+                lines::UART0 => {
+                    while let Some(byte) = self.uart.read_byte() {
+                        match self.mux.receive(byte) {
+                            Input::ToVm { vm, byte } => {
+                                if let Some(uart) = self.uarts.get(vm) {
+                                    uart.receive(byte);
+                                }
+                            }
+                            Input::StatusRequested => status = true,
+                            Input::FocusChanged { .. } | Input::Consumed => {}
+                        }
+                    }
+                }
+                other => {
+                    // Nothing else is enabled; a line that asserts anyway
+                    // is masked so it cannot storm.
+                    self.pic.disable(other);
+                    self.mux.print_hypervisor(format_args!(
+                        "unexpected interrupt on PIC line {}; masked",
+                        other
+                    ));
+                }
+            }
+        }
+        status
+    }
+
+    fn report_status(
+        &self,
+        describe: &dyn Fn(usize, &mut dyn core::fmt::Write) -> core::fmt::Result,
+    ) {
+        self.mux.print_status(|index, out| describe(index, out));
+    }
+
+    fn wait_for_interrupt(&self) {
+        armv7a::cpu::wait_for_interrupt();
+    }
+}

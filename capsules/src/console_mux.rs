@@ -1,0 +1,647 @@
+//! Console multiplexer: one physical console shared by every VM.
+//!
+//! The VM with the input focus owns the console: its output goes to the
+//! physical UART untouched, byte for byte (a Linux shell, its line editing
+//! and its escape sequences work as on a console of its own), and the
+//! characters typed go to it. The other VMs' output is held per VM until a
+//! line is complete and printed as one line with the VM's name in front, so
+//! lines of different VMs never mix. The hypervisor's own messages start
+//! with `capvisor: ` (`hyp::debug::PREFIX`) on a line of their own.
+//!
+//! VMs are numbered from 0 in this API (their index in the board's VM
+//! table); messages show them counted from 1 with their name, as the board's
+//! messages do (`VM 2 'beta'`).
+//!
+//! # Output formats
+//!
+//! - Focused VM: its bytes, unchanged. The mux only remembers whether they
+//!   left the cursor in the middle of a line (last byte not `\n`).
+//! - Other VMs: a line ends at `\n`; `\r` bytes are dropped (so `\n` and
+//!   `\r\n` both end a line, and a lone `\r` does not overwrite anything);
+//!   other bytes are kept as they are. A complete line is printed as
+//!   `[name] text\r\n`. A line longer than [`LINE_CAPACITY`] bytes is printed
+//!   in pieces of [`LINE_CAPACITY`] bytes as soon as a piece is full; every
+//!   piece after the first is marked with a `+`: `[name]+ more text\r\n`.
+//! - Hypervisor messages and status lines: `capvisor: text\r\n`, each line
+//!   of a multi-line message prefixed, a missing final line end added.
+//! - A prefixed line (of a VM or of the hypervisor) always starts at the
+//!   beginning of a line: if the focused VM's output stopped mid-line (a
+//!   shell prompt), the mux ends that line with `\r\n` first, and the
+//!   focused VM's next bytes appear at the start of the following line.
+//!
+//! # Input: Ctrl-] commands
+//!
+//! Every byte typed goes to the focused VM except the escape byte Ctrl-]
+//! (0x1d; clashes neither with QEMU's Ctrl-A monitor prefix nor with a
+//! shell, but telnet clients use it too: connect with `nc` or raw mode).
+//! The byte after Ctrl-] is a command:
+//!
+//! | keys | effect | [`Input`] |
+//! |---|---|---|
+//! | Ctrl-] `n` | focus to the next VM (after the last comes the first) | `FocusChanged` |
+//! | Ctrl-] `s` | the board prints a status line per VM ([`ConsoleMux::print_status`]) | `StatusRequested` |
+//! | Ctrl-] Ctrl-] | send one Ctrl-] to the focused VM | `ToVm` |
+//! | Ctrl-] other | both bytes dropped, a help line printed | `Consumed` |
+//!
+//! # Focus changes
+//!
+//! [`ConsoleMux::set_focus`] (and Ctrl-] `n`) prints
+//! `capvisor: console focus: VM 2 'beta' (Ctrl-] n: next, Ctrl-] s: status)`.
+//! If the VM losing the focus was mid-line, the rest of that line, when it
+//! comes, is printed as a continuation (`[alpha]+ rest`). If the VM gaining
+//! the focus has an incomplete line held, that partial line is printed with
+//! its prefix and without a line end, and the VM's output continues raw
+//! after it.
+//!
+//! ```
+//! use capsules::console_mux::{ConsoleMux, Input};
+//! use hyp::hil::console::ConsoleOutput;
+//! # struct Uart;
+//! # impl ConsoleOutput for Uart { fn write(&self, _: &[u8]) {} }
+//! let uart = Uart;
+//! let mux = ConsoleMux::new(&uart, ["alpha", "beta"]);
+//! let beta = mux.port(1);
+//! beta.write(b"booting\r\n"); // printed as "[beta] booting\r\n"
+//! assert_eq!(mux.receive(b'x'), Input::ToVm { vm: 0, byte: b'x' });
+//! ```
+
+use core::cell::{Cell, RefCell};
+use core::fmt::{self, Write};
+use hyp::debug::{LinePrefixer, PREFIX};
+use hyp::hil::console::ConsoleOutput;
+
+/// The most VMs one mux serves.
+pub const MAX_VMS: usize = 8;
+/// Bytes of an unfocused VM's line held before a piece is printed.
+pub const LINE_CAPACITY: usize = 128;
+/// The escape byte, Ctrl-].
+pub const ESCAPE: u8 = 0x1d;
+/// After [`ESCAPE`]: move the focus to the next VM.
+pub const NEXT_COMMAND: u8 = b'n';
+/// After [`ESCAPE`]: print the status of every VM.
+pub const STATUS_COMMAND: u8 = b's';
+
+/// What the caller does with a received byte.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Input {
+    /// Deliver `byte` to VM `vm`'s virtual UART.
+    ToVm { vm: usize, byte: u8 },
+    /// The focus moved to `vm`; the mux has printed the focus line.
+    FocusChanged { vm: usize },
+    /// The user asked for the status: call [`ConsoleMux::print_status`].
+    StatusRequested,
+    /// Part of a command, or an unknown command: nothing to do.
+    Consumed,
+}
+
+/// Where the physical console's cursor is, as far as the mux knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Cursor {
+    /// At the start of a line.
+    LineStart,
+    /// After raw output of this VM that did not end a line.
+    AfterVm(usize),
+}
+
+/// An unfocused VM's line, not yet printed.
+#[derive(Debug)]
+struct PendingLine {
+    bytes: heapless::Vec<u8, LINE_CAPACITY>,
+    /// Earlier pieces of this line have been printed already.
+    continued: bool,
+}
+
+/// The console multiplexer for `VMS` VMs (1 to [`MAX_VMS`]).
+pub struct ConsoleMux<'a, const VMS: usize> {
+    physical: &'a dyn ConsoleOutput,
+    names: [&'static str; VMS],
+    pending: RefCell<[PendingLine; VMS]>,
+    focus: Cell<usize>,
+    escape_pending: Cell<bool>,
+    cursor: Cell<Cursor>,
+}
+
+impl<'a, const VMS: usize> ConsoleMux<'a, VMS> {
+    /// A mux writing to `physical`, VM `i` named `names[i]`. VM 0 has the
+    /// focus; nothing is printed until someone writes.
+    pub fn new(physical: &'a dyn ConsoleOutput, names: [&'static str; VMS]) -> Self {
+        const {
+            assert!(
+                VMS >= 1 && VMS <= MAX_VMS,
+                "a console mux serves 1 to 8 VMs"
+            )
+        };
+        ConsoleMux {
+            physical,
+            names,
+            pending: RefCell::new(core::array::from_fn(|_| PendingLine {
+                bytes: heapless::Vec::new(),
+                continued: false,
+            })),
+            focus: Cell::new(0),
+            escape_pending: Cell::new(false),
+            cursor: Cell::new(Cursor::LineStart),
+        }
+    }
+
+    /// VM `vm`'s output port, for its virtual UART and console hypercalls.
+    ///
+    /// # Panics
+    ///
+    /// If `vm` is not below `VMS` (a board wiring error).
+    pub fn port(&self, vm: usize) -> ConsolePort<'_, 'a, VMS> {
+        assert!(vm < VMS, "console port for VM index {vm} of {VMS}");
+        ConsolePort { mux: self, vm }
+    }
+
+    /// The VM that has the input focus.
+    pub fn focus(&self) -> usize {
+        self.focus.get()
+    }
+
+    /// Gives VM `vm` the focus and prints the focus line (also when `vm`
+    /// has it already, as an acknowledgement). See the module's "Focus
+    /// changes" for what happens to partial lines.
+    ///
+    /// # Panics
+    ///
+    /// If `vm` is not below `VMS` (a board error; typed commands never ask
+    /// for a VM that does not exist).
+    pub fn set_focus(&self, vm: usize) {
+        assert!(vm < VMS, "console focus to VM index {vm} of {VMS}");
+        let old = self.focus.replace(vm);
+        if old != vm && self.cursor.get() == Cursor::AfterVm(old) {
+            self.pending.borrow_mut()[old].continued = true;
+        }
+        self.print_hypervisor(format_args!(
+            "console focus: VM {} '{}' (Ctrl-] n: next, Ctrl-] s: status)",
+            vm + 1,
+            self.names[vm]
+        ));
+        if old != vm {
+            let mut pending = self.pending.borrow_mut();
+            let line = &mut pending[vm];
+            if line.continued || !line.bytes.is_empty() {
+                self.print_vm_line(vm, line.continued, &line.bytes, false);
+                line.bytes.clear();
+                line.continued = false;
+            }
+        }
+    }
+
+    /// Interprets one byte typed on the physical console (see the module's
+    /// "Input" table).
+    pub fn receive(&self, byte: u8) -> Input {
+        let focus = self.focus.get();
+        if !self.escape_pending.replace(false) {
+            if byte == ESCAPE {
+                self.escape_pending.set(true);
+                return Input::Consumed;
+            }
+            return Input::ToVm { vm: focus, byte };
+        }
+        match byte {
+            ESCAPE => Input::ToVm { vm: focus, byte },
+            NEXT_COMMAND => {
+                let vm = (focus + 1) % VMS;
+                self.set_focus(vm);
+                Input::FocusChanged { vm }
+            }
+            STATUS_COMMAND => Input::StatusRequested,
+            _ => {
+                self.print_hypervisor(format_args!(
+                    "console: unknown command {byte:#04x} after Ctrl-] (n: next VM, \
+                     s: status, Ctrl-]: send Ctrl-])"
+                ));
+                Input::Consumed
+            }
+        }
+    }
+
+    /// Prints a hypervisor message: each line prefixed with `capvisor: `,
+    /// starting on a fresh line and ending with a line end (`\n` in
+    /// `message` becomes `\r\n`).
+    pub fn print_hypervisor(&self, message: fmt::Arguments) {
+        self.hypervisor_line(|out| out.write_fmt(message));
+    }
+
+    /// Prints one status line per VM: `capvisor: * VM 1 'alpha': ` for the
+    /// focused VM, `capvisor:   VM 2 'beta': ` for the others, followed by
+    /// what `describe(vm, out)` writes (the mux cannot see VM state: the
+    /// board says what to show, e.g. state, exits and faults).
+    pub fn print_status(&self, mut describe: impl FnMut(usize, &mut dyn Write) -> fmt::Result) {
+        let focus = self.focus.get();
+        for (vm, name) in self.names.iter().enumerate() {
+            let marker = if vm == focus { '*' } else { ' ' };
+            self.hypervisor_line(|out| {
+                write!(out, "{marker} VM {} '{name}': ", vm + 1)?;
+                describe(vm, out)
+            });
+        }
+    }
+
+    /// Bytes written by VM `vm` (through its [`ConsolePort`]).
+    fn write_from(&self, vm: usize, bytes: &[u8]) {
+        let Some(&last) = bytes.last() else {
+            return;
+        };
+        if vm == self.focus.get() {
+            if let Cursor::AfterVm(other) = self.cursor.get() {
+                if other != vm {
+                    self.physical.write(b"\r\n");
+                }
+            }
+            self.physical.write(bytes);
+            self.cursor.set(if last == b'\n' {
+                Cursor::LineStart
+            } else {
+                Cursor::AfterVm(vm)
+            });
+            return;
+        }
+        let mut pending = self.pending.borrow_mut();
+        let line = &mut pending[vm];
+        for &byte in bytes {
+            match byte {
+                b'\n' => {
+                    self.print_vm_line(vm, line.continued, &line.bytes, true);
+                    line.bytes.clear();
+                    line.continued = false;
+                }
+                b'\r' => {}
+                _ => {
+                    if line.bytes.push(byte).is_err() {
+                        self.print_vm_line(vm, line.continued, &line.bytes, true);
+                        line.bytes.clear();
+                        line.continued = true;
+                        // Cannot fail: the buffer was just emptied.
+                        let _ = line.bytes.push(byte);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Prints `[name] text` (`[name]+ text` if `continued`) on a fresh line,
+    /// then a line end if `end_line`.
+    fn print_vm_line(&self, vm: usize, continued: bool, text: &[u8], end_line: bool) {
+        self.start_fresh_line();
+        let out = self.physical;
+        out.write(b"[");
+        out.write(self.names[vm].as_bytes());
+        out.write(if continued { b"]+ " } else { b"] " });
+        out.write(text);
+        if end_line {
+            out.write(b"\r\n");
+        } else {
+            self.cursor.set(Cursor::AfterVm(vm));
+        }
+    }
+
+    /// Prints one hypervisor message, whatever `write` writes, as whole
+    /// prefixed lines.
+    fn hypervisor_line(&self, write: impl FnOnce(&mut dyn Write) -> fmt::Result) {
+        self.start_fresh_line();
+        let mut text = CrLfText {
+            out: self.physical,
+            at_line_start: true,
+        };
+        {
+            let mut prefixed = LinePrefixer::new(&mut text, PREFIX);
+            // Console writes cannot fail; a formatting error of the caller
+            // only cuts its message short.
+            let _ = write(&mut prefixed);
+        }
+        if !text.at_line_start {
+            self.physical.write(b"\r\n");
+        }
+        self.cursor.set(Cursor::LineStart);
+    }
+
+    /// Ends the line the cursor is in, if it is not at the start of one.
+    fn start_fresh_line(&self) {
+        if self.cursor.replace(Cursor::LineStart) != Cursor::LineStart {
+            self.physical.write(b"\r\n");
+        }
+    }
+}
+
+impl<const VMS: usize> fmt::Debug for ConsoleMux<'_, VMS> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ConsoleMux")
+            .field("names", &self.names)
+            .field("focus", &self.focus.get())
+            .field("escape_pending", &self.escape_pending.get())
+            .field("cursor", &self.cursor.get())
+            .finish_non_exhaustive()
+    }
+}
+
+/// One VM's output through the mux: what the VM's virtual UART writes to.
+#[derive(Debug, Clone, Copy)]
+pub struct ConsolePort<'m, 'a, const VMS: usize> {
+    mux: &'m ConsoleMux<'a, VMS>,
+    vm: usize,
+}
+
+impl<const VMS: usize> ConsoleOutput for ConsolePort<'_, '_, VMS> {
+    fn write(&self, bytes: &[u8]) {
+        self.mux.write_from(self.vm, bytes);
+    }
+}
+
+/// Text to the physical console with `\n` sent as `\r\n`.
+struct CrLfText<'o> {
+    out: &'o dyn ConsoleOutput,
+    at_line_start: bool,
+}
+
+impl Write for CrLfText<'_> {
+    fn write_str(&mut self, text: &str) -> fmt::Result {
+        for piece in text.split_inclusive('\n') {
+            match piece.strip_suffix('\n') {
+                Some(line) => {
+                    self.out.write(line.as_bytes());
+                    self.out.write(b"\r\n");
+                    self.at_line_start = true;
+                }
+                None => {
+                    self.out.write(piece.as_bytes());
+                    self.at_line_start = false;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+    use super::*;
+    use std::string::String;
+    use std::vec::Vec;
+
+    /// The physical console: records every byte.
+    #[derive(Default)]
+    struct Recorder(RefCell<Vec<u8>>);
+
+    impl ConsoleOutput for Recorder {
+        fn write(&self, bytes: &[u8]) {
+            self.0.borrow_mut().extend_from_slice(bytes);
+        }
+    }
+
+    impl Recorder {
+        /// What was printed since the last call.
+        fn take(&self) -> String {
+            String::from_utf8(self.0.take()).unwrap()
+        }
+    }
+
+    const FOCUS_BETA: &str =
+        "capvisor: console focus: VM 2 'beta' (Ctrl-] n: next, Ctrl-] s: status)\r\n";
+
+    #[test]
+    fn focused_output_is_byte_exact() {
+        let out = Recorder::default();
+        let mux = ConsoleMux::new(&out, ["alpha", "beta"]);
+        let alpha = mux.port(0);
+        let bytes: &[u8] = b"\x1b[1;32m$ \x1b[0mls\r\nfile\n\rtab\there\x08 \xff";
+        alpha.write(&bytes[..7]);
+        alpha.write(&bytes[7..]);
+        alpha.write(b"");
+        assert_eq!(&*out.0.borrow(), bytes);
+    }
+
+    #[test]
+    fn unfocused_output_is_line_buffered_and_prefixed() {
+        let out = Recorder::default();
+        let mux = ConsoleMux::new(&out, ["alpha", "beta"]);
+        let beta = mux.port(1);
+        beta.write(b"hel");
+        beta.write(b"lo");
+        assert_eq!(out.take(), "", "nothing before the line is complete");
+        beta.write(b"\r\nsecond\nthi");
+        assert_eq!(out.take(), "[beta] hello\r\n[beta] second\r\n");
+        beta.write(b"\n\r\n");
+        assert_eq!(out.take(), "[beta] thi\r\n[beta] \r\n");
+        beta.write(b"10%\r20%\r\n");
+        assert_eq!(out.take(), "[beta] 10%20%\r\n", "lone CRs are dropped");
+    }
+
+    #[test]
+    fn interleaved_partial_lines_come_out_whole() {
+        let out = Recorder::default();
+        let mux = ConsoleMux::new(&out, ["alpha", "beta", "gamma"]);
+        let (beta, gamma) = (mux.port(1), mux.port(2));
+        beta.write(b"one ");
+        gamma.write(b"uno ");
+        beta.write(b"two\n");
+        gamma.write(b"dos\ntres");
+        beta.write(b"three\n");
+        gamma.write(b"\n");
+        assert_eq!(
+            out.take(),
+            "[beta] one two\r\n[gamma] uno dos\r\n[beta] three\r\n[gamma] tres\r\n"
+        );
+    }
+
+    #[test]
+    fn long_line_is_printed_in_marked_pieces() {
+        let out = Recorder::default();
+        let mux = ConsoleMux::new(&out, ["alpha", "beta"]);
+        let long: Vec<u8> = (0..2 * LINE_CAPACITY + 5)
+            .map(|i| b'a' + (i / LINE_CAPACITY) as u8)
+            .collect();
+        mux.port(1).write(&long);
+        let a = "a".repeat(LINE_CAPACITY);
+        let b = "b".repeat(LINE_CAPACITY);
+        assert_eq!(out.take(), std::format!("[beta] {a}\r\n[beta]+ {b}\r\n"));
+        mux.port(1).write(b"\nnext\n");
+        assert_eq!(out.take(), "[beta]+ ccccc\r\n[beta] next\r\n");
+    }
+
+    #[test]
+    fn line_of_exactly_capacity_is_one_piece() {
+        let out = Recorder::default();
+        let mux = ConsoleMux::new(&out, ["alpha", "beta"]);
+        let line = "x".repeat(LINE_CAPACITY);
+        mux.port(1).write(line.as_bytes());
+        assert_eq!(out.take(), "");
+        mux.port(1).write(b"\r\n");
+        assert_eq!(out.take(), std::format!("[beta] {line}\r\n"));
+    }
+
+    #[test]
+    fn prefixed_line_after_focused_partial_starts_fresh_line() {
+        let out = Recorder::default();
+        let mux = ConsoleMux::new(&out, ["alpha", "beta"]);
+        mux.port(0).write(b"$ ");
+        mux.port(1).write(b"tick\n");
+        mux.port(0).write(b"ls\r\n");
+        mux.port(1).write(b"tock\n");
+        assert_eq!(out.take(), "$ \r\n[beta] tick\r\nls\r\n[beta] tock\r\n");
+    }
+
+    #[test]
+    fn input_goes_to_the_focused_vm() {
+        let out = Recorder::default();
+        let mux = ConsoleMux::new(&out, ["alpha", "beta"]);
+        assert_eq!(mux.receive(b'a'), Input::ToVm { vm: 0, byte: b'a' });
+        assert_eq!(mux.receive(0x01), Input::ToVm { vm: 0, byte: 0x01 });
+        mux.set_focus(1);
+        assert_eq!(mux.receive(b'\r'), Input::ToVm { vm: 1, byte: b'\r' });
+        assert_eq!(mux.receive(b'n'), Input::ToVm { vm: 1, byte: b'n' });
+    }
+
+    #[test]
+    fn next_command_cycles_and_wraps() {
+        let out = Recorder::default();
+        let mux = ConsoleMux::new(&out, ["alpha", "beta", "gamma"]);
+        for expected in [1, 2, 0, 1] {
+            assert_eq!(mux.receive(ESCAPE), Input::Consumed);
+            assert_eq!(mux.receive(b'n'), Input::FocusChanged { vm: expected });
+            assert_eq!(mux.focus(), expected);
+        }
+        let printed = out.take();
+        assert!(printed.starts_with(FOCUS_BETA), "{printed}");
+        assert!(printed.contains("focus: VM 3 'gamma'"));
+        assert!(printed.contains("focus: VM 1 'alpha'"));
+        assert_eq!(printed.lines().count(), 4);
+    }
+
+    #[test]
+    fn double_escape_sends_one_literal_escape() {
+        let out = Recorder::default();
+        let mux = ConsoleMux::new(&out, ["alpha", "beta"]);
+        assert_eq!(mux.receive(ESCAPE), Input::Consumed);
+        assert_eq!(
+            mux.receive(ESCAPE),
+            Input::ToVm {
+                vm: 0,
+                byte: ESCAPE
+            }
+        );
+        assert_eq!(mux.receive(b'n'), Input::ToVm { vm: 0, byte: b'n' });
+        assert_eq!(out.take(), "");
+    }
+
+    #[test]
+    fn unknown_command_drops_both_bytes_and_prints_help() {
+        let out = Recorder::default();
+        let mux = ConsoleMux::new(&out, ["alpha", "beta"]);
+        mux.port(0).write(b"$ ");
+        assert_eq!(mux.receive(ESCAPE), Input::Consumed);
+        assert_eq!(mux.receive(b'x'), Input::Consumed);
+        assert_eq!(
+            out.take(),
+            "$ \r\ncapvisor: console: unknown command 0x78 after Ctrl-] \
+             (n: next VM, s: status, Ctrl-]: send Ctrl-])\r\n"
+        );
+        assert_eq!(mux.receive(b'x'), Input::ToVm { vm: 0, byte: b'x' });
+        assert_eq!(mux.focus(), 0);
+    }
+
+    #[test]
+    fn status_command_asks_the_board() {
+        let out = Recorder::default();
+        let mux = ConsoleMux::new(&out, ["alpha", "beta"]);
+        assert_eq!(mux.receive(ESCAPE), Input::Consumed);
+        assert_eq!(mux.receive(b's'), Input::StatusRequested);
+        assert_eq!(out.take(), "", "the board prints the status");
+    }
+
+    #[test]
+    fn status_lines_start_on_a_fresh_line() {
+        let out = Recorder::default();
+        let mux = ConsoleMux::new(&out, ["alpha", "beta"]);
+        mux.port(0).write(b"$ ");
+        let exits = [12, 345];
+        mux.print_status(|vm, line| write!(line, "running, exits {}", exits[vm]));
+        assert_eq!(
+            out.take(),
+            "$ \r\ncapvisor: * VM 1 'alpha': running, exits 12\r\n\
+             capvisor:   VM 2 'beta': running, exits 345\r\n"
+        );
+        mux.print_status(|_, _| Ok(()));
+        assert!(out.take().starts_with("capvisor: * VM 1 'alpha': \r\n"));
+    }
+
+    #[test]
+    fn hypervisor_messages_are_prefixed_whole_lines() {
+        let out = Recorder::default();
+        let mux = ConsoleMux::new(&out, ["alpha", "beta"]);
+        mux.print_hypervisor(format_args!("one\ntwo {}\n", 2));
+        mux.port(0).write(b"abc");
+        mux.print_hypervisor(format_args!("three"));
+        mux.port(0).write(b"def");
+        assert_eq!(
+            out.take(),
+            "capvisor: one\r\ncapvisor: two 2\r\nabc\r\ncapvisor: three\r\ndef"
+        );
+    }
+
+    #[test]
+    fn focus_gain_prints_held_partial_then_output_flows_raw() {
+        let out = Recorder::default();
+        let mux = ConsoleMux::new(&out, ["alpha", "beta"]);
+        mux.port(1).write(b"login: ");
+        assert_eq!(out.take(), "");
+        mux.set_focus(1);
+        assert_eq!(out.take(), std::format!("{FOCUS_BETA}[beta] login: "));
+        mux.port(1).write(b"\x1b[K");
+        assert_eq!(out.take(), "\x1b[K");
+        // Alpha's line now is held; its printed line does not break beta's.
+        mux.port(0).write(b"tick");
+        assert_eq!(out.take(), "");
+    }
+
+    #[test]
+    fn focus_loss_mid_line_marks_the_rest_as_continued() {
+        let out = Recorder::default();
+        let mux = ConsoleMux::new(&out, ["alpha", "beta"]);
+        mux.port(0).write(b"counting: 1 2");
+        mux.set_focus(1);
+        mux.port(0).write(b" 3\n4\n");
+        assert_eq!(
+            out.take(),
+            std::format!("counting: 1 2\r\n{FOCUS_BETA}[alpha]+  3\r\n[alpha] 4\r\n")
+        );
+    }
+
+    #[test]
+    fn focus_gain_after_a_full_piece_shows_the_continuation_mark() {
+        let out = Recorder::default();
+        let mux = ConsoleMux::new(&out, ["alpha", "beta"]);
+        let piece = "y".repeat(LINE_CAPACITY + 1);
+        mux.port(1).write(piece.as_bytes());
+        out.take();
+        mux.set_focus(1);
+        assert_eq!(out.take(), std::format!("{FOCUS_BETA}[beta]+ y"));
+    }
+
+    #[test]
+    fn focus_to_the_same_vm_only_acknowledges() {
+        let out = Recorder::default();
+        let mux = ConsoleMux::new(&out, ["alpha", "beta"]);
+        mux.port(1).write(b"held");
+        mux.set_focus(0);
+        assert_eq!(
+            out.take(),
+            "capvisor: console focus: VM 1 'alpha' (Ctrl-] n: next, Ctrl-] s: status)\r\n"
+        );
+        mux.port(1).write(b"\n");
+        assert_eq!(out.take(), "[beta] held\r\n");
+    }
+
+    #[test]
+    fn single_vm_next_keeps_the_focus() {
+        let out = Recorder::default();
+        let mux = ConsoleMux::new(&out, ["solo"]);
+        mux.receive(ESCAPE);
+        assert_eq!(mux.receive(b'n'), Input::FocusChanged { vm: 0 });
+        mux.port(0).write(b"raw");
+        assert!(out.take().ends_with("status)\r\nraw"));
+    }
+}

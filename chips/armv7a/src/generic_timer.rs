@@ -1,0 +1,56 @@
+//! The generic timer's counter as the hypervisor's clock, and the
+//! per-VM virtual timer registers.
+//!
+//! CNTPCT counts at CNTFRQ (62.5 MHz on QEMU's Cortex-A15) in every mode
+//! and never stops: [`Counter`] is the monotonic clock of
+//! `hyp::hil::time::Clock`. A guest sees CNTVCT = CNTPCT - CNTVOFF, with
+//! CNTVOFF chosen per VM by the hypervisor ([`set_virtual_offset`]). The
+//! timer interrupts themselves are not wired on Integrator/CP, so the
+//! hypervisor reads each guest's CNTV_CTL/CNTV_CVAL ([`virtual_timer`])
+//! and raises the guest's timer interrupt itself.
+
+#[cfg(target_arch = "arm")]
+use hyp::hil::time::Clock;
+
+/// The physical counter, CNTPCT.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Counter;
+
+#[cfg(target_arch = "arm")]
+impl Clock for Counter {
+    fn now(&self) -> u64 {
+        // The ISB keeps the read from being taken early, before the code
+        // that asked for the time.
+        aarch32_cpu::asm::isb();
+        aarch32_cpu::register::CntPct::read().0
+    }
+
+    fn frequency(&self) -> u32 {
+        aarch32_cpu::register::Cntfrq::read().0
+    }
+}
+
+/// Sets CNTVOFF, the offset of the current guest's virtual counter.
+#[cfg(target_arch = "arm")]
+pub fn set_virtual_offset(offset: u64) {
+    aarch32_cpu::register::CntVoff::write(aarch32_cpu::register::CntVoff(offset));
+}
+
+/// The current guest's CNTV_CTL and CNTV_CVAL, live from the CPU.
+#[cfg(target_arch = "arm")]
+pub fn virtual_timer() -> (u32, u64) {
+    let control: u32;
+    let (low, high): (u32, u32);
+    // SAFETY: reading the virtual timer's registers has no side effects.
+    unsafe {
+        core::arch::asm!(
+            "mrc p15, 0, {control}, c14, c3, 1",
+            "mrrc p15, 3, {low}, {high}, c14",
+            control = out(reg) control,
+            low = out(reg) low,
+            high = out(reg) high,
+            options(nomem, nostack)
+        )
+    };
+    (control, (u64::from(high) << 32) | u64::from(low))
+}

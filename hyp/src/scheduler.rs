@@ -1,0 +1,103 @@
+//! Choosing which VM runs next, and for how long.
+//!
+//! The shape of Tock's `Scheduler` trait: the kernel asks
+//! [`Scheduler::next`] which VM to run (and with what time slice), runs it
+//! until it stops executing, and reports why with [`Scheduler::stopped`].
+//! [`RoundRobin`] gives every ready VM the same slice in turn; a VM that
+//! waits for an interrupt gives up the rest of its slice and is not picked
+//! again until an interrupt is pending for it.
+
+use core::cell::Cell;
+
+/// What the scheduler decided.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SchedulingDecision {
+    /// Run this VM for at most `slice` clock ticks (`None`: until it stops
+    /// by itself).
+    Run { vm: usize, slice: Option<u64> },
+    /// No VM is ready: wait for an interrupt.
+    Sleep,
+}
+
+/// Why a VM stopped executing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StopReason {
+    /// Its time slice ran out.
+    Preempted,
+    /// It waits for an interrupt (WFI/WFE with nothing pending).
+    Waiting,
+    /// It powered off, was stopped or restarted.
+    Stopped,
+}
+
+/// A scheduling policy.
+pub trait Scheduler {
+    /// The next VM to run among `count`, given which are `ready`.
+    fn next(&self, count: usize, ready: &dyn Fn(usize) -> bool) -> SchedulingDecision;
+    /// VM `vm` stopped executing for `reason`.
+    fn stopped(&self, vm: usize, reason: StopReason);
+}
+
+/// Round robin with a fixed time slice.
+#[derive(Debug)]
+pub struct RoundRobin {
+    slice: u64,
+    /// The VM after the one that ran last: where the search starts.
+    cursor: Cell<usize>,
+}
+
+impl RoundRobin {
+    /// Round robin with slices of `slice` clock ticks.
+    pub const fn new(slice: u64) -> RoundRobin {
+        RoundRobin {
+            slice,
+            cursor: Cell::new(0),
+        }
+    }
+}
+
+impl Scheduler for RoundRobin {
+    fn next(&self, count: usize, ready: &dyn Fn(usize) -> bool) -> SchedulingDecision {
+        let start = self.cursor.get().min(count);
+        match (start..count).chain(0..start).find(|&vm| ready(vm)) {
+            Some(vm) => SchedulingDecision::Run {
+                vm,
+                slice: Some(self.slice),
+            },
+            None => SchedulingDecision::Sleep,
+        }
+    }
+
+    fn stopped(&self, vm: usize, _reason: StopReason) {
+        self.cursor.set(vm + 1);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn takes_turns_among_ready_vms() {
+        let scheduler = RoundRobin::new(100);
+        let ready = [true, false, true];
+        let is_ready = |vm: usize| ready[vm];
+        let mut order = [0usize; 4];
+        for slot in order.iter_mut() {
+            let SchedulingDecision::Run { vm, slice } = scheduler.next(3, &is_ready) else {
+                panic!("a VM is ready");
+            };
+            assert_eq!(slice, Some(100));
+            *slot = vm;
+            scheduler.stopped(vm, StopReason::Preempted);
+        }
+        assert_eq!(order, [0, 2, 0, 2]);
+    }
+
+    #[test]
+    fn sleeps_when_nothing_is_ready() {
+        let scheduler = RoundRobin::new(100);
+        assert_eq!(scheduler.next(2, &|_| false), SchedulingDecision::Sleep);
+        assert_eq!(scheduler.next(0, &|_| true), SchedulingDecision::Sleep);
+    }
+}

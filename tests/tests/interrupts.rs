@@ -1,0 +1,97 @@
+//! Interrupts, time and scheduling under QEMU: virtual-timer interrupts
+//! through the virtual GIC at the rate the guest programmed; a guest that
+//! sweeps the GIC with bad ids, bad SGIs and odd-sized accesses gets
+//! architected answers while the hypervisor stays up; two CPU-bound VMs
+//! share the CPU within 20% of each other while a sleeping VM takes no
+//! slices; console input reaches the focused VM through its UART's receive
+//! interrupt, and the focus moves with Ctrl-] n.
+
+use capvisor_tests::{
+    assert_console_has, assert_console_lacks, boot, counter, start, vm_status_line,
+};
+use std::time::Duration;
+
+const EXIT_SUCCESS: i32 = 0;
+/// Generous: each step takes well under a second.
+const STEP: Duration = Duration::from_secs(20);
+
+#[test]
+fn timer_interrupts_arrive_on_time_and_a_gic_sweep_is_contained() {
+    let outcome = boot(&["test-interrupts"]);
+    let console = &outcome.transcript;
+    assert_console_lacks(console, "FAIL");
+    assert_console_lacks(console, "Hyp-mode exception");
+    assert_console_has(console, "vtimer: 3 checks, 0 failed");
+    assert_console_has(console, "gic-sweep: 7 checks, 0 failed");
+    let vtimer = vm_status_line(console, "vtimer");
+    assert!(vtimer.contains("PASSED"), "{vtimer}");
+    // Every timer interrupt needed an acknowledge and an end (two MMIO
+    // exits each): at least 2 x 199.
+    assert!(counter(vtimer, "mmio") >= 398, "{vtimer}");
+    let sweep = vm_status_line(console, "gic-sweep");
+    assert!(sweep.contains("PASSED"), "{sweep}");
+    assert_eq!(outcome.status, EXIT_SUCCESS, "{console}");
+}
+
+#[test]
+fn cpu_bound_vms_share_fairly_and_a_sleeping_vm_takes_no_slices() {
+    let outcome = boot(&["test-scheduling"]);
+    let console = &outcome.transcript;
+    let iterations = |vm: &str| -> u64 {
+        let needle = format!("{vm}: ");
+        let line = console
+            .lines()
+            .find(|line| line.contains(&needle) && line.contains("iterations in"))
+            .unwrap_or_else(|| panic!("no iteration count from {vm}:\n{console}"));
+        counter(line, &needle)
+    };
+    let (a, b) = (iterations("spinner-a"), iterations("spinner-b"));
+    let mean = (a + b) as f64 / 2.0;
+    let spread = (a as f64 - b as f64).abs() / mean;
+    assert!(
+        spread <= 0.2,
+        "unfair: spinner-a {a}, spinner-b {b} ({:.0}% apart)\n{console}",
+        spread * 100.0
+    );
+    assert_console_has(console, "sleeper: 2 checks, 0 failed");
+    let sleeper = vm_status_line(console, "sleeper");
+    let spinner = vm_status_line(console, "spinner-a");
+    // The sleeper runs to arm its timer, and once more when it fires.
+    assert!(counter(sleeper, "slices") <= 3, "{sleeper}");
+    // The spinners were preempted many times (10 ms slices, 1 s each).
+    assert!(counter(spinner, "preemptions") >= 20, "{spinner}");
+    assert_eq!(outcome.status, EXIT_SUCCESS, "{console}");
+}
+
+#[test]
+fn console_input_reaches_the_focused_vm_and_the_focus_moves() {
+    let mut session = start(&["test-console"]);
+    let step = |session: &mut capvisor_runner::Session, send: &str, expect: &str| {
+        if !send.is_empty() {
+            session.send(send).expect("QEMU takes input");
+        }
+        if let Err(error) = session.expect(expect, STEP) {
+            // Ask for the VMs' status to show where they are.
+            let _ = session.send("\x1ds");
+            std::thread::sleep(Duration::from_secs(2));
+            panic!(
+                "waiting for {expect:?} after sending {send:?}: {error}\n----- console after a status request -----\n{}",
+                session.transcript()
+            );
+        }
+    };
+    step(&mut session, "", "echo echo-1: ready");
+    step(&mut session, "", "[echo-2] echo echo-2: ready");
+    step(&mut session, "a", "echo echo-1: got 'a'");
+    step(&mut session, "\x1dn", "console focus: VM 2 'echo-2'");
+    step(&mut session, "b", "echo echo-2: got 'b'");
+    step(&mut session, "\x1ds", "VM 1 'echo-1': ");
+    step(&mut session, "q", "echo echo-2: got 'q'");
+    step(&mut session, "\x1dn", "console focus: VM 1 'echo-1'");
+    step(&mut session, "q", "echo echo-1: got 'q'");
+    let status = session.wait_exit(STEP).expect("QEMU exits");
+    let transcript = session.transcript();
+    assert_console_lacks(&transcript, "echo echo-1: got 'b'");
+    assert_console_lacks(&transcript, "echo echo-2: got 'a'");
+    assert_eq!(status, EXIT_SUCCESS, "{transcript}");
+}
