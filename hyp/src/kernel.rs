@@ -158,6 +158,8 @@ pub struct VmCounters {
     pub slices: u32,
     /// Times its slice ran out while another VM was ready.
     pub preemptions: u32,
+    /// Times its slice ran out with no other VM ready (it went on).
+    pub ticks: u32,
 }
 
 /// One VM.
@@ -181,6 +183,12 @@ pub struct Vm<'a, V: Vcpu> {
     /// Exit counters.
     pub counters: VmCounters,
     loop_detector: FaultLoopDetector,
+    /// Whether the virtual timer's line was last left high.
+    timer_line: bool,
+    /// Whether something that can change the vCPU's IRQ input happened
+    /// since it was last computed (device MMIO, a physical interrupt, the
+    /// timer, a new slice).
+    interrupts_changed: bool,
 }
 
 impl<V: Vcpu> core::fmt::Debug for Vm<'_, V> {
@@ -214,6 +222,8 @@ impl<'a, V: Vcpu> Vm<'a, V> {
             interrupts: &NoInterrupts,
             counters: VmCounters::default(),
             loop_detector: FaultLoopDetector::new(),
+            timer_line: false,
+            interrupts_changed: true,
         }
     }
 
@@ -228,7 +238,7 @@ impl<'a, V: Vcpu> Vm<'a, V> {
         let c = &self.counters;
         write!(
             out,
-            "{}; exits {} (hypercalls {}, mmio {}, waits {}, irqs {}), injected faults {}, restarts {}, slices {}, preemptions {}",
+            "{}; exits {} (hypercalls {}, mmio {}, waits {}, irqs {}), injected faults {}, restarts {}, slices {}, preemptions {}, ticks {}",
             state,
             c.exits,
             c.hypercalls,
@@ -238,7 +248,8 @@ impl<'a, V: Vcpu> Vm<'a, V> {
             c.injected_faults,
             c.restarts,
             c.slices,
-            c.preemptions
+            c.preemptions,
+            c.ticks
         )
     }
 
@@ -249,9 +260,17 @@ impl<'a, V: Vcpu> Vm<'a, V> {
     }
 
     /// Brings the virtual timer's line up to date; returns when it fires
-    /// next.
-    fn poll_timer(&self, now: u64) -> Option<u64> {
-        self.interrupts.update_timer(self.vcpu.virtual_timer(), now)
+    /// next. A timer that is off, with its line already low, costs one
+    /// register read: most exits find it so.
+    fn poll_timer(&mut self, platform: &dyn Platform) -> Option<u64> {
+        let timer = self.vcpu.virtual_timer();
+        if !timer.armed() && !self.timer_line {
+            return None;
+        }
+        let wake_at = self.interrupts.update_timer(timer, platform.now());
+        self.timer_line = timer.armed() && wake_at.is_none();
+        self.interrupts_changed = true;
+        wake_at
     }
 
     fn is_live(&self) -> bool {
@@ -261,6 +280,7 @@ impl<'a, V: Vcpu> Vm<'a, V> {
     fn restart(&mut self) {
         self.memory.load();
         self.vcpu.reset();
+        self.interrupts_changed = true;
         self.counters.restarts += 1;
         self.loop_detector.progressed();
         self.state = VmState::Ready;
@@ -400,7 +420,7 @@ impl Kernel {
             // others' timers say when to look again.
             let mut wake_at = None;
             for vm in vms.iter_mut().filter(|vm| vm.state == VmState::Waiting) {
-                let timer = vm.poll_timer(now);
+                let timer = vm.poll_timer(platform);
                 if vm.interrupts.irq_pending() {
                     vm.state = VmState::Ready;
                 } else {
@@ -430,7 +450,8 @@ impl Kernel {
                 loaded = Some(current);
             }
             vms[current].counters.slices += 1;
-            let slice_end = slice.map(|slice| now + slice);
+            vms[current].interrupts_changed = true;
+            let mut slice_end = slice.map(|slice| now + slice);
             let reason = loop {
                 if remaining == 0 {
                     return if vms.iter().any(Vm::is_live) {
@@ -441,19 +462,25 @@ impl Kernel {
                 }
                 remaining -= 1;
                 let vm = &mut vms[current];
-                let now = platform.now();
-                let timer = vm.poll_timer(now);
+                let timer = vm.poll_timer(platform);
                 let alarm = earliest(earliest(slice_end, timer), wake_at);
                 if alarm != armed {
                     platform.set_alarm(alarm);
                     armed = alarm;
                 }
-                let pending = vm.interrupts.irq_pending();
-                vm.vcpu.set_virtual_irq(pending);
+                if vm.interrupts_changed {
+                    vm.interrupts_changed = false;
+                    let pending = vm.interrupts.irq_pending();
+                    vm.vcpu.set_virtual_irq(pending);
+                }
                 let exit = vm.vcpu.run();
+                if matches!(exit.trap, Trap::MmioRead { .. } | Trap::MmioWrite { .. }) {
+                    vm.interrupts_changed = true;
+                }
                 if matches!(exit.trap, Trap::Irq | Trap::Fiq) {
                     vm.counters.exits += 1;
                     vm.counters.irqs += 1;
+                    vm.interrupts_changed = true;
                     if platform.service_interrupts() {
                         report_status(vms, platform);
                     }
@@ -474,6 +501,13 @@ impl Kernel {
                         vms[current].counters.preemptions += 1;
                         break StopReason::Preempted;
                     }
+                    if slice_over {
+                        // The scheduling tick with nobody else ready: the
+                        // VM carries on with a fresh slice (the alarm must
+                        // not be left at a time already past).
+                        slice_end = slice.map(|slice| now + slice);
+                        vms[current].counters.ticks += 1;
+                    }
                     continue;
                 }
                 let (keep, panic) = vm.handle(&exit);
@@ -482,7 +516,7 @@ impl Kernel {
                 }
                 if vm.state == VmState::Waiting {
                     // WFI completes at once when an interrupt is pending.
-                    vm.poll_timer(platform.now());
+                    vm.poll_timer(platform);
                     if vm.interrupts.irq_pending() {
                         vm.state = VmState::Ready;
                         continue;
@@ -943,10 +977,61 @@ mod tests {
         vms[0].describe(&mut line).unwrap();
         assert_eq!(
             line,
-            "powered off; exits 2 (hypercalls 2, mmio 0, waits 0, irqs 0), injected faults 0, restarts 0, slices 1, preemptions 0"
+            "powered off; exits 2 (hypercalls 2, mmio 0, waits 0, irqs 0), injected faults 0, restarts 0, slices 1, preemptions 0, ticks 0"
         );
         report_status(&vms, &world);
         assert_eq!(world.log.borrow().last(), Some(&line));
+    }
+
+    #[test]
+    fn a_lone_vm_gets_fresh_slices_and_the_alarm_is_never_left_in_the_past() {
+        struct AlarmCheck<'w>(&'w World);
+        impl Platform for AlarmCheck<'_> {
+            fn now(&self) -> u64 {
+                self.0.now()
+            }
+            fn set_alarm(&self, deadline: Option<u64>) {
+                if let Some(deadline) = deadline {
+                    assert!(deadline > self.0.now(), "alarm set in the past");
+                }
+                self.0.set_alarm(deadline)
+            }
+            fn service_interrupts(&self) -> bool {
+                false
+            }
+            fn report_status(
+                &self,
+                _describe: &dyn Fn(usize, &mut dyn core::fmt::Write) -> core::fmt::Result,
+            ) {
+            }
+            fn wait_for_interrupt(&self) {
+                self.0.wait_for_interrupt()
+            }
+        }
+        let world = World::new();
+        let services: [&dyn HypercallDriver; 1] = [&PowerOff];
+        let policy = Fixed(FaultResponse::Stop);
+        // Every run takes 10 ticks; the slice is 25, so the second IRQ
+        // comes after the slice ended.
+        let mut script = std::vec![(HVC, 0x1), (IRQ, 0)];
+        script.extend([(HVC, 0x1), (IRQ, 0), (HVC, 0x1), (IRQ, 0), OFF]);
+        let a = ScriptedVcpu::new('a', script, &world);
+        let mut vms = [Vm::new(
+            "a",
+            a,
+            memory('a', &world),
+            &[],
+            &services,
+            &policy,
+        )];
+        let scheduler = RoundRobin::new(25);
+        assert_eq!(
+            Kernel.run(&mut vms, &AlarmCheck(&world), &scheduler, 100),
+            RunOutcome::AllStopped
+        );
+        let counters = vms[0].counters;
+        assert_eq!((counters.slices, counters.preemptions), (1, 0));
+        assert!(counters.ticks >= 1, "{counters:?}");
     }
 
     #[test]

@@ -145,6 +145,13 @@ impl Cp15Context {
         }
     }
 
+    /// Reads the guest's registers from the CPU into this context, in place.
+    #[cfg(target_arch = "arm")]
+    #[inline(never)]
+    pub fn save_into(&mut self) {
+        *self = Cp15Context::save();
+    }
+
     /// Writes the registers back into the CPU.
     ///
     /// # Safety

@@ -64,10 +64,17 @@ impl FpContext {
     #[cfg(target_arch = "arm")]
     pub fn save() -> FpContext {
         let mut context = FpContext::default();
+        context.save_into();
+        context
+    }
+
+    /// Reads the live FP state into this context, in place (no copy of its
+    /// 264 bytes: this runs at every VM switch).
+    #[cfg(target_arch = "arm")]
+    pub fn save_into(&mut self) {
         // SAFETY: the assembly writes exactly size_of::<FpContext>() bytes
         // into the context; HCPTR allows the access (enable_hyp_fp_access).
-        unsafe { armv7a_fp_save(&mut context) };
-        context
+        unsafe { armv7a_fp_save(self) };
     }
 
     /// Loads this state into the FP registers.

@@ -175,8 +175,8 @@ impl Vcpu for ArmVcpu {
 
     fn switch_out(&mut self) {
         crate::world_switch::save_banked(&mut self.context);
-        self.cp15 = Cp15Context::save();
-        self.fp = FpContext::save();
+        self.cp15.save_into();
+        self.fp.save_into();
         self.live = false;
     }
 

@@ -100,7 +100,7 @@ pub const TIMER1_HZ: u32 = 1_000_000;
 #[derive(Debug)]
 pub struct OneShotAlarm<'a, C: Clock> {
     timer: Timer,
-    timer_hz: u32,
+    scale: TickScale,
     clock: &'a C,
 }
 
@@ -110,36 +110,74 @@ impl<'a, C: Clock> OneShotAlarm<'a, C> {
         timer.stop();
         OneShotAlarm {
             timer,
-            timer_hz,
+            scale: TickScale::new(clock.frequency(), timer_hz),
             clock,
         }
     }
 }
 
-/// `clock_ticks` of a `clock_hz` clock in ticks of a `timer_hz` timer,
-/// rounded up, at least 1 and at most `u32::MAX`.
-pub const fn timer_ticks(clock_ticks: u64, clock_hz: u32, timer_hz: u32) -> u32 {
-    if clock_hz == 0 {
-        return 1;
+/// Converts clock ticks to timer ticks with one multiplication: the alarm
+/// is programmed at every VM switch, and a 64- or 128-bit division there
+/// costs hundreds of instructions on a 32-bit CPU. The factor is rounded
+/// up, so the alarm is never early; it is late by at most one timer tick
+/// plus one per 2^32 clock ticks (at 62.5 MHz, one microsecond per 69 s).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TickScale {
+    /// timer_hz / clock_hz as a 32.32 fixed-point number, rounded up.
+    factor: u64,
+    /// Clock ticks at or beyond which the timer count saturates.
+    limit: u64,
+}
+
+impl TickScale {
+    /// The scale from a `clock_hz` clock to a `timer_hz` timer.
+    pub const fn new(clock_hz: u32, timer_hz: u32) -> TickScale {
+        if clock_hz == 0 || timer_hz == 0 {
+            return TickScale {
+                factor: 0,
+                limit: 0,
+            };
+        }
+        let factor = ((timer_hz as u128) << 32).div_ceil(clock_hz as u128);
+        // Past `limit`, ticks * factor could overflow or the count would
+        // not fit the timer's 32 bits anyway.
+        let overflow = u64::MAX as u128 / factor;
+        let saturation = (u32::MAX as u128 * clock_hz as u128) / timer_hz as u128;
+        let limit = if overflow < saturation {
+            overflow
+        } else {
+            saturation
+        };
+        TickScale {
+            factor: factor as u64,
+            limit: limit as u64,
+        }
     }
-    let scaled = (clock_ticks as u128 * timer_hz as u128).div_ceil(clock_hz as u128);
-    if scaled == 0 {
-        1
-    } else if scaled > u32::MAX as u128 {
-        u32::MAX
-    } else {
-        scaled as u32
+
+    /// `clock_ticks` in timer ticks, rounded up, at least 1 and at most
+    /// `u32::MAX`.
+    pub const fn timer_ticks(&self, clock_ticks: u64) -> u32 {
+        if self.factor == 0 {
+            return 1;
+        }
+        if clock_ticks >= self.limit {
+            return u32::MAX;
+        }
+        let scaled = (clock_ticks * self.factor).div_ceil(1 << 32);
+        if scaled == 0 {
+            1
+        } else if scaled > u32::MAX as u64 {
+            u32::MAX
+        } else {
+            scaled as u32
+        }
     }
 }
 
 impl<C: Clock> Alarm for OneShotAlarm<'_, C> {
     fn set_alarm(&self, deadline: u64) {
         let now = self.clock.now();
-        let ticks = timer_ticks(
-            deadline.saturating_sub(now),
-            self.clock.frequency(),
-            self.timer_hz,
-        );
+        let ticks = self.scale.timer_ticks(deadline.saturating_sub(now));
         let regs = &*self.timer.registers;
         regs.ctrl.set(0);
         regs.intclr.set(1);
@@ -169,13 +207,47 @@ impl<C: Clock> Alarm for OneShotAlarm<'_, C> {
 mod tests {
     use super::*;
 
+    /// The exact answer, by 128-bit division.
+    fn exact(clock_ticks: u64, clock_hz: u32, timer_hz: u32) -> u128 {
+        (clock_ticks as u128 * timer_hz as u128).div_ceil(clock_hz as u128)
+    }
+
     #[test]
     fn deadlines_convert_to_timer_ticks_rounding_up() {
         // 62.5 MHz counter, 1 MHz timer: 62.5 counter ticks per timer tick.
-        assert_eq!(timer_ticks(625, 62_500_000, 1_000_000), 10);
-        assert_eq!(timer_ticks(626, 62_500_000, 1_000_000), 11);
-        assert_eq!(timer_ticks(0, 62_500_000, 1_000_000), 1, "never 0");
-        assert_eq!(timer_ticks(u64::MAX, 62_500_000, 1_000_000), u32::MAX);
-        assert_eq!(timer_ticks(5, 0, 1_000_000), 1);
+        let scale = TickScale::new(62_500_000, 1_000_000);
+        // Exactly 10 timer ticks may come out as 11 (the factor is rounded
+        // up), never as 9.
+        assert!((10..=11).contains(&scale.timer_ticks(625)));
+        assert_eq!(scale.timer_ticks(626), 11);
+        assert_eq!(scale.timer_ticks(62_500), 1001);
+        assert_eq!(scale.timer_ticks(0), 1, "never 0");
+        assert_eq!(scale.timer_ticks(u64::MAX), u32::MAX);
+        assert_eq!(TickScale::new(0, 1_000_000).timer_ticks(5), 1);
+    }
+
+    #[test]
+    fn never_early_and_late_by_at_most_one_tick_per_2_to_the_32() {
+        for (clock_hz, timer_hz) in [
+            (62_500_000, 1_000_000),
+            (24_000_000, 1_000_000),
+            (1_000_000, 40_000_000),
+            (62_500_000, 62_500_000),
+        ] {
+            let scale = TickScale::new(clock_hz, timer_hz);
+            let mut ticks = 1u64;
+            while ticks < (1 << 40) {
+                for delta in [ticks - 1, ticks, ticks + 1, ticks * 3 + 7] {
+                    let exact = exact(delta, clock_hz, timer_hz).clamp(1, u32::MAX as u128);
+                    let got = scale.timer_ticks(delta) as u128;
+                    let slack = 1 + (delta >> 32) as u128;
+                    assert!(
+                        got >= exact && got <= exact + slack,
+                        "{delta} ticks at {clock_hz}/{timer_hz}: {got} vs {exact}"
+                    );
+                }
+                ticks = ticks * 5 / 3 + 1;
+            }
+        }
     }
 }

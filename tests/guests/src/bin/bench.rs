@@ -12,7 +12,7 @@
 //! | null hypercall | `hvc` with an id nobody owns (NOT_SUPPORTED) |
 //! | MMIO read | `ldr` of the virtual UART's FR |
 //! | injected data abort | `ldr` from an IPA nobody claims; the guest's handler returns at once |
-//! | VM switch | a YIELD hypercall in this VM until it runs again, while a second VM ('bench-peer', this same image) yields in a loop: two switches (each with a hypercall exit), less the four loop instructions around them, halved |
+//! | VM switch | a YIELD hypercall in this VM until it runs again, while a second VM ('bench-peer', this same image) yields in a loop: two switches (each with a hypercall exit), less the peer's three loop instructions between its calls, halved |
 //!
 //! The VM named `bench-peer` only yields: 101 YIELD calls, then it powers
 //! off.
@@ -60,16 +60,17 @@ bench_measure:
     mcr     p15, 0, r0, c9, c12, 1
     isb
 
-    @ measure address, body: times `body` 100 times; r4/r5 = counter
-    @ before/after, r9 = runs left, r10 = total, r11 = minimum, r6 = an
-    @ address for the loads. Stores (minimum, total) at r8 and advances it.
-    .macro measure address, body:vararg
+    @ measure address, function, body: times `body` 100 times with r0 =
+    @ `function` (for the hypercalls); r4/r5 = counter before/after, r9 =
+    @ runs left, r10 = total, r11 = minimum, r6 = an address for the
+    @ loads. Stores (minimum, total) at r8 and advances it.
+    .macro measure address, function, body:vararg
     mov     r9, #100
     mov     r10, #0
     mvn     r11, #0
     ldr     r6, =\address
 10:
-    ldr     r0, =0x86000fff         @ an id nobody owns (for the hypercall)
+    ldr     r0, =\function
     isb
     mrc     p15, 0, r4, c9, c13, 0
     \body
@@ -84,11 +85,11 @@ bench_measure:
     stmia   r8!, {{r10}}
     .endm
 
-    measure 0x09000018, nop
-    measure 0x09000018, hvc #0
-    measure 0x09000018, ldr r1, [r6]
-    measure 0x0a000000, ldr r1, [r6]
-    measure 0x09000018, ldr r0, =0x86000005; hvc #0
+    measure 0x09000018, 0x86000fff, nop
+    measure 0x09000018, 0x86000fff, hvc #0  @ an id nobody owns
+    measure 0x09000018, 0x86000fff, ldr r1, [r6]
+    measure 0x0a000000, 0x86000fff, ldr r1, [r6]
+    measure 0x09000018, 0x86000005, hvc #0  @ YIELD
     mcr     p15, 0, r7, c12, c0, 0  @ the runtime's vectors again
     isb
     pop     {{r4-r11, pc}}
@@ -150,10 +151,10 @@ fn main() -> u32 {
             // The baseline row shows the raw cost of the two reads.
             (minimum, mean) = (baseline, total / RUNS);
         } else if index == 4 {
-            // Two switches, less this VM's `ldr` and the peer's three
-            // instructions between its calls.
-            minimum = minimum.saturating_sub(4) / 2;
-            mean = mean.saturating_sub(4) / 2;
+            // Two switches, less the peer's three instructions between
+            // its calls.
+            minimum = minimum.saturating_sub(3) / 2;
+            mean = mean.saturating_sub(3) / 2;
         }
         println!("bench: | {} | {} | {} | {} |", name, minimum, mean, RUNS);
     }
