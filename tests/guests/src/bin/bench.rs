@@ -14,12 +14,17 @@
 //! | injected data abort | `ldr` from an IPA nobody claims; the guest's handler returns at once |
 //! | VM switch | a YIELD hypercall in this VM until it runs again, while a second VM ('bench-peer', this same image) yields in a loop: two switches (each with a hypercall exit), less the peer's three loop instructions between its calls, halved |
 //!
-//! The VM named `bench-peer` only yields: 101 YIELD calls, then it powers
-//! off.
+//! | GIC acknowledge + EOI | GICC_IAR then GICC_EOIR for an SGI sent to itself |
+//! | virtual interrupt delivery | from the guest's last instruction before the interrupt to the first of its IRQ vector, the interrupt being its virtual timer (raised from the hypervisor's alarm interrupt) |
+//! | scheduling tick | the gap in this VM's run when its slice ends and no other VM is ready |
+//! | VM switch under preemption | computed by `tools/bench-report.sh`: both VMs spin reading PMCCNTR (one counter for the CPU), and each gap in one's readings brackets the other's turn; the switch is the time from one VM's last reading to the other's first |
+//!
+//! The VM named `bench-peer` yields 101 times (YIELD), then spins for the
+//! preemption measurement, prints its gaps and powers off.
 #![no_std]
 #![no_main]
 
-use capvisor_test_guests::{println, vm_identity};
+use capvisor_test_guests::{gic, println, timer, vm_identity};
 
 capvisor_test_guests::guest!("bench", main);
 
@@ -37,6 +42,12 @@ const OPERATIONS: [&str; 5] = [
 extern "C" {
     /// Runs every measurement; writes (minimum, total) per operation.
     fn bench_measure(results: *mut [[u32; 2]; 5]);
+    /// Times GIC acknowledge + end of interrupt.
+    fn bench_gic(results: *mut [u32; 2]);
+    /// Times virtual interrupt delivery.
+    fn bench_irq_latency(results: *mut [u32; 2]);
+    /// Samples PMCCNTR until CNTVCT reaches `end`; records gaps.
+    fn bench_sample(end: u64, gaps: *mut [u32; 16]) -> u32;
     /// The peer's loop: `count` YIELD calls.
     fn bench_peer(count: u32);
 }
@@ -106,6 +117,124 @@ bench_peer:
     bne     1b
     pop     {{r4, pc}}
 
+    @ void bench_gic(u32 results[2]): 100 times: send SGI 1 to this CPU
+    @ (GICD_SGIR, untimed), then time GICC_IAR + GICC_EOIR. Stores
+    @ (minimum, total).
+    .global bench_gic
+bench_gic:
+    push    {{r4-r11, lr}}
+    mov     r8, r0
+    ldr     r6, =0x08010000         @ r6 := GICC
+    ldr     r7, =0x08000f00         @ r7 := GICD_SGIR
+    ldr     r3, =0x02000001         @ filter 2 (this CPU), SGI 1
+    mov     r9, #100
+    mov     r10, #0
+    mvn     r11, #0
+1:  str     r3, [r7]
+    isb
+    mrc     p15, 0, r4, c9, c13, 0
+    ldr     r1, [r6, #0xc]          @ IAR
+    str     r1, [r6, #0x10]         @ EOIR
+    mrc     p15, 0, r5, c9, c13, 0
+    sub     r5, r5, r4
+    add     r10, r10, r5
+    cmp     r5, r11
+    movlo   r11, r5
+    subs    r9, r9, #1
+    bne     1b
+    str     r11, [r8]               @ minimum
+    str     r10, [r8, #4]           @ total
+    pop     {{r4-r11, pc}}
+
+    @ void bench_irq_latency(u32 results[2]): 100 times: arm the virtual
+    @ timer 2000 ticks ahead, unmask IRQs and spin reading PMCCNTR into r4;
+    @ the IRQ vector reads PMCCNTR first thing, so r5 - r4 is the time
+    @ from the last instruction before the interrupt to the guest's IRQ
+    @ vector: the physical alarm interrupt taken to Hyp, the hypervisor
+    @ raising the timer's line in the virtual GIC and HCR.VI, and the
+    @ guest's exception entry. Stores (minimum, total).
+    .global bench_irq_latency
+bench_irq_latency:
+    push    {{r4-r11, lr}}
+    mov     r8, r0
+    mrc     p15, 0, r7, c12, c0, 0  @ r7 := VBAR (restored at the end)
+    adr     r0, latency_vectors
+    mcr     p15, 0, r0, c12, c0, 0
+    mov     r9, #100
+    mov     r10, #0
+    mvn     r11, #0
+2:  mrrc    p15, 1, r0, r1, c14     @ CNTVCT
+    adds    r0, r0, #2000
+    adc     r1, r1, #0
+    mcrr    p15, 3, r0, r1, c14     @ CNTV_CVAL := now + 2000
+    mov     r0, #1
+    mcr     p15, 0, r0, c14, c3, 1  @ CNTV_CTL := ENABLE
+    isb
+    cpsie   i
+3:  mrc     p15, 0, r4, c9, c13, 0
+    b       3b
+latency_resume:                     @ from the IRQ vector, r5 = latency
+    cpsid   i
+    add     r10, r10, r5
+    cmp     r5, r11
+    movlo   r11, r5
+    subs    r9, r9, #1
+    bne     2b
+    mcr     p15, 0, r7, c12, c0, 0
+    isb
+    str     r11, [r8]               @ minimum
+    str     r10, [r8, #4]           @ total
+    pop     {{r4-r11, pc}}
+
+latency_irq:
+    mrc     p15, 0, r5, c9, c13, 0
+    sub     r5, r5, r4
+    mov     r0, #0
+    mcr     p15, 0, r0, c14, c3, 1  @ timer off: its line drops
+    ldr     r0, =0x08010000
+    ldr     r1, [r0, #0xc]          @ IAR
+    str     r1, [r0, #0x10]         @ EOIR
+    ldr     lr, =latency_resume
+    movs    pc, lr                  @ back to SVC mode, at latency_resume
+
+    @ u32 bench_sample(u64 end, u32 gaps[16]): spins until CNTVCT reaches
+    @ `end` (r0:r1), reading PMCCNTR back to back; records up to 8 gaps
+    @ longer than 64 instructions as (before, after) pairs. Returns the
+    @ number of gaps seen (which may exceed 8).
+    .global bench_sample
+bench_sample:
+    push    {{r4-r11, lr}}
+    mov     r8, r2                  @ r8 := gaps cursor
+    add     r9, r2, #64             @ r9 := end of the gaps array
+    mov     r10, #0                 @ r10 := gaps seen
+    mrc     p15, 0, r6, c9, c13, 0  @ r6 := previous sample
+4:  mrc     p15, 0, r4, c9, c13, 0
+    sub     r5, r4, r6
+    cmp     r5, #64
+    bls     5f
+    add     r10, r10, #1
+    cmp     r8, r9
+    stmlo   r8!, {{r6}}
+    stmlo   r8!, {{r4}}
+5:  mov     r6, r4
+    mrrc    p15, 1, r2, r3, c14     @ CNTVCT
+    cmp     r3, r1
+    cmpeq   r2, r0
+    blo     4b
+    mov     r0, r10
+    pop     {{r4-r11, pc}}
+
+    .balign 32
+latency_vectors:
+    b       .                       @ reset
+    b       .                       @ undefined
+    b       .                       @ SVC
+    b       .                       @ prefetch abort
+    b       .                       @ data abort
+    b       .
+    b       latency_irq             @ IRQ
+    b       .                       @ FIQ
+
     .balign 32
 bench_vectors:
     b       .                       @ reset
@@ -120,10 +249,39 @@ bench_vectors:
 "#
 );
 
-/// The peer: yields 101 times (once per measured switch, and one spare).
+/// The window both VMs spin in for the preemption measurement, and the
+/// one the bench VM spins in alone for the scheduling tick (ms).
+const PREEMPTION_MS: u64 = 60;
+const TICK_MS: u64 = 45;
+/// One iteration of `bench_sample`'s loop, in instructions.
+const SAMPLE_LOOP: u32 = 9;
+/// Gaps longer than this are another VM's turn, not a tick.
+const TICK_LIMIT: u32 = 100_000;
+
+/// Spins for `ms` of the virtual counter; returns the gaps it saw (how
+/// many, and up to 8 (before, after) pairs).
+fn sample(ms: u64) -> (u32, [u32; 16]) {
+    let end = timer::now() + u64::from(timer::frequency()) * ms / 1000;
+    let mut gaps = [0u32; 16];
+    // SAFETY: the assembly writes at most the 16 words of `gaps`.
+    let count = unsafe { bench_sample(end, &mut gaps) };
+    (count, gaps)
+}
+
+/// Prints the gaps as `bench: <who> gap <before> <after>` lines, for the
+/// report to pair the two VMs' views (PMCCNTR is the CPU's, shared).
+fn print_gaps(who: &str, (count, gaps): (u32, [u32; 16])) {
+    for pair in gaps.chunks(2).take(count.min(8) as usize) {
+        println!("bench: {} gap {} {}", who, pair[0], pair[1]);
+    }
+}
+
+/// The peer: yields 101 times (once per measured switch, and one spare),
+/// then spins beside the bench VM so that each preempts the other.
 fn peer() -> u32 {
     // SAFETY: the assembly only makes hypercalls.
     unsafe { bench_peer(RUNS + 1) };
+    print_gaps("peer", sample(PREEMPTION_MS));
     0
 }
 
@@ -136,6 +294,31 @@ fn main() -> u32 {
     // SAFETY: the assembly writes only `results` and restores VBAR and
     // every callee-saved register.
     unsafe { bench_measure(&mut results) };
+    // Both VMs spin: the gaps in each one's PMCCNTR readings are the
+    // other's turns, bracketed by switches under preemption.
+    print_gaps("main", sample(PREEMPTION_MS));
+    // GIC acknowledge + EOI of an SGI, and virtual timer delivery.
+    let mut gic_result = [0u32; 2];
+    let mut latency = [0u32; 2];
+    gic::init(&[1, 27]);
+    // SAFETY: both write only their results and restore what they change.
+    unsafe {
+        bench_gic(&mut gic_result);
+        bench_irq_latency(&mut latency);
+    }
+    // Alone now (the peer's window has ended): each slice end is a
+    // scheduling tick that gives this VM a fresh slice.
+    let (count, gaps) = sample(TICK_MS);
+    let ticks: [u32; 8] = core::array::from_fn(|i| gaps[2 * i + 1].wrapping_sub(gaps[2 * i]));
+    let ticks = &ticks[..count.min(8) as usize];
+    let tick_costs = ticks
+        .iter()
+        .filter(|&&gap| gap < TICK_LIMIT)
+        .map(|gap| gap - SAMPLE_LOOP);
+    let (tick_min, tick_total, tick_count) = tick_costs
+        .fold((u32::MAX, 0, 0), |(min, total, n), cost| {
+            (min.min(cost), total + cost, n + 1)
+        });
     let baseline = results[0][0];
     println!(
         "bench: instructions per operation (QEMU -icount shift=0, PMCCNTR), baseline subtracted"
@@ -157,6 +340,29 @@ fn main() -> u32 {
             mean = mean.saturating_sub(3) / 2;
         }
         println!("bench: | {} | {} | {} | {} |", name, minimum, mean, RUNS);
+    }
+    for (name, [minimum, total]) in [
+        ("GIC acknowledge + end of interrupt (IAR, EOIR)", gic_result),
+        (
+            "virtual interrupt delivery (alarm interrupt to the guest's IRQ vector)",
+            latency,
+        ),
+    ] {
+        let (minimum, mean) = (
+            minimum.saturating_sub(baseline),
+            (total / RUNS).saturating_sub(baseline),
+        );
+        println!("bench: | {} | {} | {} | {} |", name, minimum, mean, RUNS);
+    }
+    if tick_count > 0 {
+        println!(
+            "bench: | scheduling tick (slice ends, no other VM ready) | {} | {} | {} |",
+            tick_min,
+            tick_total / tick_count,
+            tick_count
+        );
+    } else {
+        println!("bench: | scheduling tick (slice ends, no other VM ready) | missing | | 0 |");
     }
     println!("bench: done");
     0
