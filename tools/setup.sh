@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what building and running Capvisor needs, and nothing when it is
-# already there: QEMU for 32-bit Arm, the device-tree compiler, gdb-multiarch
-# (Debian packages), and the pinned Rust toolchain with the armv7a-none-eabi
+# already there: QEMU for 32-bit Arm, the device-tree compiler, gdb-multiarch,
+# cpio (Debian packages), and the pinned Rust toolchain with the armv7a-none-eabi
 # target (from rust-toolchain.toml, through rustup).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -10,6 +10,8 @@ missing=()
 command -v qemu-system-arm >/dev/null 2>&1 || missing+=(qemu-system-arm)
 command -v dtc >/dev/null 2>&1 || missing+=(device-tree-compiler)
 command -v gdb-multiarch >/dev/null 2>&1 || missing+=(gdb-multiarch)
+# The Linux guest's initramfs (tools/linux-images.sh).
+command -v cpio >/dev/null 2>&1 || missing+=(cpio)
 if [ ${#missing[@]} -gt 0 ]; then
     echo "setup: installing ${missing[*]} with apt"
     sudo=""

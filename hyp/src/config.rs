@@ -9,7 +9,7 @@
 //! bad configuration never half-starts.
 //!
 //! ```
-//! use hyp::config::{validate, ImageConfig, VmConfig, GUEST_RAM_IPA};
+//! use hyp::config::{validate, ImageConfig, ImageKind, VmConfig, GUEST_RAM_IPA};
 //! use hyp::memory::{MemoryType, Permissions, Region};
 //! let pool = Region::new("guest-ram", 0x8000_0000, 0x4000_0000, MemoryType::Normal, Permissions::ReadWrite);
 //! let vm = VmConfig {
@@ -17,9 +17,10 @@
 //!     ram_ipa: GUEST_RAM_IPA,
 //!     ram_size: 0x0800_0000,
 //!     ram_host: 0x8000_0000,
-//!     kernel: ImageConfig { name: "zImage", host_address: 0x0100_0000, load_offset: 0x8000 },
+//!     kernel: ImageConfig { name: "zImage", kind: ImageKind::Kernel, host_address: 0x0100_0000, load_offset: 0x8000 },
 //!     initrd: None,
 //!     device_tree: None,
+//!     bootargs: "",
 //!     devices: &[],
 //! };
 //! // The probe tells how large each image really is (read from its header).
@@ -40,11 +41,23 @@ pub const GUEST_RAM_IPA_ALIGNMENT: u32 = 0x0800_0000;
 /// How many VMs the table may hold.
 pub const MAX_VMS: usize = 8;
 
+/// What an image is, which says how its size is known.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ImageKind {
+    /// A kernel: a Linux zImage or a test guest with its header.
+    Kernel,
+    /// Anything else (an initrd): a raw payload behind Capvisor's 16-byte
+    /// image header, copied without it.
+    Raw,
+}
+
 /// An image QEMU's generic loader placed in host memory for a VM.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ImageConfig {
     /// Name for messages (`zImage`, `initrd`).
     pub name: &'static str,
+    /// Its format.
+    pub kind: ImageKind,
     /// Host-physical address where the loader put it.
     pub host_address: u32,
     /// Where in the VM's RAM it is copied (offset from the RAM base).
@@ -85,6 +98,8 @@ pub struct VmConfig {
     pub initrd: Option<ImageConfig>,
     /// An optional device tree (without one, the hypervisor writes one).
     pub device_tree: Option<ImageConfig>,
+    /// The kernel command line for the device tree the hypervisor writes.
+    pub bootargs: &'static str,
     /// Virtual devices the VM claims.
     pub devices: &'static [DeviceClaim],
 }
@@ -393,15 +408,18 @@ mod tests {
             ram_host,
             kernel: ImageConfig {
                 name: "zImage",
+                kind: ImageKind::Kernel,
                 host_address: 0x0100_0000,
                 load_offset: 0x8000,
             },
             initrd: Some(ImageConfig {
                 name: "initrd",
+                kind: ImageKind::Raw,
                 host_address: 0x0200_0000,
                 load_offset: 0x0400_0000,
             }),
             device_tree: None,
+            bootargs: "",
             devices: DEVICES,
         }
     }

@@ -9,6 +9,11 @@
 //! own test guests carry the same header followed by `CVGU` at 0x34 and
 //! their name (16 bytes, NUL padded) at 0x38, so that a guest loaded into
 //! the wrong slot is refused by name instead of running the wrong test.
+//!
+//! Other images (an initrd) have no header of their own; the tools put a
+//! 16-byte one in front ([`parse_raw`]): `CVIMAGE` and a NUL, the payload's
+//! size (little-endian u32), and its CRC-32-free reserved word 0. The
+//! hypervisor copies the payload, without the header.
 
 use crate::config::ImageProblem;
 
@@ -25,6 +30,25 @@ pub const GUEST_MAGIC: u32 = u32::from_le_bytes(*b"CVGU");
 /// The largest image Capvisor accepts (the kernel's RAM limit is checked
 /// separately; this catches garbage before it is compared with RAM).
 pub const MAX_IMAGE: u32 = 0x1000_0000;
+
+/// The raw-image header's magic.
+pub const RAW_MAGIC: [u8; 8] = *b"CVIMAGE\0";
+/// Bytes of the raw-image header; the payload follows.
+pub const RAW_HEADER_BYTES: usize = 16;
+
+/// Reads a raw-image header: the payload's size. `Missing` without the
+/// magic, `Malformed` for a size of 0, an absurd size or a reserved word
+/// that is not 0.
+pub fn parse_raw(header: &[u8; HEADER_BYTES]) -> Result<u32, ImageProblem> {
+    if header[..8] != RAW_MAGIC {
+        return Err(ImageProblem::Missing);
+    }
+    let (size, reserved) = (word(header, 8), word(header, 12));
+    if size == 0 || size > MAX_IMAGE || reserved != 0 {
+        return Err(ImageProblem::Malformed);
+    }
+    Ok(size)
+}
 
 /// What a zImage header says.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -167,6 +191,18 @@ mod tests {
         let mut elf = [0u8; HEADER_BYTES];
         elf[..4].copy_from_slice(b"\x7fELF");
         assert_eq!(parse_zimage(&elf), Err(ImageProblem::Missing));
+    }
+
+    #[test]
+    fn raw_images() {
+        let mut header = [0u8; HEADER_BYTES];
+        assert_eq!(parse_raw(&header), Err(ImageProblem::Missing));
+        header[..8].copy_from_slice(&RAW_MAGIC);
+        assert_eq!(parse_raw(&header), Err(ImageProblem::Malformed), "size 0");
+        header[8..12].copy_from_slice(&883_489u32.to_le_bytes());
+        assert_eq!(parse_raw(&header), Ok(883_489));
+        header[12] = 1;
+        assert_eq!(parse_raw(&header), Err(ImageProblem::Malformed));
     }
 
     #[test]

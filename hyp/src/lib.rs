@@ -3,14 +3,16 @@
 //!
 //! `hyp` depends on nothing else in the tree (see DESIGN.md). Everything here
 //! is architecture neutral and is tested on the host. Unsafe code is denied
-//! except in the two small, documented utilities that need it
-//! ([`utilities::StaticRef`], [`utilities::TakeOnce`]).
+//! except in the three small, documented utilities that need it
+//! ([`utilities::StaticRef`], [`utilities::TakeOnce`],
+//! [`utilities::BumpAllocator`]).
 #![no_std]
 #![deny(unsafe_code)]
 #![deny(unsafe_op_in_unsafe_fn)]
 
 pub mod config;
 pub mod debug;
+pub mod device_tree;
 pub mod dispatch;
 pub mod exit;
 pub mod fault_policy;

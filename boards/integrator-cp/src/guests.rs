@@ -19,6 +19,7 @@
 use crate::platform::BoardPlatform;
 use crate::vms::{image_address, Policy, VmSpec, SLOTS, SLOT_SIZE, STAGING_BASE, VMS};
 use crate::{io, log, memory_map};
+use alloc::vec::Vec;
 use armv7a::cp15_context::Cp15Context;
 use armv7a::generic_timer::Counter;
 use armv7a::stage2::{vttbr, GuestAccess, GuestMapping, Stage2Tables};
@@ -31,12 +32,14 @@ use capsules::hypervisor_service::HypervisorService;
 use capsules::psci::Psci;
 use capsules::virtual_gic::{GicCpuInterface, GicDistributor, VirtualGic};
 use capsules::virtual_uart::VirtualUart;
+use hyp::config::ImageKind;
 use hyp::config::{validate, ImageConfig, ImageProblem, VmConfig, MAX_VMS};
+use hyp::device_tree::{guest_device_tree, GuestTree};
 use hyp::dispatch::{HypercallDriver, MmioDevice};
 use hyp::exit::ExitCode;
 use hyp::fault_policy::VmFaultPolicy;
 use hyp::hil::time::Clock;
-use hyp::image::{check_image, parse_zimage, ZImage, HEADER_BYTES};
+use hyp::image::{check_image, parse_raw, parse_zimage, HEADER_BYTES, RAW_HEADER_BYTES};
 use hyp::kernel::{GuestMemory, Kernel, Platform, RunOutcome, Vm, VmState};
 use hyp::memory::{MemoryType, Size};
 use hyp::scheduler::RoundRobin;
@@ -61,10 +64,10 @@ const _: () = assert!(COUNT <= MAX_VMS, "the board's VM table is too long");
 static STAGE2: [TakeOnce<Stage2Tables<1, 1>>; MAX_VMS] =
     [const { TakeOnce::new(Stage2Tables::new()) }; MAX_VMS];
 
-/// Reads the zImage header of the image the loader put at `address`,
-/// refusing addresses outside the staging area (the hypervisor must never
-/// touch memory it has not mapped).
-fn read_header(address: u32) -> Result<ZImage, ImageProblem> {
+/// The image's header bytes, read where the loader put it (refusing
+/// addresses outside the staging area: the hypervisor must never touch
+/// memory it has not mapped).
+fn header_bytes(address: u32) -> Result<&'static [u8; HEADER_BYTES], ImageProblem> {
     let staging_end = STAGING_BASE as u64 + (SLOTS * SLOT_SIZE) as u64;
     if address < STAGING_BASE || address as u64 + HEADER_BYTES as u64 > staging_end {
         return Err(ImageProblem::OutsideStaging);
@@ -72,24 +75,51 @@ fn read_header(address: u32) -> Result<ZImage, ImageProblem> {
     // SAFETY: the staging area is mapped read-only in the Hyp map (the
     // 'guest-images' region) and nothing writes it while the hypervisor
     // runs; the range was checked above.
-    let header = unsafe { &*(address as usize as *const [u8; HEADER_BYTES]) };
-    parse_zimage(header)
+    Ok(unsafe { &*(address as usize as *const [u8; HEADER_BYTES]) })
+}
+
+/// Where an image's bytes start and how many there are to copy.
+fn payload(vm: &VmConfig, image: &ImageConfig) -> Result<(u32, u32), ImageProblem> {
+    let header = header_bytes(image.host_address)?;
+    let (start, size) = match image.kind {
+        ImageKind::Kernel => {
+            let kernel = parse_zimage(header)?;
+            check_image(&kernel, image.name, vm.ram_ipa + image.load_offset)?;
+            (image.host_address, kernel.size)
+        }
+        ImageKind::Raw => (
+            image.host_address + RAW_HEADER_BYTES as u32,
+            parse_raw(header)?,
+        ),
+    };
+    if size > SLOT_SIZE - (start - image.host_address) {
+        return Err(ImageProblem::Malformed);
+    }
+    Ok((start, size))
 }
 
 /// The probe `validate` calls: the image's size from its header, after
 /// checking it is the image the table names, linked for where it goes.
 fn probe(vm: &VmConfig, image: &ImageConfig) -> Result<u32, ImageProblem> {
-    let header = read_header(image.host_address)?;
-    check_image(&header, image.name, vm.ram_ipa + image.load_offset)?;
-    if header.size > SLOT_SIZE {
-        return Err(ImageProblem::Malformed);
-    }
-    Ok(header.size)
+    payload(vm, image).map(|(_, size)| size)
 }
 
-/// A VM's RAM and the images that go in it.
+/// Where a VM's device tree goes: 2 MiB below the end of its RAM.
+const DEVICE_TREE_FROM_END: u32 = 0x0020_0000;
+
+/// A VM's RAM and the images that go in it, and the device tree the
+/// hypervisor wrote for it (only for VMs with boot arguments: a kernel
+/// that reads one).
 struct VmRam {
     config: VmConfig,
+    device_tree: Option<Vec<u8>>,
+}
+
+impl VmRam {
+    /// The device tree's offset in RAM.
+    fn device_tree_offset(&self) -> u32 {
+        self.config.ram_size - DEVICE_TREE_FROM_END
+    }
 }
 
 impl GuestMemory for VmRam {
@@ -102,21 +132,65 @@ impl GuestMemory for VmRam {
         unsafe { core::ptr::write_bytes(ram as *mut u8, 0, size) };
         for image in self.config.images() {
             // The header was checked by `validate`; it cannot have changed.
-            let Ok(header) = read_header(image.host_address) else {
+            let Ok((start, size)) = payload(&self.config, image) else {
                 continue;
             };
             // SAFETY: source inside the staging area, destination inside
             // this VM's RAM (validate checked size and offset), disjoint.
             unsafe {
                 core::ptr::copy_nonoverlapping(
-                    image.host_address as usize as *const u8,
+                    start as usize as *const u8,
                     (ram + image.load_offset as usize) as *mut u8,
-                    header.size as usize,
+                    size as usize,
+                )
+            };
+        }
+        if let Some(tree) = &self.device_tree {
+            // SAFETY: inside this VM's RAM (the tree's size was checked
+            // against DEVICE_TREE_FROM_END when it was written).
+            unsafe {
+                core::ptr::copy_nonoverlapping(
+                    tree.as_ptr(),
+                    (ram + self.device_tree_offset() as usize) as *mut u8,
+                    tree.len(),
                 )
             };
         }
         armv7a::cache::clean_to_poc(ram, size);
     }
+}
+
+/// The device tree for a VM with boot arguments (a kernel that reads one);
+/// refuses the boot if it cannot be written or does not fit.
+fn write_device_tree(config: &VmConfig) -> Option<Vec<u8>> {
+    if config.bootargs.is_empty() || config.device_tree.is_some() {
+        return None;
+    }
+    let initrd = config.initrd.and_then(|initrd| {
+        let (_, size) = payload(config, &initrd).ok()?;
+        let start = config.ram_ipa + initrd.load_offset;
+        Some((start, start + size))
+    });
+    let tree = guest_device_tree(&GuestTree {
+        ram_base: config.ram_ipa,
+        ram_size: config.ram_size,
+        bootargs: config.bootargs,
+        initrd,
+    })
+    .unwrap_or_else(|error| {
+        io::refuse_boot(format_args!(
+            "VM '{}': cannot write its device tree: {}",
+            config.name, error
+        ))
+    });
+    if tree.len() as u32 > DEVICE_TREE_FROM_END || config.ram_size < 2 * DEVICE_TREE_FROM_END {
+        io::refuse_boot(format_args!(
+            "VM '{}': no room for its {}-byte device tree",
+            config.name,
+            tree.len()
+        ));
+    }
+    Some(tree)
 }
 
 /// The configuration with each image's staging address filled in.
@@ -159,11 +233,15 @@ fn create_vcpu(index: usize, config: &VmConfig, cp15_at_reset: Cp15Context) -> A
     let entry = config.ram_ipa + config.kernel.load_offset;
     let mut boot = GuestContext::boot(entry);
     // The Linux boot protocol: r0 = 0, r1 = ~0 (no machine number, a
-    // device tree instead), r2 = the device tree's address (none yet).
+    // device tree instead), r2 = the device tree's address.
     boot.r[1] = u32::MAX;
-    boot.r[2] = config
-        .device_tree
-        .map_or(0, |tree| config.ram_ipa + tree.load_offset);
+    boot.r[2] = match config.device_tree {
+        Some(tree) => config.ram_ipa + tree.load_offset,
+        None if !config.bootargs.is_empty() => {
+            config.ram_ipa + config.ram_size - DEVICE_TREE_FROM_END
+        }
+        None => 0,
+    };
     ArmVcpu::new(
         boot,
         cp15_at_reset,
@@ -192,6 +270,7 @@ pub fn run() -> ! {
     let cp15_at_reset = Cp15Context::save();
     let memories: [VmRam; COUNT] = core::array::from_fn(|index| VmRam {
         config: configs[index],
+        device_tree: write_device_tree(&configs[index]),
     });
     // The console: one physical UART shared through the multiplexer; each
     // VM writes through its own port.

@@ -23,6 +23,8 @@
 #![no_main]
 #![deny(unsafe_op_in_unsafe_fn)]
 
+extern crate alloc;
+
 mod guests;
 mod io;
 mod memory_map;
@@ -48,6 +50,11 @@ const CONSOLE_BAUD: u32 = 115_200;
 /// spare capacity is there for boards that copy this one.
 const L2_TABLES: usize = 2;
 const L3_TABLES: usize = 8;
+
+/// The heap for boot-time allocations (guests' device trees); nothing is
+/// allocated once the VMs run.
+#[global_allocator]
+static HEAP: hyp::utilities::BumpAllocator<{ 64 * 1024 }> = hyp::utilities::BumpAllocator::new();
 
 /// The Hyp stage-1 tables, in `.bss`; written once during boot.
 static HYP_TABLES: TakeOnce<HypTables<L2_TABLES, L3_TABLES>> = TakeOnce::new(HypTables::new());

@@ -13,7 +13,7 @@
 //! demo (`make program`); the test-only features select the integration
 //! test and benchmark sets.
 
-use hyp::config::{DeviceClaim, ImageConfig, VmConfig, GUEST_RAM_IPA};
+use hyp::config::{DeviceClaim, ImageConfig, ImageKind, VmConfig, GUEST_RAM_IPA};
 
 /// What happens to a VM that cannot take its own faults.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -77,10 +77,12 @@ const DEVICES: &[DeviceClaim] = &[
 ];
 
 /// RAM of a small VM (a test guest).
+#[allow(dead_code)]
 const SMALL_RAM: u32 = 0x0020_0000;
 
 /// A VM with `SMALL_RAM` running test guest `image`, backed by host RAM at
 /// `ram_host` (a staging address of 0 is resolved from `images.txt`).
+#[allow(dead_code)]
 const fn guest(name: &'static str, image: &'static str, ram_host: u64, policy: Policy) -> VmSpec {
     VmSpec {
         config: VmConfig {
@@ -90,11 +92,13 @@ const fn guest(name: &'static str, image: &'static str, ram_host: u64, policy: P
             ram_host,
             kernel: ImageConfig {
                 name: image,
+                kind: ImageKind::Kernel,
                 host_address: 0,
                 load_offset: 0,
             },
             initrd: None,
             device_tree: None,
+            bootargs: "",
             devices: DEVICES,
         },
         policy,
@@ -102,6 +106,8 @@ const fn guest(name: &'static str, image: &'static str, ram_host: u64, policy: P
 }
 
 /// Host RAM of the `n`th small VM.
+#[allow(dead_code)]
+#[allow(dead_code)]
 const fn ram(n: u64) -> u64 {
     0x8100_0000 + n * SMALL_RAM as u64
 }
@@ -154,6 +160,42 @@ pub const VMS: &[VmSpec] = &[
     guest("echo-2", "echo", ram(1), Policy::Stop),
 ];
 
+/// Linux: Debian's armmp kernel with a busybox initramfs
+/// (`tools/linux-images.sh` makes both), 256 MiB of RAM.
+#[allow(dead_code)]
+const fn linux(name: &'static str, ram_host: u64) -> VmSpec {
+    VmSpec {
+        config: VmConfig {
+            name,
+            ram_ipa: GUEST_RAM_IPA,
+            ram_size: 0x1000_0000,
+            ram_host,
+            // Where QEMU's own -kernel puts a zImage; it relocates itself
+            // out of the way while it decompresses.
+            kernel: ImageConfig {
+                name: "linux-zImage",
+                kind: ImageKind::Kernel,
+                host_address: 0,
+                load_offset: 0x0001_0000,
+            },
+            initrd: Some(ImageConfig {
+                name: "linux-initrd",
+                kind: ImageKind::Raw,
+                host_address: 0,
+                load_offset: 0x0800_0000,
+            }),
+            device_tree: None,
+            bootargs: "console=ttyAMA0 earlycon",
+            devices: DEVICES,
+        },
+        policy: Policy::Stop,
+    }
+}
+
+/// Linux on its own.
+#[cfg(feature = "linux")]
+pub const VMS: &[VmSpec] = &[linux("linux", 0x9000_0000)];
+
 /// The demo: two small VMs taking turns on the console.
 #[cfg(not(any(
     feature = "test-guests",
@@ -161,6 +203,7 @@ pub const VMS: &[VmSpec] = &[
     feature = "test-interrupts",
     feature = "test-scheduling",
     feature = "test-console",
+    feature = "linux",
     feature = "bench"
 )))]
 pub const VMS: &[VmSpec] = &[
@@ -174,6 +217,7 @@ const TABLES: usize = cfg!(feature = "test-guests") as usize
     + cfg!(feature = "test-interrupts") as usize
     + cfg!(feature = "test-scheduling") as usize
     + cfg!(feature = "test-console") as usize
+    + cfg!(feature = "linux") as usize
     + cfg!(feature = "bench") as usize;
 const _: () = assert!(
     matches!(TABLES, 0 | 1),

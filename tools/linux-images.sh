@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# Makes the Linux guest's images from Debian packages, in DIR (default
+# target/linux), and reuses them when they are already there:
+#   linux-zImage   the stock armhf armmp kernel (linux-image-*-armmp)
+#   linux-initrd   a busybox initramfs behind Capvisor's 16-byte image
+#                  header (see hyp/src/image.rs)
+# The packages come through apt with a private state under DIR (armhf
+# lists and downloads), so the machine's package configuration is not
+# touched. Needs apt-get, dpkg-deb, cpio and gzip (tools/setup.sh).
+set -euo pipefail
+dir="${1:-target/linux}"
+mkdir -p "$dir"
+dir="$(cd "$dir" && pwd)"
+if [ -s "$dir/linux-zImage" ] && [ -s "$dir/linux-initrd" ]; then
+    exit 0
+fi
+apt_state="$dir/apt"
+mkdir -p "$apt_state/lists/partial" "$apt_state/cache" "$apt_state/debs"
+apt=(-oAPT::Architecture=armhf -oAPT::Architectures=armhf
+     "-oDir::State::Lists=$apt_state/lists" "-oDir::Cache=$apt_state/cache"
+     "-oDir::Cache::archives=$apt_state/debs")
+echo "linux-images: fetching the armhf package lists" >&2
+# The update may exit 100 when one index (often security's) is mid-sync;
+# the main index still loads, and the search below says if it did not.
+apt-get "${apt[@]}" update > "$apt_state/update.log" 2>&1 || true
+kernel=$(apt-cache "${apt[@]}" search --names-only '^linux-image-[0-9.]+-[0-9]+-armmp$' \
+    | cut -d' ' -f1 | sort -V | tail -n 1)
+if [ -z "$kernel" ]; then
+    echo "linux-images: no linux-image-*-armmp package found; apt said:" >&2
+    cat "$apt_state/update.log" >&2
+    exit 1
+fi
+echo "linux-images: downloading $kernel and busybox-static" >&2
+(cd "$apt_state/debs" && apt-get "${apt[@]}" download "$kernel" busybox-static > /dev/null 2>&1)
+work="$dir/work"
+rm -rf "$work"
+mkdir -p "$work/kernel" "$work/busybox" "$work/root/bin" "$work/root/proc" "$work/root/sys" "$work/root/dev"
+dpkg-deb -x "$apt_state/debs/${kernel}"_*.deb "$work/kernel"
+dpkg-deb -x "$apt_state"/debs/busybox-static_*.deb "$work/busybox"
+cp "$work"/kernel/boot/vmlinuz-* "$dir/linux-zImage.tmp"
+cp "$work/busybox/bin/busybox" "$work/root/bin/busybox"
+cat > "$work/root/init" <<'INIT'
+#!/bin/busybox sh
+/bin/busybox --install -s /bin
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev
+echo "capvisor-linux: initramfs up"
+uname -a
+exec setsid cttyhack sh
+INIT
+chmod +x "$work/root/init"
+(cd "$work/root" && find . | cpio -o -H newc --quiet | gzip -9) > "$work/initrd.cpio.gz"
+# Capvisor's raw-image header: "CVIMAGE\0", the size (u32 LE), 0 (u32).
+size=$(stat -c %s "$work/initrd.cpio.gz")
+le32() { printf '\\x%02x\\x%02x\\x%02x\\x%02x' $(($1 & 255)) $((($1 >> 8) & 255)) $((($1 >> 16) & 255)) $((($1 >> 24) & 255)); }
+{ printf 'CVIMAGE\0'; printf "$(le32 "$size")"; printf '\0\0\0\0'; cat "$work/initrd.cpio.gz"; } > "$dir/linux-initrd.tmp"
+mv "$dir/linux-zImage.tmp" "$dir/linux-zImage"
+mv "$dir/linux-initrd.tmp" "$dir/linux-initrd"
+rm -rf "$work"
+echo "linux-images: $dir/linux-zImage ($kernel), $dir/linux-initrd ($size bytes of initramfs)" >&2
