@@ -3,7 +3,7 @@
 //! Guest-visible interface: the Arm PrimeCell UART (PL011) register file as
 //! Linux's `amba-pl011` driver and its earlycon use it. Transmission is
 //! instant (the transmit FIFO is always empty); received characters queue
-//! in a 16-byte FIFO like the real one.
+//! in a receive FIFO (64 bytes; the real one has 16).
 //!
 //! | offset | register | behaviour |
 //! |---|---|---|
@@ -36,8 +36,11 @@ use hyp::trap::AccessSize;
 pub const BASE: u64 = 0x0900_0000;
 /// The register window.
 pub const SIZE: u64 = 0x1000;
-/// Depth of the receive FIFO.
-pub const RX_FIFO_DEPTH: usize = 16;
+/// Depth of the receive FIFO: 64 bytes, deeper than the PL011's 16,
+/// because the console hands over a typed line at once rather than at the
+/// pace of a serial line (the board also holds input back while the FIFO
+/// is full, see [`VirtualUart::receive_room`]).
+pub const RX_FIFO_DEPTH: usize = 64;
 
 const DR: u64 = 0x000;
 const RSR_ECR: u64 = 0x004;
@@ -116,6 +119,11 @@ impl<'a> VirtualUart<'a> {
             self.rx_dropped.set(self.rx_dropped.get() + 1);
         }
         accepted
+    }
+
+    /// How many more characters the receive FIFO takes now.
+    pub fn receive_room(&self) -> usize {
+        RX_FIFO_DEPTH - self.rx.borrow().len()
     }
 
     /// Characters lost to a full receive FIFO.

@@ -119,8 +119,36 @@ pub fn command(features: &[&str], dir: &Path) -> QemuCommand {
 /// Starts the image with `features` and every test guest, with the console
 /// captured, for a test that types on it.
 pub fn start(features: &[&str]) -> Session {
-    let command = command(features, &guest_images());
+    start_with_images(features, &guest_images())
+}
+
+/// As [`start`], with the guest images taken from `dir`.
+pub fn start_with_images(features: &[&str], dir: &Path) -> Session {
+    let command = command(features, dir);
     Session::start(&command).unwrap_or_else(|error| panic!("cannot start QEMU: {error}"))
+}
+
+/// Makes the Linux guest's images (`tools/linux-images.sh`, which fetches
+/// Debian's packages the first time and reuses them after) once per test
+/// process; returns their directory.
+pub fn linux_images() -> PathBuf {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let root = workspace_root();
+        let dir = root.join("target").join("linux");
+        let output = Command::new(root.join("tools").join("linux-images.sh"))
+            .arg(&dir)
+            .current_dir(&root)
+            .output()
+            .expect("cannot run tools/linux-images.sh");
+        assert!(
+            output.status.success(),
+            "tools/linux-images.sh failed:\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        dir
+    })
+    .clone()
 }
 
 /// As [`boot`], with the guest images taken from `dir`.

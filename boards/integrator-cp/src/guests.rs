@@ -350,6 +350,7 @@ pub fn run() -> ! {
         uart: io::console(),
         mux: &mux,
         uarts: &uarts,
+        input_held: core::cell::Cell::new(false),
     };
     platform.enable_interrupts();
     let scheduler = RoundRobin::new(counter.ticks_from_us(TIME_SLICE_US));

@@ -8,7 +8,11 @@
 //! hypervisor from its own WFI, [`BoardPlatform::service_interrupts`]
 //! acknowledges the alarm and passes received bytes to the console
 //! multiplexer, which routes them to the focused VM's virtual UART (raising
-//! its receive interrupt) or acts on its key sequences.
+//! its receive interrupt) or acts on its key sequences. Input arrives in
+//! bursts (a whole typed line), so bytes are moved only while the focused
+//! VM's receive FIFO has room; the rest waits in UART0, with its interrupt
+//! masked, until the VM has read some (checked at every interrupt and
+//! before the hypervisor sleeps). Nothing typed is dropped.
 
 use armv7a::generic_timer::Counter;
 use capsules::console_mux::{ConsoleMux, Input};
@@ -34,6 +38,9 @@ pub struct BoardPlatform<'a, const VMS: usize> {
     pub mux: &'a ConsoleMux<'a, VMS>,
     /// Each VM's virtual UART, for received bytes.
     pub uarts: &'a [VirtualUart<'a>; VMS],
+    /// Whether console input is held back in UART0 (its interrupt masked)
+    /// because the focused VM's receive FIFO is full.
+    pub input_held: core::cell::Cell<bool>,
 }
 
 impl<const VMS: usize> BoardPlatform<'_, VMS> {
@@ -42,6 +49,48 @@ impl<const VMS: usize> BoardPlatform<'_, VMS> {
         self.uart.set_receive_interrupts(true);
         self.pic.enable(lines::TIMER1);
         self.pic.enable(lines::UART0);
+    }
+
+    /// Whether the focused VM's receive FIFO has room for a byte.
+    fn focus_has_room(&self) -> bool {
+        self.uarts
+            .get(self.mux.focus())
+            .is_none_or(|uart| uart.receive_room() > 0)
+    }
+
+    /// Lets console input in again once the focused VM has read some.
+    fn release_held_input(&self) {
+        if self.input_held.get() && self.focus_has_room() {
+            self.input_held.set(false);
+            self.pic.enable(lines::UART0);
+        }
+    }
+
+    /// Moves bytes from UART0 to the multiplexer while the focused VM can
+    /// take them; when it cannot, leaves the rest in UART0 (and QEMU's
+    /// queue behind it) and masks the interrupt until it can, so no typed
+    /// byte is lost. Returns whether the user asked for the VMs' status.
+    fn receive_console_input(&self) -> bool {
+        let mut status = false;
+        loop {
+            if !self.focus_has_room() {
+                self.input_held.set(true);
+                self.pic.disable(lines::UART0);
+                return status;
+            }
+            let Some(byte) = self.uart.read_byte() else {
+                return status;
+            };
+            match self.mux.receive(byte) {
+                Input::ToVm { vm, byte } => {
+                    if let Some(uart) = self.uarts.get(vm) {
+                        uart.receive(byte);
+                    }
+                }
+                Input::StatusRequested => status = true,
+                Input::FocusChanged { .. } | Input::Consumed => {}
+            }
+        }
     }
 }
 
@@ -59,23 +108,14 @@ impl<const VMS: usize> Platform for BoardPlatform<'_, VMS> {
 
     fn service_interrupts(&self) -> bool {
         let mut status = false;
+        self.release_held_input();
         while let Some(line) = self.pic.next_pending() {
             match line {
                 lines::TIMER1 => {
                     self.alarm.acknowledge();
                 }
                 lines::UART0 => {
-                    while let Some(byte) = self.uart.read_byte() {
-                        match self.mux.receive(byte) {
-                            Input::ToVm { vm, byte } => {
-                                if let Some(uart) = self.uarts.get(vm) {
-                                    uart.receive(byte);
-                                }
-                            }
-                            Input::StatusRequested => status = true,
-                            Input::FocusChanged { .. } | Input::Consumed => {}
-                        }
-                    }
+                    status |= self.receive_console_input();
                 }
                 other => {
                     // Nothing else is enabled; a line that asserts anyway
@@ -99,6 +139,8 @@ impl<const VMS: usize> Platform for BoardPlatform<'_, VMS> {
     }
 
     fn wait_for_interrupt(&self) {
+        // Every VM waits: the focused one has read what it was given.
+        self.release_held_input();
         armv7a::cpu::wait_for_interrupt();
     }
 }

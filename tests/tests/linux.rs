@@ -1,0 +1,139 @@
+//! Linux as a guest: Debian's stock armhf kernel (linux-image-*-armmp) with a
+//! busybox initramfs boots under Capvisor to a shell on the console; commands
+//! typed on it run; its timer and UART interrupts arrive; a CPU and memory
+//! workload gives the right answer; an abort at an unassigned address is
+//! Linux's to handle; `reboot` restarts the VM and `poweroff` ends it.
+//!
+//! The images come from `tools/linux-images.sh` (Debian packages through
+//! apt, cached under target/linux).
+
+use capvisor_runner::Session;
+use capvisor_tests::{counter, linux_images, start_with_images, vm_status_line};
+use std::time::Duration;
+
+/// Generous: Linux boots in a few seconds under TCG.
+const BOOT: Duration = Duration::from_secs(240);
+const COMMAND: Duration = Duration::from_secs(60);
+const MARKER: &str = "capvisor-linux: initramfs up";
+
+/// The cursor-position query busybox's line editor sends after each
+/// prompt, and a terminal's answer to it. The editor takes keys typed
+/// while it waits for the answer, and keys that arrive together with the
+/// answer, for part of the answer; so the test answers as a terminal
+/// would, and types the command a moment later, on its own.
+const CURSOR_QUERY: &str = "\x1b[6n";
+const CURSOR_ANSWER: &str = "\x1b[1;5R";
+/// How long the editor is given to read the answer.
+const SETTLE: Duration = Duration::from_millis(300);
+
+/// Waits for the shell's prompt, types `command` and waits for `expect`,
+/// failing with the transcript.
+fn run(session: &mut Session, command: &str, expect: &str) -> String {
+    type_command(session, command);
+    match session.expect(expect, COMMAND) {
+        Ok(line) => line,
+        Err(error) => panic!("after {command:?}, waiting for {expect:?}: {error}"),
+    }
+}
+
+/// Waits for the shell's prompt and types `command`.
+fn type_command(session: &mut Session, command: &str) {
+    if let Err(error) = session.expect(CURSOR_QUERY, COMMAND) {
+        panic!("no shell prompt before {command:?}: {error}");
+    }
+    std::thread::sleep(SETTLE);
+    session.send(CURSOR_ANSWER).expect("QEMU takes input");
+    std::thread::sleep(SETTLE);
+    session.send(command).expect("QEMU takes input");
+}
+
+fn boot_linux() -> Session {
+    let mut session = start_with_images(&["linux"], &linux_images());
+    if let Err(error) = session.expect(MARKER, BOOT) {
+        panic!("Linux did not reach its initramfs: {error}");
+    }
+    session
+}
+
+/// The count of interrupt `name` in /proc/interrupts (the CPU column).
+/// The line comes back with its blanks turned into colons, so that the
+/// echo of the command itself cannot match.
+fn interrupts(session: &mut Session, name: &str) -> u64 {
+    let command = format!("grep {name} /proc/interrupts | tr -s ' ' ':'\n");
+    let line = run(session, &command, &format!(":{name}"));
+    line.split(':')
+        .filter(|field| !field.is_empty())
+        .nth(1)
+        .and_then(|count| count.parse().ok())
+        .unwrap_or_else(|| panic!("no count in {line:?}"))
+}
+
+#[test]
+fn linux_boots_runs_commands_and_powers_off() {
+    let mut session = boot_linux();
+    run(&mut session, "echo capvisor-$((6 * 7))\n", "capvisor-42");
+    run(&mut session, "uname -m\n", "armv7l");
+    run(&mut session, "cat /proc/cpuinfo\n", "ARMv7");
+    // The virtual timer (arch_timer) and the UART's interrupts rise
+    // between two reads.
+    let (timer, uart) = (
+        interrupts(&mut session, "arch_timer"),
+        interrupts(&mut session, "uart-pl011"),
+    );
+    run(&mut session, "sleep 1; echo slept\n", "slept");
+    let (timer2, uart2) = (
+        interrupts(&mut session, "arch_timer"),
+        interrupts(&mut session, "uart-pl011"),
+    );
+    assert!(timer2 > timer, "timer interrupts {timer} -> {timer2}");
+    assert!(uart2 > uart, "UART interrupts {uart} -> {uart2}");
+    // 32 MiB of zeros through a pipe: the MD5 every machine agrees on.
+    run(
+        &mut session,
+        "dd if=/dev/zero bs=1M count=32 2>/dev/null | md5sum\n",
+        "58f06dd588d8ffb3beb46ada6309436b",
+    );
+    type_command(&mut session, "poweroff -f\n");
+    let status = session
+        .wait_exit(COMMAND)
+        .expect("QEMU exits after poweroff");
+    let transcript = session.transcript();
+    let line = vm_status_line(&transcript, "linux");
+    assert!(line.contains("PASSED: powered off"), "{line}");
+    assert!(counter(line, "irqs") > 0, "{line}");
+    assert_eq!(status, 0, "{transcript}");
+}
+
+#[test]
+fn an_abort_at_an_unassigned_address_is_linuxs_to_handle() {
+    let mut session = boot_linux();
+    // Nothing is behind guest-physical 0x0a000000: the hypervisor injects
+    // an external abort, Linux's own fault handler reports it and kills
+    // the reader with SIGBUS, and the shell carries on.
+    run(&mut session, "devmem 0x0a000000 32\n", "Bus error");
+    run(&mut session, "echo still-alive\n", "still-alive");
+    let transcript = session.transcript();
+    assert!(
+        transcript.contains("external abort"),
+        "Linux should report the abort itself:\n{transcript}"
+    );
+    assert!(!transcript.contains("Hyp-mode exception"), "{transcript}");
+    type_command(&mut session, "poweroff -f\n");
+    assert_eq!(session.wait_exit(COMMAND).expect("QEMU exits"), 0);
+}
+
+#[test]
+fn reboot_restarts_linux() {
+    let mut session = boot_linux();
+    type_command(&mut session, "reboot -f\n");
+    if let Err(error) = session.expect(MARKER, BOOT) {
+        panic!("Linux did not come back after reboot: {error}");
+    }
+    run(&mut session, "echo second-life\n", "second-life");
+    type_command(&mut session, "poweroff -f\n");
+    let status = session.wait_exit(COMMAND).expect("QEMU exits");
+    let transcript = session.transcript();
+    let line = vm_status_line(&transcript, "linux");
+    assert_eq!(counter(line, "restarts"), 1, "{line}");
+    assert_eq!(status, 0, "{transcript}");
+}
