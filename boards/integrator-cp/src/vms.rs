@@ -107,7 +107,6 @@ const fn guest(name: &'static str, image: &'static str, ram_host: u64, policy: P
 
 /// Host RAM of the `n`th small VM.
 #[allow(dead_code)]
-#[allow(dead_code)]
 const fn ram(n: u64) -> u64 {
     0x8100_0000 + n * SMALL_RAM as u64
 }
