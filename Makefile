@@ -1,5 +1,8 @@
 # Capvisor's front end. On a fresh machine:
-#   make program   build the default board and run it in QEMU (Ctrl-A x quits)
+#   make program   build the default board and run it in QEMU (Ctrl-A x quits):
+#                  Linux with a shell on the console, and a second small VM
+#                  (make program KERNEL=zImage INITRD=file BOOTARGS="..."
+#                  boots your own kernel instead)
 #   make test      formatting, lints, host unit tests and QEMU integration tests
 # Both run `make setup` first, which installs what is missing and nothing else.
 
@@ -17,14 +20,18 @@ all: build
 setup:
 	@tools/setup.sh
 
+# KERNEL, INITRD and BOOTARGS (see boards/$(BOARD)/Makefile) reach the board
+# with paths made absolute here, where the user typed them.
+BOARD_VARS := $(if $(KERNEL),KERNEL=$(abspath $(KERNEL))) $(if $(INITRD),INITRD=$(abspath $(INITRD)))
+
 build: setup
-	$(MAKE) -C boards/$(BOARD) build
+	$(MAKE) -C boards/$(BOARD) build $(BOARD_VARS)
 
 program: setup
-	$(MAKE) -C boards/$(BOARD) program
+	$(MAKE) -C boards/$(BOARD) program $(BOARD_VARS)
 
 debug: setup
-	$(MAKE) -C boards/$(BOARD) debug
+	$(MAKE) -C boards/$(BOARD) debug $(BOARD_VARS)
 
 fmt-check:
 	cargo fmt --all --check
@@ -32,7 +39,7 @@ fmt-check:
 lint: setup
 	cargo clippy --locked $(HOST_CRATES) --all-targets -- -D warnings
 	cargo clippy --locked $(TARGET_CRATES) --target $(TARGET) -- -D warnings
-	for features in test-guests test-fault-policy test-interrupts test-scheduling test-console linux bench test-fault-unmapped test-panic test-uncovered-layout; do \
+	for features in test-guests test-fault-policy test-interrupts test-scheduling test-console test-hello linux bench test-fault-unmapped test-panic test-uncovered-layout; do \
 		cargo clippy --locked -p capvisor-integrator-cp --target $(TARGET) --features $$features -- -D warnings || exit 1; \
 	done
 

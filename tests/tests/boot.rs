@@ -11,7 +11,7 @@ const EXIT_BOOT_REFUSED: i32 = 3;
 
 #[test]
 fn boots_to_banner_and_prints_the_memory_map() {
-    let outcome = boot(&[]);
+    let outcome = boot(&["test-hello"]);
     let console = &outcome.transcript;
     assert_console_has(
         console,

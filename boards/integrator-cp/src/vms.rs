@@ -159,6 +159,13 @@ pub const VMS: &[VmSpec] = &[
     guest("echo-2", "echo", ram(1), Policy::Stop),
 ];
 
+/// The Linux VM's kernel command line: `CAPVISOR_BOOTARGS` at build time
+/// (`make program BOOTARGS=...`), or the console on the PL011.
+const BOOTARGS: &str = match option_env!("CAPVISOR_BOOTARGS") {
+    Some(bootargs) => bootargs,
+    None => "console=ttyAMA0 earlycon",
+};
+
 /// Linux: Debian's armmp kernel with a busybox initramfs
 /// (`tools/linux-images.sh` makes both), 256 MiB of RAM.
 #[allow(dead_code)]
@@ -184,7 +191,7 @@ const fn linux(name: &'static str, ram_host: u64) -> VmSpec {
                 load_offset: 0x0800_0000,
             }),
             device_tree: None,
-            bootargs: "console=ttyAMA0 earlycon",
+            bootargs: BOOTARGS,
             devices: DEVICES,
         },
         policy: Policy::Stop,
@@ -195,16 +202,25 @@ const fn linux(name: &'static str, ram_host: u64) -> VmSpec {
 #[cfg(feature = "linux")]
 pub const VMS: &[VmSpec] = &[linux("linux", 0x9000_0000)];
 
-/// The demo: two small VMs taking turns on the console.
+/// The demo (`make program`): Linux with its shell on the console, and a
+/// small VM beside it that prints its uptime now and then.
 #[cfg(not(any(
     feature = "test-guests",
     feature = "test-fault-policy",
     feature = "test-interrupts",
     feature = "test-scheduling",
     feature = "test-console",
+    feature = "test-hello",
     feature = "linux",
     feature = "bench"
 )))]
+pub const VMS: &[VmSpec] = &[
+    linux("linux", 0x9000_0000),
+    guest("ticker", "ticker", ram(0), Policy::Stop),
+];
+
+/// Two small VMs taking turns on the console (the boot test's table).
+#[cfg(feature = "test-hello")]
 pub const VMS: &[VmSpec] = &[
     guest("hello-1", "hello", ram(0), Policy::Stop),
     guest("hello-2", "hello", ram(1), Policy::Stop),
@@ -216,6 +232,7 @@ const TABLES: usize = cfg!(feature = "test-guests") as usize
     + cfg!(feature = "test-interrupts") as usize
     + cfg!(feature = "test-scheduling") as usize
     + cfg!(feature = "test-console") as usize
+    + cfg!(feature = "test-hello") as usize
     + cfg!(feature = "linux") as usize
     + cfg!(feature = "bench") as usize;
 const _: () = assert!(

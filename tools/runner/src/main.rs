@@ -20,7 +20,7 @@ usage: capvisor-run [--board NAME] --kernel ELF [--loader FILE@ADDR]... [--guest
   --board NAME       board to emulate (default integrator-cp)
   --kernel ELF       the Capvisor image
   --loader FILE@ADDR place FILE at physical ADDR before boot (repeatable)
-  --guest-images DIR place each image of the board's images.txt found in DIR at its slot
+  --guest-images DIR place each image of the board's images.txt found in DIR at its slot (repeatable)
   --icount           deterministic instruction counting (-icount shift=0)
   --debug            start halted, waiting for gdb-multiarch (interactive)
   --gdb-port N       gdb port for --debug (default 1234)
@@ -34,7 +34,7 @@ struct Options {
     board: Option<String>,
     kernel: Option<String>,
     loaders: Vec<Loader>,
-    guest_images: Option<std::path::PathBuf>,
+    guest_images: Vec<std::path::PathBuf>,
     icount: bool,
     debug: bool,
     gdb_port: Option<u16>,
@@ -59,7 +59,7 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Options, RunError> {
             "--board" => options.board = Some(value("--board")?),
             "--kernel" => options.kernel = Some(value("--kernel")?),
             "--loader" => options.loaders.push(Loader::parse(&value("--loader")?)?),
-            "--guest-images" => options.guest_images = Some(value("--guest-images")?.into()),
+            "--guest-images" => options.guest_images.push(value("--guest-images")?.into()),
             "--icount" => options.icount = true,
             "--debug" => options.debug = true,
             "--gdb-port" => {
@@ -93,7 +93,7 @@ fn run(options: Options) -> Result<i32, RunError> {
         .ok_or_else(|| RunError::Usage(format!("--kernel is required\n{USAGE}")))?;
     let mut command = QemuCommand::new(board, &kernel);
     command.loaders = options.loaders;
-    if let Some(dir) = &options.guest_images {
+    for dir in &options.guest_images {
         command.loaders.extend(command.board.staged_images(dir)?);
     }
     command.icount = options.icount;
