@@ -59,13 +59,28 @@ BENCH_DIR := target/bench
 BENCH_ELF := $(BENCH_DIR)/$(TARGET)/release/capvisor-integrator-cp
 GUEST_DIR := target/$(TARGET)/release
 RUNNER := cargo run --quiet --locked --release -p capvisor-runner --bin capvisor-run --
+# The Linux boot comparison: the same kernel, initramfs and device tree
+# under Capvisor and natively on QEMU virt; the initramfs powers off at once.
+LINUX_BENCH_ARGS := console=ttyAMA0 capvisor-bench
+LINUX_BENCH_DIR := target/bench-linux
+LINUX_BENCH_ELF := $(LINUX_BENCH_DIR)/$(TARGET)/release/capvisor-integrator-cp
 bench: setup
 	cargo build --locked --release -p capvisor-test-guests --target $(TARGET)
 	cargo build --locked --release -p capvisor-integrator-cp --target $(TARGET) --features bench --target-dir $(BENCH_DIR)
 	$(RUNNER) --board integrator-cp --kernel $(BENCH_ELF) --guest-images $(GUEST_DIR) --icount --timeout 300 \
 		--expect "bench: done" 2> $(BENCH_DIR)/console.txt \
 		|| (cat $(BENCH_DIR)/console.txt; exit 1)
-	tools/bench-report.sh $(BENCH_DIR)/console.txt > BENCHMARKS.md
+	tools/linux-images.sh target/linux
+	CAPVISOR_BOOTARGS="$(LINUX_BENCH_ARGS)" cargo build --locked --release -p capvisor-integrator-cp --target $(TARGET) --features linux --target-dir $(LINUX_BENCH_DIR)
+	$(RUNNER) --board integrator-cp --kernel $(LINUX_BENCH_ELF) --guest-images target/linux --icount --timeout 900 \
+		--expect "capvisor: 1 of 1 VMs passed" 2> $(BENCH_DIR)/linux-capvisor.txt \
+		|| (cat $(BENCH_DIR)/linux-capvisor.txt; exit 1)
+	cargo run --quiet --locked --release -p capvisor-runner --bin capvisor-dtb -- $(BENCH_DIR)/linux.dtb 256 "$(LINUX_BENCH_ARGS)"
+	timeout 900 qemu-system-arm -M virt -cpu cortex-a15 -m 256 -icount shift=0 -display none -monitor none \
+		-serial stdio -no-reboot -kernel target/linux/linux-zImage -initrd target/linux/initrd.cpio.gz \
+		-dtb $(BENCH_DIR)/linux.dtb -append "$(LINUX_BENCH_ARGS)" < /dev/null > $(BENCH_DIR)/linux-native.txt 2>&1 \
+		|| (cat $(BENCH_DIR)/linux-native.txt; exit 1)
+	tools/bench-report.sh $(BENCH_DIR)/console.txt $(BENCH_DIR)/linux-capvisor.txt $(BENCH_DIR)/linux-native.txt > BENCHMARKS.md
 	@cat BENCHMARKS.md
 
 clean:

@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
-# Turns the console of a `bench` run (argument 1, under -icount) into
-# BENCHMARKS.md on stdout.
+# Turns the console of a `bench` run (argument 1, under -icount) and of the
+# Linux boots under Capvisor (argument 2) and natively (argument 3), all
+# under -icount, into BENCHMARKS.md on stdout.
 set -euo pipefail
 console="$1"
+linux_capvisor="$2"
+linux_native="$3"
 if ! grep -q '^bench: done' "$console"; then
     echo "bench-report: the benchmark run did not finish; console follows" >&2
     cat "$console" >&2
@@ -46,6 +49,38 @@ tr -d '\r' < "$console" | sed -n 's/^\(\[bench-peer\] \)\{0,1\}bench: \(main\|pe
         if (n == 0) { print "bench-report: no VM switch under preemption measured" > "/dev/stderr"; exit 1 }
         printf "| VM switch under preemption (slice end to the other VM) | %d | %d | %d |\n", min, total / n, n
     }'
+# Linux: the kernel's own timestamp of "Run /init" (its counter, which
+# under -icount shift=0 advances 1 ns per instruction executed).
+init_time() {
+    tr -d '\r' < "$1" | sed -n 's/^\[ *\([0-9]*\.[0-9]*\)\] Run \/init as init process$/\1/p' | head -n 1
+}
+capvisor_init=$(init_time "$linux_capvisor")
+native_init=$(init_time "$linux_native")
+if [ -z "$capvisor_init" ] || [ -z "$native_init" ]; then
+    echo "bench-report: no 'Run /init' line in the Linux consoles" >&2
+    exit 1
+fi
+exits=$(tr -d '\r' < "$linux_capvisor" | sed -n "s/^capvisor:   VM 1 'linux': [^;]*; exits \(.*\)$/\1/p")
+cat <<LINUX
+
+## Linux boot
+
+Debian's armhf armmp kernel with the busybox initramfs, booted to its
+\`Run /init\` line under Capvisor (Integrator/CP) and natively on QEMU
+\`-M virt -cpu cortex-a15\` with the device tree Capvisor writes
+(\`capvisor-dtb\`), 256 MiB, both under \`-icount shift=0\`. The times are
+the kernel's own timestamps; under \`-icount\` its counter advances by one
+nanosecond per instruction executed (guest and hypervisor), so they are
+instruction counts (including time the CPU spent waiting for interrupts).
+
+| boot to \`Run /init\` | seconds (= 10^9 instructions) |
+|---|---:|
+| native (QEMU virt) | $native_init |
+| under Capvisor | $capvisor_init |
+| ratio | $(awk "BEGIN { printf \"%.3f\", $capvisor_init / $native_init }") |
+
+VM exits during the whole run (boot, then \`poweroff -f\`): $exits.
+LINUX
 cat <<'TAIL'
 
 The VM switch row: the bench VM calls YIELD while a second VM

@@ -4,6 +4,7 @@
 #   linux-zImage   the stock armhf armmp kernel (linux-image-*-armmp)
 #   linux-initrd   a busybox initramfs behind Capvisor's 16-byte image
 #                  header (see hyp/src/image.rs)
+#   initrd.cpio.gz the same initramfs without the header (for QEMU -initrd)
 # The packages come through apt with a private state under DIR (armhf
 # lists and downloads), so the machine's package configuration is not
 # touched. Needs apt-get, dpkg-deb, cpio and gzip (tools/setup.sh).
@@ -68,7 +69,10 @@ if [ -n "$kernel_file$initrd_file" ]; then
     exit 0
 fi
 
-if [ -s "$dir/linux-zImage" ] && [ -s "$dir/linux-initrd" ]; then
+# Bumped whenever the initramfs below changes, so cached images are remade.
+version=2
+if [ -s "$dir/linux-zImage" ] && [ -s "$dir/linux-initrd" ] \
+    && [ "$(cat "$dir/images.version" 2>/dev/null)" = "$version" ]; then
     exit 0
 fi
 apt_state="$dir/apt"
@@ -104,12 +108,19 @@ mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev
 echo "capvisor-linux: initramfs up"
 uname -a
+# make bench boots with capvisor-bench on the command line: power off at
+# once, so the run ends by itself.
+if grep -q capvisor-bench /proc/cmdline; then
+    poweroff -f
+fi
 exec setsid cttyhack sh
 INIT
 chmod +x "$work/root/init"
 (cd "$work/root" && find . | cpio -o -H newc --quiet | gzip -9) > "$work/initrd.cpio.gz"
 size=$(stat -c %s "$work/initrd.cpio.gz")
 wrap_raw "$work/initrd.cpio.gz" "$dir/linux-initrd"
+cp "$work/initrd.cpio.gz" "$dir/initrd.cpio.gz"
 mv "$dir/linux-zImage.tmp" "$dir/linux-zImage"
+echo "$version" > "$dir/images.version"
 rm -rf "$work"
 echo "linux-images: $dir/linux-zImage ($kernel), $dir/linux-initrd ($size bytes of initramfs)" >&2
