@@ -379,25 +379,8 @@ impl Write for CrLfText<'_> {
 mod tests {
     extern crate std;
     use super::*;
-    use std::string::String;
+    use crate::test_support::Recorder;
     use std::vec::Vec;
-
-    /// The physical console: records every byte.
-    #[derive(Default)]
-    struct Recorder(RefCell<Vec<u8>>);
-
-    impl ConsoleOutput for Recorder {
-        fn write(&self, bytes: &[u8]) {
-            self.0.borrow_mut().extend_from_slice(bytes);
-        }
-    }
-
-    impl Recorder {
-        /// What was printed since the last call.
-        fn take(&self) -> String {
-            String::from_utf8(self.0.take()).unwrap()
-        }
-    }
 
     const FOCUS_BETA: &str =
         "capvisor: console focus: VM 2 'beta' (Ctrl-] n: next, Ctrl-] s: status)\r\n";

@@ -131,17 +131,8 @@ impl HypercallDriver for HypervisorService<'_> {
 mod tests {
     extern crate std;
     use super::*;
-    use core::cell::RefCell;
-    use std::vec::Vec;
 
-    #[derive(Default)]
-    struct Recorder(RefCell<Vec<u8>>);
-
-    impl ConsoleOutput for Recorder {
-        fn write(&self, bytes: &[u8]) {
-            self.0.borrow_mut().extend_from_slice(bytes);
-        }
-    }
+    use crate::test_support::Recorder;
 
     #[test]
     fn version_id_and_name() {

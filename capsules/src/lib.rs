@@ -22,6 +22,8 @@ pub mod fault_policies;
 pub mod guest_interrupts;
 pub mod hypervisor_service;
 pub mod psci;
+#[cfg(test)]
+mod test_support;
 pub mod virtual_gic;
 pub mod virtual_timer;
 pub mod virtual_uart;

@@ -255,16 +255,7 @@ mod tests {
     use super::*;
     use std::vec::Vec;
 
-    #[derive(Default)]
-    struct Recorder {
-        bytes: RefCell<Vec<u8>>,
-    }
-
-    impl ConsoleOutput for Recorder {
-        fn write(&self, bytes: &[u8]) {
-            self.bytes.borrow_mut().extend_from_slice(bytes);
-        }
-    }
+    use crate::test_support::Recorder;
 
     fn word(uart: &VirtualUart, offset: u64) -> u32 {
         uart.read(offset, AccessSize::Word).unwrap()
@@ -276,7 +267,7 @@ mod tests {
         let uart = VirtualUart::new(&out);
         uart.write(DR, AccessSize::Word, 0x0000_0148).unwrap(); // 'H', high bits dropped
         uart.write(DR, AccessSize::Byte, b'i' as u32).unwrap();
-        assert_eq!(&*out.bytes.borrow(), b"Hi");
+        assert_eq!(&*out.0.borrow(), b"Hi");
         assert_eq!(word(&uart, FR) & (FR_TXFE | FR_RXFE), FR_TXFE | FR_RXFE);
     }
 
@@ -370,6 +361,6 @@ mod tests {
             "upper DR byte does not pop"
         );
         assert_eq!(word(&uart, DR), b'z' as u32);
-        assert!(out.bytes.borrow().is_empty());
+        assert!(out.0.borrow().is_empty());
     }
 }

@@ -742,6 +742,22 @@ mod tests {
         }
     }
 
+    /// The services every test VM has.
+    fn services() -> &'static [&'static dyn HypercallDriver] {
+        std::boxed::Box::leak(std::boxed::Box::new([&PowerOff as &dyn HypercallDriver]))
+    }
+
+    /// A test VM named `name` (its RAM logs as `name`'s first letter).
+    fn vm<'a>(
+        name: &'static str,
+        vcpu: ScriptedVcpu,
+        world: &World,
+        policy: &'a dyn VmFaultPolicy,
+    ) -> Vm<'a, ScriptedVcpu> {
+        let letter = vcpu.name;
+        Vm::new(name, vcpu, memory(letter, world), &[], services(), policy)
+    }
+
     /// A leaked [`LoggedMemory`] (tests only), so a VM table can borrow it.
     fn memory(name: char, world: &World) -> &'static LoggedMemory {
         std::boxed::Box::leak(std::boxed::Box::new(LoggedMemory(name, world.log.clone())))
@@ -774,14 +790,10 @@ mod tests {
     #[test]
     fn round_robin_on_yield_until_all_stop() {
         let world = World::new();
-        let services: [&dyn HypercallDriver; 1] = [&PowerOff];
         let policy = Fixed(FaultResponse::Stop);
         let a = ScriptedVcpu::new('a', std::vec![(HVC, 0x1), YIELD, YIELD, OFF], &world);
         let b = ScriptedVcpu::new('b', std::vec![YIELD, OFF], &world);
-        let mut vms = [
-            Vm::new("a", a, memory('a', &world), &[], &services, &policy),
-            Vm::new("b", b, memory('b', &world), &[], &services, &policy),
-        ];
+        let mut vms = [vm("a", a, &world, &policy), vm("b", b, &world, &policy)];
         assert_eq!(
             Kernel.run(&mut vms, &world, &no_slices(), 100),
             RunOutcome::AllStopped
@@ -821,7 +833,6 @@ mod tests {
     #[test]
     fn wfi_blocks_until_an_interrupt_is_pending() {
         let world = World::new();
-        let services: [&dyn HypercallDriver; 1] = [&PowerOff];
         let policy = Fixed(FaultResponse::Stop);
         // 'a' waits for input; 'b' yields twice and stops. Nothing is
         // pending for 'a' until the hypervisor sleeps (then input comes).
@@ -832,8 +843,8 @@ mod tests {
             timer_fired: Cell::new(false),
         };
         let mut vms = [
-            Vm::new("a", a, memory('a', &world), &[], &services, &policy).with_interrupts(&a_irq),
-            Vm::new("b", b, memory('b', &world), &[], &services, &policy),
+            vm("a", a, &world, &policy).with_interrupts(&a_irq),
+            vm("b", b, &world, &policy),
         ];
         assert_eq!(
             Kernel.run(&mut vms, &world, &no_slices(), 100),
@@ -855,15 +866,13 @@ mod tests {
     fn wfi_with_an_interrupt_pending_completes_at_once() {
         let world = World::new();
         world.input.set(true);
-        let services: [&dyn HypercallDriver; 1] = [&PowerOff];
         let policy = Fixed(FaultResponse::Stop);
         let a = ScriptedVcpu::new('a', std::vec![(WFI, 0), (WFI, 0), OFF], &world);
         let irq = FakeInterrupts {
             input: world.input.clone(),
             timer_fired: Cell::new(false),
         };
-        let mut vms =
-            [Vm::new("a", a, memory('a', &world), &[], &services, &policy).with_interrupts(&irq)];
+        let mut vms = [vm("a", a, &world, &policy).with_interrupts(&irq)];
         assert_eq!(
             Kernel.run(&mut vms, &world, &no_slices(), 100),
             RunOutcome::AllStopped
@@ -874,7 +883,6 @@ mod tests {
     #[test]
     fn a_waiting_vm_wakes_at_its_timer_deadline() {
         let world = World::new();
-        let services: [&dyn HypercallDriver; 1] = [&PowerOff];
         let policy = Fixed(FaultResponse::Stop);
         let mut a = ScriptedVcpu::new('a', std::vec![(WFI, 0), OFF], &world);
         a.timer = VirtualTimerState {
@@ -885,8 +893,7 @@ mod tests {
             input: Rc::new(Cell::new(false)),
             timer_fired: Cell::new(false),
         };
-        let mut vms =
-            [Vm::new("a", a, memory('a', &world), &[], &services, &policy).with_interrupts(&irq)];
+        let mut vms = [vm("a", a, &world, &policy).with_interrupts(&irq)];
         assert_eq!(
             Kernel.run(&mut vms, &world, &no_slices(), 100),
             RunOutcome::AllStopped
@@ -900,7 +907,6 @@ mod tests {
     #[test]
     fn slices_end_at_the_alarm_when_another_vm_is_ready() {
         let world = World::new();
-        let services: [&dyn HypercallDriver; 1] = [&PowerOff];
         let policy = Fixed(FaultResponse::Stop);
         // Both VMs compute (MMIO-free hypercalls) and are interrupted by
         // the alarm (IRQ exits); each run takes 10 ticks, slices are 25.
@@ -909,10 +915,7 @@ mod tests {
         a_script.extend([OFF]);
         let a = ScriptedVcpu::new('a', a_script, &world);
         let b = ScriptedVcpu::new('b', script, &world);
-        let mut vms = [
-            Vm::new("a", a, memory('a', &world), &[], &services, &policy),
-            Vm::new("b", b, memory('b', &world), &[], &services, &policy),
-        ];
+        let mut vms = [vm("a", a, &world, &policy), vm("b", b, &world, &policy)];
         let scheduler = RoundRobin::new(25);
         assert_eq!(
             Kernel.run(&mut vms, &world, &scheduler, 40),
@@ -928,21 +931,13 @@ mod tests {
     #[test]
     fn an_irq_does_not_preempt_the_only_ready_vm() {
         let world = World::new();
-        let services: [&dyn HypercallDriver; 1] = [&PowerOff];
         let policy = Fixed(FaultResponse::Stop);
         let a = ScriptedVcpu::new(
             'a',
             std::vec![(IRQ, 0), (IRQ, 0), (IRQ, 0), (IRQ, 0), OFF],
             &world,
         );
-        let mut vms = [Vm::new(
-            "a",
-            a,
-            memory('a', &world),
-            &[],
-            &services,
-            &policy,
-        )];
+        let mut vms = [vm("a", a, &world, &policy)];
         let scheduler = RoundRobin::new(15);
         assert_eq!(
             Kernel.run(&mut vms, &world, &scheduler, 100),
@@ -961,17 +956,9 @@ mod tests {
     #[test]
     fn a_vm_describes_its_state_and_counters() {
         let world = World::new();
-        let services: [&dyn HypercallDriver; 1] = [&PowerOff];
         let policy = Fixed(FaultResponse::Stop);
         let a = ScriptedVcpu::new('a', std::vec![(HVC, 0x1), OFF], &world);
-        let mut vms = [Vm::new(
-            "a",
-            a,
-            memory('a', &world),
-            &[],
-            &services,
-            &policy,
-        )];
+        let mut vms = [vm("a", a, &world, &policy)];
         Kernel.run(&mut vms, &world, &no_slices(), 100);
         let mut line = String::new();
         vms[0].describe(&mut line).unwrap();
@@ -1009,21 +996,13 @@ mod tests {
             }
         }
         let world = World::new();
-        let services: [&dyn HypercallDriver; 1] = [&PowerOff];
         let policy = Fixed(FaultResponse::Stop);
         // Every run takes 10 ticks; the slice is 25, so the second IRQ
         // comes after the slice ended.
         let mut script = std::vec![(HVC, 0x1), (IRQ, 0)];
         script.extend([(HVC, 0x1), (IRQ, 0), (HVC, 0x1), (IRQ, 0), OFF]);
         let a = ScriptedVcpu::new('a', script, &world);
-        let mut vms = [Vm::new(
-            "a",
-            a,
-            memory('a', &world),
-            &[],
-            &services,
-            &policy,
-        )];
+        let mut vms = [vm("a", a, &world, &policy)];
         let scheduler = RoundRobin::new(25);
         assert_eq!(
             Kernel.run(&mut vms, &AlarmCheck(&world), &scheduler, 100),
@@ -1037,17 +1016,9 @@ mod tests {
     #[test]
     fn faults_are_reflected_and_counted() {
         let world = World::new();
-        let services: [&dyn HypercallDriver; 1] = [&PowerOff];
         let policy = Fixed(FaultResponse::Panic);
         let a = ScriptedVcpu::new('a', std::vec![(UNCLAIMED, 0), OFF], &world);
-        let mut vms = [Vm::new(
-            "a",
-            a,
-            memory('a', &world),
-            &[],
-            &services,
-            &policy,
-        )];
+        let mut vms = [vm("a", a, &world, &policy)];
         assert_eq!(
             Kernel.run(&mut vms, &world, &no_slices(), 100),
             RunOutcome::AllStopped
@@ -1060,27 +1031,12 @@ mod tests {
     #[test]
     fn a_fault_loop_goes_to_the_policy_and_others_carry_on() {
         let world = World::new();
-        let services: [&dyn HypercallDriver; 1] = [&PowerOff];
         let stop = Fixed(FaultResponse::Stop);
         let looping = ScriptedVcpu::new('l', std::vec![(UNCLAIMED, 0)], &world);
         let healthy = ScriptedVcpu::new('h', std::vec![YIELD, YIELD, OFF], &world);
         let mut vms = [
-            Vm::new(
-                "looping",
-                looping,
-                memory('l', &world),
-                &[],
-                &services,
-                &stop,
-            ),
-            Vm::new(
-                "healthy",
-                healthy,
-                memory('h', &world),
-                &[],
-                &services,
-                &stop,
-            ),
+            vm("looping", looping, &world, &stop),
+            vm("healthy", healthy, &world, &stop),
         ];
         assert_eq!(
             Kernel.run(&mut vms, &world, &no_slices(), 1000),
@@ -1109,17 +1065,9 @@ mod tests {
             }
         }
         let world = World::new();
-        let services: [&dyn HypercallDriver; 1] = [&PowerOff];
         let mut broken = ScriptedVcpu::new('a', std::vec![(UNCLAIMED, 0)], &world);
         broken.reflectable = false;
-        let mut vms = [Vm::new(
-            "broken",
-            broken,
-            memory('a', &world),
-            &[],
-            &services,
-            &RestartOnce,
-        )];
+        let mut vms = [vm("broken", broken, &world, &RestartOnce)];
         assert_eq!(
             Kernel.run(&mut vms, &world, &no_slices(), 100),
             RunOutcome::Panicked { vm: 0 }
@@ -1138,17 +1086,9 @@ mod tests {
     #[test]
     fn system_reset_restarts_and_budget_is_reported() {
         let world = World::new();
-        let services: [&dyn HypercallDriver; 1] = [&PowerOff];
         let policy = Fixed(FaultResponse::Stop);
         let a = ScriptedVcpu::new('a', std::vec![(HVC, 0x8400_0009)], &world);
-        let mut vms = [Vm::new(
-            "a",
-            a,
-            memory('a', &world),
-            &[],
-            &services,
-            &policy,
-        )];
+        let mut vms = [vm("a", a, &world, &policy)];
         assert_eq!(
             Kernel.run(&mut vms, &world, &no_slices(), 5),
             RunOutcome::BudgetExhausted
