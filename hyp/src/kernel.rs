@@ -115,6 +115,12 @@ pub trait Platform {
     /// Waits until a physical interrupt is pending (WFI in Hyp mode, with
     /// interrupts masked: it returns, and `service_interrupts` handles it).
     fn wait_for_interrupt(&self);
+    /// VM `vm` has stopped for good (powered off or stopped by its fault
+    /// policy): nothing it owned should wait for it any more (console
+    /// input, for one).
+    fn vm_stopped(&self, vm: usize) {
+        let _ = vm;
+    }
 }
 
 /// A VM's RAM as the board set it up: what a restart reloads.
@@ -511,6 +517,9 @@ impl Kernel {
                     continue;
                 }
                 let (keep, panic) = vm.handle(&exit);
+                if !vm.is_live() {
+                    platform.vm_stopped(current);
+                }
                 if panic {
                     return RunOutcome::Panicked { vm: current };
                 }
@@ -688,6 +697,9 @@ mod tests {
             let _ = describe(0, &mut line);
             self.log.borrow_mut().push(line);
         }
+        fn vm_stopped(&self, vm: usize) {
+            self.log.borrow_mut().push(std::format!("stopped {vm}"));
+        }
         fn wait_for_interrupt(&self) {
             self.sleeps.set(self.sleeps.get() + 1);
             assert!(self.sleeps.get() < 100, "slept forever");
@@ -809,9 +821,11 @@ mod tests {
                 "out a",
                 "in b",
                 "release b",
+                "stopped 1",
                 "out b",
                 "in a",
-                "release a"
+                "release a",
+                "stopped 0"
             ]
         );
         assert_eq!(vms[0].vcpu.r0_seen[1], NOT_SUPPORTED, "unowned id 0x1");
@@ -1080,7 +1094,15 @@ mod tests {
             load.is_some() && load < reset,
             "a restart reloads RAM, then resets the vCPU: {log:?}"
         );
-        assert_eq!(log.last().map(String::as_str), Some("release a"));
+        assert_eq!(
+            log.iter()
+                .rev()
+                .take(2)
+                .map(String::as_str)
+                .collect::<Vec<_>>(),
+            ["stopped 0", "release a"],
+            "released, and the platform told"
+        );
     }
 
     #[test]

@@ -87,11 +87,20 @@ fn console_input_reaches_the_focused_vm_and_the_focus_moves() {
     step(&mut session, "b", "echo echo-2: got 'b'");
     step(&mut session, "\x1ds", "VM 1 'echo-1': ");
     step(&mut session, "q", "echo echo-2: got 'q'");
+    // The focused VM has stopped: input for it is dropped (more than its
+    // FIFO holds), and the focus keys still work.
+    step(
+        &mut session,
+        "",
+        "VM 2 has stopped; its console input is dropped",
+    );
+    step(&mut session, &"z".repeat(100), "");
     step(&mut session, "\x1dn", "console focus: VM 1 'echo-1'");
     step(&mut session, "q", "echo echo-1: got 'q'");
     let status = session.wait_exit(STEP).expect("QEMU exits");
     let transcript = session.transcript();
     assert_console_lacks(&transcript, "echo echo-1: got 'b'");
     assert_console_lacks(&transcript, "echo echo-2: got 'a'");
+    assert_console_lacks(&transcript, "got 'z'");
     assert_eq!(status, EXIT_SUCCESS, "{transcript}");
 }

@@ -351,6 +351,7 @@ pub fn run() -> ! {
         mux: &mux,
         uarts: &uarts,
         input_held: core::cell::Cell::new(false),
+        stopped: core::array::from_fn(|_| core::cell::Cell::new(false)),
     };
     platform.enable_interrupts();
     let scheduler = RoundRobin::new(counter.ticks_from_us(TIME_SLICE_US));

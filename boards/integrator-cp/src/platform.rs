@@ -17,6 +17,7 @@
 use armv7a::generic_timer::Counter;
 use capsules::console_mux::{ConsoleMux, Input};
 use capsules::virtual_uart::VirtualUart;
+use core::cell::Cell;
 use hyp::hil::interrupt::InterruptController;
 use hyp::hil::time::{Alarm, Clock};
 use hyp::kernel::Platform;
@@ -40,7 +41,9 @@ pub struct BoardPlatform<'a, const VMS: usize> {
     pub uarts: &'a [VirtualUart<'a>; VMS],
     /// Whether console input is held back in UART0 (its interrupt masked)
     /// because the focused VM's receive FIFO is full.
-    pub input_held: core::cell::Cell<bool>,
+    pub input_held: Cell<bool>,
+    /// Which VMs have stopped: their input is dropped, not held.
+    pub stopped: [Cell<bool>; VMS],
 }
 
 impl<const VMS: usize> BoardPlatform<'_, VMS> {
@@ -51,11 +54,15 @@ impl<const VMS: usize> BoardPlatform<'_, VMS> {
         self.pic.enable(lines::UART0);
     }
 
-    /// Whether the focused VM's receive FIFO has room for a byte.
+    /// Whether the focused VM's receive FIFO has room for a byte (a
+    /// stopped VM always has: its input is dropped).
     fn focus_has_room(&self) -> bool {
-        self.uarts
-            .get(self.mux.focus())
-            .is_none_or(|uart| uart.receive_room() > 0)
+        let focus = self.mux.focus();
+        self.stopped.get(focus).is_none_or(Cell::get)
+            || self
+                .uarts
+                .get(focus)
+                .is_none_or(|uart| uart.receive_room() > 0)
     }
 
     /// Lets console input in again once the focused VM has read some.
@@ -83,8 +90,13 @@ impl<const VMS: usize> BoardPlatform<'_, VMS> {
             };
             match self.mux.receive(byte) {
                 Input::ToVm { vm, byte } => {
-                    if let Some(uart) = self.uarts.get(vm) {
-                        uart.receive(byte);
+                    // Input for a stopped VM is dropped.
+                    let live = !self.stopped.get(vm).is_some_and(Cell::get);
+                    match self.uarts.get(vm) {
+                        Some(uart) if live => {
+                            uart.receive(byte);
+                        }
+                        _ => {}
                     }
                 }
                 Input::StatusRequested => status = true,
@@ -142,5 +154,19 @@ impl<const VMS: usize> Platform for BoardPlatform<'_, VMS> {
         // Every VM waits: the focused one has read what it was given.
         self.release_held_input();
         armv7a::cpu::wait_for_interrupt();
+    }
+
+    fn vm_stopped(&self, vm: usize) {
+        if let Some(stopped) = self.stopped.get(vm) {
+            stopped.set(true);
+        }
+        if vm == self.mux.focus() {
+            self.mux.print_hypervisor(format_args!(
+                "VM {} has stopped; its console input is dropped (Ctrl-] n moves the focus)",
+                vm + 1
+            ));
+        }
+        // Input held for it is now dropped instead.
+        self.release_held_input();
     }
 }
