@@ -13,7 +13,7 @@ UNIT_CRATES := -p hyp -p armv7a -p integrator-cp -p capsules -p capvisor-runner
 HOST_CRATES := $(UNIT_CRATES) -p capvisor-tests
 TARGET_CRATES := -p hyp -p armv7a -p integrator-cp -p capsules -p capvisor-integrator-cp -p capvisor-test-guests
 
-.PHONY: all setup program debug build test fmt-check lint unit-test qemu-test bench clean
+.PHONY: all setup program debug build test fmt-check lint unit-test qemu-test bench fuzz clean
 
 all: build
 
@@ -82,6 +82,18 @@ bench: setup
 		|| (cat $(BENCH_DIR)/linux-native.txt; exit 1)
 	tools/bench-report.sh $(BENCH_DIR)/console.txt $(BENCH_DIR)/linux-capvisor.txt $(BENCH_DIR)/linux-native.txt > BENCHMARKS.md
 	@cat BENCHMARKS.md
+
+# Fuzzing (cargo fuzz, libFuzzer) of trap decoding, the virtual devices'
+# MMIO, hypercalls, VM tables and device trees: FUZZ_TIME seconds per
+# target. Needs a nightly toolchain and cargo-fuzz; installs them if missing.
+FUZZ_TIME ?= 60
+FUZZ_TARGETS := trap_decode virtual_devices hypercalls vm_config device_tree
+fuzz: setup
+	rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal
+	command -v cargo-fuzz >/dev/null 2>&1 || cargo install cargo-fuzz --locked
+	cd fuzz && for target in $(FUZZ_TARGETS); do \
+		cargo +nightly fuzz run $$target -- -max_total_time=$(FUZZ_TIME) || exit 1; \
+	done
 
 clean:
 	cargo clean

@@ -1,0 +1,30 @@
+//! Any function id and arguments to PSCI and Capvisor's service: no panic,
+//! and an id neither owns is refused by both.
+#![no_main]
+
+use capsules::hypervisor_service::HypervisorService;
+use capsules::psci::Psci;
+use hyp::dispatch::HypercallDriver;
+use hyp::hil::console::ConsoleOutput;
+use libfuzzer_sys::fuzz_target;
+
+struct Sink;
+impl ConsoleOutput for Sink {
+    fn write(&self, _bytes: &[u8]) {}
+}
+
+fuzz_target!(|data: (u32, [u32; 7])| {
+    let (function, arguments) = data;
+    let sink = Sink;
+    let psci = Psci::new();
+    let service = HypervisorService::new(1, "fuzz", &sink);
+    for driver in [&psci as &dyn HypercallDriver, &service] {
+        if driver.owns(function) {
+            let _ = driver.call(function, arguments);
+        }
+    }
+    assert!(
+        !(psci.owns(function) && service.owns(function)),
+        "{function:#x} owned twice"
+    );
+});
