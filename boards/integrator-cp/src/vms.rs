@@ -211,12 +211,20 @@ pub const VMS: &[VmSpec] = &[linux("linux", 0x9000_0000)];
     feature = "test-scheduling",
     feature = "test-console",
     feature = "test-hello",
+    feature = "test-hostile",
     feature = "linux",
     feature = "bench"
 )))]
 pub const VMS: &[VmSpec] = &[
     linux("linux", 0x9000_0000),
     guest("ticker", "ticker", ram(0), Policy::Stop),
+];
+
+/// A hostile guest beside a victim that must keep making progress.
+#[cfg(feature = "test-hostile")]
+pub const VMS: &[VmSpec] = &[
+    guest("hostile", "hostile", ram(0), Policy::Stop),
+    guest("victim", "spinner", ram(1), Policy::Stop),
 ];
 
 /// Two small VMs taking turns on the console (the boot test's table).
@@ -233,6 +241,7 @@ const TABLES: usize = cfg!(feature = "test-guests") as usize
     + cfg!(feature = "test-scheduling") as usize
     + cfg!(feature = "test-console") as usize
     + cfg!(feature = "test-hello") as usize
+    + cfg!(feature = "test-hostile") as usize
     + cfg!(feature = "linux") as usize
     + cfg!(feature = "bench") as usize;
 const _: () = assert!(

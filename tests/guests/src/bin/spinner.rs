@@ -1,7 +1,9 @@
 //! CPU-bound guests for the scheduler. A VM named `sleeper` waits for its
 //! virtual timer once, at the end of the window, and reports how long it
-//! slept; any other VM counts loop iterations for the window and reports
-//! the count, so the test can compare the VMs' shares of the CPU.
+//! slept; a VM named `victim` reports its least and most iterations per
+//! 100 ms (progress while another VM misbehaves); any other VM counts loop
+//! iterations for the window and reports the count, so the test can
+//! compare the VMs' shares of the CPU.
 #![no_std]
 #![no_main]
 
@@ -55,6 +57,27 @@ fn main() -> u32 {
         checks.that("slept the whole window", slept_ms >= WINDOW_MS);
         checks.equal("woken once, by the timer", wakeups, 1);
         return checks.finish("sleeper");
+    }
+    if name == "victim" {
+        // Progress in every 100 ms of the window, while another VM
+        // misbehaves: the least and the most iterations of one slice.
+        let tenth = frequency / 10;
+        let (mut least, mut most) = (u64::MAX, 0u64);
+        for window in 0..WINDOW_MS / 100 {
+            let window_end = start + tenth * (window + 1);
+            let mut count = 0u64;
+            while timer::now() < window_end {
+                count += 1;
+            }
+            least = least.min(count);
+            most = most.max(count);
+        }
+        println!(
+            "victim: least {} and most {} iterations per 100 ms",
+            least, most
+        );
+        checks.that("progress in every 100 ms", least > 0);
+        return checks.finish(name);
     }
     let mut iterations: u64 = 0;
     while timer::now() < end {
