@@ -53,8 +53,10 @@ fn cpu_bound_vms_share_fairly_and_a_sleeping_vm_takes_no_slices() {
         "unfair: spinner-a {a}, spinner-b {b} ({:.0}% apart)\n{console}",
         spread * 100.0
     );
-    assert_console_has(console, "sleeper: 2 checks, 0 failed");
+    // The sleeper's own checks (it slept the whole window, woken once by
+    // its timer) are in its exit status.
     let sleeper = vm_status_line(console, "sleeper");
+    assert!(sleeper.contains("PASSED (status 0)"), "{sleeper}");
     let spinner = vm_status_line(console, "spinner-a");
     // The sleeper runs to arm its timer, and once more when it fires.
     assert!(counter(sleeper, "slices") <= 3, "{sleeper}");

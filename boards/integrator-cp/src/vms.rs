@@ -145,11 +145,13 @@ pub const VMS: &[VmSpec] = &[
 ];
 
 /// Two CPU-bound VMs sharing the CPU by time slices, and one that sleeps.
+/// The sleeper has the console's focus, so the spinners' reports arrive as
+/// whole (prefixed) lines whenever they are preempted.
 #[cfg(feature = "test-scheduling")]
 pub const VMS: &[VmSpec] = &[
+    guest("sleeper", "spinner", ram(2), Policy::Stop),
     guest("spinner-a", "spinner", ram(0), Policy::Stop),
     guest("spinner-b", "spinner", ram(1), Policy::Stop),
-    guest("sleeper", "spinner", ram(2), Policy::Stop),
 ];
 
 /// Two VMs reading the console through their UART's receive interrupt.
