@@ -157,35 +157,20 @@ __vectors:
     b       __vector_fiq            @ 0x1c
 
     @ Each vector saves r0-r12 and its LR on the mode's stack, with r0 =
-    @ what happened, and goes to the common path.
-__vector_reset:
+    @ what happened (the vector offset / 4), and goes to the common path.
+    .macro vector_entry name, number
+\name:
     stmdb   sp!, {{r0-r12, lr}}
-    mov     r0, #0
+    mov     r0, #\number
     b       __vector_common
-__vector_undefined:
-    stmdb   sp!, {{r0-r12, lr}}
-    mov     r0, #1
-    b       __vector_common
-__vector_svc:
-    stmdb   sp!, {{r0-r12, lr}}
-    mov     r0, #2
-    b       __vector_common
-__vector_prefetch_abort:
-    stmdb   sp!, {{r0-r12, lr}}
-    mov     r0, #3
-    b       __vector_common
-__vector_data_abort:
-    stmdb   sp!, {{r0-r12, lr}}
-    mov     r0, #4
-    b       __vector_common
-__vector_irq:
-    stmdb   sp!, {{r0-r12, lr}}
-    mov     r0, #6
-    b       __vector_common
-__vector_fiq:
-    stmdb   sp!, {{r0-r12, lr}}
-    mov     r0, #7
-    b       __vector_common
+    .endm
+    vector_entry __vector_reset, 0
+    vector_entry __vector_undefined, 1
+    vector_entry __vector_svc, 2
+    vector_entry __vector_prefetch_abort, 3
+    vector_entry __vector_data_abort, 4
+    vector_entry __vector_irq, 6
+    vector_entry __vector_fiq, 7
 
     @ r0 = vector, r1 = the saved frame (r0-r12, lr), r2 = SPSR. The
     @ handler may change the frame's lr: that is where the guest resumes,

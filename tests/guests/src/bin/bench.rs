@@ -71,14 +71,27 @@ bench_measure:
     mcr     p15, 0, r0, c9, c12, 1
     isb
 
+    @ Runs of a timed operation: r9 = runs left (100), r10 = total,
+    @ r11 = minimum; `record` adds the sample in r5 and counts the run
+    @ down (flags: Z when it was the last).
+    .macro start_runs
+    mov     r9, #100
+    mov     r10, #0
+    mvn     r11, #0
+    .endm
+    .macro record
+    add     r10, r10, r5
+    cmp     r5, r11
+    movlo   r11, r5
+    subs    r9, r9, #1
+    .endm
+
     @ measure address, function, body: times `body` 100 times with r0 =
     @ `function` (for the hypercalls); r4/r5 = counter before/after, r9 =
     @ runs left, r10 = total, r11 = minimum, r6 = an address for the
     @ loads. Stores (minimum, total) at r8 and advances it.
     .macro measure address, function, body:vararg
-    mov     r9, #100
-    mov     r10, #0
-    mvn     r11, #0
+    start_runs
     ldr     r6, =\address
 10:
     ldr     r0, =\function
@@ -87,10 +100,7 @@ bench_measure:
     \body
     mrc     p15, 0, r5, c9, c13, 0
     sub     r5, r5, r4
-    add     r10, r10, r5
-    cmp     r5, r11
-    movlo   r11, r5
-    subs    r9, r9, #1
+    record
     bne     10b
     stmia   r8!, {{r11}}
     stmia   r8!, {{r10}}
@@ -127,9 +137,7 @@ bench_gic:
     ldr     r6, =0x08010000         @ r6 := GICC
     ldr     r7, =0x08000f00         @ r7 := GICD_SGIR
     ldr     r3, =0x02000001         @ filter 2 (this CPU), SGI 1
-    mov     r9, #100
-    mov     r10, #0
-    mvn     r11, #0
+    start_runs
 1:  str     r3, [r7]
     isb
     mrc     p15, 0, r4, c9, c13, 0
@@ -137,10 +145,7 @@ bench_gic:
     str     r1, [r6, #0x10]         @ EOIR
     mrc     p15, 0, r5, c9, c13, 0
     sub     r5, r5, r4
-    add     r10, r10, r5
-    cmp     r5, r11
-    movlo   r11, r5
-    subs    r9, r9, #1
+    record
     bne     1b
     str     r11, [r8]               @ minimum
     str     r10, [r8, #4]           @ total
@@ -160,9 +165,7 @@ bench_irq_latency:
     mrc     p15, 0, r7, c12, c0, 0  @ r7 := VBAR (restored at the end)
     adr     r0, latency_vectors
     mcr     p15, 0, r0, c12, c0, 0
-    mov     r9, #100
-    mov     r10, #0
-    mvn     r11, #0
+    start_runs
 2:  mrrc    p15, 1, r0, r1, c14     @ CNTVCT
     adds    r0, r0, #2000
     adc     r1, r1, #0
@@ -175,10 +178,7 @@ bench_irq_latency:
     b       3b
 latency_resume:                     @ from the IRQ vector, r5 = latency
     cpsid   i
-    add     r10, r10, r5
-    cmp     r5, r11
-    movlo   r11, r5
-    subs    r9, r9, #1
+    record
     bne     2b
     mcr     p15, 0, r7, c12, c0, 0
     isb
