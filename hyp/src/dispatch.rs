@@ -12,7 +12,7 @@
 //! Function ids nobody owns get SMCCC's NOT_SUPPORTED (-1) in r0, never a
 //! fault: that is how guests probe for services.
 
-use crate::trap::{AccessSize, GuestExit, SystemRegisterAccess, Trap};
+use crate::trap::{AccessSize, FaultKind, GuestExit, SystemRegisterAccess, Trap};
 
 /// SMCCC and PSCI "not supported" (-1).
 pub const NOT_SUPPORTED: u32 = -1i32 as u32;
@@ -109,12 +109,38 @@ pub enum Action {
     ResetVm,
     /// Resume the guest later: it gives up the rest of its time slice.
     Yield,
-    /// Reflect a data abort at `va` into the guest.
-    InjectDataAbort { va: u32, write: bool },
+    /// Reflect a data abort at `va` into the guest, reported as `cause`.
+    InjectDataAbort {
+        va: u32,
+        write: bool,
+        cause: AbortCause,
+    },
     /// Reflect a prefetch abort at `va` into the guest.
     InjectPrefetchAbort { va: u32 },
     /// Reflect an undefined-instruction exception into the guest.
     InjectUndefined,
+}
+
+/// What a reflected data abort reports to the guest (its DFSR).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AbortCause {
+    /// A synchronous external abort: what real hardware reports for an
+    /// address nothing decodes, or an access a device refuses.
+    External,
+    /// An alignment fault: an unaligned access to a device, which real
+    /// Device memory never allows.
+    Alignment,
+}
+
+impl AbortCause {
+    /// The cause of a refused access of `size` at `ipa`.
+    const fn of_access(ipa: u64, size: AccessSize) -> AbortCause {
+        if ipa.is_multiple_of(size.bytes() as u64) {
+            AbortCause::External
+        } else {
+            AbortCause::Alignment
+        }
+    }
 }
 
 /// Register number of the PC: never a valid MMIO transfer register.
@@ -153,9 +179,9 @@ pub fn dispatch(
                     skip(registers, bytes);
                     Action::Resume
                 }
-                Err(_) => Action::InjectDataAbort { va, write: false },
+                Err(_) => refused(ipa, va, size, false),
             },
-            _ => Action::InjectDataAbort { va, write: false },
+            _ => refused(ipa, va, size, false),
         },
         Trap::MmioWrite {
             ipa,
@@ -169,12 +195,21 @@ pub fn dispatch(
                         skip(registers, bytes);
                         Action::Resume
                     }
-                    Err(_) => Action::InjectDataAbort { va, write: true },
+                    Err(_) => refused(ipa, va, size, true),
                 }
             }
-            _ => Action::InjectDataAbort { va, write: true },
+            _ => refused(ipa, va, size, true),
         },
-        Trap::DataAbort { va, write, .. } => Action::InjectDataAbort { va, write },
+        Trap::DataAbort {
+            va, write, kind, ..
+        } => Action::InjectDataAbort {
+            va,
+            write,
+            cause: match kind {
+                FaultKind::Alignment => AbortCause::Alignment,
+                _ => AbortCause::External,
+            },
+        },
         Trap::PrefetchAbort { va, .. } => Action::InjectPrefetchAbort { va },
         Trap::SystemRegister { access, .. } => {
             if registers.emulate_system_register(&access) {
@@ -186,6 +221,16 @@ pub fn dispatch(
         }
         Trap::FloatingPoint | Trap::Undefined { .. } => Action::InjectUndefined,
         Trap::Irq | Trap::Fiq => Action::Resume,
+    }
+}
+
+/// The abort for an MMIO access nobody emulates: an alignment fault when
+/// it is unaligned (no device window starts unaligned), else external.
+fn refused(ipa: u64, va: u32, size: AccessSize, write: bool) -> Action {
+    Action::InjectDataAbort {
+        va,
+        write,
+        cause: AbortCause::of_access(ipa, size),
     }
 }
 
@@ -463,9 +508,17 @@ mod tests {
         let abort = Action::InjectDataAbort {
             va: 0xc000_1000,
             write: false,
+            cause: AbortCause::External,
+        };
+        let misaligned = Action::InjectDataAbort {
+            va: 0xc000_1000,
+            write: false,
+            cause: AbortCause::Alignment,
         };
         // Nobody there; a register that does not exist; the wrong size; a
-        // load into the PC; an access straddling the end of the window.
+        // load into the PC; an access straddling the end of the window
+        // (unaligned, so an alignment fault); unaligned inside the window,
+        // and unaligned where nobody is.
         assert_eq!(
             run(at(0x0a00_0000, AccessSize::Word, 1), &mut regs, &device),
             abort
@@ -484,7 +537,15 @@ mod tests {
         );
         assert_eq!(
             run(at(0x0900_0ffe, AccessSize::Word, 1), &mut regs, &device),
-            abort
+            misaligned
+        );
+        assert_eq!(
+            run(at(0x0900_0001, AccessSize::Halfword, 1), &mut regs, &device),
+            misaligned
+        );
+        assert_eq!(
+            run(at(0x0a00_0002, AccessSize::Word, 1), &mut regs, &device),
+            misaligned
         );
         assert_eq!(regs.pc, 0x300, "a faulting access is not skipped");
     }
@@ -504,7 +565,23 @@ mod tests {
             run(data, &mut regs, &device),
             Action::InjectDataAbort {
                 va: 0x10,
-                write: true
+                write: true,
+                cause: AbortCause::External,
+            }
+        );
+        let unaligned = Trap::DataAbort {
+            va: 0x10,
+            ipa: None,
+            write: true,
+            kind: crate::trap::FaultKind::Alignment,
+            stage1_walk: false,
+        };
+        assert_eq!(
+            run(unaligned, &mut regs, &device),
+            Action::InjectDataAbort {
+                va: 0x10,
+                write: true,
+                cause: AbortCause::Alignment,
             }
         );
         let fetch = Trap::PrefetchAbort {

@@ -1,44 +1,89 @@
 //! The hostile-guest suite: a guest that probes every address it could
-//! guess, aims unemulatable accesses at devices, sweeps hypercall ids with
-//! hostile arguments, writes random values to every device register and
-//! storms its own timer interrupt, beside a victim VM that must keep making
-//! progress. Every case must be contained, the victim must progress in
-//! every 100 ms, and the hypervisor must take no Hyp-mode exception.
+//! guess, aims unemulatable and unaligned accesses and cache maintenance at
+//! devices, sweeps hypercall and SMC ids with hostile arguments, writes
+//! random values to every device register and storms its own timer
+//! interrupt, beside a victim VM that must keep making progress. Every case
+//! must be contained, the victim must keep at least a fifth of the progress
+//! it made alone in every 100 ms of the attack, the hypervisor's count of
+//! injected faults must match the aborts the hostile guest took, and the
+//! hypervisor must take no Hyp-mode exception.
 
-use capvisor_tests::{assert_console_has, assert_console_lacks, boot, counter, vm_status_line};
+use capvisor_tests::{assert_console_has, boot, counter, vm_status_line};
+
+/// A line of the transcript containing `needle`.
+fn line<'a>(console: &'a str, needle: &str) -> &'a str {
+    console
+        .lines()
+        .find(|line| line.contains(needle))
+        .unwrap_or_else(|| panic!("no line with '{needle}':\n{console}"))
+}
+
+/// The victim's 100 ms windows, split into those before the attack began
+/// (it ran alone) and those wholly inside the attack.
+struct Progress {
+    solo: Vec<u64>,
+    attacked: Vec<u64>,
+}
+
+fn victim_progress(console: &str, attack_start_us: u64, attack_end_us: u64) -> Progress {
+    let mut progress = Progress {
+        solo: Vec::new(),
+        attacked: Vec::new(),
+    };
+    for window in console.lines().filter(|line| line.contains("victim: window")) {
+        let (begin, count) = (counter(window, "from"), counter(window, "us:"));
+        let end = begin + 100_000;
+        if end <= attack_start_us {
+            progress.solo.push(count);
+        } else if begin >= attack_start_us && end <= attack_end_us {
+            progress.attacked.push(count);
+        }
+    }
+    progress
+}
 
 #[test]
 fn a_hostile_guest_is_contained_and_the_victim_keeps_running() {
     let outcome = boot(&["test-hostile"]);
     let console = &outcome.transcript;
-    assert_console_lacks(console, "Hyp-mode exception");
-    assert_console_lacks(console, "unexpected exception");
-    let summary = console
-        .lines()
-        .find(|line| line.contains("cases tried"))
-        .unwrap_or_else(|| panic!("no summary from the hostile guest:\n{console}"));
+    let hyp_exceptions = console.matches("Hyp-mode exception").count();
+    assert_eq!(hyp_exceptions, 0, "{console}");
+    assert!(!console.contains("unexpected exception"), "{console}");
+    let attack = line(console, "hostile: attack from");
+    let (attack_start, attack_end) = (counter(attack, "from"), counter(attack, "to"));
+    let rounds = counter(attack, "us,");
+    assert!(rounds >= 1, "{attack}");
+    let summary = line(console, "cases tried");
     let tried = counter(summary, "hostile:");
     let contained = counter(summary, "tried,");
-    assert!(tried >= 4700, "{summary}");
+    assert!(tried >= 1000 * rounds, "{summary}");
     assert_eq!(contained, tried, "{summary}");
-    let storm = console
-        .lines()
-        .find(|line| line.contains("timer interrupts in the 100 ms storm"))
-        .unwrap_or_else(|| panic!("no storm line:\n{console}"));
-    assert!(counter(storm, "hostile:") > 100, "{storm}");
-    // The victim made progress in every 100 ms, at least a fifth of what
-    // it made alone (a fair share with one other VM is a half).
-    let victim = console
-        .lines()
-        .find(|line| line.contains("victim: least"))
-        .unwrap_or_else(|| panic!("no progress line from the victim:\n{console}"));
-    let (least, most) = (counter(victim, "least"), counter(victim, "most"));
-    assert!(least * 5 >= most, "{victim}");
-    // The hypervisor's own counters: 32 probes and 9 accesses without a
-    // syndrome became aborts in the hostile guest, none in the victim.
+    for storm in console.lines().filter(|line| line.contains("timer interrupts in a 100 ms storm")) {
+        assert!(counter(storm, "hostile:") > 100, "{storm}");
+    }
+    // The victim, alone while the hostile guest slept and then under
+    // attack: in each attacked 100 ms at least a fifth of its solo mean
+    // (a fair share beside one other VM is a half).
+    let progress = victim_progress(console, attack_start, attack_end);
+    assert!(
+        progress.solo.len() >= 2 && progress.attacked.len() >= 3,
+        "too few windows to compare: {attack}\n{console}"
+    );
+    let solo = progress.solo.iter().sum::<u64>() / progress.solo.len() as u64;
+    let worst = *progress.attacked.iter().min().unwrap();
+    assert!(
+        worst * 5 >= solo,
+        "the victim made {worst} iterations in its worst attacked 100 ms, {solo} alone\n{console}"
+    );
+    // The hypervisor's own counters: every data abort the hostile guest
+    // took was injected by the hypervisor (probes, accesses without a
+    // syndrome, unaligned device accesses: at least 53 a round), none in
+    // the victim.
+    let aborts = counter(line(console, "data aborts taken"), "hostile:");
+    assert!(aborts >= 53 * rounds, "{aborts} aborts in {rounds} rounds\n{console}");
     let hostile = vm_status_line(console, "hostile");
     assert!(hostile.contains("PASSED"), "{hostile}");
-    assert_eq!(counter(hostile, "injected faults"), 41, "{hostile}");
+    assert_eq!(counter(hostile, "injected faults"), aborts, "{hostile}");
     let victim_status = vm_status_line(console, "victim");
     assert!(victim_status.contains("PASSED"), "{victim_status}");
     assert_eq!(
@@ -47,8 +92,11 @@ fn a_hostile_guest_is_contained_and_the_victim_keeps_running() {
         "{victim_status}"
     );
     assert_console_has(console, "capvisor: 2 of 2 VMs passed");
-    println!(
-        "hostile suite: {tried} cases tried, {contained} contained, 0 Hyp-mode exceptions; victim {least}..{most} iterations per 100 ms"
-    );
     assert_eq!(outcome.status, 0, "{console}");
+    println!(
+        "hostile suite: {tried} cases tried, {contained} contained, {hyp_exceptions} Hyp-mode exceptions, {aborts} aborts injected, {rounds} rounds; \
+         victim {solo} iterations per 100 ms alone, {worst} at worst under attack ({}%), {} attacked windows",
+        worst * 100 / solo,
+        progress.attacked.len()
+    );
 }

@@ -341,12 +341,14 @@ pub fn save_banked(context: &mut GuestContext) {
     unsafe { armv7a_save_banked(context) }
 }
 
-/// HCR bits Capvisor sets for every guest: VM (bit 0, stage 2 on), FMO,
-/// IMO, AMO (bits 3-5: FIQ, IRQ and asynchronous aborts go to Hyp), TWI
-/// (bit 13, trap WFI), TSC (bit 19, trap SMC) and TAC (bit 21, trap ACTLR
+/// HCR bits Capvisor sets for every guest: VM (bit 0, stage 2 on), SWIO
+/// (bit 1: a guest's data cache invalidate by set/way cleans too, so it
+/// cannot discard dirty lines of the hypervisor or another VM), FMO, IMO,
+/// AMO (bits 3-5: FIQ, IRQ and asynchronous aborts go to Hyp), TWI (bit
+/// 13, trap WFI), TSC (bit 19, trap SMC) and TAC (bit 21, trap ACTLR
 /// accesses, which the vCPU emulates).
 pub const HCR_GUEST: u32 =
-    (1 << 0) | (1 << 3) | (1 << 4) | (1 << 5) | (1 << 13) | (1 << 19) | (1 << 21);
+    (1 << 0) | (1 << 1) | (1 << 3) | (1 << 4) | (1 << 5) | (1 << 13) | (1 << 19) | (1 << 21);
 /// HSTR bits: T15 traps the implementation-defined CP15 c15 registers,
 /// which no guest may reach (they become undefined instructions).
 pub const HSTR_GUEST: u32 = 1 << 15;
@@ -538,7 +540,7 @@ pub unsafe fn reflect_fault(context: &mut GuestContext, action: &hyp::dispatch::
         enter_exception, fault_status_register, GuestException, GuestState, ReflectedFault,
     };
     use aarch32_cpu::register::{Dfar, Dfsr, Ifar, Ifsr, Sctlr, SysRegRead, SysRegWrite, Vbar};
-    use hyp::dispatch::Action;
+    use hyp::dispatch::{AbortCause, Action};
     let ttbcr: u32;
     // SAFETY: reading TTBCR has no side effects.
     unsafe {
@@ -546,8 +548,12 @@ pub unsafe fn reflect_fault(context: &mut GuestContext, action: &hyp::dispatch::
     };
     let lpae = ttbcr & (1 << 31) != 0;
     let exception = match *action {
-        Action::InjectDataAbort { va, write } => {
-            let status = fault_status_register(ReflectedFault::SyncExternal, lpae, write);
+        Action::InjectDataAbort { va, write, cause } => {
+            let fault = match cause {
+                AbortCause::External => ReflectedFault::SyncExternal,
+                AbortCause::Alignment => ReflectedFault::Alignment,
+            };
+            let status = fault_status_register(fault, lpae, write);
             // SAFETY: DFSR/DFAR belong to the guest, which is about to take
             // the abort that reports them.
             unsafe {

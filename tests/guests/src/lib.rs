@@ -380,6 +380,41 @@ pub fn wait_for_interrupt() {
     unsafe { core::arch::asm!("wfi", options(nomem, nostack)) };
 }
 
+/// Set by [`sleep_until`]'s interrupt handler.
+static WOKEN: Shared<bool> = Shared::new(false);
+
+fn wake_on_timer() {
+    let iar = gic::acknowledge();
+    if iar & 0x3ff == timer::INTERRUPT {
+        timer::disarm();
+        WOKEN.set(true);
+    }
+    if iar & 0x3ff != gic::SPURIOUS {
+        gic::end(iar);
+    }
+}
+
+/// Sleeps until the virtual counter reaches `deadline`: enables the timer
+/// interrupt at the GIC, installs its own IRQ handler (replacing the
+/// guest's), arms the timer and waits with IRQs masked, so that no wake-up
+/// is lost between the check and the WFI (WFI still wakes on a pending
+/// interrupt), taking the interrupt after each wake-up. Returns how many
+/// times the CPU woke; IRQs are masked again on return.
+pub fn sleep_until(deadline: u64) -> u32 {
+    gic::init(&[timer::INTERRUPT]);
+    set_irq_handler(wake_on_timer);
+    WOKEN.set(false);
+    timer::arm_at(deadline);
+    let mut wakeups = 0;
+    while !WOKEN.get() {
+        wait_for_interrupt();
+        wakeups += 1;
+        enable_irqs();
+        disable_irqs();
+    }
+    wakeups
+}
+
 /// Gives the rest of this VM's time slice to the other VMs (Capvisor's
 /// YIELD hypercall).
 pub fn yield_now() {
@@ -388,6 +423,9 @@ pub fn yield_now() {
 
 /// The generic timer: the guest's virtual counter and virtual timer.
 pub mod timer {
+    /// The virtual timer's interrupt id (a PPI).
+    pub const INTERRUPT: u32 = 27;
+
     /// CNTFRQ: counter ticks per second.
     pub fn frequency() -> u32 {
         let value: u32;

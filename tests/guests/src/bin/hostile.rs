@@ -1,19 +1,27 @@
-//! A hostile guest, beside a victim VM that must keep making progress:
-//! it reads and writes every address it could guess (below its RAM, past
-//! it, the host's RAM alias where the hypervisor and other VMs live, the
-//! image staging area, the host's devices), aims LDM/STM and exclusive
-//! accesses at emulated devices, calls HVC across every owner with hostile
-//! arguments, writes random values to every register of its virtual UART
-//! and GIC, and storms its own timer interrupt. Every case must be
-//! contained: an abort injected into this guest, an architected error, or
-//! the access absorbed by the device. It prints how many cases it tried
-//! and how many were contained.
+//! A hostile guest, beside a victim VM that must keep making progress.
+//! It first sleeps 300 ms, so that the victim measures its progress alone,
+//! then attacks:
+//! - reads and writes every address it could guess (below its RAM, past
+//!   it, the host's RAM alias where the hypervisor and other VMs live, the
+//!   image staging area, the host's devices);
+//! - aims accesses without a syndrome (LDM/STM, exclusives) and unaligned
+//!   accesses at the emulated devices;
+//! - sweeps every cache level by set/way (invalidate, clean, both) and aims
+//!   cache maintenance by address at the devices and the probed addresses;
+//! - calls HVC and SMC across every owner with hostile arguments;
+//! - writes random values to every register of its virtual UART and GIC;
+//! - storms its own timer interrupt and floods its UART for 100 ms.
+//! Every case must be contained: an abort injected into this guest, an
+//! architected error, or the access absorbed by the device. It prints how
+//! many cases it tried and how many were contained, how many data aborts
+//! it took (the hypervisor's counter of injected faults must agree), and
+//! when the attack began and ended on its virtual counter.
 #![no_std]
 #![no_main]
 
 use capvisor_test_guests::{
-    disable_irqs, enable_irqs, expect_exception, gic, hvc, println, psci, set_irq_handler, timer,
-    vector, write32, Checks,
+    disable_irqs, enable_irqs, expect_exception, gic, hvc, println, psci, set_irq_handler,
+    sleep_until, smc, timer, vector, write32, Checks, Exception,
 };
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
@@ -22,6 +30,10 @@ capvisor_test_guests::guest!("hostile", main);
 /// Addresses a guest might try: its IPA space outside its own RAM and
 /// devices, including the host's physical layout (the hypervisor's image,
 /// its devices, the other VMs' RAM and the staging area).
+/// The emulated devices' windows: PL011, GIC distributor, GIC CPU
+/// interface.
+const DEVICES: [u32; 3] = [0x0900_0000, 0x0800_0000, 0x0801_0000];
+
 const PROBES: [u32; 16] = [
     0x0000_0000,
     0x0001_0000,
@@ -85,9 +97,133 @@ fn load_exclusive(device: u32) {
     unsafe { core::arch::asm!("ldrex {v}, [{a}]", a = in(reg) device, v = out(reg) _) };
 }
 
+/// A halfword store to `address`, which is odd.
+fn store_halfword(address: u32) {
+    // SAFETY: as for `store`.
+    unsafe { core::arch::asm!("strh {v}, [{a}]", a = in(reg) address, v = in(reg) 0x4141u32) };
+}
+
+/// Data aborts this guest took (each one injected by the hypervisor).
+static ABORTS: AtomicU32 = AtomicU32::new(0);
+
+/// Runs `access`, which may take one synchronous exception; returns it,
+/// counting data aborts.
+fn outcome(access: impl FnOnce()) -> Option<Exception> {
+    let exception = expect_exception(access);
+    if exception.is_some_and(|exception| exception.vector == vector::DATA_ABORT) {
+        ABORTS.fetch_add(1, Ordering::Relaxed);
+    }
+    exception
+}
+
 /// An access that must come back as a data abort at this guest's vector.
 fn aborts(access: impl FnOnce()) -> bool {
-    expect_exception(access).is_some_and(|exception| exception.vector == vector::DATA_ABORT)
+    outcome(access).is_some_and(|exception| exception.vector == vector::DATA_ABORT)
+}
+
+/// DFSR's fault status (short-descriptor format: FS[4] is bit 10).
+fn fault_status(dfsr: u32) -> u32 {
+    (dfsr & 0xf) | ((dfsr >> 6) & 0x10)
+}
+
+/// The short-descriptor fault status of an alignment fault.
+const ALIGNMENT_FAULT: u32 = 0b00001;
+
+/// An access that must come back as an alignment fault.
+fn alignment_fault(access: impl FnOnce()) -> bool {
+    outcome(access).is_some_and(|exception| {
+        exception.vector == vector::DATA_ABORT && fault_status(exception.dfsr) == ALIGNMENT_FAULT
+    })
+}
+
+/// A cache maintenance operation.
+#[derive(Clone, Copy)]
+enum CacheOp {
+    /// DCISW / DCIMVAC.
+    Invalidate,
+    /// DCCSW / DCCMVAC.
+    Clean,
+    /// DCCISW / DCCIMVAC.
+    CleanInvalidate,
+}
+
+/// `op` by set/way on the cache line `set_way` (level, set and way packed
+/// as the architecture defines).
+fn by_set_way(op: CacheOp, set_way: u32) {
+    // SAFETY: set/way operations work on the cache only; with HCR.SWIO the
+    // hypervisor makes an invalidation clean first, so nobody's data is
+    // lost.
+    unsafe {
+        match op {
+            CacheOp::Invalidate => core::arch::asm!("mcr p15, 0, {}, c7, c6, 2", in(reg) set_way),
+            CacheOp::Clean => core::arch::asm!("mcr p15, 0, {}, c7, c10, 2", in(reg) set_way),
+            CacheOp::CleanInvalidate => {
+                core::arch::asm!("mcr p15, 0, {}, c7, c14, 2", in(reg) set_way)
+            }
+        }
+    }
+}
+
+/// `op` by address on `address`, which this guest does not own.
+fn by_address(op: CacheOp, address: u32) {
+    // SAFETY: maintenance of a line this guest cannot reach: it is a no-op
+    // or aborts (expected; the runtime skips it).
+    unsafe {
+        match op {
+            CacheOp::Invalidate => core::arch::asm!("mcr p15, 0, {}, c7, c6, 1", in(reg) address),
+            CacheOp::Clean => core::arch::asm!("mcr p15, 0, {}, c7, c10, 1", in(reg) address),
+            CacheOp::CleanInvalidate => {
+                core::arch::asm!("mcr p15, 0, {}, c7, c14, 1", in(reg) address)
+            }
+        }
+    }
+}
+
+/// Applies `op` to every set and way of every data or unified cache level
+/// up to the level of coherency (CLIDR, CSSELR, CCSIDR); returns how many
+/// lines it named.
+fn sweep_by_set_way(op: CacheOp) -> u32 {
+    let clidr: u32;
+    // SAFETY: reading CLIDR has no side effects.
+    unsafe { core::arch::asm!("mrc p15, 1, {}, c0, c0, 1", out(reg) clidr) };
+    let coherency_levels = (clidr >> 24) & 7;
+    let mut lines = 0;
+    for level in 0..coherency_levels {
+        // Cache type: 2 data only, 3 separate instruction and data, 4
+        // unified.
+        if (clidr >> (3 * level)) & 7 < 2 {
+            continue;
+        }
+        let ccsidr: u32;
+        // SAFETY: CSSELR selects the level CCSIDR describes; nothing else.
+        unsafe {
+            core::arch::asm!(
+                "mcr p15, 2, {select}, c0, c0, 0",
+                "isb",
+                "mrc p15, 1, {ccsidr}, c0, c0, 0",
+                select = in(reg) level << 1,
+                ccsidr = out(reg) ccsidr,
+            )
+        };
+        let line_shift = (ccsidr & 7) + 4;
+        let ways = ((ccsidr >> 3) & 0x3ff) + 1;
+        let sets = ((ccsidr >> 13) & 0x7fff) + 1;
+        // The way number sits in the top bits: as many as the ways need.
+        let way_shift = (ways - 1).leading_zeros();
+        for way in 0..ways {
+            let way_bits = if ways > 1 { way << way_shift } else { 0 };
+            for set in 0..sets {
+                by_set_way(op, way_bits | (set << line_shift) | (level << 1));
+                lines += 1;
+            }
+        }
+    }
+    lines
+}
+
+/// Microseconds on this VM's virtual counter.
+fn now_us() -> u64 {
+    timer::now() * 1_000_000 / u64::from(timer::frequency())
 }
 
 static STORM: AtomicU32 = AtomicU32::new(0);
@@ -96,7 +232,7 @@ static STORM_END: AtomicU64 = AtomicU64::new(0);
 
 fn storm_irq() {
     let iar = gic::acknowledge();
-    if iar & 0x3ff == 27 {
+    if iar & 0x3ff == timer::INTERRUPT {
         STORM.fetch_add(1, Ordering::Relaxed);
         // Re-arm for "now", the shortest interval there is, until the
         // storm's end; the handler itself must stop it (the interrupt is
@@ -112,12 +248,44 @@ fn storm_irq() {
     }
 }
 
+/// How long the guest sleeps before the attack, and how long the attack
+/// goes on at least (whole rounds), in milliseconds.
+const SLEEP_MS: u64 = 300;
+const ATTACK_MS: u64 = 600;
+
 fn main() -> u32 {
     let mut tally = Tally {
         tried: 0,
         contained: 0,
     };
     let mut checks = Checks::new();
+    // Asleep at first: the victim's solo baseline.
+    let frequency = u64::from(timer::frequency());
+    sleep_until(timer::now() + frequency * SLEEP_MS / 1000);
+    let attack_start = now_us();
+    let mut seed = 0x1234_5678u32;
+    let mut rounds = 0;
+    while now_us() - attack_start < ATTACK_MS * 1000 {
+        attack(&mut tally, &mut seed);
+        rounds += 1;
+    }
+    println!(
+        "hostile: attack from {} us to {} us, {} rounds",
+        attack_start,
+        now_us(),
+        rounds
+    );
+    println!("hostile: {} data aborts taken", ABORTS.load(Ordering::Relaxed));
+    println!(
+        "hostile: {} cases tried, {} contained",
+        tally.tried, tally.contained
+    );
+    checks.equal("every case contained", tally.contained, tally.tried);
+    checks.finish("hostile")
+}
+
+/// One round of every attack; `seed` carries the random values on.
+fn attack(tally: &mut Tally, seed: &mut u32) {
     // 1. Reads and writes everywhere it does not own.
     for &address in &PROBES {
         tally.case(aborts(|| load(address)));
@@ -125,37 +293,63 @@ fn main() -> u32 {
     }
     // 2. Accesses with no syndrome (LDM, STM, exclusives) aimed at the
     // emulated devices: the hypervisor cannot emulate them, so they abort.
-    for &device in &[0x0900_0000u32, 0x0800_0000, 0x0801_0000] {
+    // Unaligned word loads and halfword stores: alignment faults, as real
+    // Device memory gives.
+    for &device in &DEVICES {
         tally.case(aborts(|| load_multiple(device)));
         tally.case(aborts(|| store_multiple(device)));
         tally.case(aborts(|| load_exclusive(device)));
+        for misalignment in 1..4 {
+            tally.case(alignment_fault(|| load(device + misalignment)));
+        }
+        tally.case(alignment_fault(|| store_halfword(device + 1)));
     }
-    // 3. Hypercalls across every SMCCC owner, fast and yielding, 32 and 64
+    // 3. Cache maintenance. By set/way over every level (no address, so
+    // nothing to trap: the sweep must simply finish, with no exception).
+    // By address at the devices and at every probed address: a no-op or
+    // an abort, never anything else.
+    for op in [CacheOp::Invalidate, CacheOp::Clean, CacheOp::CleanInvalidate] {
+        let mut lines = 0;
+        let exception = expect_exception(|| lines = sweep_by_set_way(op));
+        tally.case(exception.is_none() && lines > 0);
+        for &address in DEVICES.iter().chain(&PROBES) {
+            let exception = outcome(|| by_address(op, address));
+            tally.case(exception.is_none_or(|exception| exception.vector == vector::DATA_ABORT));
+        }
+    }
+    // 4. Hypercalls across every SMCCC owner, fast and yielding, 32 and 64
     // bit, with hostile arguments, at function number 0xff, which nobody
-    // implements: each must answer NOT_SUPPORTED.
+    // implements: each must answer NOT_SUPPORTED. The same by SMC, which
+    // must answer the same or, on a CPU without the Security Extensions
+    // (QEMU's Cortex-A15 here), be undefined.
     for owner in 0..64u32 {
         for &kind in &[0x8000_0000u32, 0xc000_0000, 0x0000_0000] {
             let function = kind | (owner << 24) | 0x00ff;
             for &argument in &[0, u32::MAX, 0x0001_0000] {
                 let [r0, ..] = hvc(function, [argument; 7]);
                 tally.case(r0 == psci::NOT_SUPPORTED);
+                let mut r0 = 0;
+                let exception = outcome(|| r0 = smc(function, [argument; 3])[0]);
+                tally.case(match exception {
+                    Some(exception) => exception.vector == vector::UNDEFINED,
+                    None => r0 == psci::NOT_SUPPORTED,
+                });
             }
         }
     }
-    // 4. Random values into every register of the UART and the GIC
+    // 5. Random values into every register of the UART and the GIC
     // (absorbed: the devices answer every aligned word access).
-    let mut seed = 0x1234_5678u32;
     for (base, size) in [
-        (0x0900_0000usize, 0x1000usize),
-        (0x0800_0000, 0x1000),
-        (0x0801_0000, 0x2000),
+        (DEVICES[0] as usize, 0x1000usize),
+        (DEVICES[1] as usize, 0x1000),
+        (DEVICES[2] as usize, 0x2000),
     ] {
         for offset in (0..size).step_by(4) {
-            seed ^= seed << 13;
-            seed ^= seed >> 17;
-            seed ^= seed << 5;
+            *seed ^= *seed << 13;
+            *seed ^= *seed >> 17;
+            *seed ^= *seed << 5;
             // Keep the distributor enabled-bit and the UART's DR quiet-ish.
-            let value = if offset == 0 { seed & !1 } else { seed };
+            let value = if offset == 0 { *seed & !1 } else { *seed };
             // SAFETY: the emulated devices' windows.
             unsafe { write32(base + offset, value) };
             tally.case(true);
@@ -170,8 +364,9 @@ fn main() -> u32 {
         gic::distributor_write(offset, u32::MAX);
     }
     gic::distributor_write(0xc04, 0);
-    // 5. An interrupt storm: the timer re-armed at once, 100 ms long.
-    gic::init(&[27]);
+    // 6. An interrupt storm: the timer re-armed at once, 100 ms long,
+    // while the UART is flooded.
+    gic::init(&[timer::INTERRUPT]);
     set_irq_handler(storm_irq);
     let end = timer::now() + u64::from(timer::frequency()) / 10;
     STORM_END.store(end, Ordering::Relaxed);
@@ -184,16 +379,10 @@ fn main() -> u32 {
     }
     timer::disarm();
     println!();
-    let storms = STORM.load(Ordering::Relaxed);
-    println!("hostile: {} timer interrupts in the 100 ms storm", storms);
+    let storms = STORM.swap(0, Ordering::Relaxed);
+    println!("hostile: {} timer interrupts in a 100 ms storm", storms);
     tally.case(storms > 10);
     drain_pending();
-    println!(
-        "hostile: {} cases tried, {} contained",
-        tally.tried, tally.contained
-    );
-    checks.equal("every case contained", tally.contained, tally.tried);
-    checks.finish("hostile")
 }
 
 /// Acknowledges anything left pending so the exit is clean.
