@@ -39,7 +39,7 @@ fmt-check:
 lint: setup
 	cargo clippy --locked $(HOST_CRATES) --all-targets -- -D warnings
 	cargo clippy --locked $(TARGET_CRATES) --target $(TARGET) -- -D warnings
-	for features in test-guests test-fault-policy test-interrupts test-scheduling test-console test-hello test-hostile linux bench test-fault-unmapped test-panic test-uncovered-layout; do \
+	for features in test-guests test-fault-policy test-interrupts test-scheduling test-console test-hello test-hostile test-bad-ram-overlap test-bad-ram-misaligned test-bad-device-twice linux bench test-fault-unmapped test-panic test-uncovered-layout; do \
 		cargo clippy --locked -p capvisor-integrator-cp --target $(TARGET) --features $$features -- -D warnings || exit 1; \
 	done
 

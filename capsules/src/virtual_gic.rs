@@ -101,14 +101,19 @@ use core::cell::Cell;
 use hyp::dispatch::{MmioDevice, MmioError};
 use hyp::trap::AccessSize;
 
-/// Where the guest platform puts the distributor.
-pub const DISTRIBUTOR_BASE: u64 = 0x0800_0000;
+/// The distributor's name, as VM tables claim it.
+pub const DISTRIBUTOR_NAME: &str = "gic-distributor";
+/// The CPU interface's name, as VM tables claim it.
+pub const CPU_INTERFACE_NAME: &str = "gic-cpu-interface";
+/// Where the guest platform puts the distributor
+/// (`hyp::device_tree::GIC_DISTRIBUTOR`).
+pub const DISTRIBUTOR_BASE: u64 = hyp::device_tree::GIC_DISTRIBUTOR.0 as u64;
 /// The distributor's register window.
-pub const DISTRIBUTOR_SIZE: u64 = 0x1000;
+pub const DISTRIBUTOR_SIZE: u64 = hyp::device_tree::GIC_DISTRIBUTOR.1 as u64;
 /// Where the guest platform puts the CPU interface.
-pub const CPU_INTERFACE_BASE: u64 = 0x0801_0000;
+pub const CPU_INTERFACE_BASE: u64 = hyp::device_tree::GIC_CPU_INTERFACE.0 as u64;
 /// The CPU interface's register window (GICC_DIR is at 0x1000).
-pub const CPU_INTERFACE_SIZE: u64 = 0x2000;
+pub const CPU_INTERFACE_SIZE: u64 = hyp::device_tree::GIC_CPU_INTERFACE.1 as u64;
 /// Interrupt ids 0..NUM_INTERRUPTS exist: 16 SGIs, 16 PPIs, 32 SPIs.
 pub const NUM_INTERRUPTS: u32 = 64;
 /// The id GICC_IAR returns when nothing can be acknowledged.
@@ -568,7 +573,7 @@ pub struct GicDistributor<'a> {
 
 impl MmioDevice for GicDistributor<'_> {
     fn name(&self) -> &'static str {
-        "gic-distributor"
+        DISTRIBUTOR_NAME
     }
 
     fn base(&self) -> u64 {
@@ -607,7 +612,7 @@ pub struct GicCpuInterface<'a> {
 
 impl MmioDevice for GicCpuInterface<'_> {
     fn name(&self) -> &'static str {
-        "gic-cpu-interface"
+        CPU_INTERFACE_NAME
     }
 
     fn base(&self) -> u64 {

@@ -32,10 +32,12 @@ use hyp::dispatch::{MmioDevice, MmioError};
 use hyp::hil::console::ConsoleOutput;
 use hyp::trap::AccessSize;
 
-/// Where the guest platform puts the UART.
-pub const BASE: u64 = 0x0900_0000;
+/// The device's name, as VM tables claim it.
+pub const NAME: &str = "pl011";
+/// Where the guest platform puts the UART (`hyp::device_tree::UART`).
+pub const BASE: u64 = hyp::device_tree::UART.0 as u64;
 /// The register window.
-pub const SIZE: u64 = 0x1000;
+pub const SIZE: u64 = hyp::device_tree::UART.1 as u64;
 /// Depth of the receive FIFO: 64 bytes, deeper than the PL011's 16,
 /// because the console hands over a typed line at once rather than at the
 /// pace of a serial line (the board also holds input back while the FIFO
@@ -203,7 +205,7 @@ impl<'a> VirtualUart<'a> {
 
 impl MmioDevice for VirtualUart<'_> {
     fn name(&self) -> &'static str {
-        "pl011"
+        NAME
     }
 
     fn base(&self) -> u64 {

@@ -1,9 +1,12 @@
 //! Any VM table (RAM placement, images and their sizes, device claims):
 //! validate() never panics, and a table it accepts really is sound: RAM
-//! inside the pool and disjoint, images inside their VM's RAM.
+//! inside the pool and disjoint, images inside their VM's RAM, device
+//! claims each one of the board's devices, once, clear of RAM.
 #![no_main]
 
-use hyp::config::{validate, DeviceClaim, ImageConfig, ImageKind, ImageProblem, VmConfig};
+use hyp::config::{
+    validate, BoardOffer, DeviceClaim, ImageConfig, ImageKind, ImageProblem, VmConfig,
+};
 use hyp::memory::{MemoryType, Permissions, Region};
 use libfuzzer_sys::fuzz_target;
 
@@ -20,8 +23,25 @@ static DEVICES: [DeviceClaim; 2] = [
         size: 0x1000,
     },
 ];
+/// Claims a VM may make: none, the board's devices, one twice, one the
+/// board does not have, one of its devices at the wrong address.
+static CLAIMS: [&[DeviceClaim]; 5] = [
+    &[],
+    &DEVICES,
+    &[DEVICES[1], DEVICES[0], DEVICES[1]],
+    &[DeviceClaim {
+        name: "rogue",
+        ipa: 0x0a00_0000,
+        size: 0x1000,
+    }],
+    &[DeviceClaim {
+        name: "pl011",
+        ipa: 0x0900_1000,
+        size: 0x1000,
+    }],
+];
 
-fuzz_target!(|vms: Vec<(u8, u32, u32, u32, u32, u32, bool)>| {
+fuzz_target!(|vms: Vec<(u8, u32, u32, u32, u32, u32, u8)>| {
     let pool = Region::new(
         "pool",
         0x8000_0000,
@@ -47,12 +67,17 @@ fuzz_target!(|vms: Vec<(u8, u32, u32, u32, u32, u32, bool)>| {
                 initrd: None,
                 device_tree: None,
                 bootargs: "",
-                devices: if devices { &DEVICES } else { &[] },
+                devices: CLAIMS[devices as usize % CLAIMS.len()],
             },
         )
         .collect();
     let sizes: Vec<u32> = vms.iter().take(10).map(|vm| vm.5).collect();
-    let result = validate(&table, &pool, 8, |vm, _image| {
+    let offer = BoardOffer {
+        pool: &pool,
+        vmids: 8,
+        devices: &DEVICES,
+    };
+    let result = validate(&table, &offer, |vm, _image| {
         let index = table
             .iter()
             .position(|other| core::ptr::eq(other, vm))
@@ -71,6 +96,13 @@ fuzz_target!(|vms: Vec<(u8, u32, u32, u32, u32, u32, bool)>| {
                 let disjoint = vm.ram_host + vm.ram_size as u64 <= other.ram_host
                     || other.ram_host + other.ram_size as u64 <= vm.ram_host;
                 assert!(disjoint, "{} and {} overlap", vm.name, other.name);
+            }
+            for (claim_index, claim) in vm.devices.iter().enumerate() {
+                assert!(DEVICES.contains(claim), "{} claims {:?}", vm.name, claim);
+                assert!(!vm.devices[..claim_index].contains(claim), "{:?} twice", claim);
+                let ram_end = vm.ram_ipa as u64 + vm.ram_size as u64;
+                let claim_end = claim.ipa as u64 + claim.size as u64;
+                assert!(claim_end <= vm.ram_ipa as u64 || ram_end <= claim.ipa as u64);
             }
         }
     }

@@ -9,7 +9,7 @@
 //! bad configuration never half-starts.
 //!
 //! ```
-//! use hyp::config::{validate, ImageConfig, ImageKind, VmConfig, GUEST_RAM_IPA};
+//! use hyp::config::{validate, BoardOffer, DeviceClaim, ImageConfig, ImageKind, VmConfig, GUEST_RAM_IPA};
 //! use hyp::memory::{MemoryType, Permissions, Region};
 //! let pool = Region::new("guest-ram", 0x8000_0000, 0x4000_0000, MemoryType::Normal, Permissions::ReadWrite);
 //! let vm = VmConfig {
@@ -21,10 +21,16 @@
 //!     initrd: None,
 //!     device_tree: None,
 //!     bootargs: "",
-//!     devices: &[],
+//!     devices: &[DeviceClaim { name: "pl011", ipa: 0x0900_0000, size: 0x1000 }],
+//! };
+//! // What the board has for VMs: RAM, VMIDs and its virtual devices.
+//! let offer = BoardOffer {
+//!     pool: &pool,
+//!     vmids: 255,
+//!     devices: &[DeviceClaim { name: "pl011", ipa: 0x0900_0000, size: 0x1000 }],
 //! };
 //! // The probe tells how large each image really is (read from its header).
-//! assert_eq!(validate(&[vm], &pool, 8, |_, _| Ok(0x40_0000)), Ok(()));
+//! assert_eq!(validate(&[vm], &offer, |_, _| Ok(0x40_0000)), Ok(()));
 //! ```
 
 use crate::memory::Region;
@@ -64,7 +70,8 @@ pub struct ImageConfig {
     pub load_offset: u32,
 }
 
-/// A virtual device a VM claims, at a guest-physical range.
+/// A virtual device a VM claims, at a guest-physical range; also how a
+/// board describes the devices it can give a VM ([`BoardOffer`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DeviceClaim {
     /// Device name (`pl011`, `gic`).
@@ -190,7 +197,19 @@ pub enum ConfigError {
         image: &'static str,
         other: &'static str,
     },
-    /// A device claimed twice, or overlapping another claim or the RAM.
+    /// A device the board does not have, or not at that range.
+    UnknownDevice {
+        vm: &'static str,
+        device: &'static str,
+        ipa: u32,
+        size: u32,
+    },
+    /// The same device claimed twice.
+    DeviceClaimedTwice {
+        vm: &'static str,
+        device: &'static str,
+    },
+    /// A device claim overlapping another claim or the RAM.
     DeviceConflict {
         vm: &'static str,
         device: &'static str,
@@ -232,6 +251,18 @@ impl fmt::Display for ConfigError {
             ConfigError::ImagesOverlap { vm, image, other } => {
                 write!(f, "VM '{vm}': images '{image}' and '{other}' overlap in RAM")
             }
+            ConfigError::UnknownDevice {
+                vm,
+                device,
+                ipa,
+                size,
+            } => write!(
+                f,
+                "VM '{vm}': the board has no device '{device}' at {ipa:#010x}+{size:#x}"
+            ),
+            ConfigError::DeviceClaimedTwice { vm, device } => {
+                write!(f, "VM '{vm}': device '{device}' is claimed twice")
+            }
             ConfigError::DeviceConflict { vm, device, other } => {
                 write!(f, "VM '{vm}': device '{device}' overlaps '{other}'")
             }
@@ -239,19 +270,30 @@ impl fmt::Display for ConfigError {
     }
 }
 
-/// Checks the table: VM count and names, RAM alignment, placement in
-/// `pool` and disjointness, each image (as `probe` sizes it, given the VM
-/// and the image) fitting its
-/// VM's RAM without overlapping another image, and device claims that
-/// overlap neither each other nor RAM. `max_vms` is the number of VMIDs the
-/// board can give out.
+/// What a board has to give its VMs.
+#[derive(Clone, Copy, Debug)]
+pub struct BoardOffer<'a> {
+    /// The host RAM pool every VM's RAM must come from.
+    pub pool: &'a Region,
+    /// How many VMIDs the board can give out.
+    pub vmids: usize,
+    /// The virtual devices a VM may claim, each at the one range where the
+    /// board emulates it.
+    pub devices: &'a [DeviceClaim],
+}
+
+/// Checks the table against what the board offers: VM count (VMIDs and
+/// [`MAX_VMS`]) and names, RAM alignment, placement in the pool and
+/// disjointness, each image (as `probe` sizes it, given the VM and the
+/// image) fitting its VM's RAM without overlapping another image, and
+/// device claims: each a device of the board at its range, claimed once,
+/// overlapping neither another claim nor RAM.
 pub fn validate(
     vms: &[VmConfig],
-    pool: &Region,
-    max_vms: usize,
+    offer: &BoardOffer<'_>,
     probe: impl Fn(&VmConfig, &ImageConfig) -> Result<u32, ImageProblem>,
 ) -> Result<(), ConfigError> {
-    let max = max_vms.min(MAX_VMS);
+    let max = offer.vmids.min(MAX_VMS);
     if vms.is_empty() {
         return Err(ConfigError::NoVms);
     }
@@ -265,7 +307,7 @@ pub fn validate(
         if let Some(twin) = vms[..index].iter().find(|other| other.name == vm.name) {
             return Err(ConfigError::DuplicateName { name: twin.name });
         }
-        check_ram(vm, pool)?;
+        check_ram(vm, offer.pool)?;
         if let Some(other) = vms[..index]
             .iter()
             .find(|other| vm.ram_host < other.ram_host_end() && other.ram_host < vm.ram_host_end())
@@ -276,7 +318,7 @@ pub fn validate(
             });
         }
         check_images(vm, &probe)?;
-        check_devices(vm)?;
+        check_devices(vm, offer.devices)?;
     }
     Ok(())
 }
@@ -348,8 +390,25 @@ fn check_images(
     Ok(())
 }
 
-fn check_devices(vm: &VmConfig) -> Result<(), ConfigError> {
+fn check_devices(vm: &VmConfig, offered: &[DeviceClaim]) -> Result<(), ConfigError> {
     for (index, device) in vm.devices.iter().enumerate() {
+        if vm.devices[..index]
+            .iter()
+            .any(|other| other.name == device.name)
+        {
+            return Err(ConfigError::DeviceClaimedTwice {
+                vm: vm.name,
+                device: device.name,
+            });
+        }
+        if !offered.contains(device) {
+            return Err(ConfigError::UnknownDevice {
+                vm: vm.name,
+                device: device.name,
+                ipa: device.ipa,
+                size: device.size,
+            });
+        }
         let overlaps_ram =
             (device.ipa as u64) < vm.ram_ipa_end() && (vm.ram_ipa as u64) < device.end();
         if overlaps_ram || device.size == 0 {
@@ -428,8 +487,17 @@ mod tests {
         Ok(0x0010_0000)
     }
 
+    /// The board of these tests: POOL, 255 VMIDs, DEVICES.
+    fn offer(vmids: usize) -> BoardOffer<'static> {
+        BoardOffer {
+            pool: &POOL,
+            vmids,
+            devices: DEVICES,
+        }
+    }
+
     fn check(vms: &[VmConfig]) -> Result<(), ConfigError> {
-        validate(vms, &POOL, 8, sized)
+        validate(vms, &offer(255), sized)
     }
 
     #[test]
@@ -448,7 +516,7 @@ mod tests {
             vm("b", 0x8800_0000),
             vm("c", 0x9000_0000),
         ];
-        let error = validate(&many, &POOL, 2, sized).unwrap_err();
+        let error = validate(&many, &offer(2), sized).unwrap_err();
         assert_eq!(
             format!("{error}"),
             "3 VMs configured, at most 2 are supported"
@@ -506,14 +574,14 @@ mod tests {
                 Ok(0x1000)
             }
         };
-        let error = validate(&[vm("linux", 0x8000_0000)], &POOL, 8, missing).unwrap_err();
+        let error = validate(&[vm("linux", 0x8000_0000)], &offer(255), missing).unwrap_err();
         assert_eq!(
             format!("{error}"),
             "VM 'linux': image 'initrd' is missing (no zImage header at its address)"
         );
 
         let huge = |_: &VmConfig, _: &ImageConfig| Ok(0x0800_0000);
-        let error = validate(&[vm("linux", 0x8000_0000)], &POOL, 8, huge).unwrap_err();
+        let error = validate(&[vm("linux", 0x8000_0000)], &offer(255), huge).unwrap_err();
         assert_eq!(
             error,
             ConfigError::ImageTooLarge {
@@ -535,7 +603,7 @@ mod tests {
                 0x1000
             })
         };
-        let error = validate(&[vm("linux", 0x8000_0000)], &POOL, 8, big_kernel).unwrap_err();
+        let error = validate(&[vm("linux", 0x8000_0000)], &offer(255), big_kernel).unwrap_err();
         assert_eq!(
             format!("{error}"),
             "VM 'linux': images 'initrd' and 'zImage' overlap in RAM"
@@ -543,39 +611,89 @@ mod tests {
     }
 
     #[test]
-    fn devices_claimed_twice_or_over_ram() {
-        const TWICE: &[DeviceClaim] = &[
-            DeviceClaim {
-                name: "pl011",
-                ipa: 0x0900_0000,
-                size: 0x1000,
-            },
-            DeviceClaim {
-                name: "pl011-again",
-                ipa: 0x0900_0800,
-                size: 0x1000,
-            },
-        ];
-        let mut twice = vm("twice", 0x8000_0000);
-        twice.devices = TWICE;
+    fn devices_must_be_the_boards_claimed_once_and_clear_of_ram() {
+        let with = |devices: &'static [DeviceClaim]| {
+            let mut vm = vm("vm", 0x8000_0000);
+            vm.devices = devices;
+            check(&[vm])
+        };
+        // The board's devices, each once: fine; none at all: fine.
+        assert_eq!(with(DEVICES), Ok(()));
+        assert_eq!(with(&[]), Ok(()));
+        const TWICE: &[DeviceClaim] = &[DEVICES[1], DEVICES[0], DEVICES[1]];
         assert_eq!(
-            format!("{}", check(&[twice]).unwrap_err()),
-            "VM 'twice': device 'pl011-again' overlaps 'pl011'"
+            format!("{}", with(TWICE).unwrap_err()),
+            "VM 'vm': device 'pl011' is claimed twice"
         );
-        const IN_RAM: &[DeviceClaim] = &[DeviceClaim {
+        // A device the board does not have, and one of its devices where
+        // the board does not emulate it.
+        const ROGUE: &[DeviceClaim] = &[DeviceClaim {
             name: "rogue",
-            ipa: 0x4000_0000,
+            ipa: 0x0a00_0000,
             size: 0x1000,
         }];
-        let mut in_ram = vm("in-ram", 0x8000_0000);
-        in_ram.devices = IN_RAM;
         assert_eq!(
-            check(&[in_ram]),
+            format!("{}", with(ROGUE).unwrap_err()),
+            "VM 'vm': the board has no device 'rogue' at 0x0a000000+0x1000"
+        );
+        const MOVED: &[DeviceClaim] = &[DeviceClaim {
+            name: "pl011",
+            ipa: 0x0910_0000,
+            size: 0x1000,
+        }];
+        assert_eq!(
+            with(MOVED),
+            Err(ConfigError::UnknownDevice {
+                vm: "vm",
+                device: "pl011",
+                ipa: 0x0910_0000,
+                size: 0x1000
+            })
+        );
+        // RAM placed over the devices (an IPA the alignment allows).
+        let mut low = vm("low", 0x8000_0000);
+        low.ram_ipa = 0x0800_0000;
+        assert_eq!(
+            check(&[low]),
             Err(ConfigError::DeviceConflict {
-                vm: "in-ram",
-                device: "rogue",
+                vm: "low",
+                device: "gic",
                 other: "RAM"
             })
+        );
+        // A board whose own devices overlap: the second claim is refused.
+        const OVERLAPPING: &[DeviceClaim] = &[
+            DEVICES[0],
+            DeviceClaim {
+                name: "gic-cpu-interface",
+                ipa: 0x0801_0000,
+                size: 0x2000,
+            },
+        ];
+        let mut both = vm("both", 0x8000_0000);
+        both.devices = OVERLAPPING;
+        let board = BoardOffer {
+            devices: OVERLAPPING,
+            ..offer(255)
+        };
+        assert_eq!(
+            format!("{}", validate(&[both], &board, sized).unwrap_err()),
+            "VM 'both': device 'gic-cpu-interface' overlaps 'gic'"
+        );
+    }
+
+    #[test]
+    fn the_table_is_limited_by_vmids_and_by_max_vms() {
+        let table: std::vec::Vec<VmConfig> = (0..9u64)
+            .map(|index| vm(["a", "b", "c", "d", "e", "f", "g", "h", "i"][index as usize], 0x8000_0000 + index * 0x0800_0000))
+            .collect();
+        assert_eq!(
+            format!("{}", validate(&table, &offer(255), sized).unwrap_err()),
+            "9 VMs configured, at most 8 are supported"
+        );
+        assert_eq!(
+            validate(&table[..4], &offer(3), sized),
+            Err(ConfigError::TooManyVms { count: 4, max: 3 })
         );
     }
 }

@@ -14,7 +14,8 @@
 //! assert_eq!(outcome.status, 0, "{}", outcome.transcript);
 //! ```
 
-use capvisor_runner::{board, run_to_exit, Outcome, QemuCommand, Session};
+pub use capvisor_runner::Outcome;
+use capvisor_runner::{board, run_to_exit, QemuCommand, Session};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
@@ -40,6 +41,18 @@ pub fn workspace_root() -> PathBuf {
 /// into `target/images/<variant>` and returns that build's release
 /// directory. Panics with cargo's output if the build fails.
 fn build_for_target(package: &str, features: &[&str], variant: &str) -> PathBuf {
+    try_build_for_target(package, features, variant).unwrap_or_else(|errors| {
+        panic!("building {package} with features {features:?} failed:\n{errors}")
+    })
+}
+
+/// As [`build_for_target`], returning cargo's error output if the build
+/// fails.
+fn try_build_for_target(
+    package: &str,
+    features: &[&str],
+    variant: &str,
+) -> Result<PathBuf, String> {
     let root = workspace_root();
     let target_dir = root.join("target").join("images").join(variant);
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
@@ -63,25 +76,28 @@ fn build_for_target(package: &str, features: &[&str], variant: &str) -> PathBuf 
     let output = command
         .output()
         .unwrap_or_else(|error| panic!("cannot run cargo to build {package}: {error}"));
-    assert!(
-        output.status.success(),
-        "building {} with features {:?} failed:\n{}",
-        package,
-        features,
-        String::from_utf8_lossy(&output.stderr)
-    );
-    target_dir.join(TARGET).join("release")
+    if !output.status.success() {
+        return Err(String::from_utf8_lossy(&output.stderr).into_owned());
+    }
+    Ok(target_dir.join(TARGET).join("release"))
 }
 
 /// Builds the board image with `features` (release profile) and returns the
 /// ELF's path. Panics with cargo's output if the build fails.
 pub fn board_image(features: &[&str]) -> PathBuf {
+    try_board_image(features)
+        .unwrap_or_else(|errors| panic!("building the board with {features:?} failed:\n{errors}"))
+}
+
+/// As [`board_image`], returning cargo's error output if the build fails
+/// (for the tests of tables refused when the board is built).
+pub fn try_board_image(features: &[&str]) -> Result<PathBuf, String> {
     let variant = if features.is_empty() {
         "default".to_string()
     } else {
         features.join("+")
     };
-    build_for_target(BOARD_PACKAGE, features, &variant).join(BOARD_PACKAGE)
+    try_build_for_target(BOARD_PACKAGE, features, &variant).map(|dir| dir.join(BOARD_PACKAGE))
 }
 
 /// The test guests' package.

@@ -5,11 +5,13 @@
 //! here, so a guest that stopped checking something fails too. Then the
 //! fault policy (`test-fault-policy`), and VM tables the hypervisor must
 //! refuse before any VM starts: a missing image, the wrong guest in a slot,
-//! a malformed header, an image larger than its VM's RAM.
+//! a malformed header, an image larger than its VM's RAM, overlapping RAM,
+//! misaligned RAM, a device claimed twice; and a table with more VMs than
+//! the hypervisor supports, which does not even build.
 
 use capvisor_tests::{
     assert_console_has, assert_console_lacks, boot, boot_with_images, counter, guest_images,
-    line_with, vm_status_line, workspace_root,
+    line_with, try_board_image, vm_status_line, workspace_root, Outcome,
 };
 use std::path::PathBuf;
 
@@ -130,7 +132,11 @@ fn header(name: &str, size: u32) -> Vec<u8> {
 /// Boots the `test-guests` table with images from `dir`, expects the boot
 /// to be refused with `reason`, before any VM was created.
 fn assert_refused(dir: &std::path::Path, reason: &str) {
-    let outcome = boot_with_images(&["test-guests"], dir);
+    assert_refused_boot(boot_with_images(&["test-guests"], dir), reason);
+}
+
+/// Expects a boot refused with `reason` before any VM was created.
+fn assert_refused_boot(outcome: Outcome, reason: &str) {
     let console = &outcome.transcript;
     let refusal =
         line_with(console, "boot refused:").unwrap_or_else(|| panic!("no refusal:\n{console}"));
@@ -182,5 +188,44 @@ fn an_image_larger_than_its_ram_refuses_the_boot() {
     assert_refused(
         &dir,
         "VM 'hypercall': image 'hypercall' is 3145728 bytes but only 2097152 bytes of RAM remain at its load offset",
+    );
+}
+
+#[test]
+fn overlapping_ram_refuses_the_boot() {
+    assert_refused_boot(
+        boot(&["test-bad-ram-overlap"]),
+        "VM 'second': RAM overlaps the RAM of VM 'first'",
+    );
+}
+
+#[test]
+fn misaligned_ram_refuses_the_boot() {
+    assert_refused_boot(
+        boot(&["test-bad-ram-misaligned"]),
+        "VM 'misaligned': RAM base and size must be multiples of 0x200000",
+    );
+}
+
+#[test]
+fn a_device_claimed_twice_refuses_the_boot() {
+    assert_refused_boot(
+        boot(&["test-bad-device-twice"]),
+        "VM 'greedy': device 'pl011' is claimed twice",
+    );
+}
+
+/// Nine VMs: more than the hypervisor has VMs' tables and console ports
+/// for (8; VMIDs would allow 255). The board does not build, and the
+/// compiler's message names the problem.
+#[test]
+fn more_vms_than_supported_refuses_the_build() {
+    let errors = try_board_image(&["test-too-many-vms"])
+        .expect_err("a board with nine VMs must not build");
+    assert!(
+        errors.contains(
+            "the board's VM table has more VMs than Capvisor supports (hyp::config::MAX_VMS)"
+        ),
+        "{errors}"
     );
 }

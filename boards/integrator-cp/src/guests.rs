@@ -17,7 +17,9 @@
 //!    powered off without reporting a failure.
 
 use crate::platform::BoardPlatform;
-use crate::vms::{image_address, Policy, VmSpec, SLOTS, SLOT_SIZE, STAGING_BASE, VMS};
+use crate::vms::{
+    image_address, Policy, VmSpec, DEVICES, SLOTS, SLOT_SIZE, STAGING_BASE, VMS,
+};
 use crate::{io, log, memory_map};
 use alloc::vec::Vec;
 use armv7a::cp15_context::Cp15Context;
@@ -33,7 +35,7 @@ use capsules::psci::Psci;
 use capsules::virtual_gic::{GicCpuInterface, GicDistributor, VirtualGic};
 use capsules::virtual_uart::VirtualUart;
 use hyp::config::ImageKind;
-use hyp::config::{validate, ImageConfig, ImageProblem, VmConfig, MAX_VMS};
+use hyp::config::{validate, BoardOffer, ImageConfig, ImageProblem, VmConfig, MAX_VMS};
 use hyp::device_tree::{guest_device_tree, GuestTree};
 use hyp::dispatch::{HypercallDriver, MmioDevice};
 use hyp::exit::ExitCode;
@@ -58,7 +60,10 @@ const EXIT_BUDGET: u32 = u32::MAX;
 /// The scheduler's time slice.
 const TIME_SLICE_US: u64 = 10_000;
 
-const _: () = assert!(COUNT <= MAX_VMS, "the board's VM table is too long");
+const _: () = assert!(
+    COUNT <= MAX_VMS,
+    "the board's VM table has more VMs than Capvisor supports (hyp::config::MAX_VMS)"
+);
 
 /// Each VM's stage-2 tables: RAM in 2 MiB blocks needs one level-2 table.
 static STAGE2: [TakeOnce<Stage2Tables<1, 1>>; MAX_VMS] =
@@ -213,6 +218,15 @@ fn resolve(spec: &VmSpec) -> VmConfig {
     config
 }
 
+/// Whether `config` claims `device`, at the device's own window.
+fn claims(config: &VmConfig, device: &dyn MmioDevice) -> bool {
+    config.devices.iter().any(|claim| {
+        claim.name == device.name()
+            && u64::from(claim.ipa) == device.base()
+            && u64::from(claim.size) == device.size()
+    })
+}
+
 /// Builds VM `index`'s stage 2 and vCPU (VMID `index + 1`).
 fn create_vcpu(index: usize, config: &VmConfig, cp15_at_reset: Cp15Context) -> ArmVcpu {
     let tables = STAGE2[index]
@@ -261,7 +275,12 @@ pub fn run() -> ! {
         ));
     }
     let configs: [VmConfig; COUNT] = core::array::from_fn(|index| resolve(&VMS[index]));
-    if let Err(error) = validate(&configs, &memory_map::GUEST_RAM, VMIDS, probe) {
+    let offer = BoardOffer {
+        pool: &memory_map::GUEST_RAM,
+        vmids: VMIDS,
+        devices: DEVICES,
+    };
+    if let Err(error) = validate(&configs, &offer, probe) {
         io::refuse_boot(format_args!("bad VM table: {}", error));
     }
     log!("VM table checked: {} VMs", COUNT);
@@ -298,12 +317,17 @@ pub fn run() -> ! {
             Policy::Stop => 0,
         })
     });
-    let devices: [[&dyn MmioDevice; 3]; COUNT] = core::array::from_fn(|index| {
+    // Each VM gets the devices it claims (the table was checked: each is
+    // one of `DEVICES`, which are these devices' own windows).
+    let devices: [heapless::Vec<&dyn MmioDevice, 3>; COUNT] = core::array::from_fn(|index| {
         [
             &uarts[index] as &dyn MmioDevice,
             &distributors[index],
             &cpu_interfaces[index],
         ]
+        .into_iter()
+        .filter(|device| claims(&configs[index], *device))
+        .collect()
     });
     let services: [[&dyn HypercallDriver; 2]; COUNT] =
         core::array::from_fn(|index| [&psci as &dyn HypercallDriver, &service[index]]);

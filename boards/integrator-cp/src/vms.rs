@@ -13,6 +13,7 @@
 //! demo (`make program`); the test-only features select the integration
 //! test and benchmark sets.
 
+use capsules::{virtual_gic, virtual_uart};
 use hyp::config::{DeviceClaim, ImageConfig, ImageKind, VmConfig, GUEST_RAM_IPA};
 
 /// What happens to a VM that cannot take its own faults.
@@ -57,22 +58,24 @@ pub fn image_address(name: &str) -> Option<u32> {
         .next()
 }
 
-/// The devices every VM claims: the guest platform's GIC and PL011.
-const DEVICES: &[DeviceClaim] = &[
+/// The virtual devices this board gives VMs, each at the one range where
+/// it is emulated (the guest platform's GIC and PL011); every VM of these
+/// tables claims them all.
+pub const DEVICES: &[DeviceClaim] = &[
     DeviceClaim {
-        name: "gic-distributor",
-        ipa: 0x0800_0000,
-        size: 0x1000,
+        name: virtual_gic::DISTRIBUTOR_NAME,
+        ipa: virtual_gic::DISTRIBUTOR_BASE as u32,
+        size: virtual_gic::DISTRIBUTOR_SIZE as u32,
     },
     DeviceClaim {
-        name: "gic-cpu-interface",
-        ipa: 0x0801_0000,
-        size: 0x2000,
+        name: virtual_gic::CPU_INTERFACE_NAME,
+        ipa: virtual_gic::CPU_INTERFACE_BASE as u32,
+        size: virtual_gic::CPU_INTERFACE_SIZE as u32,
     },
     DeviceClaim {
-        name: "pl011",
-        ipa: 0x0900_0000,
-        size: 0x1000,
+        name: virtual_uart::NAME,
+        ipa: virtual_uart::BASE as u32,
+        size: virtual_uart::SIZE as u32,
     },
 ];
 
@@ -215,7 +218,11 @@ pub const VMS: &[VmSpec] = &[linux("linux", 0x9000_0000)];
     feature = "test-hello",
     feature = "test-hostile",
     feature = "linux",
-    feature = "bench"
+    feature = "bench",
+    feature = "test-bad-ram-overlap",
+    feature = "test-bad-ram-misaligned",
+    feature = "test-bad-device-twice",
+    feature = "test-too-many-vms"
 )))]
 pub const VMS: &[VmSpec] = &[
     linux("linux", 0x9000_0000),
@@ -236,6 +243,55 @@ pub const VMS: &[VmSpec] = &[
     guest("hello-2", "hello", ram(1), Policy::Stop),
 ];
 
+/// Tables the hypervisor must refuse before any VM starts (one
+/// configuration error each; `tests/tests/guests.rs`). Two VMs backed by
+/// the same host RAM:
+#[cfg(feature = "test-bad-ram-overlap")]
+pub const VMS: &[VmSpec] = &[
+    guest("first", "hello", ram(0), Policy::Stop),
+    guest("second", "hello", ram(0), Policy::Stop),
+];
+
+/// RAM that is not 2 MiB aligned in the host.
+#[cfg(feature = "test-bad-ram-misaligned")]
+pub const VMS: &[VmSpec] = &[guest(
+    "misaligned",
+    "hello",
+    ram(0) + 0x1000,
+    Policy::Stop,
+)];
+
+/// A VM claiming the PL011 twice.
+#[cfg(feature = "test-bad-device-twice")]
+pub const VMS: &[VmSpec] = &[claiming(
+    guest("greedy", "hello", ram(0), Policy::Stop),
+    GREEDY,
+)];
+#[cfg(feature = "test-bad-device-twice")]
+const GREEDY: &[DeviceClaim] = &[DEVICES[0], DEVICES[1], DEVICES[2], DEVICES[2]];
+
+/// More VMs than the hypervisor has room for: refused when the board is
+/// built (nine VMs; `hyp::config::MAX_VMS` is 8).
+#[cfg(feature = "test-too-many-vms")]
+pub const VMS: &[VmSpec] = &[
+    guest("vm-1", "hello", ram(0), Policy::Stop),
+    guest("vm-2", "hello", ram(1), Policy::Stop),
+    guest("vm-3", "hello", ram(2), Policy::Stop),
+    guest("vm-4", "hello", ram(3), Policy::Stop),
+    guest("vm-5", "hello", ram(4), Policy::Stop),
+    guest("vm-6", "hello", ram(5), Policy::Stop),
+    guest("vm-7", "hello", ram(6), Policy::Stop),
+    guest("vm-8", "hello", ram(7), Policy::Stop),
+    guest("vm-9", "hello", ram(8), Policy::Stop),
+];
+
+/// `spec` with its device claims replaced by `devices`.
+#[allow(dead_code)]
+const fn claiming(mut spec: VmSpec, devices: &'static [DeviceClaim]) -> VmSpec {
+    spec.config.devices = devices;
+    spec
+}
+
 /// How many of the VM-table features are on (at most one may be).
 const TABLES: usize = cfg!(feature = "test-guests") as usize
     + cfg!(feature = "test-fault-policy") as usize
@@ -245,7 +301,11 @@ const TABLES: usize = cfg!(feature = "test-guests") as usize
     + cfg!(feature = "test-hello") as usize
     + cfg!(feature = "test-hostile") as usize
     + cfg!(feature = "linux") as usize
-    + cfg!(feature = "bench") as usize;
+    + cfg!(feature = "bench") as usize
+    + cfg!(feature = "test-bad-ram-overlap") as usize
+    + cfg!(feature = "test-bad-ram-misaligned") as usize
+    + cfg!(feature = "test-bad-device-twice") as usize
+    + cfg!(feature = "test-too-many-vms") as usize;
 const _: () = assert!(
     matches!(TABLES, 0 | 1),
     "the test-* VM tables and bench exclude each other: pick one"
