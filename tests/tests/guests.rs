@@ -86,6 +86,11 @@ fn a_guest_faulting_in_its_vectors_is_restarted_then_stopped_while_the_other_run
         "{faulty}"
     );
     assert!(faulty.contains("restarts 2"), "{faulty}");
+    // Each boot: the data abort, a prefetch abort at the unmapped data
+    // abort vector, one at the prefetch abort vector; the next at that same
+    // address is the loop the hypervisor ends. Nothing reached Hyp mode.
+    assert_eq!(counter(faulty, "injected faults"), 9, "{faulty}");
+    assert_console_lacks(console, "Hyp-mode exception");
     let worker = vm_status_line(console, "worker");
     assert!(
         worker.contains("PASSED (status 0): powered off"),
@@ -94,6 +99,10 @@ fn a_guest_faulting_in_its_vectors_is_restarted_then_stopped_while_the_other_run
     // Each restart zeroed and reloaded the RAM: the worker's RAM check
     // passed, and the restarted guest booted from its image each time.
     assert_console_has(console, "worker: 2 checks, 0 failed");
+    assert_eq!(counter(worker, "injected faults"), 0, "{worker}");
+    // The worker took its ten turns (YIELDs) while the faulty VM was
+    // restarted around it.
+    assert!(counter(worker, "slices") >= 11, "{worker}");
     assert_console_has(console, "capvisor: 1 of 2 VMs passed");
     assert_eq!(outcome.status, EXIT_VM_FAILED, "{console}");
 }
