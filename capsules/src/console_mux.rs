@@ -26,8 +26,14 @@
 //!   of a multi-line message prefixed, a missing final line end added.
 //! - A prefixed line (of a VM or of the hypervisor) always starts at the
 //!   beginning of a line: if the focused VM's output stopped mid-line (a
-//!   shell prompt), the mux ends that line with `\r\n` first, and the
-//!   focused VM's next bytes appear at the start of the following line.
+//!   shell prompt, or a line it was still printing), the mux ends that line
+//!   with `\r\n` first. When the focused VM writes again, the mux first
+//!   reprints what its broken line showed, so that the line reads whole
+//!   below the interruption, as a shell redraws its prompt: the line's
+//!   printable bytes and tabs, with backspaces applied, a `\r` starting it
+//!   afresh, and escape sequences left out (reprinting a terminal query
+//!   such as `ESC [ 6 n` would make the terminal answer twice). A broken
+//!   line longer than [`LINE_CAPACITY`] bytes is not reprinted.
 //!
 //! # Input: Ctrl-] commands
 //!
@@ -111,6 +117,75 @@ struct PendingLine {
     continued: bool,
 }
 
+/// Where [`ShownLine`] is in an escape sequence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Escape {
+    /// Not in one.
+    None,
+    /// After ESC.
+    Started,
+    /// In a control sequence (ESC `[` ... final byte 0x40-0x7e).
+    ControlSequence,
+}
+
+/// What the focused VM's current line shows on the terminal, as far as a
+/// simple model of it tells (see the module's "Output formats").
+#[derive(Debug)]
+struct ShownLine {
+    text: heapless::Vec<u8, LINE_CAPACITY>,
+    escape: Escape,
+    /// The line outgrew `text`: it is not reprinted.
+    overflowed: bool,
+}
+
+impl ShownLine {
+    const fn new() -> ShownLine {
+        ShownLine {
+            text: heapless::Vec::new(),
+            escape: Escape::None,
+            overflowed: false,
+        }
+    }
+
+    fn clear(&mut self) {
+        self.text.clear();
+        self.overflowed = false;
+    }
+
+    /// Follows one byte of the VM's output.
+    fn feed(&mut self, byte: u8) {
+        const ESC: u8 = 0x1b;
+        const BACKSPACE: u8 = 0x08;
+        match self.escape {
+            Escape::Started => {
+                self.escape = if byte == b'[' {
+                    Escape::ControlSequence
+                } else {
+                    Escape::None
+                };
+            }
+            Escape::ControlSequence => {
+                if (0x40..=0x7e).contains(&byte) {
+                    self.escape = Escape::None;
+                }
+            }
+            Escape::None => match byte {
+                ESC => self.escape = Escape::Started,
+                b'\n' | b'\r' => self.clear(),
+                BACKSPACE => {
+                    self.text.pop();
+                }
+                b'\t' | 0x20..=0x7e | 0x80..=0xff => {
+                    if self.text.push(byte).is_err() {
+                        self.overflowed = true;
+                    }
+                }
+                _ => {}
+            },
+        }
+    }
+}
+
 /// The console multiplexer for `VMS` VMs (1 to [`MAX_VMS`]).
 pub struct ConsoleMux<'a, const VMS: usize> {
     physical: &'a dyn ConsoleOutput,
@@ -119,6 +194,11 @@ pub struct ConsoleMux<'a, const VMS: usize> {
     focus: Cell<usize>,
     escape_pending: Cell<bool>,
     cursor: Cell<Cursor>,
+    /// The focused VM's current line.
+    shown: RefCell<ShownLine>,
+    /// A prefixed line broke the focused VM's line: reprint it before the
+    /// VM's next bytes.
+    broken: Cell<bool>,
 }
 
 impl<'a, const VMS: usize> ConsoleMux<'a, VMS> {
@@ -141,6 +221,8 @@ impl<'a, const VMS: usize> ConsoleMux<'a, VMS> {
             focus: Cell::new(0),
             escape_pending: Cell::new(false),
             cursor: Cell::new(Cursor::LineStart),
+            shown: RefCell::new(ShownLine::new()),
+            broken: Cell::new(false),
         }
     }
 
@@ -179,8 +261,12 @@ impl<'a, const VMS: usize> ConsoleMux<'a, VMS> {
             self.names[vm]
         ));
         if old != vm {
+            self.broken.set(false);
+            let mut shown = self.shown.borrow_mut();
+            shown.clear();
             let mut pending = self.pending.borrow_mut();
             let line = &mut pending[vm];
+            line.bytes.iter().for_each(|&byte| shown.feed(byte));
             if line.continued || !line.bytes.is_empty() {
                 self.print_vm_line(vm, line.continued, &line.bytes, false);
                 line.bytes.clear();
@@ -251,6 +337,11 @@ impl<'a, const VMS: usize> ConsoleMux<'a, VMS> {
                     self.physical.write(b"\r\n");
                 }
             }
+            let mut shown = self.shown.borrow_mut();
+            if self.broken.replace(false) && !shown.overflowed {
+                self.physical.write(&shown.text);
+            }
+            bytes.iter().for_each(|&byte| shown.feed(byte));
             self.physical.write(bytes);
             self.cursor.set(if last == b'\n' {
                 Cursor::LineStart
@@ -320,9 +411,12 @@ impl<'a, const VMS: usize> ConsoleMux<'a, VMS> {
 
     /// Ends the line the cursor is in, if it is not at the start of one.
     fn start_fresh_line(&self) {
-        if self.cursor.replace(Cursor::LineStart) != Cursor::LineStart {
-            self.physical.write(b"\r\n");
+        match self.cursor.replace(Cursor::LineStart) {
+            Cursor::LineStart => return,
+            Cursor::AfterVm(vm) if vm == self.focus.get() => self.broken.set(true),
+            Cursor::AfterVm(_) => {}
         }
+        self.physical.write(b"\r\n");
     }
 }
 
@@ -464,7 +558,70 @@ mod tests {
         mux.port(1).write(b"tick\n");
         mux.port(0).write(b"ls\r\n");
         mux.port(1).write(b"tock\n");
-        assert_eq!(out.take(), "$ \r\n[beta] tick\r\nls\r\n[beta] tock\r\n");
+        // The broken prompt is reprinted before alpha's next bytes.
+        assert_eq!(
+            out.take(),
+            "$ \r\n[beta] tick\r\n$ ls\r\n[beta] tock\r\n"
+        );
+    }
+
+    #[test]
+    fn a_broken_line_is_reprinted_as_the_terminal_showed_it() {
+        let out = Recorder::default();
+        let mux = ConsoleMux::new(&out, ["alpha", "beta"]);
+        let (alpha, beta) = (mux.port(0), mux.port(1));
+        // Colours and a cursor-position query are left out, backspaces
+        // applied (busybox erases with "\b \b"), tabs kept.
+        alpha.write(b"\x1b[1;32m~ #\x1b[0m \x1b[6nls -x\x08 \x08l\t");
+        out.take();
+        beta.write(b"tick\n");
+        alpha.write(b"a");
+        assert_eq!(out.take(), "\r\n[beta] tick\r\n~ # ls -l\ta");
+        // Broken again: reprinted again, with what came since.
+        mux.print_hypervisor(format_args!("status"));
+        alpha.write(b"\r\n");
+        assert_eq!(
+            out.take(),
+            "\r\ncapvisor: status\r\n~ # ls -l\ta\r\n"
+        );
+        // A finished line is not reprinted; a lone CR starts a line afresh.
+        beta.write(b"tock\n");
+        alpha.write(b"10%\r20%");
+        beta.write(b"tick\n");
+        alpha.write(b"!");
+        assert_eq!(
+            out.take(),
+            "[beta] tock\r\n10%\r20%\r\n[beta] tick\r\n20%!"
+        );
+    }
+
+    #[test]
+    fn an_overlong_broken_line_is_not_reprinted() {
+        let out = Recorder::default();
+        let mux = ConsoleMux::new(&out, ["alpha", "beta"]);
+        let long = "z".repeat(LINE_CAPACITY + 1);
+        mux.port(0).write(long.as_bytes());
+        mux.port(1).write(b"tick\n");
+        mux.port(0).write(b"end\n");
+        assert_eq!(out.take(), std::format!("{long}\r\n[beta] tick\r\nend\n"));
+    }
+
+    #[test]
+    fn the_reprint_follows_the_focus() {
+        let out = Recorder::default();
+        let mux = ConsoleMux::new(&out, ["alpha", "beta"]);
+        mux.port(0).write(b"alpha> ");
+        mux.port(1).write(b"login: ");
+        mux.set_focus(1);
+        out.take();
+        // Alpha's line is beta's business no more; beta's held partial line
+        // is what a break reprints now.
+        mux.print_hypervisor(format_args!("note"));
+        mux.port(1).write(b"root");
+        assert_eq!(
+            out.take(),
+            "\r\ncapvisor: note\r\nlogin: root"
+        );
     }
 
     #[test]
@@ -561,7 +718,7 @@ mod tests {
         mux.port(0).write(b"def");
         assert_eq!(
             out.take(),
-            "capvisor: one\r\ncapvisor: two 2\r\nabc\r\ncapvisor: three\r\ndef"
+            "capvisor: one\r\ncapvisor: two 2\r\nabc\r\ncapvisor: three\r\nabcdef"
         );
     }
 
