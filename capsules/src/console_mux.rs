@@ -176,9 +176,7 @@ impl ShownLine {
                     self.text.pop();
                 }
                 b'\t' | 0x20..=0x7e | 0x80..=0xff => {
-                    if self.text.push(byte).is_err() {
-                        self.overflowed = true;
-                    }
+                    self.overflowed |= self.text.push(byte).is_err();
                 }
                 _ => {}
             },
@@ -559,10 +557,7 @@ mod tests {
         mux.port(0).write(b"ls\r\n");
         mux.port(1).write(b"tock\n");
         // The broken prompt is reprinted before alpha's next bytes.
-        assert_eq!(
-            out.take(),
-            "$ \r\n[beta] tick\r\n$ ls\r\n[beta] tock\r\n"
-        );
+        assert_eq!(out.take(), "$ \r\n[beta] tick\r\n$ ls\r\n[beta] tock\r\n");
     }
 
     #[test]
@@ -580,19 +575,13 @@ mod tests {
         // Broken again: reprinted again, with what came since.
         mux.print_hypervisor(format_args!("status"));
         alpha.write(b"\r\n");
-        assert_eq!(
-            out.take(),
-            "\r\ncapvisor: status\r\n~ # ls -l\ta\r\n"
-        );
+        assert_eq!(out.take(), "\r\ncapvisor: status\r\n~ # ls -l\ta\r\n");
         // A finished line is not reprinted; a lone CR starts a line afresh.
         beta.write(b"tock\n");
         alpha.write(b"10%\r20%");
         beta.write(b"tick\n");
         alpha.write(b"!");
-        assert_eq!(
-            out.take(),
-            "[beta] tock\r\n10%\r20%\r\n[beta] tick\r\n20%!"
-        );
+        assert_eq!(out.take(), "[beta] tock\r\n10%\r20%\r\n[beta] tick\r\n20%!");
     }
 
     #[test]
@@ -618,10 +607,7 @@ mod tests {
         // is what a break reprints now.
         mux.print_hypervisor(format_args!("note"));
         mux.port(1).write(b"root");
-        assert_eq!(
-            out.take(),
-            "\r\ncapvisor: note\r\nlogin: root"
-        );
+        assert_eq!(out.take(), "\r\ncapvisor: note\r\nlogin: root");
     }
 
     #[test]

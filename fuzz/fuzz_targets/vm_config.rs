@@ -99,7 +99,11 @@ fuzz_target!(|vms: Vec<(u8, u32, u32, u32, u32, u32, u8)>| {
             }
             for (claim_index, claim) in vm.devices.iter().enumerate() {
                 assert!(DEVICES.contains(claim), "{} claims {:?}", vm.name, claim);
-                assert!(!vm.devices[..claim_index].contains(claim), "{:?} twice", claim);
+                assert!(
+                    !vm.devices[..claim_index].contains(claim),
+                    "{:?} twice",
+                    claim
+                );
                 let ram_end = vm.ram_ipa as u64 + vm.ram_size as u64;
                 let claim_end = claim.ipa as u64 + claim.size as u64;
                 assert!(claim_end <= vm.ram_ipa as u64 || ram_end <= claim.ipa as u64);

@@ -685,7 +685,12 @@ mod tests {
     #[test]
     fn the_table_is_limited_by_vmids_and_by_max_vms() {
         let table: std::vec::Vec<VmConfig> = (0..9u64)
-            .map(|index| vm(["a", "b", "c", "d", "e", "f", "g", "h", "i"][index as usize], 0x8000_0000 + index * 0x0800_0000))
+            .map(|index| {
+                vm(
+                    ["a", "b", "c", "d", "e", "f", "g", "h", "i"][index as usize],
+                    0x8000_0000 + index * 0x0800_0000,
+                )
+            })
             .collect();
         assert_eq!(
             format!("{}", validate(&table, &offer(255), sized).unwrap_err()),

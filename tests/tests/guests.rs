@@ -229,8 +229,8 @@ fn a_device_claimed_twice_refuses_the_boot() {
 /// compiler's message names the problem.
 #[test]
 fn more_vms_than_supported_refuses_the_build() {
-    let errors = try_board_image(&["test-too-many-vms"])
-        .expect_err("a board with nine VMs must not build");
+    let errors =
+        try_board_image(&["test-too-many-vms"]).expect_err("a board with nine VMs must not build");
     assert!(
         errors.contains(
             "the board's VM table has more VMs than Capvisor supports (hyp::config::MAX_VMS)"

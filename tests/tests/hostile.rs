@@ -30,7 +30,10 @@ fn victim_progress(console: &str, attack_start_us: u64, attack_end_us: u64) -> P
         solo: Vec::new(),
         attacked: Vec::new(),
     };
-    for window in console.lines().filter(|line| line.contains("victim: window")) {
+    for window in console
+        .lines()
+        .filter(|line| line.contains("victim: window"))
+    {
         let (begin, count) = (counter(window, "from"), counter(window, "us:"));
         let end = begin + 100_000;
         if end <= attack_start_us {
@@ -58,7 +61,10 @@ fn a_hostile_guest_is_contained_and_the_victim_keeps_running() {
     let contained = counter(summary, "tried,");
     assert!(tried >= 1000 * rounds, "{summary}");
     assert_eq!(contained, tried, "{summary}");
-    for storm in console.lines().filter(|line| line.contains("timer interrupts in a 100 ms storm")) {
+    for storm in console
+        .lines()
+        .filter(|line| line.contains("timer interrupts in a 100 ms storm"))
+    {
         assert!(counter(storm, "hostile:") > 100, "{storm}");
     }
     // The victim, alone while the hostile guest slept and then under
@@ -80,7 +86,10 @@ fn a_hostile_guest_is_contained_and_the_victim_keeps_running() {
     // syndrome, unaligned device accesses: at least 53 a round), none in
     // the victim.
     let aborts = counter(line(console, "data aborts taken"), "hostile:");
-    assert!(aborts >= 53 * rounds, "{aborts} aborts in {rounds} rounds\n{console}");
+    assert!(
+        aborts >= 53 * rounds,
+        "{aborts} aborts in {rounds} rounds\n{console}"
+    );
     let hostile = vm_status_line(console, "hostile");
     assert!(hostile.contains("PASSED"), "{hostile}");
     assert_eq!(counter(hostile, "injected faults"), aborts, "{hostile}");

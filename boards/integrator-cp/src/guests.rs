@@ -17,9 +17,7 @@
 //!    powered off without reporting a failure.
 
 use crate::platform::BoardPlatform;
-use crate::vms::{
-    image_address, Policy, VmSpec, DEVICES, SLOTS, SLOT_SIZE, STAGING_BASE, VMS,
-};
+use crate::vms::{image_address, Policy, VmSpec, DEVICES, SLOTS, SLOT_SIZE, STAGING_BASE, VMS};
 use crate::{io, log, memory_map};
 use alloc::vec::Vec;
 use armv7a::cp15_context::Cp15Context;

@@ -254,12 +254,7 @@ pub const VMS: &[VmSpec] = &[
 
 /// RAM that is not 2 MiB aligned in the host.
 #[cfg(feature = "test-bad-ram-misaligned")]
-pub const VMS: &[VmSpec] = &[guest(
-    "misaligned",
-    "hello",
-    ram(0) + 0x1000,
-    Policy::Stop,
-)];
+pub const VMS: &[VmSpec] = &[guest("misaligned", "hello", ram(0) + 0x1000, Policy::Stop)];
 
 /// A VM claiming the PL011 twice.
 #[cfg(feature = "test-bad-device-twice")]

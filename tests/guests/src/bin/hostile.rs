@@ -11,6 +11,7 @@
 //! - calls HVC and SMC across every owner with hostile arguments;
 //! - writes random values to every register of its virtual UART and GIC;
 //! - storms its own timer interrupt and floods its UART for 100 ms.
+//!
 //! Every case must be contained: an abort injected into this guest, an
 //! architected error, or the access absorbed by the device. It prints how
 //! many cases it tried and how many were contained, how many data aborts
@@ -275,7 +276,10 @@ fn main() -> u32 {
         now_us(),
         rounds
     );
-    println!("hostile: {} data aborts taken", ABORTS.load(Ordering::Relaxed));
+    println!(
+        "hostile: {} data aborts taken",
+        ABORTS.load(Ordering::Relaxed)
+    );
     println!(
         "hostile: {} cases tried, {} contained",
         tally.tried, tally.contained
@@ -308,7 +312,11 @@ fn attack(tally: &mut Tally, seed: &mut u32) {
     // nothing to trap: the sweep must simply finish, with no exception).
     // By address at the devices and at every probed address: a no-op or
     // an abort, never anything else.
-    for op in [CacheOp::Invalidate, CacheOp::Clean, CacheOp::CleanInvalidate] {
+    for op in [
+        CacheOp::Invalidate,
+        CacheOp::Clean,
+        CacheOp::CleanInvalidate,
+    ] {
         let mut lines = 0;
         let exception = expect_exception(|| lines = sweep_by_set_way(op));
         tally.case(exception.is_none() && lines > 0);

@@ -54,7 +54,10 @@ fn main() -> u32 {
                 count
             );
         }
-        checks.that("progress in every 100 ms", counts.iter().all(|&count| count > 0));
+        checks.that(
+            "progress in every 100 ms",
+            counts.iter().all(|&count| count > 0),
+        );
         return checks.finish(name);
     }
     let mut iterations: u64 = 0;
