@@ -85,6 +85,15 @@ fn console_input_reaches_the_focused_vm_and_the_focus_moves() {
     step(&mut session, "", "echo echo-1: ready");
     step(&mut session, "", "[echo-2] echo echo-2: ready");
     step(&mut session, "a", "echo echo-1: got 'a'");
+    // The focused VM stops reading: its FIFO (64 bytes) fills, the rest
+    // waits, and after 2 s the hypervisor drops it and the focus keys work.
+    step(&mut session, "d", "echo echo-1: not reading for 5 s");
+    step(&mut session, &"x".repeat(100), "");
+    step(
+        &mut session,
+        "",
+        "VM 1 has not read its console input for 2 s",
+    );
     step(&mut session, "\x1dn", "console focus: VM 2 'echo-2'");
     step(&mut session, "b", "echo echo-2: got 'b'");
     step(&mut session, "\x1ds", "VM 1 'echo-1': ");
@@ -98,11 +107,20 @@ fn console_input_reaches_the_focused_vm_and_the_focus_moves() {
     );
     step(&mut session, &"z".repeat(100), "");
     step(&mut session, "\x1dn", "console focus: VM 1 'echo-1'");
+    // Once the stalled VM reads again, what is typed reaches it.
+    step(&mut session, "", "echo echo-1: reading again");
     step(&mut session, "q", "echo echo-1: got 'q'");
     let status = session.wait_exit(STEP).expect("QEMU exits");
     let transcript = session.transcript();
     assert_console_lacks(&transcript, "echo echo-1: got 'b'");
     assert_console_lacks(&transcript, "echo echo-2: got 'a'");
     assert_console_lacks(&transcript, "got 'z'");
+    // The stalled VM got what its FIFO held, and read on afterwards.
+    assert_eq!(
+        transcript.matches("echo echo-1: got 'x'").count(),
+        64,
+        "{transcript}"
+    );
+    assert_console_has(&transcript, "echo echo-1: reading again");
     assert_eq!(status, EXIT_SUCCESS, "{transcript}");
 }

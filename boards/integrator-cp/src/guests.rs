@@ -365,16 +365,14 @@ pub fn run() -> ! {
     // SAFETY: the PIC and counter/timer 1 are mapped in the Hyp map
     // ('pic', 'timers') and owned by this platform from here on.
     let (pic, timer) = unsafe { (Pic::new(PIC_BASE), Timer::new(TIMERS_BASE + TIMER_STRIDE)) };
-    let platform = BoardPlatform {
-        counter: &counter,
-        alarm: OneShotAlarm::new(timer, TIMER1_HZ, &counter),
+    let platform = BoardPlatform::new(
+        &counter,
+        OneShotAlarm::new(timer, TIMER1_HZ, &counter),
         pic,
-        uart: io::console(),
-        mux: &mux,
-        uarts: &uarts,
-        input_held: core::cell::Cell::new(false),
-        stopped: core::array::from_fn(|_| core::cell::Cell::new(false)),
-    };
+        io::console(),
+        &mux,
+        &uarts,
+    );
     platform.enable_interrupts();
     let scheduler = RoundRobin::new(counter.ticks_from_us(TIME_SLICE_US));
     mux.print_hypervisor(format_args!(
