@@ -77,6 +77,11 @@ const fn is_cpu0(mpidr: u32) -> bool {
 }
 
 impl HypercallDriver for Psci {
+    fn owners(&self) -> u64 {
+        // SMCCC owner 4: standard secure service calls.
+        1 << 4
+    }
+
     fn owns(&self, function: u32) -> bool {
         matches!(function, 0x8400_0000..=0x8400_001f | 0xc400_0000..=0xc400_001f)
     }
@@ -164,6 +169,10 @@ mod tests {
         }
         for id in [0x83ff_ffff, 0x8400_0020, 0x8600_0000, 0xc400_0020, 0] {
             assert!(!psci.owns(id), "{id:#x}");
+        }
+        // Everything it owns is of the owner it declares.
+        for id in [0x8400_0000u32, 0x8400_001f, 0xc400_0000, 0xc400_001f] {
+            assert_ne!(psci.owners() & (1 << ((id >> 24) & 0x3f)), 0, "{id:#x}");
         }
     }
 }

@@ -1,5 +1,6 @@
 //! Any function id and arguments to PSCI and Capvisor's service: no panic,
-//! and an id neither owns is refused by both.
+//! no id owned by both, and every id a service owns is of an SMCCC owner
+//! it declares (the dispatcher asks only those services).
 #![no_main]
 
 use capsules::hypervisor_service::HypervisorService;
@@ -18,8 +19,10 @@ fuzz_target!(|data: (u32, [u32; 7])| {
     let sink = Sink;
     let psci = Psci::new();
     let service = HypervisorService::new(1, "fuzz", &sink);
+    let owner = (function >> 24) & 0x3f;
     for driver in [&psci as &dyn HypercallDriver, &service] {
         if driver.owns(function) {
+            assert_ne!(driver.owners() & (1 << owner), 0, "{function:#x}: owner not declared");
             let _ = driver.call(function, arguments);
         }
     }

@@ -90,6 +90,12 @@ impl HypercallOutcome {
 /// A hypercall service (Tock's `SyscallDriver`): owns a set of SMCCC
 /// function ids.
 pub trait HypercallDriver {
+    /// The SMCCC owners (function id bits 29:24) whose calls this service
+    /// may own, as a bit mask (bit `n`: owner `n`); the dispatcher asks
+    /// [`owns`](Self::owns) only for those. The default is every owner.
+    fn owners(&self) -> u64 {
+        u64::MAX
+    }
     /// Whether `function` belongs to this service.
     fn owns(&self, function: u32) -> bool;
     /// Handles `function` with the guest's r1-r7.
@@ -147,20 +153,15 @@ impl AbortCause {
 const PC: u8 = 15;
 
 /// Dispatches one exit. `devices` and `services` are the VM's own.
-pub fn dispatch(
-    exit: &GuestExit,
-    registers: &mut impl GuestRegisters,
-    devices: &[&dyn MmioDevice],
-    services: &[&dyn HypercallDriver],
-) -> Action {
+pub fn dispatch(exit: &GuestExit, registers: &mut impl GuestRegisters, routes: &Routes<'_>) -> Action {
     let bytes = exit.instruction_bytes;
     match exit.trap {
         // HVC returns to the next instruction already; a trapped SMC
         // returns to the SMC itself, so it is skipped.
-        Trap::Hypercall { .. } => call(registers, services),
+        Trap::Hypercall { .. } => call(registers, routes),
         Trap::SecureMonitorCall => {
             skip(registers, bytes);
-            call(registers, services)
+            call(registers, routes)
         }
         Trap::WaitForInterrupt { .. } | Trap::WaitForEvent { .. } => {
             skip(registers, bytes);
@@ -172,7 +173,7 @@ pub fn dispatch(
             size,
             sign_extend,
             register,
-        } => match find_device(devices, ipa, size) {
+        } => match routes.device(ipa, size) {
             Some((device, offset)) if register != PC => match device.read(offset, size) {
                 Ok(value) => {
                     registers.set_register(register, extend(value, size, sign_extend));
@@ -188,7 +189,7 @@ pub fn dispatch(
             va,
             size,
             register,
-        } => match find_device(devices, ipa, size) {
+        } => match routes.device(ipa, size) {
             Some((device, offset)) if register != PC => {
                 match device.write(offset, size, registers.register(register)) {
                     Ok(()) => {
@@ -240,17 +241,92 @@ fn skip(registers: &mut impl GuestRegisters, bytes: u32) {
     registers.set_pc(pc);
 }
 
-/// The device whose window holds the whole access, and the offset in it.
-fn find_device<'a>(
-    devices: &[&'a dyn MmioDevice],
-    ipa: u64,
-    size: AccessSize,
-) -> Option<(&'a dyn MmioDevice, u64)> {
-    let bytes = size.bytes() as u64;
-    devices.iter().find_map(|device| {
-        let offset = ipa.wrapping_sub(device.base());
-        (offset < device.size() && device.size() - offset >= bytes).then_some((*device, offset))
-    })
+/// The most virtual devices, and the most hypercall services, one VM has.
+pub const MAX_ROUTES: usize = 8;
+
+/// Why a VM's devices and services cannot be routed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RoutesError {
+    /// More than [`MAX_ROUTES`] devices or services.
+    TooMany,
+}
+
+/// A VM's dispatch tables, made once with the VM: each device's window (so
+/// that finding the device of an MMIO access calls no trait object) and,
+/// for each SMCCC owner, which services may own its calls (so that a call
+/// asks at most those, and one nobody may own is answered at once).
+pub struct Routes<'a> {
+    devices: &'a [&'a dyn MmioDevice],
+    /// (base, size) of each device, in `devices` order.
+    windows: [(u64, u64); MAX_ROUTES],
+    services: &'a [&'a dyn HypercallDriver],
+    /// Bit `i` of entry `owner`: `services[i]` may own calls of `owner`.
+    by_owner: [u8; 64],
+}
+
+impl core::fmt::Debug for Routes<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Routes")
+            .field("windows", &&self.windows[..self.devices.len()])
+            .field("services", &self.services.len())
+            .finish()
+    }
+}
+
+impl<'a> Routes<'a> {
+    /// The tables for `devices` and `services` (at most [`MAX_ROUTES`]
+    /// each; earlier entries win where windows or owners overlap).
+    pub fn new(
+        devices: &'a [&'a dyn MmioDevice],
+        services: &'a [&'a dyn HypercallDriver],
+    ) -> Result<Routes<'a>, RoutesError> {
+        if devices.len() > MAX_ROUTES || services.len() > MAX_ROUTES {
+            return Err(RoutesError::TooMany);
+        }
+        let mut windows = [(0, 0); MAX_ROUTES];
+        for (window, device) in windows.iter_mut().zip(devices) {
+            *window = (device.base(), device.size());
+        }
+        let mut by_owner = [0u8; 64];
+        for (owner, candidates) in by_owner.iter_mut().enumerate() {
+            for (index, service) in services.iter().enumerate() {
+                if service.owners() & (1 << owner) != 0 {
+                    *candidates |= 1 << index;
+                }
+            }
+        }
+        Ok(Routes {
+            devices,
+            windows,
+            services,
+            by_owner,
+        })
+    }
+
+    /// The device whose window holds the whole access, and the offset in
+    /// it.
+    fn device(&self, ipa: u64, size: AccessSize) -> Option<(&'a dyn MmioDevice, u64)> {
+        let bytes = size.bytes() as u64;
+        let devices = self.devices.iter();
+        self.windows.iter().zip(devices).find_map(|(&(base, window), device)| {
+            let offset = ipa.wrapping_sub(base);
+            (offset < window && window - offset >= bytes).then_some((*device, offset))
+        })
+    }
+
+    /// The service that owns `function`.
+    fn service(&self, function: u32) -> Option<&'a dyn HypercallDriver> {
+        let mut candidates = self.by_owner[((function >> 24) & 0x3f) as usize];
+        while candidates != 0 {
+            let index = candidates.trailing_zeros() as usize;
+            candidates &= candidates - 1;
+            let service = self.services.get(index)?;
+            if service.owns(function) {
+                return Some(*service);
+            }
+        }
+        None
+    }
 }
 
 /// Writes a hypercall's results into r0-r3 (`None` leaves one as it is).
@@ -274,9 +350,9 @@ fn extend(value: u32, size: AccessSize, sign_extend: bool) -> u32 {
 }
 
 /// Runs the hypercall in r0 with r1-r7, or answers NOT_SUPPORTED.
-fn call(registers: &mut impl GuestRegisters, services: &[&dyn HypercallDriver]) -> Action {
+fn call(registers: &mut impl GuestRegisters, routes: &Routes<'_>) -> Action {
     let function = registers.register(0);
-    let Some(service) = services.iter().find(|service| service.owns(function)) else {
+    let Some(service) = routes.service(function) else {
         registers.set_register(0, NOT_SUPPORTED);
         return Action::Resume;
     };
@@ -379,8 +455,16 @@ mod tests {
         }
     }
 
+    /// Dispatches `trap` to `device` and the fake PSCI.
+    fn run_with(trap: Trap, registers: &mut impl GuestRegisters, device: &FakeDevice) -> Action {
+        let devices: [&dyn MmioDevice; 1] = [device];
+        let services: [&dyn HypercallDriver; 1] = [&Psci];
+        let routes = Routes::new(&devices, &services).unwrap();
+        dispatch(&exit(trap), registers, &routes)
+    }
+
     fn run(trap: Trap, registers: &mut FakeRegisters, device: &FakeDevice) -> Action {
-        dispatch(&exit(trap), registers, &[device], &[&Psci])
+        run_with(trap, registers, device)
     }
 
     #[test]
@@ -647,12 +731,12 @@ mod tests {
             access: access(crn, opc2),
             condition: None,
         };
-        let action = dispatch(&exit(trap(1, 1)), &mut regs, &[&device], &[&Psci]);
+        let action = run_with(trap(1, 1), &mut regs, &device);
         assert_eq!(
             (action, regs.0.r[3], regs.0.pc),
             (Action::Resume, 0x40, 0x504)
         );
-        let action = dispatch(&exit(trap(15, 0)), &mut regs, &[&device], &[&Psci]);
+        let action = run_with(trap(15, 0), &mut regs, &device);
         assert_eq!((action, regs.0.pc), (Action::InjectUndefined, 0x504));
     }
 
@@ -674,5 +758,77 @@ mod tests {
             Action::Wait
         );
         assert_eq!(regs.pc, 0x404);
+    }
+
+    #[test]
+    fn calls_are_routed_by_owner_and_only_candidates_are_asked() {
+        /// Owns owner 6's function 0; counts how often it is asked.
+        struct Counting {
+            asked: Cell<u32>,
+            owners: u64,
+        }
+        impl HypercallDriver for Counting {
+            fn owners(&self) -> u64 {
+                self.owners
+            }
+            fn owns(&self, function: u32) -> bool {
+                self.asked.set(self.asked.get() + 1);
+                function == 0x8600_0000
+            }
+            fn call(&self, _: u32, _: [u32; 7]) -> HypercallOutcome {
+                HypercallOutcome::value(7)
+            }
+        }
+        let routed = Counting {
+            asked: Cell::new(0),
+            owners: 1 << 6,
+        };
+        let anything = Counting {
+            asked: Cell::new(0),
+            owners: u64::MAX,
+        };
+        let services: [&dyn HypercallDriver; 2] = [&routed, &anything];
+        let routes = Routes::new(&[], &services).unwrap();
+        let mut regs = FakeRegisters::default();
+        let mut call = |function| {
+            regs.r[0] = function;
+            dispatch(&exit(Trap::Hypercall { immediate: 0 }), &mut regs, &routes);
+            regs.r[0]
+        };
+        // Owner 6: the routed service answers, the other is not asked.
+        assert_eq!(call(0x8600_0000), 7);
+        assert_eq!((routed.asked.get(), anything.asked.get()), (1, 0));
+        // Owner 6, a function neither owns: both asked, NOT_SUPPORTED.
+        assert_eq!(call(0x8600_0fff), NOT_SUPPORTED);
+        assert_eq!((routed.asked.get(), anything.asked.get()), (2, 1));
+        // Owner 4 (SMC64 form too): only the one for every owner is asked.
+        assert_eq!(call(0xc400_0000), NOT_SUPPORTED);
+        assert_eq!((routed.asked.get(), anything.asked.get()), (2, 2));
+    }
+
+    #[test]
+    fn a_service_for_no_owner_is_never_asked_and_tables_are_bounded() {
+        struct Nobody;
+        impl HypercallDriver for Nobody {
+            fn owners(&self) -> u64 {
+                0
+            }
+            fn owns(&self, _: u32) -> bool {
+                panic!("asked although it owns no owner")
+            }
+            fn call(&self, _: u32, _: [u32; 7]) -> HypercallOutcome {
+                unreachable!()
+            }
+        }
+        let services: [&dyn HypercallDriver; 1] = [&Nobody];
+        let routes = Routes::new(&[], &services).unwrap();
+        let mut regs = FakeRegisters::default();
+        for owner in 0..64u32 {
+            regs.r[0] = 0x8000_0000 | owner << 24;
+            dispatch(&exit(Trap::Hypercall { immediate: 0 }), &mut regs, &routes);
+            assert_eq!(regs.r[0], NOT_SUPPORTED);
+        }
+        let many: [&dyn HypercallDriver; MAX_ROUTES + 1] = [&Nobody; MAX_ROUTES + 1];
+        assert_eq!(Routes::new(&[], &many).err(), Some(RoutesError::TooMany));
     }
 }

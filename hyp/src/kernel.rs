@@ -13,7 +13,9 @@
 //! architecture hides behind [`Vcpu`] and the board behind [`Platform`], so
 //! the loop is tested on the host with scripted fakes.
 
-use crate::dispatch::{dispatch, Action, GuestRegisters, HypercallDriver, MmioDevice};
+use crate::dispatch::{
+    dispatch, Action, GuestRegisters, HypercallDriver, MmioDevice, Routes, MAX_ROUTES,
+};
 use crate::fault_policy::{FaultLoopDetector, FaultResponse, VmFaultPolicy};
 use crate::scheduler::{Scheduler, SchedulingDecision, StopReason};
 use crate::trap::{GuestExit, Trap};
@@ -39,6 +41,11 @@ pub trait Vcpu: GuestRegisters {
     fn release(&mut self);
     /// The guest's virtual timer as the CPU holds it.
     fn virtual_timer(&self) -> VirtualTimerState;
+    /// Its control register alone (CNTV_CTL), which every exit looks at:
+    /// implementations may read it faster than the whole state.
+    fn virtual_timer_control(&self) -> u32 {
+        self.virtual_timer().control
+    }
     /// Asserts or deasserts the vCPU's virtual IRQ input (on ARMv7-A
     /// without a GIC virtualization interface, HCR.VI). Takes effect at the
     /// next entry.
@@ -64,7 +71,12 @@ impl VirtualTimerState {
 
     /// Whether the timer is enabled and its interrupt not masked.
     pub const fn armed(&self) -> bool {
-        self.control & (Self::ENABLE | Self::IMASK) == Self::ENABLE
+        Self::control_armed(self.control)
+    }
+
+    /// Whether a timer with CNTV_CTL `control` is armed.
+    pub const fn control_armed(control: u32) -> bool {
+        control & (Self::ENABLE | Self::IMASK) == Self::ENABLE
     }
 }
 
@@ -178,10 +190,9 @@ pub struct Vm<'a, V: Vcpu> {
     pub vcpu: V,
     /// Its RAM (reloaded on a restart).
     pub memory: &'a dyn GuestMemory,
-    /// Its virtual devices.
-    pub devices: &'a [&'a dyn MmioDevice],
-    /// Its hypercall services.
-    pub services: &'a [&'a dyn HypercallDriver],
+    /// Its virtual devices and hypercall services, with the tables that
+    /// route exits to them.
+    pub routes: Routes<'a>,
     /// What happens when it cannot take its own faults.
     pub fault_policy: &'a dyn VmFaultPolicy,
     /// Its virtual interrupt controller and timer.
@@ -209,6 +220,11 @@ impl<V: Vcpu> core::fmt::Debug for Vm<'_, V> {
 
 impl<'a, V: Vcpu> Vm<'a, V> {
     /// A VM ready to run from its vCPU's boot state.
+    ///
+    /// # Panics
+    ///
+    /// With more than [`MAX_ROUTES`] devices or services (a board wiring
+    /// error).
     pub fn new(
         name: &'static str,
         vcpu: V,
@@ -222,8 +238,9 @@ impl<'a, V: Vcpu> Vm<'a, V> {
             state: VmState::Ready,
             vcpu,
             memory,
-            devices,
-            services,
+            routes: Routes::new(devices, services).unwrap_or_else(|_| {
+                panic!("VM '{name}': at most {MAX_ROUTES} devices and {MAX_ROUTES} services")
+            }),
             fault_policy,
             interrupts: &NoInterrupts,
             counters: VmCounters::default(),
@@ -269,10 +286,11 @@ impl<'a, V: Vcpu> Vm<'a, V> {
     /// next. A timer that is off, with its line already low, costs one
     /// register read: most exits find it so.
     fn poll_timer(&mut self, platform: &dyn Platform) -> Option<u64> {
-        let timer = self.vcpu.virtual_timer();
-        if !timer.armed() && !self.timer_line {
+        let armed = VirtualTimerState::control_armed(self.vcpu.virtual_timer_control());
+        if !armed && !self.timer_line {
             return None;
         }
+        let timer = self.vcpu.virtual_timer();
         let wake_at = self.interrupts.update_timer(timer, platform.now());
         self.timer_line = timer.armed() && wake_at.is_none();
         self.interrupts_changed = true;
@@ -323,7 +341,7 @@ impl<'a, V: Vcpu> Vm<'a, V> {
             Trap::MmioRead { .. } | Trap::MmioWrite { .. } => self.counters.mmio += 1,
             _ => {}
         }
-        let action = dispatch(exit, &mut self.vcpu, self.devices, self.services);
+        let action = dispatch(exit, &mut self.vcpu, &self.routes);
         match action {
             Action::Resume => {
                 self.loop_detector.progressed();
@@ -458,6 +476,9 @@ impl Kernel {
             vms[current].counters.slices += 1;
             vms[current].interrupts_changed = true;
             let mut slice_end = slice.map(|slice| now + slice);
+            // The alarm but for the running VM's own timer: the slice's end
+            // or a waiting VM's timer (they change only at a tick).
+            let mut alarm_without_timer = earliest(slice_end, wake_at);
             let reason = loop {
                 if remaining == 0 {
                     return if vms.iter().any(Vm::is_live) {
@@ -468,8 +489,10 @@ impl Kernel {
                 }
                 remaining -= 1;
                 let vm = &mut vms[current];
-                let timer = vm.poll_timer(platform);
-                let alarm = earliest(earliest(slice_end, timer), wake_at);
+                let alarm = match vm.poll_timer(platform) {
+                    None => alarm_without_timer,
+                    timer => earliest(alarm_without_timer, timer),
+                };
                 if alarm != armed {
                     platform.set_alarm(alarm);
                     armed = alarm;
@@ -512,6 +535,7 @@ impl Kernel {
                         // VM carries on with a fresh slice (the alarm must
                         // not be left at a time already past).
                         slice_end = slice.map(|slice| now + slice);
+                        alarm_without_timer = earliest(slice_end, wake_at);
                         vms[current].counters.ticks += 1;
                     }
                     continue;

@@ -36,7 +36,22 @@ pub fn set_virtual_offset(offset: u64) {
     aarch32_cpu::register::CntVoff::write(aarch32_cpu::register::CntVoff(offset));
 }
 
-/// The current guest's CNTV_CTL and CNTV_CVAL, live from the CPU.
+/// The running guest's CNTV_CTL, live from the CPU.
+#[cfg(target_arch = "arm")]
+pub fn virtual_timer_control() -> u32 {
+    let control: u32;
+    // SAFETY: reading CNTV_CTL has no side effects.
+    unsafe {
+        core::arch::asm!(
+            "mrc p15, 0, {control}, c14, c3, 1",
+            control = out(reg) control,
+            options(nomem, nostack)
+        )
+    };
+    control
+}
+
+/// The running guest's CNTV_CTL and CNTV_CVAL, live from the CPU.
 #[cfg(target_arch = "arm")]
 pub fn virtual_timer() -> (u32, u64) {
     let control: u32;

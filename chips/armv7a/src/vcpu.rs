@@ -225,6 +225,14 @@ impl Vcpu for ArmVcpu {
         }
     }
 
+    fn virtual_timer_control(&self) -> u32 {
+        if self.live {
+            crate::generic_timer::virtual_timer_control()
+        } else {
+            self.cp15.cntv_ctl
+        }
+    }
+
     fn set_virtual_irq(&mut self, asserted: bool) {
         if asserted != self.virtual_irq {
             self.virtual_irq = asserted;
