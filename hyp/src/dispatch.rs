@@ -153,7 +153,11 @@ impl AbortCause {
 const PC: u8 = 15;
 
 /// Dispatches one exit. `devices` and `services` are the VM's own.
-pub fn dispatch(exit: &GuestExit, registers: &mut impl GuestRegisters, routes: &Routes<'_>) -> Action {
+pub fn dispatch(
+    exit: &GuestExit,
+    registers: &mut impl GuestRegisters,
+    routes: &Routes<'_>,
+) -> Action {
     let bytes = exit.instruction_bytes;
     match exit.trap {
         // HVC returns to the next instruction already; a trapped SMC
@@ -308,10 +312,13 @@ impl<'a> Routes<'a> {
     fn device(&self, ipa: u64, size: AccessSize) -> Option<(&'a dyn MmioDevice, u64)> {
         let bytes = size.bytes() as u64;
         let devices = self.devices.iter();
-        self.windows.iter().zip(devices).find_map(|(&(base, window), device)| {
-            let offset = ipa.wrapping_sub(base);
-            (offset < window && window - offset >= bytes).then_some((*device, offset))
-        })
+        self.windows
+            .iter()
+            .zip(devices)
+            .find_map(|(&(base, window), device)| {
+                let offset = ipa.wrapping_sub(base);
+                (offset < window && window - offset >= bytes).then_some((*device, offset))
+            })
     }
 
     /// The service that owns `function`.

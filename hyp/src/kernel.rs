@@ -405,6 +405,10 @@ fn report_status<V: Vcpu>(vms: &[Vm<'_, V>], platform: &dyn Platform) {
     });
 }
 
+/// "No time" where the kernel keeps times as plain u64s (no deadline is
+/// that far: the clock would need centuries to get there).
+const NEVER: u64 = u64::MAX;
+
 /// The earlier of two optional times.
 fn earliest(a: Option<u64>, b: Option<u64>) -> Option<u64> {
     match (a, b) {
@@ -436,8 +440,10 @@ impl Kernel {
     ) -> RunOutcome {
         let mut loaded: Option<usize> = None;
         let mut remaining = budget;
-        // The alarm as last programmed (None: disarmed or already fired).
-        let mut armed: Option<u64> = None;
+        // The alarm as last programmed (NEVER: disarmed or already fired).
+        // Times are plain u64s here, NEVER for none, so that the check at
+        // every exit is a compare.
+        let mut armed = NEVER;
         loop {
             let now = platform.now();
             // Waiting VMs with an interrupt pending are ready again; the
@@ -456,10 +462,10 @@ impl Kernel {
                 if !vms.iter().any(Vm::is_live) {
                     return RunOutcome::AllStopped;
                 }
-                if wake_at != armed {
+                if wake_at.unwrap_or(NEVER) != armed {
                     platform.set_alarm(wake_at);
                 }
-                armed = None;
+                armed = NEVER;
                 platform.wait_for_interrupt();
                 if platform.service_interrupts() {
                     report_status(vms, platform);
@@ -478,7 +484,7 @@ impl Kernel {
             let mut slice_end = slice.map(|slice| now + slice);
             // The alarm but for the running VM's own timer: the slice's end
             // or a waiting VM's timer (they change only at a tick).
-            let mut alarm_without_timer = earliest(slice_end, wake_at);
+            let mut alarm_without_timer = earliest(slice_end, wake_at).unwrap_or(NEVER);
             let reason = loop {
                 if remaining == 0 {
                     return if vms.iter().any(Vm::is_live) {
@@ -491,10 +497,10 @@ impl Kernel {
                 let vm = &mut vms[current];
                 let alarm = match vm.poll_timer(platform) {
                     None => alarm_without_timer,
-                    timer => earliest(alarm_without_timer, timer),
+                    Some(timer) => timer.min(alarm_without_timer),
                 };
                 if alarm != armed {
-                    platform.set_alarm(alarm);
+                    platform.set_alarm((alarm != NEVER).then_some(alarm));
                     armed = alarm;
                 }
                 if vm.interrupts_changed {
@@ -515,7 +521,7 @@ impl Kernel {
                     }
                     // The alarm is one-shot: whatever fired, program it
                     // afresh before the next entry.
-                    armed = None;
+                    armed = NEVER;
                     let now = platform.now();
                     let slice_over = slice_end.is_some_and(|end| now >= end);
                     let woken = wake_at.is_some_and(|at| now >= at)
@@ -535,7 +541,7 @@ impl Kernel {
                         // VM carries on with a fresh slice (the alarm must
                         // not be left at a time already past).
                         slice_end = slice.map(|slice| now + slice);
-                        alarm_without_timer = earliest(slice_end, wake_at);
+                        alarm_without_timer = earliest(slice_end, wake_at).unwrap_or(NEVER);
                         vms[current].counters.ticks += 1;
                     }
                     continue;

@@ -116,8 +116,12 @@ impl<'a, const VMS: usize> BoardPlatform<'a, VMS> {
     /// focused VM has read some, or dropped once it has waited
     /// [`STALL_US`]; dropping ends when the VM reads again.
     fn update_input_flow(&self) {
+        let flow = self.input.get();
+        if flow == InputFlow::Flowing {
+            return;
+        }
         let room = self.has_room(self.mux.focus());
-        match self.input.get() {
+        match flow {
             InputFlow::Flowing => {}
             InputFlow::Held { .. } | InputFlow::Dropping if room => {
                 self.input.set(InputFlow::Flowing);
