@@ -100,6 +100,8 @@ fn a_hostile_guest_is_contained_and_the_victim_keeps_running() {
         0,
         "{victim_status}"
     );
+    // Its memory came out of the attack as it went in (the victim checks).
+    assert_console_has(console, "victim: 3 checks, 0 failed");
     assert_console_has(console, "capvisor: 2 of 2 VMs passed");
     assert_eq!(outcome.status, 0, "{console}");
     println!(

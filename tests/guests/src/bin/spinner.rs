@@ -7,7 +7,8 @@
 #![no_std]
 #![no_main]
 
-use capvisor_test_guests::{println, sleep_until, timer, vm_identity, Checks};
+use capvisor_test_guests::{println, read32, sleep_until, timer, vm_identity, Checks};
+use core::sync::atomic::{AtomicU32, Ordering};
 
 capvisor_test_guests::guest!("spinner", main);
 
@@ -32,6 +33,10 @@ fn main() -> u32 {
         return checks.finish("sleeper");
     }
     if name == "victim" {
+        // Its memory must come out of the attack as it went in: a pattern
+        // in its data and the first 4 KiB of its image (vectors and entry).
+        fill_pattern();
+        let image_before = image_checksum();
         // Progress in each 100 ms while another VM misbehaves (and sleeps
         // at first, which gives the solo baseline): every window's count,
         // with where the first began on the counter both VMs share (each
@@ -58,6 +63,8 @@ fn main() -> u32 {
             "progress in every 100 ms",
             counts.iter().all(|&count| count > 0),
         );
+        checks.that("its data unchanged", pattern_intact());
+        checks.equal("its image unchanged", image_checksum(), image_before);
         return checks.finish(name);
     }
     let mut iterations: u64 = 0;
@@ -67,4 +74,34 @@ fn main() -> u32 {
     println!("{}: {} iterations in {} ms", name, iterations, WINDOW_MS);
     checks.that("made progress", iterations > 0);
     checks.finish(name)
+}
+
+/// A 16 KiB pattern in the victim's data.
+static PATTERN: [AtomicU32; 4096] = [const { AtomicU32::new(0) }; 4096];
+
+fn pattern_word(index: usize) -> u32 {
+    (index as u32).wrapping_mul(0x9e37_79b9) ^ 0x5a5a_5a5a
+}
+
+fn fill_pattern() {
+    for (index, word) in PATTERN.iter().enumerate() {
+        word.store(pattern_word(index), Ordering::Relaxed);
+    }
+}
+
+fn pattern_intact() -> bool {
+    PATTERN
+        .iter()
+        .enumerate()
+        .all(|(index, word)| word.load(Ordering::Relaxed) == pattern_word(index))
+}
+
+/// A checksum of the first 4 KiB of RAM, where the image starts.
+fn image_checksum() -> u32 {
+    (0..1024usize).fold(0u32, |sum, index| {
+        // SAFETY: the VM's own RAM at IPA 0x4000_0000, its image's first
+        // page; reading it has no effect.
+        let word = unsafe { read32(0x4000_0000 + 4 * index) };
+        sum.rotate_left(5) ^ word
+    })
 }
