@@ -415,6 +415,25 @@ mod tests {
     }
 
     #[test]
+    fn cache_maintenance_at_a_device_goes_to_the_fault_path() {
+        // DCIMVAC on the UART's IPA (on hardware; QEMU makes it a no-op):
+        // ISV clear, CM and WnR set, level-2 translation fault. Never MMIO,
+        // so the guest gets an abort.
+        let hsr = 0x9200_0006 | (1 << 8) | (1 << 6);
+        let exit = trap(hsr, 0x0900_0000, 0, 0x0009_0000);
+        assert_eq!(
+            exit.trap,
+            Trap::DataAbort {
+                va: 0x0900_0000,
+                ipa: Some(0x0900_0000),
+                write: true,
+                kind: FaultKind::Translation { level: 2 },
+                stage1_walk: false
+            }
+        );
+    }
+
+    #[test]
     fn fault_on_the_guests_own_table_walk_is_not_mmio() {
         // ISV set but S1PTW: the guest's page tables point at unmapped IPA.
         let hsr = 0x9381_0006 | (1 << 7);
