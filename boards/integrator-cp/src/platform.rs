@@ -115,11 +115,18 @@ impl<'a, const VMS: usize> BoardPlatform<'a, VMS> {
     /// Moves the input flow on: held input is let in again once the
     /// focused VM has read some, or dropped once it has waited
     /// [`STALL_US`]; dropping ends when the VM reads again.
+    #[inline]
     fn update_input_flow(&self) {
         let flow = self.input.get();
         if flow == InputFlow::Flowing {
             return;
         }
+        self.update_held_input(flow);
+    }
+
+    /// [`update_input_flow`](Self::update_input_flow) for input that is
+    /// held or being dropped.
+    fn update_held_input(&self, flow: InputFlow) {
         let room = self.has_room(self.mux.focus());
         match flow {
             InputFlow::Flowing => {}
