@@ -14,6 +14,72 @@
 //! | [`virtual_gic`] | the guest's GICv2: distributor at 0x0800_0000, CPU interface at 0x0801_0000 |
 //! | [`virtual_timer`] | the guest's virtual timer interrupt (PPI 11), raised by the hypervisor |
 //! | [`virtual_uart`] | the guest's PL011 at 0x0900_0000 |
+//!
+//! # Writing a capsule
+//!
+//! A virtual device implements `MmioDevice`: its name (what VM tables
+//! claim), its window in guest-physical space, and `read`/`write` at an
+//! offset in it. The hypervisor calls it only for accesses that lie wholly
+//! inside the window and have a syndrome (a single load or store); an
+//! `Err` becomes a data abort in the guest, an unaligned access an
+//! alignment fault. A hypercall service implements `HypercallDriver`: the
+//! SMCCC owners it answers for (the dispatcher asks no other service about
+//! them), which function ids it owns, and the call itself. State lives in
+//! `Cell`s: capsules are shared, and the hypervisor runs one exit at a
+//! time.
+//!
+//! ```
+//! use core::cell::Cell;
+//! use hyp::dispatch::{HypercallDriver, HypercallOutcome, MmioDevice, MmioError, Routes};
+//! use hyp::trap::AccessSize;
+//!
+//! /// A scratch register at 0x0a00_0000, and a hypercall that reads it.
+//! #[derive(Default)]
+//! struct Scratch {
+//!     value: Cell<u32>,
+//! }
+//!
+//! impl MmioDevice for Scratch {
+//!     fn name(&self) -> &'static str { "scratch" }
+//!     fn base(&self) -> u64 { 0x0a00_0000 }
+//!     fn size(&self) -> u64 { 0x1000 }
+//!     fn read(&self, offset: u64, size: AccessSize) -> Result<u32, MmioError> {
+//!         match (offset, size) {
+//!             (0, AccessSize::Word) => Ok(self.value.get()),
+//!             (0, _) => Err(MmioError::BadSize),
+//!             _ => Err(MmioError::NoRegister),
+//!         }
+//!     }
+//!     fn write(&self, offset: u64, size: AccessSize, value: u32) -> Result<(), MmioError> {
+//!         self.read(offset, size).map(|_| self.value.set(value))
+//!     }
+//! }
+//!
+//! impl HypercallDriver for Scratch {
+//!     // SMCCC owner 6 (standard hypervisor services); a real service
+//!     // picks ids nobody else owns (Capvisor's are 0x8600_0000-0x8600_00ff).
+//!     fn owners(&self) -> u64 { 1 << 6 }
+//!     fn owns(&self, function: u32) -> bool { function == 0x8600_0100 }
+//!     fn call(&self, _function: u32, _arguments: [u32; 7]) -> HypercallOutcome {
+//!         HypercallOutcome::value(self.value.get())
+//!     }
+//! }
+//!
+//! let scratch = Scratch::default();
+//! scratch.write(0, AccessSize::Word, 42).unwrap();
+//! assert_eq!(scratch.read(4, AccessSize::Word), Err(MmioError::NoRegister));
+//! assert!(matches!(scratch.call(0x8600_0100, [0; 7]), HypercallOutcome::Return([Some(42), ..])));
+//! // What a VM is given: its devices and services, routed.
+//! let devices: [&dyn MmioDevice; 1] = [&scratch];
+//! let services: [&dyn HypercallDriver; 1] = [&scratch];
+//! assert!(Routes::new(&devices, &services).is_ok());
+//! ```
+//!
+//! To give it to VMs on a board: add it to the devices (or services) the
+//! board makes for each VM (`boards/integrator-cp/src/guests.rs`), offer
+//! its window in the board's `DEVICES` (`vms.rs`), and claim it in the VMs
+//! that should have it. Test it on the host like the capsules here
+//! (`cargo test -p capsules`), then from a test guest under QEMU.
 #![no_std]
 #![forbid(unsafe_code)]
 
