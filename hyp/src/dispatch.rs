@@ -356,7 +356,9 @@ fn extend(value: u32, size: AccessSize, sign_extend: bool) -> u32 {
     }
 }
 
-/// Runs the hypercall in r0 with r1-r7, or answers NOT_SUPPORTED.
+/// Runs the hypercall in r0 with r1-r7, or answers NOT_SUPPORTED. Inlined:
+/// hypercalls are the hottest exit, and the call costs a tenth of one.
+#[inline(always)]
 fn call(registers: &mut impl GuestRegisters, routes: &Routes<'_>) -> Action {
     let function = registers.register(0);
     let Some(service) = routes.service(function) else {
