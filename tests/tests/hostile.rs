@@ -59,7 +59,7 @@ fn a_hostile_guest_is_contained_and_the_victim_keeps_running() {
     let summary = line(console, "cases tried");
     let tried = counter(summary, "hostile:");
     let contained = counter(summary, "tried,");
-    assert!(tried >= 1000 * rounds, "{summary}");
+    assert!(tried >= 9000 * rounds, "{summary}");
     assert_eq!(contained, tried, "{summary}");
     for storm in console
         .lines()
@@ -83,11 +83,11 @@ fn a_hostile_guest_is_contained_and_the_victim_keeps_running() {
     );
     // The hypervisor's own counters: every data abort the hostile guest
     // took was injected by the hypervisor (probes, accesses without a
-    // syndrome, unaligned device accesses: at least 53 a round), none in
-    // the victim.
+    // syndrome, unaligned device accesses: at least 8241 a round), none
+    // in the victim.
     let aborts = counter(line(console, "data aborts taken"), "hostile:");
     assert!(
-        aborts >= 53 * rounds,
+        aborts >= 8241 * rounds,
         "{aborts} aborts in {rounds} rounds\n{console}"
     );
     let hostile = vm_status_line(console, "hostile");

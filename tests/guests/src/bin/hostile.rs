@@ -3,7 +3,8 @@
 //! then attacks:
 //! - reads and writes every address it could guess (below its RAM, past
 //!   it, the host's RAM alias where the hypervisor and other VMs live, the
-//!   image staging area, the host's devices);
+//!   image staging area, the host's devices), and one in every MiB of the
+//!   IPA space;
 //! - aims accesses without a syndrome (LDM/STM, exclusives) and unaligned
 //!   accesses at the emulated devices;
 //! - sweeps every cache level by set/way (invalidate, clean, both) and aims
@@ -31,6 +32,9 @@ capvisor_test_guests::guest!("hostile", main);
 /// Addresses a guest might try: its IPA space outside its own RAM and
 /// devices, including the host's physical layout (the hypervisor's image,
 /// its devices, the other VMs' RAM and the staging area).
+/// The MiBs of the IPA space its own RAM takes (2 MiB at 0x4000_0000).
+const OWN_RAM_MIB: core::ops::Range<u32> = 0x400..0x402;
+
 /// The emulated devices' windows: PL011, GIC distributor, GIC CPU
 /// interface.
 const DEVICES: [u32; 3] = [0x0900_0000, 0x0800_0000, 0x0801_0000];
@@ -290,8 +294,15 @@ fn main() -> u32 {
 
 /// One round of every attack; `seed` carries the random values on.
 fn attack(tally: &mut Tally, seed: &mut u32) {
-    // 1. Reads and writes everywhere it does not own.
+    // 1. Reads and writes everywhere it does not own: the addresses of
+    // the host's layout, then one in every MiB of the 4 GiB IPA space but
+    // its own RAM (half a MiB in, clear of the devices' windows).
     for &address in &PROBES {
+        tally.case(aborts(|| load(address)));
+        tally.case(aborts(|| store(address)));
+    }
+    for mib in (0..4096u32).filter(|mib| !OWN_RAM_MIB.contains(mib)) {
+        let address = (mib << 20) | 0x8_0000;
         tally.case(aborts(|| load(address)));
         tally.case(aborts(|| store(address)));
     }
