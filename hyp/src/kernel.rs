@@ -39,12 +39,18 @@ pub trait Vcpu: GuestRegisters {
     /// The VM has stopped for good: drop what the CPU still caches for it
     /// (TLB entries of its VMID). Called while the vCPU is switched in.
     fn release(&mut self);
+    /// The guest's virtual timer's control register (CNTV_CTL) as the CPU
+    /// holds it; every exit looks at it.
+    fn virtual_timer_control(&self) -> u32;
+    /// When the guest's virtual timer condition is met, in clock ticks
+    /// (CNTV_CVAL plus the VM's CNTVOFF); read only when the timer matters.
+    fn virtual_timer_deadline(&self) -> u64;
     /// The guest's virtual timer as the CPU holds it.
-    fn virtual_timer(&self) -> VirtualTimerState;
-    /// Its control register alone (CNTV_CTL), which every exit looks at:
-    /// implementations may read it faster than the whole state.
-    fn virtual_timer_control(&self) -> u32 {
-        self.virtual_timer().control
+    fn virtual_timer(&self) -> VirtualTimerState {
+        VirtualTimerState {
+            control: self.virtual_timer_control(),
+            deadline: self.virtual_timer_deadline(),
+        }
     }
     /// Asserts or deasserts the vCPU's virtual IRQ input (on ARMv7-A
     /// without a GIC virtualization interface, HCR.VI). Takes effect at the
@@ -286,11 +292,14 @@ impl<'a, V: Vcpu> Vm<'a, V> {
     /// next. A timer that is off, with its line already low, costs one
     /// register read: most exits find it so.
     fn poll_timer(&mut self, platform: &dyn Platform) -> Option<u64> {
-        let armed = VirtualTimerState::control_armed(self.vcpu.virtual_timer_control());
-        if !armed && !self.timer_line {
+        let control = self.vcpu.virtual_timer_control();
+        if !VirtualTimerState::control_armed(control) && !self.timer_line {
             return None;
         }
-        let timer = self.vcpu.virtual_timer();
+        let timer = VirtualTimerState {
+            control,
+            deadline: self.vcpu.virtual_timer_deadline(),
+        };
         let wake_at = self.interrupts.update_timer(timer, platform.now());
         self.timer_line = timer.armed() && wake_at.is_none();
         self.interrupts_changed = true;
@@ -678,8 +687,11 @@ mod tests {
         fn release(&mut self) {
             self.note("release");
         }
-        fn virtual_timer(&self) -> VirtualTimerState {
-            self.timer
+        fn virtual_timer_control(&self) -> u32 {
+            self.timer.control
+        }
+        fn virtual_timer_deadline(&self) -> u64 {
+            self.timer.deadline
         }
         fn set_virtual_irq(&mut self, asserted: bool) {
             self.irq = asserted;

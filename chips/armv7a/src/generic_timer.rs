@@ -51,21 +51,18 @@ pub fn virtual_timer_control() -> u32 {
     control
 }
 
-/// The running guest's CNTV_CTL and CNTV_CVAL, live from the CPU.
+/// The running guest's CNTV_CVAL, live from the CPU.
 #[cfg(target_arch = "arm")]
-pub fn virtual_timer() -> (u32, u64) {
-    let control: u32;
+pub fn virtual_timer_compare() -> u64 {
     let (low, high): (u32, u32);
-    // SAFETY: reading the virtual timer's registers has no side effects.
+    // SAFETY: reading CNTV_CVAL has no side effects.
     unsafe {
         core::arch::asm!(
-            "mrc p15, 0, {control}, c14, c3, 1",
             "mrrc p15, 3, {low}, {high}, c14",
-            control = out(reg) control,
             low = out(reg) low,
             high = out(reg) high,
             options(nomem, nostack)
         )
     };
-    (control, (u64::from(high) << 32) | u64::from(low))
+    (u64::from(high) << 32) | u64::from(low)
 }

@@ -14,11 +14,7 @@ use crate::world_switch::GuestContext;
 use hyp::dispatch::GuestRegisters;
 use hyp::trap::SystemRegisterAccess;
 #[cfg(target_arch = "arm")]
-use hyp::{
-    dispatch::Action,
-    kernel::{Vcpu, VirtualTimerState},
-    trap::GuestExit,
-};
+use hyp::{dispatch::Action, kernel::Vcpu, trap::GuestExit};
 
 /// One VM's CPU state.
 #[derive(Clone, Copy, Debug)]
@@ -213,24 +209,21 @@ impl Vcpu for ArmVcpu {
         forget_guest_translations();
     }
 
-    fn virtual_timer(&self) -> VirtualTimerState {
-        let (control, compare) = if self.live {
-            crate::generic_timer::virtual_timer()
-        } else {
-            (self.cp15.cntv_ctl, self.cp15.cntv_cval)
-        };
-        VirtualTimerState {
-            control,
-            deadline: compare.wrapping_add(self.virtual_offset),
-        }
-    }
-
     fn virtual_timer_control(&self) -> u32 {
         if self.live {
             crate::generic_timer::virtual_timer_control()
         } else {
             self.cp15.cntv_ctl
         }
+    }
+
+    fn virtual_timer_deadline(&self) -> u64 {
+        let compare = if self.live {
+            crate::generic_timer::virtual_timer_compare()
+        } else {
+            self.cp15.cntv_cval
+        };
+        compare.wrapping_add(self.virtual_offset)
     }
 
     fn set_virtual_irq(&mut self, asserted: bool) {
