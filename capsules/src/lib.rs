@@ -8,7 +8,6 @@
 //! |---|---|
 //! | [`console_mux`] | one physical console shared by the VMs: focus, prefixed lines, Ctrl-] keys |
 //! | [`fault_policies`] | what happens to a VM that cannot take its own faults |
-//! | [`guest_interrupts`] | which virtual device drives which line of a VM's virtual GIC |
 //! | [`hypervisor_service`] | Capvisor's hypercalls: version, VM id and name, console write |
 //! | [`psci`] | PSCI 0.2 for single-CPU guests |
 //! | [`virtual_gic`] | the guest's GICv2: distributor at 0x0800_0000, CPU interface at 0x0801_0000 |
@@ -85,7 +84,6 @@
 
 pub mod console_mux;
 pub mod fault_policies;
-pub mod guest_interrupts;
 pub mod hypervisor_service;
 pub mod psci;
 #[cfg(test)]

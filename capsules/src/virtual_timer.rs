@@ -21,7 +21,7 @@
 //! waits, at the alarm). Guests keep correct time and may see late, never
 //! lost, timer interrupts.
 
-use hyp::kernel::VirtualTimerState;
+use hyp::interrupts::VirtualTimerState;
 
 /// The timer's interrupt id at the virtual GIC (PPI 11).
 pub const TIMER_INTERRUPT: u32 = 27;

@@ -17,11 +17,13 @@ use crate::dispatch::{
     dispatch, Action, GuestRegisters, HypercallDriver, MmioDevice, Routes, MAX_ROUTES,
 };
 use crate::fault_policy::{FaultLoopDetector, FaultResponse, VmFaultPolicy};
+use crate::interrupts::{InterruptBackend, NoInterrupts, VirtualTimer};
 use crate::scheduler::{Scheduler, SchedulingDecision, StopReason};
 use crate::trap::{GuestExit, Trap};
 
-/// A virtual CPU, implemented by the architecture chip.
-pub trait Vcpu: GuestRegisters {
+/// A virtual CPU, implemented by the architecture chip. Its virtual
+/// timer is read by the VM's interrupt backend ([`VirtualTimer`]).
+pub trait Vcpu: GuestRegisters + VirtualTimer {
     /// Makes this vCPU's state (stage 2, system registers, FP) the CPU's,
     /// after another VM ran. Not called between exits of the same VM.
     fn switch_in(&mut self);
@@ -39,76 +41,6 @@ pub trait Vcpu: GuestRegisters {
     /// The VM has stopped for good: drop what the CPU still caches for it
     /// (TLB entries of its VMID). Called while the vCPU is switched in.
     fn release(&mut self);
-    /// The guest's virtual timer's control register (CNTV_CTL) as the CPU
-    /// holds it; every exit looks at it.
-    fn virtual_timer_control(&self) -> u32;
-    /// When the guest's virtual timer condition is met, in clock ticks
-    /// (CNTV_CVAL plus the VM's CNTVOFF); read only when the timer matters.
-    fn virtual_timer_deadline(&self) -> u64;
-    /// The guest's virtual timer as the CPU holds it.
-    fn virtual_timer(&self) -> VirtualTimerState {
-        VirtualTimerState {
-            control: self.virtual_timer_control(),
-            deadline: self.virtual_timer_deadline(),
-        }
-    }
-    /// Asserts or deasserts the vCPU's virtual IRQ input (on ARMv7-A
-    /// without a GIC virtualization interface, HCR.VI). Takes effect at the
-    /// next entry.
-    fn set_virtual_irq(&mut self, asserted: bool);
-}
-
-/// A guest's architected virtual timer (CNTV): its control register and
-/// its compare value converted to the hypervisor's clock (CVAL plus the
-/// VM's CNTVOFF, so it can be compared with [`Platform::now`]).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct VirtualTimerState {
-    /// CNTV_CTL: ENABLE (bit 0), IMASK (bit 1).
-    pub control: u32,
-    /// When the timer condition is met, in clock ticks.
-    pub deadline: u64,
-}
-
-impl VirtualTimerState {
-    /// CNTV_CTL.ENABLE.
-    pub const ENABLE: u32 = 1 << 0;
-    /// CNTV_CTL.IMASK.
-    pub const IMASK: u32 = 1 << 1;
-
-    /// Whether the timer is enabled and its interrupt not masked.
-    pub const fn armed(&self) -> bool {
-        Self::control_armed(self.control)
-    }
-
-    /// Whether a timer with CNTV_CTL `control` is armed.
-    pub const fn control_armed(control: u32) -> bool {
-        control & (Self::ENABLE | Self::IMASK) == Self::ENABLE
-    }
-}
-
-/// A VM's virtual interrupts as the kernel drives them: its interrupt
-/// controller and the virtual timer that raises one of its lines.
-pub trait VirtualInterrupts {
-    /// Whether the vCPU's IRQ input is asserted (the virtual interrupt
-    /// controller signals an interrupt to the CPU).
-    fn irq_pending(&self) -> bool;
-    /// Time passed, or the guest changed its timer: sets the timer's
-    /// interrupt line for `timer` at `now`, and returns when it will fire
-    /// if it is armed and has not fired yet.
-    fn update_timer(&self, timer: VirtualTimerState, now: u64) -> Option<u64>;
-}
-
-/// A VM without interrupts (nothing pending, ever).
-#[derive(Debug)]
-pub struct NoInterrupts;
-
-impl VirtualInterrupts for NoInterrupts {
-    fn irq_pending(&self) -> bool {
-        false
-    }
-    fn update_timer(&self, _timer: VirtualTimerState, _now: u64) -> Option<u64> {
-        None
-    }
 }
 
 /// What the kernel needs from the board: time, the alarm and the physical
@@ -201,13 +133,11 @@ pub struct Vm<'a, V: Vcpu> {
     pub routes: Routes<'a>,
     /// What happens when it cannot take its own faults.
     pub fault_policy: &'a dyn VmFaultPolicy,
-    /// Its virtual interrupt controller and timer.
-    pub interrupts: &'a dyn VirtualInterrupts,
+    /// Its interrupt backend: virtual interrupt controller and timer.
+    pub interrupts: &'a dyn InterruptBackend,
     /// Exit counters.
     pub counters: VmCounters,
     loop_detector: FaultLoopDetector,
-    /// Whether the virtual timer's line was last left high.
-    timer_line: bool,
     /// Whether something that can change the vCPU's IRQ input happened
     /// since it was last computed (device MMIO, a physical interrupt, the
     /// timer, a new slice).
@@ -251,7 +181,6 @@ impl<'a, V: Vcpu> Vm<'a, V> {
             interrupts: &NoInterrupts,
             counters: VmCounters::default(),
             loop_detector: FaultLoopDetector::new(),
-            timer_line: false,
             interrupts_changed: true,
         }
     }
@@ -282,28 +211,16 @@ impl<'a, V: Vcpu> Vm<'a, V> {
         )
     }
 
-    /// Gives the VM its virtual interrupt controller and timer.
-    pub fn with_interrupts(mut self, interrupts: &'a dyn VirtualInterrupts) -> Self {
+    /// Gives the VM its interrupt backend.
+    pub fn with_interrupts(mut self, interrupts: &'a dyn InterruptBackend) -> Self {
         self.interrupts = interrupts;
         self
     }
 
-    /// Brings the virtual timer's line up to date; returns when it fires
-    /// next. A timer that is off, with its line already low, costs one
-    /// register read: most exits find it so.
-    fn poll_timer(&mut self, platform: &dyn Platform) -> Option<u64> {
-        let control = self.vcpu.virtual_timer_control();
-        if !VirtualTimerState::control_armed(control) && !self.timer_line {
-            return None;
-        }
-        let timer = VirtualTimerState {
-            control,
-            deadline: self.vcpu.virtual_timer_deadline(),
-        };
-        let wake_at = self.interrupts.update_timer(timer, platform.now());
-        self.timer_line = timer.armed() && wake_at.is_none();
-        self.interrupts_changed = true;
-        wake_at
+    /// Whether an interrupt is pending for the VM now (a WFI completes),
+    /// and if not, when to look again.
+    fn poll_interrupts(&self, platform: &dyn Platform) -> crate::interrupts::Poll {
+        self.interrupts.poll(&self.vcpu, platform.now())
     }
 
     fn is_live(&self) -> bool {
@@ -313,6 +230,7 @@ impl<'a, V: Vcpu> Vm<'a, V> {
     fn restart(&mut self) {
         self.memory.load();
         self.vcpu.reset();
+        self.interrupts.reset();
         self.interrupts_changed = true;
         self.counters.restarts += 1;
         self.loop_detector.progressed();
@@ -433,9 +351,9 @@ impl Kernel {
     /// `scheduler` picks the VM and its time slice. The running VM keeps
     /// the CPU across its exits until its slice ends (the hypervisor's
     /// alarm interrupts it), it waits for an interrupt with none pending,
-    /// or it stops. Before every entry the VM's virtual timer line is
-    /// brought up to date and its virtual IRQ input set from its interrupt
-    /// controller; the alarm is set for the earliest of the slice's end,
+    /// or it stops. Before every entry the VM's interrupt backend presents
+    /// its pending interrupts to the vCPU (told whether something changed
+    /// them since the last entry); the alarm is set for the earliest of the slice's end,
     /// the VM's own timer and the timers of waiting VMs. A waiting VM is
     /// ready again once an interrupt is pending for it. When no VM is
     /// ready, the hypervisor sleeps (`Platform::wait_for_interrupt`) until
@@ -459,11 +377,11 @@ impl Kernel {
             // others' timers say when to look again.
             let mut wake_at = None;
             for vm in vms.iter_mut().filter(|vm| vm.state == VmState::Waiting) {
-                let timer = vm.poll_timer(platform);
-                if vm.interrupts.irq_pending() {
+                let poll = vm.poll_interrupts(platform);
+                if poll.pending {
                     vm.state = VmState::Ready;
                 } else {
-                    wake_at = earliest(wake_at, timer);
+                    wake_at = earliest(wake_at, poll.wake_at);
                 }
             }
             let decision = scheduler.next(vms.len(), &|index| vms[index].state == VmState::Ready);
@@ -483,9 +401,11 @@ impl Kernel {
             };
             if loaded != Some(current) {
                 if let Some(previous) = loaded {
+                    vms[previous].interrupts.switch_out();
                     vms[previous].vcpu.switch_out();
                 }
                 vms[current].vcpu.switch_in();
+                vms[current].interrupts.switch_in();
                 loaded = Some(current);
             }
             vms[current].counters.slices += 1;
@@ -504,18 +424,17 @@ impl Kernel {
                 }
                 remaining -= 1;
                 let vm = &mut vms[current];
-                let alarm = match vm.poll_timer(platform) {
+                let changed = core::mem::replace(&mut vm.interrupts_changed, false);
+                let alarm = match vm
+                    .interrupts
+                    .before_entry(&vm.vcpu, &|| platform.now(), changed)
+                {
                     None => alarm_without_timer,
                     Some(timer) => timer.min(alarm_without_timer),
                 };
                 if alarm != armed {
                     platform.set_alarm((alarm != NEVER).then_some(alarm));
                     armed = alarm;
-                }
-                if vm.interrupts_changed {
-                    vm.interrupts_changed = false;
-                    let pending = vm.interrupts.irq_pending();
-                    vm.vcpu.set_virtual_irq(pending);
                 }
                 let exit = vm.vcpu.run();
                 if matches!(exit.trap, Trap::MmioRead { .. } | Trap::MmioWrite { .. }) {
@@ -535,7 +454,8 @@ impl Kernel {
                     let slice_over = slice_end.is_some_and(|end| now >= end);
                     let woken = wake_at.is_some_and(|at| now >= at)
                         || vms.iter().any(|other| {
-                            other.state == VmState::Waiting && other.interrupts.irq_pending()
+                            other.state == VmState::Waiting
+                                && other.poll_interrupts(platform).pending
                         });
                     let others_ready = vms
                         .iter()
@@ -564,8 +484,7 @@ impl Kernel {
                 }
                 if vm.state == VmState::Waiting {
                     // WFI completes at once when an interrupt is pending.
-                    vm.poll_timer(platform);
-                    if vm.interrupts.irq_pending() {
+                    if vm.poll_interrupts(platform).pending {
                         vm.state = VmState::Ready;
                         continue;
                     }
@@ -589,6 +508,7 @@ mod tests {
     extern crate std;
     use super::*;
     use crate::dispatch::{HypercallOutcome, NOT_SUPPORTED};
+    use crate::interrupts::VirtualTimerState;
     use crate::scheduler::RoundRobin;
     use crate::trap::AccessSize;
     use core::cell::{Cell, RefCell};
@@ -611,7 +531,8 @@ mod tests {
         r0_seen: Vec<u32>,
         /// The virtual IRQ input at each run.
         irq_seen: Vec<bool>,
-        irq: bool,
+        /// The virtual IRQ input, as the fake backend last set it.
+        irq: Rc<Cell<bool>>,
         timer: VirtualTimerState,
         clock: Rc<Cell<u64>>,
         log: Log,
@@ -628,7 +549,7 @@ mod tests {
                 reflectable: true,
                 r0_seen: Vec::new(),
                 irq_seen: Vec::new(),
-                irq: false,
+                irq: Rc::new(Cell::new(false)),
                 timer: VirtualTimerState::default(),
                 clock: world.clock.clone(),
                 log: world.log.clone(),
@@ -668,7 +589,7 @@ mod tests {
             let (trap, r0) = self.script[self.next % self.script.len()];
             self.next += 1;
             self.r0_seen.push(self.r[0]);
-            self.irq_seen.push(self.irq);
+            self.irq_seen.push(self.irq.get());
             self.r[0] = r0;
             self.clock.set(self.clock.get() + 10);
             GuestExit {
@@ -687,14 +608,14 @@ mod tests {
         fn release(&mut self) {
             self.note("release");
         }
+    }
+
+    impl VirtualTimer for ScriptedVcpu {
         fn virtual_timer_control(&self) -> u32 {
             self.timer.control
         }
         fn virtual_timer_deadline(&self) -> u64 {
             self.timer.deadline
-        }
-        fn set_virtual_irq(&mut self, asserted: bool) {
-            self.irq = asserted;
         }
     }
 
@@ -754,21 +675,52 @@ mod tests {
     }
 
     /// Interrupts of one VM: an input line (console) and a timer that is
-    /// pending once `now` reaches its deadline.
+    /// pending once `now` reaches its deadline; the vCPU's IRQ input
+    /// (`irq`, shared with the scripted vCPU) follows them.
     struct FakeInterrupts {
         input: Rc<Cell<bool>>,
         timer_fired: Cell<bool>,
+        irq: Rc<Cell<bool>>,
     }
 
-    impl VirtualInterrupts for FakeInterrupts {
-        fn irq_pending(&self) -> bool {
-            self.input.get() || self.timer_fired.get()
+    impl FakeInterrupts {
+        fn new(input: Rc<Cell<bool>>, vcpu: &ScriptedVcpu) -> Self {
+            FakeInterrupts {
+                input,
+                timer_fired: Cell::new(false),
+                irq: vcpu.irq.clone(),
+            }
         }
-        fn update_timer(&self, timer: VirtualTimerState, now: u64) -> Option<u64> {
-            let fired = timer.armed() && now >= timer.deadline;
+        fn update_timer(&self, timer: &dyn VirtualTimer, now: u64) -> Option<u64> {
+            let timer = timer.virtual_timer();
+            let fired = timer.fired(now);
             self.timer_fired.set(fired);
             (timer.armed() && !fired).then_some(timer.deadline)
         }
+    }
+
+    impl InterruptBackend for FakeInterrupts {
+        fn switch_in(&self) {}
+        fn switch_out(&self) {}
+        fn before_entry(
+            &self,
+            timer: &dyn VirtualTimer,
+            now: &dyn Fn() -> u64,
+            _changed: bool,
+        ) -> Option<u64> {
+            let wake_at = self.update_timer(timer, now());
+            self.irq.set(self.input.get() || self.timer_fired.get());
+            wake_at
+        }
+        fn poll(&self, timer: &dyn VirtualTimer, now: u64) -> crate::interrupts::Poll {
+            let wake_at = self.update_timer(timer, now);
+            let pending = self.input.get() || self.timer_fired.get();
+            crate::interrupts::Poll {
+                pending,
+                wake_at: if pending { None } else { wake_at },
+            }
+        }
+        fn reset(&self) {}
     }
 
     /// PSCI SYSTEM_OFF / SYSTEM_RESET and Capvisor's YIELD.
@@ -894,10 +846,7 @@ mod tests {
         // pending for 'a' until the hypervisor sleeps (then input comes).
         let a = ScriptedVcpu::new('a', std::vec![(WFI, 0), OFF], &world);
         let b = ScriptedVcpu::new('b', std::vec![YIELD, YIELD, OFF], &world);
-        let a_irq = FakeInterrupts {
-            input: world.input.clone(),
-            timer_fired: Cell::new(false),
-        };
+        let a_irq = FakeInterrupts::new(world.input.clone(), &a);
         let mut vms = [
             vm("a", a, &world, &policy).with_interrupts(&a_irq),
             vm("b", b, &world, &policy),
@@ -924,10 +873,7 @@ mod tests {
         world.input.set(true);
         let policy = Fixed(FaultResponse::Stop);
         let a = ScriptedVcpu::new('a', std::vec![(WFI, 0), (WFI, 0), OFF], &world);
-        let irq = FakeInterrupts {
-            input: world.input.clone(),
-            timer_fired: Cell::new(false),
-        };
+        let irq = FakeInterrupts::new(world.input.clone(), &a);
         let mut vms = [vm("a", a, &world, &policy).with_interrupts(&irq)];
         assert_eq!(
             Kernel.run(&mut vms, &world, &no_slices(), 100),
@@ -945,10 +891,7 @@ mod tests {
             control: VirtualTimerState::ENABLE,
             deadline: 5_000,
         };
-        let irq = FakeInterrupts {
-            input: Rc::new(Cell::new(false)),
-            timer_fired: Cell::new(false),
-        };
+        let irq = FakeInterrupts::new(Rc::new(Cell::new(false)), &a);
         let mut vms = [vm("a", a, &world, &policy).with_interrupts(&irq)];
         assert_eq!(
             Kernel.run(&mut vms, &world, &no_slices(), 100),

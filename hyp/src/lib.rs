@@ -18,6 +18,7 @@ pub mod exit;
 pub mod fault_policy;
 pub mod hil;
 pub mod image;
+pub mod interrupts;
 pub mod kernel;
 pub mod memory;
 pub mod scheduler;

@@ -27,10 +27,9 @@ use armv7a::vcpu::ArmVcpu;
 use armv7a::world_switch::GuestContext;
 use capsules::console_mux::{ConsoleMux, ConsolePort};
 use capsules::fault_policies::{RestartThenStop, StopFaultPolicy};
-use capsules::guest_interrupts::GuestInterrupts;
 use capsules::hypervisor_service::HypervisorService;
 use capsules::psci::Psci;
-use capsules::virtual_gic::{GicCpuInterface, GicDistributor, VirtualGic};
+use capsules::virtual_gic::{GicCpuInterface, GicDistributor, SoftwareBackend, VirtualGic};
 use capsules::virtual_uart::VirtualUart;
 use hyp::config::ImageKind;
 use hyp::config::{validate, BoardOffer, ImageConfig, ImageProblem, VmConfig, MAX_VMS};
@@ -302,8 +301,10 @@ pub fn run() -> ! {
         core::array::from_fn(|index| gics[index].distributor());
     let cpu_interfaces: [GicCpuInterface; COUNT] =
         core::array::from_fn(|index| gics[index].cpu_interface());
-    let interrupts: [GuestInterrupts; COUNT] =
-        core::array::from_fn(|index| GuestInterrupts::new(&gics[index], &uarts[index]));
+    // No GIC on this board: the software backend, HCR.VI as the IRQ input.
+    let irq_line = armv7a::vcpu::HcrVirtualIrq;
+    let interrupts: [SoftwareBackend; COUNT] =
+        core::array::from_fn(|index| SoftwareBackend::new(&gics[index], &uarts[index], &irq_line));
     let psci = Psci::new();
     let service: [HypervisorService; COUNT] = core::array::from_fn(|index| {
         HypervisorService::new(index as u32 + 1, configs[index].name, &ports[index])

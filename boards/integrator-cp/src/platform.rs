@@ -211,8 +211,8 @@ impl<const VMS: usize> Platform for BoardPlatform<'_, VMS> {
     fn service_interrupts(&self) -> bool {
         let mut status = false;
         self.update_input_flow();
-        while let Some(line) = self.pic.next_pending() {
-            match line {
+        while let Some(irq) = self.pic.acknowledge() {
+            match irq.line {
                 lines::TIMER1 => {
                     self.alarm.acknowledge();
                 }

@@ -12,6 +12,8 @@ use crate::cp15_context::Cp15Context;
 use crate::fp_context::FpContext;
 use crate::world_switch::GuestContext;
 use hyp::dispatch::GuestRegisters;
+#[cfg(target_arch = "arm")]
+use hyp::interrupts::{VirtualIrqLine, VirtualTimer};
 use hyp::trap::SystemRegisterAccess;
 #[cfg(target_arch = "arm")]
 use hyp::{dispatch::Action, kernel::Vcpu, trap::GuestExit};
@@ -31,10 +33,6 @@ pub struct ArmVcpu {
     pub actlr: u32,
     /// CNTVOFF: the guest's virtual counter is the physical one less this.
     pub virtual_offset: u64,
-    /// Whether the virtual IRQ input (HCR.VI) is asserted (only read on the
-    /// target).
-    #[cfg_attr(not(target_arch = "arm"), allow(dead_code))]
-    virtual_irq: bool,
     /// Whether the guest's banked registers are in the CPU (switched in)
     /// rather than in `context` (only read on the target).
     #[cfg_attr(not(target_arch = "arm"), allow(dead_code))]
@@ -58,7 +56,6 @@ impl ArmVcpu {
             vttbr,
             actlr: ACTLR_AT_RESET,
             virtual_offset: 0,
-            virtual_irq: false,
             live: false,
             boot,
             cp15_at_reset,
@@ -163,7 +160,6 @@ impl Vcpu for ArmVcpu {
             self.cp15.restore();
             self.fp.restore();
             crate::world_switch::install_guest_translation(self.vttbr);
-            crate::world_switch::set_guest_hcr(self.virtual_irq);
         }
         crate::generic_timer::set_virtual_offset(self.virtual_offset);
         self.live = true;
@@ -193,7 +189,6 @@ impl Vcpu for ArmVcpu {
         self.cp15 = self.cp15_at_reset;
         self.fp = FpContext::default();
         self.actlr = ACTLR_AT_RESET;
-        self.virtual_irq = false;
         // Reset happens while the VM is switched in: load the reset state,
         // then forget what the previous life left in the TLBs (its VMID's
         // entries) and in the instruction cache (its RAM was reloaded).
@@ -208,7 +203,10 @@ impl Vcpu for ArmVcpu {
     fn release(&mut self) {
         forget_guest_translations();
     }
+}
 
+#[cfg(target_arch = "arm")]
+impl VirtualTimer for ArmVcpu {
     fn virtual_timer_control(&self) -> u32 {
         if self.live {
             crate::generic_timer::virtual_timer_control()
@@ -225,15 +223,20 @@ impl Vcpu for ArmVcpu {
         };
         compare.wrapping_add(self.virtual_offset)
     }
+}
 
-    fn set_virtual_irq(&mut self, asserted: bool) {
-        if asserted != self.virtual_irq {
-            self.virtual_irq = asserted;
-            if self.live {
-                // SAFETY: this VM is switched in (its translation is).
-                unsafe { crate::world_switch::set_guest_hcr(asserted) };
-            }
-        }
+/// The vCPU's IRQ input without a GIC virtualization interface: HCR.VI,
+/// for the software interrupt backend. The backend sets it only while its
+/// VM is switched in (and when switching it in).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct HcrVirtualIrq;
+
+#[cfg(target_arch = "arm")]
+impl VirtualIrqLine for HcrVirtualIrq {
+    fn set(&self, asserted: bool) {
+        // SAFETY: the backend calls this only for the VM switched in, whose
+        // translation is installed; HCR keeps every trap bit.
+        unsafe { crate::world_switch::set_guest_hcr(asserted) };
     }
 }
 

@@ -129,8 +129,12 @@ impl hyp::hil::interrupt::InterruptController for Pic {
         Pic::disable(self, line);
     }
 
-    fn next_pending(&self) -> Option<u32> {
+    /// The lowest enabled, asserted line. The PIC has no active state: a
+    /// line stays asserted until its device is serviced, so ending and
+    /// deactivating are no-ops, as are priorities (the lowest line wins).
+    fn acknowledge(&self) -> Option<hyp::hil::interrupt::Acknowledged> {
         lowest_line(self.pending())
+            .map(|line| hyp::hil::interrupt::Acknowledged { line, token: line })
     }
 }
 

@@ -6,4 +6,5 @@
 
 pub mod console;
 pub mod interrupt;
+pub mod list_registers;
 pub mod time;

@@ -1,0 +1,671 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
+//! The GICv2-virtualization interrupt backend: the distributor emulated,
+//! the CPU interface in hardware, fed through the list registers.
+//!
+//! For boards whose GIC has the virtualization extensions (qemu-virt, every
+//! GIC-400 SoC). The guest's CPU interface window (IPA 0x0801_0000) is
+//! mapped by stage 2 onto the GIC's virtual CPU interface (GICV), so the
+//! guest acknowledges, ends and masks interrupts (IAR, EOIR, PMR, ...)
+//! without an exit. The VM's [`VirtualGic`] stays the distributor and the
+//! record of each interrupt's state; the list registers are a cache of it
+//! that the hypervisor fills before an entry and reads back when it needs
+//! the truth:
+//!
+//! - *Fill*: the forwarded interrupts (pending, enabled, inactive) go into
+//!   free list registers, highest priority first. When more are waiting
+//!   than registers are free, the backend asks for the underflow
+//!   maintenance interrupt, which comes when the guest has emptied all but
+//!   one, so the rest are delivered then.
+//! - *Read back* (before a fill, before the guest's distributor is read or
+//!   written, when the VM waits): a register the guest has ended is free
+//!   again and its interrupt inactive; an active one marks its interrupt
+//!   active; one still pending is taken out again (its pending state goes
+//!   back to the distributor), so the distributor alone decides what is
+//!   delivered next.
+//! - *Level-sensitive interrupts* (the PL011, id 33) are written with the
+//!   end-of-interrupt maintenance request: when the guest ends one whose
+//!   line is still high, the maintenance interrupt brings an exit and the
+//!   interrupt is delivered again.
+//! - *The virtual timer* (id 27): its physical interrupt (PPI 27, the CPU's
+//!   CNTV output) is taken by the hypervisor, which leaves it active and
+//!   tells this backend ([`InterruptBackend::physical_interrupt`]). The
+//!   backend raises the virtual line and writes the interrupt into a list
+//!   register *linked to the physical one* (the hardware bit): when the
+//!   guest deactivates it, the GIC deactivates the physical interrupt, and
+//!   if the guest's timer is still due it fires again. This is chosen over
+//!   masking the timer and injecting: it costs one exit per timer interrupt
+//!   (masking costs a second one, for the maintenance interrupt that
+//!   unmasks it), and the guest's CNTV_CTL is never touched. The physical
+//!   interrupt's active state belongs to the VM: it is saved and cleared
+//!   when the VM is switched out (so the next VM's timer can interrupt) and
+//!   restored when it is switched in. Nothing polls CNTV while the VM runs;
+//!   only a waiting VM's deadline is computed, to wake it.
+//!
+//! The context switched with the VM: the list registers, the interface
+//! state (GICH_VMCR, GICH_APR) and the timer interrupt's active state.
+
+use super::{VirtualGic, NUM_INTERRUPTS, UART_INTERRUPT};
+use crate::virtual_timer::TIMER_INTERRUPT;
+use crate::virtual_uart::VirtualUart;
+use core::cell::Cell;
+use hyp::dispatch::{MmioDevice, MmioError};
+use hyp::hil::interrupt::InterruptController;
+use hyp::hil::list_registers::{EntryState, InterfaceState, ListEntry, ListRegisters};
+use hyp::interrupts::{InterruptBackend, Poll, VirtualTimer};
+use hyp::trap::AccessSize;
+
+/// The most list registers a context holds (GIC-400 and QEMU implement 4).
+pub const MAX_LIST_REGISTERS: usize = 4;
+
+/// The physical interrupt of the guest's virtual timer (PPI 11, id 27 on
+/// every GICv2 system).
+pub const PHYSICAL_TIMER_INTERRUPT: u32 = 27;
+
+/// One VM's interrupt delivery through the GIC's list registers.
+pub struct GicV2Backend<'a> {
+    gic: &'a VirtualGic,
+    uart: &'a VirtualUart<'a>,
+    list_registers: &'a dyn ListRegisters,
+    host: &'a dyn InterruptController,
+    /// How many list registers are used (the GIC's count, at most
+    /// [`MAX_LIST_REGISTERS`]).
+    count: usize,
+    /// The interrupt each list register was last given (the registers
+    /// themselves only say what state it is in).
+    held: Cell<[Option<u32>; MAX_LIST_REGISTERS]>,
+    /// The list registers while the VM is switched out.
+    saved: Cell<[ListEntry; MAX_LIST_REGISTERS]>,
+    /// GICH_VMCR and GICH_APR while the VM is switched out.
+    interface: Cell<InterfaceState>,
+    /// Whether the timer's physical interrupt was active when the VM was
+    /// switched out.
+    timer_active: Cell<bool>,
+    /// Whether more interrupts wait than list registers are free.
+    waiting: Cell<bool>,
+    /// Whether the VM is switched in.
+    loaded: Cell<bool>,
+}
+
+impl core::fmt::Debug for GicV2Backend<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("GicV2Backend")
+            .field("held", &self.held.get())
+            .field("loaded", &self.loaded.get())
+            .finish()
+    }
+}
+
+impl<'a> GicV2Backend<'a> {
+    /// A backend for the VM whose distributor is `gic`, with `uart` wired
+    /// to id 33, delivering through `list_registers`; `host` is the
+    /// physical GIC (for the timer interrupt's active state).
+    pub fn new(
+        gic: &'a VirtualGic,
+        uart: &'a VirtualUart<'a>,
+        list_registers: &'a dyn ListRegisters,
+        host: &'a dyn InterruptController,
+    ) -> Self {
+        GicV2Backend {
+            gic,
+            uart,
+            list_registers,
+            host,
+            count: list_registers.count().min(MAX_LIST_REGISTERS),
+            held: Cell::new([None; MAX_LIST_REGISTERS]),
+            saved: Cell::new([ListEntry::FREE; MAX_LIST_REGISTERS]),
+            interface: Cell::new(InterfaceState::default()),
+            timer_active: Cell::new(false),
+            waiting: Cell::new(false),
+            loaded: Cell::new(false),
+        }
+    }
+
+    /// The guest's distributor window, reading back the list registers
+    /// before each access so that it sees (and changes) the whole state.
+    pub fn distributor(&'a self) -> GicV2Distributor<'a> {
+        GicV2Distributor { backend: self }
+    }
+
+    /// Whether the VM is switched in.
+    pub fn is_loaded(&self) -> bool {
+        self.loaded.get()
+    }
+
+    fn read_entry(&self, n: usize) -> ListEntry {
+        if self.loaded.get() {
+            self.list_registers.read(n)
+        } else {
+            self.saved.get()[n]
+        }
+    }
+
+    fn write_entry(&self, n: usize, entry: ListEntry) {
+        if self.loaded.get() {
+            self.list_registers.write(n, entry);
+        } else {
+            let mut saved = self.saved.get();
+            saved[n] = entry;
+            self.saved.set(saved);
+        }
+    }
+
+    /// Reads the list registers back into the distributor: ended
+    /// interrupts become inactive, acknowledged ones active, and ones the
+    /// guest has not acknowledged are taken out again (their pending state
+    /// returns to the distributor). Afterwards only active interrupts are
+    /// in list registers.
+    pub fn read_back(&self) {
+        let mut held = self.held.get();
+        for (n, slot) in held.iter_mut().enumerate().take(self.count) {
+            let Some(id) = *slot else { continue };
+            let entry = self.read_entry(n);
+            match entry.state {
+                EntryState::Invalid => {
+                    self.gic.set_active(id, false);
+                    if entry.physical.is_some() {
+                        // The guest deactivated the timer's interrupt, and
+                        // with it the physical one: the line is low until
+                        // the timer interrupts again.
+                        self.gic.set_level(id, false);
+                    }
+                    *slot = None;
+                }
+                EntryState::Active => self.gic.set_active(id, true),
+                EntryState::PendingActive => {
+                    self.gic.set_active(id, true);
+                    self.gic.set_latched(id);
+                    self.write_entry(
+                        n,
+                        ListEntry {
+                            state: EntryState::Active,
+                            ..entry
+                        },
+                    );
+                }
+                EntryState::Pending => {
+                    self.gic.set_latched(id);
+                    self.write_entry(n, ListEntry::FREE);
+                    *slot = None;
+                }
+            }
+        }
+        self.held.set(held);
+    }
+
+    /// Fills free list registers with the forwarded interrupts, highest
+    /// priority first; returns whether some had to wait.
+    fn fill(&self) -> bool {
+        let mut held = self.held.get();
+        let mut candidates = self.gic.forwarded();
+        for id in held.iter().flatten() {
+            candidates &= !(1u64 << id);
+        }
+        for (n, slot) in held.iter_mut().enumerate().take(self.count) {
+            if slot.is_some() {
+                continue;
+            }
+            let Some((id, priority)) = self.gic.best_of(candidates) else {
+                break;
+            };
+            candidates &= !(1u64 << id);
+            let mut entry = ListEntry::pending(id, priority);
+            if id == TIMER_INTERRUPT {
+                entry.physical = Some(PHYSICAL_TIMER_INTERRUPT);
+            } else if !self.gic.is_edge(id) {
+                entry.notify_end = true;
+            }
+            // The pending state moves into the list register.
+            self.gic.clear_latched(id);
+            self.write_entry(n, entry);
+            *slot = Some(id);
+        }
+        self.held.set(held);
+        candidates != 0
+    }
+
+    /// Reads back, fills, and asks for the underflow interrupt when
+    /// interrupts are left waiting.
+    fn refresh(&self) {
+        self.gic
+            .set_level(UART_INTERRUPT, self.uart.interrupt_pending());
+        self.read_back();
+        let waiting = self.fill();
+        if waiting != self.waiting.replace(waiting) && self.loaded.get() {
+            self.list_registers.notify_underflow(waiting);
+        }
+    }
+
+    /// The guest's priority mask now.
+    fn priority_mask(&self) -> u8 {
+        if self.loaded.get() {
+            self.list_registers.priority_mask()
+        } else {
+            self.list_registers
+                .saved_priority_mask(&self.interface.get())
+        }
+    }
+}
+
+impl InterruptBackend for GicV2Backend<'_> {
+    fn switch_in(&self) {
+        self.loaded.set(true);
+        for (n, entry) in self.saved.get().iter().enumerate().take(self.count) {
+            self.list_registers.write(n, *entry);
+        }
+        self.list_registers
+            .enable(&self.interface.get(), self.waiting.get());
+        self.host
+            .set_active(PHYSICAL_TIMER_INTERRUPT, self.timer_active.get());
+    }
+
+    fn switch_out(&self) {
+        let mut saved = [ListEntry::FREE; MAX_LIST_REGISTERS];
+        for (n, entry) in saved.iter_mut().enumerate().take(self.count) {
+            *entry = self.list_registers.read(n);
+            self.list_registers.write(n, ListEntry::FREE);
+        }
+        self.saved.set(saved);
+        self.interface.set(self.list_registers.disable());
+        let active = self.host.is_active(PHYSICAL_TIMER_INTERRUPT);
+        self.timer_active.set(active);
+        if active {
+            self.host.set_active(PHYSICAL_TIMER_INTERRUPT, false);
+        }
+        self.loaded.set(false);
+    }
+
+    fn before_entry(
+        &self,
+        _timer: &dyn VirtualTimer,
+        _now: &dyn Fn() -> u64,
+        changed: bool,
+    ) -> Option<u64> {
+        if changed {
+            self.refresh();
+        }
+        // The timer interrupts physically while the VM runs: no alarm.
+        None
+    }
+
+    fn poll(&self, timer: &dyn VirtualTimer, now: u64) -> Poll {
+        self.gic
+            .set_level(UART_INTERRUPT, self.uart.interrupt_pending());
+        self.read_back();
+        let mut candidates = self.gic.forwarded();
+        let mut wake_at = None;
+        if VirtualTimerState::control_armed(timer.virtual_timer_control()) {
+            let state = timer.virtual_timer();
+            if state.fired(now) {
+                // Due: its physical interrupt is pending (or will be once
+                // the VM's timer is in the CPU again).
+                if self.gic.forwards(TIMER_INTERRUPT) {
+                    candidates |= 1 << TIMER_INTERRUPT;
+                }
+            } else {
+                wake_at = Some(state.deadline);
+            }
+        }
+        let mask = self.priority_mask();
+        let pending = self
+            .gic
+            .best_of(candidates)
+            .is_some_and(|(_, priority)| priority < mask);
+        // What was read back goes in again when the VM next runs (the
+        // kernel marks a new slice as changed).
+        Poll {
+            pending,
+            wake_at: if pending { None } else { wake_at },
+        }
+    }
+
+    fn physical_interrupt(&self, id: u32) -> bool {
+        match id {
+            PHYSICAL_TIMER_INTERRUPT => {
+                // Left active by the platform; the guest's deactivation of
+                // the linked virtual interrupt ends it.
+                self.gic.set_level(TIMER_INTERRUPT, true);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    fn reset(&self) {
+        for n in 0..self.count {
+            self.write_entry(n, ListEntry::FREE);
+        }
+        self.held.set([None; MAX_LIST_REGISTERS]);
+        self.gic.reset();
+        self.gic.set_level(TIMER_INTERRUPT, false);
+        self.waiting.set(false);
+        self.timer_active.set(false);
+        if self.loaded.get() {
+            self.list_registers
+                .enable(&InterfaceState::default(), false);
+            self.host.set_active(PHYSICAL_TIMER_INTERRUPT, false);
+        } else {
+            self.interface.set(InterfaceState::default());
+        }
+    }
+}
+
+use hyp::interrupts::VirtualTimerState;
+
+/// The guest's distributor window for a VM with the GICv2 backend: every
+/// access first reads back the list registers (`GICD_ISPENDR` and
+/// `GICD_ISACTIVER` must see interrupts the guest holds; a write may
+/// change them); the kernel refills them before the next entry.
+#[derive(Clone, Copy, Debug)]
+pub struct GicV2Distributor<'a> {
+    backend: &'a GicV2Backend<'a>,
+}
+
+impl MmioDevice for GicV2Distributor<'_> {
+    fn name(&self) -> &'static str {
+        super::DISTRIBUTOR_NAME
+    }
+
+    fn base(&self) -> u64 {
+        super::DISTRIBUTOR_BASE
+    }
+
+    fn size(&self) -> u64 {
+        super::DISTRIBUTOR_SIZE
+    }
+
+    fn read(&self, offset: u64, size: AccessSize) -> Result<u32, MmioError> {
+        self.backend.read_back();
+        self.backend.gic.distributor().read(offset, size)
+    }
+
+    fn write(&self, offset: u64, size: AccessSize, value: u32) -> Result<(), MmioError> {
+        self.backend.read_back();
+        self.backend.gic.distributor().write(offset, size, value)
+    }
+}
+
+const _: () = assert!(TIMER_INTERRUPT < NUM_INTERRUPTS && UART_INTERRUPT < NUM_INTERRUPTS);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_support::Recorder;
+    use hyp::hil::interrupt::Acknowledged;
+    use hyp::interrupts::VirtualTimerState;
+    use hyp::trap::AccessSize::Word;
+
+    /// A GICH with four list registers; the tests play the guest by
+    /// changing entries' states as a virtual CPU interface would.
+    #[derive(Default)]
+    struct FakeGich {
+        entries: Cell<[ListEntry; 4]>,
+        mask: Cell<u8>,
+        on: Cell<bool>,
+        underflow: Cell<bool>,
+    }
+
+    impl FakeGich {
+        fn entry(&self, n: usize) -> ListEntry {
+            self.entries.get()[n]
+        }
+        fn set_state(&self, n: usize, state: EntryState) {
+            let mut entries = self.entries.get();
+            entries[n].state = state;
+            self.entries.set(entries);
+        }
+        /// What the guest would acknowledge: the highest-priority pending
+        /// entry below the mask.
+        fn ids(&self) -> std::vec::Vec<u32> {
+            self.entries
+                .get()
+                .iter()
+                .filter(|entry| !entry.is_free())
+                .map(|entry| entry.id)
+                .collect()
+        }
+    }
+
+    extern crate std;
+
+    impl ListRegisters for FakeGich {
+        fn count(&self) -> usize {
+            4
+        }
+        fn read(&self, n: usize) -> ListEntry {
+            self.entry(n)
+        }
+        fn write(&self, n: usize, entry: ListEntry) {
+            let mut entries = self.entries.get();
+            entries[n] = entry;
+            self.entries.set(entries);
+        }
+        fn priority_mask(&self) -> u8 {
+            self.mask.get()
+        }
+        fn saved_priority_mask(&self, state: &InterfaceState) -> u8 {
+            state.control as u8
+        }
+        fn enable(&self, state: &InterfaceState, notify_underflow: bool) {
+            self.on.set(true);
+            self.mask.set(state.control as u8);
+            self.underflow.set(notify_underflow);
+        }
+        fn notify_underflow(&self, on: bool) {
+            self.underflow.set(on);
+        }
+        fn disable(&self) -> InterfaceState {
+            self.on.set(false);
+            InterfaceState {
+                control: u32::from(self.mask.get()),
+                active_priorities: 0,
+            }
+        }
+    }
+
+    /// The host GIC: only the active states matter here.
+    #[derive(Default)]
+    struct FakeHost {
+        active: Cell<u64>,
+    }
+
+    impl InterruptController for FakeHost {
+        fn enable(&self, _line: u32) {}
+        fn disable(&self, _line: u32) {}
+        fn acknowledge(&self) -> Option<Acknowledged> {
+            None
+        }
+        fn is_active(&self, line: u32) -> bool {
+            self.active.get() & (1 << line) != 0
+        }
+        fn set_active(&self, line: u32, active: bool) {
+            let others = self.active.get() & !(1 << line);
+            self.active.set(others | (u64::from(active) << line));
+        }
+    }
+
+    struct Timer(VirtualTimerState);
+    impl VirtualTimer for Timer {
+        fn virtual_timer_control(&self) -> u32 {
+            self.0.control
+        }
+        fn virtual_timer_deadline(&self) -> u64 {
+            self.0.deadline
+        }
+    }
+    const OFF: Timer = Timer(VirtualTimerState {
+        control: 0,
+        deadline: 0,
+    });
+
+    /// The guest's distributor enabled, with `ids` enabled at priorities
+    /// 0x80 + 8 * their position.
+    fn guest_enables(gic: &VirtualGic, ids: &[u32]) {
+        let gicd = gic.distributor();
+        gicd.write(0x000, Word, 1).unwrap();
+        for (k, &id) in ids.iter().enumerate() {
+            gicd.write(0x100 + u64::from(id / 32) * 4, Word, 1 << (id % 32))
+                .unwrap();
+            gicd.write(0x400 + u64::from(id), AccessSize::Byte, 0x80 + 8 * k as u32)
+                .unwrap();
+        }
+    }
+
+    fn entry(backend: &GicV2Backend) {
+        backend.before_entry(&OFF, &|| 0, true);
+    }
+
+    #[test]
+    fn pending_interrupts_fill_list_registers_by_priority_and_the_rest_wait_for_underflow() {
+        let (console, gich, host) = (Recorder::default(), FakeGich::default(), FakeHost::default());
+        let uart = VirtualUart::new(&console);
+        let gic = VirtualGic::new();
+        let backend = GicV2Backend::new(&gic, &uart, &gich, &host);
+        backend.switch_in();
+        let spis = [40, 41, 42, 43, 44, 45];
+        // Earlier in the list, more urgent: 45 is the least urgent.
+        guest_enables(&gic, &spis);
+        for id in spis {
+            gic.trigger(id);
+        }
+        entry(&backend);
+        assert_eq!(gich.ids(), [40, 41, 42, 43], "the four most urgent");
+        assert_eq!(gich.entry(0).priority, 0x80);
+        assert_eq!(gich.entry(0).state, EntryState::Pending);
+        assert!(gich.underflow.get(), "two wait: underflow requested");
+        // The guest acknowledges and ends three; the maintenance interrupt
+        // brings an exit and the waiting two go in.
+        for n in 0..3 {
+            gich.set_state(n, EntryState::Invalid);
+        }
+        gich.set_state(3, EntryState::Active);
+        entry(&backend);
+        let mut ids = gich.ids();
+        ids.sort_unstable();
+        assert_eq!(ids, [43, 44, 45]);
+        assert!(!gich.underflow.get(), "nothing waits any more");
+        assert_eq!(
+            gic.distributor().read(0x304, Word),
+            Ok(1 << (43 - 32)),
+            "GICD_ISACTIVER1: 43 is active"
+        );
+        assert_eq!(gic.distributor().read(0x204, Word).map(|w| w & (1 << 8)), Ok(0));
+    }
+
+    #[test]
+    fn a_level_interrupt_asks_for_the_end_and_is_delivered_again_while_high() {
+        let (console, gich, host) = (Recorder::default(), FakeGich::default(), FakeHost::default());
+        let uart = VirtualUart::new(&console);
+        let gic = VirtualGic::new();
+        let backend = GicV2Backend::new(&gic, &uart, &gich, &host);
+        backend.switch_in();
+        guest_enables(&gic, &[50]);
+        gic.set_level(50, true);
+        entry(&backend);
+        assert_eq!(gich.entry(0).id, 50);
+        assert!(gich.entry(0).notify_end, "level: end-of-interrupt maintenance");
+        gich.set_state(0, EntryState::Invalid);
+        entry(&backend);
+        assert_eq!(gich.entry(0).state, EntryState::Pending, "line still high");
+        gich.set_state(0, EntryState::Invalid);
+        gic.set_level(50, false);
+        entry(&backend);
+        assert!(gich.ids().is_empty());
+        // An edge interrupt does not ask.
+        gic.distributor().write(0xc0c, Word, 0b10 << 4).unwrap(); // ICFGR3: 50 edge
+        gic.trigger(50);
+        entry(&backend);
+        assert!(!gich.entry(0).notify_end);
+    }
+
+    #[test]
+    fn the_timer_is_linked_to_its_physical_interrupt_whose_active_state_follows_the_vm() {
+        let (console, gich, host) = (Recorder::default(), FakeGich::default(), FakeHost::default());
+        let uart = VirtualUart::new(&console);
+        let gic = VirtualGic::new();
+        let backend = GicV2Backend::new(&gic, &uart, &gich, &host);
+        backend.switch_in();
+        guest_enables(&gic, &[TIMER_INTERRUPT]);
+        // The platform took PPI 27 and left it active.
+        host.set_active(PHYSICAL_TIMER_INTERRUPT, true);
+        assert!(backend.physical_interrupt(PHYSICAL_TIMER_INTERRUPT));
+        assert!(!backend.physical_interrupt(33), "not the backend's");
+        entry(&backend);
+        assert_eq!(gich.entry(0).id, TIMER_INTERRUPT);
+        assert_eq!(gich.entry(0).physical, Some(PHYSICAL_TIMER_INTERRUPT));
+        assert!(!gich.entry(0).notify_end);
+        // Switched out mid-interrupt: the physical active state goes with
+        // the VM, and the list registers are emptied for the next one.
+        gich.set_state(0, EntryState::Active);
+        backend.switch_out();
+        assert!(!host.is_active(PHYSICAL_TIMER_INTERRUPT));
+        assert!(gich.ids().is_empty() && !gich.on.get());
+        backend.switch_in();
+        assert!(host.is_active(PHYSICAL_TIMER_INTERRUPT));
+        assert_eq!(gich.entry(0).state, EntryState::Active);
+        // The guest deactivates it (and the GIC the physical one): the
+        // line is low until the timer interrupts again.
+        gich.set_state(0, EntryState::Invalid);
+        host.set_active(PHYSICAL_TIMER_INTERRUPT, false);
+        entry(&backend);
+        assert!(gich.ids().is_empty());
+        assert_eq!(gic.distributor().read(0x200, Word).map(|w| w >> 27 & 1), Ok(0));
+    }
+
+    #[test]
+    fn a_waiting_vm_wakes_for_unmasked_interrupts_and_at_its_timer_deadline() {
+        let (console, gich, host) = (Recorder::default(), FakeGich::default(), FakeHost::default());
+        let uart = VirtualUart::new(&console);
+        let gic = VirtualGic::new();
+        let backend = GicV2Backend::new(&gic, &uart, &gich, &host);
+        backend.switch_in();
+        guest_enables(&gic, &[TIMER_INTERRUPT, 40]);
+        gich.mask.set(0xf0);
+        let armed = Timer(VirtualTimerState {
+            control: VirtualTimerState::ENABLE,
+            deadline: 500,
+        });
+        assert_eq!(
+            backend.poll(&armed, 100),
+            Poll {
+                pending: false,
+                wake_at: Some(500)
+            }
+        );
+        assert!(backend.poll(&armed, 500).pending, "due: pending");
+        // A pending SPI wakes it, unless the guest's priority mask hides it.
+        gic.trigger(40);
+        assert!(backend.poll(&OFF, 0).pending);
+        gich.mask.set(0x80);
+        assert!(!backend.poll(&OFF, 0).pending, "masked by GICV_PMR");
+        // Switched out, the saved mask counts.
+        backend.switch_out();
+        assert!(!backend.poll(&OFF, 0).pending);
+    }
+
+    #[test]
+    fn the_guests_distributor_sees_interrupts_held_in_list_registers_and_reset_empties_them() {
+        let (console, gich, host) = (Recorder::default(), FakeGich::default(), FakeHost::default());
+        let uart = VirtualUart::new(&console);
+        let gic = VirtualGic::new();
+        let backend = GicV2Backend::new(&gic, &uart, &gich, &host);
+        backend.switch_in();
+        guest_enables(&gic, &[40]);
+        gic.trigger(40);
+        entry(&backend);
+        assert_eq!(gich.ids(), [40]);
+        // Not acknowledged yet: GICD_ISPENDR1 shows it pending (read back
+        // from the list register), and a GICD_ICPENDR1 write removes it.
+        let gicd = backend.distributor();
+        assert_eq!(gicd.read(0x204, Word), Ok(1 << 8));
+        gicd.write(0x284, Word, 1 << 8).unwrap();
+        entry(&backend);
+        assert!(gich.ids().is_empty(), "cleared: not delivered");
+        gic.trigger(40);
+        entry(&backend);
+        host.set_active(PHYSICAL_TIMER_INTERRUPT, true);
+        backend.reset();
+        assert!(gich.ids().is_empty());
+        assert!(!host.is_active(PHYSICAL_TIMER_INTERRUPT));
+        assert_eq!(gicd.read(0x000, Word), Ok(0), "distributor reset");
+    }
+}
