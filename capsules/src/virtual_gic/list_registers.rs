@@ -61,6 +61,10 @@ pub const MAX_LIST_REGISTERS: usize = 4;
 /// every GICv2 system).
 pub const PHYSICAL_TIMER_INTERRUPT: u32 = 27;
 
+/// The GIC's maintenance interrupt (PPI 9, id 25): list registers need
+/// attention (underflow, an end the backend asked to hear of).
+pub const MAINTENANCE_INTERRUPT: u32 = 25;
+
 /// One VM's interrupt delivery through the GIC's list registers.
 pub struct GicV2Backend<'a> {
     gic: &'a VirtualGic,
@@ -319,7 +323,14 @@ impl InterruptBackend for GicV2Backend<'_> {
     }
 
     fn physical_interrupt(&self, id: u32) -> bool {
+        if !self.loaded.get() {
+            // Forwarded lines concern the VM switched in only.
+            return false;
+        }
         match id {
+            // The maintenance interrupt: nothing to do here, the kernel
+            // refreshes the list registers before the next entry.
+            MAINTENANCE_INTERRUPT => true,
             PHYSICAL_TIMER_INTERRUPT => {
                 // Left active by the platform; the guest's deactivation of
                 // the linked virtual interrupt ends it.
@@ -516,7 +527,11 @@ mod tests {
 
     #[test]
     fn pending_interrupts_fill_list_registers_by_priority_and_the_rest_wait_for_underflow() {
-        let (console, gich, host) = (Recorder::default(), FakeGich::default(), FakeHost::default());
+        let (console, gich, host) = (
+            Recorder::default(),
+            FakeGich::default(),
+            FakeHost::default(),
+        );
         let uart = VirtualUart::new(&console);
         let gic = VirtualGic::new();
         let backend = GicV2Backend::new(&gic, &uart, &gich, &host);
@@ -548,12 +563,19 @@ mod tests {
             Ok(1 << (43 - 32)),
             "GICD_ISACTIVER1: 43 is active"
         );
-        assert_eq!(gic.distributor().read(0x204, Word).map(|w| w & (1 << 8)), Ok(0));
+        assert_eq!(
+            gic.distributor().read(0x204, Word).map(|w| w & (1 << 8)),
+            Ok(0)
+        );
     }
 
     #[test]
     fn a_level_interrupt_asks_for_the_end_and_is_delivered_again_while_high() {
-        let (console, gich, host) = (Recorder::default(), FakeGich::default(), FakeHost::default());
+        let (console, gich, host) = (
+            Recorder::default(),
+            FakeGich::default(),
+            FakeHost::default(),
+        );
         let uart = VirtualUart::new(&console);
         let gic = VirtualGic::new();
         let backend = GicV2Backend::new(&gic, &uart, &gich, &host);
@@ -562,7 +584,10 @@ mod tests {
         gic.set_level(50, true);
         entry(&backend);
         assert_eq!(gich.entry(0).id, 50);
-        assert!(gich.entry(0).notify_end, "level: end-of-interrupt maintenance");
+        assert!(
+            gich.entry(0).notify_end,
+            "level: end-of-interrupt maintenance"
+        );
         gich.set_state(0, EntryState::Invalid);
         entry(&backend);
         assert_eq!(gich.entry(0).state, EntryState::Pending, "line still high");
@@ -579,7 +604,11 @@ mod tests {
 
     #[test]
     fn the_timer_is_linked_to_its_physical_interrupt_whose_active_state_follows_the_vm() {
-        let (console, gich, host) = (Recorder::default(), FakeGich::default(), FakeHost::default());
+        let (console, gich, host) = (
+            Recorder::default(),
+            FakeGich::default(),
+            FakeHost::default(),
+        );
         let uart = VirtualUart::new(&console);
         let gic = VirtualGic::new();
         let backend = GicV2Backend::new(&gic, &uart, &gich, &host);
@@ -608,12 +637,19 @@ mod tests {
         host.set_active(PHYSICAL_TIMER_INTERRUPT, false);
         entry(&backend);
         assert!(gich.ids().is_empty());
-        assert_eq!(gic.distributor().read(0x200, Word).map(|w| w >> 27 & 1), Ok(0));
+        assert_eq!(
+            gic.distributor().read(0x200, Word).map(|w| w >> 27 & 1),
+            Ok(0)
+        );
     }
 
     #[test]
     fn a_waiting_vm_wakes_for_unmasked_interrupts_and_at_its_timer_deadline() {
-        let (console, gich, host) = (Recorder::default(), FakeGich::default(), FakeHost::default());
+        let (console, gich, host) = (
+            Recorder::default(),
+            FakeGich::default(),
+            FakeHost::default(),
+        );
         let uart = VirtualUart::new(&console);
         let gic = VirtualGic::new();
         let backend = GicV2Backend::new(&gic, &uart, &gich, &host);
@@ -644,7 +680,11 @@ mod tests {
 
     #[test]
     fn the_guests_distributor_sees_interrupts_held_in_list_registers_and_reset_empties_them() {
-        let (console, gich, host) = (Recorder::default(), FakeGich::default(), FakeHost::default());
+        let (console, gich, host) = (
+            Recorder::default(),
+            FakeGich::default(),
+            FakeHost::default(),
+        );
         let uart = VirtualUart::new(&console);
         let gic = VirtualGic::new();
         let backend = GicV2Backend::new(&gic, &uart, &gich, &host);

@@ -426,6 +426,90 @@ impl HypInterface {
     }
 }
 
+/// The list-register HIL (`hyp::hil::list_registers`) over GICH, for the
+/// GICv2 interrupt backend.
+impl hyp::hil::list_registers::ListRegisters for HypInterface {
+    fn count(&self) -> usize {
+        self.list_registers()
+    }
+
+    fn read(&self, n: usize) -> hyp::hil::list_registers::ListEntry {
+        self.list_register(n).entry()
+    }
+
+    fn write(&self, n: usize, entry: hyp::hil::list_registers::ListEntry) {
+        self.set_list_register(n, ListRegister::from_entry(&entry));
+    }
+
+    fn priority_mask(&self) -> u8 {
+        vmcr_priority_mask(self.registers.vmcr.get())
+    }
+
+    fn saved_priority_mask(&self, state: &hyp::hil::list_registers::InterfaceState) -> u8 {
+        vmcr_priority_mask(state.control)
+    }
+
+    fn enable(&self, state: &hyp::hil::list_registers::InterfaceState, notify_underflow: bool) {
+        let regs = &*self.registers;
+        regs.apr.set(state.active_priorities);
+        regs.vmcr.set(state.control);
+        regs.hcr
+            .set(HCR_EN | if notify_underflow { HCR_UIE } else { 0 });
+    }
+
+    fn notify_underflow(&self, on: bool) {
+        self.registers
+            .hcr
+            .set(HCR_EN | if on { HCR_UIE } else { 0 });
+    }
+
+    fn disable(&self) -> hyp::hil::list_registers::InterfaceState {
+        let regs = &*self.registers;
+        let state = hyp::hil::list_registers::InterfaceState {
+            control: regs.vmcr.get(),
+            active_priorities: regs.apr.get(),
+        };
+        regs.hcr.set(0);
+        state
+    }
+}
+
+impl ListRegister {
+    /// The architecture-neutral view of this list register.
+    pub fn entry(&self) -> hyp::hil::list_registers::ListEntry {
+        use hyp::hil::list_registers::EntryState;
+        hyp::hil::list_registers::ListEntry {
+            id: self.virtual_id(),
+            priority: self.priority(),
+            state: match self.state() {
+                LrState::Invalid => EntryState::Invalid,
+                LrState::Pending => EntryState::Pending,
+                LrState::Active => EntryState::Active,
+                LrState::PendingActive => EntryState::PendingActive,
+            },
+            physical: self.physical_id(),
+            notify_end: self.eoi_maintenance(),
+        }
+    }
+
+    /// The list register holding `entry` (an invalid entry is 0).
+    pub fn from_entry(entry: &hyp::hil::list_registers::ListEntry) -> ListRegister {
+        use hyp::hil::list_registers::EntryState;
+        let state = match entry.state {
+            EntryState::Invalid => return ListRegister(0),
+            EntryState::Pending => LrState::Pending,
+            EntryState::Active => LrState::Active,
+            EntryState::PendingActive => LrState::PendingActive,
+        };
+        let register = ListRegister::pending(entry.id, entry.priority).with_state(state);
+        match entry.physical {
+            Some(physical) => register.with_hardware(physical),
+            None if entry.notify_end => register.with_eoi_maintenance(),
+            None => register,
+        }
+    }
+}
+
 // The register block ends at 0x200 (GIC-400's GICH is 0x200 bytes).
 const _: () = assert!(core::mem::size_of::<HypInterfaceRegisters>() == 0x200);
 
@@ -686,5 +770,25 @@ mod tests {
         assert_eq!(fake.word(0x104), 0x1000_0007);
         assert_eq!(fake.word(0x108), 0x2000_0002);
         assert_eq!(fake.word(0x10c), 0x2000_0003);
+    }
+
+    #[test]
+    fn neutral_entries_convert_both_ways() {
+        use hyp::hil::list_registers::{EntryState, ListEntry};
+        let timer = ListEntry {
+            physical: Some(27),
+            ..ListEntry::pending(27, 0xa0)
+        };
+        let register = ListRegister::from_entry(&timer);
+        assert!(register.is_hardware());
+        assert_eq!(register.physical_id(), Some(27));
+        assert_eq!(register.entry(), timer);
+        let level = ListEntry {
+            notify_end: true,
+            state: EntryState::Active,
+            ..ListEntry::pending(33, 0x80)
+        };
+        assert_eq!(ListRegister::from_entry(&level).entry(), level);
+        assert_eq!(ListRegister::from_entry(&ListEntry::FREE), ListRegister(0));
     }
 }

@@ -107,3 +107,56 @@ impl Gic {
         self.cpu_interface.init(split_eoi);
     }
 }
+
+/// The interrupt-controller HIL over the distributor and CPU interface the
+/// hypervisor owns. Run with split priority drop and deactivation
+/// ([`Gic::init`] with `split_eoi`), so that an interrupt forwarded to a
+/// guest can stay active until the guest deactivates it.
+impl hyp::hil::interrupt::InterruptController for Gic {
+    fn enable(&self, line: u32) {
+        self.distributor.enable(line);
+    }
+
+    fn disable(&self, line: u32) {
+        self.distributor.disable(line);
+    }
+
+    fn acknowledge(&self) -> Option<hyp::hil::interrupt::Acknowledged> {
+        self.cpu_interface
+            .acknowledge()
+            .map(|irq| hyp::hil::interrupt::Acknowledged {
+                line: irq.id,
+                token: irq.raw,
+            })
+    }
+
+    fn end_of_interrupt(&self, irq: hyp::hil::interrupt::Acknowledged) {
+        self.cpu_interface.end_of_interrupt(Acknowledged {
+            id: irq.line,
+            raw: irq.token,
+        });
+    }
+
+    fn deactivate(&self, irq: hyp::hil::interrupt::Acknowledged) {
+        self.cpu_interface.deactivate(Acknowledged {
+            id: irq.line,
+            raw: irq.token,
+        });
+    }
+
+    fn set_priority(&self, line: u32, priority: u8) {
+        self.distributor.set_priority(line, priority);
+    }
+
+    fn is_active(&self, line: u32) -> bool {
+        self.distributor.is_active(line)
+    }
+
+    fn set_active(&self, line: u32, active: bool) {
+        if active {
+            self.distributor.set_active(line);
+        } else {
+            self.distributor.clear_active(line);
+        }
+    }
+}

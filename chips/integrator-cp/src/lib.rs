@@ -10,13 +10,12 @@
 //! |---|---|---|
 //! | counter/timers 0-2 | 0x1300_0000, +0x100, +0x200 | [`timer`] |
 //! | interrupt controller (PIC) | 0x1400_0000 | [`pic`] |
-//! | UART0 (PL011) | 0x1600_0000 | [`uart`] |
+//! | UART0 (PL011) | 0x1600_0000 | the `pl011` crate |
 #![no_std]
 #![deny(unsafe_op_in_unsafe_fn)]
 
 pub mod pic;
 pub mod timer;
-pub mod uart;
 
 /// Register block of UART0, the hypervisor's console.
 pub const UART0_BASE: usize = 0x1600_0000;

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! PL011 UART: the hypervisor's console output and input, by polling.
 //!
 //! Register offsets and bits are those of the Arm PrimeCell UART (PL011)
@@ -6,12 +7,16 @@
 //! receive comes with the interrupt layer.
 //!
 //! ```no_run
-//! use integrator_cp::uart::Pl011;
-//! // SAFETY: UART0 is mapped for the whole run and used only through this.
-//! let uart = unsafe { Pl011::new(integrator_cp::UART0_BASE) };
+//! use pl011::Pl011;
+//! // SAFETY: the UART (here Integrator/CP's UART0) is mapped for the whole
+//! // run and used only through this.
+//! let uart = unsafe { Pl011::new(0x1600_0000) };
 //! uart.init(14_745_600, 115_200);
 //! uart.write_str_crlf("hello\n");
 //! ```
+
+#![no_std]
+#![deny(unsafe_op_in_unsafe_fn)]
 
 use core::fmt;
 use hyp::utilities::StaticRef;

@@ -1,6 +1,11 @@
-//! Creating the board's VMs from its table and running them to the end.
+// SPDX-License-Identifier: MIT OR Apache-2.0
+//! Creating the VMs of the table and running them to the end, on any board.
 //!
-//! [`run`] is DESIGN.md's boot steps 3 to 5:
+//! DESIGN.md's boot steps 3 to 5, in three calls the board makes with its
+//! own pieces in between: [`prepare`] (steps 1 and 3 below, up to the
+//! devices), [`create_vms`] (step 2, given each VM's interrupt backend and
+//! GIC windows), and [`run_and_report`] (the run and step 4, given the
+//! board's platform):
 //! 1. resolve each image's staging address (`images.txt`) and check the
 //!    whole table with `hyp::config::validate`, reading every image's
 //!    zImage header; any problem refuses the boot before a VM exists;
@@ -9,16 +14,16 @@
 //!    point of coherency, its vCPU at the image's entry with the Linux boot
 //!    registers, its capsules (virtual PL011, PSCI, Capvisor's service)
 //!    and its fault policy;
-//! 3. the console multiplexer, the virtual GIC and timer wiring of each VM,
-//!    the board's platform (clock, alarm, PIC, console input) and a round
-//!    robin scheduler; then `hyp::kernel::Kernel::run` until every VM has
+//! 3. the console multiplexer, each VM's virtual UART, virtual GIC and
+//!    hypervisor service, the board's interrupt backends and platform
+//!    (clock, alarm, interrupt controller, console input) and a round robin
+//!    scheduler; then `hyp::kernel::Kernel::run` until every VM has
 //!    stopped;
 //! 4. one status line per VM, and the exit status: 0 only if every VM
 //!    powered off without reporting a failure.
 
-use crate::platform::BoardPlatform;
-use crate::vms::{image_address, Policy, VmSpec, DEVICES, SLOTS, SLOT_SIZE, STAGING_BASE, VMS};
-use crate::{io, log, memory_map};
+use crate::vms::{image_address, Policy, VmSpec, SLOTS, SLOT_SIZE, VMS};
+use crate::{io, log};
 use alloc::vec::Vec;
 use armv7a::cp15_context::Cp15Context;
 use armv7a::generic_timer::Counter;
@@ -29,28 +34,26 @@ use capsules::console_mux::{ConsoleMux, ConsolePort};
 use capsules::fault_policies::{RestartThenStop, StopFaultPolicy};
 use capsules::hypervisor_service::HypervisorService;
 use capsules::psci::Psci;
-use capsules::virtual_gic::{GicCpuInterface, GicDistributor, SoftwareBackend, VirtualGic};
+use capsules::virtual_gic::VirtualGic;
 use capsules::virtual_uart::VirtualUart;
 use hyp::config::ImageKind;
-use hyp::config::{validate, BoardOffer, ImageConfig, ImageProblem, VmConfig, MAX_VMS};
+use hyp::config::{
+    validate, BoardOffer, DeviceClaim, ImageConfig, ImageProblem, VmConfig, MAX_VMS,
+};
 use hyp::device_tree::{guest_device_tree, GuestTree};
 use hyp::dispatch::{HypercallDriver, MmioDevice};
 use hyp::exit::ExitCode;
 use hyp::fault_policy::VmFaultPolicy;
 use hyp::hil::time::Clock;
 use hyp::image::{check_image, parse_raw, parse_zimage, HEADER_BYTES, RAW_HEADER_BYTES};
+use hyp::interrupts::InterruptBackend;
 use hyp::kernel::{GuestMemory, Kernel, Platform, RunOutcome, Vm, VmState};
-use hyp::memory::{MemoryType, Size};
+use hyp::memory::{MemoryType, Region, Size};
 use hyp::scheduler::RoundRobin;
 use hyp::utilities::TakeOnce;
-use integrator_cp::pic::Pic;
-use integrator_cp::timer::{OneShotAlarm, Timer, TIMER1_HZ, TIMER_STRIDE};
-use integrator_cp::{PIC_BASE, TIMERS_BASE};
 
 /// VMIDs available: 8 bits, 0 reserved for "no VM".
 const VMIDS: usize = 255;
-/// Number of VMs in the table.
-const COUNT: usize = VMS.len();
 /// The most exits the VMs may take (none in practice: a stuck test is
 /// caught by its timeout, and an interactive system runs for ever).
 const EXIT_BUDGET: u32 = u32::MAX;
@@ -62,16 +65,22 @@ const _: () = assert!(
     "the board's VM table has more VMs than Capvisor supports (hyp::config::MAX_VMS)"
 );
 
-/// Each VM's stage-2 tables: RAM in 2 MiB blocks needs one level-2 table.
-static STAGE2: [TakeOnce<Stage2Tables<1, 1>>; MAX_VMS] =
+/// Each VM's stage-2 tables: RAM in 2 MiB blocks needs one level-2 table,
+/// a device window in the first GiB (a GIC's virtual CPU interface)
+/// another, and a level-3 table for its pages.
+static STAGE2: [TakeOnce<Stage2Tables<2, 1>>; MAX_VMS] =
     [const { TakeOnce::new(Stage2Tables::new()) }; MAX_VMS];
+
+/// The board's first staging slot (0 until [`prepare`]).
+static STAGING: core::sync::atomic::AtomicU32 = core::sync::atomic::AtomicU32::new(0);
 
 /// The image's header bytes, read where the loader put it (refusing
 /// addresses outside the staging area: the hypervisor must never touch
 /// memory it has not mapped).
 fn header_bytes(address: u32) -> Result<&'static [u8; HEADER_BYTES], ImageProblem> {
-    let staging_end = STAGING_BASE as u64 + (SLOTS * SLOT_SIZE) as u64;
-    if address < STAGING_BASE || address as u64 + HEADER_BYTES as u64 > staging_end {
+    let staging = STAGING.load(core::sync::atomic::Ordering::Relaxed);
+    let staging_end = staging as u64 + (SLOTS * SLOT_SIZE) as u64;
+    if staging == 0 || address < staging || address as u64 + HEADER_BYTES as u64 > staging_end {
         return Err(ImageProblem::OutsideStaging);
     }
     // SAFETY: the staging area is mapped read-only in the Hyp map (the
@@ -195,10 +204,12 @@ fn write_device_tree(config: &VmConfig) -> Option<Vec<u8>> {
     Some(tree)
 }
 
-/// The configuration with each image's staging address filled in.
-fn resolve(spec: &VmSpec) -> VmConfig {
+/// The configuration with each image's staging address filled in and its
+/// RAM placed in the board's pool (tables give RAM as an offset in it).
+fn resolve(spec: &VmSpec, memory: &GuestPool) -> VmConfig {
     let mut config = spec.config;
-    let resolve_image = |image: &mut ImageConfig| match image_address(image.name) {
+    config.ram_host += u64::from(memory.pool.start);
+    let resolve_image = |image: &mut ImageConfig| match image_address(memory.staging, image.name) {
         Some(address) => image.host_address = address,
         None => io::refuse_boot(format_args!(
             "VM '{}': image '{}' has no staging slot in images.txt",
@@ -215,17 +226,26 @@ fn resolve(spec: &VmSpec) -> VmConfig {
     config
 }
 
-/// Whether `config` claims `device`, at the device's own window.
-fn claims(config: &VmConfig, device: &dyn MmioDevice) -> bool {
+/// Whether `config` claims the device called `name` at `base`, `size`.
+pub fn claims_window(config: &VmConfig, name: &str, base: u64, size: u64) -> bool {
     config.devices.iter().any(|claim| {
-        claim.name == device.name()
-            && u64::from(claim.ipa) == device.base()
-            && u64::from(claim.size) == device.size()
+        claim.name == name && u64::from(claim.ipa) == base && u64::from(claim.size) == size
     })
 }
 
-/// Builds VM `index`'s stage 2 and vCPU (VMID `index + 1`).
-fn create_vcpu(index: usize, config: &VmConfig, cp15_at_reset: Cp15Context) -> ArmVcpu {
+/// Whether `config` claims `device`, at the device's own window.
+fn claims(config: &VmConfig, device: &dyn MmioDevice) -> bool {
+    claims_window(config, device.name(), device.base(), device.size())
+}
+
+/// Builds VM `index`'s stage 2 (its RAM, and `extra` windows such as a
+/// GIC's virtual CPU interface) and vCPU (VMID `index + 1`).
+fn create_vcpu(
+    index: usize,
+    config: &VmConfig,
+    extra: &[GuestMapping],
+    cp15_at_reset: Cp15Context,
+) -> ArmVcpu {
     let tables = STAGE2[index]
         .take()
         .unwrap_or_else(|| io::refuse_boot(format_args!("stage-2 tables taken twice")));
@@ -237,8 +257,10 @@ fn create_vcpu(index: usize, config: &VmConfig, cp15_at_reset: Cp15Context) -> A
         memory: MemoryType::Normal,
         access: GuestAccess::ReadWriteExecute,
     };
-    if let Err(error) = tables.map(&ram) {
-        io::refuse_boot(format_args!("VM '{}': {}", config.name, error));
+    for mapping in core::iter::once(&ram).chain(extra) {
+        if let Err(error) = tables.map(mapping) {
+            io::refuse_boot(format_args!("VM '{}': {}", config.name, error));
+        }
     }
     let vmid = index as u8 + 1;
     let entry = config.ram_ipa + config.kernel.load_offset;
@@ -260,86 +282,167 @@ fn create_vcpu(index: usize, config: &VmConfig, cp15_at_reset: Cp15Context) -> A
     )
 }
 
-/// Runs the board's VMs until all have stopped, reports, and stops QEMU.
-pub fn run() -> ! {
+/// Moves `value` to the boot heap for the rest of the run (Tock's
+/// `static_init!`): objects created once at boot that the VMs, capsules
+/// and the platform borrow for ever.
+pub fn leak<T>(value: T) -> &'static mut T {
+    alloc::boxed::Box::leak(alloc::boxed::Box::new(value))
+}
+
+/// Where a board keeps guests: the RAM pool VMs are carved from and the
+/// staging area QEMU's loader fills (slots of `images.txt`).
+#[derive(Clone, Copy, Debug)]
+pub struct GuestPool {
+    /// The pool (mapped read-write in the Hyp map).
+    pub pool: &'static Region,
+    /// The first staging slot (the area is mapped read-only).
+    pub staging: u32,
+    /// The devices the board offers VMs, at their windows.
+    pub devices: &'static [DeviceClaim],
+}
+
+/// The number of VMs in the table.
+pub const COUNT: usize = VMS.len();
+
+/// What every VM has, created by [`prepare`] before the board adds its
+/// interrupt backends: the checked configurations and the capsules that do
+/// not depend on the board.
+pub struct System {
+    /// Each VM's configuration, resolved and checked.
+    pub configs: [VmConfig; COUNT],
+    /// Each VM's RAM and its images.
+    memories: &'static [VmRam; COUNT],
+    /// The console multiplexer.
+    pub mux: &'static ConsoleMux<'static, COUNT>,
+    /// Each VM's virtual PL011.
+    pub uarts: &'static [VirtualUart<'static>; COUNT],
+    /// Each VM's virtual GIC (its distributor state).
+    pub gics: &'static [VirtualGic; COUNT],
+    /// Each VM's Capvisor service (its reported status).
+    pub services: &'static [HypervisorService<'static>; COUNT],
+}
+
+/// Checks the table against the board's pool, devices and staging area,
+/// writes the guests' device trees and creates the capsules every VM has;
+/// any problem refuses the boot before a VM exists.
+pub fn prepare(memory: GuestPool) -> System {
     #[cfg(feature = "bench")]
-    crate::count_hyp_cycles();
-    if let Err(image_end) = memory_map::check_guest_ram_alias() {
-        io::refuse_boot(format_args!(
-            "the guest RAM pool at {:#010x} overlaps the alias of the hypervisor image (ends at {:#x})",
-            memory_map::GUEST_RAM.start,
-            image_end
-        ));
-    }
-    let configs: [VmConfig; COUNT] = core::array::from_fn(|index| resolve(&VMS[index]));
+    crate::boot::count_hyp_cycles();
+    STAGING.store(memory.staging, core::sync::atomic::Ordering::Relaxed);
+    let configs: [VmConfig; COUNT] = core::array::from_fn(|index| resolve(&VMS[index], &memory));
     let offer = BoardOffer {
-        pool: &memory_map::GUEST_RAM,
+        pool: memory.pool,
         vmids: VMIDS,
-        devices: DEVICES,
+        devices: memory.devices,
     };
     if let Err(error) = validate(&configs, &offer, probe) {
         io::refuse_boot(format_args!("bad VM table: {}", error));
     }
     log!("VM table checked: {} VMs", COUNT);
-
-    let counter = Counter;
-    let cp15_at_reset = Cp15Context::save();
-    let memories: [VmRam; COUNT] = core::array::from_fn(|index| VmRam {
+    let memories: &'static [VmRam; COUNT] = leak(core::array::from_fn(|index| VmRam {
         config: configs[index],
         device_tree: write_device_tree(&configs[index]),
-    });
+    }));
     // The console: one physical UART shared through the multiplexer; each
     // VM writes through its own port.
-    let console = io::console();
-    let mux = ConsoleMux::new(&console, core::array::from_fn(|index| configs[index].name));
-    let ports: [ConsolePort<'_, '_, COUNT>; COUNT] = core::array::from_fn(|index| mux.port(index));
-    // Each VM's capsules: virtual UART, virtual GIC, the interrupt wiring
-    // (timer and UART lines into the GIC), PSCI and Capvisor's service.
-    let uarts: [VirtualUart; COUNT] = core::array::from_fn(|index| VirtualUart::new(&ports[index]));
-    let gics: [VirtualGic; COUNT] = core::array::from_fn(|_| VirtualGic::new());
-    let distributors: [GicDistributor; COUNT] =
-        core::array::from_fn(|index| gics[index].distributor());
-    let cpu_interfaces: [GicCpuInterface; COUNT] =
-        core::array::from_fn(|index| gics[index].cpu_interface());
-    // No GIC on this board: the software backend, HCR.VI as the IRQ input.
-    let irq_line = armv7a::vcpu::HcrVirtualIrq;
-    let interrupts: [SoftwareBackend; COUNT] =
-        core::array::from_fn(|index| SoftwareBackend::new(&gics[index], &uarts[index], &irq_line));
-    let psci = Psci::new();
-    let service: [HypervisorService; COUNT] = core::array::from_fn(|index| {
+    let console: &'static pl011::Pl011 = leak(io::console());
+    let mux: &'static ConsoleMux<'static, COUNT> = leak(ConsoleMux::new(
+        console,
+        core::array::from_fn(|index| configs[index].name),
+    ));
+    let ports: &'static [ConsolePort<'static, 'static, COUNT>; COUNT] =
+        leak(core::array::from_fn(|index| mux.port(index)));
+    let uarts = leak(core::array::from_fn(|index| {
+        VirtualUart::new(&ports[index])
+    }));
+    let gics = leak(core::array::from_fn(|_| VirtualGic::new()));
+    let services = leak(core::array::from_fn(|index| {
         HypervisorService::new(index as u32 + 1, configs[index].name, &ports[index])
-    });
-    let stop_policy = StopFaultPolicy;
-    let restart_policies: [RestartThenStop; COUNT] = core::array::from_fn(|index| {
-        RestartThenStop::new(match VMS[index].policy {
-            Policy::Restart(limit) => limit,
-            Policy::Stop => 0,
-        })
-    });
-    // Each VM gets the devices it claims (the table was checked: each is
-    // one of `DEVICES`, which are these devices' own windows).
-    let devices: [heapless::Vec<&dyn MmioDevice, 3>; COUNT] = core::array::from_fn(|index| {
-        [
-            &uarts[index] as &dyn MmioDevice,
-            &distributors[index],
-            &cpu_interfaces[index],
-        ]
-        .into_iter()
-        .filter(|device| claims(&configs[index], *device))
-        .collect()
-    });
-    let services: [[&dyn HypercallDriver; 2]; COUNT] =
-        core::array::from_fn(|index| [&psci as &dyn HypercallDriver, &service[index]]);
-    let mut vms: [Vm<'_, ArmVcpu>; COUNT] = core::array::from_fn(|index| {
-        let config = &configs[index];
-        memories[index].load();
-        let mut vcpu = create_vcpu(index, config, cp15_at_reset);
+    }));
+    System {
+        configs,
+        memories,
+        mux,
+        uarts,
+        gics,
+        services,
+    }
+}
+
+impl core::fmt::Debug for System {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("System").field("vms", &COUNT).finish()
+    }
+}
+
+/// One VM's interrupt wiring, from the board: its backend, the device that
+/// answers its distributor window, the device that answers its CPU
+/// interface window if it is emulated, and stage-2 windows onto hardware
+/// (the GIC's virtual CPU interface) if not.
+#[derive(Clone, Copy)]
+pub struct InterruptWiring {
+    /// The VM's interrupt backend.
+    pub backend: &'static dyn InterruptBackend,
+    /// Its GICD window.
+    pub distributor: &'static dyn MmioDevice,
+    /// Its GICC window, when trapped and emulated.
+    pub cpu_interface: Option<&'static dyn MmioDevice>,
+    /// Hardware windows its stage 2 maps (each only if the VM claims the
+    /// device named as the mapping).
+    pub passthrough: &'static [(DeviceClaim, GuestMapping)],
+}
+
+impl core::fmt::Debug for InterruptWiring {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("InterruptWiring")
+            .field("emulated_cpu_interface", &self.cpu_interface.is_some())
+            .field("passthrough", &self.passthrough.len())
+            .finish()
+    }
+}
+
+/// Creates the VMs: RAM loaded, stage 2, vCPU at its entry, capsules
+/// (virtual PL011, virtual GIC windows, PSCI, Capvisor's service) and
+/// fault policy, with each VM's interrupt wiring from the board.
+pub fn create_vms(
+    system: &System,
+    wiring: [InterruptWiring; COUNT],
+) -> &'static mut [Vm<'static, ArmVcpu>; COUNT] {
+    let counter = Counter;
+    let cp15_at_reset = Cp15Context::save();
+    let psci: &'static Psci = leak(Psci::new());
+    let stop_policy: &'static StopFaultPolicy = leak(StopFaultPolicy);
+    leak(core::array::from_fn(|index| {
+        let config = &system.configs[index];
+        // Each VM gets the devices it claims (the table was checked: each
+        // is one of the board's, at its own window).
+        let devices: &'static heapless::Vec<&'static dyn MmioDevice, 3> = leak(
+            [
+                Some(&system.uarts[index] as &dyn MmioDevice),
+                Some(wiring[index].distributor),
+                wiring[index].cpu_interface,
+            ]
+            .into_iter()
+            .flatten()
+            .filter(|device| claims(config, *device))
+            .collect(),
+        );
+        let mut extra: heapless::Vec<GuestMapping, 4> = heapless::Vec::new();
+        for (claim, mapping) in wiring[index].passthrough {
+            if claims_window(config, claim.name, claim.ipa.into(), claim.size.into()) {
+                let _ = extra.push(*mapping);
+            }
+        }
+        let services: &'static [&'static dyn HypercallDriver; 2] =
+            leak([psci as &dyn HypercallDriver, &system.services[index]]);
+        system.memories[index].load();
+        let mut vcpu = create_vcpu(index, config, &extra, cp15_at_reset);
         // The VM's virtual counter starts at 0 now and runs with the
         // physical one from then on (see capsules::virtual_timer).
         vcpu.virtual_offset = counter.now();
-        let policy: &dyn VmFaultPolicy = match VMS[index].policy {
-            Policy::Stop => &stop_policy,
-            Policy::Restart(_) => &restart_policies[index],
+        let policy: &'static dyn VmFaultPolicy = match VMS[index].policy {
+            Policy::Stop => stop_policy,
+            Policy::Restart(limit) => leak(RestartThenStop::new(limit)),
         };
         log!(
             "VM {} '{}': {} RAM at IPA {:#010x} (host {:#010x}), image '{}' from {:#010x}, {:?} on faults",
@@ -355,36 +458,32 @@ pub fn run() -> ! {
         Vm::new(
             config.name,
             vcpu,
-            &memories[index],
-            &devices[index],
-            &services[index],
+            &system.memories[index],
+            devices,
+            services,
             policy,
         )
-        .with_interrupts(&interrupts[index])
-    });
+        .with_interrupts(wiring[index].backend)
+    }))
+}
 
-    // SAFETY: the PIC and counter/timer 1 are mapped in the Hyp map
-    // ('pic', 'timers') and owned by this platform from here on.
-    let (pic, timer) = unsafe { (Pic::new(PIC_BASE), Timer::new(TIMERS_BASE + TIMER_STRIDE)) };
-    let platform = BoardPlatform::new(
-        &counter,
-        OneShotAlarm::new(timer, TIMER1_HZ, &counter),
-        pic,
-        io::console(),
-        &mux,
-        &uarts,
-    );
-    platform.enable_interrupts();
-    let scheduler = RoundRobin::new(counter.ticks_from_us(TIME_SLICE_US));
-    mux.print_hypervisor(format_args!(
+/// Runs the VMs with `platform` until all have stopped, reports, and stops
+/// QEMU.
+pub fn run_and_report(
+    system: &System,
+    vms: &mut [Vm<'static, ArmVcpu>; COUNT],
+    platform: &dyn Platform,
+) -> ! {
+    let scheduler = RoundRobin::new(Counter.ticks_from_us(TIME_SLICE_US));
+    system.mux.print_hypervisor(format_args!(
         "running {} VMs, {} ms time slices; console input goes to VM 1 '{}' (Ctrl-] n: next VM, Ctrl-] s: status)",
         COUNT,
         TIME_SLICE_US / 1000,
-        configs[0].name
+        system.configs[0].name
     ));
-    let outcome = Kernel.run(&mut vms, &platform, &scheduler, EXIT_BUDGET);
+    let outcome = Kernel.run(vms, platform, &scheduler, EXIT_BUDGET);
     platform.set_alarm(None);
-    report(&vms, &service, outcome)
+    report(vms, system.services, outcome)
 }
 
 /// Prints each VM's final state and stops QEMU: status 0 only if every VM

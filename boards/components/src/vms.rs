@@ -1,5 +1,8 @@
-//! The board's VM table: every VM Capvisor runs on this board, declared
-//! once and checked as a whole before any of them starts.
+// SPDX-License-Identifier: MIT OR Apache-2.0
+//! The VM tables: every VM Capvisor runs, declared once and checked as a
+//! whole before any of them starts. The same tables serve every board: a
+//! VM's host RAM is given as an offset in the board's guest RAM pool, and
+//! its images by name, placed in the board's staging slots.
 //!
 //! Guest images are placed in host memory by QEMU's generic loader, one per
 //! staging slot (`images.txt` names the slots; [`image_address`] reads it),
@@ -35,8 +38,6 @@ pub struct VmSpec {
     pub policy: Policy,
 }
 
-/// Where the staging slots start.
-pub const STAGING_BASE: u32 = 0xb000_0000;
 /// Bytes per slot.
 pub const SLOT_SIZE: u32 = 0x0100_0000;
 /// Number of slots.
@@ -44,8 +45,9 @@ pub const SLOTS: u32 = 16;
 /// The slot table, shared with the Makefile and the tests.
 const IMAGES: &str = include_str!("../images.txt");
 
-/// The host address the loader places image `name` at, from `images.txt`.
-pub fn image_address(name: &str) -> Option<u32> {
+/// The host address the loader places image `name` at, from `images.txt`,
+/// on a board whose first slot is at `staging`.
+pub fn image_address(staging: u32, name: &str) -> Option<u32> {
     IMAGES
         .lines()
         .map(str::trim)
@@ -53,7 +55,7 @@ pub fn image_address(name: &str) -> Option<u32> {
         .filter_map(|line| {
             let mut fields = line.split_whitespace();
             let slot: u32 = fields.next()?.parse().ok()?;
-            (fields.next()? == name && slot < SLOTS).then_some(STAGING_BASE + slot * SLOT_SIZE)
+            (fields.next()? == name && slot < SLOTS).then_some(staging + slot * SLOT_SIZE)
         })
         .next()
 }
@@ -108,11 +110,15 @@ const fn guest(name: &'static str, image: &'static str, ram_host: u64, policy: P
     }
 }
 
-/// Host RAM of the `n`th small VM.
+/// Host RAM of the `n`th small VM, as an offset in the board's pool.
 #[allow(dead_code)]
 const fn ram(n: u64) -> u64 {
-    0x8100_0000 + n * SMALL_RAM as u64
+    n * SMALL_RAM as u64
 }
+
+/// Host RAM of a Linux VM: 240 MiB into the pool.
+#[allow(dead_code)]
+const LINUX_RAM: u64 = 0x0f00_0000;
 
 /// The integration tests' guests: each checks one behaviour and reports.
 #[cfg(feature = "test-guests")]
@@ -205,7 +211,7 @@ const fn linux(name: &'static str, ram_host: u64) -> VmSpec {
 
 /// Linux on its own.
 #[cfg(feature = "linux")]
-pub const VMS: &[VmSpec] = &[linux("linux", 0x9000_0000)];
+pub const VMS: &[VmSpec] = &[linux("linux", LINUX_RAM)];
 
 /// The demo (`make program`): Linux with its shell on the console, and a
 /// small VM beside it that prints its uptime now and then.
@@ -225,7 +231,7 @@ pub const VMS: &[VmSpec] = &[linux("linux", 0x9000_0000)];
     feature = "test-too-many-vms"
 )))]
 pub const VMS: &[VmSpec] = &[
-    linux("linux", 0x9000_0000),
+    linux("linux", LINUX_RAM),
     guest("ticker", "ticker", ram(0), Policy::Stop),
 ];
 

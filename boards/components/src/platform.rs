@@ -1,23 +1,27 @@
-//! What the kernel asks of this board while VMs run: time, the alarm, and
+// SPDX-License-Identifier: MIT OR Apache-2.0
+//! What the kernel asks of a board while VMs run: time, the alarm, and
 //! the physical interrupts the hypervisor owns.
 //!
-//! The clock is the CPU's counter (CNTPCT, 62.5 MHz); the alarm is
-//! counter/timer 1 (1 MHz, one-shot, PIC line 6); console input arrives on
-//! UART0's receive interrupt (PIC line 1). Both lines are taken by the
-//! hypervisor (HCR.IMO): when one interrupts a guest, or wakes the
+//! The clock is the CPU's counter (CNTPCT); the alarm, the interrupt
+//! controller and the console UART are the board's ([`BoardPlatform::new`]
+//! names them and their interrupt lines). Every physical interrupt is taken
+//! by the hypervisor (HCR.IMO): when one interrupts a guest, or wakes the
 //! hypervisor from its own WFI, [`BoardPlatform::service_interrupts`]
-//! acknowledges the alarm and passes received bytes to the console
-//! multiplexer, which routes them to the focused VM's virtual UART (raising
-//! its receive interrupt) or acts on its key sequences. Input arrives in
-//! bursts (a whole typed or pasted line), so bytes are moved only while the
-//! focused VM's receive FIFO has room; the rest waits in UART0, with its
-//! interrupt masked, until the VM has read some (checked at every
-//! interrupt and before the hypervisor sleeps). Nothing typed for a VM
-//! that reads its console is dropped.
+//! acknowledges it at the controller and serves it: the alarm is
+//! acknowledged, received bytes go to the console multiplexer, which
+//! routes them to the focused VM's virtual UART (raising its receive
+//! interrupt) or acts on its key sequences, and lines forwarded to guests
+//! (on a GIC with virtualization: the guest timer's PPI and the
+//! maintenance interrupt) go to the interrupt backend of the VM switched
+//! in. Input arrives in bursts (a whole typed or pasted line), so bytes are
+//! moved only while the focused VM's receive FIFO has room; the rest waits
+//! in the UART, with its interrupt masked, until the VM has read some
+//! (checked at every interrupt and before the hypervisor sleeps). Nothing
+//! typed for a VM that reads its console is dropped.
 //!
 //! A focused VM that stops reading must not take the console hostage
 //! (design rule 2): once its input has waited [`STALL_US`], the hypervisor
-//! says so and reads UART0 again, acting on Ctrl-] keys and dropping what
+//! says so and reads the UART again, acting on Ctrl-] keys and dropping what
 //! was typed for that VM, until it reads again or the focus moves. Input
 //! for a VM that has stopped is dropped at once.
 
@@ -27,12 +31,11 @@ use capsules::virtual_uart::VirtualUart;
 use core::cell::Cell;
 use hyp::hil::interrupt::InterruptController;
 use hyp::hil::time::{Alarm, Clock};
+use hyp::interrupts::InterruptBackend;
 use hyp::kernel::Platform;
-use integrator_cp::pic::{lines, Pic};
-use integrator_cp::timer::OneShotAlarm;
-use integrator_cp::uart::Pl011;
+use pl011::Pl011;
 
-/// How long input for the focused VM may wait in UART0 before the
+/// How long input for the focused VM may wait in the UART before the
 /// hypervisor decides the VM is not reading: 2 s.
 pub const STALL_US: u64 = 2_000_000;
 
@@ -41,28 +44,48 @@ pub const STALL_US: u64 = 2_000_000;
 pub enum InputFlow {
     /// Bytes go to the focused VM as they come.
     Flowing,
-    /// The focused VM's receive FIFO is full: input waits in UART0 (its
+    /// The focused VM's receive FIFO is full: input waits in the UART (its
     /// interrupt masked), since this time on the counter.
     Held { since: u64 },
-    /// The focused VM has not read for [`STALL_US`]: UART0 is read, Ctrl-]
+    /// The focused VM has not read for [`STALL_US`]: the UART is read, Ctrl-]
     /// keys act, the VM's bytes are dropped until it has room again.
     Dropping,
+}
+
+/// The board's interrupt lines, as the platform serves them.
+#[derive(Clone, Copy, Debug)]
+pub struct Lines {
+    /// The alarm's line.
+    pub alarm: u32,
+    /// The console UART's receive interrupt.
+    pub console: u32,
+    /// Lines forwarded to the interrupt backend of the VM switched in (a
+    /// GIC's maintenance interrupt and the guest timer's PPI); empty on a
+    /// board without GIC virtualization.
+    pub forwarded: &'static [u32],
+    /// Forwarded lines the guest deactivates itself (through a
+    /// hardware-linked list register): only their priority is dropped.
+    pub guest_deactivated: &'static [u32],
 }
 
 /// The board's devices as the kernel's platform.
 pub struct BoardPlatform<'a, const VMS: usize> {
     /// The monotonic clock.
     pub counter: &'a Counter,
-    /// The hypervisor's alarm (counter/timer 1).
-    pub alarm: OneShotAlarm<'a, Counter>,
+    /// The hypervisor's alarm.
+    pub alarm: &'a dyn Alarm,
     /// The interrupt controller.
-    pub pic: Pic,
+    pub controller: &'a dyn InterruptController,
+    /// Which line is what.
+    pub lines: Lines,
     /// The console UART.
     pub uart: Pl011,
     /// The console multiplexer.
     pub mux: &'a ConsoleMux<'a, VMS>,
     /// Each VM's virtual UART, for received bytes.
     pub uarts: &'a [VirtualUart<'a>; VMS],
+    /// Each VM's interrupt backend, for forwarded lines.
+    pub backends: [&'a dyn InterruptBackend; VMS],
     /// Console input for the focused VM.
     pub input: Cell<InputFlow>,
     /// The alarm the kernel asked for last (the platform may set an earlier
@@ -72,23 +95,37 @@ pub struct BoardPlatform<'a, const VMS: usize> {
     pub stopped: [Cell<bool>; VMS],
 }
 
+impl<const VMS: usize> core::fmt::Debug for BoardPlatform<'_, VMS> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("BoardPlatform")
+            .field("lines", &self.lines)
+            .field("input", &self.input.get())
+            .finish()
+    }
+}
+
 impl<'a, const VMS: usize> BoardPlatform<'a, VMS> {
     /// The platform, with console input flowing to VM 1.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         counter: &'a Counter,
-        alarm: OneShotAlarm<'a, Counter>,
-        pic: Pic,
+        alarm: &'a dyn Alarm,
+        controller: &'a dyn InterruptController,
+        lines: Lines,
         uart: Pl011,
         mux: &'a ConsoleMux<'a, VMS>,
         uarts: &'a [VirtualUart<'a>; VMS],
+        backends: [&'a dyn InterruptBackend; VMS],
     ) -> Self {
         BoardPlatform {
             counter,
             alarm,
-            pic,
+            controller,
+            lines,
             uart,
             mux,
             uarts,
+            backends,
             input: Cell::new(InputFlow::Flowing),
             kernel_alarm: Cell::new(None),
             stopped: core::array::from_fn(|_| Cell::new(false)),
@@ -98,8 +135,11 @@ impl<'a, const VMS: usize> BoardPlatform<'a, VMS> {
     /// Lets the alarm and console input interrupt the CPU.
     pub fn enable_interrupts(&self) {
         self.uart.set_receive_interrupts(true);
-        self.pic.enable(lines::TIMER1);
-        self.pic.enable(lines::UART0);
+        self.controller.enable(self.lines.alarm);
+        self.controller.enable(self.lines.console);
+        for &line in self.lines.forwarded {
+            self.controller.enable(line);
+        }
     }
 
     /// Whether VM `vm` takes input: it has stopped (its input is dropped)
@@ -132,7 +172,7 @@ impl<'a, const VMS: usize> BoardPlatform<'a, VMS> {
             InputFlow::Flowing => {}
             InputFlow::Held { .. } | InputFlow::Dropping if room => {
                 self.input.set(InputFlow::Flowing);
-                self.pic.enable(lines::UART0);
+                self.controller.enable(self.lines.console);
             }
             InputFlow::Held { since } => {
                 if self.counter.now().saturating_sub(since) >= self.stall_ticks() {
@@ -142,7 +182,7 @@ impl<'a, const VMS: usize> BoardPlatform<'a, VMS> {
                         self.mux.focus() + 1,
                         STALL_US / 1_000_000
                     ));
-                    self.pic.enable(lines::UART0);
+                    self.controller.enable(self.lines.console);
                 }
             }
             InputFlow::Dropping => {}
@@ -153,8 +193,8 @@ impl<'a, const VMS: usize> BoardPlatform<'a, VMS> {
         self.counter.ticks_from_us(STALL_US)
     }
 
-    /// Moves bytes from UART0 to the multiplexer while the focused VM can
-    /// take them; when it cannot, leaves the rest in UART0 (and QEMU's
+    /// Moves bytes from the UART to the multiplexer while the focused VM can
+    /// take them; when it cannot, leaves the rest in the UART (and QEMU's
     /// queue behind it) and masks the interrupt until it can, so no typed
     /// byte is lost; while input is being dropped, reads on. Returns
     /// whether the user asked for the VMs' status.
@@ -167,7 +207,7 @@ impl<'a, const VMS: usize> BoardPlatform<'a, VMS> {
                         since: self.counter.now(),
                     });
                 }
-                self.pic.disable(lines::UART0);
+                self.controller.disable(self.lines.console);
                 return status;
             }
             let Some(byte) = self.uart.read_byte() else {
@@ -211,24 +251,35 @@ impl<const VMS: usize> Platform for BoardPlatform<'_, VMS> {
     fn service_interrupts(&self) -> bool {
         let mut status = false;
         self.update_input_flow();
-        while let Some(irq) = self.pic.acknowledge() {
-            match irq.line {
-                lines::TIMER1 => {
-                    self.alarm.acknowledge();
+        while let Some(irq) = self.controller.acknowledge() {
+            // Priority drop at once: the hypervisor runs with interrupts
+            // masked, so nothing nests; deactivation follows the service.
+            self.controller.end_of_interrupt(irq);
+            let line = irq.line;
+            if line == self.lines.alarm {
+                self.alarm.acknowledge();
+            } else if line == self.lines.console {
+                status |= self.receive_console_input();
+            } else if self.lines.forwarded.contains(&line) {
+                let taken = self
+                    .backends
+                    .iter()
+                    .any(|backend| backend.physical_interrupt(line));
+                if taken && self.lines.guest_deactivated.contains(&line) {
+                    // The guest's deactivation of the linked virtual
+                    // interrupt ends it.
+                    continue;
                 }
-                lines::UART0 => {
-                    status |= self.receive_console_input();
-                }
-                other => {
-                    // Nothing else is enabled; a line that asserts anyway
-                    // is masked so it cannot storm.
-                    self.pic.disable(other);
-                    self.mux.print_hypervisor(format_args!(
-                        "unexpected interrupt on PIC line {}; masked",
-                        other
-                    ));
-                }
+            } else {
+                // Nothing else is enabled; a line that asserts anyway is
+                // masked so it cannot storm.
+                self.controller.disable(line);
+                self.mux.print_hypervisor(format_args!(
+                    "unexpected interrupt on line {}; masked",
+                    line
+                ));
             }
+            self.controller.deactivate(irq);
         }
         status
     }

@@ -1,0 +1,31 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
+//! What every Capvisor board shares (Tock's `boards/components`).
+//!
+//! A board crate holds what is its own: its memory map (device blocks,
+//! guest RAM pool, staging area), its devices' drivers and interrupt lines,
+//! which interrupt backend its VMs get, and the wiring of those in one
+//! readable `main.rs`. Everything a second board would otherwise repeat
+//! lives here:
+//!
+//! | module | what |
+//! |---|---|
+//! | [`io`] | the console (any PL011 the board names), `log!`, refusing the boot, the panic handler |
+//! | [`boot`] | banner, CPU check, the Hyp map with its coverage proof and the MMU, test hooks |
+//! | [`memory_map`] | the image's sections from the shared linker script, the map plan and what the coverage check proves |
+//! | [`vms`] | the VM tables (cargo features select one) and the image staging slots (`images.txt`) |
+//! | [`guests`] | checking the table, creating the VMs' capsules, stage 2 and vCPUs, running them and reporting |
+//! | [`platform`] | the kernel's `Platform`: clock, alarm, interrupt service, console input flow |
+//!
+//! The linker script (`layout.ld`) is shared too: a board's own script sets
+//! `IMAGE_BASE` and includes it.
+#![no_std]
+#![deny(unsafe_op_in_unsafe_fn)]
+
+extern crate alloc;
+
+pub mod boot;
+pub mod guests;
+pub mod io;
+pub mod memory_map;
+pub mod platform;
+pub mod vms;

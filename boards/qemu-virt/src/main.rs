@@ -1,0 +1,184 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
+//! Capvisor on QEMU virt (`-M virt,virtualization=on,gic-version=2 -cpu
+//! cortex-a15 -m 1024`): a GICv2 with the virtualization extensions and the
+//! generic timer wired, as on every Cortex-A15/A7 SoC with a GIC-400.
+//!
+//! [`capvisor_main`] brings the hypervisor up in one readable sequence,
+//! with the shared steps from `components`:
+//!
+//! 1. start the console (PL011 at 0x0900_0000), print the banner, and read
+//!    the device tree QEMU left at the start of RAM: refuse to boot, naming
+//!    the difference, unless the machine is the one this board is built
+//!    for (RAM, GIC windows and interrupts, PL011, timer, PSCI);
+//! 2. refuse to go on unless the CPU is in Hyp mode with the Virtualization
+//!    Extensions;
+//! 3. build the Hyp stage-1 tables for the image and this board's
+//!    [`memory_map`], prove their coverage, turn on the MMU; nothing is
+//!    mapped after this point;
+//! 4. bring up the GIC (split priority drop and deactivation), check the VM
+//!    table and create the VMs with the *GICv2 virtualization* backend:
+//!    each guest's CPU interface window is GICV, mapped by stage 2; its
+//!    distributor is emulated; the guest timer's interrupt (PPI 11) is
+//!    taken physically and forwarded through a hardware-linked list
+//!    register; the hypervisor's alarm is the Hyp physical timer (CNTHP,
+//!    PPI 10); run them until all have stopped, report, and stop QEMU.
+#![no_std]
+#![no_main]
+#![deny(unsafe_op_in_unsafe_fn)]
+
+mod memory_map;
+
+use armv7a::generic_timer::{Counter, HypTimerAlarm};
+use armv7a::hyp_tables::HypTables;
+use armv7a::stage2::{GuestAccess, GuestMapping};
+use capsules::virtual_gic::{self, GicV2Backend};
+use components::guests::{self, leak, GuestPool, InterruptWiring};
+use components::platform::{BoardPlatform, Lines};
+use components::{boot, io, log};
+use gicv2::{Gic, HypInterface};
+use hyp::config::DeviceClaim;
+use hyp::interrupts::InterruptBackend;
+use hyp::memory::{MemoryType, Size};
+use hyp::utilities::TakeOnce;
+use qemu_virt::device_tree::{self, Expected};
+
+/// Console baud rate (QEMU ignores it; a real PL011 does not).
+const CONSOLE_BAUD: u32 = 115_200;
+/// An address the Hyp map leaves empty (for the `test-fault-unmapped`
+/// hook).
+const UNMAPPED: usize = 0x2000_0000;
+/// The RAM this board needs (`-m 1024`): the pool and the staging area.
+const MIN_RAM: u64 = 1 << 30;
+
+/// Level-2 tables: the first GiB (devices) and the second (RAM); level-3
+/// tables for the 2 MiB ranges holding pages: the GIC, the UART, the
+/// image (up to 2).
+const L2_TABLES: usize = 2;
+const L3_TABLES: usize = 8;
+
+/// The heap for boot-time allocations (the objects every VM borrows, the
+/// guests' device trees); nothing is allocated once the VMs run.
+#[global_allocator]
+static HEAP: hyp::utilities::BumpAllocator<{ 256 * 1024 }> = hyp::utilities::BumpAllocator::new();
+
+/// The Hyp stage-1 tables, in `.bss`; written once during boot.
+static HYP_TABLES: TakeOnce<HypTables<L2_TABLES, L3_TABLES>> = TakeOnce::new(HypTables::new());
+
+/// The guest's GIC CPU interface window, mapped onto the GIC's virtual CPU
+/// interface (GICV) in the stage 2 of every VM that claims it.
+static GICV_WINDOW: [(DeviceClaim, GuestMapping); 1] = [(
+    DeviceClaim {
+        name: virtual_gic::CPU_INTERFACE_NAME,
+        ipa: virtual_gic::CPU_INTERFACE_BASE as u32,
+        size: virtual_gic::CPU_INTERFACE_SIZE as u32,
+    },
+    GuestMapping {
+        name: "gicv",
+        ipa: virtual_gic::CPU_INTERFACE_BASE as u32,
+        physical: qemu_virt::GICV_BASE as u64,
+        size: virtual_gic::CPU_INTERFACE_SIZE as u32,
+        memory: MemoryType::Device,
+        access: GuestAccess::ReadWrite,
+    },
+)];
+
+/// Called by the arch crate's `_start` in Hyp mode, MMU off, on the boot
+/// stack, with `.bss` cleared.
+#[no_mangle]
+pub extern "C" fn capvisor_main() -> ! {
+    // SAFETY: the PL011 is in the Hyp map ("uart0") and only the console
+    // uses it.
+    unsafe { io::set_console(qemu_virt::UART0_BASE, qemu_virt::UART_CLOCK_HZ, CONSOLE_BAUD) };
+    boot::banner("qemu-virt (QEMU virt, GICv2 with virtualization)");
+    check_machine();
+    boot::check_cpu();
+    let tables = HYP_TABLES
+        .take()
+        .unwrap_or_else(|| io::refuse_boot(format_args!("the Hyp tables were already taken")));
+    boot::build_and_enable_hyp_map(tables, &memory_map::REGIONS);
+    // SAFETY: once, in Hyp mode, before any guest runs.
+    unsafe { armv7a::world_switch::init_virtualization() };
+    boot::run_test_hooks(UNMAPPED);
+
+    // SAFETY: the distributor, CPU interface and GICH blocks are in the Hyp
+    // map ("gicd", "gicc", "gich") and driven only through these drivers.
+    let (gic, gich): (&'static Gic, &'static HypInterface) = unsafe {
+        (
+            leak(Gic::new(qemu_virt::GICD_BASE, qemu_virt::GICC_BASE)),
+            leak(HypInterface::new(qemu_virt::GICH_BASE)),
+        )
+    };
+    gic.init(true);
+    HypTimerAlarm.set_control_off();
+    log!(
+        "GIC: {} interrupt lines, {} list registers; guest CPU interfaces are GICV at {:#010x}",
+        gic.distributor.lines(),
+        gich.list_registers(),
+        qemu_virt::GICV_BASE
+    );
+
+    let system = guests::prepare(GuestPool {
+        pool: &memory_map::GUEST_RAM,
+        staging: memory_map::STAGING_BASE,
+        devices: components::vms::DEVICES,
+    });
+    let wiring: [InterruptWiring; guests::COUNT] = core::array::from_fn(|index| {
+        let backend: &'static GicV2Backend<'static> = leak(GicV2Backend::new(
+            &system.gics[index],
+            &system.uarts[index],
+            gich,
+            gic,
+        ));
+        InterruptWiring {
+            backend,
+            distributor: leak(backend.distributor()),
+            cpu_interface: None,
+            passthrough: &GICV_WINDOW,
+        }
+    });
+    let vms = guests::create_vms(&system, wiring);
+
+    let counter: &'static Counter = leak(Counter);
+    let platform = BoardPlatform::new(
+        counter,
+        leak(HypTimerAlarm),
+        gic,
+        Lines {
+            alarm: qemu_virt::HYP_TIMER_INTERRUPT,
+            console: qemu_virt::UART0_INTERRUPT,
+            forwarded: &[
+                qemu_virt::MAINTENANCE_INTERRUPT,
+                qemu_virt::VIRTUAL_TIMER_INTERRUPT,
+            ],
+            guest_deactivated: &[qemu_virt::VIRTUAL_TIMER_INTERRUPT],
+        },
+        io::console(),
+        system.mux,
+        system.uarts,
+        core::array::from_fn(|index| wiring[index].backend as &dyn InterruptBackend),
+    );
+    platform.enable_interrupts();
+    guests::run_and_report(&system, vms, &platform)
+}
+
+/// Reads the device tree QEMU left at the start of RAM and refuses to boot
+/// unless the machine is the one this board is built for.
+fn check_machine() {
+    // SAFETY: the MMU is off (physical addressing) and RAM from 0x4000_0000
+    // holds at least the device tree's megabyte below the image.
+    let blob = unsafe { device_tree::blob_at(qemu_virt::DTB_ADDRESS, qemu_virt::DTB_MAX_SIZE) }
+        .unwrap_or_else(|error| io::refuse_boot(format_args!("{}", error)));
+    let machine =
+        device_tree::parse(blob).unwrap_or_else(|error| io::refuse_boot(format_args!("{}", error)));
+    if let Err(mismatch) = device_tree::check(&machine, &Expected::qemu_virt(MIN_RAM)) {
+        io::refuse_boot(format_args!("{}", mismatch));
+    }
+    log!(
+        "machine: {} RAM at {:#010x}, {} CPU(s), GICv2 at {:#010x} with virtualization, PSCI by {}",
+        Size(machine.ram_size),
+        machine.ram_base,
+        machine.cpus,
+        machine.gic.distributor.0,
+        machine.psci_method
+    );
+}

@@ -1,0 +1,61 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
+//! The hypervisor's own memory map on QEMU virt.
+//!
+//! What this board adds to the image's sections (`components::memory_map`):
+//! the GIC's distributor, CPU interface and virtual interface control
+//! (GICH) blocks and the PL011 it drives, the RAM pool it hands out to
+//! guests, and the staging area QEMU's loader fills with guest images.
+//! The GIC's virtual CPU interface (GICV) is not the hypervisor's: it is
+//! mapped only in guests' stage 2. The device tree QEMU leaves at the start
+//! of RAM is read once, before the MMU is on, and is not mapped.
+
+use hyp::memory::{MemoryType, Permissions, Region};
+use qemu_virt::{DEVICE_PAGE_SIZE, GICC_BASE, GICD_BASE, GICH_BASE, UART0_BASE};
+
+/// Guest RAM pool: RAM (0x4000_0000 up, 1 GiB with `-m 1024`) above the
+/// device tree and the hypervisor image (linked at 0x4020_0000), up to the
+/// staging area. The same 752 MiB as Integrator/CP's pool, so the VM
+/// tables fit both.
+pub const GUEST_RAM: Region = Region::new(
+    "guest-ram",
+    0x4100_0000,
+    0x2f00_0000,
+    MemoryType::Normal,
+    Permissions::ReadWrite,
+);
+
+/// Where the staging slots start.
+pub const STAGING_BASE: u32 = 0x7000_0000;
+
+/// The image staging area at the top of RAM, where QEMU's generic loader
+/// places guest images (`images.txt`); the hypervisor only reads it.
+pub const GUEST_IMAGES: Region = Region::new(
+    "guest-images",
+    STAGING_BASE,
+    components::vms::SLOTS * components::vms::SLOT_SIZE,
+    MemoryType::Normal,
+    Permissions::ReadOnly,
+);
+
+const fn device(name: &'static str, base: usize, size: usize) -> Region {
+    Region::new(
+        name,
+        base as u32,
+        size as u32,
+        MemoryType::Device,
+        Permissions::ReadWrite,
+    )
+}
+
+/// Everything this board adds to the image's sections in the Hyp map.
+pub const REGIONS: [Region; 6] = [
+    device("gicd", GICD_BASE, DEVICE_PAGE_SIZE),
+    device("gicc", GICC_BASE, gicv2::CPU_INTERFACE_SIZE),
+    device("gich", GICH_BASE, DEVICE_PAGE_SIZE),
+    device("uart0", UART0_BASE, DEVICE_PAGE_SIZE),
+    GUEST_RAM,
+    GUEST_IMAGES,
+];
+
+const _: () = assert!(GUEST_RAM.start as u64 + GUEST_RAM.size as u64 == GUEST_IMAGES.start as u64);
+const _: () = assert!(GUEST_IMAGES.start as u64 + GUEST_IMAGES.size as u64 == 0x8000_0000);
