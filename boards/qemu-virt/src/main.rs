@@ -19,8 +19,8 @@
 //!    table and create the VMs with the *GICv2 virtualization* backend:
 //!    each guest's CPU interface window is GICV, mapped by stage 2; its
 //!    distributor is emulated; the guest timer's interrupt (PPI 11) is
-//!    taken physically and forwarded through a hardware-linked list
-//!    register; the hypervisor's alarm is the Hyp physical timer (CNTHP,
+//!    taken physically, masked and injected until the guest ends it; the
+//!    hypervisor's alarm is the Hyp physical timer (CNTHP,
 //!    PPI 10); run them until all have stopped, report, and stop QEMU.
 #![no_std]
 #![no_main]
@@ -150,7 +150,7 @@ pub extern "C" fn capvisor_main() -> ! {
                 qemu_virt::MAINTENANCE_INTERRUPT,
                 qemu_virt::VIRTUAL_TIMER_INTERRUPT,
             ],
-            guest_deactivated: &[qemu_virt::VIRTUAL_TIMER_INTERRUPT],
+            guest_deactivated: &[],
         },
         io::console(),
         system.mux,

@@ -27,22 +27,25 @@
 //!   line is still high, the maintenance interrupt brings an exit and the
 //!   interrupt is delivered again.
 //! - *The virtual timer* (id 27): its physical interrupt (PPI 27, the CPU's
-//!   CNTV output) is taken by the hypervisor, which leaves it active and
-//!   tells this backend ([`InterruptBackend::physical_interrupt`]). The
-//!   backend raises the virtual line and writes the interrupt into a list
-//!   register *linked to the physical one* (the hardware bit): when the
-//!   guest deactivates it, the GIC deactivates the physical interrupt, and
-//!   if the guest's timer is still due it fires again. This is chosen over
-//!   masking the timer and injecting: it costs one exit per timer interrupt
-//!   (masking costs a second one, for the maintenance interrupt that
-//!   unmasks it), and the guest's CNTV_CTL is never touched. The physical
-//!   interrupt's active state belongs to the VM: it is saved and cleared
-//!   when the VM is switched out (so the next VM's timer can interrupt) and
-//!   restored when it is switched in. Nothing polls CNTV while the VM runs;
-//!   only a waiting VM's deadline is computed, to wake it.
+//!   CNTV output) is taken by the hypervisor, which tells this backend
+//!   ([`InterruptBackend::physical_interrupt`]). The backend masks the
+//!   physical interrupt at the GIC, raises the virtual line, and writes the
+//!   interrupt with the end-of-interrupt maintenance request; when the
+//!   guest ends it, the maintenance exit lowers the line and unmasks the
+//!   physical interrupt, which fires again if the guest's timer is still
+//!   due. *Mask and inject*, rather than a list register linked to the
+//!   physical interrupt (hardware bit), which would save the maintenance
+//!   exit: QEMU 7.2's GICv2 did not deactivate the physical interrupt when
+//!   the guest ended a linked one (measured: the timer test guest received
+//!   15 of its 200 interrupts, the physical PPI staying active), so the
+//!   linked form is left for boards whose GIC is known to forward it. The
+//!   mask belongs to the VM: it is lifted while the VM is switched out (so
+//!   the next VM's timer can interrupt) and set again when it is switched
+//!   back in. Nothing polls CNTV while the VM runs; only a waiting VM's
+//!   deadline is computed, to wake it.
 //!
 //! The context switched with the VM: the list registers, the interface
-//! state (GICH_VMCR, GICH_APR) and the timer interrupt's active state.
+//! state (GICH_VMCR, GICH_APR) and the timer interrupt's mask.
 
 use super::{VirtualGic, NUM_INTERRUPTS, UART_INTERRUPT};
 use crate::virtual_timer::TIMER_INTERRUPT;
@@ -81,9 +84,9 @@ pub struct GicV2Backend<'a> {
     saved: Cell<[ListEntry; MAX_LIST_REGISTERS]>,
     /// GICH_VMCR and GICH_APR while the VM is switched out.
     interface: Cell<InterfaceState>,
-    /// Whether the timer's physical interrupt was active when the VM was
-    /// switched out.
-    timer_active: Cell<bool>,
+    /// Whether the timer's physical interrupt is masked for this VM (its
+    /// virtual interrupt is with the guest).
+    timer_masked: Cell<bool>,
     /// Whether more interrupts wait than list registers are free.
     waiting: Cell<bool>,
     /// Whether the VM is switched in.
@@ -118,7 +121,7 @@ impl<'a> GicV2Backend<'a> {
             held: Cell::new([None; MAX_LIST_REGISTERS]),
             saved: Cell::new([ListEntry::FREE; MAX_LIST_REGISTERS]),
             interface: Cell::new(InterfaceState::default()),
-            timer_active: Cell::new(false),
+            timer_masked: Cell::new(false),
             waiting: Cell::new(false),
             loaded: Cell::new(false),
         }
@@ -166,11 +169,16 @@ impl<'a> GicV2Backend<'a> {
             match entry.state {
                 EntryState::Invalid => {
                     self.gic.set_active(id, false);
-                    if entry.physical.is_some() {
-                        // The guest deactivated the timer's interrupt, and
-                        // with it the physical one: the line is low until
-                        // the timer interrupts again.
+                    if entry.notify_end {
+                        // An ended entry that asked for the maintenance
+                        // interrupt keeps raising it until it is cleared.
+                        self.write_entry(n, ListEntry::FREE);
+                    }
+                    if id == TIMER_INTERRUPT {
+                        // The guest ended the timer's interrupt: the line
+                        // is low until the physical one fires again.
                         self.gic.set_level(id, false);
+                        self.unmask_timer();
                     }
                     *slot = None;
                 }
@@ -213,11 +221,8 @@ impl<'a> GicV2Backend<'a> {
             };
             candidates &= !(1u64 << id);
             let mut entry = ListEntry::pending(id, priority);
-            if id == TIMER_INTERRUPT {
-                entry.physical = Some(PHYSICAL_TIMER_INTERRUPT);
-            } else if !self.gic.is_edge(id) {
-                entry.notify_end = true;
-            }
+            // Level-sensitive (the timer included): hear of the end.
+            entry.notify_end = !self.gic.is_edge(id);
             // The pending state moves into the list register.
             self.gic.clear_latched(id);
             self.write_entry(n, entry);
@@ -236,6 +241,13 @@ impl<'a> GicV2Backend<'a> {
         let waiting = self.fill();
         if waiting != self.waiting.replace(waiting) && self.loaded.get() {
             self.list_registers.notify_underflow(waiting);
+        }
+    }
+
+    /// Lifts this VM's mask of the timer's physical interrupt.
+    fn unmask_timer(&self) {
+        if self.timer_masked.replace(false) && self.loaded.get() {
+            self.host.enable(PHYSICAL_TIMER_INTERRUPT);
         }
     }
 
@@ -258,8 +270,9 @@ impl InterruptBackend for GicV2Backend<'_> {
         }
         self.list_registers
             .enable(&self.interface.get(), self.waiting.get());
-        self.host
-            .set_active(PHYSICAL_TIMER_INTERRUPT, self.timer_active.get());
+        if self.timer_masked.get() {
+            self.host.disable(PHYSICAL_TIMER_INTERRUPT);
+        }
     }
 
     fn switch_out(&self) {
@@ -270,10 +283,9 @@ impl InterruptBackend for GicV2Backend<'_> {
         }
         self.saved.set(saved);
         self.interface.set(self.list_registers.disable());
-        let active = self.host.is_active(PHYSICAL_TIMER_INTERRUPT);
-        self.timer_active.set(active);
-        if active {
-            self.host.set_active(PHYSICAL_TIMER_INTERRUPT, false);
+        if self.timer_masked.get() {
+            // The next VM's timer must be able to interrupt.
+            self.host.enable(PHYSICAL_TIMER_INTERRUPT);
         }
         self.loaded.set(false);
     }
@@ -332,8 +344,11 @@ impl InterruptBackend for GicV2Backend<'_> {
             // refreshes the list registers before the next entry.
             MAINTENANCE_INTERRUPT => true,
             PHYSICAL_TIMER_INTERRUPT => {
-                // Left active by the platform; the guest's deactivation of
-                // the linked virtual interrupt ends it.
+                // Masked until the guest ends the virtual interrupt (the
+                // physical line stays high until the guest reprograms its
+                // timer).
+                self.host.disable(PHYSICAL_TIMER_INTERRUPT);
+                self.timer_masked.set(true);
                 self.gic.set_level(TIMER_INTERRUPT, true);
                 true
             }
@@ -349,11 +364,10 @@ impl InterruptBackend for GicV2Backend<'_> {
         self.gic.reset();
         self.gic.set_level(TIMER_INTERRUPT, false);
         self.waiting.set(false);
-        self.timer_active.set(false);
+        self.unmask_timer();
         if self.loaded.get() {
             self.list_registers
                 .enable(&InterfaceState::default(), false);
-            self.host.set_active(PHYSICAL_TIMER_INTERRUPT, false);
         } else {
             self.interface.set(InterfaceState::default());
         }
@@ -473,15 +487,26 @@ mod tests {
         }
     }
 
-    /// The host GIC: only the active states matter here.
+    /// The host GIC: enables and active states.
     #[derive(Default)]
     struct FakeHost {
+        enabled: Cell<u64>,
         active: Cell<u64>,
     }
 
+    impl FakeHost {
+        fn is_enabled(&self, line: u32) -> bool {
+            self.enabled.get() & (1 << line) != 0
+        }
+    }
+
     impl InterruptController for FakeHost {
-        fn enable(&self, _line: u32) {}
-        fn disable(&self, _line: u32) {}
+        fn enable(&self, line: u32) {
+            self.enabled.set(self.enabled.get() | 1 << line);
+        }
+        fn disable(&self, line: u32) {
+            self.enabled.set(self.enabled.get() & !(1 << line));
+        }
         fn acknowledge(&self) -> Option<Acknowledged> {
             None
         }
@@ -603,44 +628,38 @@ mod tests {
     }
 
     #[test]
-    fn the_timer_is_linked_to_its_physical_interrupt_whose_active_state_follows_the_vm() {
-        let (console, gich, host) = (
-            Recorder::default(),
-            FakeGich::default(),
-            FakeHost::default(),
-        );
+    fn the_timer_is_masked_until_the_guest_ends_it_and_the_mask_follows_the_vm() {
+        let (console, gich, host) = (Recorder::default(), FakeGich::default(), FakeHost::default());
         let uart = VirtualUart::new(&console);
         let gic = VirtualGic::new();
         let backend = GicV2Backend::new(&gic, &uart, &gich, &host);
         backend.switch_in();
         guest_enables(&gic, &[TIMER_INTERRUPT]);
-        // The platform took PPI 27 and left it active.
-        host.set_active(PHYSICAL_TIMER_INTERRUPT, true);
+        host.enable(PHYSICAL_TIMER_INTERRUPT);
+        // The platform took PPI 27.
         assert!(backend.physical_interrupt(PHYSICAL_TIMER_INTERRUPT));
         assert!(!backend.physical_interrupt(33), "not the backend's");
+        assert!(!host.is_enabled(PHYSICAL_TIMER_INTERRUPT), "masked");
         entry(&backend);
         assert_eq!(gich.entry(0).id, TIMER_INTERRUPT);
-        assert_eq!(gich.entry(0).physical, Some(PHYSICAL_TIMER_INTERRUPT));
-        assert!(!gich.entry(0).notify_end);
-        // Switched out mid-interrupt: the physical active state goes with
-        // the VM, and the list registers are emptied for the next one.
+        assert!(gich.entry(0).notify_end, "level: the end is heard");
+        // Switched out mid-interrupt: the next VM's timer is unmasked; the
+        // mask comes back with this VM.
         gich.set_state(0, EntryState::Active);
         backend.switch_out();
-        assert!(!host.is_active(PHYSICAL_TIMER_INTERRUPT));
+        assert!(host.is_enabled(PHYSICAL_TIMER_INTERRUPT));
         assert!(gich.ids().is_empty() && !gich.on.get());
+        assert!(!backend.physical_interrupt(PHYSICAL_TIMER_INTERRUPT), "not loaded");
         backend.switch_in();
-        assert!(host.is_active(PHYSICAL_TIMER_INTERRUPT));
+        assert!(!host.is_enabled(PHYSICAL_TIMER_INTERRUPT));
         assert_eq!(gich.entry(0).state, EntryState::Active);
-        // The guest deactivates it (and the GIC the physical one): the
-        // line is low until the timer interrupts again.
+        // The guest ends it: the line is low and the physical interrupt
+        // unmasked, to fire again if the timer is still due.
         gich.set_state(0, EntryState::Invalid);
-        host.set_active(PHYSICAL_TIMER_INTERRUPT, false);
         entry(&backend);
         assert!(gich.ids().is_empty());
-        assert_eq!(
-            gic.distributor().read(0x200, Word).map(|w| w >> 27 & 1),
-            Ok(0)
-        );
+        assert!(host.is_enabled(PHYSICAL_TIMER_INTERRUPT));
+        assert_eq!(gic.distributor().read(0x200, Word).map(|w| w >> 27 & 1), Ok(0));
     }
 
     #[test]
@@ -702,10 +721,11 @@ mod tests {
         assert!(gich.ids().is_empty(), "cleared: not delivered");
         gic.trigger(40);
         entry(&backend);
-        host.set_active(PHYSICAL_TIMER_INTERRUPT, true);
+        host.enable(PHYSICAL_TIMER_INTERRUPT);
+        backend.physical_interrupt(PHYSICAL_TIMER_INTERRUPT);
         backend.reset();
         assert!(gich.ids().is_empty());
-        assert!(!host.is_active(PHYSICAL_TIMER_INTERRUPT));
+        assert!(host.is_enabled(PHYSICAL_TIMER_INTERRUPT), "the mask is lifted");
         assert_eq!(gicd.read(0x000, Word), Ok(0), "distributor reset");
     }
 }

@@ -67,6 +67,11 @@ register_bitfields![u32,
         /// Signal interrupts: Group 0 (no security extensions, or Secure
         /// view) or Group 1 (Non-secure view).
         ENABLE OFFSET(0) NUMBITS(1) [],
+        /// Signal Group 1 interrupts too (Secure or no-security view only;
+        /// reserved in the Non-secure view, where bit 0 is Group 1).
+        ENABLE_GROUP1 OFFSET(1) NUMBITS(1) [],
+        /// Acknowledge Group 1 interrupts through IAR as well (same views).
+        ACK_CTL OFFSET(2) NUMBITS(1) [],
         /// EOImode (EOImodeS, or EOImodeNS in the Non-secure view): EOIR
         /// only drops the priority, DIR deactivates.
         EOI_MODE OFFSET(9) NUMBITS(1) []
@@ -125,7 +130,9 @@ impl CpuInterface {
 
     /// Signals interrupts of every priority but the lowest (PMR =
     /// [`DEFAULT_PRIORITY_MASK`]), with no subpriority (BPR 0: the GIC
-    /// raises it to its minimum), and turns the interface on. `split_eoi`
+    /// raises it to its minimum), and turns the interface on for both
+    /// groups, acknowledging either through IAR (see
+    /// [`crate::distributor::Distributor::init`] for why Group 1). `split_eoi`
     /// sets EOImode: then [`CpuInterface::end_of_interrupt`] only drops the
     /// priority and [`CpuInterface::deactivate`] must follow.
     pub fn init(&self, split_eoi: bool) {
@@ -133,7 +140,12 @@ impl CpuInterface {
         regs.pmr.set(DEFAULT_PRIORITY_MASK as u32);
         regs.bpr.set(0);
         regs.ctlr
-            .write(GICC_CTLR::ENABLE::SET + GICC_CTLR::EOI_MODE.val(split_eoi as u32));
+            .write(
+                GICC_CTLR::ENABLE::SET
+                    + GICC_CTLR::ENABLE_GROUP1::SET
+                    + GICC_CTLR::ACK_CTL::SET
+                    + GICC_CTLR::EOI_MODE.val(split_eoi as u32),
+            );
     }
 
     /// Acknowledges the highest priority pending interrupt (reads GICC_IAR,
@@ -201,11 +213,11 @@ mod tests {
         let gicc = cpu_interface(&fake);
         fake.set_word(0x008, 7);
         gicc.init(false);
-        assert_eq!(fake.word(0x000), 1);
+        assert_eq!(fake.word(0x000), 0b111);
         assert_eq!(fake.word(0x004), 0xf8);
         assert_eq!(fake.word(0x008), 0);
         gicc.init(true);
-        assert_eq!(fake.word(0x000), 1 | 1 << 9);
+        assert_eq!(fake.word(0x000), 0b111 | 1 << 9);
     }
 
     #[test]

@@ -149,10 +149,14 @@ impl Distributor {
     /// - forwarding off while it is reprogrammed;
     /// - every SPI (id >= 32) disabled, not pending, not active,
     ///   level-sensitive and targeted at CPU 0 only;
-    /// - every id in Group 0 with priority [`DEFAULT_PRIORITY`];
+    /// - every id in Group 1 (what a GIC-400 seen from Non-secure Hyp mode
+    ///   has anyway; on a GIC without security extensions, such as QEMU's,
+    ///   the GIC forwards a guest's deactivation of a hardware-linked
+    ///   virtual interrupt only to a Group 1 physical one) with priority
+    ///   [`DEFAULT_PRIORITY`];
     /// - every PPI (16-31) of this CPU disabled; SGIs (0-15) are left
     ///   enabled (on GICv2 they may be permanently enabled anyway);
-    /// - forwarding on (CTLR = 1).
+    /// - forwarding of both groups on (CTLR = 0b11).
     pub fn init(&self) {
         let regs = &*self.registers;
         regs.ctlr.set(0);
@@ -164,7 +168,7 @@ impl Distributor {
             regs.icactiver[word].set(u32::MAX);
         }
         for word in 0..words {
-            regs.igroupr[word].set(0);
+            regs.igroupr[word].set(u32::MAX);
         }
         for priority in &regs.ipriorityr[..lines] {
             priority.set(DEFAULT_PRIORITY);
@@ -178,7 +182,8 @@ impl Distributor {
         }
         // Word 0 of ICENABLER: bits 0-15 are the SGIs, 16-31 the PPIs.
         regs.icenabler[0].set(0xffff_0000);
-        regs.ctlr.write(GICD_CTLR::ENABLE::SET);
+        // EnableGrp0 | EnableGrp1 (a Non-secure view has bit 0 only).
+        regs.ctlr.set(0b11);
     }
 
     /// Lets interrupt `id` be forwarded (ISENABLER).
@@ -494,9 +499,10 @@ mod tests {
         for offset in [0x080, 0x084, 0x088, 0xc08, 0xc0c, 0xc10, 0xc14] {
             fake.set_word(offset, u32::MAX);
         }
+        fake.set_word(0x084, 0x1234);
         gicd.init();
 
-        assert_eq!(fake.word(0x000), 1);
+        assert_eq!(fake.word(0x000), 0b11);
         for offset in [0x184, 0x188, 0x284, 0x288, 0x384, 0x388] {
             assert_eq!(fake.word(offset), u32::MAX, "offset {offset:#x}");
         }
@@ -506,7 +512,7 @@ mod tests {
         assert_eq!(fake.word(0x280), 0);
         assert_eq!(fake.word(0x380), 0);
         for offset in [0x080, 0x084, 0x088] {
-            assert_eq!(fake.word(offset), 0, "offset {offset:#x}");
+            assert_eq!(fake.word(offset), u32::MAX, "Group 1: offset {offset:#x}");
         }
         for id in 0..96 {
             assert_eq!(fake.byte(0x400 + id), DEFAULT_PRIORITY, "id {id}");
