@@ -2,27 +2,118 @@
 //!
 //! The tests boot real Capvisor images under QEMU and assert on the serial
 //! console and on QEMU's exit status (the hypervisor's semihosting exit
-//! code). [`board_image`] builds the board for `armv7a-none-eabi` with a set
-//! of test-only cargo features, each feature set in its own target directory
-//! so that tests running in parallel never overwrite each other's image;
-//! [`guest_images`] builds the test guests (`tests/guests`) once; [`boot`]
-//! runs an image, with every test guest placed in its staging slot by QEMU's
-//! loader, to completion with a generous timeout.
+//! code). Every test runs once on each board under test: it is written as
+//! a plain function taking the [`Board`], and [`per_board!`] makes one
+//! `#[test]` per board of it, in a module named after the board
+//! (`integrator_cp::every_test_guest_passes`), so that `cargo test` output
+//! names the board and a filter can pick one board's tests
+//! (`cargo test -p capvisor-tests --test guests integrator_cp::`).
+//!
+//! [`board_image`] builds a board for `armv7a-none-eabi` with a set of
+//! test-only cargo features, each board and feature set in its own target
+//! directory (`target/images/<board>/<features>`) so that tests running in
+//! parallel never overwrite each other's image; [`guest_images`] builds the
+//! test guests (`tests/guests`, the same on every board) once; [`boot`]
+//! runs an image, with every test guest placed in its board's staging slot
+//! by QEMU's loader, to completion with a generous timeout.
 //!
 //! ```no_run
-//! let outcome = capvisor_tests::boot(&[]);
-//! assert_eq!(outcome.status, 0, "{}", outcome.transcript);
+//! use capvisor_tests::{boot, Board};
+//!
+//! fn every_test_guest_passes(board: &Board) {
+//!     let outcome = boot(board, &["test-guests"]);
+//!     assert_eq!(outcome.status, 0, "{}", outcome.transcript);
+//! }
+//!
+//! capvisor_tests::per_board!(every_test_guest_passes);
+//! # fn main() {}
 //! ```
 
-pub use capvisor_runner::Outcome;
 use capvisor_runner::{board, run_to_exit, QemuCommand, Session};
+pub use capvisor_runner::{Board, Outcome};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-/// The board package the tests boot.
-pub const BOARD_PACKAGE: &str = "capvisor-integrator-cp";
+/// Calls the macro `$macro` (one of this crate's) with the list of boards
+/// under test in front of `$input`, as `[module = "board", ...]`: the one
+/// place that says which boards the integration tests boot. [`per_board!`]
+/// and [`BOARDS_UNDER_TEST`] both read it.
+///
+/// Each entry is the module a board's tests go in (the board's name with
+/// `-` turned into `_`) and the board's name in the runner's `BOARDS`
+/// table. To add qemu-virt, change the list line below to
+///
+/// ```text
+/// [integrator_cp = "integrator-cp", qemu_virt = "qemu-virt"]
+/// ```
+///
+/// Tests with board-specific expectations keep them in a small table in
+/// the test, matched on `board.name` (`tests/tests/boot.rs`); a board
+/// missing from such a table fails those tests, naming the table.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __with_boards_under_test {
+    ($macro:ident { $($input:tt)* }) => {
+        $crate::$macro! {
+            // The boards under test; to add qemu-virt, see above.
+            [integrator_cp = "integrator-cp"]
+            $($input)*
+        }
+    };
+}
+
+/// The boards under test, as (test module, board name), in the order of
+/// the list in [`__with_boards_under_test!`].
+pub const BOARDS_UNDER_TEST: &[(&str, &str)] = __with_boards_under_test!(__board_names {});
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __board_names {
+    ([$($module:ident = $name:literal),+]) => {
+        &[$((stringify!($module), $name)),+]
+    };
+}
+
+/// Makes each `fn name(board: &Board)` listed a `#[test]` on every board
+/// under test: `per_board!(a, b)` defines `integrator_cp::a` and
+/// `integrator_cp::b` (and the same in one module per further board), each
+/// calling the function with its board. A test function left out of the
+/// list is dead code, which the lints refuse.
+#[macro_export]
+macro_rules! per_board {
+    ($($test:ident),+ $(,)?) => {
+        $crate::__with_boards_under_test! { __per_board_modules { ($($test),+) } }
+    };
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __per_board_modules {
+    ([] $tests:tt) => {};
+    (
+        [$module:ident = $name:literal $(, $more:ident = $more_name:literal)*]
+        ($($test:ident),+)
+    ) => {
+        #[doc = concat!("The tests on ", $name, ".")]
+        mod $module {
+            $(
+                #[test]
+                fn $test() {
+                    super::$test(&$crate::board_under_test($name));
+                }
+            )+
+        }
+        $crate::__per_board_modules! { [$($more = $more_name),*] ($($test),+) }
+    };
+}
+
+/// The runner's board called `name`; panics if the runner does not know it.
+pub fn board_under_test(name: &str) -> Board {
+    board(name).unwrap_or_else(|error| panic!("a board under test: {error}"))
+}
+
 /// The bare-metal target.
 pub const TARGET: &str = "armv7a-none-eabi";
 /// How long a boot may take before the test fails. A boot takes well under
@@ -37,11 +128,31 @@ pub fn workspace_root() -> PathBuf {
         .to_path_buf()
 }
 
+/// The directory of `board`'s test builds and scratch files,
+/// `target/images/<board>`.
+pub fn images_dir(board: &Board) -> PathBuf {
+    workspace_root()
+        .join("target")
+        .join("images")
+        .join(board.name)
+}
+
+/// The target directory of `board`'s build with `features`:
+/// `target/images/<board>/<features joined by +>`, or `.../default`.
+fn board_target_dir(board: &Board, features: &[&str]) -> PathBuf {
+    let variant = if features.is_empty() {
+        "default".to_string()
+    } else {
+        features.join("+")
+    };
+    images_dir(board).join(variant)
+}
+
 /// Builds `package` for the target (release profile) with `features`
-/// into `target/images/<variant>` and returns that build's release
-/// directory. Panics with cargo's output if the build fails.
-fn build_for_target(package: &str, features: &[&str], variant: &str) -> PathBuf {
-    try_build_for_target(package, features, variant).unwrap_or_else(|errors| {
+/// into `target_dir` and returns that build's release directory. Panics
+/// with cargo's output if the build fails.
+fn build_for_target(package: &str, features: &[&str], target_dir: &Path) -> PathBuf {
+    try_build_for_target(package, features, target_dir).unwrap_or_else(|errors| {
         panic!("building {package} with features {features:?} failed:\n{errors}")
     })
 }
@@ -51,10 +162,9 @@ fn build_for_target(package: &str, features: &[&str], variant: &str) -> PathBuf 
 fn try_build_for_target(
     package: &str,
     features: &[&str],
-    variant: &str,
+    target_dir: &Path,
 ) -> Result<PathBuf, String> {
     let root = workspace_root();
-    let target_dir = root.join("target").join("images").join(variant);
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
     let mut command = Command::new(cargo);
     command
@@ -69,7 +179,7 @@ fn try_build_for_target(
             TARGET,
         ])
         .arg("--target-dir")
-        .arg(&target_dir);
+        .arg(target_dir);
     if !features.is_empty() {
         command.arg("--features").arg(features.join(","));
     }
@@ -82,22 +192,22 @@ fn try_build_for_target(
     Ok(target_dir.join(TARGET).join("release"))
 }
 
-/// Builds the board image with `features` (release profile) and returns the
-/// ELF's path. Panics with cargo's output if the build fails.
-pub fn board_image(features: &[&str]) -> PathBuf {
-    try_board_image(features)
-        .unwrap_or_else(|errors| panic!("building the board with {features:?} failed:\n{errors}"))
+/// Builds `board`'s image with `features` (release profile) and returns
+/// the ELF's path. Panics with cargo's output if the build fails.
+pub fn board_image(board: &Board, features: &[&str]) -> PathBuf {
+    try_board_image(board, features).unwrap_or_else(|errors| {
+        panic!(
+            "building board {} with {features:?} failed:\n{errors}",
+            board.name
+        )
+    })
 }
 
 /// As [`board_image`], returning cargo's error output if the build fails
 /// (for the tests of tables refused when the board is built).
-pub fn try_board_image(features: &[&str]) -> Result<PathBuf, String> {
-    let variant = if features.is_empty() {
-        "default".to_string()
-    } else {
-        features.join("+")
-    };
-    try_build_for_target(BOARD_PACKAGE, features, &variant).map(|dir| dir.join(BOARD_PACKAGE))
+pub fn try_board_image(board: &Board, features: &[&str]) -> Result<PathBuf, String> {
+    try_build_for_target(board.package, features, &board_target_dir(board, features))
+        .map(|dir| dir.join(board.package))
 }
 
 /// The test guests' package.
@@ -105,26 +215,33 @@ pub const GUESTS_PACKAGE: &str = "capvisor-test-guests";
 
 /// Builds the test guests (flat images, release profile) once per test
 /// process and returns the directory holding them, one file per guest.
+/// The guests are the same on every board: each board's `images.txt`
+/// places them.
 pub fn guest_images() -> PathBuf {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| build_for_target(GUESTS_PACKAGE, &[], "guests"))
-        .clone()
+    DIR.get_or_init(|| {
+        let target_dir = workspace_root()
+            .join("target")
+            .join("images")
+            .join("guests");
+        build_for_target(GUESTS_PACKAGE, &[], &target_dir)
+    })
+    .clone()
 }
 
-/// Builds the image with `features`, boots it on QEMU Integrator/CP with
-/// every test guest in its staging slot, and waits for QEMU to exit.
-/// Panics (printing the transcript) on a timeout.
-pub fn boot(features: &[&str]) -> Outcome {
-    boot_with_images(features, &guest_images())
+/// Builds `board`'s image with `features`, boots it on QEMU with every
+/// test guest in its staging slot, and waits for QEMU to exit. Panics
+/// (printing the transcript) on a timeout.
+pub fn boot(board: &Board, features: &[&str]) -> Outcome {
+    boot_with_images(board, features, &guest_images())
 }
 
-/// The QEMU command for the image with `features` and the guest images in
-/// `dir` (a file per image name of the board's `images.txt`; missing files
-/// are simply not loaded).
-pub fn command(features: &[&str], dir: &Path) -> QemuCommand {
-    let elf = board_image(features);
-    let board = board("integrator-cp").expect("the runner knows integrator-cp");
-    let mut command = QemuCommand::new(board, elf);
+/// The QEMU command for `board`'s image with `features` and the guest
+/// images in `dir` (a file per image name of the board's `images.txt`;
+/// missing files are simply not loaded).
+pub fn command(board: &Board, features: &[&str], dir: &Path) -> QemuCommand {
+    let elf = board_image(board, features);
+    let mut command = QemuCommand::new(board.clone(), elf);
     command.loaders = command
         .board
         .staged_images(dir)
@@ -132,21 +249,21 @@ pub fn command(features: &[&str], dir: &Path) -> QemuCommand {
     command
 }
 
-/// Starts the image with `features` and every test guest, with the console
-/// captured, for a test that types on it.
-pub fn start(features: &[&str]) -> Session {
-    start_with_images(features, &guest_images())
+/// Starts `board`'s image with `features` and every test guest, with the
+/// console captured, for a test that types on it.
+pub fn start(board: &Board, features: &[&str]) -> Session {
+    start_with_images(board, features, &guest_images())
 }
 
 /// As [`start`], with the guest images taken from `dir`.
-pub fn start_with_images(features: &[&str], dir: &Path) -> Session {
-    let command = command(features, dir);
+pub fn start_with_images(board: &Board, features: &[&str], dir: &Path) -> Session {
+    let command = command(board, features, dir);
     Session::start(&command).unwrap_or_else(|error| panic!("cannot start QEMU: {error}"))
 }
 
 /// Makes the Linux guest's images (`tools/linux-images.sh`, which fetches
 /// Debian's packages the first time and reuses them after) once per test
-/// process; returns their directory.
+/// process; returns their directory. The same images serve every board.
 pub fn linux_images() -> PathBuf {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
@@ -168,11 +285,11 @@ pub fn linux_images() -> PathBuf {
 }
 
 /// As [`boot`], with the guest images taken from `dir`.
-pub fn boot_with_images(features: &[&str], dir: &Path) -> Outcome {
-    let command = command(features, dir);
+pub fn boot_with_images(board: &Board, features: &[&str], dir: &Path) -> Outcome {
+    let command = command(board, features, dir);
     match run_to_exit(&command, BOOT_TIMEOUT) {
         Ok(outcome) => outcome,
-        Err(error) => panic!("QEMU run failed: {}", error),
+        Err(error) => panic!("QEMU run on {} failed: {}", board.name, error),
     }
 }
 
@@ -294,6 +411,50 @@ pub fn memory_map(transcript: &str) -> Vec<MapRow> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn boards_under_test_are_known_and_their_modules_named_after_them() {
+        assert!(!BOARDS_UNDER_TEST.is_empty());
+        assert_eq!(BOARDS_UNDER_TEST[0], ("integrator_cp", "integrator-cp"));
+        for &(module, name) in BOARDS_UNDER_TEST {
+            assert_eq!(module, name.replace('-', "_"), "{name}");
+            let board = board_under_test(name);
+            assert_eq!(board.name, name);
+        }
+    }
+
+    #[test]
+    fn every_board_and_feature_set_builds_in_its_own_directory() {
+        let integrator = board_under_test("integrator-cp");
+        let virt = board("qemu-virt").unwrap();
+        let images = workspace_root().join("target").join("images");
+        assert_eq!(
+            board_target_dir(&integrator, &[]),
+            images.join("integrator-cp").join("default")
+        );
+        assert_eq!(
+            board_target_dir(&integrator, &["test-guests", "bench"]),
+            images.join("integrator-cp").join("test-guests+bench")
+        );
+        assert_eq!(
+            board_target_dir(&virt, &["test-guests"]),
+            images.join("qemu-virt").join("test-guests")
+        );
+        assert_eq!(images_dir(&virt), images.join("qemu-virt"));
+    }
+
+    // per_board! itself: `tests::integrator_cp::is_called_with_a_board_under_test`
+    // and one such test per further board, each given its own board.
+    fn is_called_with_a_board_under_test(board: &Board) {
+        assert!(
+            BOARDS_UNDER_TEST
+                .iter()
+                .any(|&(_, name)| name == board.name),
+            "{board:?}"
+        );
+        assert_eq!(*board, board_under_test(board.name));
+    }
+    crate::per_board!(is_called_with_a_board_under_test);
 
     #[test]
     fn parses_the_boot_memory_map() {

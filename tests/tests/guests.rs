@@ -11,17 +11,29 @@
 
 use capvisor_tests::{
     assert_console_has, assert_console_lacks, boot, boot_with_images, counter, guest_images,
-    line_with, try_board_image, vm_status_line, workspace_root, Outcome,
+    images_dir, line_with, per_board, try_board_image, vm_status_line, Board, Outcome,
 };
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 const EXIT_SUCCESS: i32 = 0;
 const EXIT_VM_FAILED: i32 = 1;
 const EXIT_BOOT_REFUSED: i32 = 3;
 
-#[test]
-fn every_test_guest_passes() {
-    let outcome = boot(&["test-guests"]);
+per_board!(
+    every_test_guest_passes,
+    a_guest_faulting_in_its_vectors_is_restarted_then_stopped_while_the_other_runs,
+    a_missing_image_refuses_the_boot,
+    the_wrong_guest_in_a_slot_refuses_the_boot,
+    a_malformed_header_refuses_the_boot,
+    an_image_larger_than_its_ram_refuses_the_boot,
+    overlapping_ram_refuses_the_boot,
+    misaligned_ram_refuses_the_boot,
+    a_device_claimed_twice_refuses_the_boot,
+    more_vms_than_supported_refuses_the_build,
+);
+
+fn every_test_guest_passes(board: &Board) {
+    let outcome = boot(board, &["test-guests"]);
     let console = &outcome.transcript;
     assert_console_lacks(console, "FAIL");
     assert_console_lacks(console, "unexpected exception");
@@ -73,9 +85,8 @@ fn every_test_guest_passes() {
     assert_eq!(outcome.status, EXIT_SUCCESS, "{console}");
 }
 
-#[test]
-fn a_guest_faulting_in_its_vectors_is_restarted_then_stopped_while_the_other_runs() {
-    let outcome = boot(&["test-fault-policy"]);
+fn a_guest_faulting_in_its_vectors_is_restarted_then_stopped_while_the_other_runs(board: &Board) {
+    let outcome = boot(board, &["test-fault-policy"]);
     let console = &outcome.transcript;
     let boots = console.matches("faulty: booted").count();
     assert_eq!(boots, 3, "one boot and two restarts:\n{console}");
@@ -107,13 +118,10 @@ fn a_guest_faulting_in_its_vectors_is_restarted_then_stopped_while_the_other_run
     assert_eq!(outcome.status, EXIT_VM_FAILED, "{console}");
 }
 
-/// A copy of the test guest images in a directory of its own, for a test
-/// to break.
-fn image_copy(test: &str) -> PathBuf {
-    let dir = workspace_root()
-        .join("target")
-        .join("images")
-        .join(format!("broken-{test}"));
+/// A copy of the test guest images in a directory of its own (one per
+/// board, as each board's test runs in parallel), for a test to break.
+fn image_copy(board: &Board, test: &str) -> PathBuf {
+    let dir = images_dir(board).join(format!("broken-{test}"));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     for entry in std::fs::read_dir(guest_images()).unwrap() {
@@ -138,10 +146,10 @@ fn header(name: &str, size: u32) -> Vec<u8> {
     bytes
 }
 
-/// Boots the `test-guests` table with images from `dir`, expects the boot
-/// to be refused with `reason`, before any VM was created.
-fn assert_refused(dir: &std::path::Path, reason: &str) {
-    assert_refused_boot(boot_with_images(&["test-guests"], dir), reason);
+/// Boots `board`'s `test-guests` table with images from `dir`, expects
+/// the boot to be refused with `reason`, before any VM was created.
+fn assert_refused(board: &Board, dir: &Path, reason: &str) {
+    assert_refused_boot(boot_with_images(board, &["test-guests"], dir), reason);
 }
 
 /// Expects a boot refused with `reason` before any VM was created.
@@ -158,68 +166,65 @@ fn assert_refused_boot(outcome: Outcome, reason: &str) {
     assert_eq!(outcome.status, EXIT_BOOT_REFUSED, "{console}");
 }
 
-#[test]
-fn a_missing_image_refuses_the_boot() {
-    let dir = image_copy("missing");
+fn a_missing_image_refuses_the_boot(board: &Board) {
+    let dir = image_copy(board, "missing");
     std::fs::remove_file(dir.join("mmio")).unwrap();
     assert_refused(
+        board,
         &dir,
         "VM 'mmio': image 'mmio' is missing (no zImage header at its address)",
     );
 }
 
-#[test]
-fn the_wrong_guest_in_a_slot_refuses_the_boot() {
-    let dir = image_copy("wrong-guest");
+fn the_wrong_guest_in_a_slot_refuses_the_boot(board: &Board) {
+    let dir = image_copy(board, "wrong-guest");
     std::fs::copy(dir.join("hypercall"), dir.join("mmio")).unwrap();
     assert_refused(
+        board,
         &dir,
         "VM 'mmio': image 'mmio' is a different test guest than the table names",
     );
 }
 
-#[test]
-fn a_malformed_header_refuses_the_boot() {
-    let dir = image_copy("malformed");
+fn a_malformed_header_refuses_the_boot(board: &Board) {
+    let dir = image_copy(board, "malformed");
     let mut bytes = header("exceptions", 0x1000);
     bytes[0x30..0x34].copy_from_slice(&0x0102_0304u32.to_le_bytes()); // big-endian
     std::fs::write(dir.join("exceptions"), bytes).unwrap();
     assert_refused(
+        board,
         &dir,
         "VM 'exceptions': image 'exceptions' is malformed (its zImage header makes no sense)",
     );
 }
 
-#[test]
-fn an_image_larger_than_its_ram_refuses_the_boot() {
-    let dir = image_copy("too-large");
+fn an_image_larger_than_its_ram_refuses_the_boot(board: &Board) {
+    let dir = image_copy(board, "too-large");
     std::fs::write(dir.join("hypercall"), header("hypercall", 0x30_0000)).unwrap();
     assert_refused(
+        board,
         &dir,
         "VM 'hypercall': image 'hypercall' is 3145728 bytes but only 2097152 bytes of RAM remain at its load offset",
     );
 }
 
-#[test]
-fn overlapping_ram_refuses_the_boot() {
+fn overlapping_ram_refuses_the_boot(board: &Board) {
     assert_refused_boot(
-        boot(&["test-bad-ram-overlap"]),
+        boot(board, &["test-bad-ram-overlap"]),
         "VM 'second': RAM overlaps the RAM of VM 'first'",
     );
 }
 
-#[test]
-fn misaligned_ram_refuses_the_boot() {
+fn misaligned_ram_refuses_the_boot(board: &Board) {
     assert_refused_boot(
-        boot(&["test-bad-ram-misaligned"]),
+        boot(board, &["test-bad-ram-misaligned"]),
         "VM 'misaligned': RAM base and size must be multiples of 0x200000",
     );
 }
 
-#[test]
-fn a_device_claimed_twice_refuses_the_boot() {
+fn a_device_claimed_twice_refuses_the_boot(board: &Board) {
     assert_refused_boot(
-        boot(&["test-bad-device-twice"]),
+        boot(board, &["test-bad-device-twice"]),
         "VM 'greedy': device 'pl011' is claimed twice",
     );
 }
@@ -227,10 +232,9 @@ fn a_device_claimed_twice_refuses_the_boot() {
 /// Nine VMs: more than the hypervisor has VMs' tables and console ports
 /// for (8; VMIDs would allow 255). The board does not build, and the
 /// compiler's message names the problem.
-#[test]
-fn more_vms_than_supported_refuses_the_build() {
-    let errors =
-        try_board_image(&["test-too-many-vms"]).expect_err("a board with nine VMs must not build");
+fn more_vms_than_supported_refuses_the_build(board: &Board) {
+    let errors = try_board_image(board, &["test-too-many-vms"])
+        .expect_err("a board with nine VMs must not build");
     assert!(
         errors.contains(
             "the board's VM table has more VMs than Capvisor supports (hyp::config::MAX_VMS)"

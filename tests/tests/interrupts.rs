@@ -7,7 +7,8 @@
 //! interrupt, and the focus moves with Ctrl-] n.
 
 use capvisor_tests::{
-    assert_console_has, assert_console_lacks, boot, counter, start, vm_status_line,
+    assert_console_has, assert_console_lacks, boot, counter, per_board, start, vm_status_line,
+    Board,
 };
 use std::time::Duration;
 
@@ -15,9 +16,14 @@ const EXIT_SUCCESS: i32 = 0;
 /// Generous: each step takes well under a second.
 const STEP: Duration = Duration::from_secs(20);
 
-#[test]
-fn timer_interrupts_arrive_on_time_and_a_gic_sweep_is_contained() {
-    let outcome = boot(&["test-interrupts"]);
+per_board!(
+    timer_interrupts_arrive_on_time_and_a_gic_sweep_is_contained,
+    cpu_bound_vms_share_fairly_and_a_sleeping_vm_takes_no_slices,
+    console_input_reaches_the_focused_vm_and_the_focus_moves,
+);
+
+fn timer_interrupts_arrive_on_time_and_a_gic_sweep_is_contained(board: &Board) {
+    let outcome = boot(board, &["test-interrupts"]);
     let console = &outcome.transcript;
     assert_console_lacks(console, "FAIL");
     assert_console_lacks(console, "Hyp-mode exception");
@@ -33,9 +39,8 @@ fn timer_interrupts_arrive_on_time_and_a_gic_sweep_is_contained() {
     assert_eq!(outcome.status, EXIT_SUCCESS, "{console}");
 }
 
-#[test]
-fn cpu_bound_vms_share_fairly_and_a_sleeping_vm_takes_no_slices() {
-    let outcome = boot(&["test-scheduling"]);
+fn cpu_bound_vms_share_fairly_and_a_sleeping_vm_takes_no_slices(board: &Board) {
+    let outcome = boot(board, &["test-scheduling"]);
     let console = &outcome.transcript;
     let iterations = |vm: &str| -> u64 {
         let needle = format!("{vm}: ");
@@ -65,9 +70,8 @@ fn cpu_bound_vms_share_fairly_and_a_sleeping_vm_takes_no_slices() {
     assert_eq!(outcome.status, EXIT_SUCCESS, "{console}");
 }
 
-#[test]
-fn console_input_reaches_the_focused_vm_and_the_focus_moves() {
-    let mut session = start(&["test-console"]);
+fn console_input_reaches_the_focused_vm_and_the_focus_moves(board: &Board) {
+    let mut session = start(board, &["test-console"]);
     let step = |session: &mut capvisor_runner::Session, send: &str, expect: &str| {
         if !send.is_empty() {
             session.send(send).expect("QEMU takes input");

@@ -8,7 +8,7 @@
 //! apt, cached under target/linux).
 
 use capvisor_runner::Session;
-use capvisor_tests::{counter, linux_images, start_with_images, vm_status_line};
+use capvisor_tests::{counter, linux_images, per_board, start_with_images, vm_status_line, Board};
 use std::time::Duration;
 
 /// Generous: Linux boots in a few seconds under TCG.
@@ -47,8 +47,8 @@ fn type_command(session: &mut Session, command: &str) {
     session.send(command).expect("QEMU takes input");
 }
 
-fn boot_linux() -> Session {
-    let mut session = start_with_images(&["linux"], &linux_images());
+fn boot_linux(board: &Board) -> Session {
+    let mut session = start_with_images(board, &["linux"], &linux_images());
     if let Err(error) = session.expect(MARKER, BOOT) {
         panic!("Linux did not reach its initramfs: {error}");
     }
@@ -68,9 +68,14 @@ fn interrupts(session: &mut Session, name: &str) -> u64 {
         .unwrap_or_else(|| panic!("no count in {line:?}"))
 }
 
-#[test]
-fn linux_boots_runs_commands_and_powers_off() {
-    let mut session = boot_linux();
+per_board!(
+    linux_boots_runs_commands_and_powers_off,
+    an_abort_at_an_unassigned_address_is_linuxs_to_handle,
+    reboot_restarts_linux,
+);
+
+fn linux_boots_runs_commands_and_powers_off(board: &Board) {
+    let mut session = boot_linux(board);
     run(&mut session, "echo capvisor-$((6 * 7))\n", "capvisor-42");
     run(&mut session, "uname -m\n", "armv7l");
     run(&mut session, "cat /proc/cpuinfo\n", "ARMv7");
@@ -104,9 +109,8 @@ fn linux_boots_runs_commands_and_powers_off() {
     assert_eq!(status, 0, "{transcript}");
 }
 
-#[test]
-fn an_abort_at_an_unassigned_address_is_linuxs_to_handle() {
-    let mut session = boot_linux();
+fn an_abort_at_an_unassigned_address_is_linuxs_to_handle(board: &Board) {
+    let mut session = boot_linux(board);
     // Nothing is behind guest-physical 0x0a000000: the hypervisor injects
     // an external abort, Linux's own fault handler reports it and kills
     // the reader with SIGBUS, and the shell carries on.
@@ -122,9 +126,8 @@ fn an_abort_at_an_unassigned_address_is_linuxs_to_handle() {
     assert_eq!(session.wait_exit(COMMAND).expect("QEMU exits"), 0);
 }
 
-#[test]
-fn reboot_restarts_linux() {
-    let mut session = boot_linux();
+fn reboot_restarts_linux(board: &Board) {
+    let mut session = boot_linux(board);
     type_command(&mut session, "reboot -f\n");
     if let Err(error) = session.expect(MARKER, BOOT) {
         panic!("Linux did not come back after reboot: {error}");

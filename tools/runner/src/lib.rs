@@ -34,6 +34,8 @@ use std::time::{Duration, Instant};
 pub struct Board {
     /// The board's name in this tree (`boards/<name>`).
     pub name: &'static str,
+    /// The board's cargo package, whose binary is the hypervisor image.
+    pub package: &'static str,
     /// QEMU `-M` value.
     pub machine: &'static str,
     /// QEMU `-cpu` value.
@@ -46,13 +48,28 @@ pub struct Board {
 }
 
 /// Every board the runner knows.
-pub const BOARDS: [Board; 1] = [Board {
-    name: "integrator-cp",
-    machine: "integratorcp",
-    cpu: "cortex-a15",
-    memory_mib: 1024,
-    staging: (0xb000_0000, 0x0100_0000),
-}];
+pub const BOARDS: [Board; 2] = [
+    Board {
+        name: "integrator-cp",
+        package: "capvisor-integrator-cp",
+        machine: "integratorcp",
+        cpu: "cortex-a15",
+        memory_mib: 1024,
+        staging: (0xb000_0000, 0x0100_0000),
+    },
+    // RAM at 0x4000_0000 (1 GiB); the staging slots are its last 256 MiB.
+    // A GICv2 with the virtualization interfaces (GICH, GICV) needs
+    // `virtualization=on` (which also starts the CPU in Hyp mode) and
+    // `gic-version=2`.
+    Board {
+        name: "qemu-virt",
+        package: "capvisor-qemu-virt",
+        machine: "virt,virtualization=on,gic-version=2",
+        cpu: "cortex-a15",
+        memory_mib: 1024,
+        staging: (0x7000_0000, 0x0100_0000),
+    },
+];
 
 impl Board {
     /// The board's image slot table, `boards/<name>/images.txt`.
@@ -251,8 +268,9 @@ impl QemuCommand {
     }
 
     /// Checks that the files exist and builds the process. QEMU's audio
-    /// backend is turned off (the Integrator/CP has a sound device and
-    /// would otherwise complain on machines without sound).
+    /// backend is turned off, whatever the board: a board with a sound
+    /// device (the Integrator/CP has one) would otherwise complain on
+    /// machines without sound, and on the others it changes nothing.
     pub fn to_command(&self, mode: ConsoleMode) -> Result<Command, RunError> {
         check_file(&self.kernel, "hypervisor image")?;
         for loader in &self.loaders {
@@ -749,11 +767,64 @@ mod tests {
     }
 
     #[test]
+    fn qemu_virt_command_line() {
+        let virt = board("qemu-virt").unwrap();
+        assert_eq!(virt.package, "capvisor-qemu-virt");
+        assert_eq!(virt.staging, (0x7000_0000, 0x0100_0000));
+        assert!(
+            virt.images_table().ends_with("boards/qemu-virt/images.txt"),
+            "{}",
+            virt.images_table().display()
+        );
+        let mut command = QemuCommand::new(virt, "/tmp/k.elf");
+        command
+            .loaders
+            .push(Loader::parse("hello@0x70000000").unwrap());
+        assert_eq!(
+            command.args(ConsoleMode::Captured),
+            [
+                "-M",
+                "virt,virtualization=on,gic-version=2",
+                "-cpu",
+                "cortex-a15",
+                "-m",
+                "1024",
+                "-kernel",
+                "/tmp/k.elf",
+                "-semihosting-config",
+                "enable=on,target=native",
+                "-no-reboot",
+                "-display",
+                "none",
+                "-serial",
+                "stdio",
+                "-monitor",
+                "none",
+                "-device",
+                "loader,file=hello,addr=0x70000000,force-raw=on"
+            ]
+        );
+    }
+
+    #[test]
+    fn every_board_has_its_package_and_a_distinct_name() {
+        for known in &BOARDS {
+            assert_eq!(known.package, format!("capvisor-{}", known.name));
+            assert_eq!(board(known.name).unwrap(), *known);
+        }
+        let mut names: Vec<_> = BOARDS.iter().map(|known| known.name).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), BOARDS.len());
+        assert_eq!(integrator().package, "capvisor-integrator-cp");
+    }
+
+    #[test]
     fn unknown_board_lists_known_ones() {
         let error = board("pdp11").unwrap_err();
         assert_eq!(
             error.to_string(),
-            "unknown board \"pdp11\" (known boards: integrator-cp)"
+            "unknown board \"pdp11\" (known boards: integrator-cp, qemu-virt)"
         );
     }
 

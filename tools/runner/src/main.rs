@@ -9,15 +9,21 @@
 
 use capvisor_runner::{
     board, parse_number, run_interactive, ConsoleMode, Loader, QemuCommand, RunError, Session,
+    BOARDS,
 };
 use std::time::Duration;
 
+/// The board `--board` defaults to (the root Makefile's `BOARD`).
+const DEFAULT_BOARD: &str = "integrator-cp";
+
+/// The usage text; `{boards}` stands for the runner's known boards and
+/// `{default}` for [`DEFAULT_BOARD`].
 const USAGE: &str = "\
 usage: capvisor-run [--board NAME] --kernel ELF [--loader FILE@ADDR]... [--guest-images DIR] [--icount]
                     [--debug [--gdb-port N]] [--print-command]
                     [--timeout SECS] [--expect TEXT]... [--expect-exit N]
 
-  --board NAME       board to emulate (default integrator-cp)
+  --board NAME       board to emulate: {boards} (default {default})
   --kernel ELF       the Capvisor image
   --loader FILE@ADDR place FILE at physical ADDR before boot (repeatable)
   --guest-images DIR place each image of the board's images.txt found in DIR at its slot (repeatable)
@@ -28,6 +34,14 @@ usage: capvisor-run [--board NAME] --kernel ELF [--loader FILE@ADDR]... [--guest
   --timeout SECS     batch mode: fail if QEMU runs longer (default 60)
   --expect TEXT      batch mode: TEXT must appear on the console (repeatable, in order)
   --expect-exit N    batch mode: required exit status (default 0)";
+
+/// [`USAGE`] with the known boards and the default filled in.
+fn usage() -> String {
+    let boards: Vec<_> = BOARDS.iter().map(|board| board.name).collect();
+    USAGE
+        .replace("{boards}", &boards.join(", "))
+        .replace("{default}", DEFAULT_BOARD)
+}
 
 #[derive(Debug, Default)]
 struct Options {
@@ -49,7 +63,7 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Options, RunError> {
     while let Some(flag) = args.next() {
         let mut value = |name: &str| {
             args.next()
-                .ok_or_else(|| RunError::Usage(format!("{name} needs a value\n{USAGE}")))
+                .ok_or_else(|| RunError::Usage(format!("{name} needs a value\n{}", usage())))
         };
         let number = |text: String, name: &str| {
             parse_number(&text)
@@ -75,10 +89,11 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Options, RunError> {
                 let status = number(value("--expect-exit")?, "--expect-exit")?;
                 options.expect_exit = Some(status as i32);
             }
-            "-h" | "--help" => return Err(RunError::Usage(USAGE.to_string())),
+            "-h" | "--help" => return Err(RunError::Usage(usage())),
             other => {
                 return Err(RunError::Usage(format!(
-                    "unknown option {other:?}\n{USAGE}"
+                    "unknown option {other:?}\n{}",
+                    usage()
                 )))
             }
         }
@@ -87,10 +102,10 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Options, RunError> {
 }
 
 fn run(options: Options) -> Result<i32, RunError> {
-    let board = board(options.board.as_deref().unwrap_or("integrator-cp"))?;
+    let board = board(options.board.as_deref().unwrap_or(DEFAULT_BOARD))?;
     let kernel = options
         .kernel
-        .ok_or_else(|| RunError::Usage(format!("--kernel is required\n{USAGE}")))?;
+        .ok_or_else(|| RunError::Usage(format!("--kernel is required\n{}", usage())))?;
     let mut command = QemuCommand::new(board, &kernel);
     command.loaders = options.loaders;
     for dir in &options.guest_images {
@@ -147,8 +162,8 @@ fn main() {
     let result = parse(std::env::args().skip(1)).and_then(run);
     match result {
         Ok(status) => std::process::exit(status),
-        Err(RunError::Usage(text)) if text == USAGE => {
-            println!("{USAGE}");
+        Err(RunError::Usage(text)) if text == usage() => {
+            println!("{text}");
         }
         Err(error) => {
             eprintln!("capvisor-run: {error}");
