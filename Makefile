@@ -11,7 +11,7 @@ TARGET := armv7a-none-eabi
 # Crates that run on the host (unit tests) and those built for the target.
 UNIT_CRATES := -p hyp -p armv7a -p integrator-cp -p pl011 -p gicv2 -p qemu-virt -p capsules -p capvisor-runner
 HOST_CRATES := $(UNIT_CRATES) -p capvisor-tests
-TARGET_CRATES := -p hyp -p armv7a -p integrator-cp -p pl011 -p gicv2 -p qemu-virt -p capsules -p components -p capvisor-integrator-cp -p capvisor-test-guests
+TARGET_CRATES := -p hyp -p armv7a -p integrator-cp -p pl011 -p gicv2 -p qemu-virt -p capsules -p components -p capvisor-integrator-cp -p capvisor-qemu-virt -p capvisor-test-guests
 
 .PHONY: all setup program debug build test fmt-check lint unit-test qemu-test bench fuzz clean
 
@@ -40,7 +40,7 @@ lint: setup
 	cargo clippy --locked $(HOST_CRATES) --all-targets -- -D warnings
 	cargo clippy --locked $(TARGET_CRATES) --target $(TARGET) -- -D warnings
 	for features in test-guests test-fault-policy test-interrupts test-scheduling test-console test-hello test-hostile test-bad-ram-overlap test-bad-ram-misaligned test-bad-device-twice linux bench test-fault-unmapped test-panic test-uncovered-layout; do \
-		cargo clippy --locked -p capvisor-integrator-cp --target $(TARGET) --features $$features -- -D warnings || exit 1; \
+		cargo clippy --locked -p capvisor-integrator-cp -p capvisor-qemu-virt --target $(TARGET) --features $$features -- -D warnings || exit 1; \
 	done
 
 unit-test: setup

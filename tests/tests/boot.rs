@@ -215,7 +215,7 @@ fn panic_prints_message_and_location_and_fails(board: &Board) {
     );
     assert_console_has(
         console,
-        &format!("capvisor: panicked at boards/{}/src/main.rs:", board.name),
+        "capvisor: panicked at boards/components/src/boot.rs:",
     );
     assert_eq!(outcome.status, EXIT_FATAL, "{console}");
 }
@@ -247,4 +247,25 @@ fn uncovered_layout_stops_boot_naming_the_range(board: &Board) {
     assert_console_lacks(console, "Hyp MMU on");
     assert_console_lacks(console, "coverage check passed");
     assert_eq!(outcome.status, EXIT_BOOT_REFUSED, "{console}");
+}
+
+/// The second board, QEMU virt with the GIC's virtualization interface:
+/// the device-tree check, the GIC and two VMs taking turns, whose guest
+/// CPU interfaces are the GIC's own (GICV, mapped by stage 2).
+#[test]
+fn qemu_virt_checks_its_machine_and_runs_two_vms() {
+    let board = capvisor_runner::board("qemu-virt").expect("the runner knows qemu-virt");
+    let outcome = capvisor_tests::boot(&board, &["test-hello"]);
+    let console = &outcome.transcript;
+    for line in [
+        "capvisor: board: qemu-virt (QEMU virt, GICv2 with virtualization)",
+        "capvisor: machine: 1 GiB RAM at 0x40000000, 1 CPU(s), GICv2 at 0x08000000 with virtualization, PSCI by SMC",
+        "capvisor: GIC: 288 interrupt lines, 4 list registers; guest CPU interfaces are GICV at 0x08040000",
+        "hello from VM 1 ('hello-1'), round 3 of 3",
+        "[hello-2] hello from VM 2 ('hello-2'), round 3 of 3",
+        "capvisor: 2 of 2 VMs passed",
+    ] {
+        assert_console_has(console, line);
+    }
+    assert_eq!(outcome.status, 0, "{console}");
 }

@@ -88,7 +88,13 @@ static GICV_WINDOW: [(DeviceClaim, GuestMapping); 1] = [(
 pub extern "C" fn capvisor_main() -> ! {
     // SAFETY: the PL011 is in the Hyp map ("uart0") and only the console
     // uses it.
-    unsafe { io::set_console(qemu_virt::UART0_BASE, qemu_virt::UART_CLOCK_HZ, CONSOLE_BAUD) };
+    unsafe {
+        io::set_console(
+            qemu_virt::UART0_BASE,
+            qemu_virt::UART_CLOCK_HZ,
+            CONSOLE_BAUD,
+        )
+    };
     boot::banner("qemu-virt (QEMU virt, GICv2 with virtualization)");
     check_machine();
     boot::check_cpu();

@@ -629,7 +629,11 @@ mod tests {
 
     #[test]
     fn the_timer_is_masked_until_the_guest_ends_it_and_the_mask_follows_the_vm() {
-        let (console, gich, host) = (Recorder::default(), FakeGich::default(), FakeHost::default());
+        let (console, gich, host) = (
+            Recorder::default(),
+            FakeGich::default(),
+            FakeHost::default(),
+        );
         let uart = VirtualUart::new(&console);
         let gic = VirtualGic::new();
         let backend = GicV2Backend::new(&gic, &uart, &gich, &host);
@@ -649,7 +653,10 @@ mod tests {
         backend.switch_out();
         assert!(host.is_enabled(PHYSICAL_TIMER_INTERRUPT));
         assert!(gich.ids().is_empty() && !gich.on.get());
-        assert!(!backend.physical_interrupt(PHYSICAL_TIMER_INTERRUPT), "not loaded");
+        assert!(
+            !backend.physical_interrupt(PHYSICAL_TIMER_INTERRUPT),
+            "not loaded"
+        );
         backend.switch_in();
         assert!(!host.is_enabled(PHYSICAL_TIMER_INTERRUPT));
         assert_eq!(gich.entry(0).state, EntryState::Active);
@@ -659,7 +666,10 @@ mod tests {
         entry(&backend);
         assert!(gich.ids().is_empty());
         assert!(host.is_enabled(PHYSICAL_TIMER_INTERRUPT));
-        assert_eq!(gic.distributor().read(0x200, Word).map(|w| w >> 27 & 1), Ok(0));
+        assert_eq!(
+            gic.distributor().read(0x200, Word).map(|w| w >> 27 & 1),
+            Ok(0)
+        );
     }
 
     #[test]
@@ -725,7 +735,10 @@ mod tests {
         backend.physical_interrupt(PHYSICAL_TIMER_INTERRUPT);
         backend.reset();
         assert!(gich.ids().is_empty());
-        assert!(host.is_enabled(PHYSICAL_TIMER_INTERRUPT), "the mask is lifted");
+        assert!(
+            host.is_enabled(PHYSICAL_TIMER_INTERRUPT),
+            "the mask is lifted"
+        );
         assert_eq!(gicd.read(0x000, Word), Ok(0), "distributor reset");
     }
 }

@@ -77,8 +77,10 @@ pub fn virtual_timer_compare() -> u64 {
 pub struct HypTimerAlarm;
 
 /// CNTHP_CTL.ENABLE.
+#[cfg(target_arch = "arm")]
 const CNTHP_ENABLE: u32 = 1 << 0;
 /// CNTHP_CTL.ISTATUS: the condition is met.
+#[cfg(target_arch = "arm")]
 const CNTHP_ISTATUS: u32 = 1 << 2;
 
 #[cfg(target_arch = "arm")]

@@ -139,13 +139,12 @@ impl CpuInterface {
         let regs = &*self.registers;
         regs.pmr.set(DEFAULT_PRIORITY_MASK as u32);
         regs.bpr.set(0);
-        regs.ctlr
-            .write(
-                GICC_CTLR::ENABLE::SET
-                    + GICC_CTLR::ENABLE_GROUP1::SET
-                    + GICC_CTLR::ACK_CTL::SET
-                    + GICC_CTLR::EOI_MODE.val(split_eoi as u32),
-            );
+        regs.ctlr.write(
+            GICC_CTLR::ENABLE::SET
+                + GICC_CTLR::ENABLE_GROUP1::SET
+                + GICC_CTLR::ACK_CTL::SET
+                + GICC_CTLR::EOI_MODE.val(split_eoi as u32),
+        );
     }
 
     /// Acknowledges the highest priority pending interrupt (reads GICC_IAR,

@@ -72,11 +72,11 @@ pub const BOARDS: [Board; 2] = [
 ];
 
 impl Board {
-    /// The board's image slot table, `boards/<name>/images.txt`.
+    /// The image slot table every board shares, `boards/components/images.txt`.
     pub fn images_table(&self) -> PathBuf {
         Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("../../boards")
-            .join(self.name)
+            .join("components")
             .join("images.txt")
     }
 
@@ -772,7 +772,8 @@ mod tests {
         assert_eq!(virt.package, "capvisor-qemu-virt");
         assert_eq!(virt.staging, (0x7000_0000, 0x0100_0000));
         assert!(
-            virt.images_table().ends_with("boards/qemu-virt/images.txt"),
+            virt.images_table()
+                .ends_with("boards/components/images.txt"),
             "{}",
             virt.images_table().display()
         );
