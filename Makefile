@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT OR Apache-2.0
 # Capvisor's front end. On a fresh machine:
 #   make program   build the default board and run it in QEMU (Ctrl-A x quits):
 #                  Linux with a shell on the console, and a second small VM
@@ -56,33 +57,33 @@ test: setup fmt-check lint unit-test qemu-test
 	@echo "make test: all checks passed"
 
 # Trap-path micro-benchmarks in exact instruction counts (QEMU -icount),
-# run by the bench guest; writes BENCHMARKS.md.
+# run by the bench guest on every board, and Linux's boot under Capvisor
+# on every board against the same kernel, initramfs and device tree
+# natively on QEMU virt (the initramfs powers off at once); writes
+# BENCHMARKS.md with the boards side by side.
+BENCH_BOARDS := integrator-cp qemu-virt
 BENCH_DIR := target/bench
-BENCH_ELF := $(BENCH_DIR)/$(TARGET)/release/capvisor-integrator-cp
 GUEST_DIR := target/$(TARGET)/release
 RUNNER := cargo run --quiet --locked --release -p capvisor-runner --bin capvisor-run --
-# The Linux boot comparison: the same kernel, initramfs and device tree
-# under Capvisor and natively on QEMU virt; the initramfs powers off at once.
 LINUX_BENCH_ARGS := console=ttyAMA0 capvisor-bench
-LINUX_BENCH_DIR := target/bench-linux
-LINUX_BENCH_ELF := $(LINUX_BENCH_DIR)/$(TARGET)/release/capvisor-integrator-cp
 bench: setup
 	cargo build --locked --release -p capvisor-test-guests --target $(TARGET)
-	cargo build --locked --release -p capvisor-integrator-cp --target $(TARGET) --features bench --target-dir $(BENCH_DIR)
-	$(RUNNER) --board integrator-cp --kernel $(BENCH_ELF) --guest-images $(GUEST_DIR) --icount --timeout 300 \
-		--expect "bench: done" 2> $(BENCH_DIR)/console.txt \
-		|| (cat $(BENCH_DIR)/console.txt; exit 1)
 	tools/linux-images.sh target/linux
-	CAPVISOR_BOOTARGS="$(LINUX_BENCH_ARGS)" cargo build --locked --release -p capvisor-integrator-cp --target $(TARGET) --features linux --target-dir $(LINUX_BENCH_DIR)
-	$(RUNNER) --board integrator-cp --kernel $(LINUX_BENCH_ELF) --guest-images target/linux --icount --timeout 900 \
-		--expect "capvisor: 1 of 1 VMs passed" 2> $(BENCH_DIR)/linux-capvisor.txt \
-		|| (cat $(BENCH_DIR)/linux-capvisor.txt; exit 1)
+	for board in $(BENCH_BOARDS); do \
+		dir=$(BENCH_DIR)/$$board; mkdir -p $$dir; \
+		cargo build --locked --release -p capvisor-$$board --target $(TARGET) --features bench --target-dir $$dir/trap || exit 1; \
+		$(RUNNER) --board $$board --kernel $$dir/trap/$(TARGET)/release/capvisor-$$board --guest-images $(GUEST_DIR) --icount --timeout 300 \
+			--expect "bench: done" 2> $$dir/console.txt || { cat $$dir/console.txt; exit 1; }; \
+		CAPVISOR_BOOTARGS="$(LINUX_BENCH_ARGS)" cargo build --locked --release -p capvisor-$$board --target $(TARGET) --features linux --target-dir $$dir/linux || exit 1; \
+		$(RUNNER) --board $$board --kernel $$dir/linux/$(TARGET)/release/capvisor-$$board --guest-images target/linux --icount --timeout 900 \
+			--expect "capvisor: 1 of 1 VMs passed" 2> $$dir/linux-capvisor.txt || { cat $$dir/linux-capvisor.txt; exit 1; }; \
+	done
 	cargo run --quiet --locked --release -p capvisor-runner --bin capvisor-dtb -- $(BENCH_DIR)/linux.dtb 256 "$(LINUX_BENCH_ARGS)"
 	timeout 900 qemu-system-arm -M virt -cpu cortex-a15 -m 256 -icount shift=0 -display none -monitor none \
 		-serial stdio -no-reboot -kernel target/linux/linux-zImage -initrd target/linux/initrd.cpio.gz \
 		-dtb $(BENCH_DIR)/linux.dtb -append "$(LINUX_BENCH_ARGS)" < /dev/null > $(BENCH_DIR)/linux-native.txt 2>&1 \
 		|| (cat $(BENCH_DIR)/linux-native.txt; exit 1)
-	tools/bench-report.sh $(BENCH_DIR)/console.txt $(BENCH_DIR)/linux-capvisor.txt $(BENCH_DIR)/linux-native.txt > BENCHMARKS.md
+	tools/bench-report.sh $(BENCH_DIR) $(BENCH_BOARDS) > BENCHMARKS.md
 	@cat BENCHMARKS.md
 
 # Fuzzing (cargo fuzz, libFuzzer) of trap decoding, the virtual devices'

@@ -1,25 +1,32 @@
 #!/usr/bin/env bash
-# Turns the console of a `bench` run (argument 1, under -icount) and of the
-# Linux boots under Capvisor (argument 2) and natively (argument 3), all
-# under -icount, into BENCHMARKS.md on stdout.
+# SPDX-License-Identifier: MIT OR Apache-2.0
+# Writes BENCHMARKS.md (on stdout) from `make bench`'s consoles: for each
+# board named after DIR, DIR/BOARD/console.txt (the bench guest under
+# -icount) and DIR/BOARD/linux-capvisor.txt (Linux booted under Capvisor),
+# and DIR/linux-native.txt (the same Linux natively on QEMU virt).
+#   tools/bench-report.sh DIR BOARD...
 set -euo pipefail
-console="$1"
-linux_capvisor="$2"
-linux_native="$3"
-if ! grep -q '^bench: done' "$console"; then
-    echo "bench-report: the benchmark run did not finish; console follows" >&2
-    cat "$console" >&2
-    exit 1
-fi
+dir="$1"
+shift
+boards=("$@")
+linux_native="$dir/linux-native.txt"
+for board in "${boards[@]}"; do
+    if ! grep -q '^bench: done' "$dir/$board/console.txt"; then
+        echo "bench-report: the benchmark run on $board did not finish; console follows" >&2
+        cat "$dir/$board/console.txt" >&2
+        exit 1
+    fi
+done
 cat <<'HEAD'
 # Benchmarks
 
-Instruction counts of Capvisor's trap paths on QEMU Integrator/CP
-(Cortex-A15), measured by the bench guest (`tests/guests/src/bin/bench.rs`)
-with the cycle counter PMCCNTR under `-icount shift=0`, where it advances
-one per instruction executed in the guest and in Hyp mode. The figures are
-exact and reproducible; each is the minimum and the mean over 100 runs,
-less the cost of the two counter reads (the baseline row).
+Instruction counts of Capvisor's trap paths on each board (both a
+Cortex-A15 under QEMU), measured by the bench guest
+(`tests/guests/src/bin/bench.rs`) with the cycle counter PMCCNTR under
+`-icount shift=0`, where it advances one per instruction executed in the
+guest and in Hyp mode. The figures are exact and reproducible; each is the
+minimum and the mean over the runs, less the cost of the two counter reads
+(the baseline row).
 
 Made by:
 
@@ -28,59 +35,104 @@ make bench
 ```
 
 HEAD
-sed -n 's/^bench: \(|.*\)$/\1/p' "$console" | tr -d '\r'
-# VM switch under preemption: both VMs spun reading PMCCNTR, the CPU's one
-# counter, and printed each gap in their readings as "bench: main|peer gap
-# BEFORE AFTER". A main gap brackets a peer turn: the switch into the peer
-# is the peer's first reading after its own gap less the main VM's last
-# reading, the switch back the main VM's next reading less the peer's last
-# reading. One loop iteration (9 instructions) is subtracted from each.
-tr -d '\r' < "$console" | sed -n 's/^\(\[bench-peer\] \)\{0,1\}bench: \(main\|peer\) gap \([0-9]*\) \([0-9]*\)$/\2 \3 \4/p' | awk '
-    $1 == "main" { ms[++m] = $2; me[m] = $3 }
-    $1 == "peer" { ps[++p] = $2; pe[p] = $3 }
-    END {
-        n = 0; total = 0; min = -1
-        for (i = 1; i <= m; i++) {
-            for (j = 1; j <= p; j++) {
-                if (pe[j] > ms[i] && pe[j] < me[i]) { d = pe[j] - ms[i] - 9; n++; total += d; if (min < 0 || d < min) min = d }
-                if (ps[j] > ms[i] && ps[j] < me[i]) { d = me[i] - ps[j] - 9; n++; total += d; if (min < 0 || d < min) min = d }
+# One table, the boards side by side: each board's rows, plus the VM
+# switch under preemption computed from its gap lines.
+rows() {
+    local console="$1"
+    sed -n 's/^bench: \(|.*\)$/\1/p' "$console" | tr -d '\r' | tail -n +3
+    preemption "$console"
+}
+preemption() {
+    # VM switch under preemption: both VMs spun reading PMCCNTR, the CPU's one
+    # counter, and printed each gap in their readings as "bench: main|peer gap
+    # BEFORE AFTER". A main gap brackets a peer turn: the switch into the peer
+    # is the peer's first reading after its own gap less the main VM's last
+    # reading, the switch back the main VM's next reading less the peer's last
+    # reading. One loop iteration (9 instructions) is subtracted from each.
+    tr -d '\r' < "$1" | sed -n 's/^\(\[bench-peer\] \)\{0,1\}bench: \(main\|peer\) gap \([0-9]*\) \([0-9]*\)$/\2 \3 \4/p' | awk '
+        $1 == "main" { ms[++m] = $2; me[m] = $3 }
+        $1 == "peer" { ps[++p] = $2; pe[p] = $3 }
+        END {
+            n = 0; total = 0; min = -1
+            for (i = 1; i <= m; i++) {
+                for (j = 1; j <= p; j++) {
+                    if (pe[j] > ms[i] && pe[j] < me[i]) { d = pe[j] - ms[i] - 9; n++; total += d; if (min < 0 || d < min) min = d }
+                    if (ps[j] > ms[i] && ps[j] < me[i]) { d = me[i] - ps[j] - 9; n++; total += d; if (min < 0 || d < min) min = d }
+                }
             }
+            if (n == 0) { print "bench-report: no VM switch under preemption measured" > "/dev/stderr"; exit 1 }
+            printf "| VM switch under preemption (slice end to the other VM) | %d | %d | %d |\n", min, total / n, n
+        }'
+
+}
+header="| operation |"
+rule="|---|"
+for board in "${boards[@]}"; do
+    header="$header $board min | mean | runs |"
+    rule="$rule---:|---:|---:|"
+done
+echo "$header"
+echo "$rule"
+for board in "${boards[@]}"; do
+    rows "$dir/$board/console.txt" | sed "s/^/$board/"
+done | awk -F'|' -v boards="${boards[*]}" '
+    {
+        board = $1; name = $2; gsub(/^ +| +$/, "", name)
+        if (!(name in seen)) { seen[name] = 1; order[++n] = name }
+        value[name, board] = sprintf(" %s | %s | %s |", trim($3), trim($4), trim($5))
+    }
+    function trim(s) { gsub(/^ +| +$/, "", s); return s }
+    END {
+        count = split(boards, list, " ")
+        for (i = 1; i <= n; i++) {
+            line = "| " order[i] " |"
+            for (b = 1; b <= count; b++) {
+                cell = value[order[i], list[b]]
+                line = line (cell == "" ? " - | - | - |" : cell)
+            }
+            print line
         }
-        if (n == 0) { print "bench-report: no VM switch under preemption measured" > "/dev/stderr"; exit 1 }
-        printf "| VM switch under preemption (slice end to the other VM) | %d | %d | %d |\n", min, total / n, n
     }'
 # Linux: the kernel's own timestamp of "Run /init" (its counter, which
 # under -icount shift=0 advances 1 ns per instruction executed).
 init_time() {
     tr -d '\r' < "$1" | sed -n 's/^\[ *\([0-9]*\.[0-9]*\)\] Run \/init as init process$/\1/p' | head -n 1
 }
-capvisor_init=$(init_time "$linux_capvisor")
 native_init=$(init_time "$linux_native")
-if [ -z "$capvisor_init" ] || [ -z "$native_init" ]; then
-    echo "bench-report: no 'Run /init' line in the Linux consoles" >&2
+if [ -z "$native_init" ]; then
+    echo "bench-report: no 'Run /init' line in the native Linux console" >&2
     exit 1
 fi
-exits=$(tr -d '\r' < "$linux_capvisor" | sed -n "s/^capvisor:   VM 1 'linux': [^;]*; exits \(.*\)$/\1/p")
 cat <<LINUX
 
 ## Linux boot
 
 Debian's armhf armmp kernel with the busybox initramfs, booted to its
-\`Run /init\` line under Capvisor (Integrator/CP) and natively on QEMU
+\`Run /init\` line under Capvisor on each board and natively on QEMU
 \`-M virt -cpu cortex-a15\` with the device tree Capvisor writes
-(\`capvisor-dtb\`), 256 MiB, both under \`-icount shift=0\`. The times are
+(\`capvisor-dtb\`), 256 MiB, all under \`-icount shift=0\`. The times are
 the kernel's own timestamps; under \`-icount\` its counter advances by one
 nanosecond per instruction executed (guest and hypervisor), so they are
 instruction counts (including time the CPU spent waiting for interrupts).
 
-| boot to \`Run /init\` | seconds (= 10^9 instructions) |
-|---|---:|
-| native (QEMU virt) | $native_init |
-| under Capvisor | $capvisor_init |
-| ratio | $(awk "BEGIN { printf \"%.3f\", $capvisor_init / $native_init }") |
-
-VM exits during the whole run (boot, then \`poweroff -f\`): $exits.
+| boot to \`Run /init\` | seconds (= 10^9 instructions) | ratio to native |
+|---|---:|---:|
+| native (QEMU virt) | $native_init | 1.000 |
 LINUX
+for board in "${boards[@]}"; do
+    capvisor_init=$(init_time "$dir/$board/linux-capvisor.txt")
+    if [ -z "$capvisor_init" ]; then
+        echo "bench-report: no 'Run /init' line in the Linux console of $board" >&2
+        exit 1
+    fi
+    echo "| under Capvisor on $board | $capvisor_init | $(awk "BEGIN { printf \"%.3f\", $capvisor_init / $native_init }") |"
+done
+echo
+for board in "${boards[@]}"; do
+    exits=$(tr -d '\r' < "$dir/$board/linux-capvisor.txt" | sed -n "s/^capvisor:   VM 1 'linux': [^;]*; exits \(.*\)$/\1/p")
+    echo "VM exits during the whole run on $board (boot, then \`poweroff -f\`): $exits."
+    echo
+done
 cat <<'TAIL'
 
 The VM switch row: the bench VM calls YIELD while a second VM

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT OR Apache-2.0
 # Makes the Linux guest's images from Debian packages, in DIR (default
 # target/linux), and reuses them when they are already there:
 #   linux-zImage   the stock armhf armmp kernel (linux-image-*-armmp)

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT OR Apache-2.0
 # Installs what building and running Capvisor needs, and nothing when it is
 # already there: QEMU for 32-bit Arm, the device-tree compiler, gdb-multiarch,
 # cpio (Debian packages), and the pinned Rust toolchain with the armv7a-none-eabi

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! Console multiplexer: one physical console shared by every VM.
 //!
 //! The VM with the input focus owns the console: its output goes to the

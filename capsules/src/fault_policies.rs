@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! The VM fault policies a board can choose from.
 //!
 //! Each implements `hyp::fault_policy::VmFaultPolicy` (see there for when

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! Capvisor's own hypercall service: version, VM identity, console output.
 //!
 //! Guest-visible interface: SMCCC fast calls in the vendor-specific

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! Capsules: virtual devices and hypercall services, in safe Rust.
 //!
 //! Capsules handle guests' traps: each implements a `hyp` trait

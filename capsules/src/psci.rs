@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! PSCI 0.2 for single-CPU guests, over HVC or SMC.
 //!
 //! Guest-visible interface (SMC32 function ids, arguments in r1-r3, result

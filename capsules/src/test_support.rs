@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! Fakes shared by the capsules' unit tests (compiled for tests only).
 
 extern crate std;

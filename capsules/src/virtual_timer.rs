@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! The guest's architected virtual timer, whose interrupt the hypervisor
 //! raises.
 //!

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! A virtual PL011 UART: the guest's console at 0x0900_0000, SPI 1.
 //!
 //! Guest-visible interface: the Arm PrimeCell UART (PL011) register file as

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! Any command line, RAM size and initrd range: the device tree is written
 //! or refused cleanly, and what is written parses back with the same
 //! values.

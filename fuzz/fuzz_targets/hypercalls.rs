@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! Any function id and arguments to PSCI and Capvisor's service: no panic,
 //! no id owned by both, and every id a service owns is of an SMCCC owner
 //! it declares (the dispatcher asks only those services).

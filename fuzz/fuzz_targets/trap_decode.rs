@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! Any syndrome and fault registers decode into a Trap without panicking,
 //! and an MMIO trap's IPA is the one HPFAR and HDFAR give.
 #![no_main]

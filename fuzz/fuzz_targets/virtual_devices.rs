@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! Any sequence of guest accesses (every offset, size and value) and
 //! interrupt-line changes on a VM's virtual GIC and PL011: no panic, and
 //! the GIC keeps its architected invariants (IAR answers an id below the

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! Any VM table (RAM placement, images and their sizes, device claims):
 //! validate() never panics, and a table it accepts really is sound: RAM
 //! inside the pool and disjoint, images inside their VM's RAM, device

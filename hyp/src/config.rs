@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! The declarative description of a board's VMs, checked before any starts.
 //!
 //! A board declares every VM once, in one table of [`VmConfig`]s: its name,

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! Helpers for the hypervisor's own console messages.
 //!
 //! Every message the hypervisor prints starts with `capvisor: ` so that it

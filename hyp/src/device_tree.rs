@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! The device tree a VM boots with, written from its configuration.
 //!
 //! Every VM sees the guest platform of DESIGN.md (the memory map of QEMU's

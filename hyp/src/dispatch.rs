@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! Trap dispatch: who owns a guest exit, and what happens next.
 //!
 //! [`dispatch`] takes one decoded [`GuestExit`] and the guest's registers

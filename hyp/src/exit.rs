@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! The exit status the hypervisor reports when it stops.
 //!
 //! On QEMU the board hands this to semihosting `SYS_EXIT_EXTENDED`, so the

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! What happens to a VM that faults in a way it cannot handle.
 //!
 //! Most guest faults are reflected into the guest (design rule 2). Some

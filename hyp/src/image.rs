@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! Guest image headers: what the hypervisor reads before copying an image
 //! into a VM's RAM.
 //!

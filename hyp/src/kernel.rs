@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! The VM objects and the core's exit loop.
 //!
 //! A [`Vm`] is to Capvisor what a process is to Tock: a name, a state, its

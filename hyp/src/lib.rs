@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! Capvisor's core: what a VM is, how its traps are dispatched, and the
 //! interfaces (HILs) that chips implement and capsules use.
 //!

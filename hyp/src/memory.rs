@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! Memory regions the hypervisor maps for itself, and the errors of mapping.
 //!
 //! Rule 1 of the design: Hyp mode never takes a translation fault. The board

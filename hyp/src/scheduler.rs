@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! Choosing which VM runs next, and for how long.
 //!
 //! The shape of Tock's `Scheduler` trait: the kernel asks

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! Why a guest stopped running: an architecture-neutral decoding of an exit.
 //!
 //! The architecture chip turns its syndrome registers into a [`GuestExit`]

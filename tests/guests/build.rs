@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! Links every guest with `guest.ld` as a flat binary image. With
 //! `CAPVISOR_GUEST_ELF=1` in the environment the guests stay ELF files
 //! instead (for gdb and objdump; use a separate `--target-dir`).

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! Shared helpers for the QEMU integration tests in `tests/tests/`.
 //!
 //! The tests boot real Capvisor images under QEMU and assert on the serial
@@ -33,7 +34,7 @@ use capvisor_runner::{board, run_to_exit, QemuCommand, Session};
 pub use capvisor_runner::{Board, Outcome};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 /// Calls the macro `$macro` (one of this crate's) with the list of boards
@@ -43,11 +44,8 @@ use std::time::Duration;
 ///
 /// Each entry is the module a board's tests go in (the board's name with
 /// `-` turned into `_`) and the board's name in the runner's `BOARDS`
-/// table. To add qemu-virt, change the list line below to
-///
-/// ```text
-/// [integrator_cp = "integrator-cp", qemu_virt = "qemu-virt"]
-/// ```
+/// table. A new board is added to the list line below (and, once its
+/// expectations are known, to the tables of board-specific facts).
 ///
 /// Tests with board-specific expectations keep them in a small table in
 /// the test, matched on `board.name` (`tests/tests/boot.rs`); a board
@@ -57,8 +55,8 @@ use std::time::Duration;
 macro_rules! __with_boards_under_test {
     ($macro:ident { $($input:tt)* }) => {
         $crate::$macro! {
-            // The boards under test; to add qemu-virt, see above.
-            [integrator_cp = "integrator-cp"]
+            // The boards under test; to add one, see above.
+            [integrator_cp = "integrator-cp", qemu_virt = "qemu-virt"]
             $($input)*
         }
     };
@@ -137,7 +135,7 @@ pub fn images_dir(board: &Board) -> PathBuf {
         .join(board.name)
 }
 
-/// The target directory of `board`'s build with `features`:
+/// Where `board`'s image with `features` is kept:
 /// `target/images/<board>/<features joined by +>`, or `.../default`.
 fn board_target_dir(board: &Board, features: &[&str]) -> PathBuf {
     let variant = if features.is_empty() {
@@ -205,9 +203,37 @@ pub fn board_image(board: &Board, features: &[&str]) -> PathBuf {
 
 /// As [`board_image`], returning cargo's error output if the build fails
 /// (for the tests of tables refused when the board is built).
+///
+/// Every board and feature set builds in one shared target directory,
+/// `target/images/build`, so the crates they have in common (the core,
+/// chips, capsules) are compiled once; a build holds a lock until its ELF
+/// is copied to the variant's own directory ([`board_target_dir`]), since
+/// the next build overwrites the shared one. Tests running in parallel
+/// then boot their own copies.
 pub fn try_board_image(board: &Board, features: &[&str]) -> Result<PathBuf, String> {
-    try_build_for_target(board.package, features, &board_target_dir(board, features))
-        .map(|dir| dir.join(board.package))
+    static BUILD: Mutex<()> = Mutex::new(());
+    let _serialized = BUILD
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let shared = workspace_root().join("target").join("images").join("build");
+    let built = try_build_for_target(board.package, features, &shared)?.join(board.package);
+    let variant = board_target_dir(board, features);
+    std::fs::create_dir_all(&variant)
+        .map_err(|error| format!("cannot create {}: {error}", variant.display()))?;
+    let image = variant.join(board.package);
+    // Copy to a fresh name, then rename: a QEMU of an earlier test may still
+    // have the old file open.
+    let partial = variant.join(format!("{}.partial", board.package));
+    std::fs::copy(&built, &partial)
+        .and_then(|_| std::fs::rename(&partial, &image))
+        .map_err(|error| {
+            format!(
+                "cannot copy {} to {}: {error}",
+                built.display(),
+                image.display()
+            )
+        })?;
+    Ok(image)
 }
 
 /// The test guests' package.
@@ -424,7 +450,7 @@ mod tests {
     }
 
     #[test]
-    fn every_board_and_feature_set_builds_in_its_own_directory() {
+    fn every_board_and_feature_set_has_its_own_image_directory() {
         let integrator = board_under_test("integrator-cp");
         let virt = board("qemu-virt").unwrap();
         let images = workspace_root().join("target").join("images");

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! Boots each board in QEMU and checks the foundation: banner,
 //! Hyp memory map, the demo VMs running to a clean exit; and the fatal paths (Hyp data abort, panic,
 //! a layout the coverage check rejects), each with its exit status.
@@ -27,9 +28,9 @@ struct Expected {
     banner: &'static str,
     /// Where the image's `.text` starts (the board's linker script).
     text_start: u64,
-    /// The device blocks the hypervisor drives: name and base (one 4 KiB
-    /// page each, device memory, read-write).
-    devices: &'static [(&'static str, u64)],
+    /// The device blocks the hypervisor drives: name, base and size
+    /// (device memory, read-write).
+    devices: &'static [(&'static str, u64, u64)],
     /// The guest RAM pool, first and last byte.
     guest_ram: (u64, u64),
     /// The last byte of the image staging area (its first is the
@@ -51,9 +52,9 @@ fn expected(board: &Board) -> Expected {
             banner: "capvisor: board: integrator-cp (QEMU Integrator/CP)",
             text_start: 0x1_0000,
             devices: &[
-                ("uart0", 0x1600_0000),
-                ("pic", 0x1400_0000),
-                ("timers", 0x1300_0000),
+                ("uart0", 0x1600_0000, 0x1000),
+                ("pic", 0x1400_0000, 0x1000),
+                ("timers", 0x1300_0000, 0x1000),
             ],
             // Guest RAM starts 16 MiB into the RAM alias (below it, the
             // alias of the hypervisor's own image); the staging area's 16
@@ -65,6 +66,23 @@ fn expected(board: &Board) -> Expected {
             blocks: 504,
             // In the second GiB: no RAM, no device, no level-1 entry.
             unmapped: (0x7000_0000, 1),
+        },
+        "qemu-virt" => Expected {
+            banner: "capvisor: board: qemu-virt (QEMU virt, GICv2 with virtualization)",
+            // 2 MiB into RAM: QEMU's device tree is at its start.
+            text_start: 0x4020_0000,
+            devices: &[
+                ("uart0", 0x0900_0000, 0x1000),
+                ("gicd", 0x0800_0000, 0x1000),
+                // GICC_DIR is at 0x1000: two pages.
+                ("gicc", 0x0801_0000, 0x2000),
+                ("gich", 0x0803_0000, 0x1000),
+            ],
+            guest_ram: (0x4100_0000, 0x6fff_ffff),
+            staging_last: 0x7fff_ffff,
+            blocks: 504,
+            // In the first GiB, whose level-2 table holds only the devices.
+            unmapped: (0x2000_0000, 2),
         },
         other => panic!(
             "tests/tests/boot.rs has no expectations for board '{other}': add its row to `expected`"
@@ -129,7 +147,7 @@ fn boots_to_banner_and_prints_the_memory_map(board: &Board) {
         (guard.last + 1, guard.last - guard.start + 1),
         (stack.start, 0x1000)
     );
-    for &(name, base) in expected.devices {
+    for &(name, base, size) in expected.devices {
         let device = row(name);
         assert_eq!(
             (
@@ -138,7 +156,7 @@ fn boots_to_banner_and_prints_the_memory_map(board: &Board) {
                 device.memory.as_str(),
                 device.access.as_str()
             ),
-            (base, base + 0xfff, "device", "rw-"),
+            (base, base + size - 1, "device", "rw-"),
             "{name}"
         );
     }

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! The test guests (`tests/guests`) under the hypervisor: each is a VM of
 //! the board's `test-guests` table, checks one behaviour from inside the
 //! guest and reports its verdict; the hypervisor prints each VM's status

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! The hostile-guest suite: a guest that probes every address it could
 //! guess, aims unemulatable and unaligned accesses and cache maintenance at
 //! devices, sweeps hypercall and SMC ids with hostile arguments, writes

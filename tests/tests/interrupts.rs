@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! Interrupts, time and scheduling under QEMU: virtual-timer interrupts
 //! through the virtual GIC at the rate the guest programmed; a guest that
 //! sweeps the GIC with bad ids, bad SGIs and odd-sized accesses gets
@@ -28,7 +29,7 @@ fn timer_interrupts_arrive_on_time_and_a_gic_sweep_is_contained(board: &Board) {
     assert_console_lacks(console, "FAIL");
     assert_console_lacks(console, "Hyp-mode exception");
     assert_console_has(console, "vtimer: 3 checks, 0 failed");
-    assert_console_has(console, "gic-sweep: 7 checks, 0 failed");
+    assert_console_has(console, "gic-sweep: 8 checks, 0 failed");
     let vtimer = vm_status_line(console, "vtimer");
     assert!(vtimer.contains("PASSED"), "{vtimer}");
     // Every timer interrupt needed an acknowledge and an end (two MMIO
@@ -86,8 +87,11 @@ fn console_input_reaches_the_focused_vm_and_the_focus_moves(board: &Board) {
             );
         }
     };
+    // Both VMs say they are ready, in whichever order they ran.
     step(&mut session, "", "echo echo-1: ready");
-    step(&mut session, "", "[echo-2] echo echo-2: ready");
+    if !session.transcript().contains("[echo-2] echo echo-2: ready") {
+        step(&mut session, "", "[echo-2] echo echo-2: ready");
+    }
     step(&mut session, "a", "echo echo-1: got 'a'");
     // The focused VM stops reading: its FIFO (64 bytes) fills, the rest
     // waits, and after 2 s the hypervisor drops it and the focus keys work.

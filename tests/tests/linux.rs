@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! Linux as a guest: Debian's stock armhf kernel (linux-image-*-armmp) with a
 //! busybox initramfs boots under Capvisor to a shell on the console; commands
 //! typed on it run; its timer and UART interrupts arrive; a CPU and memory

@@ -340,9 +340,14 @@ impl InterruptBackend for GicV2Backend<'_> {
             return false;
         }
         match id {
-            // The maintenance interrupt: nothing to do here, the kernel
-            // refreshes the list registers before the next entry.
-            MAINTENANCE_INTERRUPT => true,
+            // The maintenance interrupt is a level: it stays raised while
+            // an ended entry that asked for it is in a list register, or
+            // while they underflow with interrupts waiting. Read back and
+            // refill now, which lowers it.
+            MAINTENANCE_INTERRUPT => {
+                self.refresh();
+                true
+            }
             PHYSICAL_TIMER_INTERRUPT => {
                 // Masked until the guest ends the virtual interrupt (the
                 // physical line stays high until the guest reprograms its
@@ -613,8 +618,11 @@ mod tests {
             gich.entry(0).notify_end,
             "level: end-of-interrupt maintenance"
         );
+        // The guest ends it; the maintenance interrupt is a level that
+        // stays up while the ended entry is there: the backend reads back
+        // and refills when it is taken, before any entry.
         gich.set_state(0, EntryState::Invalid);
-        entry(&backend);
+        assert!(backend.physical_interrupt(MAINTENANCE_INTERRUPT));
         assert_eq!(gich.entry(0).state, EntryState::Pending, "line still high");
         gich.set_state(0, EntryState::Invalid);
         gic.set_level(50, false);

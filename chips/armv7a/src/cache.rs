@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! Cache maintenance: whole-cache invalidation by set/way at bring-up, and
 //! cleaning guest RAM to the point of coherency before a VM starts.
 //!

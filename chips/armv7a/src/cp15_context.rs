@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! The guest's CP15 state that must follow each VM across a switch.
 //!
 //! A guest's PL1 system registers (its MMU setup, fault registers, vector

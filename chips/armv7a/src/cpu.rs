@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! Identifying the CPU and its current mode.
 //!
 //! The banner names the core from MIDR, and boot refuses to continue unless

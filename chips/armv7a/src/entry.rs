@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! Reset entry point and the Hyp vector table, in assembly.
 //!
 //! The CPU enters `_start` in Hyp mode with the MMU and caches off (on QEMU,

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! The Rust side of the fatal Hyp exception path.
 //!
 //! Every vector in [`crate::entry`] saves a [`HypExceptionFrame`] on the fault

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! The fatal Hyp-mode exception report: saved frame, vector and its text.
 //!
 //! Capvisor never expects an exception in Hyp mode (design rule 1), so each

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! The guest's floating-point and Advanced SIMD state, switched eagerly.
 //!
 //! Guests such as a hard-float Linux userland use VFP/NEON all the time,

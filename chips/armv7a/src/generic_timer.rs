@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! The generic timer's counter as the hypervisor's clock, and the
 //! per-VM virtual timer registers.
 //!

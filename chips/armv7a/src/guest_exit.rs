@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! Turning a guest's trap into Hyp (HSR and fault registers) into a `Trap`.
 //!
 //! This is the chip boundary of DESIGN.md: above it nobody sees a raw HSR.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! Decoding of the HSR (Hyp Syndrome Register) into exception syndromes.
 //!
 //! Every synchronous exception taken to Hyp mode leaves a syndrome in the

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! The Hyp-mode stage-1 translation tables (LPAE) and their coverage check.
 //!
 //! Capvisor identity-maps (VA == PA) everything it touches, once, at boot,

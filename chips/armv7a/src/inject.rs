@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! Reflecting a fault into a guest: the exception entry the CPU would make.
 //!
 //! Design rule 2: a guest's fault is the guest's business. When an abort no

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! ARMv7-A Hyp-mode support: entry, vectors, CP15, LPAE tables and caches.
 //!
 //! This crate is the only place Capvisor touches the architecture directly:

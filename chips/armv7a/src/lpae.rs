@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! Long-descriptor (LPAE) translation tables: the engine both stages share.
 //!
 //! Capvisor's Hyp stage-1 tables ([`crate::hyp_tables`]) and each VM's

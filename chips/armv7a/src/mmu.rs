@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! Turning on the Hyp-mode MMU and caches, once, at boot.
 //!
 //! The board builds the Hyp stage-1 tables with [`crate::hyp_tables`], proves

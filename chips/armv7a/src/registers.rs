@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! The Hyp-mode CP15 registers that `aarch32-cpu` does not define.
 //!
 //! `aarch32-cpu` provides HSCTLR, HVBAR, HMAIR0/1, HSR, HDFAR and friends;

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! Semihosting calls: how the hypervisor stops QEMU with an exit status.
 //!
 //! QEMU, started with `-semihosting-config enable=on,target=native`, treats

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! Per-VM stage-2 translation: guest-physical addresses (IPAs) to host RAM.
 //!
 //! Each VM gets its own [`Stage2Tables`], built once before it first runs:

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! The ARMv7-A virtual CPU: `hyp::kernel::Vcpu` on top of the world switch.
 //!
 //! An [`ArmVcpu`] owns everything that must follow a VM across a switch:

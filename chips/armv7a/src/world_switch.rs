@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! The world switch: entering a guest and coming back on its next exit.
 //!
 //! [`GuestContext`] holds a guest's core registers: r0-r12, the banked SP,

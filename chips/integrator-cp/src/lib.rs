@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! Drivers for the QEMU Integrator/CP devices the hypervisor owns.
 //!
 //! The hypervisor drives these devices itself; no guest ever reaches them

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! The Integrator/CP primary interrupt controller (PIC).
 //!
 //! A level-sensitive controller with one IRQ and one FIQ output; lines are

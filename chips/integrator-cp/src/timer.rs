@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! The Integrator/CP counter/timers (SP804-like, three of them).
 //!
 //! Each timer is a down-counter with a load value, a control register and an

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! Console output: where guests' and the hypervisor's characters go.
 //!
 //! The physical UART driver implements [`ConsoleOutput`]; the virtual UART

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! Hardware interface layers: the traits chips implement for capsules.
 //!
 //! A capsule never names a chip type (DESIGN.md, layering); it holds a

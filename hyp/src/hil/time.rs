@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! Time: a monotonic counter and a one-shot alarm the hypervisor owns.
 //!
 //! Times are counter ticks (on ARMv7-A boards, the generic timer's

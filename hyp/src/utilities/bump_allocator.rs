@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! A bump allocator over a fixed static arena, for the few allocations the
 //! hypervisor makes at boot (writing guests' device trees).
 //!

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! Small building blocks shared by every layer: MMIO references, once-only
 //! static storage, and a bump allocator for boot-time allocations.
 

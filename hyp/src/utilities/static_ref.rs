@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! A `&'static` reference to memory-mapped registers at a fixed address.
 //!
 //! Chip drivers describe a device's register block as a struct (with

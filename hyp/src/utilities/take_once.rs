@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! Static storage that hands out one `&'static mut` to its contents, once.
 //!
 //! Large boot-time objects (the Hyp translation tables, say) cannot be built

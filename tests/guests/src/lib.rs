@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! The runtime shared by Capvisor's bare-metal test guests.
 //!
 //! A test guest is a flat image linked at the guest RAM base (IPA

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! Runs Capvisor boards under QEMU: command line, console, timeout, status.
 //!
 //! [`QemuCommand`] builds the `qemu-system-arm` command line for a board (the

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! `capvisor-run`: boot a Capvisor image on QEMU, interactively or checked.
 //!
 //! Interactive (the default, used by `make program`): the console is on your

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! The trap-path micro-benchmarks (`make bench`).
 //!
 //! Run under QEMU with `-icount shift=0`, where the cycle counter PMCCNTR

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! Console input through the virtual PL011's receive interrupt: the guest
 //! enables RXIM/RTIM and SPI 1 (id 33) at the GIC, sleeps (WFI with IRQs
 //! masked, so no wake-up is lost between its check and its wait), and on each

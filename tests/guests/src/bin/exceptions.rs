@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! Faults reflected into the guest, each arriving at the guest's own
 //! vector with the registers the architecture defines, after which the
 //! guest carries on:

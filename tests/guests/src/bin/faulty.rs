@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! A guest that cannot take its own faults: it points its vectors at an
 //! IPA with nothing behind it, then loads from an unclaimed IPA. The
 //! injected data abort goes to a vector that itself aborts, again and

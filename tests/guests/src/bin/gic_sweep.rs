@@ -1,9 +1,12 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! A guest that abuses its virtual GIC: every register of both windows
 //! read and written with all-ones at every size, out-of-range interrupt ids,
 //! reserved SGIR target filters. The hypervisor must stay up and answer
 //! with the architected behaviour: reserved and out-of-range registers read
 //! as zero and ignore writes, read-only registers ignore writes, and the
-//! GIC still works afterwards (an SGI sent to itself is taken).
+//! GIC still works afterwards (an SGI sent to itself is taken, and eight
+//! SPIs pending at once, more than a GICv2 has list registers, all arrive
+//! in priority order).
 #![no_std]
 #![no_main]
 
@@ -123,6 +126,38 @@ fn main() -> u32 {
         "then nothing is pending",
         gic::acknowledge() & 0x3ff,
         gic::SPURIOUS,
+    );
+    // More interrupts pending at once than a GICv2 has list registers
+    // (4): eight SPIs, 40 the least urgent, 47 the most, all pending by
+    // one GICD_ISPENDR1 write. They must all be acknowledged, most urgent
+    // first (with GICV, the hypervisor refills the list registers when the
+    // guest has emptied them, so an acknowledge may briefly find none).
+    let spis: [u32; 8] = [40, 41, 42, 43, 44, 45, 46, 47];
+    gic::init(&spis);
+    for (k, &id) in spis.iter().enumerate() {
+        let byte = 0x400 + id as usize;
+        let shift = (byte & 3) * 8;
+        let word = gic::distributor_read(byte & !3) & !(0xff << shift);
+        gic::distributor_write(byte & !3, word | ((0x80 + 8 * (7 - k as u32)) << shift));
+    }
+    gic::distributor_write(0x204, 0xff << 8);
+    let mut in_order = 0;
+    let mut spurious = 0;
+    let mut taken = 0;
+    while taken < spis.len() && spurious < 100_000 {
+        let iar = gic::acknowledge();
+        if iar & 0x3ff == gic::SPURIOUS {
+            spurious += 1;
+            continue;
+        }
+        in_order += u32::from(iar & 0x3ff == 47 - taken as u32);
+        taken += 1;
+        gic::end(iar);
+    }
+    checks.equal(
+        "eight SPIs pending at once, acknowledged most urgent first",
+        in_order,
+        8,
     );
     checks.finish("gic-sweep")
 }

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! The demo guest: says hello with its VM's name and id, takes a few turns
 //! with the other VMs (YIELD), and powers off.
 #![no_std]

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! Two (or more) VMs running this image take turns (YIELD) and must never
 //! see each other: each fills the same guest-physical buffer with its own
 //! pattern and its own VFP/NEON registers, yields, and checks both after

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! Emulated MMIO on the virtual PL011: byte, halfword and word stores and
 //! loads, zero- and sign-extending, into and out of shared and banked
 //! registers, and an access with no syndrome (LDM) that the hypervisor

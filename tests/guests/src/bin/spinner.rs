@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! CPU-bound guests for the scheduler. A VM named `sleeper` waits for its
 //! virtual timer once, at the end of the window, and reports how long it
 //! slept; a VM named `victim` reports its iterations in each 100 ms for

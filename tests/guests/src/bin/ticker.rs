@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! The demo's second VM: prints its uptime every ten seconds from its
 //! virtual timer's interrupt, beside Linux, to show the console and the CPU
 //! being shared; powers off after an hour.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! Periodic virtual-timer interrupts through the virtual GIC: the guest
 //! arms its virtual timer every millisecond (CNTV_CVAL, no drift), takes
 //! each interrupt (id 27) at its own IRQ vector, acknowledges and ends it

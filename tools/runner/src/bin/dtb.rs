@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! Writes the device tree Capvisor gives a guest, for booting the same
 //! kernel natively (QEMU `-M virt -dtb`) to compare with it (`make bench`).
 //!
