@@ -27,7 +27,7 @@ impl VirtualGic {
         let index = (offset & 0x3ff) as u32;
         match offset {
             GICD_IPRIORITYR..GICD_ITARGETSR if index < NUM_INTERRUPTS => {
-                Some(self.priorities.get()[index as usize])
+                Some(self.priorities.as_array_of_cells()[index as usize].get())
             }
             GICD_ITARGETSR..GICD_ICFGR if index < NUM_INTERRUPTS => {
                 Some(u8::from(self.targeted.get() & bit(index) != 0))
@@ -45,9 +45,7 @@ impl VirtualGic {
         let index = (offset & 0x3ff) as u32;
         match offset {
             GICD_IPRIORITYR..GICD_ITARGETSR if index < NUM_INTERRUPTS => {
-                let mut priorities = self.priorities.get();
-                priorities[index as usize] = value & PRIORITY_BITS;
-                self.priorities.set(priorities);
+                self.priorities.as_array_of_cells()[index as usize].set(value & PRIORITY_BITS);
             }
             // SGIs and PPIs always target CPU 0 (writes ignored); only an
             // SPI's bit 0 (CPU 0, the one CPU) is stored.

@@ -91,6 +91,14 @@ pub struct GicV2Backend<'a> {
     waiting: Cell<bool>,
     /// Whether the VM is switched in.
     loaded: Cell<bool>,
+    /// Whether the distributor may have changed since the list registers
+    /// were last filled (the guest accessed it, a line moved, a restart).
+    dirty: Cell<bool>,
+    /// The UART's line when the list registers were last filled.
+    uart_line: Cell<bool>,
+    /// Interrupts in list registers whose pending state came from a latch
+    /// (an edge, GICD_ISPENDR), not only from a line.
+    from_latch: Cell<u64>,
 }
 
 impl core::fmt::Debug for GicV2Backend<'_> {
@@ -124,6 +132,9 @@ impl<'a> GicV2Backend<'a> {
             timer_masked: Cell::new(false),
             waiting: Cell::new(false),
             loaded: Cell::new(false),
+            dirty: Cell::new(true),
+            uart_line: Cell::new(false),
+            from_latch: Cell::new(0),
         }
     }
 
@@ -136,6 +147,14 @@ impl<'a> GicV2Backend<'a> {
     /// Whether the VM is switched in.
     pub fn is_loaded(&self) -> bool {
         self.loaded.get()
+    }
+
+    /// Something outside this backend changed the distributor's state (a
+    /// device drove a line): look again before the next entry. The
+    /// backend's own sources (the guest's distributor accesses, the UART's
+    /// line, the timer and maintenance interrupts) need no such call.
+    pub fn invalidate(&self) {
+        self.dirty.set(true);
     }
 
     fn read_entry(&self, n: usize) -> ListEntry {
@@ -162,12 +181,17 @@ impl<'a> GicV2Backend<'a> {
     /// returns to the distributor). Afterwards only active interrupts are
     /// in list registers.
     pub fn read_back(&self) {
+        if self.held.get() == [None; MAX_LIST_REGISTERS] {
+            // Nothing in the list registers: nothing to read.
+            return;
+        }
         let mut held = self.held.get();
         for (n, slot) in held.iter_mut().enumerate().take(self.count) {
             let Some(id) = *slot else { continue };
             let entry = self.read_entry(n);
             match entry.state {
                 EntryState::Invalid => {
+                    self.from_latch.set(self.from_latch.get() & !(1 << id));
                     self.gic.set_active(id, false);
                     if entry.notify_end {
                         // An ended entry that asked for the maintenance
@@ -182,10 +206,14 @@ impl<'a> GicV2Backend<'a> {
                     }
                     *slot = None;
                 }
-                EntryState::Active => self.gic.set_active(id, true),
+                EntryState::Active => {
+                    // Acknowledged: its latch is spent.
+                    self.from_latch.set(self.from_latch.get() & !(1 << id));
+                    self.gic.set_active(id, true);
+                }
                 EntryState::PendingActive => {
                     self.gic.set_active(id, true);
-                    self.gic.set_latched(id);
+                    self.return_pending(id);
                     self.write_entry(
                         n,
                         ListEntry {
@@ -195,7 +223,7 @@ impl<'a> GicV2Backend<'a> {
                     );
                 }
                 EntryState::Pending => {
-                    self.gic.set_latched(id);
+                    self.return_pending(id);
                     self.write_entry(n, ListEntry::FREE);
                     *slot = None;
                 }
@@ -204,15 +232,34 @@ impl<'a> GicV2Backend<'a> {
         self.held.set(held);
     }
 
+    /// An interrupt's pending state comes back from a list register to the
+    /// distributor: latched for an edge-triggered one (SGIs included) and
+    /// for one made pending by a latch (GICD_ISPENDR); a level-sensitive
+    /// one pending by its line only is pending while the line is high, and
+    /// latching it would deliver it again after the line has dropped.
+    fn return_pending(&self, id: u32) {
+        let latch = 1u64 << id;
+        if self.gic.is_edge(id) || self.from_latch.get() & latch != 0 {
+            self.gic.set_latched(id);
+        }
+        self.from_latch.set(self.from_latch.get() & !latch);
+    }
+
     /// Fills free list registers with the forwarded interrupts, highest
     /// priority first; returns whether some had to wait.
     fn fill(&self) -> bool {
-        let mut held = self.held.get();
         let mut candidates = self.gic.forwarded();
+        if candidates == 0 {
+            return false;
+        }
+        let mut held = self.held.get();
         for id in held.iter().flatten() {
             candidates &= !(1u64 << id);
         }
         for (n, slot) in held.iter_mut().enumerate().take(self.count) {
+            if candidates == 0 {
+                break;
+            }
             if slot.is_some() {
                 continue;
             }
@@ -224,6 +271,9 @@ impl<'a> GicV2Backend<'a> {
             // Level-sensitive (the timer included): hear of the end.
             entry.notify_end = !self.gic.is_edge(id);
             // The pending state moves into the list register.
+            if self.gic.is_latched(id) {
+                self.from_latch.set(self.from_latch.get() | 1 << id);
+            }
             self.gic.clear_latched(id);
             self.write_entry(n, entry);
             *slot = Some(id);
@@ -235,13 +285,43 @@ impl<'a> GicV2Backend<'a> {
     /// Reads back, fills, and asks for the underflow interrupt when
     /// interrupts are left waiting.
     fn refresh(&self) {
-        self.gic
-            .set_level(UART_INTERRUPT, self.uart.interrupt_pending());
+        self.dirty.set(false);
+        let uart = self.uart.interrupt_pending();
+        self.uart_line.set(uart);
+        self.gic.set_level(UART_INTERRUPT, uart);
         self.read_back();
         let waiting = self.fill();
         if waiting != self.waiting.replace(waiting) && self.loaded.get() {
             self.list_registers.notify_underflow(waiting);
         }
+    }
+
+    /// The common case of a timer interrupt, without a full refresh: when
+    /// nothing else waits for a list register (so the priority order
+    /// holds), the guest's distributor forwards it and a register is free,
+    /// writes it there. Returns whether it did.
+    fn inject_timer(&self) -> bool {
+        if self.waiting.get() || self.dirty.get() || !self.gic.forwards(TIMER_INTERRUPT) {
+            return false;
+        }
+        let mut held = self.held.get();
+        let mut free = None;
+        for (n, slot) in held.iter().enumerate().take(self.count) {
+            match slot {
+                Some(TIMER_INTERRUPT) => return false,
+                None if free.is_none() => free = Some(n),
+                _ => {}
+            }
+        }
+        let Some(n) = free else {
+            return false;
+        };
+        let mut entry = ListEntry::pending(TIMER_INTERRUPT, self.gic.priority(TIMER_INTERRUPT));
+        entry.notify_end = true;
+        self.write_entry(n, entry);
+        held[n] = Some(TIMER_INTERRUPT);
+        self.held.set(held);
+        true
     }
 
     /// Lifts this VM's mask of the timer's physical interrupt.
@@ -290,13 +370,21 @@ impl InterruptBackend for GicV2Backend<'_> {
         self.loaded.set(false);
     }
 
+    /// This backend knows what can change its VM's interrupts (its
+    /// distributor window, the UART's line, its physical interrupts, a
+    /// restart) and refills only then. The kernel's `changed` only says
+    /// when the UART's line may have moved (a device access, console input
+    /// at a physical interrupt): a hypercall exit costs a flag test, and
+    /// the timer's own interrupt, injected at once, a line check.
     fn before_entry(
         &self,
         _timer: &dyn VirtualTimer,
         _now: &dyn Fn() -> u64,
         changed: bool,
     ) -> Option<u64> {
-        if changed {
+        if self.dirty.get()
+            || (changed && self.uart.interrupt_pending() != self.uart_line.get())
+        {
             self.refresh();
         }
         // The timer interrupts physically while the VM runs: no alarm.
@@ -321,6 +409,8 @@ impl InterruptBackend for GicV2Backend<'_> {
                 wake_at = Some(state.deadline);
             }
         }
+        // What was read back is filled in again before the next entry.
+        self.dirty.set(true);
         let mask = self.priority_mask();
         let pending = self
             .gic
@@ -355,6 +445,9 @@ impl InterruptBackend for GicV2Backend<'_> {
                 self.host.disable(PHYSICAL_TIMER_INTERRUPT);
                 self.timer_masked.set(true);
                 self.gic.set_level(TIMER_INTERRUPT, true);
+                if !self.inject_timer() {
+                    self.dirty.set(true);
+                }
                 true
             }
             _ => false,
@@ -366,9 +459,11 @@ impl InterruptBackend for GicV2Backend<'_> {
             self.write_entry(n, ListEntry::FREE);
         }
         self.held.set([None; MAX_LIST_REGISTERS]);
+        self.from_latch.set(0);
         self.gic.reset();
         self.gic.set_level(TIMER_INTERRUPT, false);
         self.waiting.set(false);
+        self.dirty.set(true);
         self.unmask_timer();
         if self.loaded.get() {
             self.list_registers
@@ -405,11 +500,13 @@ impl MmioDevice for GicV2Distributor<'_> {
 
     fn read(&self, offset: u64, size: AccessSize) -> Result<u32, MmioError> {
         self.backend.read_back();
+        self.backend.invalidate();
         self.backend.gic.distributor().read(offset, size)
     }
 
     fn write(&self, offset: u64, size: AccessSize, value: u32) -> Result<(), MmioError> {
         self.backend.read_back();
+        self.backend.invalidate();
         self.backend.gic.distributor().write(offset, size, value)
     }
 }
@@ -551,7 +648,9 @@ mod tests {
         }
     }
 
+    /// An entry after the tests drove the distributor's lines directly.
     fn entry(backend: &GicV2Backend) {
+        backend.invalidate();
         backend.before_entry(&OFF, &|| 0, true);
     }
 
@@ -628,6 +727,15 @@ mod tests {
         gic.set_level(50, false);
         entry(&backend);
         assert!(gich.ids().is_empty());
+        // Taken back while pending (the guest's distributor is read), a
+        // level interrupt whose line then drops is not delivered again.
+        gic.set_level(50, true);
+        entry(&backend);
+        assert_eq!(gich.entry(0).state, EntryState::Pending);
+        backend.distributor().read(0x204, Word).unwrap();
+        gic.set_level(50, false);
+        entry(&backend);
+        assert!(gich.ids().is_empty(), "the line dropped: nothing pending");
         // An edge interrupt does not ask.
         gic.distributor().write(0xc0c, Word, 0b10 << 4).unwrap(); // ICFGR3: 50 edge
         gic.trigger(50);
@@ -678,6 +786,37 @@ mod tests {
             gic.distributor().read(0x200, Word).map(|w| w >> 27 & 1),
             Ok(0)
         );
+    }
+
+    #[test]
+    fn a_timer_interrupt_goes_straight_into_a_free_list_register_and_other_exits_cost_no_refresh() {
+        let (console, gich, host) = (
+            Recorder::default(),
+            FakeGich::default(),
+            FakeHost::default(),
+        );
+        let uart = VirtualUart::new(&console);
+        let gic = VirtualGic::new();
+        let backend = GicV2Backend::new(&gic, &uart, &gich, &host);
+        backend.switch_in();
+        guest_enables(&gic, &[TIMER_INTERRUPT]);
+        entry(&backend);
+        assert!(backend.physical_interrupt(PHYSICAL_TIMER_INTERRUPT));
+        assert_eq!(gich.entry(0).id, TIMER_INTERRUPT, "written at once");
+        assert_eq!(gich.entry(0).priority, 0x80);
+        // An exit that changed nothing the backend owns (a hypercall, the
+        // timer's own interrupt) leaves the list registers alone, even
+        // when the kernel says something changed: the guest has taken the
+        // interrupt meanwhile and the register says so.
+        gich.set_state(0, EntryState::Active);
+        backend.before_entry(&OFF, &|| 0, true);
+        assert_eq!(gich.entry(0).state, EntryState::Active);
+        // The guest's distributor accesses are the backend's business.
+        backend.distributor().write(0x200, Word, 0).unwrap();
+        gich.set_state(0, EntryState::Invalid);
+        backend.before_entry(&OFF, &|| 0, false);
+        assert!(gich.ids().is_empty(), "read back after a distributor access");
+        assert!(host.is_enabled(PHYSICAL_TIMER_INTERRUPT), "ended: unmasked");
     }
 
     #[test]

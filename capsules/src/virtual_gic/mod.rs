@@ -315,6 +315,14 @@ impl VirtualGic {
             && (self.enabled.get() & !self.active.get() & self.targeted.get()) & bit(id) != 0
     }
 
+    /// Interrupt `id`'s priority (0 for ids that do not exist).
+    pub(crate) fn priority(&self, id: u32) -> u8 {
+        self.priorities
+            .as_array_of_cells()
+            .get(id as usize)
+            .map_or(0, Cell::get)
+    }
+
     /// Sets or clears interrupt `id`'s active state (the list registers
     /// report what the guest did with it).
     pub(crate) fn set_active(&self, id: u32, active: bool) {
@@ -341,6 +349,12 @@ impl VirtualGic {
         }
     }
 
+    /// Whether interrupt `id`'s pending state is latched (an edge,
+    /// GICD_ISPENDR, an SGI), not only its line's level.
+    pub(crate) fn is_latched(&self, id: u32) -> bool {
+        id < NUM_INTERRUPTS && self.latched.get() & bit(id) != 0
+    }
+
     /// Whether interrupt `id` is edge-triggered.
     pub(crate) fn is_edge(&self, id: u32) -> bool {
         id < NUM_INTERRUPTS && self.edge.get() & bit(id) != 0
@@ -359,12 +373,13 @@ impl VirtualGic {
     /// The highest-priority interrupt of `candidates`, with its priority
     /// (among equal priorities, the lowest id).
     pub(crate) fn best_of(&self, mut candidates: u64) -> Option<(u32, u8)> {
-        let priorities = self.priorities.get();
+        // Per-id cells: no copy of the whole priority array per call.
+        let priorities = self.priorities.as_array_of_cells();
         let mut best: Option<(u32, u8)> = None;
         while candidates != 0 {
             let id = candidates.trailing_zeros();
             candidates &= candidates - 1;
-            let priority = priorities[id as usize];
+            let priority = priorities[id as usize].get();
             if best.is_none_or(|(_, best_priority)| priority < best_priority) {
                 best = Some((id, priority));
             }
