@@ -106,6 +106,13 @@ pub trait InterruptBackend {
         now: &dyn Fn() -> u64,
         changed: bool,
     ) -> Option<u64>;
+    /// Whether [`before_entry`](Self::before_entry) must run before every
+    /// entry (a backend that polls the guest's timer in software), or only
+    /// when the kernel says something changed. Asked once, when the VM is
+    /// given its backend.
+    fn polls_every_entry(&self) -> bool {
+        true
+    }
     /// Whether an interrupt is pending for the VM at `now` (it waits, or
     /// is about to), and if not, when to look again. Called for switched-in
     /// and switched-out VMs alike.

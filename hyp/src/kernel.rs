@@ -143,6 +143,9 @@ pub struct Vm<'a, V: Vcpu> {
     /// since it was last computed (device MMIO, a physical interrupt, the
     /// timer, a new slice).
     interrupts_changed: bool,
+    /// Whether the backend looks before every entry, or only after a change
+    /// ([`InterruptBackend::polls_every_entry`]).
+    poll_every_entry: bool,
 }
 
 impl<V: Vcpu> core::fmt::Debug for Vm<'_, V> {
@@ -183,6 +186,7 @@ impl<'a, V: Vcpu> Vm<'a, V> {
             counters: VmCounters::default(),
             loop_detector: FaultLoopDetector::new(),
             interrupts_changed: true,
+            poll_every_entry: false,
         }
     }
 
@@ -215,6 +219,7 @@ impl<'a, V: Vcpu> Vm<'a, V> {
     /// Gives the VM its interrupt backend.
     pub fn with_interrupts(mut self, interrupts: &'a dyn InterruptBackend) -> Self {
         self.interrupts = interrupts;
+        self.poll_every_entry = interrupts.polls_every_entry();
         self
     }
 
@@ -426,10 +431,13 @@ impl Kernel {
                 remaining -= 1;
                 let vm = &mut vms[current];
                 let changed = core::mem::replace(&mut vm.interrupts_changed, false);
-                let alarm = match vm
-                    .interrupts
-                    .before_entry(&vm.vcpu, &|| platform.now(), changed)
-                {
+                let timer = if changed || vm.poll_every_entry {
+                    vm.interrupts
+                        .before_entry(&vm.vcpu, &|| platform.now(), changed)
+                } else {
+                    None
+                };
+                let alarm = match timer {
                     None => alarm_without_timer,
                     Some(timer) => timer.min(alarm_without_timer),
                 };

@@ -343,10 +343,15 @@ impl<'a> GicV2Backend<'a> {
 }
 
 impl InterruptBackend for GicV2Backend<'_> {
+    /// The list registers are all free while no VM is switched in (every
+    /// `switch_out` empties them), so only this VM's occupied ones are
+    /// written.
     fn switch_in(&self) {
         self.loaded.set(true);
         for (n, entry) in self.saved.get().iter().enumerate().take(self.count) {
-            self.list_registers.write(n, *entry);
+            if !entry.is_free() {
+                self.list_registers.write(n, *entry);
+            }
         }
         self.list_registers
             .enable(&self.interface.get(), self.waiting.get());
@@ -356,10 +361,14 @@ impl InterruptBackend for GicV2Backend<'_> {
     }
 
     fn switch_out(&self) {
+        // Only registers this backend filled can hold anything.
         let mut saved = [ListEntry::FREE; MAX_LIST_REGISTERS];
+        let held = self.held.get();
         for (n, entry) in saved.iter_mut().enumerate().take(self.count) {
-            *entry = self.list_registers.read(n);
-            self.list_registers.write(n, ListEntry::FREE);
+            if held[n].is_some() {
+                *entry = self.list_registers.read(n);
+                self.list_registers.write(n, ListEntry::FREE);
+            }
         }
         self.saved.set(saved);
         self.interface.set(self.list_registers.disable());
@@ -372,23 +381,27 @@ impl InterruptBackend for GicV2Backend<'_> {
 
     /// This backend knows what can change its VM's interrupts (its
     /// distributor window, the UART's line, its physical interrupts, a
-    /// restart) and refills only then. The kernel's `changed` only says
-    /// when the UART's line may have moved (a device access, console input
-    /// at a physical interrupt): a hypercall exit costs a flag test, and
-    /// the timer's own interrupt, injected at once, a line check.
+    /// restart) and refills only then. The kernel calls it only after an
+    /// exit that can have changed something ([`Self::polls_every_entry`]
+    /// is false), and its `changed` then says the UART's line may have
+    /// moved: a hypercall exit does not come here at all, and the timer's
+    /// own interrupt, injected at once, costs a line check.
     fn before_entry(
         &self,
         _timer: &dyn VirtualTimer,
         _now: &dyn Fn() -> u64,
         changed: bool,
     ) -> Option<u64> {
-        if self.dirty.get()
-            || (changed && self.uart.interrupt_pending() != self.uart_line.get())
-        {
+        if self.dirty.get() || (changed && self.uart.interrupt_pending() != self.uart_line.get()) {
             self.refresh();
         }
         // The timer interrupts physically while the VM runs: no alarm.
         None
+    }
+
+    /// Only after a change: the timer interrupts physically.
+    fn polls_every_entry(&self) -> bool {
+        false
     }
 
     fn poll(&self, timer: &dyn VirtualTimer, now: u64) -> Poll {
@@ -815,7 +828,10 @@ mod tests {
         backend.distributor().write(0x200, Word, 0).unwrap();
         gich.set_state(0, EntryState::Invalid);
         backend.before_entry(&OFF, &|| 0, false);
-        assert!(gich.ids().is_empty(), "read back after a distributor access");
+        assert!(
+            gich.ids().is_empty(),
+            "read back after a distributor access"
+        );
         assert!(host.is_enabled(PHYSICAL_TIMER_INTERRUPT), "ended: unmasked");
     }
 
