@@ -134,35 +134,57 @@ for board in "${boards[@]}"; do
     echo
 done
 cat <<'TAIL'
-
 The VM switch row: the bench VM calls YIELD while a second VM
 ('bench-peer') yields in a loop; the round trip (two switches, each with a
 hypercall exit, saving and restoring the banked registers, CP15 and
-VFP/NEON state, the stage-2 switch by VMID without TLB invalidation, and
-the entry) less the peer's three loop instructions, halved.
+VFP/NEON state, the VM's interrupt context, the stage-2 switch by VMID
+without TLB invalidation, and the entry) less the peer's three loop
+instructions, halved. On qemu-virt the interrupt context is the GIC's:
+GICH_VMCR, GICH_APR, the occupied list registers and the timer's mask.
 
-GIC acknowledge + EOI: two trapped and emulated accesses to the virtual
-GIC's CPU interface, for an SGI the guest sent itself. Virtual interrupt
-delivery: the guest spins reading PMCCNTR with its virtual timer armed;
-from its last reading to the first instruction of its IRQ vector, the
-hypervisor's alarm interrupt is taken to Hyp, serviced, the timer's line
-raised in the virtual GIC, HCR.VI set and the guest entered (the mean is
-higher than the minimum when the alarm, which has 1 us resolution, fires
-while the hypervisor is already on its way into the guest). Scheduling
-tick: the gap in a lone VM's run when its 10 ms slice ends. VM switch under
-preemption: from one VM's last instruction before its slice ended to the
-other VM's first, seen from both sides (see `tools/bench-report.sh`).
+GIC acknowledge + EOI: GICC_IAR and GICC_EOIR for an SGI the guest sent
+itself. On integrator-cp both accesses trap and are emulated; on qemu-virt
+the window is the GIC's virtual CPU interface, so they never leave the
+guest (the 1 is the instruction between the two reads of the counter).
 
-Targets from the guest-VM issue: null hypercall <= 80, MMIO read <= 250,
-VM switch <= 1,500. The null hypercall and the MMIO read miss theirs. Of a
-null hypercall's instructions, about 27 are the exception entry, the
-register save and the return to the guest; the rest is the kernel's exit
-loop in Rust: decoding the syndrome, counting the exit, looking at the
-guest's virtual timer (it must be checked at every exit, as the board does
-not wire its interrupt), keeping the alarm and the virtual IRQ line up to
-date, and routing the call by its SMCCC owner (`hyp::dispatch::Routes`).
-An MMIO read also decodes the access, finds the device by its cached
-window (64-bit guest-physical arithmetic), calls it through its trait
-object and re-evaluates the virtual GIC's output afterwards, as a device
-access may change it.
+Virtual interrupt delivery: the guest spins reading PMCCNTR with its
+virtual timer armed; from its last reading to the first instruction of its
+IRQ vector. On integrator-cp the hypervisor's alarm (counter/timer 1) is
+taken to Hyp, serviced, the timer's line raised in the virtual GIC, HCR.VI
+set and the guest entered (the mean is higher than the minimum when the
+alarm, which has 1 us resolution, fires while the hypervisor is already on
+its way into the guest). On qemu-virt the guest timer's own interrupt
+(PPI 11) is taken to Hyp, acknowledged, masked, written into a free list
+register and the guest entered.
+
+Scheduling tick: the gap in a lone VM's run when its 10 ms slice ends. VM
+switch under preemption: from one VM's last instruction before its slice
+ended to the other VM's first, seen from both sides (see
+`tools/bench-report.sh`).
+
+## Targets and where the instructions go
+
+qemu-virt (the second-board issue): GIC acknowledge + EOI with no exit
+<= 40 (met: 1), virtual interrupt delivery <= 400 mean (missed), Linux boot
+<= 1.01 of the same kernel on bare `virt` (see the Linux table).
+
+The delivery path was measured instruction by instruction with QEMU's
+execution trace (`-d in_asm,exec,nochain -dfilter` on the hypervisor's
+text, under `-icount shift=0`), summed per function for one delivery:
+the exception entry and register save (about 25), the kernel's exit loop
+for an IRQ exit (about 135: counting, asking the platform, the slice and
+wake-up checks, reprogramming the one-shot alarm), the platform's interrupt
+service (about 95, plus two GICC_IAR reads, the second finding nothing,
+and the EOIR/DIR writes), the backend taking the timer interrupt (masking
+PPI 27 at the distributor, raising the virtual line and writing the list
+register: about 140) and the entry. Cutting it below 400 needs the lean
+exit path of a later issue (an IRQ exit that skips the general loop's
+wake-up and slice checks when only the running VM's timer fired).
+
+integrator-cp pays for the interrupt backend being a trait object: the
+software backend is called before every entry (it must look at the
+guest's timer, whose interrupt this board does not wire), through a
+dynamic call that reads CNTV_CTL through another; this costs about 50
+instructions on every exit against the figures before the backends were
+split out (null hypercall 150, MMIO read 306), measured the same way.
 TAIL

@@ -287,3 +287,22 @@ fn qemu_virt_checks_its_machine_and_runs_two_vms() {
     }
     assert_eq!(outcome.status, 0, "{console}");
 }
+
+/// QEMU virt with less RAM than the board is built for: the device-tree
+/// check refuses the boot before anything is mapped, naming both sizes.
+#[test]
+fn qemu_virt_refuses_a_machine_with_too_little_ram() {
+    let mut board = capvisor_runner::board("qemu-virt").expect("the runner knows qemu-virt");
+    board.memory_mib = 512;
+    // No guest images: the staging area lies beyond 512 MiB of RAM.
+    let no_images = capvisor_tests::images_dir(&board).join("no-images");
+    std::fs::create_dir_all(&no_images).expect("a scratch directory");
+    let outcome = capvisor_tests::boot_with_images(&board, &["test-hello"], &no_images);
+    let console = &outcome.transcript;
+    assert_console_has(
+        console,
+        "capvisor: boot refused: device tree: RAM is 512 MiB at 0x40000000, the board needs at least 1 GiB",
+    );
+    assert_console_lacks(console, "Hyp MMU on");
+    assert_eq!(outcome.status, 3, "{console}");
+}
