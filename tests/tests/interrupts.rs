@@ -32,9 +32,18 @@ fn timer_interrupts_arrive_on_time_and_a_gic_sweep_is_contained(board: &Board) {
     assert_console_has(console, "gic-sweep: 8 checks, 0 failed");
     let vtimer = vm_status_line(console, "vtimer");
     assert!(vtimer.contains("PASSED"), "{vtimer}");
-    // Every timer interrupt needed an acknowledge and an end (two MMIO
-    // exits each): at least 2 x 199.
-    assert!(counter(vtimer, "mmio") >= 398, "{vtimer}");
+    if board.name == "qemu-virt" {
+        // The guest's CPU interface is the GIC's GICV: acknowledging and
+        // ending never exit (the vtimer guest's other accesses, its
+        // console output, are fewer than 2 x 199), and every timer
+        // interrupt is taken physically and forwarded.
+        assert!(counter(vtimer, "mmio") < 398, "{vtimer}");
+        assert!(counter(vtimer, "irqs") >= 199, "{vtimer}");
+    } else {
+        // Every timer interrupt needed an acknowledge and an end (two MMIO
+        // exits each): at least 2 x 199.
+        assert!(counter(vtimer, "mmio") >= 398, "{vtimer}");
+    }
     let sweep = vm_status_line(console, "gic-sweep");
     assert!(sweep.contains("PASSED"), "{sweep}");
     assert_eq!(outcome.status, EXIT_SUCCESS, "{console}");
