@@ -34,10 +34,11 @@ fn timer_interrupts_arrive_on_time_and_a_gic_sweep_is_contained(board: &Board) {
     assert!(vtimer.contains("PASSED"), "{vtimer}");
     if board.name == "qemu-virt" {
         // The guest's CPU interface is the GIC's GICV: acknowledging and
-        // ending never exit (the vtimer guest's other accesses, its
-        // console output, are fewer than 2 x 199), and every timer
-        // interrupt is taken physically and forwarded.
-        assert!(counter(vtimer, "mmio") < 398, "{vtimer}");
+        // ending never exit. Its other accesses (the distributor set-up,
+        // console output with its FIFO polling) come to 330-400 exits;
+        // trapped acknowledges and ends would add 2 x 199 to that. Every
+        // timer interrupt is taken physically and forwarded.
+        assert!(counter(vtimer, "mmio") < 600, "{vtimer}");
         assert!(counter(vtimer, "irqs") >= 199, "{vtimer}");
     } else {
         // Every timer interrupt needed an acknowledge and an end (two MMIO
