@@ -107,9 +107,10 @@ pub trait InterruptBackend {
         changed: bool,
     ) -> Option<u64>;
     /// Whether [`before_entry`](Self::before_entry) must run before every
-    /// entry (a backend that polls the guest's timer in software), or only
-    /// when the kernel says something changed. Asked once, when the VM is
-    /// given its backend.
+    /// entry while the guest's timer is armed (a backend that polls the
+    /// timer in software; the kernel also calls it once after the timer
+    /// was disarmed), or only when the kernel says something changed.
+    /// Asked once, when the VM is given its backend.
     fn polls_every_entry(&self) -> bool {
         true
     }

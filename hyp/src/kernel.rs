@@ -146,6 +146,9 @@ pub struct Vm<'a, V: Vcpu> {
     /// Whether the backend looks before every entry, or only after a change
     /// ([`InterruptBackend::polls_every_entry`]).
     poll_every_entry: bool,
+    /// Whether the guest's timer was armed at the last entry (a polling
+    /// backend is called while it is, and once after, to lower its line).
+    timer_was_armed: bool,
 }
 
 impl<V: Vcpu> core::fmt::Debug for Vm<'_, V> {
@@ -187,6 +190,7 @@ impl<'a, V: Vcpu> Vm<'a, V> {
             loop_detector: FaultLoopDetector::new(),
             interrupts_changed: true,
             poll_every_entry: false,
+            timer_was_armed: false,
         }
     }
 
@@ -431,7 +435,24 @@ impl Kernel {
                 remaining -= 1;
                 let vm = &mut vms[current];
                 let changed = core::mem::replace(&mut vm.interrupts_changed, false);
-                let timer = if changed || vm.poll_every_entry {
+                // A polling backend has nothing to look at while the
+                // guest's timer is off and was off at the last entry: the
+                // common exit pays for one CNTV_CTL read, not a call.
+                // After a change the backend is called anyway, and it may
+                // have raised the line: look once more at the next entry.
+                let call = if changed {
+                    vm.timer_was_armed = true;
+                    true
+                } else {
+                    vm.poll_every_entry && {
+                        let armed = crate::interrupts::VirtualTimerState::control_armed(
+                            vm.vcpu.virtual_timer_control(),
+                        );
+                        let was_armed = core::mem::replace(&mut vm.timer_was_armed, armed);
+                        armed || was_armed
+                    }
+                };
+                let timer = if call {
                     vm.interrupts
                         .before_entry(&vm.vcpu, &|| platform.now(), changed)
                 } else {
@@ -934,6 +955,59 @@ mod tests {
         assert_eq!(vms[0].state, VmState::Stopped);
         // The alarm was programmed for the end of a slice.
         assert!(world.alarm.get().is_some());
+    }
+
+    /// A polling backend that counts its calls.
+    struct CountingBackend(Cell<u32>);
+
+    impl InterruptBackend for CountingBackend {
+        fn switch_in(&self) {}
+        fn switch_out(&self) {}
+        fn before_entry(
+            &self,
+            _timer: &dyn VirtualTimer,
+            _now: &dyn Fn() -> u64,
+            _changed: bool,
+        ) -> Option<u64> {
+            self.0.set(self.0.get() + 1);
+            None
+        }
+        fn poll(&self, _timer: &dyn VirtualTimer, _now: u64) -> crate::interrupts::Poll {
+            crate::interrupts::Poll::default()
+        }
+        fn reset(&self) {}
+    }
+
+    #[test]
+    fn a_polling_backend_is_skipped_while_the_guest_timer_is_off_and_nothing_changed() {
+        let world = World::new();
+        let policy = Fixed(FaultResponse::Stop);
+        // Ten hypercalls, then power off: the first entry (a new slice) is
+        // a change; the nine after it find the timer off and were off.
+        let mut script = std::vec![(HVC, 0x1); 10];
+        script.push(OFF);
+        let a = ScriptedVcpu::new('a', script, &world);
+        let backend = CountingBackend(Cell::new(0));
+        let mut vms = [vm("a", a, &world, &policy).with_interrupts(&backend)];
+        assert_eq!(
+            Kernel.run(&mut vms, &world, &no_slices(), 100),
+            RunOutcome::AllStopped
+        );
+        // The slice's first entry, and the one after it (after a change
+        // the kernel looks once more); none for the rest.
+        assert_eq!(backend.0.get(), 2);
+        // With the timer armed, every entry calls it.
+        let mut script = std::vec![(HVC, 0x1); 10];
+        script.push(OFF);
+        let mut b = ScriptedVcpu::new('b', script, &world);
+        b.timer = VirtualTimerState {
+            control: VirtualTimerState::ENABLE,
+            deadline: u64::MAX,
+        };
+        let backend = CountingBackend(Cell::new(0));
+        let mut vms = [vm("b", b, &world, &policy).with_interrupts(&backend)];
+        Kernel.run(&mut vms, &world, &no_slices(), 100);
+        assert_eq!(backend.0.get(), 11);
     }
 
     #[test]
