@@ -534,6 +534,20 @@ mod tests {
     use hyp::interrupts::VirtualTimerState;
     use hyp::trap::AccessSize::Word;
 
+    /// Declares a switched-in backend over fresh fakes: the GICH `$gich`,
+    /// the host GIC `$host`, the VM's distributor `$gic` (and a UART).
+    macro_rules! fixture {
+        ($gich:ident, $host:ident, $gic:ident, $backend:ident) => {
+            let console = Recorder::default();
+            let $gich = FakeGich::default();
+            let $host = FakeHost::default();
+            let uart = VirtualUart::new(&console);
+            let $gic = VirtualGic::new();
+            let $backend = GicV2Backend::new(&$gic, &uart, &$gich, &$host);
+            $backend.switch_in();
+        };
+    }
+
     /// A GICH with four list registers; the tests play the guest by
     /// changing entries' states as a virtual CPU interface would.
     #[derive(Default)]
@@ -669,15 +683,7 @@ mod tests {
 
     #[test]
     fn pending_interrupts_fill_list_registers_by_priority_and_the_rest_wait_for_underflow() {
-        let (console, gich, host) = (
-            Recorder::default(),
-            FakeGich::default(),
-            FakeHost::default(),
-        );
-        let uart = VirtualUart::new(&console);
-        let gic = VirtualGic::new();
-        let backend = GicV2Backend::new(&gic, &uart, &gich, &host);
-        backend.switch_in();
+        fixture!(gich, host, gic, backend);
         let spis = [40, 41, 42, 43, 44, 45];
         // Earlier in the list, more urgent: 45 is the least urgent.
         guest_enables(&gic, &spis);
@@ -713,15 +719,7 @@ mod tests {
 
     #[test]
     fn a_level_interrupt_asks_for_the_end_and_is_delivered_again_while_high() {
-        let (console, gich, host) = (
-            Recorder::default(),
-            FakeGich::default(),
-            FakeHost::default(),
-        );
-        let uart = VirtualUart::new(&console);
-        let gic = VirtualGic::new();
-        let backend = GicV2Backend::new(&gic, &uart, &gich, &host);
-        backend.switch_in();
+        fixture!(gich, host, gic, backend);
         guest_enables(&gic, &[50]);
         gic.set_level(50, true);
         entry(&backend);
@@ -758,15 +756,7 @@ mod tests {
 
     #[test]
     fn the_timer_is_masked_until_the_guest_ends_it_and_the_mask_follows_the_vm() {
-        let (console, gich, host) = (
-            Recorder::default(),
-            FakeGich::default(),
-            FakeHost::default(),
-        );
-        let uart = VirtualUart::new(&console);
-        let gic = VirtualGic::new();
-        let backend = GicV2Backend::new(&gic, &uart, &gich, &host);
-        backend.switch_in();
+        fixture!(gich, host, gic, backend);
         guest_enables(&gic, &[TIMER_INTERRUPT]);
         host.enable(PHYSICAL_TIMER_INTERRUPT);
         // The platform took PPI 27.
@@ -803,15 +793,7 @@ mod tests {
 
     #[test]
     fn a_timer_interrupt_goes_straight_into_a_free_list_register_and_other_exits_cost_no_refresh() {
-        let (console, gich, host) = (
-            Recorder::default(),
-            FakeGich::default(),
-            FakeHost::default(),
-        );
-        let uart = VirtualUart::new(&console);
-        let gic = VirtualGic::new();
-        let backend = GicV2Backend::new(&gic, &uart, &gich, &host);
-        backend.switch_in();
+        fixture!(gich, host, gic, backend);
         guest_enables(&gic, &[TIMER_INTERRUPT]);
         entry(&backend);
         assert!(backend.physical_interrupt(PHYSICAL_TIMER_INTERRUPT));
@@ -837,15 +819,7 @@ mod tests {
 
     #[test]
     fn a_waiting_vm_wakes_for_unmasked_interrupts_and_at_its_timer_deadline() {
-        let (console, gich, host) = (
-            Recorder::default(),
-            FakeGich::default(),
-            FakeHost::default(),
-        );
-        let uart = VirtualUart::new(&console);
-        let gic = VirtualGic::new();
-        let backend = GicV2Backend::new(&gic, &uart, &gich, &host);
-        backend.switch_in();
+        fixture!(gich, host, gic, backend);
         guest_enables(&gic, &[TIMER_INTERRUPT, 40]);
         gich.mask.set(0xf0);
         let armed = Timer(VirtualTimerState {
@@ -872,15 +846,7 @@ mod tests {
 
     #[test]
     fn the_guests_distributor_sees_interrupts_held_in_list_registers_and_reset_empties_them() {
-        let (console, gich, host) = (
-            Recorder::default(),
-            FakeGich::default(),
-            FakeHost::default(),
-        );
-        let uart = VirtualUart::new(&console);
-        let gic = VirtualGic::new();
-        let backend = GicV2Backend::new(&gic, &uart, &gich, &host);
-        backend.switch_in();
+        fixture!(gich, host, gic, backend);
         guest_enables(&gic, &[40]);
         gic.trigger(40);
         entry(&backend);
