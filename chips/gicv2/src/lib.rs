@@ -22,7 +22,14 @@
 //! interrupts the hypervisor put in the GICH list registers. GICH holds one
 //! VM's virtual CPU interface state at a time: the hypervisor saves it
 //! ([`hyp_interface::HypInterface::save`]) when it switches a VM out and
-//! restores it when it switches the VM back in.
+//! restores it when it switches the VM back in (the GICv2 interrupt
+//! backend in `capsules::virtual_gic` does so through the list-register
+//! HIL, [`hyp_interface::HypInterface`]'s `ListRegisters` implementation).
+//!
+//! The published `arm-gic` crate drives GICD and GICC but not GICH, and a
+//! hypervisor needs the three together (split priority drop and
+//! deactivation, active states it saves per VM, the list registers), so
+//! this crate describes all three with `tock-registers` instead.
 //!
 //! ```no_run
 //! use gicv2::Gic;
