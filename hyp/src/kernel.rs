@@ -48,7 +48,7 @@ pub trait Vcpu: GuestRegisters + VirtualTimer {
 /// interrupts the hypervisor owns.
 pub trait Platform {
     /// The monotonic clock, in ticks (the same clock as
-    /// [`VirtualTimerState::deadline`]).
+    /// [`crate::interrupts::VirtualTimerState::deadline`]).
     fn now(&self) -> u64;
     /// Programs the hypervisor's alarm for `deadline`, or disarms it.
     fn set_alarm(&self, deadline: Option<u64>);

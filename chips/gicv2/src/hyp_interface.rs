@@ -133,7 +133,7 @@ pub enum LrState {
 
 /// One GICH_LR value: a virtual interrupt as the VM's interface sees it.
 ///
-/// Bits (GICv2): 31 HW, 30 Group 1, 29:28 state, 27:23 priority[7:3],
+/// Bits (GICv2): 31 HW, 30 Group 1, 29:28 state, 27:23 priority bits 7:3,
 /// 19:10 the physical id (HW = 1) or bit 19 EOI maintenance and 12:10 the
 /// source CPU (HW = 0), 9:0 the virtual id. Built from
 /// [`ListRegister::pending`]:
