@@ -35,10 +35,12 @@
 //!   physical interrupt, which fires again if the guest's timer is still
 //!   due. *Mask and inject*, rather than a list register linked to the
 //!   physical interrupt (hardware bit), which would save the maintenance
-//!   exit: QEMU 7.2's GICv2 did not deactivate the physical interrupt when
-//!   the guest ended a linked one (measured: the timer test guest received
-//!   15 of its 200 interrupts, the physical PPI staying active), so the
-//!   linked form is left for boards whose GIC is known to forward it. The
+//!   exit: a first try of the linked form lost timer interrupts (the timer
+//!   test guest received 15 of its 200, the physical PPI staying active),
+//!   but that try also took still-pending entries back out of the list
+//!   registers when the guest waited, which breaks the link, so whether
+//!   QEMU 7.2's GICv2 forwards the guest's deactivation is not settled;
+//!   mask and inject needs nothing of the GIC beyond enable bits. The
 //!   mask belongs to the VM: it is lifted while the VM is switched out (so
 //!   the next VM's timer can interrupt) and set again when it is switched
 //!   back in. Nothing polls CNTV while the VM runs; only a waiting VM's
