@@ -513,9 +513,11 @@ impl Kernel {
                     return RunOutcome::Panicked { vm: current };
                 }
                 if vm.state == VmState::Waiting {
-                    // WFI completes at once when an interrupt is pending.
+                    // WFI completes at once when an interrupt is pending;
+                    // the backend looked at its state and must present it.
                     if vm.poll_interrupts(platform).pending {
                         vm.state = VmState::Ready;
+                        vm.interrupts_changed = true;
                         continue;
                     }
                     break StopReason::Waiting;
