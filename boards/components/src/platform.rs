@@ -63,9 +63,6 @@ pub struct Lines {
     /// GIC's maintenance interrupt and the guest timer's PPI); empty on a
     /// board without GIC virtualization.
     pub forwarded: &'static [u32],
-    /// Forwarded lines the guest deactivates itself (through a
-    /// hardware-linked list register): only their priority is dropped.
-    pub guest_deactivated: &'static [u32],
 }
 
 /// The board's devices as the kernel's platform.
@@ -261,15 +258,11 @@ impl<const VMS: usize> Platform for BoardPlatform<'_, VMS> {
             } else if line == self.lines.console {
                 status |= self.receive_console_input();
             } else if self.lines.forwarded.contains(&line) {
-                let taken = self
-                    .backends
+                // The switched-in VM's backend takes it (and ends it here
+                // like any other: the guest timer's is masked meanwhile).
+                self.backends
                     .iter()
                     .any(|backend| backend.physical_interrupt(line));
-                if taken && self.lines.guest_deactivated.contains(&line) {
-                    // The guest's deactivation of the linked virtual
-                    // interrupt ends it.
-                    continue;
-                }
             } else {
                 // Nothing else is enabled; a line that asserts anyway is
                 // masked so it cannot storm.

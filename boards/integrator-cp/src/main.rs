@@ -130,7 +130,6 @@ pub extern "C" fn capvisor_main() -> ! {
             alarm: lines::TIMER1,
             console: lines::UART0,
             forwarded: &[],
-            guest_deactivated: &[],
         },
         io::console(),
         system.mux,

@@ -156,7 +156,6 @@ pub extern "C" fn capvisor_main() -> ! {
                 qemu_virt::MAINTENANCE_INTERRUPT,
                 qemu_virt::VIRTUAL_TIMER_INTERRUPT,
             ],
-            guest_deactivated: &[],
         },
         io::console(),
         system.mux,
