@@ -2,8 +2,10 @@
 # Capvisor's front end. On a fresh machine:
 #   make program   build the default board and run it in QEMU (Ctrl-A x quits):
 #                  Linux with a shell on the console, and a second small VM
-#                  (make program KERNEL=zImage INITRD=file BOOTARGS="..."
-#                  boots your own kernel instead)
+#                  (systems/demo.toml); SYSTEM=file.toml runs another system
+#                  description, and KERNEL=zImage INITRD=file BOOTARGS="..."
+#                  one Linux VM with your own kernel; BOARD=qemu-virt the
+#                  other board
 #   make test      formatting, lints, host unit tests and QEMU integration tests
 # Both run `make setup` first, which installs what is missing and nothing else.
 
@@ -21,9 +23,9 @@ all: build
 setup:
 	@tools/setup.sh
 
-# KERNEL, INITRD and BOOTARGS (see boards/$(BOARD)/Makefile) reach the board
-# with paths made absolute here, where the user typed them.
-BOARD_VARS := $(if $(KERNEL),KERNEL=$(abspath $(KERNEL))) $(if $(INITRD),INITRD=$(abspath $(INITRD)))
+# SYSTEM, KERNEL, INITRD and BOOTARGS (see boards/Makefile.common) reach the
+# board with paths made absolute here, where the user typed them.
+BOARD_VARS := $(if $(SYSTEM),SYSTEM=$(abspath $(SYSTEM))) $(if $(KERNEL),KERNEL=$(abspath $(KERNEL))) $(if $(INITRD),INITRD=$(abspath $(INITRD)))
 
 build: setup
 	$(MAKE) -C boards/$(BOARD) build $(BOARD_VARS)
@@ -40,7 +42,7 @@ fmt-check:
 lint: setup
 	cargo clippy --locked $(HOST_CRATES) --all-targets -- -D warnings
 	cargo clippy --locked $(TARGET_CRATES) --target $(TARGET) -- -D warnings
-	for features in test-guests test-fault-policy test-interrupts test-scheduling test-console test-hello test-hostile test-bad-ram-overlap test-bad-ram-misaligned test-bad-device-twice linux bench test-fault-unmapped test-panic test-uncovered-layout; do \
+	for features in bench test-fault-unmapped test-panic test-uncovered-layout; do \
 		cargo clippy --locked -p capvisor-integrator-cp -p capvisor-qemu-virt --target $(TARGET) --features $$features -- -D warnings || exit 1; \
 	done
 
@@ -72,11 +74,11 @@ bench: setup
 	for board in $(BENCH_BOARDS); do \
 		dir=$(BENCH_DIR)/$$board; mkdir -p $$dir; \
 		cargo build --locked --release -p capvisor-$$board --target $(TARGET) --features bench --target-dir $$dir/trap || exit 1; \
-		$(RUNNER) --board $$board --kernel $$dir/trap/$(TARGET)/release/capvisor-$$board --guest-images $(GUEST_DIR) --icount --timeout 300 \
+		$(RUNNER) --board $$board --kernel $$dir/trap/$(TARGET)/release/capvisor-$$board --system tests/systems/bench.toml --search $(GUEST_DIR) --icount --timeout 300 \
 			--expect "bench: done" 2> $$dir/console.txt || { cat $$dir/console.txt; exit 1; }; \
-		CAPVISOR_BOOTARGS="$(LINUX_BENCH_ARGS)" cargo build --locked --release -p capvisor-$$board --target $(TARGET) --features linux --target-dir $$dir/linux || exit 1; \
-		$(RUNNER) --board $$board --kernel $$dir/linux/$(TARGET)/release/capvisor-$$board --guest-images target/linux --icount --timeout 900 \
-			--expect "capvisor: 1 of 1 VMs passed" 2> $$dir/linux-capvisor.txt || { cat $$dir/linux-capvisor.txt; exit 1; }; \
+		cargo build --locked --release -p capvisor-$$board --target $(TARGET) --target-dir $$dir/linux || exit 1; \
+		$(RUNNER) --board $$board --kernel $$dir/linux/$(TARGET)/release/capvisor-$$board --system tests/systems/linux-bench.toml --search target/linux --icount --timeout 900 \
+			--expect "capvisor: VMs: 0 passed, 0 failed, 1 powered off without a status" 2> $$dir/linux-capvisor.txt || { cat $$dir/linux-capvisor.txt; exit 1; }; \
 	done
 	cargo run --quiet --locked --release -p capvisor-runner --bin capvisor-dtb -- $(BENCH_DIR)/linux.dtb 256 "$(LINUX_BENCH_ARGS)"
 	timeout 900 qemu-system-arm -M virt -cpu cortex-a15 -m 256 -icount shift=0 -display none -monitor none \
@@ -87,10 +89,11 @@ bench: setup
 	@cat BENCHMARKS.md
 
 # Fuzzing (cargo fuzz, libFuzzer) of trap decoding, the virtual devices'
-# MMIO, hypercalls, VM tables and device trees: FUZZ_TIME seconds per
+# MMIO, hypercalls, VM tables, packed system images and device trees:
+# FUZZ_TIME seconds per
 # target. Needs a nightly toolchain and cargo-fuzz; installs them if missing.
 FUZZ_TIME ?= 60
-FUZZ_TARGETS := trap_decode virtual_devices hypercalls vm_config device_tree
+FUZZ_TARGETS := trap_decode virtual_devices hypercalls vm_config system_image device_tree
 fuzz: setup
 	rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal
 	command -v cargo-fuzz >/dev/null 2>&1 || cargo install cargo-fuzz --locked

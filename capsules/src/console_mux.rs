@@ -13,11 +13,26 @@
 //! table); messages show them counted from 1 with their name, as the board's
 //! messages do (`VM 2 'beta'`).
 //!
+//! # Console modes
+//!
+//! Each VM has a mode ([`ConsoleMode`], from its system description) that
+//! says what becomes of its output while another VM has the focus:
+//!
+//! - [`ConsoleMode::Held`] (the default): kept, raw, in a buffer of
+//!   [`HELD_CAPACITY`] bytes, and written out when the VM gets the focus,
+//!   after a line saying how much was held (and how much older output was
+//!   dropped when the buffer was full). Nothing is drawn over the focused
+//!   VM's screen, so a full-screen program there (an installer's dialogs,
+//!   an editor) stays intact.
+//! - [`ConsoleMode::Shared`]: printed at once as prefixed whole lines among
+//!   the focused VM's output (below); for logs and tests.
+//! - [`ConsoleMode::Discard`]: dropped; the focus line says how many bytes.
+//!
 //! # Output formats
 //!
 //! - Focused VM: its bytes, unchanged. The mux only remembers whether they
 //!   left the cursor in the middle of a line (last byte not `\n`).
-//! - Other VMs: a line ends at `\n`; `\r` bytes are dropped (so `\n` and
+//! - Other VMs in shared mode: a line ends at `\n`; `\r` bytes are dropped (so `\n` and
 //!   `\r\n` both end a line, and a lone `\r` does not overwrite anything);
 //!   other bytes are kept as they are. A complete line is printed as
 //!   `[name] text\r\n`. A line longer than [`LINE_CAPACITY`] bytes is printed
@@ -66,12 +81,16 @@
 //! # struct Uart;
 //! # impl ConsoleOutput for Uart { fn write(&self, _: &[u8]) {} }
 //! let uart = Uart;
-//! let mux = ConsoleMux::new(&uart, ["alpha", "beta"]);
+//! let mux = ConsoleMux::new(&uart, &["alpha", "beta"]);
 //! let beta = mux.port(1);
-//! beta.write(b"booting\r\n"); // printed as "[beta] booting\r\n"
+//! beta.write(b"booting\r\n"); // printed as "[beta] booting\r\n" (shared mode)
 //! assert_eq!(mux.receive(b'x'), Input::ToVm { vm: 0, byte: b'x' });
 //! ```
 
+extern crate alloc;
+
+use alloc::collections::VecDeque;
+use alloc::vec::Vec;
 use core::cell::{Cell, RefCell};
 use core::fmt::{self, Write};
 use hyp::debug::{LinePrefixer, PREFIX};
@@ -81,12 +100,38 @@ use hyp::hil::console::ConsoleOutput;
 pub const MAX_VMS: usize = 8;
 /// Bytes of an unfocused VM's line held before a piece is printed.
 pub const LINE_CAPACITY: usize = 128;
+/// Bytes of a held VM's output kept while it does not have the focus (the
+/// newest are kept).
+pub const HELD_CAPACITY: usize = 4096;
+
+/// What becomes of a VM's output while another VM has the focus (see the
+/// module's "Console modes").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ConsoleMode {
+    /// Printed at once as prefixed lines.
+    Shared,
+    /// Kept (the newest [`HELD_CAPACITY`] bytes) and shown on focus.
+    #[default]
+    Held,
+    /// Dropped.
+    Discard,
+}
 /// The escape byte, Ctrl-].
 pub const ESCAPE: u8 = 0x1d;
 /// After [`ESCAPE`]: move the focus to the next VM.
 pub const NEXT_COMMAND: u8 = b'n';
 /// After [`ESCAPE`]: print the status of every VM.
 pub const STATUS_COMMAND: u8 = b's';
+
+impl fmt::Display for ConsoleMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ConsoleMode::Shared => "shared",
+            ConsoleMode::Held => "held",
+            ConsoleMode::Discard => "discard",
+        })
+    }
+}
 
 /// What the caller does with a received byte.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -185,11 +230,23 @@ impl ShownLine {
     }
 }
 
-/// The console multiplexer for `VMS` VMs (1 to [`MAX_VMS`]).
-pub struct ConsoleMux<'a, const VMS: usize> {
+/// One VM's side of the mux.
+#[derive(Debug)]
+struct VmConsole {
+    mode: ConsoleMode,
+    /// Shared mode: the line not yet printed.
+    pending: PendingLine,
+    /// Held mode: output kept while unfocused (allocated once, at boot).
+    held: VecDeque<u8>,
+    /// Held or discard mode: bytes dropped since the VM last had the focus.
+    dropped: usize,
+}
+
+/// The console multiplexer for 1 to [`MAX_VMS`] VMs.
+pub struct ConsoleMux<'a> {
     physical: &'a dyn ConsoleOutput,
-    names: [&'static str; VMS],
-    pending: RefCell<[PendingLine; VMS]>,
+    vms: RefCell<Vec<VmConsole>>,
+    names: Vec<&'static str>,
     focus: Cell<usize>,
     escape_pending: Cell<bool>,
     cursor: Cell<Cursor>,
@@ -200,23 +257,55 @@ pub struct ConsoleMux<'a, const VMS: usize> {
     broken: Cell<bool>,
 }
 
-impl<'a, const VMS: usize> ConsoleMux<'a, VMS> {
-    /// A mux writing to `physical`, VM `i` named `names[i]`. VM 0 has the
-    /// focus; nothing is printed until someone writes.
-    pub fn new(physical: &'a dyn ConsoleOutput, names: [&'static str; VMS]) -> Self {
-        const {
-            assert!(
-                VMS >= 1 && VMS <= MAX_VMS,
-                "a console mux serves 1 to 8 VMs"
-            )
-        };
+impl<'a> ConsoleMux<'a> {
+    /// A mux writing to `physical`, VM `i` named `names[i]`, every VM's
+    /// output shared. VM 0 has the focus; nothing is printed until someone
+    /// writes.
+    ///
+    /// # Panics
+    ///
+    /// Unless there are 1 to [`MAX_VMS`] names (a board error).
+    pub fn new(physical: &'a dyn ConsoleOutput, names: &[&'static str]) -> Self {
+        let vms: Vec<(&'static str, ConsoleMode)> = names
+            .iter()
+            .map(|name| (*name, ConsoleMode::Shared))
+            .collect();
+        Self::with_modes(physical, &vms)
+    }
+
+    /// A mux for VMs given as (name, console mode).
+    ///
+    /// # Panics
+    ///
+    /// Unless there are 1 to [`MAX_VMS`] VMs (a board error).
+    pub fn with_modes(
+        physical: &'a dyn ConsoleOutput,
+        vms: &[(&'static str, ConsoleMode)],
+    ) -> Self {
+        assert!(
+            (1..=MAX_VMS).contains(&vms.len()),
+            "a console mux serves 1 to 8 VMs"
+        );
         ConsoleMux {
             physical,
-            names,
-            pending: RefCell::new(core::array::from_fn(|_| PendingLine {
-                bytes: heapless::Vec::new(),
-                continued: false,
-            })),
+            names: vms.iter().map(|(name, _)| *name).collect(),
+            vms: RefCell::new(
+                vms.iter()
+                    .map(|&(_, mode)| VmConsole {
+                        mode,
+                        pending: PendingLine {
+                            bytes: heapless::Vec::new(),
+                            continued: false,
+                        },
+                        held: VecDeque::with_capacity(if mode == ConsoleMode::Held {
+                            HELD_CAPACITY
+                        } else {
+                            0
+                        }),
+                        dropped: 0,
+                    })
+                    .collect(),
+            ),
             focus: Cell::new(0),
             escape_pending: Cell::new(false),
             cursor: Cell::new(Cursor::LineStart),
@@ -225,13 +314,22 @@ impl<'a, const VMS: usize> ConsoleMux<'a, VMS> {
         }
     }
 
+    /// How many VMs it serves.
+    pub fn count(&self) -> usize {
+        self.names.len()
+    }
+
     /// VM `vm`'s output port, for its virtual UART and console hypercalls.
     ///
     /// # Panics
     ///
-    /// If `vm` is not below `VMS` (a board wiring error).
-    pub fn port(&self, vm: usize) -> ConsolePort<'_, 'a, VMS> {
-        assert!(vm < VMS, "console port for VM index {vm} of {VMS}");
+    /// If `vm` is not a VM of the mux (a board wiring error).
+    pub fn port(&self, vm: usize) -> ConsolePort<'_, 'a> {
+        assert!(
+            vm < self.count(),
+            "console port for VM index {vm} of {}",
+            self.count()
+        );
         ConsolePort { mux: self, vm }
     }
 
@@ -246,31 +344,67 @@ impl<'a, const VMS: usize> ConsoleMux<'a, VMS> {
     ///
     /// # Panics
     ///
-    /// If `vm` is not below `VMS` (a board error; typed commands never ask
-    /// for a VM that does not exist).
+    /// If `vm` is not a VM of the mux (a board error; typed commands never
+    /// ask for a VM that does not exist).
     pub fn set_focus(&self, vm: usize) {
-        assert!(vm < VMS, "console focus to VM index {vm} of {VMS}");
+        assert!(
+            vm < self.count(),
+            "console focus to VM index {vm} of {}",
+            self.count()
+        );
         let old = self.focus.replace(vm);
+        let mut vms = self.vms.borrow_mut();
         if old != vm && self.cursor.get() == Cursor::AfterVm(old) {
-            self.pending.borrow_mut()[old].continued = true;
+            vms[old].pending.continued = true;
         }
         self.print_hypervisor(format_args!(
             "console focus: VM {} '{}' (Ctrl-] n: next, Ctrl-] s: status)",
             vm + 1,
             self.names[vm]
         ));
-        if old != vm {
-            self.broken.set(false);
-            let mut shown = self.shown.borrow_mut();
-            shown.clear();
-            let mut pending = self.pending.borrow_mut();
-            let line = &mut pending[vm];
-            line.bytes.iter().for_each(|&byte| shown.feed(byte));
-            if line.continued || !line.bytes.is_empty() {
-                self.print_vm_line(vm, line.continued, &line.bytes, false);
-                line.bytes.clear();
-                line.continued = false;
+        if old == vm {
+            return;
+        }
+        self.broken.set(false);
+        let mut shown = self.shown.borrow_mut();
+        shown.clear();
+        let console = &mut vms[vm];
+        let (held, dropped) = (console.held.len(), core::mem::take(&mut console.dropped));
+        match console.mode {
+            ConsoleMode::Shared => {
+                let line = &mut console.pending;
+                line.bytes.iter().for_each(|&byte| shown.feed(byte));
+                if line.continued || !line.bytes.is_empty() {
+                    self.print_vm_line(vm, line.continued, &line.bytes, false);
+                    line.bytes.clear();
+                    line.continued = false;
+                }
             }
+            ConsoleMode::Held if held > 0 || dropped > 0 => {
+                self.print_hypervisor(format_args!(
+                    "VM {} '{}': {held} bytes of output held while in the background follow{}",
+                    vm + 1,
+                    self.names[vm],
+                    Dropped(dropped, " (older bytes dropped: ")
+                ));
+                let (first, second) = console.held.as_slices();
+                for bytes in [first, second] {
+                    bytes.iter().for_each(|&byte| shown.feed(byte));
+                    self.physical.write(bytes);
+                }
+                if let Some(&last) = second.last().or(first.last()) {
+                    if last != b'\n' {
+                        self.cursor.set(Cursor::AfterVm(vm));
+                    }
+                }
+                console.held.clear();
+            }
+            ConsoleMode::Discard if dropped > 0 => self.print_hypervisor(format_args!(
+                "VM {} '{}': {dropped} bytes of output discarded while in the background",
+                vm + 1,
+                self.names[vm]
+            )),
+            ConsoleMode::Held | ConsoleMode::Discard => {}
         }
     }
 
@@ -288,7 +422,7 @@ impl<'a, const VMS: usize> ConsoleMux<'a, VMS> {
         match byte {
             ESCAPE => Input::ToVm { vm: focus, byte },
             NEXT_COMMAND => {
-                let vm = (focus + 1) % VMS;
+                let vm = (focus + 1) % self.count();
                 self.set_focus(vm);
                 Input::FocusChanged { vm }
             }
@@ -349,8 +483,26 @@ impl<'a, const VMS: usize> ConsoleMux<'a, VMS> {
             });
             return;
         }
-        let mut pending = self.pending.borrow_mut();
-        let line = &mut pending[vm];
+        let mut vms = self.vms.borrow_mut();
+        let console = &mut vms[vm];
+        match console.mode {
+            ConsoleMode::Shared => {}
+            ConsoleMode::Held => {
+                for &byte in bytes {
+                    if console.held.len() == HELD_CAPACITY {
+                        console.held.pop_front();
+                        console.dropped += 1;
+                    }
+                    console.held.push_back(byte);
+                }
+                return;
+            }
+            ConsoleMode::Discard => {
+                console.dropped += bytes.len();
+                return;
+            }
+        }
+        let line = &mut console.pending;
         for &byte in bytes {
             match byte {
                 b'\n' => {
@@ -419,7 +571,7 @@ impl<'a, const VMS: usize> ConsoleMux<'a, VMS> {
     }
 }
 
-impl<const VMS: usize> fmt::Debug for ConsoleMux<'_, VMS> {
+impl fmt::Debug for ConsoleMux<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ConsoleMux")
             .field("names", &self.names)
@@ -432,14 +584,26 @@ impl<const VMS: usize> fmt::Debug for ConsoleMux<'_, VMS> {
 
 /// One VM's output through the mux: what the VM's virtual UART writes to.
 #[derive(Debug, Clone, Copy)]
-pub struct ConsolePort<'m, 'a, const VMS: usize> {
-    mux: &'m ConsoleMux<'a, VMS>,
+pub struct ConsolePort<'m, 'a> {
+    mux: &'m ConsoleMux<'a>,
     vm: usize,
 }
 
-impl<const VMS: usize> ConsoleOutput for ConsolePort<'_, '_, VMS> {
+impl ConsoleOutput for ConsolePort<'_, '_> {
     fn write(&self, bytes: &[u8]) {
         self.mux.write_from(self.vm, bytes);
+    }
+}
+
+/// `suffix` and a count of dropped bytes, and `)`, if there were any.
+struct Dropped(usize, &'static str);
+
+impl fmt::Display for Dropped {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            0 => Ok(()),
+            dropped => write!(f, "{}{dropped})", self.1),
+        }
     }
 }
 
@@ -481,7 +645,7 @@ mod tests {
     #[test]
     fn focused_output_is_byte_exact() {
         let out = Recorder::default();
-        let mux = ConsoleMux::new(&out, ["alpha", "beta"]);
+        let mux = ConsoleMux::new(&out, &["alpha", "beta"]);
         let alpha = mux.port(0);
         let bytes: &[u8] = b"\x1b[1;32m$ \x1b[0mls\r\nfile\n\rtab\there\x08 \xff";
         alpha.write(&bytes[..7]);
@@ -493,7 +657,7 @@ mod tests {
     #[test]
     fn unfocused_output_is_line_buffered_and_prefixed() {
         let out = Recorder::default();
-        let mux = ConsoleMux::new(&out, ["alpha", "beta"]);
+        let mux = ConsoleMux::new(&out, &["alpha", "beta"]);
         let beta = mux.port(1);
         beta.write(b"hel");
         beta.write(b"lo");
@@ -509,7 +673,7 @@ mod tests {
     #[test]
     fn interleaved_partial_lines_come_out_whole() {
         let out = Recorder::default();
-        let mux = ConsoleMux::new(&out, ["alpha", "beta", "gamma"]);
+        let mux = ConsoleMux::new(&out, &["alpha", "beta", "gamma"]);
         let (beta, gamma) = (mux.port(1), mux.port(2));
         beta.write(b"one ");
         gamma.write(b"uno ");
@@ -526,7 +690,7 @@ mod tests {
     #[test]
     fn long_line_is_printed_in_marked_pieces() {
         let out = Recorder::default();
-        let mux = ConsoleMux::new(&out, ["alpha", "beta"]);
+        let mux = ConsoleMux::new(&out, &["alpha", "beta"]);
         let long: Vec<u8> = (0..2 * LINE_CAPACITY + 5)
             .map(|i| b'a' + (i / LINE_CAPACITY) as u8)
             .collect();
@@ -541,7 +705,7 @@ mod tests {
     #[test]
     fn line_of_exactly_capacity_is_one_piece() {
         let out = Recorder::default();
-        let mux = ConsoleMux::new(&out, ["alpha", "beta"]);
+        let mux = ConsoleMux::new(&out, &["alpha", "beta"]);
         let line = "x".repeat(LINE_CAPACITY);
         mux.port(1).write(line.as_bytes());
         assert_eq!(out.take(), "");
@@ -552,7 +716,7 @@ mod tests {
     #[test]
     fn prefixed_line_after_focused_partial_starts_fresh_line() {
         let out = Recorder::default();
-        let mux = ConsoleMux::new(&out, ["alpha", "beta"]);
+        let mux = ConsoleMux::new(&out, &["alpha", "beta"]);
         mux.port(0).write(b"$ ");
         mux.port(1).write(b"tick\n");
         mux.port(0).write(b"ls\r\n");
@@ -564,7 +728,7 @@ mod tests {
     #[test]
     fn a_broken_line_is_reprinted_as_the_terminal_showed_it() {
         let out = Recorder::default();
-        let mux = ConsoleMux::new(&out, ["alpha", "beta"]);
+        let mux = ConsoleMux::new(&out, &["alpha", "beta"]);
         let (alpha, beta) = (mux.port(0), mux.port(1));
         // Colours and a cursor-position query are left out, backspaces
         // applied (busybox erases with "\b \b"), tabs kept.
@@ -588,7 +752,7 @@ mod tests {
     #[test]
     fn an_overlong_broken_line_is_not_reprinted() {
         let out = Recorder::default();
-        let mux = ConsoleMux::new(&out, ["alpha", "beta"]);
+        let mux = ConsoleMux::new(&out, &["alpha", "beta"]);
         let long = "z".repeat(LINE_CAPACITY + 1);
         mux.port(0).write(long.as_bytes());
         mux.port(1).write(b"tick\n");
@@ -599,7 +763,7 @@ mod tests {
     #[test]
     fn the_reprint_follows_the_focus() {
         let out = Recorder::default();
-        let mux = ConsoleMux::new(&out, ["alpha", "beta"]);
+        let mux = ConsoleMux::new(&out, &["alpha", "beta"]);
         mux.port(0).write(b"alpha> ");
         mux.port(1).write(b"login: ");
         mux.set_focus(1);
@@ -614,7 +778,7 @@ mod tests {
     #[test]
     fn input_goes_to_the_focused_vm() {
         let out = Recorder::default();
-        let mux = ConsoleMux::new(&out, ["alpha", "beta"]);
+        let mux = ConsoleMux::new(&out, &["alpha", "beta"]);
         assert_eq!(mux.receive(b'a'), Input::ToVm { vm: 0, byte: b'a' });
         assert_eq!(mux.receive(0x01), Input::ToVm { vm: 0, byte: 0x01 });
         mux.set_focus(1);
@@ -625,7 +789,7 @@ mod tests {
     #[test]
     fn next_command_cycles_and_wraps() {
         let out = Recorder::default();
-        let mux = ConsoleMux::new(&out, ["alpha", "beta", "gamma"]);
+        let mux = ConsoleMux::new(&out, &["alpha", "beta", "gamma"]);
         for expected in [1, 2, 0, 1] {
             assert_eq!(mux.receive(ESCAPE), Input::Consumed);
             assert_eq!(mux.receive(b'n'), Input::FocusChanged { vm: expected });
@@ -641,7 +805,7 @@ mod tests {
     #[test]
     fn double_escape_sends_one_literal_escape() {
         let out = Recorder::default();
-        let mux = ConsoleMux::new(&out, ["alpha", "beta"]);
+        let mux = ConsoleMux::new(&out, &["alpha", "beta"]);
         assert_eq!(mux.receive(ESCAPE), Input::Consumed);
         assert_eq!(
             mux.receive(ESCAPE),
@@ -657,7 +821,7 @@ mod tests {
     #[test]
     fn unknown_command_drops_both_bytes_and_prints_help() {
         let out = Recorder::default();
-        let mux = ConsoleMux::new(&out, ["alpha", "beta"]);
+        let mux = ConsoleMux::new(&out, &["alpha", "beta"]);
         mux.port(0).write(b"$ ");
         assert_eq!(mux.receive(ESCAPE), Input::Consumed);
         assert_eq!(mux.receive(b'x'), Input::Consumed);
@@ -673,7 +837,7 @@ mod tests {
     #[test]
     fn status_command_asks_the_board() {
         let out = Recorder::default();
-        let mux = ConsoleMux::new(&out, ["alpha", "beta"]);
+        let mux = ConsoleMux::new(&out, &["alpha", "beta"]);
         assert_eq!(mux.receive(ESCAPE), Input::Consumed);
         assert_eq!(mux.receive(b's'), Input::StatusRequested);
         assert_eq!(out.take(), "", "the board prints the status");
@@ -682,7 +846,7 @@ mod tests {
     #[test]
     fn status_lines_start_on_a_fresh_line() {
         let out = Recorder::default();
-        let mux = ConsoleMux::new(&out, ["alpha", "beta"]);
+        let mux = ConsoleMux::new(&out, &["alpha", "beta"]);
         mux.port(0).write(b"$ ");
         let exits = [12, 345];
         mux.print_status(|vm, line| write!(line, "running, exits {}", exits[vm]));
@@ -698,7 +862,7 @@ mod tests {
     #[test]
     fn hypervisor_messages_are_prefixed_whole_lines() {
         let out = Recorder::default();
-        let mux = ConsoleMux::new(&out, ["alpha", "beta"]);
+        let mux = ConsoleMux::new(&out, &["alpha", "beta"]);
         mux.print_hypervisor(format_args!("one\ntwo {}\n", 2));
         mux.port(0).write(b"abc");
         mux.print_hypervisor(format_args!("three"));
@@ -712,7 +876,7 @@ mod tests {
     #[test]
     fn focus_gain_prints_held_partial_then_output_flows_raw() {
         let out = Recorder::default();
-        let mux = ConsoleMux::new(&out, ["alpha", "beta"]);
+        let mux = ConsoleMux::new(&out, &["alpha", "beta"]);
         mux.port(1).write(b"login: ");
         assert_eq!(out.take(), "");
         mux.set_focus(1);
@@ -727,7 +891,7 @@ mod tests {
     #[test]
     fn focus_loss_mid_line_marks_the_rest_as_continued() {
         let out = Recorder::default();
-        let mux = ConsoleMux::new(&out, ["alpha", "beta"]);
+        let mux = ConsoleMux::new(&out, &["alpha", "beta"]);
         mux.port(0).write(b"counting: 1 2");
         mux.set_focus(1);
         mux.port(0).write(b" 3\n4\n");
@@ -740,7 +904,7 @@ mod tests {
     #[test]
     fn focus_gain_after_a_full_piece_shows_the_continuation_mark() {
         let out = Recorder::default();
-        let mux = ConsoleMux::new(&out, ["alpha", "beta"]);
+        let mux = ConsoleMux::new(&out, &["alpha", "beta"]);
         let piece = "y".repeat(LINE_CAPACITY + 1);
         mux.port(1).write(piece.as_bytes());
         out.take();
@@ -751,7 +915,7 @@ mod tests {
     #[test]
     fn focus_to_the_same_vm_only_acknowledges() {
         let out = Recorder::default();
-        let mux = ConsoleMux::new(&out, ["alpha", "beta"]);
+        let mux = ConsoleMux::new(&out, &["alpha", "beta"]);
         mux.port(1).write(b"held");
         mux.set_focus(0);
         assert_eq!(
@@ -763,9 +927,82 @@ mod tests {
     }
 
     #[test]
+    fn held_output_waits_for_the_focus_and_comes_out_raw() {
+        let out = Recorder::default();
+        let mux = ConsoleMux::with_modes(
+            &out,
+            &[("alpha", ConsoleMode::Held), ("beta", ConsoleMode::Held)],
+        );
+        mux.port(0).write(b"\x1b[2J dialog");
+        mux.port(1).write(b"[ 0.1] booting\r\n[ 0.2] more\r\n$ ");
+        assert_eq!(
+            out.take(),
+            "\x1b[2J dialog",
+            "nothing of beta drawn over alpha's screen"
+        );
+        mux.set_focus(1);
+        assert_eq!(
+            out.take(),
+            "\r\ncapvisor: console focus: VM 2 'beta' (Ctrl-] n: next, Ctrl-] s: status)\r\n\
+             capvisor: VM 2 'beta': 31 bytes of output held while in the background follow\r\n\
+             [ 0.1] booting\r\n[ 0.2] more\r\n$ "
+        );
+        mux.port(1).write(b"ls\r\n");
+        assert_eq!(out.take(), "ls\r\n", "the held prompt continues raw");
+        // Back to alpha: beta's new output is held again, alpha's is raw.
+        mux.set_focus(0);
+        out.take();
+        mux.port(1).write(b"x");
+        mux.port(0).write(b"y");
+        assert_eq!(out.take(), "y");
+    }
+
+    #[test]
+    fn held_output_keeps_the_newest_bytes_and_counts_the_rest() {
+        let out = Recorder::default();
+        let mux = ConsoleMux::with_modes(
+            &out,
+            &[("alpha", ConsoleMode::Shared), ("beta", ConsoleMode::Held)],
+        );
+        let mut bytes = Vec::new();
+        for n in 0..HELD_CAPACITY + 10 {
+            bytes.push(b'a' + (n % 26) as u8);
+        }
+        mux.port(1).write(&bytes);
+        assert_eq!(out.take(), "");
+        mux.set_focus(1);
+        let shown = out.take();
+        assert!(
+            shown.contains("4096 bytes of output held while in the background follow (older bytes dropped: 10)\r\n"),
+            "{shown}"
+        );
+        assert!(shown.ends_with(core::str::from_utf8(&bytes[10..]).unwrap()));
+    }
+
+    #[test]
+    fn discarded_output_is_counted_not_shown() {
+        let out = Recorder::default();
+        let mux = ConsoleMux::with_modes(
+            &out,
+            &[
+                ("alpha", ConsoleMode::Shared),
+                ("beta", ConsoleMode::Discard),
+            ],
+        );
+        mux.port(1).write(b"noise\r\n");
+        assert_eq!(out.take(), "");
+        mux.set_focus(1);
+        assert!(out.take().ends_with(
+            "capvisor: VM 2 'beta': 7 bytes of output discarded while in the background\r\n"
+        ));
+        mux.port(1).write(b"now shown");
+        assert_eq!(out.take(), "now shown");
+    }
+
+    #[test]
     fn single_vm_next_keeps_the_focus() {
         let out = Recorder::default();
-        let mux = ConsoleMux::new(&out, ["solo"]);
+        let mux = ConsoleMux::new(&out, &["solo"]);
         mux.receive(ESCAPE);
         assert_eq!(mux.receive(b'n'), Input::FocusChanged { vm: 0 });
         mux.port(0).write(b"raw");

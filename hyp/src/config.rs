@@ -1,16 +1,17 @@
 // SPDX-License-Identifier: MIT OR Apache-2.0
 //! The declarative description of a board's VMs, checked before any starts.
 //!
-//! A board declares every VM once, in one table of [`VmConfig`]s: its name,
-//! its RAM (where the guest sees it and which slice of the host's guest pool
-//! backs it), the images QEMU's loader placed in host memory for it (kernel,
-//! optional initrd and device tree), and the virtual devices it claims.
-//! [`validate`] checks the whole table before the first VM runs and names
-//! the first problem it finds; the board refuses to boot on an error, so a
-//! bad configuration never half-starts.
+//! Every VM is declared once, in one table of [`VmConfig`]s, read from the
+//! packed system image ([`VmConfig::from_table`]): its name, its RAM (where
+//! the guest sees it and which slice of the host's guest pool backs it),
+//! its vCPUs, the images in host memory it boots (kernel, optional initrd
+//! and device tree), and the virtual devices it claims. [`validate`]
+//! checks the whole table against the board before the first VM runs and
+//! names the first problem it finds; the board refuses to boot on an
+//! error, so a bad configuration never half-starts.
 //!
 //! ```
-//! use hyp::config::{validate, BoardOffer, DeviceClaim, ImageConfig, ImageKind, VmConfig, GUEST_RAM_IPA};
+//! use hyp::config::{validate, BoardOffer, DeviceClaim, DeviceSet, ImageConfig, ImageKind, VmConfig, GUEST_RAM_IPA};
 //! use hyp::memory::{MemoryType, Permissions, Region};
 //! let pool = Region::new("guest-ram", 0x8000_0000, 0x4000_0000, MemoryType::Normal, Permissions::ReadWrite);
 //! let vm = VmConfig {
@@ -18,20 +19,23 @@
 //!     ram_ipa: GUEST_RAM_IPA,
 //!     ram_size: 0x0800_0000,
 //!     ram_host: 0x8000_0000,
-//!     kernel: ImageConfig { name: "zImage", kind: ImageKind::Kernel, host_address: 0x0100_0000, load_offset: 0x8000 },
+//!     vcpus: 1,
+//!     kernel: ImageConfig { name: "kernel", kind: ImageKind::Zimage, host_address: 0x0100_0000, size: 0x40_0000, load_offset: 0x8000 },
+//!     entry_offset: 0x8000,
 //!     initrd: None,
 //!     device_tree: None,
 //!     bootargs: "",
-//!     devices: &[DeviceClaim { name: "pl011", ipa: 0x0900_0000, size: 0x1000 }],
+//!     devices: DeviceSet(0b100), // pl011
 //! };
-//! // What the board has for VMs: RAM, VMIDs and its virtual devices.
+//! // What the board has for VMs: RAM, VMIDs, vCPUs and its virtual devices.
 //! let offer = BoardOffer {
 //!     pool: &pool,
 //!     vmids: 255,
+//!     vcpus: 1,
 //!     devices: &[DeviceClaim { name: "pl011", ipa: 0x0900_0000, size: 0x1000 }],
 //! };
-//! // The probe tells how large each image really is (read from its header).
-//! assert_eq!(validate(&[vm], &offer, |_, _| Ok(0x40_0000)), Ok(()));
+//! // The probe checks each image's own header and gives its size.
+//! assert_eq!(validate(&[vm], &offer, |_, image| Ok(image.size)), Ok(()));
 //! ```
 
 use crate::memory::Region;
@@ -48,34 +52,37 @@ pub const GUEST_RAM_IPA_ALIGNMENT: u32 = 0x0800_0000;
 /// How many VMs the table may hold.
 pub const MAX_VMS: usize = 8;
 
-/// What an image is, which says how its size is known.
+/// An image's format, which says what the hypervisor checks in it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ImageKind {
-    /// A kernel: a Linux zImage or a test guest with its header.
-    Kernel,
-    /// Anything else (an initrd): a raw payload behind Capvisor's 16-byte
-    /// image header, copied without it.
+    /// A Linux zImage (or a test guest with its header): the header is
+    /// checked against the image's size and load address.
+    Zimage,
+    /// Bytes copied as they are (a raw kernel, an ELF's segments joined by
+    /// the host tool, an initrd, a device tree).
     Raw,
 }
 
-/// An image QEMU's generic loader placed in host memory for a VM.
+/// An image of a VM, in host memory where the loader placed it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ImageConfig {
-    /// Name for messages (`zImage`, `initrd`).
+    /// Name for messages (`kernel`, `initrd`, `device tree`).
     pub name: &'static str,
     /// Its format.
     pub kind: ImageKind,
-    /// Host-physical address where the loader put it.
+    /// Host-physical address of its first byte.
     pub host_address: u32,
+    /// Its size in bytes.
+    pub size: u32,
     /// Where in the VM's RAM it is copied (offset from the RAM base).
     pub load_offset: u32,
 }
 
-/// A virtual device a VM claims, at a guest-physical range; also how a
-/// board describes the devices it can give a VM ([`BoardOffer`]).
+/// A virtual device a board can give a VM, at a guest-physical range
+/// ([`BoardOffer`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DeviceClaim {
-    /// Device name (`pl011`, `gic`).
+    /// Device name, one of [`crate::system_image::DEVICES`].
     pub name: &'static str,
     /// First guest-physical address.
     pub ipa: u32,
@@ -89,6 +96,35 @@ impl DeviceClaim {
     }
 }
 
+/// The virtual devices a VM claims: a bit per name of
+/// [`crate::system_image::DEVICES`], so none can be claimed twice.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DeviceSet(pub u32);
+
+impl DeviceSet {
+    /// Every device of [`crate::system_image::DEVICES`].
+    pub const ALL: DeviceSet = DeviceSet((1 << DEVICE_NAMES.len()) - 1);
+
+    /// Whether the set holds the device called `name`.
+    pub fn has(self, name: &str) -> bool {
+        DEVICE_NAMES
+            .iter()
+            .position(|device| *device == name)
+            .is_some_and(|bit| self.0 & (1 << bit) != 0)
+    }
+
+    /// The names of the devices in the set (unknown bits are skipped).
+    pub fn names(self) -> impl Iterator<Item = &'static str> {
+        DEVICE_NAMES
+            .iter()
+            .enumerate()
+            .filter(move |(bit, _)| self.0 & (1 << bit) != 0)
+            .map(|(_, name)| *name)
+    }
+}
+
+use crate::system_image::DEVICES as DEVICE_NAMES;
+
 /// One VM of the board's table.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct VmConfig {
@@ -100,16 +136,20 @@ pub struct VmConfig {
     pub ram_size: u32,
     /// Host-physical base of the slice of the guest pool backing the RAM.
     pub ram_host: u64,
+    /// vCPUs.
+    pub vcpus: u32,
     /// The kernel image.
     pub kernel: ImageConfig,
+    /// Where the vCPU starts, as an offset into RAM.
+    pub entry_offset: u32,
     /// An optional initial RAM disk.
     pub initrd: Option<ImageConfig>,
-    /// An optional device tree (without one, the hypervisor writes one).
+    /// An optional device tree (without one, the hypervisor may write one).
     pub device_tree: Option<ImageConfig>,
     /// The kernel command line for the device tree the hypervisor writes.
     pub bootargs: &'static str,
     /// Virtual devices the VM claims.
-    pub devices: &'static [DeviceClaim],
+    pub devices: DeviceSet,
 }
 
 impl VmConfig {
@@ -127,7 +167,47 @@ impl VmConfig {
             .chain(self.initrd.as_ref())
             .chain(self.device_tree.as_ref())
     }
+
+    /// VM `entry` of a system image whose first byte is at host address
+    /// `image_base`, its RAM placed in a pool starting at `pool_start`; its
+    /// RAM at [`GUEST_RAM_IPA`]. Checked by [`validate`], like any table.
+    pub fn from_table(entry: &VmEntry<'static>, image_base: u32, pool_start: u32) -> VmConfig {
+        let image = |role: Role, name: &'static str| {
+            entry.image(role).map(|image| ImageConfig {
+                name,
+                kind: match (role, entry.format) {
+                    (Role::Kernel, KernelFormat::Zimage) => ImageKind::Zimage,
+                    _ => ImageKind::Raw,
+                },
+                host_address: image_base.wrapping_add(image.data_offset),
+                size: image.size,
+                load_offset: image.load_offset,
+            })
+        };
+        VmConfig {
+            name: entry.name,
+            ram_ipa: GUEST_RAM_IPA,
+            ram_size: entry.ram_size,
+            ram_host: pool_start as u64 + entry.ram_offset as u64,
+            vcpus: entry.vcpus,
+            // `parse` proved the VM has a kernel, which holds its entry.
+            kernel: image(Role::Kernel, "kernel").unwrap_or(ImageConfig {
+                name: "kernel",
+                kind: ImageKind::Raw,
+                host_address: image_base,
+                size: 0,
+                load_offset: 0,
+            }),
+            entry_offset: entry.entry_offset,
+            initrd: image(Role::Initrd, "initrd"),
+            device_tree: image(Role::DeviceTree, "device tree"),
+            bootargs: entry.bootargs,
+            devices: DeviceSet(entry.devices),
+        }
+    }
 }
+
+use crate::system_image::{KernelFormat, Role, VmEntry};
 
 /// Why an image cannot be used, as the board's probe found.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -139,8 +219,6 @@ pub enum ImageProblem {
     Malformed,
     /// Its address is outside the board's image staging area.
     OutsideStaging,
-    /// A test guest other than the one the table names.
-    WrongGuest,
     /// An image linked to run at an address other than where it is loaded.
     WrongAddress,
 }
@@ -148,10 +226,11 @@ pub enum ImageProblem {
 impl fmt::Display for ImageProblem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
-            ImageProblem::Missing => "is missing (no zImage header at its address)",
-            ImageProblem::Malformed => "is malformed (its zImage header makes no sense)",
+            ImageProblem::Missing => "is not a zImage (no zImage header at its start)",
+            ImageProblem::Malformed => {
+                "is malformed (its zImage header makes no sense, or claims more bytes than were packed)"
+            }
             ImageProblem::OutsideStaging => "is not inside the image staging area",
-            ImageProblem::WrongGuest => "is a different test guest than the table names",
             ImageProblem::WrongAddress => {
                 "is linked to run at another address than its load address"
             }
@@ -198,17 +277,16 @@ pub enum ConfigError {
         image: &'static str,
         other: &'static str,
     },
-    /// A device the board does not have, or not at that range.
+    /// A device the board does not offer.
     UnknownDevice {
         vm: &'static str,
         device: &'static str,
-        ipa: u32,
-        size: u32,
     },
-    /// The same device claimed twice.
-    DeviceClaimedTwice {
+    /// More vCPUs than the board gives a VM.
+    TooManyVcpus {
         vm: &'static str,
-        device: &'static str,
+        vcpus: u32,
+        max: u32,
     },
     /// A device claim overlapping another claim or the RAM.
     DeviceConflict {
@@ -252,17 +330,11 @@ impl fmt::Display for ConfigError {
             ConfigError::ImagesOverlap { vm, image, other } => {
                 write!(f, "VM '{vm}': images '{image}' and '{other}' overlap in RAM")
             }
-            ConfigError::UnknownDevice {
-                vm,
-                device,
-                ipa,
-                size,
-            } => write!(
-                f,
-                "VM '{vm}': the board has no device '{device}' at {ipa:#010x}+{size:#x}"
-            ),
-            ConfigError::DeviceClaimedTwice { vm, device } => {
-                write!(f, "VM '{vm}': device '{device}' is claimed twice")
+            ConfigError::UnknownDevice { vm, device } => {
+                write!(f, "VM '{vm}': the board offers no device '{device}'")
+            }
+            ConfigError::TooManyVcpus { vm, vcpus, max } => {
+                write!(f, "VM '{vm}': {vcpus} vCPUs, the board gives a VM at most {max}")
             }
             ConfigError::DeviceConflict { vm, device, other } => {
                 write!(f, "VM '{vm}': device '{device}' overlaps '{other}'")
@@ -278,6 +350,8 @@ pub struct BoardOffer<'a> {
     pub pool: &'a Region,
     /// How many VMIDs the board can give out.
     pub vmids: usize,
+    /// The most vCPUs a VM may have.
+    pub vcpus: u32,
     /// The virtual devices a VM may claim, each at the one range where the
     /// board emulates it.
     pub devices: &'a [DeviceClaim],
@@ -307,6 +381,13 @@ pub fn validate(
     for (index, vm) in vms.iter().enumerate() {
         if let Some(twin) = vms[..index].iter().find(|other| other.name == vm.name) {
             return Err(ConfigError::DuplicateName { name: twin.name });
+        }
+        if vm.vcpus == 0 || vm.vcpus > offer.vcpus {
+            return Err(ConfigError::TooManyVcpus {
+                vm: vm.name,
+                vcpus: vm.vcpus,
+                max: offer.vcpus,
+            });
         }
         check_ram(vm, offer.pool)?;
         if let Some(other) = vms[..index]
@@ -392,24 +473,14 @@ fn check_images(
 }
 
 fn check_devices(vm: &VmConfig, offered: &[DeviceClaim]) -> Result<(), ConfigError> {
-    for (index, device) in vm.devices.iter().enumerate() {
-        if vm.devices[..index]
-            .iter()
-            .any(|other| other.name == device.name)
-        {
-            return Err(ConfigError::DeviceClaimedTwice {
-                vm: vm.name,
-                device: device.name,
-            });
-        }
-        if !offered.contains(device) {
+    let mut claimed: [Option<&DeviceClaim>; DEVICE_NAMES.len()] = [None; DEVICE_NAMES.len()];
+    for (index, name) in vm.devices.names().enumerate() {
+        let Some(device) = offered.iter().find(|device| device.name == name) else {
             return Err(ConfigError::UnknownDevice {
                 vm: vm.name,
-                device: device.name,
-                ipa: device.ipa,
-                size: device.size,
+                device: name,
             });
-        }
+        };
         let overlaps_ram =
             (device.ipa as u64) < vm.ram_ipa_end() && (vm.ram_ipa as u64) < device.end();
         if overlaps_ram || device.size == 0 {
@@ -419,8 +490,9 @@ fn check_devices(vm: &VmConfig, offered: &[DeviceClaim]) -> Result<(), ConfigErr
                 other: "RAM",
             });
         }
-        if let Some(other) = vm.devices[..index]
+        if let Some(other) = claimed
             .iter()
+            .flatten()
             .find(|other| (device.ipa as u64) < other.end() && (other.ipa as u64) < device.end())
         {
             return Err(ConfigError::DeviceConflict {
@@ -429,6 +501,7 @@ fn check_devices(vm: &VmConfig, offered: &[DeviceClaim]) -> Result<(), ConfigErr
                 other: other.name,
             });
         }
+        claimed[index] = Some(device);
     }
     Ok(())
 }
@@ -449,9 +522,14 @@ mod tests {
     );
     const DEVICES: &[DeviceClaim] = &[
         DeviceClaim {
-            name: "gic",
+            name: "gic-distributor",
             ipa: 0x0800_0000,
-            size: 0x2_0000,
+            size: 0x1_0000,
+        },
+        DeviceClaim {
+            name: "gic-cpu-interface",
+            ipa: 0x0801_0000,
+            size: 0x1_0000,
         },
         DeviceClaim {
             name: "pl011",
@@ -466,21 +544,25 @@ mod tests {
             ram_ipa: GUEST_RAM_IPA,
             ram_size: 0x0800_0000,
             ram_host,
+            vcpus: 1,
             kernel: ImageConfig {
                 name: "zImage",
-                kind: ImageKind::Kernel,
+                kind: ImageKind::Zimage,
                 host_address: 0x0100_0000,
+                size: 0x0010_0000,
                 load_offset: 0x8000,
             },
+            entry_offset: 0x8000,
             initrd: Some(ImageConfig {
                 name: "initrd",
                 kind: ImageKind::Raw,
                 host_address: 0x0200_0000,
+                size: 0x0010_0000,
                 load_offset: 0x0400_0000,
             }),
             device_tree: None,
             bootargs: "",
-            devices: DEVICES,
+            devices: DeviceSet::ALL,
         }
     }
 
@@ -493,6 +575,7 @@ mod tests {
         BoardOffer {
             pool: &POOL,
             vmids,
+            vcpus: 1,
             devices: DEVICES,
         }
     }
@@ -578,7 +661,7 @@ mod tests {
         let error = validate(&[vm("linux", 0x8000_0000)], &offer(255), missing).unwrap_err();
         assert_eq!(
             format!("{error}"),
-            "VM 'linux': image 'initrd' is missing (no zImage header at its address)"
+            "VM 'linux': image 'initrd' is not a zImage (no zImage header at its start)"
         );
 
         let huge = |_: &VmConfig, _: &ImageConfig| Ok(0x0800_0000);
@@ -612,44 +695,26 @@ mod tests {
     }
 
     #[test]
-    fn devices_must_be_the_boards_claimed_once_and_clear_of_ram() {
-        let with = |devices: &'static [DeviceClaim]| {
+    fn devices_must_be_the_boards_and_clear_of_ram() {
+        let with = |devices: DeviceSet, offered: &'static [DeviceClaim]| {
             let mut vm = vm("vm", 0x8000_0000);
             vm.devices = devices;
-            check(&[vm])
+            validate(
+                &[vm],
+                &BoardOffer {
+                    devices: offered,
+                    ..offer(255)
+                },
+                sized,
+            )
         };
-        // The board's devices, each once: fine; none at all: fine.
-        assert_eq!(with(DEVICES), Ok(()));
-        assert_eq!(with(&[]), Ok(()));
-        const TWICE: &[DeviceClaim] = &[DEVICES[1], DEVICES[0], DEVICES[1]];
+        // The board's devices: fine; none at all: fine.
+        assert_eq!(with(DeviceSet::ALL, DEVICES), Ok(()));
+        assert_eq!(with(DeviceSet(0), DEVICES), Ok(()));
+        // A device the board does not offer.
         assert_eq!(
-            format!("{}", with(TWICE).unwrap_err()),
-            "VM 'vm': device 'pl011' is claimed twice"
-        );
-        // A device the board does not have, and one of its devices where
-        // the board does not emulate it.
-        const ROGUE: &[DeviceClaim] = &[DeviceClaim {
-            name: "rogue",
-            ipa: 0x0a00_0000,
-            size: 0x1000,
-        }];
-        assert_eq!(
-            format!("{}", with(ROGUE).unwrap_err()),
-            "VM 'vm': the board has no device 'rogue' at 0x0a000000+0x1000"
-        );
-        const MOVED: &[DeviceClaim] = &[DeviceClaim {
-            name: "pl011",
-            ipa: 0x0910_0000,
-            size: 0x1000,
-        }];
-        assert_eq!(
-            with(MOVED),
-            Err(ConfigError::UnknownDevice {
-                vm: "vm",
-                device: "pl011",
-                ipa: 0x0910_0000,
-                size: 0x1000
-            })
+            format!("{}", with(DeviceSet::ALL, &DEVICES[1..]).unwrap_err()),
+            "VM 'vm': the board offers no device 'gic-distributor'"
         );
         // RAM placed over the devices (an IPA the alignment allows).
         let mut low = vm("low", 0x8000_0000);
@@ -658,7 +723,7 @@ mod tests {
             check(&[low]),
             Err(ConfigError::DeviceConflict {
                 vm: "low",
-                device: "gic",
+                device: "gic-distributor",
                 other: "RAM"
             })
         );
@@ -667,20 +732,79 @@ mod tests {
             DEVICES[0],
             DeviceClaim {
                 name: "gic-cpu-interface",
-                ipa: 0x0801_0000,
+                ipa: 0x0800_f000,
                 size: 0x2000,
             },
         ];
-        let mut both = vm("both", 0x8000_0000);
-        both.devices = OVERLAPPING;
-        let board = BoardOffer {
-            devices: OVERLAPPING,
-            ..offer(255)
-        };
         assert_eq!(
-            format!("{}", validate(&[both], &board, sized).unwrap_err()),
-            "VM 'both': device 'gic-cpu-interface' overlaps 'gic'"
+            format!("{}", with(DeviceSet(0b11), OVERLAPPING).unwrap_err()),
+            "VM 'vm': device 'gic-cpu-interface' overlaps 'gic-distributor'"
         );
+        assert_eq!(
+            DeviceSet(0b101).names().collect::<std::vec::Vec<_>>(),
+            ["gic-distributor", "pl011"]
+        );
+        assert!(DeviceSet(0b100).has("pl011") && !DeviceSet(0b100).has("gic-distributor"));
+    }
+
+    #[test]
+    fn vcpus_are_what_the_board_gives() {
+        let mut two = vm("two", 0x8000_0000);
+        two.vcpus = 2;
+        assert_eq!(
+            format!("{}", check(&[two]).unwrap_err()),
+            "VM 'two': 2 vCPUs, the board gives a VM at most 1"
+        );
+    }
+
+    #[test]
+    fn a_packed_table_becomes_configurations() {
+        use crate::system_image::{
+            parse, ConsoleMode, DeviceTreeSource, FaultPolicy, ImageSource, KernelFormat, Role,
+            VmSource, Writer,
+        };
+        let kernel = [7u8; 100];
+        let packed = Writer::write(
+            &[VmSource {
+                name: "raw",
+                bootargs: "quiet",
+                ram_size: 0x0020_0000,
+                ram_offset: 0x0040_0000,
+                vcpus: 1,
+                entry_offset: 0x1000,
+                images: std::vec![ImageSource {
+                    role: Role::Kernel,
+                    bytes: &kernel,
+                    load_offset: 0x1000,
+                }],
+                devices: 0b100,
+                policy: FaultPolicy::Stop,
+                console: ConsoleMode::Held,
+                device_tree: DeviceTreeSource::Generated,
+                format: KernelFormat::Raw,
+            }],
+            0,
+        );
+        let packed: &'static [u8] = std::boxed::Box::leak(packed.into_boxed_slice());
+        let table = parse(packed).unwrap();
+        let config = VmConfig::from_table(&table.vms[0], 0xb000_0000, 0x8000_0000);
+        assert_eq!(config.ram_host, 0x8040_0000);
+        assert_eq!(
+            (config.name, config.bootargs, config.entry_offset),
+            ("raw", "quiet", 0x1000)
+        );
+        assert_eq!(
+            config.kernel,
+            ImageConfig {
+                name: "kernel",
+                kind: ImageKind::Raw,
+                host_address: 0xb000_1000,
+                size: 100,
+                load_offset: 0x1000
+            }
+        );
+        assert_eq!(config.devices, DeviceSet(0b100));
+        assert_eq!(check(&[config]), Ok(()));
     }
 
     #[test]

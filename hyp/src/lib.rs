@@ -23,5 +23,6 @@ pub mod interrupts;
 pub mod kernel;
 pub mod memory;
 pub mod scheduler;
+pub mod system_image;
 pub mod trap;
 pub mod utilities;

@@ -10,19 +10,23 @@
 //! names the board and a filter can pick one board's tests
 //! (`cargo test -p capvisor-tests --test guests integrator_cp::`).
 //!
-//! [`board_image`] builds a board for `armv7a-none-eabi` with a set of
-//! test-only cargo features, each board and feature set in its own target
-//! directory (`target/images/<board>/<features>`) so that tests running in
-//! parallel never overwrite each other's image; [`guest_images`] builds the
-//! test guests (`tests/guests`, the same on every board) once; [`boot`]
-//! runs an image, with every test guest placed in its board's staging slot
-//! by QEMU's loader, to completion with a generous timeout.
+//! The VMs of a test are a system description in `tests/systems/`
+//! ([`system`]), packed by the runner with the images it names (found in
+//! the test guests' folder, [`guest_images`], and for Linux in
+//! [`linux_images`]) and placed at the board's staging area. The
+//! hypervisor is the same build for almost every test: [`board_image`]
+//! builds a board for `armv7a-none-eabi`, with test-only cargo features
+//! only for the deliberate failures (a Hyp fault, a panic, a broken
+//! layout), each feature set copied to its own directory
+//! (`target/images/<board>/<features>`) so that tests running in parallel
+//! never overwrite each other's image. [`boot`] runs a board with a system
+//! to completion with a generous timeout.
 //!
 //! ```no_run
 //! use capvisor_tests::{boot, Board};
 //!
 //! fn every_test_guest_passes(board: &Board) {
-//!     let outcome = boot(board, &["test-guests"]);
+//!     let outcome = boot(board, "guests"); // tests/systems/guests.toml
 //!     assert_eq!(outcome.status, 0, "{}", outcome.transcript);
 //! }
 //!
@@ -30,10 +34,11 @@
 //! # fn main() {}
 //! ```
 
-use capvisor_runner::{board, run_to_exit, QemuCommand, Session};
+use capvisor_runner::{board, run_to_exit, system_image, Loader, QemuCommand, Session};
 pub use capvisor_runner::{Board, Outcome};
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
@@ -241,8 +246,7 @@ pub const GUESTS_PACKAGE: &str = "capvisor-test-guests";
 
 /// Builds the test guests (flat images, release profile) once per test
 /// process and returns the directory holding them, one file per guest.
-/// The guests are the same on every board: each board's `images.txt`
-/// places them.
+/// The guests are the same on every board.
 pub fn guest_images() -> PathBuf {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
@@ -255,36 +259,117 @@ pub fn guest_images() -> PathBuf {
     .clone()
 }
 
-/// Builds `board`'s image with `features`, boots it on QEMU with every
-/// test guest in its staging slot, and waits for QEMU to exit. Panics
-/// (printing the transcript) on a timeout.
-pub fn boot(board: &Board, features: &[&str]) -> Outcome {
-    boot_with_images(board, features, &guest_images())
+/// Builds the test guests as ELF files (`CAPVISOR_GUEST_ELF=1`, in a
+/// target directory of their own) once per test process and returns the
+/// directory holding them.
+pub fn guest_elfs() -> PathBuf {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let target_dir = workspace_root()
+            .join("target")
+            .join("images")
+            .join("guests-elf");
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
+        let output = Command::new(cargo)
+            .current_dir(workspace_root())
+            .env("CAPVISOR_GUEST_ELF", "1")
+            .args([
+                "build",
+                "--release",
+                "--locked",
+                "-p",
+                GUESTS_PACKAGE,
+                "--target",
+                TARGET,
+            ])
+            .arg("--target-dir")
+            .arg(&target_dir)
+            .output()
+            .expect("cannot run cargo to build the ELF guests");
+        assert!(
+            output.status.success(),
+            "building the ELF guests failed:\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        target_dir.join(TARGET).join("release")
+    })
+    .clone()
 }
 
-/// The QEMU command for `board`'s image with `features` and the guest
-/// images in `dir` (a file per image name of the board's `images.txt`;
-/// missing files are simply not loaded).
-pub fn command(board: &Board, features: &[&str], dir: &Path) -> QemuCommand {
+/// The integration tests' system description `name`:
+/// `tests/systems/<name>.toml`.
+pub fn system(name: &str) -> PathBuf {
+    workspace_root()
+        .join("tests")
+        .join("systems")
+        .join(format!("{name}.toml"))
+}
+
+/// Packs `description` for `board` (its files looked up next to it, then
+/// in `search`) into a system image of this test's own, and returns the
+/// loader placing it. Panics with every problem of the description.
+pub fn pack(board: &Board, description: &Path, search: &[PathBuf]) -> Loader {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let stem = description
+        .file_stem()
+        .unwrap_or_default()
+        .to_string_lossy();
+    let output = images_dir(board).join("systems").join(format!(
+        "{stem}-{}-{}.img",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    ));
+    system_image(board, description, search, &output)
+        .unwrap_or_else(|error| panic!("cannot pack {}: {error}", description.display()))
+}
+
+/// The QEMU command for `board`'s hypervisor with `features`, with the
+/// packed system image `loader` (none: nothing in the staging area).
+pub fn command_with(board: &Board, features: &[&str], loader: Option<Loader>) -> QemuCommand {
     let elf = board_image(board, features);
     let mut command = QemuCommand::new(board.clone(), elf);
-    command.loaders = command
-        .board
-        .staged_images(dir)
-        .unwrap_or_else(|error| panic!("cannot place the guest images: {error}"));
+    command.loaders.extend(loader);
     command
 }
 
-/// Starts `board`'s image with `features` and every test guest, with the
-/// console captured, for a test that types on it.
-pub fn start(board: &Board, features: &[&str]) -> Session {
-    start_with_images(board, features, &guest_images())
+/// The QEMU command for `board`'s hypervisor running the test system
+/// `name` (`tests/systems/<name>.toml`), whose files are test guests.
+pub fn command(board: &Board, name: &str) -> QemuCommand {
+    let loader = pack(board, &system(name), &[guest_images()]);
+    command_with(board, &[], Some(loader))
 }
 
-/// As [`start`], with the guest images taken from `dir`.
-pub fn start_with_images(board: &Board, features: &[&str], dir: &Path) -> Session {
-    let command = command(board, features, dir);
-    Session::start(&command).unwrap_or_else(|error| panic!("cannot start QEMU: {error}"))
+/// Runs `command` until QEMU exits. Panics (printing the transcript) on a
+/// timeout.
+pub fn run(command: &QemuCommand) -> Outcome {
+    match run_to_exit(command, BOOT_TIMEOUT) {
+        Ok(outcome) => outcome,
+        Err(error) => panic!("QEMU run on {} failed: {}", command.board.name, error),
+    }
+}
+
+/// Boots `board` with the test system `name` and waits for QEMU to exit.
+/// Panics (printing the transcript) on a timeout.
+pub fn boot(board: &Board, name: &str) -> Outcome {
+    run(&command(board, name))
+}
+
+/// Starts `board` with the test system `name`, with the console captured,
+/// for a test that types on it.
+pub fn start(board: &Board, name: &str) -> Session {
+    start_command(&command(board, name))
+}
+
+/// Starts `command` with the console captured.
+pub fn start_command(command: &QemuCommand) -> Session {
+    Session::start(command).unwrap_or_else(|error| panic!("cannot start QEMU: {error}"))
+}
+
+/// Starts `board` with the test system `name`, whose files are Linux's
+/// images ([`linux_images`]) and test guests.
+pub fn start_linux(board: &Board, name: &str) -> Session {
+    let loader = pack(board, &system(name), &[linux_images(), guest_images()]);
+    start_command(&command_with(board, &[], Some(loader)))
 }
 
 /// Makes the Linux guest's images (`tools/linux-images.sh`, which fetches
@@ -308,15 +393,6 @@ pub fn linux_images() -> PathBuf {
         dir
     })
     .clone()
-}
-
-/// As [`boot`], with the guest images taken from `dir`.
-pub fn boot_with_images(board: &Board, features: &[&str], dir: &Path) -> Outcome {
-    let command = command(board, features, dir);
-    match run_to_exit(&command, BOOT_TIMEOUT) {
-        Ok(outcome) => outcome,
-        Err(error) => panic!("QEMU run on {} failed: {}", board.name, error),
-    }
 }
 
 /// The number after `key` in `line` (`"slices 12,"` -> 12).

@@ -7,7 +7,8 @@
 //! map, the address the fault hook reads) is in one table, [`expected`].
 
 use capvisor_tests::{
-    assert_console_has, assert_console_lacks, boot, line_with, memory_map, per_board, Board,
+    assert_console_has, assert_console_lacks, boot, command_with, line_with, memory_map, per_board,
+    run, Board,
 };
 
 /// Exit statuses (hyp::exit::ExitCode).
@@ -92,7 +93,7 @@ fn expected(board: &Board) -> Expected {
 
 fn boots_to_banner_and_prints_the_memory_map(board: &Board) {
     let expected = expected(board);
-    let outcome = boot(board, &["test-hello"]);
+    let outcome = boot(board, "hello");
     let console = &outcome.transcript;
     assert_console_has(
         console,
@@ -110,7 +111,7 @@ fn boots_to_banner_and_prints_the_memory_map(board: &Board) {
     // The demo: two VMs running the 'hello' guest take turns.
     assert_console_has(console, "hello from VM 1 ('hello-1'), round 3 of 3");
     assert_console_has(console, "hello from VM 2 ('hello-2'), round 3 of 3");
-    assert_console_has(console, "capvisor: 2 of 2 VMs passed");
+    assert_console_has(console, "capvisor: VMs: 2 passed, 0 failed, 0 powered off without a status, 0 stopped by their fault policy");
     assert_eq!(outcome.status, EXIT_SUCCESS, "{console}");
 
     let rows = memory_map(console);
@@ -175,8 +176,8 @@ fn boots_to_banner_and_prints_the_memory_map(board: &Board) {
     let images = row("guest-images");
     assert_eq!(
         (images.start, images.last, images.access.as_str()),
-        (board.staging.0, expected.staging_last, "r--"),
-        "the runner's staging slots must be the board's"
+        (board.staging, expected.staging_last, "r--"),
+        "the runner's staging area must be the board's"
     );
     let tables = line_with(console, "Hyp tables:").expect("tables summary");
     assert!(
@@ -199,7 +200,7 @@ fn boots_to_banner_and_prints_the_memory_map(board: &Board) {
 
 fn hyp_data_abort_prints_a_decoded_report_and_fails(board: &Board) {
     let (address, level) = expected(board).unmapped;
-    let outcome = boot(board, &["test-fault-unmapped"]);
+    let outcome = run(&command_with(board, &["test-fault-unmapped"], None));
     let console = &outcome.transcript;
     assert_console_has(
         console,
@@ -225,7 +226,7 @@ fn hyp_data_abort_prints_a_decoded_report_and_fails(board: &Board) {
 }
 
 fn panic_prints_message_and_location_and_fails(board: &Board) {
-    let outcome = boot(board, &["test-panic"]);
+    let outcome = run(&command_with(board, &["test-panic"], None));
     let console = &outcome.transcript;
     assert_console_has(
         console,
@@ -240,7 +241,7 @@ fn panic_prints_message_and_location_and_fails(board: &Board) {
 
 fn uncovered_layout_stops_boot_naming_the_range(board: &Board) {
     let text_start = expected(board).text_start;
-    let outcome = boot(board, &["test-uncovered-layout"]);
+    let outcome = run(&command_with(board, &["test-uncovered-layout"], None));
     let console = &outcome.transcript;
     let refusal =
         line_with(console, "boot refused:").unwrap_or_else(|| panic!("no refusal:\n{console}"));
@@ -273,7 +274,7 @@ fn uncovered_layout_stops_boot_naming_the_range(board: &Board) {
 #[test]
 fn qemu_virt_checks_its_machine_and_runs_two_vms() {
     let board = capvisor_runner::board("qemu-virt").expect("the runner knows qemu-virt");
-    let outcome = capvisor_tests::boot(&board, &["test-hello"]);
+    let outcome = capvisor_tests::boot(&board, "hello");
     let console = &outcome.transcript;
     for line in [
         "capvisor: board: qemu-virt (QEMU virt, GICv2 with virtualization)",
@@ -281,7 +282,7 @@ fn qemu_virt_checks_its_machine_and_runs_two_vms() {
         "capvisor: GIC: 288 interrupt lines, 4 list registers; guest CPU interfaces are GICV at 0x08040000",
         "hello from VM 1 ('hello-1'), round 3 of 3",
         "[hello-2] hello from VM 2 ('hello-2'), round 3 of 3",
-        "capvisor: 2 of 2 VMs passed",
+        "capvisor: VMs: 2 passed, 0 failed, 0 powered off without a status, 0 stopped by their fault policy",
     ] {
         assert_console_has(console, line);
     }
@@ -294,10 +295,8 @@ fn qemu_virt_checks_its_machine_and_runs_two_vms() {
 fn qemu_virt_refuses_a_machine_with_too_little_ram() {
     let mut board = capvisor_runner::board("qemu-virt").expect("the runner knows qemu-virt");
     board.memory_mib = 512;
-    // No guest images: the staging area lies beyond 512 MiB of RAM.
-    let no_images = capvisor_tests::images_dir(&board).join("no-images");
-    std::fs::create_dir_all(&no_images).expect("a scratch directory");
-    let outcome = capvisor_tests::boot_with_images(&board, &["test-hello"], &no_images);
+    // No system image: the staging area lies beyond 512 MiB of RAM.
+    let outcome = capvisor_tests::run(&capvisor_tests::command_with(&board, &[], None));
     let console = &outcome.transcript;
     assert_console_has(
         console,

@@ -24,7 +24,7 @@ per_board!(
 );
 
 fn timer_interrupts_arrive_on_time_and_a_gic_sweep_is_contained(board: &Board) {
-    let outcome = boot(board, &["test-interrupts"]);
+    let outcome = boot(board, "interrupts");
     let console = &outcome.transcript;
     assert_console_lacks(console, "FAIL");
     assert_console_lacks(console, "Hyp-mode exception");
@@ -51,7 +51,7 @@ fn timer_interrupts_arrive_on_time_and_a_gic_sweep_is_contained(board: &Board) {
 }
 
 fn cpu_bound_vms_share_fairly_and_a_sleeping_vm_takes_no_slices(board: &Board) {
-    let outcome = boot(board, &["test-scheduling"]);
+    let outcome = boot(board, "scheduling");
     let console = &outcome.transcript;
     let iterations = |vm: &str| -> u64 {
         let needle = format!("{vm}: ");
@@ -82,7 +82,7 @@ fn cpu_bound_vms_share_fairly_and_a_sleeping_vm_takes_no_slices(board: &Board) {
 }
 
 fn console_input_reaches_the_focused_vm_and_the_focus_moves(board: &Board) {
-    let mut session = start(board, &["test-console"]);
+    let mut session = start(board, "console");
     let step = |session: &mut capvisor_runner::Session, send: &str, expect: &str| {
         if !send.is_empty() {
             session.send(send).expect("QEMU takes input");

@@ -9,7 +9,7 @@
 //! apt, cached under target/linux).
 
 use capvisor_runner::Session;
-use capvisor_tests::{counter, linux_images, per_board, start_with_images, vm_status_line, Board};
+use capvisor_tests::{counter, per_board, start_linux, vm_status_line, Board};
 use std::time::Duration;
 
 /// Generous: Linux boots in a few seconds under TCG.
@@ -49,7 +49,7 @@ fn type_command(session: &mut Session, command: &str) {
 }
 
 fn boot_linux(board: &Board) -> Session {
-    let mut session = start_with_images(board, &["linux"], &linux_images());
+    let mut session = start_linux(board, "linux");
     if let Err(error) = session.expect(MARKER, BOOT) {
         panic!("Linux did not reach its initramfs: {error}");
     }
@@ -105,7 +105,7 @@ fn linux_boots_runs_commands_and_powers_off(board: &Board) {
         .expect("QEMU exits after poweroff");
     let transcript = session.transcript();
     let line = vm_status_line(&transcript, "linux");
-    assert!(line.contains("PASSED: powered off"), "{line}");
+    assert!(line.contains("'linux': powered off;"), "{line}");
     assert!(counter(line, "irqs") > 0, "{line}");
     assert_eq!(status, 0, "{transcript}");
 }

@@ -1,28 +1,32 @@
 // SPDX-License-Identifier: MIT OR Apache-2.0
-//! Creating the VMs of the table and running them to the end, on any board.
+//! Creating the VMs of the system image and running them to the end, on
+//! any board.
 //!
 //! DESIGN.md's boot steps 3 to 5, in three calls the board makes with its
 //! own pieces in between: [`prepare`] (steps 1 and 3 below, up to the
 //! devices), [`create_vms`] (step 2, given each VM's interrupt backend and
 //! GIC windows), and [`run_and_report`] (the run and step 4, given the
 //! board's platform):
-//! 1. resolve each image's staging address (`images.txt`) and check the
-//!    whole table with `hyp::config::validate`, reading every image's
-//!    zImage header; any problem refuses the boot before a VM exists;
+//! 1. read the packed system image QEMU's loader left at the start of the
+//!    board's staging area (`hyp::system_image::parse`: magic, version,
+//!    lengths, offsets, checksum, every entry) and check the VM table it
+//!    holds against the board with `hyp::config::validate`, reading every
+//!    zImage's header again; any problem refuses the boot, naming it,
+//!    before a VM exists;
 //! 2. for each VM: stage-2 tables mapping its RAM and nothing else, its
 //!    VMID, its RAM zeroed with the images copied in and cleaned to the
-//!    point of coherency, its vCPU at the image's entry with the Linux boot
+//!    point of coherency, its vCPU at its entry with the Linux boot
 //!    registers, its capsules (virtual PL011, PSCI, Capvisor's service)
 //!    and its fault policy;
-//! 3. the console multiplexer, each VM's virtual UART, virtual GIC and
+//! 3. the console multiplexer (each VM's console mode, the focus the
+//!    description gives), each VM's virtual UART, virtual GIC and
 //!    hypervisor service, the board's interrupt backends and platform
 //!    (clock, alarm, interrupt controller, console input) and a round robin
 //!    scheduler; then `hyp::kernel::Kernel::run` until every VM has
 //!    stopped;
-//! 4. one status line per VM, and the exit status: 0 only if every VM
-//!    powered off without reporting a failure.
+//! 4. one status line per VM, and the exit status: 0 unless a VM reported
+//!    a failure or was stopped by its fault policy.
 
-use crate::vms::{image_address, Policy, VmSpec, SLOTS, SLOT_SIZE, VMS};
 use crate::{io, log};
 use alloc::vec::Vec;
 use armv7a::cp15_context::Cp15Context;
@@ -30,26 +34,26 @@ use armv7a::generic_timer::Counter;
 use armv7a::stage2::{vttbr, GuestAccess, GuestMapping, Stage2Tables};
 use armv7a::vcpu::ArmVcpu;
 use armv7a::world_switch::GuestContext;
-use capsules::console_mux::{ConsoleMux, ConsolePort};
+use capsules::console_mux::{ConsoleMode, ConsoleMux, ConsolePort};
 use capsules::fault_policies::{RestartThenStop, StopFaultPolicy};
 use capsules::hypervisor_service::HypervisorService;
 use capsules::psci::Psci;
 use capsules::virtual_gic::VirtualGic;
 use capsules::virtual_uart::VirtualUart;
-use hyp::config::ImageKind;
 use hyp::config::{
-    validate, BoardOffer, DeviceClaim, ImageConfig, ImageProblem, VmConfig, MAX_VMS,
+    validate, BoardOffer, DeviceClaim, ImageConfig, ImageKind, ImageProblem, VmConfig, MAX_VMS,
 };
 use hyp::device_tree::{guest_device_tree, GuestTree};
 use hyp::dispatch::{HypercallDriver, MmioDevice};
 use hyp::exit::ExitCode;
 use hyp::fault_policy::VmFaultPolicy;
 use hyp::hil::time::Clock;
-use hyp::image::{check_image, parse_raw, parse_zimage, HEADER_BYTES, RAW_HEADER_BYTES};
+use hyp::image::{check_image, parse_zimage, HEADER_BYTES};
 use hyp::interrupts::InterruptBackend;
 use hyp::kernel::{GuestMemory, Kernel, Platform, RunOutcome, Vm, VmState};
 use hyp::memory::{MemoryType, Region, Size};
 use hyp::scheduler::RoundRobin;
+use hyp::system_image::{self, DeviceTreeSource, FaultPolicy, KernelFormat};
 use hyp::utilities::TakeOnce;
 
 /// VMIDs available: 8 bits, 0 reserved for "no VM".
@@ -60,59 +64,30 @@ const EXIT_BUDGET: u32 = u32::MAX;
 /// The scheduler's time slice.
 const TIME_SLICE_US: u64 = 10_000;
 
-const _: () = assert!(
-    COUNT <= MAX_VMS,
-    "the board's VM table has more VMs than Capvisor supports (hyp::config::MAX_VMS)"
-);
-
 /// Each VM's stage-2 tables: RAM in 2 MiB blocks needs one level-2 table,
 /// a device window in the first GiB (a GIC's virtual CPU interface)
 /// another, and a level-3 table for its pages.
 static STAGE2: [TakeOnce<Stage2Tables<2, 1>>; MAX_VMS] =
     [const { TakeOnce::new(Stage2Tables::new()) }; MAX_VMS];
 
-/// The board's first staging slot (0 until [`prepare`]).
-static STAGING: core::sync::atomic::AtomicU32 = core::sync::atomic::AtomicU32::new(0);
-
-/// The image's header bytes, read where the loader put it (refusing
-/// addresses outside the staging area: the hypervisor must never touch
-/// memory it has not mapped).
-fn header_bytes(address: u32) -> Result<&'static [u8; HEADER_BYTES], ImageProblem> {
-    let staging = STAGING.load(core::sync::atomic::Ordering::Relaxed);
-    let staging_end = staging as u64 + (SLOTS * SLOT_SIZE) as u64;
-    if staging == 0 || address < staging || address as u64 + HEADER_BYTES as u64 > staging_end {
-        return Err(ImageProblem::OutsideStaging);
-    }
-    // SAFETY: the staging area is mapped read-only in the Hyp map (the
-    // 'guest-images' region) and nothing writes it while the hypervisor
-    // runs; the range was checked above.
-    Ok(unsafe { &*(address as usize as *const [u8; HEADER_BYTES]) })
-}
-
-/// Where an image's bytes start and how many there are to copy.
-fn payload(vm: &VmConfig, image: &ImageConfig) -> Result<(u32, u32), ImageProblem> {
-    let header = header_bytes(image.host_address)?;
-    let (start, size) = match image.kind {
-        ImageKind::Kernel => {
-            let kernel = parse_zimage(header)?;
-            check_image(&kernel, image.name, vm.ram_ipa + image.load_offset)?;
-            (image.host_address, kernel.size)
-        }
-        ImageKind::Raw => (
-            image.host_address + RAW_HEADER_BYTES as u32,
-            parse_raw(header)?,
-        ),
-    };
-    if size > SLOT_SIZE - (start - image.host_address) {
-        return Err(ImageProblem::Malformed);
-    }
-    Ok((start, size))
-}
-
-/// The probe `validate` calls: the image's size from its header, after
-/// checking it is the image the table names, linked for where it goes.
+/// The probe `validate` calls for each image: a zImage's header, read
+/// again where the system image holds it, must make sense, claim no more
+/// bytes than were packed and run where it is loaded; other images are
+/// what the table says they are.
 fn probe(vm: &VmConfig, image: &ImageConfig) -> Result<u32, ImageProblem> {
-    payload(vm, image).map(|(_, size)| size)
+    if image.kind == ImageKind::Zimage {
+        if (image.size as usize) < HEADER_BYTES {
+            return Err(ImageProblem::Malformed);
+        }
+        // SAFETY: `system_image::parse` proved the image's bytes lie inside
+        // the system image, itself inside the staging area, which is mapped
+        // read-only in the Hyp map ('guest-images') and written by nothing
+        // while the hypervisor runs.
+        let header = unsafe { &*(image.host_address as usize as *const [u8; HEADER_BYTES]) };
+        let kernel = parse_zimage(header)?;
+        check_image(&kernel, image.size, vm.ram_ipa + image.load_offset)?;
+    }
+    Ok(image.size)
 }
 
 /// Where a VM's device tree goes: 2 MiB below the end of its RAM.
@@ -124,6 +99,19 @@ const DEVICE_TREE_FROM_END: u32 = 0x0020_0000;
 struct VmRam {
     config: VmConfig,
     device_tree: Option<Vec<u8>>,
+}
+
+/// What the system image says of one VM beyond its configuration.
+#[derive(Clone, Copy, Debug)]
+pub struct VmSpec {
+    /// Its fault policy.
+    pub policy: FaultPolicy,
+    /// Its console mode.
+    pub console: ConsoleMode,
+    /// Where its device tree comes from.
+    pub device_tree: DeviceTreeSource,
+    /// Its kernel's format.
+    pub format: KernelFormat,
 }
 
 impl VmRam {
@@ -142,17 +130,14 @@ impl GuestMemory for VmRam {
         // VM's; its VM is not running while it is reloaded.
         unsafe { core::ptr::write_bytes(ram as *mut u8, 0, size) };
         for image in self.config.images() {
-            // The header was checked by `validate`; it cannot have changed.
-            let Ok((start, size)) = payload(&self.config, image) else {
-                continue;
-            };
-            // SAFETY: source inside the staging area, destination inside
-            // this VM's RAM (validate checked size and offset), disjoint.
+            // SAFETY: source inside the system image in the staging area
+            // (`system_image::parse` checked it), destination inside this
+            // VM's RAM (`validate` checked size and offset), disjoint.
             unsafe {
                 core::ptr::copy_nonoverlapping(
-                    start as usize as *const u8,
+                    image.host_address as usize as *const u8,
                     (ram + image.load_offset as usize) as *mut u8,
-                    size as usize,
+                    image.size as usize,
                 )
             };
         }
@@ -171,16 +156,16 @@ impl GuestMemory for VmRam {
     }
 }
 
-/// The device tree for a VM with boot arguments (a kernel that reads one);
+/// The device tree the hypervisor writes for a VM whose description asks
+/// for one (a kernel that reads one: it has bootargs or an initrd);
 /// refuses the boot if it cannot be written or does not fit.
-fn write_device_tree(config: &VmConfig) -> Option<Vec<u8>> {
-    if config.bootargs.is_empty() || config.device_tree.is_some() {
+fn write_device_tree(config: &VmConfig, spec: &VmSpec) -> Option<Vec<u8>> {
+    if spec.device_tree != DeviceTreeSource::Generated {
         return None;
     }
-    let initrd = config.initrd.and_then(|initrd| {
-        let (_, size) = payload(config, &initrd).ok()?;
+    let initrd = config.initrd.map(|initrd| {
         let start = config.ram_ipa + initrd.load_offset;
-        Some((start, start + size))
+        (start, start + initrd.size)
     });
     let tree = guest_device_tree(&GuestTree {
         ram_base: config.ram_ipa,
@@ -204,38 +189,10 @@ fn write_device_tree(config: &VmConfig) -> Option<Vec<u8>> {
     Some(tree)
 }
 
-/// The configuration with each image's staging address filled in and its
-/// RAM placed in the board's pool (tables give RAM as an offset in it).
-fn resolve(spec: &VmSpec, memory: &GuestPool) -> VmConfig {
-    let mut config = spec.config;
-    config.ram_host += u64::from(memory.pool.start);
-    let resolve_image = |image: &mut ImageConfig| match image_address(memory.staging, image.name) {
-        Some(address) => image.host_address = address,
-        None => io::refuse_boot(format_args!(
-            "VM '{}': image '{}' has no staging slot in images.txt",
-            config.name, image.name
-        )),
-    };
-    resolve_image(&mut config.kernel);
-    if let Some(initrd) = config.initrd.as_mut() {
-        resolve_image(initrd);
-    }
-    if let Some(tree) = config.device_tree.as_mut() {
-        resolve_image(tree);
-    }
-    config
-}
-
-/// Whether `config` claims the device called `name` at `base`, `size`.
-pub fn claims_window(config: &VmConfig, name: &str, base: u64, size: u64) -> bool {
-    config.devices.iter().any(|claim| {
-        claim.name == name && u64::from(claim.ipa) == base && u64::from(claim.size) == size
-    })
-}
-
-/// Whether `config` claims `device`, at the device's own window.
-fn claims(config: &VmConfig, device: &dyn MmioDevice) -> bool {
-    claims_window(config, device.name(), device.base(), device.size())
+/// Whether `config` claims the device called `name` (`validate` proved a
+/// claimed device is the board's, at the board's window for it).
+fn claims(config: &VmConfig, name: &str) -> bool {
+    config.devices.has(name)
 }
 
 /// Builds VM `index`'s stage 2 (its RAM, and `extra` windows such as a
@@ -243,6 +200,7 @@ fn claims(config: &VmConfig, device: &dyn MmioDevice) -> bool {
 fn create_vcpu(
     index: usize,
     config: &VmConfig,
+    device_tree: DeviceTreeSource,
     extra: &[GuestMapping],
     cp15_at_reset: Cp15Context,
 ) -> ArmVcpu {
@@ -263,17 +221,17 @@ fn create_vcpu(
         }
     }
     let vmid = index as u8 + 1;
-    let entry = config.ram_ipa + config.kernel.load_offset;
+    let entry = config.ram_ipa + config.entry_offset;
     let mut boot = GuestContext::boot(entry);
     // The Linux boot protocol: r0 = 0, r1 = ~0 (no machine number, a
-    // device tree instead), r2 = the device tree's address.
+    // device tree instead), r2 = the device tree's address (0 if none).
     boot.r[1] = u32::MAX;
-    boot.r[2] = match config.device_tree {
-        Some(tree) => config.ram_ipa + tree.load_offset,
-        None if !config.bootargs.is_empty() => {
+    boot.r[2] = match (config.device_tree, device_tree) {
+        (Some(tree), _) => config.ram_ipa + tree.load_offset,
+        (None, DeviceTreeSource::Generated) => {
             config.ram_ipa + config.ram_size - DEVICE_TREE_FROM_END
         }
-        None => 0,
+        (None, _) => 0,
     };
     ArmVcpu::new(
         boot,
@@ -290,77 +248,127 @@ pub fn leak<T>(value: T) -> &'static mut T {
 }
 
 /// Where a board keeps guests: the RAM pool VMs are carved from and the
-/// staging area QEMU's loader fills (slots of `images.txt`).
+/// staging area QEMU's loader puts the system image in.
 #[derive(Clone, Copy, Debug)]
 pub struct GuestPool {
     /// The pool (mapped read-write in the Hyp map).
     pub pool: &'static Region,
-    /// The first staging slot (the area is mapped read-only).
-    pub staging: u32,
+    /// The staging area (mapped read-only).
+    pub staging: &'static Region,
     /// The devices the board offers VMs, at their windows.
     pub devices: &'static [DeviceClaim],
 }
 
-/// The number of VMs in the table.
-pub const COUNT: usize = VMS.len();
-
 /// What every VM has, created by [`prepare`] before the board adds its
 /// interrupt backends: the checked configurations and the capsules that do
-/// not depend on the board.
+/// not depend on the board. Each slice has one entry per VM.
 pub struct System {
-    /// Each VM's configuration, resolved and checked.
-    pub configs: [VmConfig; COUNT],
+    /// Each VM's configuration, read and checked.
+    pub configs: Vec<VmConfig>,
+    /// What else the system image says of each VM.
+    pub specs: Vec<VmSpec>,
     /// Each VM's RAM and its images.
-    memories: &'static [VmRam; COUNT],
+    memories: &'static [VmRam],
     /// The console multiplexer.
-    pub mux: &'static ConsoleMux<'static, COUNT>,
+    pub mux: &'static ConsoleMux<'static>,
     /// Each VM's virtual PL011.
-    pub uarts: &'static [VirtualUart<'static>; COUNT],
+    pub uarts: &'static [VirtualUart<'static>],
     /// Each VM's virtual GIC (its distributor state).
-    pub gics: &'static [VirtualGic; COUNT],
+    pub gics: &'static [VirtualGic],
     /// Each VM's Capvisor service (its reported status).
-    pub services: &'static [HypervisorService<'static>; COUNT],
+    pub services: &'static [HypervisorService<'static>],
 }
 
-/// Checks the table against the board's pool, devices and staging area,
-/// writes the guests' device trees and creates the capsules every VM has;
-/// any problem refuses the boot before a VM exists.
+impl System {
+    /// How many VMs it has.
+    pub fn count(&self) -> usize {
+        self.configs.len()
+    }
+}
+
+/// Moves `values` to the boot heap for the rest of the run, as a slice.
+fn leak_all<T>(values: impl Iterator<Item = T>) -> &'static [T] {
+    values.collect::<Vec<T>>().leak()
+}
+
+/// Reads the system image from the staging area and checks it against
+/// the board's pool, devices and vCPUs, writes the guests' device trees
+/// and creates the capsules every VM has; any problem refuses the boot
+/// before a VM exists.
 pub fn prepare(memory: GuestPool) -> System {
     #[cfg(feature = "bench")]
     crate::boot::count_hyp_cycles();
-    STAGING.store(memory.staging, core::sync::atomic::Ordering::Relaxed);
-    let configs: [VmConfig; COUNT] = core::array::from_fn(|index| resolve(&VMS[index], &memory));
+    // SAFETY: the staging area is mapped read-only in the Hyp map
+    // ('guest-images'), nothing writes it while the hypervisor runs, and
+    // every byte of it is readable (whatever the loader left there).
+    let staged: &'static [u8] = unsafe {
+        core::slice::from_raw_parts(
+            memory.staging.start as usize as *const u8,
+            memory.staging.size as usize,
+        )
+    };
+    let table = system_image::parse(staged)
+        .unwrap_or_else(|error| io::refuse_boot(format_args!("system image: {}", error)));
+    let configs: Vec<VmConfig> = table
+        .vms
+        .iter()
+        .map(|entry| VmConfig::from_table(entry, memory.staging.start, memory.pool.start))
+        .collect();
+    let specs: Vec<VmSpec> = table
+        .vms
+        .iter()
+        .map(|entry| VmSpec {
+            policy: entry.policy,
+            console: match entry.console {
+                system_image::ConsoleMode::Shared => ConsoleMode::Shared,
+                system_image::ConsoleMode::Held => ConsoleMode::Held,
+                system_image::ConsoleMode::Discard => ConsoleMode::Discard,
+            },
+            device_tree: entry.device_tree,
+            format: entry.format,
+        })
+        .collect();
     let offer = BoardOffer {
         pool: memory.pool,
         vmids: VMIDS,
+        vcpus: 1,
         devices: memory.devices,
     };
     if let Err(error) = validate(&configs, &offer, probe) {
         io::refuse_boot(format_args!("bad VM table: {}", error));
     }
-    log!("VM table checked: {} VMs", COUNT);
-    let memories: &'static [VmRam; COUNT] = leak(core::array::from_fn(|index| VmRam {
-        config: configs[index],
-        device_tree: write_device_tree(&configs[index]),
+    log!(
+        "system image: {} bytes, checksum good; VM table checked: {} VMs",
+        table.total,
+        configs.len()
+    );
+    let memories = leak_all(configs.iter().zip(&specs).map(|(config, spec)| VmRam {
+        config: *config,
+        device_tree: write_device_tree(config, spec),
     }));
     // The console: one physical UART shared through the multiplexer; each
     // VM writes through its own port.
     let console: &'static pl011::Pl011 = leak(io::console());
-    let mux: &'static ConsoleMux<'static, COUNT> = leak(ConsoleMux::new(
-        console,
-        core::array::from_fn(|index| configs[index].name),
-    ));
-    let ports: &'static [ConsolePort<'static, 'static, COUNT>; COUNT] =
-        leak(core::array::from_fn(|index| mux.port(index)));
-    let uarts = leak(core::array::from_fn(|index| {
-        VirtualUart::new(&ports[index])
-    }));
-    let gics = leak(core::array::from_fn(|_| VirtualGic::new()));
-    let services = leak(core::array::from_fn(|index| {
-        HypervisorService::new(index as u32 + 1, configs[index].name, &ports[index])
-    }));
+    let consoles: Vec<(&'static str, ConsoleMode)> = configs
+        .iter()
+        .zip(&specs)
+        .map(|(config, spec)| (config.name, spec.console))
+        .collect();
+    let mux: &'static ConsoleMux<'static> = leak(ConsoleMux::with_modes(console, &consoles));
+    if table.focus != 0 {
+        mux.set_focus(table.focus);
+    }
+    let ports: &'static [ConsolePort<'static, 'static>] =
+        leak_all((0..configs.len()).map(|index| mux.port(index)));
+    let uarts = leak_all(ports.iter().map(|port| VirtualUart::new(port)));
+    let gics = leak_all(configs.iter().map(|_| VirtualGic::new()));
+    let services =
+        leak_all(ports.iter().enumerate().map(|(index, port)| {
+            HypervisorService::new(index as u32 + 1, configs[index].name, port)
+        }));
     System {
         configs,
+        specs,
         memories,
         mux,
         uarts,
@@ -371,7 +379,9 @@ pub fn prepare(memory: GuestPool) -> System {
 
 impl core::fmt::Debug for System {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("System").field("vms", &COUNT).finish()
+        f.debug_struct("System")
+            .field("vms", &self.count())
+            .finish()
     }
 }
 
@@ -406,14 +416,15 @@ impl core::fmt::Debug for InterruptWiring {
 /// fault policy, with each VM's interrupt wiring from the board.
 pub fn create_vms(
     system: &System,
-    wiring: [InterruptWiring; COUNT],
-) -> &'static mut [Vm<'static, ArmVcpu>; COUNT] {
+    wiring: &[InterruptWiring],
+) -> &'static mut [Vm<'static, ArmVcpu>] {
     let counter = Counter;
     let cp15_at_reset = Cp15Context::save();
     let psci: &'static Psci = leak(Psci::new());
     let stop_policy: &'static StopFaultPolicy = leak(StopFaultPolicy);
-    leak(core::array::from_fn(|index| {
+    let vms: Vec<Vm<'static, ArmVcpu>> = (0..system.count()).map(|index| {
         let config = &system.configs[index];
+        let spec = &system.specs[index];
         // Each VM gets the devices it claims (the table was checked: each
         // is one of the board's, at its own window).
         let devices: &'static heapless::Vec<&'static dyn MmioDevice, 3> = leak(
@@ -424,36 +435,39 @@ pub fn create_vms(
             ]
             .into_iter()
             .flatten()
-            .filter(|device| claims(config, *device))
+            .filter(|device| claims(config, device.name()))
             .collect(),
         );
         let mut extra: heapless::Vec<GuestMapping, 4> = heapless::Vec::new();
         for (claim, mapping) in wiring[index].passthrough {
-            if claims_window(config, claim.name, claim.ipa.into(), claim.size.into()) {
+            if claims(config, claim.name) {
                 let _ = extra.push(*mapping);
             }
         }
         let services: &'static [&'static dyn HypercallDriver; 2] =
             leak([psci as &dyn HypercallDriver, &system.services[index]]);
         system.memories[index].load();
-        let mut vcpu = create_vcpu(index, config, &extra, cp15_at_reset);
+        let mut vcpu = create_vcpu(index, config, spec.device_tree, &extra, cp15_at_reset);
         // The VM's virtual counter starts at 0 now and runs with the
         // physical one from then on (see capsules::virtual_timer).
         vcpu.virtual_offset = counter.now();
-        let policy: &'static dyn VmFaultPolicy = match VMS[index].policy {
-            Policy::Stop => stop_policy,
-            Policy::Restart(limit) => leak(RestartThenStop::new(limit)),
+        let policy: &'static dyn VmFaultPolicy = match spec.policy {
+            FaultPolicy::Stop => stop_policy,
+            FaultPolicy::Restart(limit) => leak(RestartThenStop::new(limit)),
         };
         log!(
-            "VM {} '{}': {} RAM at IPA {:#010x} (host {:#010x}), image '{}' from {:#010x}, {:?} on faults",
+            "VM {} '{}': {} RAM at IPA {:#010x} (host {:#010x}), {} kernel of {} bytes entered at {:#010x}{}; {}; console {}",
             index + 1,
             config.name,
             Size(config.ram_size as u64),
             config.ram_ipa,
             config.ram_host,
-            config.kernel.name,
-            config.kernel.host_address,
-            VMS[index].policy
+            spec.format,
+            config.kernel.size,
+            config.ram_ipa + config.entry_offset,
+            Initrd(config.initrd),
+            spec.policy,
+            spec.console
         );
         Vm::new(
             config.name,
@@ -464,49 +478,88 @@ pub fn create_vms(
             policy,
         )
         .with_interrupts(wiring[index].backend)
-    }))
+    }).collect();
+    vms.leak()
+}
+
+/// ", initrd of N bytes" when there is one.
+struct Initrd(Option<ImageConfig>);
+
+impl core::fmt::Display for Initrd {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self.0 {
+            Some(initrd) => write!(f, ", initrd of {} bytes", initrd.size),
+            None => Ok(()),
+        }
+    }
 }
 
 /// Runs the VMs with `platform` until all have stopped, reports, and stops
 /// QEMU.
 pub fn run_and_report(
     system: &System,
-    vms: &mut [Vm<'static, ArmVcpu>; COUNT],
+    vms: &mut [Vm<'static, ArmVcpu>],
     platform: &dyn Platform,
 ) -> ! {
     let scheduler = RoundRobin::new(Counter.ticks_from_us(TIME_SLICE_US));
+    let focus = system.mux.focus();
     system.mux.print_hypervisor(format_args!(
-        "running {} VMs, {} ms time slices; console input goes to VM 1 '{}' (Ctrl-] n: next VM, Ctrl-] s: status)",
-        COUNT,
+        "running {} VMs, {} ms time slices; console input goes to VM {} '{}' (Ctrl-] n: next VM, Ctrl-] s: status)",
+        system.count(),
         TIME_SLICE_US / 1000,
-        system.configs[0].name
+        focus + 1,
+        system.configs[focus].name
     ));
     let outcome = Kernel.run(vms, platform, &scheduler, EXIT_BUDGET);
     platform.set_alarm(None);
     report(vms, system.services, outcome)
 }
 
-/// Prints each VM's final state and stops QEMU: status 0 only if every VM
-/// powered off without reporting a failure.
+/// Prints each VM's final state and verdict, then stops QEMU. Only a VM
+/// that reported a status (Capvisor's service) passes or fails by it; one
+/// that powered off without reporting is shown as powered off and judged
+/// by nothing; one its fault policy stopped has failed, status or not.
+/// The exit status is 0 unless a VM failed.
 fn report(vms: &[Vm<'_, ArmVcpu>], service: &[HypervisorService], outcome: RunOutcome) -> ! {
     log!("all VMs have stopped ({:?}); VM status:", outcome);
-    let mut passed = 0;
+    let (mut passed, mut failed, mut silent, mut faulted) = (0, 0, 0, 0);
     for (index, (vm, service)) in vms.iter().zip(service).enumerate() {
         let status = service.exit_status();
-        let ok = vm.state == VmState::Stopped && status.unwrap_or(0) == 0;
-        passed += usize::from(ok);
+        let verdict = match (vm.state, status) {
+            (VmState::Faulted, _) => {
+                faulted += 1;
+                "FAILED"
+            }
+            (_, Some(0)) => {
+                passed += 1;
+                "PASSED"
+            }
+            (_, Some(_)) => {
+                failed += 1;
+                "FAILED"
+            }
+            (_, None) => {
+                silent += 1;
+                ""
+            }
+        };
         log!(
-            "  VM {} '{}': {}{}: {}",
+            "  VM {} '{}': {}{}",
             index + 1,
             vm.name,
-            if ok { "PASSED" } else { "FAILED" },
-            StatusText(status),
+            Verdict(verdict, status),
             Describe(vm)
         );
     }
-    log!("{} of {} VMs passed", passed, vms.len());
-    let all = passed == vms.len() && outcome == RunOutcome::AllStopped;
-    io::stop(if all {
+    log!(
+        "VMs: {} passed, {} failed, {} powered off without a status, {} stopped by their fault policy",
+        passed,
+        failed,
+        silent,
+        faulted
+    );
+    let good = failed == 0 && faulted == 0 && outcome == RunOutcome::AllStopped;
+    io::stop(if good {
         ExitCode::Success
     } else {
         ExitCode::VmFailed
@@ -522,14 +575,15 @@ impl core::fmt::Display for Describe<'_, '_> {
     }
 }
 
-/// " (status N)" when the guest reported one.
-struct StatusText(Option<u32>);
+/// `PASSED (status 0): `, `FAILED: `, or nothing for a VM not judged.
+struct Verdict(&'static str, Option<u32>);
 
-impl core::fmt::Display for StatusText {
+impl core::fmt::Display for Verdict {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        match self.0 {
-            Some(status) => write!(f, " (status {})", status),
-            None => Ok(()),
+        match (self.0, self.1) {
+            ("", _) => Ok(()),
+            (verdict, Some(status)) => write!(f, "{} (status {}): ", verdict, status),
+            (verdict, None) => write!(f, "{}: ", verdict),
         }
     }
 }

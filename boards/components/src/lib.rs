@@ -12,8 +12,8 @@
 //! | [`io`] | the console (any PL011 the board names), `log!`, refusing the boot, the panic handler |
 //! | [`boot`] | banner, CPU check, the Hyp map with its coverage proof and the MMU, test hooks |
 //! | [`memory_map`] | the image's sections from the shared linker script, the map plan and what the coverage check proves |
-//! | [`vms`] | the VM tables (cargo features select one) and the image staging slots (`images.txt`) |
-//! | [`guests`] | checking the table, creating the VMs' capsules, stage 2 and vCPUs, running them and reporting |
+//! | [`devices`] | the virtual devices every board offers VMs, at their windows |
+//! | [`guests`] | reading and checking the packed system image, creating the VMs' capsules, stage 2 and vCPUs, running them and reporting |
 //! | [`platform`] | the kernel's `Platform`: clock, alarm, interrupt service, console input flow |
 //!
 //! The linker script (`layout.ld`) is shared too: a board's own script sets
@@ -24,8 +24,8 @@
 extern crate alloc;
 
 pub mod boot;
+pub mod devices;
 pub mod guests;
 pub mod io;
 pub mod memory_map;
 pub mod platform;
-pub mod vms;

@@ -25,6 +25,7 @@
 //! was typed for that VM, until it reads again or the focus moves. Input
 //! for a VM that has stopped is dropped at once.
 
+use alloc::vec::Vec;
 use armv7a::generic_timer::Counter;
 use capsules::console_mux::{ConsoleMux, Input};
 use capsules::virtual_uart::VirtualUart;
@@ -66,7 +67,7 @@ pub struct Lines {
 }
 
 /// The board's devices as the kernel's platform.
-pub struct BoardPlatform<'a, const VMS: usize> {
+pub struct BoardPlatform<'a> {
     /// The monotonic clock.
     pub counter: &'a Counter,
     /// The hypervisor's alarm.
@@ -78,21 +79,21 @@ pub struct BoardPlatform<'a, const VMS: usize> {
     /// The console UART.
     pub uart: Pl011,
     /// The console multiplexer.
-    pub mux: &'a ConsoleMux<'a, VMS>,
+    pub mux: &'a ConsoleMux<'a>,
     /// Each VM's virtual UART, for received bytes.
-    pub uarts: &'a [VirtualUart<'a>; VMS],
+    pub uarts: &'a [VirtualUart<'a>],
     /// Each VM's interrupt backend, for forwarded lines.
-    pub backends: [&'a dyn InterruptBackend; VMS],
+    pub backends: Vec<&'a dyn InterruptBackend>,
     /// Console input for the focused VM.
     pub input: Cell<InputFlow>,
     /// The alarm the kernel asked for last (the platform may set an earlier
     /// one while the CPU sleeps, to look at held input again).
     pub kernel_alarm: Cell<Option<u64>>,
     /// Which VMs have stopped: their input is dropped, not held.
-    pub stopped: [Cell<bool>; VMS],
+    pub stopped: Vec<Cell<bool>>,
 }
 
-impl<const VMS: usize> core::fmt::Debug for BoardPlatform<'_, VMS> {
+impl core::fmt::Debug for BoardPlatform<'_> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("BoardPlatform")
             .field("lines", &self.lines)
@@ -101,7 +102,7 @@ impl<const VMS: usize> core::fmt::Debug for BoardPlatform<'_, VMS> {
     }
 }
 
-impl<'a, const VMS: usize> BoardPlatform<'a, VMS> {
+impl<'a> BoardPlatform<'a> {
     /// The platform, with console input flowing to VM 1.
     #[allow(clippy::too_many_arguments)]
     pub fn new(
@@ -110,9 +111,9 @@ impl<'a, const VMS: usize> BoardPlatform<'a, VMS> {
         controller: &'a dyn InterruptController,
         lines: Lines,
         uart: Pl011,
-        mux: &'a ConsoleMux<'a, VMS>,
-        uarts: &'a [VirtualUart<'a>; VMS],
-        backends: [&'a dyn InterruptBackend; VMS],
+        mux: &'a ConsoleMux<'a>,
+        uarts: &'a [VirtualUart<'a>],
+        backends: Vec<&'a dyn InterruptBackend>,
     ) -> Self {
         BoardPlatform {
             counter,
@@ -125,7 +126,7 @@ impl<'a, const VMS: usize> BoardPlatform<'a, VMS> {
             backends,
             input: Cell::new(InputFlow::Flowing),
             kernel_alarm: Cell::new(None),
-            stopped: core::array::from_fn(|_| Cell::new(false)),
+            stopped: uarts.iter().map(|_| Cell::new(false)).collect(),
         }
     }
 
@@ -232,7 +233,7 @@ impl<'a, const VMS: usize> BoardPlatform<'a, VMS> {
     }
 }
 
-impl<const VMS: usize> Platform for BoardPlatform<'_, VMS> {
+impl Platform for BoardPlatform<'_> {
     fn now(&self) -> u64 {
         self.counter.now()
     }

@@ -29,6 +29,10 @@
 
 mod memory_map;
 
+extern crate alloc;
+
+use alloc::vec::Vec;
+
 use armv7a::generic_timer::Counter;
 use armv7a::hyp_tables::HypTables;
 use armv7a::vcpu::HcrVirtualIrq;
@@ -98,25 +102,27 @@ pub extern "C" fn capvisor_main() -> ! {
 
     let system = guests::prepare(GuestPool {
         pool: &memory_map::GUEST_RAM,
-        staging: memory_map::STAGING_BASE,
-        devices: components::vms::DEVICES,
+        staging: &memory_map::GUEST_IMAGES,
+        devices: components::devices::DEVICES,
     });
     // No GIC: the software backend, HCR.VI as each vCPU's IRQ input, and
     // both GIC windows emulated.
-    let wiring: [InterruptWiring; guests::COUNT] = core::array::from_fn(|index| {
-        let gic = &system.gics[index];
-        InterruptWiring {
-            backend: leak(SoftwareBackend::new(
-                gic,
-                &system.uarts[index],
-                &HcrVirtualIrq,
-            )),
-            distributor: leak(gic.distributor()),
-            cpu_interface: Some(leak(gic.cpu_interface())),
-            passthrough: &[],
-        }
-    });
-    let vms = guests::create_vms(&system, wiring);
+    let wiring: Vec<InterruptWiring> = (0..system.count())
+        .map(|index| {
+            let gic = &system.gics[index];
+            InterruptWiring {
+                backend: leak(SoftwareBackend::new(
+                    gic,
+                    &system.uarts[index],
+                    &HcrVirtualIrq,
+                )),
+                distributor: leak(gic.distributor()),
+                cpu_interface: Some(leak(gic.cpu_interface())),
+                passthrough: &[],
+            }
+        })
+        .collect();
+    let vms = guests::create_vms(&system, &wiring);
 
     let counter: &'static Counter = leak(Counter);
     // SAFETY: counter/timer 1 is in the Hyp map ("timers") and owned by the
@@ -134,7 +140,10 @@ pub extern "C" fn capvisor_main() -> ! {
         io::console(),
         system.mux,
         system.uarts,
-        core::array::from_fn(|index| wiring[index].backend as &dyn InterruptBackend),
+        wiring
+            .iter()
+            .map(|wiring| wiring.backend as &dyn InterruptBackend)
+            .collect(),
     );
     platform.enable_interrupts();
     log!("interrupts: no GIC; guest GICs emulated in software (HCR.VI), guest timers evaluated by the hypervisor");

@@ -3,7 +3,7 @@
 //!
 //! What this board adds to the image's sections (`components::memory_map`):
 //! the three device blocks it drives, the RAM pool it hands out to guests,
-//! and the staging area QEMU's loader fills with guest images.
+//! and the staging area QEMU's loader puts the packed system image in.
 
 use hyp::memory::{MemoryType, Permissions, Region};
 use integrator_cp::{DEVICE_PAGE_SIZE, PIC_BASE, RAM_ALIAS_BASE, TIMERS_BASE, UART0_BASE};
@@ -22,16 +22,19 @@ pub const GUEST_RAM: Region = Region::new(
     Permissions::ReadWrite,
 );
 
-/// Where the staging slots start.
+/// Where the staging area starts: QEMU's loader puts the packed system
+/// image (`tools/system`) here.
 pub const STAGING_BASE: u32 = 0xb000_0000;
+/// Bytes of the staging area: the largest system image the board takes.
+pub const STAGING_SIZE: u32 = 0x1000_0000;
 
 /// The image staging area above it, where QEMU's generic loader places
-/// guest images (`images.txt`, `components::vms`). The hypervisor only reads
+/// the packed system image (`hyp::system_image`). The hypervisor only reads
 /// it, to copy images into VMs' RAM.
 pub const GUEST_IMAGES: Region = Region::new(
     "guest-images",
     STAGING_BASE,
-    components::vms::SLOTS * components::vms::SLOT_SIZE,
+    STAGING_SIZE,
     MemoryType::Normal,
     Permissions::ReadOnly,
 );

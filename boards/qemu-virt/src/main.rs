@@ -28,6 +28,10 @@
 
 mod memory_map;
 
+extern crate alloc;
+
+use alloc::vec::Vec;
+
 use armv7a::generic_timer::{Counter, HypTimerAlarm};
 use armv7a::hyp_tables::HypTables;
 use armv7a::stage2::{GuestAccess, GuestMapping};
@@ -125,24 +129,26 @@ pub extern "C" fn capvisor_main() -> ! {
 
     let system = guests::prepare(GuestPool {
         pool: &memory_map::GUEST_RAM,
-        staging: memory_map::STAGING_BASE,
-        devices: components::vms::DEVICES,
+        staging: &memory_map::GUEST_IMAGES,
+        devices: components::devices::DEVICES,
     });
-    let wiring: [InterruptWiring; guests::COUNT] = core::array::from_fn(|index| {
-        let backend: &'static GicV2Backend<'static> = leak(GicV2Backend::new(
-            &system.gics[index],
-            &system.uarts[index],
-            gich,
-            gic,
-        ));
-        InterruptWiring {
-            backend,
-            distributor: leak(backend.distributor()),
-            cpu_interface: None,
-            passthrough: &GICV_WINDOW,
-        }
-    });
-    let vms = guests::create_vms(&system, wiring);
+    let wiring: Vec<InterruptWiring> = (0..system.count())
+        .map(|index| {
+            let backend: &'static GicV2Backend<'static> = leak(GicV2Backend::new(
+                &system.gics[index],
+                &system.uarts[index],
+                gich,
+                gic,
+            ));
+            InterruptWiring {
+                backend,
+                distributor: leak(backend.distributor()),
+                cpu_interface: None,
+                passthrough: &GICV_WINDOW,
+            }
+        })
+        .collect();
+    let vms = guests::create_vms(&system, &wiring);
 
     let counter: &'static Counter = leak(Counter);
     let platform = BoardPlatform::new(
@@ -160,7 +166,10 @@ pub extern "C" fn capvisor_main() -> ! {
         io::console(),
         system.mux,
         system.uarts,
-        core::array::from_fn(|index| wiring[index].backend as &dyn InterruptBackend),
+        wiring
+            .iter()
+            .map(|wiring| wiring.backend as &dyn InterruptBackend)
+            .collect(),
     );
     platform.enable_interrupts();
     guests::run_and_report(&system, vms, &platform)

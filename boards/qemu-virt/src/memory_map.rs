@@ -4,7 +4,7 @@
 //! What this board adds to the image's sections (`components::memory_map`):
 //! the GIC's distributor, CPU interface and virtual interface control
 //! (GICH) blocks and the PL011 it drives, the RAM pool it hands out to
-//! guests, and the staging area QEMU's loader fills with guest images.
+//! guests, and the staging area QEMU's loader puts the packed system image in.
 //! The GIC's virtual CPU interface (GICV) is not the hypervisor's: it is
 //! mapped only in guests' stage 2. The device tree QEMU leaves at the start
 //! of RAM is read once, before the MMU is on, and is not mapped.
@@ -24,15 +24,19 @@ pub const GUEST_RAM: Region = Region::new(
     Permissions::ReadWrite,
 );
 
-/// Where the staging slots start.
+/// Where the staging area starts: QEMU's loader puts the packed system
+/// image (`tools/system`) here.
 pub const STAGING_BASE: u32 = 0x7000_0000;
+/// Bytes of the staging area: the largest system image the board takes.
+pub const STAGING_SIZE: u32 = 0x1000_0000;
 
 /// The image staging area at the top of RAM, where QEMU's generic loader
-/// places guest images (`images.txt`); the hypervisor only reads it.
+/// places the packed system image (`hyp::system_image`); the hypervisor
+/// only reads it.
 pub const GUEST_IMAGES: Region = Region::new(
     "guest-images",
     STAGING_BASE,
-    components::vms::SLOTS * components::vms::SLOT_SIZE,
+    STAGING_SIZE,
     MemoryType::Normal,
     Permissions::ReadOnly,
 );

@@ -3,8 +3,9 @@
 //!
 //! [`QemuCommand`] builds the `qemu-system-arm` command line for a board (the
 //! machine, CPU and RAM the board is written for, the hypervisor ELF,
-//! semihosting so the hypervisor's exit code becomes QEMU's, and guest images
-//! placed with QEMU's generic loader). It runs either interactively, with the
+//! semihosting so the hypervisor's exit code becomes QEMU's, and the packed
+//! system image placed at the board's staging area with QEMU's generic
+//! loader: [`system_image`] checks a system description and packs it). It runs either interactively, with the
 //! console on the terminal (`make program`), or as a [`Session`] whose serial
 //! output is captured, matched line by line with [`Session::expect`] and kept
 //! as a transcript, with a timeout on every wait (the integration tests).
@@ -43,9 +44,8 @@ pub struct Board {
     pub cpu: &'static str,
     /// QEMU `-m` value, in MiB.
     pub memory_mib: u32,
-    /// Guest image staging: the first slot's address and the slot size
-    /// (the board's `images.txt` numbers the slots).
-    pub staging: (u64, u64),
+    /// Where the board's staging area starts: the system image goes here.
+    pub staging: u64,
 }
 
 /// Every board the runner knows.
@@ -56,9 +56,9 @@ pub const BOARDS: [Board; 2] = [
         machine: "integratorcp",
         cpu: "cortex-a15",
         memory_mib: 1024,
-        staging: (0xb000_0000, 0x0100_0000),
+        staging: 0xb000_0000,
     },
-    // RAM at 0x4000_0000 (1 GiB); the staging slots are its last 256 MiB.
+    // RAM at 0x4000_0000 (1 GiB); the staging area is its last 256 MiB.
     // A GICv2 with the virtualization interfaces (GICH, GICV) needs
     // `virtualization=on` (which also starts the CPU in Hyp mode) and
     // `gic-version=2`.
@@ -68,52 +68,44 @@ pub const BOARDS: [Board; 2] = [
         machine: "virt,virtualization=on,gic-version=2",
         cpu: "cortex-a15",
         memory_mib: 1024,
-        staging: (0x7000_0000, 0x0100_0000),
+        staging: 0x7000_0000,
     },
 ];
 
-impl Board {
-    /// The image slot table every board shares, `boards/components/images.txt`.
-    pub fn images_table(&self) -> PathBuf {
-        Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../../boards")
-            .join("components")
-            .join("images.txt")
-    }
-
-    /// Loaders placing every image of the slot table that exists in `dir`
-    /// (a file named as the image) at its slot.
-    pub fn staged_images(&self, dir: &Path) -> Result<Vec<Loader>, RunError> {
-        let table = self.images_table();
-        let text = std::fs::read_to_string(&table).map_err(|error| {
-            RunError::Usage(format!("cannot read {}: {error}", table.display()))
+/// Checks the system description `file` for `board` (files it names are
+/// looked up next to it, then in `search`), packs it with its images
+/// (`capvisor-system`), writes the system image to `output`, and returns
+/// the loader that places it at the board's staging area. A description
+/// with problems is refused, every problem listed with its file and line.
+pub fn system_image(
+    board: &Board,
+    file: &Path,
+    search: &[PathBuf],
+    output: &Path,
+) -> Result<Loader, RunError> {
+    let options = capvisor_system::Options {
+        board: Some(board.name.to_string()),
+        search: search.to_vec(),
+    };
+    let system = capvisor_system::load(file, &options).map_err(|problems| {
+        RunError::Description(problems.iter().map(ToString::to_string).collect())
+    })?;
+    let image = capvisor_system::pack(&system);
+    if let Some(dir) = output.parent() {
+        std::fs::create_dir_all(dir).map_err(|error| {
+            RunError::Usage(format!("cannot create {}: {error}", dir.display()))
         })?;
-        let slots = parse_slots(&text)
-            .map_err(|line| RunError::Usage(format!("{}: bad line {line:?}", table.display())))?;
-        Ok(slots
-            .into_iter()
-            .map(|(slot, name)| Loader {
-                file: dir.join(name),
-                address: self.staging.0 + slot * self.staging.1,
-            })
-            .filter(|loader| loader.file.is_file())
-            .collect())
     }
-}
-
-/// Parses an `images.txt` slot table: `SLOT NAME` per line, `#` comments.
-/// Returns the first bad line on error.
-pub fn parse_slots(text: &str) -> Result<Vec<(u64, &str)>, &str> {
-    text.lines()
-        .map(str::trim)
-        .filter(|line| !line.is_empty() && !line.starts_with('#'))
-        .map(
-            |line| match line.split_whitespace().collect::<Vec<_>>()[..] {
-                [slot, name] => slot.parse().map(|slot| (slot, name)).map_err(|_| line),
-                _ => Err(line),
-            },
-        )
-        .collect()
+    // Write a fresh file and rename it: a QEMU still running may have the
+    // old one open.
+    let partial = output.with_extension("partial");
+    std::fs::write(&partial, &image)
+        .and_then(|()| std::fs::rename(&partial, output))
+        .map_err(|error| RunError::Usage(format!("cannot write {}: {error}", output.display())))?;
+    Ok(Loader {
+        file: output.to_path_buf(),
+        address: board.staging,
+    })
 }
 
 /// The board called `name`.
@@ -367,6 +359,8 @@ pub enum RunError {
     },
     /// Writing to QEMU's console failed.
     Console { error: String, transcript: String },
+    /// A system description with problems (each `FILE:LINE:COLUMN: ...`).
+    Description(Vec<String>),
 }
 
 impl RunError {
@@ -393,6 +387,12 @@ impl fmt::Display for RunError {
                     "unknown board {name:?} (known boards: {})",
                     known.join(", ")
                 )?
+            }
+            RunError::Description(problems) => {
+                write!(f, "the system description has problems:")?;
+                for problem in problems {
+                    write!(f, "\n  {problem}")?;
+                }
             }
             RunError::MissingFile { what, path } => {
                 write!(f, "{what} {} does not exist", path.display())?
@@ -771,13 +771,7 @@ mod tests {
     fn qemu_virt_command_line() {
         let virt = board("qemu-virt").unwrap();
         assert_eq!(virt.package, "capvisor-qemu-virt");
-        assert_eq!(virt.staging, (0x7000_0000, 0x0100_0000));
-        assert!(
-            virt.images_table()
-                .ends_with("boards/components/images.txt"),
-            "{}",
-            virt.images_table().display()
-        );
+        assert_eq!(virt.staging, 0x7000_0000);
         let mut command = QemuCommand::new(virt, "/tmp/k.elf");
         command
             .loaders
@@ -831,28 +825,37 @@ mod tests {
     }
 
     #[test]
-    fn slot_table_parsing_and_staging() {
-        assert_eq!(
-            parse_slots("# comment\n0 hello\n\n  3   mmio  \n"),
-            Ok(vec![(0, "hello"), (3, "mmio")])
-        );
-        assert_eq!(parse_slots("0 hello extra"), Err("0 hello extra"));
-        assert_eq!(parse_slots("x hello"), Err("x hello"));
-        let board = board("integrator-cp").unwrap();
-        let text = std::fs::read_to_string(board.images_table()).unwrap();
-        let slots = parse_slots(&text).unwrap();
-        assert!(slots.contains(&(0, "hello")), "{slots:?}");
-        let dir = std::env::temp_dir().join(format!("capvisor-staging-{}", std::process::id()));
+    fn a_description_is_packed_and_placed_at_the_staging_area() {
+        let dir =
+            std::env::temp_dir().join(format!("capvisor-runner-system-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(dir.join("hello"), b"x").unwrap();
-        let loaders = board.staged_images(&dir).unwrap();
+        std::fs::write(dir.join("guest.bin"), [0u8; 64]).unwrap();
+        let description = dir.join("one.toml");
+        std::fs::write(
+            &description,
+            "[[vm]]\nname = \"one\"\nram = \"2 MiB\"\nkernel = { file = \"guest.bin\", format = \"raw\", load-offset = 0 }\n",
+        )
+        .unwrap();
+        let board = board("integrator-cp").unwrap();
+        let output = dir.join("out").join("one.img");
+        let loader = system_image(&board, &description, &[], &output).unwrap();
         assert_eq!(
-            loaders,
-            vec![Loader {
-                file: dir.join("hello"),
+            loader,
+            Loader {
+                file: output.clone(),
                 address: 0xb000_0000
-            }],
-            "only images present in the directory are loaded"
+            }
+        );
+        let image = std::fs::read(&output).unwrap();
+        assert_eq!(hyp::system_image::parse(&image).unwrap().vms[0].name, "one");
+        // A description with a problem is refused with its line.
+        std::fs::write(&description, "[[vm]]\nname = \"one\"\nram = \"3 MiB\"\nkernel = { file = \"guest.bin\", format = \"raw\", load-offset = 0 }\n").unwrap();
+        let error = system_image(&board, &description, &[], &output).unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .contains("one.toml:3:7: vm[0].ram: 3 MiB is not a multiple of 2 MiB"),
+            "{error}"
         );
         std::fs::remove_dir_all(&dir).unwrap();
     }

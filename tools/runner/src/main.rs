@@ -9,8 +9,8 @@
 //! is printed and the exit status is 1.
 
 use capvisor_runner::{
-    board, parse_number, run_interactive, ConsoleMode, Loader, QemuCommand, RunError, Session,
-    BOARDS,
+    board, parse_number, run_interactive, system_image, ConsoleMode, Loader, QemuCommand, RunError,
+    Session, BOARDS,
 };
 use std::time::Duration;
 
@@ -20,14 +20,15 @@ const DEFAULT_BOARD: &str = "integrator-cp";
 /// The usage text; `{boards}` stands for the runner's known boards and
 /// `{default}` for [`DEFAULT_BOARD`].
 const USAGE: &str = "\
-usage: capvisor-run [--board NAME] --kernel ELF [--loader FILE@ADDR]... [--guest-images DIR] [--icount]
+usage: capvisor-run [--board NAME] --kernel ELF [--system FILE [--search DIR]...] [--loader FILE@ADDR]... [--icount]
                     [--debug [--gdb-port N]] [--print-command]
                     [--timeout SECS] [--expect TEXT]... [--expect-exit N]
 
   --board NAME       board to emulate: {boards} (default {default})
   --kernel ELF       the Capvisor image
   --loader FILE@ADDR place FILE at physical ADDR before boot (repeatable)
-  --guest-images DIR place each image of the board's images.txt found in DIR at its slot (repeatable)
+  --system FILE      check the system description FILE, pack it with its images and place it at the board's staging area
+  --search DIR       look for the description's files in DIR too (repeatable; after the description's own folder)
   --icount           deterministic instruction counting (-icount shift=0)
   --debug            start halted, waiting for gdb-multiarch (interactive)
   --gdb-port N       gdb port for --debug (default 1234)
@@ -49,7 +50,8 @@ struct Options {
     board: Option<String>,
     kernel: Option<String>,
     loaders: Vec<Loader>,
-    guest_images: Vec<std::path::PathBuf>,
+    system: Option<std::path::PathBuf>,
+    search: Vec<std::path::PathBuf>,
     icount: bool,
     debug: bool,
     gdb_port: Option<u16>,
@@ -74,7 +76,8 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Options, RunError> {
             "--board" => options.board = Some(value("--board")?),
             "--kernel" => options.kernel = Some(value("--kernel")?),
             "--loader" => options.loaders.push(Loader::parse(&value("--loader")?)?),
-            "--guest-images" => options.guest_images.push(value("--guest-images")?.into()),
+            "--system" => options.system = Some(value("--system")?.into()),
+            "--search" => options.search.push(value("--search")?.into()),
             "--icount" => options.icount = true,
             "--debug" => options.debug = true,
             "--gdb-port" => {
@@ -109,8 +112,14 @@ fn run(options: Options) -> Result<i32, RunError> {
         .ok_or_else(|| RunError::Usage(format!("--kernel is required\n{}", usage())))?;
     let mut command = QemuCommand::new(board, &kernel);
     command.loaders = options.loaders;
-    for dir in &options.guest_images {
-        command.loaders.extend(command.board.staged_images(dir)?);
+    if let Some(system) = &options.system {
+        // The packed image goes next to the hypervisor image, one per
+        // board and description.
+        let stem = system.file_stem().unwrap_or_default().to_string_lossy();
+        let output = std::path::Path::new(&kernel)
+            .with_file_name(format!("system-{}-{stem}.img", command.board.name));
+        let loader = system_image(&command.board, system, &options.search, &output)?;
+        command.loaders.push(loader);
     }
     command.icount = options.icount;
     if options.debug {

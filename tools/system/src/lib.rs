@@ -1,46 +1,40 @@
 // SPDX-License-Identifier: MIT OR Apache-2.0
-//! System descriptions: one TOML file declaring a board's VMs, read and
-//! checked on the host with errors a person can act on.
+//! System descriptions: one TOML file declaring the VMs Capvisor runs,
+//! checked on the host with errors a person can act on, then packed with
+//! the images it names into one system image for the hypervisor.
 //!
-//! This is the host side of the system-description work (issue 12), first
-//! step: the format, its reader and its checks against the board it names.
-//! Every problem found is reported, each with the file, line and column and
-//! the key it concerns, and a size problem names both sizes. Packing the
-//! description and its images for the hypervisor comes next.
+//! [`check`] reads a description and checks it against the board it is
+//! for, reporting every problem, each with the file, line and column and
+//! the key it concerns (a size problem names both sizes); [`pack`] turns a
+//! checked system into the packed format of `hyp::system_image`, which the
+//! hypervisor reads and checks again at boot. The format of descriptions
+//! is documented, key by key, in `docs/system-description.md`:
 //!
 //! ```toml
-//! board = "qemu-virt"
-//!
 //! [[vm]]
 //! name = "linux"
 //! ram = "256 MiB"
 //! kernel = { file = "linux-zImage", format = "zimage" }
 //! initrd = "initrd.cpio.gz"
 //! bootargs = "console=ttyAMA0"
-//! devices = ["pl011", "gic-distributor", "gic-cpu-interface"]
 //! focus = true
 //!
 //! [[vm]]
 //! name = "ticker"
 //! ram = "2 MiB"
 //! kernel = { file = "ticker", format = "zimage" }
-//! devices = ["pl011", "gic-distributor", "gic-cpu-interface"]
 //! fault-policy = { restart = 2 }
 //! console = "shared"
 //! ```
-//!
-//! Keys of a VM: `name` (required, unique, 1-31 characters of letters,
-//! digits and `-`), `ram` (required: a size in KiB, MiB or GiB, a multiple
-//! of 2 MiB), `vcpus` (default 1, at most what the board offers), `kernel`
-//! (required: `file`, `format` = `zimage`, `raw` with `load-offset`, or
-//! `elf`), `initrd`, `device-tree` (files), `bootargs`, `devices` (each one
-//! the board offers, each once), `fault-policy` (`"stop"` or `{ restart =
-//! N }`), `console` (`shared`, `held` or `discard`; default `held`), `focus`
-//! (at most one VM; default the first). Files are relative to the
-//! description's folder. Unknown keys are errors.
 
 #![forbid(unsafe_code)]
 
+pub mod images;
+
+use hyp::system_image::{
+    ConsoleMode as PackedConsole, DeviceTreeSource, FaultPolicy as PackedPolicy, ImageSource,
+    KernelFormat, Role, VmSource, Writer, DEVICES,
+};
 use serde::Deserialize;
 use std::fmt;
 use std::ops::Range;
@@ -58,26 +52,26 @@ pub struct BoardOffer {
     pub vcpus: u32,
     /// The virtual devices a VM may claim.
     pub devices: &'static [&'static str],
+    /// Bytes of the staging area the packed system image must fit.
+    pub staging: u64,
 }
 
-/// The devices every board gives VMs today (the guest platform's GIC
-/// windows and PL011).
-const GUEST_PLATFORM: &[&str] = &["gic-distributor", "gic-cpu-interface", "pl011"];
-
-/// Every board, as the hypervisor builds it (pool sizes from the boards'
-/// memory maps: 752 MiB each).
+/// Every board, as the hypervisor builds it (pool and staging sizes from
+/// the boards' memory maps: the same on both).
 pub const BOARDS: [BoardOffer; 2] = [
     BoardOffer {
         name: "integrator-cp",
         pool: 752 << 20,
         vcpus: 1,
-        devices: GUEST_PLATFORM,
+        devices: &DEVICES,
+        staging: 256 << 20,
     },
     BoardOffer {
         name: "qemu-virt",
         pool: 752 << 20,
         vcpus: 1,
-        devices: GUEST_PLATFORM,
+        devices: &DEVICES,
+        staging: 256 << 20,
     },
 ];
 
@@ -85,7 +79,15 @@ pub const BOARDS: [BoardOffer; 2] = [
 pub const RAM_GRANULE: u64 = 2 << 20;
 
 /// The most VMs the hypervisor runs.
-pub const MAX_VMS: usize = 8;
+pub const MAX_VMS: usize = hyp::config::MAX_VMS;
+
+/// Where a device tree goes: the last 2 MiB of its VM's RAM (as the
+/// hypervisor places the one it writes).
+pub const DEVICE_TREE_ROOM: u64 = 2 << 20;
+
+/// Where an initrd goes, at most: 128 MiB into RAM (or half of a smaller
+/// RAM), clear of where Linux decompresses itself.
+pub const INITRD_OFFSET: u64 = 128 << 20;
 
 /// A kernel image's format.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
@@ -103,7 +105,7 @@ pub enum ImageFormat {
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct KernelImage {
-    /// The file, relative to the description.
+    /// The file.
     pub file: Spanned<String>,
     /// Its format.
     pub format: ImageFormat,
@@ -144,20 +146,23 @@ pub struct VmDescription {
     pub name: Spanned<String>,
     /// Its RAM, as written (`"256 MiB"`).
     pub ram: Spanned<String>,
+    /// Where its RAM starts in the board's pool (default: after the
+    /// previous VM's).
+    pub pool_offset: Option<Spanned<String>>,
     /// vCPUs.
     pub vcpus: Option<Spanned<u32>>,
     /// The kernel.
     pub kernel: Spanned<KernelImage>,
     /// An initrd file.
     pub initrd: Option<Spanned<String>>,
-    /// A device tree file (else the hypervisor writes one).
+    /// A device tree file (else the hypervisor writes one if the VM has
+    /// bootargs or an initrd).
     pub device_tree: Option<Spanned<String>>,
     /// The kernel command line.
     #[serde(default)]
     pub bootargs: String,
-    /// The virtual devices it claims.
-    #[serde(default)]
-    pub devices: Vec<Spanned<String>>,
+    /// The virtual devices it claims (default: all the board offers).
+    pub devices: Option<Spanned<Vec<Spanned<String>>>>,
     /// Its fault policy (default stop).
     pub fault_policy: Option<Spanned<FaultPolicy>>,
     /// Its console mode (default held).
@@ -170,8 +175,9 @@ pub struct VmDescription {
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Description {
-    /// The board it is for.
-    pub board: Spanned<String>,
+    /// The board it is written for, if only one (default: any board that
+    /// offers what it asks for).
+    pub board: Option<Spanned<String>>,
     /// Its VMs.
     #[serde(default)]
     pub vm: Vec<VmDescription>,
@@ -254,6 +260,7 @@ pub fn parse_size(text: &str) -> Option<u64> {
 /// Writes a size the way descriptions do.
 pub fn format_size(bytes: u64) -> String {
     match bytes {
+        0 => "0".into(),
         b if b >= 1 << 30 && b % (1 << 30) == 0 => format!("{} GiB", b >> 30),
         b if b >= 1 << 20 && b % (1 << 20) == 0 => format!("{} MiB", b >> 20),
         b if b % (1 << 10) == 0 => format!("{} KiB", b >> 10),
@@ -261,19 +268,48 @@ pub fn format_size(bytes: u64) -> String {
     }
 }
 
-/// A VM after the checks, with its sizes worked out.
+/// An image read and placed, ready to pack.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PlacedImage {
+    /// The file it came from.
+    pub file: PathBuf,
+    /// Its bytes (an ELF's segments, joined).
+    pub bytes: Vec<u8>,
+    /// Where it goes in its VM's RAM.
+    pub load_offset: u64,
+}
+
+/// A VM after the checks, with its sizes worked out and its images read.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CheckedVm {
     /// Its name.
     pub name: String,
     /// Bytes of RAM.
     pub ram: u64,
+    /// Where its RAM starts in the board's pool.
+    pub pool_offset: u64,
     /// vCPUs.
     pub vcpus: u32,
-    /// The kernel file (resolved against the description's folder).
-    pub kernel: PathBuf,
-    /// Its format.
+    /// Its kernel's format.
     pub format: ImageFormat,
+    /// Its kernel.
+    pub kernel: PlacedImage,
+    /// Where its vCPU starts (offset into RAM).
+    pub entry_offset: u64,
+    /// Its initrd.
+    pub initrd: Option<PlacedImage>,
+    /// Its device tree, when the description supplies one.
+    pub device_tree: Option<PlacedImage>,
+    /// Whether the hypervisor writes it a device tree.
+    pub writes_device_tree: bool,
+    /// Its kernel command line.
+    pub bootargs: String,
+    /// The devices it claims, a bit per `hyp::system_image::DEVICES` name.
+    pub devices: u32,
+    /// Its fault policy.
+    pub policy: PackedPolicy,
+    /// Its console mode.
+    pub console: ConsoleMode,
 }
 
 /// A description that passed every check.
@@ -283,11 +319,93 @@ pub struct CheckedSystem {
     pub board: BoardOffer,
     /// The VMs, in order.
     pub vms: Vec<CheckedVm>,
+    /// The VM with the console focus at boot.
+    pub focus: usize,
 }
 
-/// Reads and checks the description in `text` (from `file`; image files
-/// are looked up relative to its folder), reporting every problem.
-pub fn check(file: &Path, text: &str) -> Result<CheckedSystem, Vec<Problem>> {
+/// How to check a description: for which board, and where to look for
+/// the files it names.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Options {
+    /// The board it will run on (default: the one the description names).
+    pub board: Option<String>,
+    /// Folders searched, in order, for a file not found next to the
+    /// description (relative names only).
+    pub search: Vec<PathBuf>,
+}
+
+/// The file `name` (from the description in `folder`): as given if
+/// absolute, else next to the description, else in a search folder.
+fn find(folder: &Path, search: &[PathBuf], name: &str) -> Result<PathBuf, String> {
+    let path = Path::new(name);
+    if path.is_absolute() {
+        return if path.is_file() {
+            Ok(path.to_path_buf())
+        } else {
+            Err(format!("cannot read {name}: no such file"))
+        };
+    }
+    let mut looked = Vec::new();
+    for dir in std::iter::once(folder).chain(search.iter().map(PathBuf::as_path)) {
+        let candidate = dir.join(path);
+        if candidate.is_file() {
+            return Ok(candidate);
+        }
+        looked.push(dir.display().to_string());
+    }
+    Err(format!(
+        "cannot find '{name}' (looked in {})",
+        looked.join(", ")
+    ))
+}
+
+/// The file `name` found ([`find`]) and read.
+fn read(folder: &Path, search: &[PathBuf], name: &str) -> Result<(PathBuf, Vec<u8>), String> {
+    let path = find(folder, search, name)?;
+    let bytes =
+        std::fs::read(&path).map_err(|error| format!("cannot read {}: {error}", path.display()))?;
+    Ok((path, bytes))
+}
+
+/// A size key (`ram`, `pool-offset`) in bytes, reported if it is not a
+/// multiple of 2 MiB or not a size.
+fn size_key(
+    report: &mut Report,
+    value: &Spanned<String>,
+    key: Option<String>,
+    zero_ok: bool,
+) -> Option<u64> {
+    match parse_size(value.get_ref()) {
+        Some(size) if size % RAM_GRANULE == 0 && (zero_ok || size > 0) => Some(size),
+        Some(size) => {
+            report.add(
+                value.span(),
+                key,
+                format!(
+                    "{} is not a multiple of {}",
+                    format_size(size),
+                    format_size(RAM_GRANULE)
+                ),
+            );
+            None
+        }
+        None => {
+            report.add(
+                value.span(),
+                key,
+                format!(
+                    "'{}' is not a size (write it as \"256 MiB\")",
+                    value.get_ref()
+                ),
+            );
+            None
+        }
+    }
+}
+
+/// Reads and checks the description in `text` (from `file`; the files it
+/// names are looked up as [`Options`] says), reporting every problem.
+pub fn check(file: &Path, text: &str, options: &Options) -> Result<CheckedSystem, Vec<Problem>> {
     let mut report = Report {
         file,
         text,
@@ -302,22 +420,46 @@ pub fn check(file: &Path, text: &str) -> Result<CheckedSystem, Vec<Problem>> {
         }
     };
     let folder = file.parent().unwrap_or(Path::new("."));
-    let Some(board) = BOARDS
-        .iter()
-        .find(|board| board.name == description.board.get_ref())
-    else {
-        let names: Vec<&str> = BOARDS.iter().map(|board| board.name).collect();
+    let names: Vec<&str> = BOARDS.iter().map(|board| board.name).collect();
+    let written_for = description
+        .board
+        .as_ref()
+        .map(|board| board.get_ref().as_str());
+    let Some(board_name) = options.board.as_deref().or(written_for) else {
         report.add(
-            description.board.span(),
-            Some("board".into()),
+            0..0,
+            None,
             format!(
-                "unknown board '{}' (boards: {})",
-                description.board.get_ref(),
+                "no board: run it with BOARD= (boards: {}), or name one with board = \"...\"",
                 names.join(", ")
             ),
         );
         return Err(report.problems);
     };
+    let Some(board) = BOARDS.iter().find(|board| board.name == board_name) else {
+        let span = description.board.as_ref().map_or(0..0, Spanned::span);
+        report.add(
+            span,
+            Some("board".into()),
+            format!(
+                "unknown board '{board_name}' (boards: {})",
+                names.join(", ")
+            ),
+        );
+        return Err(report.problems);
+    };
+    if let (Some(written), Some(target)) = (&description.board, &options.board) {
+        if written.get_ref() != target {
+            report.add(
+                written.span(),
+                Some("board".into()),
+                format!(
+                    "written for board '{}', not '{target}' (drop the key to allow any board that offers what it asks for)",
+                    written.get_ref()
+                ),
+            );
+        }
+    }
     if description.vm.is_empty() {
         report.add(0..0, None, "no VM: add a [[vm]] table".into());
     }
@@ -333,13 +475,15 @@ pub fn check(file: &Path, text: &str) -> Result<CheckedSystem, Vec<Problem>> {
         );
     }
     let mut vms = Vec::new();
-    let mut total_ram = 0u64;
-    let mut focused = 0;
+    let mut focus = None;
+    let mut next_offset = 0u64;
+    // Each VM's RAM in the pool, for the overlap check.
+    let mut placed: Vec<(String, Range<u64>)> = Vec::new();
     for (index, vm) in description.vm.iter().enumerate() {
         let key = |name: &str| Some(format!("vm[{index}].{name}"));
         let name = vm.name.get_ref();
         let valid_name = !name.is_empty()
-            && name.len() < 32
+            && name.len() <= hyp::system_image::MAX_NAME
             && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
         if !valid_name {
             report.add(
@@ -358,33 +502,50 @@ pub fn check(file: &Path, text: &str) -> Result<CheckedSystem, Vec<Problem>> {
                 format!("a second VM called '{name}'"),
             );
         }
-        let ram = match parse_size(vm.ram.get_ref()) {
-            Some(ram) if ram > 0 && ram % RAM_GRANULE == 0 => ram,
-            Some(ram) => {
-                report.add(
-                    vm.ram.span(),
-                    key("ram"),
-                    format!(
-                        "{} is not a multiple of {}",
-                        format_size(ram),
-                        format_size(RAM_GRANULE)
-                    ),
-                );
-                ram
-            }
-            None => {
-                report.add(
-                    vm.ram.span(),
-                    key("ram"),
-                    format!(
-                        "'{}' is not a size (write it as \"256 MiB\")",
-                        vm.ram.get_ref()
-                    ),
-                );
-                0
-            }
+        let ram = size_key(&mut report, &vm.ram, key("ram"), false);
+        let pool_offset = match &vm.pool_offset {
+            Some(offset) => size_key(&mut report, offset, key("pool-offset"), true),
+            None => Some(next_offset),
         };
-        total_ram += ram;
+        if let (Some(ram), Some(offset)) = (ram, pool_offset) {
+            let span = vm.pool_offset.as_ref().map_or(vm.ram.span(), Spanned::span);
+            let range = offset..offset + ram;
+            if range.end > board.pool {
+                report.add(
+                    span.clone(),
+                    key("ram"),
+                    format!(
+                        "its {} of RAM from {} into the pool ends at {} ({} bytes), beyond board '{}''s guest RAM pool of {} ({} bytes)",
+                        format_size(ram),
+                        format_size(offset),
+                        format_size(range.end),
+                        range.end,
+                        board.name,
+                        format_size(board.pool),
+                        board.pool
+                    ),
+                );
+            }
+            if let Some((other, other_range)) = placed
+                .iter()
+                .find(|(_, other)| range.start < other.end && other.start < range.end)
+            {
+                report.add(
+                    span,
+                    key("pool-offset"),
+                    format!(
+                        "its RAM ({}..{} in the pool) overlaps VM '{other}''s ({}..{})",
+                        format_size(range.start),
+                        format_size(range.end),
+                        format_size(other_range.start),
+                        format_size(other_range.end)
+                    ),
+                );
+            }
+            placed.push((name.clone(), range.clone()));
+            next_offset = next_offset.max(range.end);
+        }
+        let ram = ram.unwrap_or(0);
         let vcpus = vm.vcpus.as_ref().map_or(1, |vcpus| *vcpus.get_ref());
         if let Some(spanned) = &vm.vcpus {
             if vcpus == 0 || vcpus > board.vcpus {
@@ -398,133 +559,404 @@ pub fn check(file: &Path, text: &str) -> Result<CheckedSystem, Vec<Problem>> {
                 );
             }
         }
-        let kernel = vm.kernel.get_ref();
-        let kernel_path = folder.join(kernel.file.get_ref());
-        match std::fs::metadata(&kernel_path) {
-            Ok(meta) if meta.len() > ram && ram > 0 => report.add(
-                kernel.file.span(),
-                key("kernel.file"),
+        let writes_device_tree =
+            vm.device_tree.is_none() && (!vm.bootargs.is_empty() || vm.initrd.is_some());
+        let has_device_tree = writes_device_tree || vm.device_tree.is_some();
+        if has_device_tree && ram > 0 && ram < 2 * DEVICE_TREE_ROOM {
+            report.add(
+                vm.ram.span(),
+                key("ram"),
                 format!(
-                    "{} is {} bytes, larger than the VM's {} of RAM ({} bytes)",
-                    kernel_path.display(),
-                    meta.len(),
+                    "{} is too small for a VM with a device tree (at least {}: the tree takes the last {})",
                     format_size(ram),
-                    ram
+                    format_size(2 * DEVICE_TREE_ROOM),
+                    format_size(DEVICE_TREE_ROOM)
                 ),
-            ),
-            Ok(_) => {}
-            Err(error) => report.add(
-                kernel.file.span(),
-                key("kernel.file"),
-                format!("cannot read {}: {error}", kernel_path.display()),
-            ),
+            );
         }
-        match (kernel.format, &kernel.load_offset) {
-            (ImageFormat::Raw, None) => report.add(
-                vm.kernel.span(),
-                key("kernel"),
-                "a raw kernel needs its load-offset".into(),
-            ),
-            (ImageFormat::Zimage | ImageFormat::Elf, Some(offset)) => report.add(
-                offset.span(),
-                key("kernel.load-offset"),
-                "only a raw kernel takes a load-offset (a zImage and an ELF say where they go)"
-                    .into(),
-            ),
-            _ => {}
-        }
-        for (what, file) in [("initrd", &vm.initrd), ("device-tree", &vm.device_tree)] {
-            if let Some(file) = file {
-                let path = folder.join(file.get_ref());
-                if let Err(error) = std::fs::metadata(&path) {
-                    report.add(
-                        file.span(),
-                        key(what),
-                        format!("cannot read {}: {error}", path.display()),
-                    );
+        // Room for images: RAM up to the device tree's 2 MiB.
+        let room = if has_device_tree {
+            ram.saturating_sub(DEVICE_TREE_ROOM)
+        } else {
+            ram
+        };
+        let kernel = vm.kernel.get_ref();
+        let kernel = match (kernel.format, &kernel.load_offset) {
+            (ImageFormat::Raw, None) => {
+                report.add(
+                    vm.kernel.span(),
+                    key("kernel"),
+                    "a raw kernel needs its load-offset".into(),
+                );
+                None
+            }
+            (ImageFormat::Zimage | ImageFormat::Elf, Some(offset)) => {
+                report.add(
+                    offset.span(),
+                    key("kernel.load-offset"),
+                    "only a raw kernel takes a load-offset (a zImage and an ELF say where they go)"
+                        .into(),
+                );
+                None
+            }
+            (format, load_offset) => {
+                let span = kernel.file.span();
+                let read = read(folder, &options.search, kernel.file.get_ref()).and_then(
+                    |(path, bytes)| {
+                        if bytes.len() as u64 > ram && ram > 0 {
+                            return Err(format!(
+                                "{} is {} bytes, larger than the VM's {} of RAM ({} bytes)",
+                                path.display(),
+                                bytes.len(),
+                                format_size(ram),
+                                ram
+                            ));
+                        }
+                        let loaded = match format {
+                            ImageFormat::Zimage => images::zimage(bytes, ram),
+                            ImageFormat::Elf => images::elf(&bytes, ram),
+                            ImageFormat::Raw => {
+                                let offset = *load_offset.as_ref().map_or(&0, |o| o.get_ref());
+                                Ok(images::Kernel {
+                                    bytes,
+                                    load_offset: offset,
+                                    entry_offset: offset,
+                                })
+                            }
+                        }
+                        .map_err(|problem| format!("{} {problem}", path.display()))?;
+                        Ok((path, loaded))
+                    },
+                );
+                match read {
+                    Ok((path, loaded)) => {
+                        let end = loaded.load_offset + loaded.bytes.len() as u64;
+                        if ram > 0 && end > room {
+                            report.add(
+                                span,
+                                key("kernel.file"),
+                                format!(
+                                    "{} is {} bytes; at its load offset {:#x} only {} bytes of the VM's {} of RAM remain{}",
+                                    path.display(),
+                                    loaded.bytes.len(),
+                                    loaded.load_offset,
+                                    room.saturating_sub(loaded.load_offset),
+                                    format_size(ram),
+                                    if has_device_tree { " before its device tree" } else { "" }
+                                ),
+                            );
+                        }
+                        Some((path, loaded))
+                    }
+                    Err(message) => {
+                        report.add(span, key("kernel.file"), message);
+                        None
+                    }
                 }
             }
-        }
-        for (n, device) in vm.devices.iter().enumerate() {
-            if !board.devices.contains(&device.get_ref().as_str()) {
+        };
+        let kernel_end = kernel
+            .as_ref()
+            .map_or(0, |(_, k)| k.load_offset + k.bytes.len() as u64);
+        let read_file = |report: &mut Report, file: &Spanned<String>, what: &str| {
+            read(folder, &options.search, file.get_ref())
+                .map_err(|message| report.add(file.span(), key(what), message))
+                .ok()
+        };
+        let initrd = vm.initrd.as_ref().and_then(|file| {
+            let (path, bytes) = read_file(&mut report, file, "initrd")?;
+            let offset = INITRD_OFFSET
+                .min(ram / 2)
+                .max(kernel_end)
+                .next_multiple_of(RAM_GRANULE);
+            Some((
+                file.span(),
+                PlacedImage {
+                    file: path,
+                    bytes,
+                    load_offset: offset,
+                },
+            ))
+        });
+        if let Some((span, initrd)) = &initrd {
+            let end = initrd.load_offset + initrd.bytes.len() as u64;
+            if ram > 0 && end > room {
                 report.add(
-                    device.span(),
-                    key("devices"),
+                    span.clone(),
+                    key("initrd"),
                     format!(
-                        "board '{}' has no device '{}' (it offers {})",
-                        board.name,
-                        device.get_ref(),
-                        board.devices.join(", ")
+                        "{} is {} bytes; placed at {} into the VM's {} of RAM (after the kernel) only {} bytes remain{}",
+                        initrd.file.display(),
+                        initrd.bytes.len(),
+                        format_size(initrd.load_offset),
+                        format_size(ram),
+                        room.saturating_sub(initrd.load_offset),
+                        if has_device_tree { " before its device tree" } else { "" }
                     ),
                 );
-            } else if vm.devices[..n]
-                .iter()
-                .any(|other| other.get_ref() == device.get_ref())
-            {
-                report.add(
-                    device.span(),
-                    key("devices"),
-                    format!("device '{}' is claimed twice", device.get_ref()),
-                );
             }
         }
-        if let Some(policy) = &vm.fault_policy {
-            if let FaultPolicy::Named(name) = policy.get_ref() {
-                if name.get_ref() != "stop" {
-                    report.add(
-                        name.span(),
-                        key("fault-policy"),
-                        format!(
-                            "unknown fault policy '{}' (\"stop\" or {{ restart = N }})",
-                            name.get_ref()
+        let device_tree = vm.device_tree.as_ref().and_then(|file| {
+            let (path, bytes) = read_file(&mut report, file, "device-tree")?;
+            if bytes.len() as u64 > DEVICE_TREE_ROOM {
+                report.add(
+                    file.span(),
+                    key("device-tree"),
+                    format!(
+                        "{} is {} bytes, more than the {} ({} bytes) a device tree has",
+                        path.display(),
+                        bytes.len(),
+                        format_size(DEVICE_TREE_ROOM),
+                        DEVICE_TREE_ROOM
+                    ),
+                );
+            }
+            Some(PlacedImage {
+                file: path,
+                bytes,
+                load_offset: ram.saturating_sub(DEVICE_TREE_ROOM),
+            })
+        });
+        let mut devices = 0u32;
+        match &vm.devices {
+            None => {
+                for name in board.devices {
+                    devices |= 1 << DEVICES.iter().position(|d| d == name).unwrap_or(0);
+                }
+            }
+            Some(list) => {
+                for (n, device) in list.get_ref().iter().enumerate() {
+                    let bit = DEVICES.iter().position(|d| *d == device.get_ref());
+                    match bit.filter(|_| board.devices.contains(&device.get_ref().as_str())) {
+                        None => report.add(
+                            device.span(),
+                            key("devices"),
+                            format!(
+                                "board '{}' has no device '{}' (it offers {})",
+                                board.name,
+                                device.get_ref(),
+                                board.devices.join(", ")
+                            ),
                         ),
-                    );
+                        Some(_)
+                            if list.get_ref()[..n]
+                                .iter()
+                                .any(|other| other.get_ref() == device.get_ref()) =>
+                        {
+                            report.add(
+                                device.span(),
+                                key("devices"),
+                                format!("device '{}' is claimed twice", device.get_ref()),
+                            )
+                        }
+                        Some(bit) => devices |= 1 << bit,
+                    }
                 }
             }
         }
-        if let Some(focus) = &vm.focus {
-            if *focus.get_ref() {
-                focused += 1;
-                if focused > 1 {
+        let mut policy = PackedPolicy::Stop;
+        if let Some(spanned) = &vm.fault_policy {
+            match spanned.get_ref() {
+                FaultPolicy::Named(name) if name.get_ref() == "stop" => {}
+                FaultPolicy::Named(name) => report.add(
+                    name.span(),
+                    key("fault-policy"),
+                    format!(
+                        "unknown fault policy '{}' (\"stop\" or {{ restart = N }})",
+                        name.get_ref()
+                    ),
+                ),
+                FaultPolicy::Restart { restart } => policy = PackedPolicy::Restart(*restart),
+            }
+        }
+        if let Some(spanned) = &vm.focus {
+            if *spanned.get_ref() {
+                if focus.is_some() {
                     report.add(
-                        focus.span(),
+                        spanned.span(),
                         key("focus"),
                         "a second VM with the console focus".into(),
                     );
                 }
+                focus = Some(index);
             }
         }
-        vms.push(CheckedVm {
-            name: name.clone(),
-            ram,
-            vcpus,
-            kernel: kernel_path,
-            format: kernel.format,
-        });
+        if vm.bootargs.len() > hyp::system_image::MAX_BOOTARGS {
+            report.add(
+                vm.kernel.span(),
+                key("bootargs"),
+                format!(
+                    "{} bytes of bootargs, more than {}",
+                    vm.bootargs.len(),
+                    hyp::system_image::MAX_BOOTARGS
+                ),
+            );
+        }
+        if let Some((path, kernel)) = kernel {
+            vms.push(CheckedVm {
+                name: name.clone(),
+                ram,
+                pool_offset: pool_offset.unwrap_or(0),
+                vcpus,
+                format: vm.kernel.get_ref().format,
+                entry_offset: kernel.entry_offset,
+                kernel: PlacedImage {
+                    file: path,
+                    bytes: kernel.bytes,
+                    load_offset: kernel.load_offset,
+                },
+                initrd: initrd.map(|(_, initrd)| initrd),
+                device_tree,
+                writes_device_tree,
+                bootargs: vm.bootargs.clone(),
+                devices,
+                policy,
+                console: vm.console.unwrap_or(ConsoleMode::Held),
+            });
+        }
     }
-    if total_ram > board.pool {
-        let span = description.vm.last().map_or(0..0, |vm| vm.ram.span());
-        report.add(
-            span,
-            None,
-            format!(
-                "the VMs' RAM adds up to {} ({} bytes), more than board '{}''s guest RAM pool of {} ({} bytes)",
-                format_size(total_ram),
-                total_ram,
-                board.name,
-                format_size(board.pool),
-                board.pool
-            ),
-        );
+    let system = CheckedSystem {
+        board: board.clone(),
+        vms,
+        focus: focus.unwrap_or(0),
+    };
+    if report.problems.is_empty() {
+        let size = packed_size(&system);
+        if size > board.staging {
+            report.add(
+                0..0,
+                None,
+                format!(
+                    "the packed system image is {} ({size} bytes), more than board '{}''s {} ({} bytes) staging area",
+                    format_size(size.next_multiple_of(1024)),
+                    board.name,
+                    format_size(board.staging),
+                    board.staging
+                ),
+            );
+        }
     }
     if report.problems.is_empty() {
-        Ok(CheckedSystem {
-            board: board.clone(),
-            vms,
-        })
+        Ok(system)
     } else {
         Err(report.problems)
     }
+}
+
+/// Reads the description in `file` and checks it ([`check`]).
+pub fn load(file: &Path, options: &Options) -> Result<CheckedSystem, Vec<Problem>> {
+    match std::fs::read_to_string(file) {
+        Ok(text) => check(file, &text, options),
+        Err(error) => Err(vec![Problem {
+            file: file.to_path_buf(),
+            line: 1,
+            column: 1,
+            key: None,
+            message: format!("cannot read the description: {error}"),
+        }]),
+    }
+}
+
+/// The VMs of `system` in the packed format's terms.
+fn sources(system: &CheckedSystem) -> Vec<VmSource<'_>> {
+    system
+        .vms
+        .iter()
+        .map(|vm| {
+            fn image(role: Role, image: &PlacedImage) -> ImageSource<'_> {
+                ImageSource {
+                    role,
+                    bytes: &image.bytes,
+                    load_offset: image.load_offset as u32,
+                }
+            }
+            let mut images = vec![image(Role::Kernel, &vm.kernel)];
+            images.extend(vm.initrd.iter().map(|initrd| image(Role::Initrd, initrd)));
+            images.extend(
+                vm.device_tree
+                    .iter()
+                    .map(|tree| image(Role::DeviceTree, tree)),
+            );
+            VmSource {
+                name: &vm.name,
+                bootargs: &vm.bootargs,
+                ram_size: vm.ram as u32,
+                ram_offset: vm.pool_offset as u32,
+                vcpus: vm.vcpus,
+                entry_offset: vm.entry_offset as u32,
+                images,
+                devices: vm.devices,
+                policy: vm.policy,
+                console: match vm.console {
+                    ConsoleMode::Shared => PackedConsole::Shared,
+                    ConsoleMode::Held => PackedConsole::Held,
+                    ConsoleMode::Discard => PackedConsole::Discard,
+                },
+                device_tree: match (&vm.device_tree, vm.writes_device_tree) {
+                    (Some(_), _) => DeviceTreeSource::Supplied,
+                    (None, true) => DeviceTreeSource::Generated,
+                    (None, false) => DeviceTreeSource::None,
+                },
+                format: match vm.format {
+                    ImageFormat::Zimage => KernelFormat::Zimage,
+                    ImageFormat::Raw => KernelFormat::Raw,
+                    ImageFormat::Elf => KernelFormat::Elf,
+                },
+            }
+        })
+        .collect()
+}
+
+/// Bytes of the packed image, without packing it.
+fn packed_size(system: &CheckedSystem) -> u64 {
+    let mut seen: Vec<&[u8]> = Vec::new();
+    let mut size = (hyp::system_image::HEADER_BYTES
+        + system.vms.len()
+            * (hyp::system_image::VM_ENTRY_BYTES + 3 * hyp::system_image::IMAGE_ENTRY_BYTES)
+        + system
+            .vms
+            .iter()
+            .map(|vm| vm.name.len() + vm.bootargs.len())
+            .sum::<usize>()) as u64;
+    for vm in &system.vms {
+        for image in std::iter::once(&vm.kernel)
+            .chain(&vm.initrd)
+            .chain(&vm.device_tree)
+        {
+            if !seen.contains(&image.bytes.as_slice()) {
+                seen.push(&image.bytes);
+                size = size.next_multiple_of(hyp::system_image::DATA_ALIGNMENT as u64)
+                    + image.bytes.len() as u64;
+            }
+        }
+    }
+    size
+}
+
+/// A description of one Linux VM booting `kernel` (a zImage) with an
+/// optional `initrd` and kernel command line `bootargs`, 256 MiB of RAM and
+/// the whole console: what `make program KERNEL=... INITRD=... BOOTARGS=...`
+/// writes and runs.
+pub fn one_vm_description(kernel: &Path, initrd: Option<&Path>, bootargs: &str) -> String {
+    let quote = |text: &str| toml::Value::String(text.to_string()).to_string();
+    let mut text = String::from(
+        "# A one-VM system written by `make program KERNEL=...` (capvisor-system describe).\n\n[[vm]]\nname = \"linux\"\nram = \"256 MiB\"\n",
+    );
+    text += &format!(
+        "kernel = {{ file = {}, format = \"zimage\" }}\n",
+        quote(&kernel.display().to_string())
+    );
+    if let Some(initrd) = initrd {
+        text += &format!("initrd = {}\n", quote(&initrd.display().to_string()));
+    }
+    text += &format!("bootargs = {}\n", quote(bootargs));
+    text
+}
+
+/// The system image of a checked system: the table in the packed format
+/// (`hyp::system_image`), then each distinct image once.
+pub fn pack(system: &CheckedSystem) -> Vec<u8> {
+    Writer::write(&sources(system), system.focus)
 }
 
 #[cfg(test)]
@@ -538,7 +970,12 @@ mod tests {
         let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let dir = std::env::temp_dir().join(format!("capvisor-system-{}-{n}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(dir.join("kernel"), vec![0u8; 4096]).unwrap();
+        // A position-independent zImage of 4 KiB.
+        let mut kernel = vec![0u8; 4096];
+        kernel[0x24..0x28].copy_from_slice(&hyp::image::ZIMAGE_MAGIC.to_le_bytes());
+        kernel[0x2c..0x30].copy_from_slice(&4096u32.to_le_bytes());
+        kernel[0x30..0x34].copy_from_slice(&hyp::image::LITTLE_ENDIAN.to_le_bytes());
+        std::fs::write(dir.join("kernel"), kernel).unwrap();
         std::fs::write(dir.join("initrd"), b"initrd").unwrap();
         std::fs::write(dir.join("big"), vec![0u8; 3 << 20]).unwrap();
         dir
@@ -546,7 +983,7 @@ mod tests {
 
     fn check_text(text: &str) -> Result<CheckedSystem, Vec<String>> {
         let file = folder().join("system.toml");
-        check(&file, text).map_err(|problems| {
+        check(&file, text, &Options::default()).map_err(|problems| {
             problems
                 .iter()
                 .map(|problem| {
@@ -616,7 +1053,8 @@ console = "shared"
         let problems = check_text(&text).unwrap_err();
         assert_eq!(problems.len(), 1, "{problems:?}");
         assert!(
-            problems[0].starts_with("system.toml:7:10: vm[0].initrd: cannot read "),
+            problems[0]
+                .starts_with("system.toml:7:10: vm[0].initrd: cannot find 'nowhere' (looked in "),
             "{problems:?}"
         );
         assert!(problems[0].contains("nowhere"), "{problems:?}");
@@ -628,7 +1066,10 @@ console = "shared"
         let problems = check_text(&text).unwrap_err();
         assert_eq!(
             problems,
-            ["system.toml:14:7: the VMs' RAM adds up to 1026 MiB (1075838976 bytes), more than board 'qemu-virt''s guest RAM pool of 752 MiB (788529152 bytes)"]
+            [
+                "system.toml:5:7: vm[0].ram: its 1 GiB of RAM from 0 into the pool ends at 1 GiB (1073741824 bytes), beyond board 'qemu-virt''s guest RAM pool of 752 MiB (788529152 bytes)",
+                "system.toml:14:7: vm[1].ram: its 2 MiB of RAM from 1 GiB into the pool ends at 1026 MiB (1075838976 bytes), beyond board 'qemu-virt''s guest RAM pool of 752 MiB (788529152 bytes)"
+            ]
         );
     }
 
@@ -718,6 +1159,154 @@ console = "shared"
         assert_eq!(problems.len(), 2, "{problems:?}");
         assert!(problems[0].contains("vm[0].kernel.load-offset: only a raw kernel"));
         assert!(problems[1].contains("vm[1].kernel: a raw kernel needs its load-offset"));
+    }
+
+    #[test]
+    fn overlapping_ram_names_both_vms_and_ranges() {
+        let text = GOOD.replace(
+            "name = \"ticker\"\nram = \"2 MiB\"",
+            "name = \"ticker\"\nram = \"2 MiB\"\npool-offset = \"254 MiB\"",
+        );
+        let problems = check_text(&text).unwrap_err();
+        assert_eq!(
+            problems,
+            ["system.toml:15:15: vm[1].pool-offset: its RAM (254 MiB..256 MiB in the pool) overlaps VM 'linux''s (0..256 MiB)"]
+        );
+        let placed = GOOD.replace(
+            "name = \"ticker\"\nram = \"2 MiB\"",
+            "name = \"ticker\"\nram = \"2 MiB\"\npool-offset = \"512 MiB\"",
+        );
+        assert_eq!(check_text(&placed).unwrap().vms[1].pool_offset, 512 << 20);
+    }
+
+    #[test]
+    fn a_checked_system_packs_into_what_the_hypervisor_reads() {
+        let system = check_text(GOOD).unwrap();
+        let image = pack(&system);
+        let table = hyp::system_image::parse(&image).unwrap();
+        assert_eq!(table.focus, 0);
+        let linux = &table.vms[0];
+        assert_eq!(
+            (
+                linux.name,
+                linux.bootargs,
+                linux.ram_size,
+                linux.ram_offset,
+                linux.entry_offset
+            ),
+            ("linux", "console=ttyAMA0", 256 << 20, 0, 0x1_0000)
+        );
+        let initrd = linux.image(Role::Initrd).unwrap();
+        assert_eq!((initrd.load_offset, initrd.size), (128 << 20, 6));
+        assert_eq!(linux.device_tree, DeviceTreeSource::Generated);
+        assert_eq!(linux.console, PackedConsole::Held);
+        let ticker = &table.vms[1];
+        assert_eq!(
+            (ticker.ram_offset, ticker.entry_offset),
+            (256 << 20, 0x8000)
+        );
+        assert_eq!(ticker.policy, PackedPolicy::Restart(2));
+        assert_eq!(ticker.device_tree, DeviceTreeSource::None);
+        assert_eq!(
+            ticker.devices, 0b111,
+            "every device the board offers by default"
+        );
+        // Both kernels are the same file: stored once.
+        assert_eq!(linux.images[0].data_offset, ticker.images[0].data_offset);
+        assert_eq!(packed_size(&system), image.len() as u64);
+    }
+
+    #[test]
+    fn the_board_comes_from_the_description_or_the_run() {
+        let anywhere = GOOD.replace("board = \"qemu-virt\"\n", "");
+        let file = folder().join("system.toml");
+        let on = |board: Option<&str>, text: &str| {
+            let options = Options {
+                board: board.map(str::to_string),
+                search: Vec::new(),
+            };
+            check(&file, text, &options).map(|system| system.board.name)
+        };
+        assert_eq!(on(Some("integrator-cp"), &anywhere), Ok("integrator-cp"));
+        let problems = on(None, &anywhere).unwrap_err();
+        assert!(
+            problems[0]
+                .message
+                .starts_with("no board: run it with BOARD="),
+            "{problems:?}"
+        );
+        let problems = on(Some("integrator-cp"), GOOD).unwrap_err();
+        assert!(
+            problems[0]
+                .message
+                .starts_with("written for board 'qemu-virt', not 'integrator-cp'"),
+            "{problems:?}"
+        );
+    }
+
+    #[test]
+    fn files_are_found_next_to_the_description_then_in_the_search_path() {
+        let elsewhere = folder();
+        std::fs::rename(elsewhere.join("initrd"), elsewhere.join("elsewhere-initrd")).unwrap();
+        let text = GOOD.replace("initrd = \"initrd\"", "initrd = \"elsewhere-initrd\"");
+        let file = folder().join("system.toml");
+        let options = Options {
+            board: None,
+            search: vec![elsewhere.clone()],
+        };
+        let system = check(&file, &text, &options).unwrap();
+        assert_eq!(
+            system.vms[0].initrd.as_ref().unwrap().file,
+            elsewhere.join("elsewhere-initrd")
+        );
+    }
+
+    #[test]
+    fn a_kernel_in_the_wrong_format_is_named() {
+        let text = GOOD.replace("format = \"zimage\"", "format = \"elf\"");
+        let problems = check_text(&text).unwrap_err();
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(
+            problems[0].contains("vm[0].kernel.file: kernel is not a little-endian ELF file"),
+            "{problems:?}"
+        );
+    }
+
+    #[test]
+    fn an_initrd_that_does_not_fit_names_both_sizes() {
+        let text = GOOD
+            .replace("\"256 MiB\"", "\"4 MiB\"")
+            .replace("\"initrd\"", "\"big\"");
+        let problems = check_text(&text).unwrap_err();
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(
+            problems[0].contains(
+                "vm[0].initrd: big is 3145728 bytes; placed at 2 MiB into the VM's 4 MiB of RAM (after the kernel) only 0 bytes remain before its device tree"
+            ),
+            "{problems:?}"
+        );
+    }
+
+    #[test]
+    fn a_one_vm_description_reads_back() {
+        let dir = folder();
+        let text = one_vm_description(
+            &dir.join("kernel"),
+            Some(&dir.join("initrd")),
+            "console=ttyAMA0 root=\"/dev/x\"",
+        );
+        let system = check(
+            &dir.join("custom.toml"),
+            &text,
+            &Options {
+                board: Some("qemu-virt".into()),
+                search: Vec::new(),
+            },
+        )
+        .unwrap();
+        assert_eq!(system.vms.len(), 1);
+        assert_eq!(system.vms[0].bootargs, "console=ttyAMA0 root=\"/dev/x\"");
+        assert!(system.vms[0].initrd.is_some());
     }
 
     #[test]

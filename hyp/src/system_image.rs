@@ -1,0 +1,720 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
+//! The packed system image: a system description's VM table in a small,
+//! versioned binary format, followed by the images its VMs boot.
+//!
+//! The host tool (`tools/system`) checks a description and packs it with
+//! [`Writer`]; QEMU's loader places the result at the start of the board's
+//! staging area; the hypervisor reads it with [`parse`], which trusts
+//! nothing: every length, offset and enumeration is checked, and a CRC-32
+//! over the whole image catches corruption, before a VM is built from it.
+//! What the table means for a board (RAM against the pool, overlaps, images
+//! inside their VM's RAM, devices offered) is checked next, by
+//! [`crate::config::validate`].
+//!
+//! Layout, all numbers little-endian `u32`:
+//!
+//! | bytes | what |
+//! |---|---|
+//! | 0..64 | header: magic `CAPVSYS\0`, version, header size, total size, checksum, VM count, VM entry size, image count, image entry size, strings offset and size, data offset, focus, 2 reserved words |
+//! | 64.. | one [`VM_ENTRY_BYTES`] entry per VM |
+//! | then | one [`IMAGE_ENTRY_BYTES`] entry per image (each VM's images consecutive) |
+//! | strings offset.. | VM names and kernel command lines (UTF-8, not terminated) |
+//! | data offset.. | the images' bytes, each at a 4 KiB boundary; a file two VMs share is stored once |
+//!
+//! A VM entry: name (offset, length), bootargs (offset, length), RAM size,
+//! RAM offset in the board's pool, vCPUs, entry (offset into its RAM),
+//! first image and image count, devices (a bit per [`DEVICES`] name),
+//! fault policy and restart limit, console mode, device-tree source,
+//! kernel format. An image entry: role, data offset, size, load offset
+//! (into the VM's RAM), a reserved word.
+//!
+//! The checksum is CRC-32 (IEEE) of the whole image with the checksum word
+//! taken as 0.
+
+extern crate alloc;
+
+use alloc::vec::Vec;
+use core::fmt;
+
+/// The first eight bytes.
+pub const MAGIC: [u8; 8] = *b"CAPVSYS\0";
+/// The format version this hypervisor reads and the tool writes.
+pub const VERSION: u32 = 1;
+/// Bytes of the header.
+pub const HEADER_BYTES: usize = 64;
+/// Bytes of one VM entry.
+pub const VM_ENTRY_BYTES: usize = 64;
+/// Bytes of one image entry.
+pub const IMAGE_ENTRY_BYTES: usize = 20;
+/// Images start at multiples of this.
+pub const DATA_ALIGNMENT: usize = 4096;
+/// The most VMs a table may hold (the hypervisor's [`crate::config::MAX_VMS`]).
+pub const MAX_VMS: usize = crate::config::MAX_VMS;
+/// The most images one VM may have: its kernel (an ELF's loadable
+/// segments are joined into one by the tool), an initrd and a device tree.
+pub const MAX_IMAGES_PER_VM: usize = 3;
+/// The longest VM name.
+pub const MAX_NAME: usize = 31;
+/// The longest kernel command line.
+pub const MAX_BOOTARGS: usize = 1024;
+
+/// The virtual devices a table can give a VM, by bit.
+pub const DEVICES: [&str; 3] = ["gic-distributor", "gic-cpu-interface", "pl011"];
+
+/// Offsets of the header's words.
+mod header {
+    pub const VERSION: usize = 8;
+    pub const HEADER_BYTES: usize = 12;
+    pub const TOTAL: usize = 16;
+    pub const CHECKSUM: usize = 20;
+    pub const VM_COUNT: usize = 24;
+    pub const VM_ENTRY_BYTES: usize = 28;
+    pub const IMAGE_COUNT: usize = 32;
+    pub const IMAGE_ENTRY_BYTES: usize = 36;
+    pub const STRINGS: usize = 40;
+    pub const STRINGS_BYTES: usize = 44;
+    pub const DATA: usize = 48;
+    pub const FOCUS: usize = 52;
+    pub const RESERVED: [usize; 2] = [56, 60];
+}
+
+/// What an image is to its VM.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// The kernel.
+    Kernel = 1,
+    /// The initial RAM disk.
+    Initrd = 2,
+    /// A device tree the description supplied.
+    DeviceTree = 3,
+}
+
+/// The kernel's format, as the description gave it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KernelFormat {
+    /// A Linux zImage (its header is checked again at boot).
+    Zimage = 1,
+    /// A raw binary.
+    Raw = 2,
+    /// An ELF, its loadable segments joined into one image by the tool
+    /// (the gaps zeroed), entered at its entry point.
+    Elf = 3,
+}
+
+/// What happens to a VM that cannot take its own faults.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FaultPolicy {
+    /// Stop it.
+    Stop,
+    /// Restart it up to this many times, then stop it.
+    Restart(u32),
+}
+
+/// How a VM's console output shows while another VM has the focus.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConsoleMode {
+    /// As prefixed lines among the focused VM's output.
+    Shared = 0,
+    /// Kept in a bounded buffer and shown when the VM gets the focus.
+    Held = 1,
+    /// Dropped.
+    Discard = 2,
+}
+
+/// Where a VM's device tree comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DeviceTreeSource {
+    /// None: the guest does not read one (r2 = 0).
+    None = 0,
+    /// The hypervisor writes one (RAM, bootargs, initrd, devices).
+    Generated = 1,
+    /// The VM's [`Role::DeviceTree`] image.
+    Supplied = 2,
+}
+
+impl fmt::Display for KernelFormat {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            KernelFormat::Zimage => "zImage",
+            KernelFormat::Raw => "raw",
+            KernelFormat::Elf => "ELF",
+        })
+    }
+}
+
+impl fmt::Display for FaultPolicy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FaultPolicy::Stop => f.write_str("stopped on a fault"),
+            FaultPolicy::Restart(limit) => write!(f, "restarted on a fault (up to {limit} times)"),
+        }
+    }
+}
+
+/// One image of a VM, as the table gives it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ImageEntry {
+    /// What it is.
+    pub role: Role,
+    /// Where its bytes start in the system image.
+    pub data_offset: u32,
+    /// How many bytes.
+    pub size: u32,
+    /// Where in the VM's RAM it is copied (offset from the RAM base).
+    pub load_offset: u32,
+}
+
+/// One VM, as the table gives it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VmEntry<'a> {
+    /// Its name.
+    pub name: &'a str,
+    /// Its kernel command line.
+    pub bootargs: &'a str,
+    /// RAM bytes.
+    pub ram_size: u32,
+    /// Where its RAM starts in the board's guest pool (an offset).
+    pub ram_offset: u32,
+    /// vCPUs.
+    pub vcpus: u32,
+    /// Where its vCPU starts (offset into its RAM).
+    pub entry_offset: u32,
+    /// Its images.
+    pub images: Vec<ImageEntry>,
+    /// The devices it claims, by bit of [`DEVICES`].
+    pub devices: u32,
+    /// Its fault policy.
+    pub policy: FaultPolicy,
+    /// Its console mode.
+    pub console: ConsoleMode,
+    /// Its device tree.
+    pub device_tree: DeviceTreeSource,
+    /// Its kernel's format.
+    pub format: KernelFormat,
+}
+
+impl VmEntry<'_> {
+    /// Whether it claims the device called `name`.
+    pub fn claims(&self, name: &str) -> bool {
+        DEVICES
+            .iter()
+            .position(|device| *device == name)
+            .is_some_and(|bit| self.devices & (1 << bit) != 0)
+    }
+
+    /// Its image with `role`, if it has one.
+    pub fn image(&self, role: Role) -> Option<&ImageEntry> {
+        self.images.iter().find(|image| image.role == role)
+    }
+}
+
+/// A system image's table, read and checked.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SystemTable<'a> {
+    /// The VMs, in order.
+    pub vms: Vec<VmEntry<'a>>,
+    /// The VM with the console focus at boot.
+    pub focus: usize,
+    /// The whole image's size.
+    pub total: u32,
+}
+
+/// Why a system image was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TableError {
+    /// Fewer bytes than a header, or than the header says.
+    Truncated { needed: u64, available: u64 },
+    /// Not a system image (nothing loaded, or something else).
+    BadMagic,
+    /// A version this hypervisor does not read.
+    Version { found: u32 },
+    /// A header or entry size that is not this version's.
+    Layout {
+        what: &'static str,
+        found: u32,
+        expected: u32,
+    },
+    /// The checksum does not match the bytes.
+    Checksum { stored: u32, computed: u32 },
+    /// No VM, or more than the hypervisor runs.
+    VmCount { count: u32 },
+    /// A part of the table outside its place.
+    Range {
+        what: &'static str,
+        offset: u32,
+        size: u32,
+    },
+    /// A bad value in a VM's entry (`vm` counts from 1).
+    Vm {
+        vm: usize,
+        what: &'static str,
+        value: u32,
+    },
+    /// A bad value in an image's entry.
+    Image {
+        vm: usize,
+        image: usize,
+        what: &'static str,
+        value: u32,
+    },
+}
+
+impl fmt::Display for TableError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            TableError::Truncated { needed, available } => write!(
+                f,
+                "truncated: it needs {needed} bytes, {available} are there"
+            ),
+            TableError::BadMagic => write!(
+                f,
+                "no system image at the start of the staging area (wrong magic; was one loaded?)"
+            ),
+            TableError::Version { found } => write!(
+                f,
+                "format version {found}; this hypervisor reads version {VERSION} (repack it with this tree's tools)"
+            ),
+            TableError::Layout {
+                what,
+                found,
+                expected,
+            } => write!(f, "{what} is {found} bytes, version {VERSION} has {expected}"),
+            TableError::Checksum { stored, computed } => write!(
+                f,
+                "checksum mismatch: the image says {stored:#010x}, its bytes give {computed:#010x} (corrupted)"
+            ),
+            TableError::VmCount { count } => {
+                write!(f, "{count} VMs; a table holds 1 to {MAX_VMS}")
+            }
+            TableError::Range { what, offset, size } => write!(
+                f,
+                "{what} ({size} bytes at offset {offset:#x}) lies outside its place in the image"
+            ),
+            TableError::Vm { vm, what, value } => {
+                write!(f, "VM {vm}: {what} ({value:#x})")
+            }
+            TableError::Image {
+                vm,
+                image,
+                what,
+                value,
+            } => write!(f, "VM {vm}, image {image}: {what} ({value:#x})"),
+        }
+    }
+}
+
+/// CRC-32 (IEEE 802.3, reflected, as zlib computes it) of `bytes`, with
+/// the four bytes at `skip` read as zeros.
+pub fn checksum(bytes: &[u8], skip: usize) -> u32 {
+    let mut hasher = crc32fast::Hasher::new();
+    let skip_end = (skip + 4).min(bytes.len());
+    let skip = skip.min(bytes.len());
+    hasher.update(&bytes[..skip]);
+    hasher.update(&[0u8; 4][..skip_end - skip]);
+    hasher.update(&bytes[skip_end..]);
+    hasher.finalize()
+}
+
+fn word(bytes: &[u8], offset: usize) -> u32 {
+    let mut word = [0u8; 4];
+    word.copy_from_slice(&bytes[offset..offset + 4]);
+    u32::from_le_bytes(word)
+}
+
+/// `offset..offset + size` as a range, if it lies inside `limit`.
+fn inside(offset: u32, size: u32, limit: core::ops::Range<u64>) -> bool {
+    let (start, end) = (offset as u64, offset as u64 + size as u64);
+    start >= limit.start && end <= limit.end
+}
+
+/// Reads and checks the system image in `bytes` (the whole staging area,
+/// or more than the image): header, checksum, every entry's values and
+/// every range. Never panics; names the first problem found.
+pub fn parse(bytes: &[u8]) -> Result<SystemTable<'_>, TableError> {
+    if bytes.len() < HEADER_BYTES {
+        return Err(TableError::Truncated {
+            needed: HEADER_BYTES as u64,
+            available: bytes.len() as u64,
+        });
+    }
+    if bytes[..8] != MAGIC {
+        return Err(TableError::BadMagic);
+    }
+    let version = word(bytes, header::VERSION);
+    if version != VERSION {
+        return Err(TableError::Version { found: version });
+    }
+    for (what, offset, expected) in [
+        ("the header", header::HEADER_BYTES, HEADER_BYTES),
+        ("a VM entry", header::VM_ENTRY_BYTES, VM_ENTRY_BYTES),
+        (
+            "an image entry",
+            header::IMAGE_ENTRY_BYTES,
+            IMAGE_ENTRY_BYTES,
+        ),
+    ] {
+        let found = word(bytes, offset);
+        if found != expected as u32 {
+            return Err(TableError::Layout {
+                what,
+                found,
+                expected: expected as u32,
+            });
+        }
+    }
+    let total = word(bytes, header::TOTAL);
+    if (total as usize) < HEADER_BYTES || total as u64 > bytes.len() as u64 {
+        return Err(TableError::Truncated {
+            needed: (total as u64).max(HEADER_BYTES as u64),
+            available: bytes.len() as u64,
+        });
+    }
+    let bytes = &bytes[..total as usize];
+    let stored = word(bytes, header::CHECKSUM);
+    let computed = checksum(bytes, header::CHECKSUM);
+    if stored != computed {
+        return Err(TableError::Checksum { stored, computed });
+    }
+    for offset in header::RESERVED {
+        if word(bytes, offset) != 0 {
+            return Err(TableError::Range {
+                what: "a reserved header word",
+                offset: offset as u32,
+                size: 4,
+            });
+        }
+    }
+    let vm_count = word(bytes, header::VM_COUNT);
+    if vm_count == 0 || vm_count as usize > MAX_VMS {
+        return Err(TableError::VmCount { count: vm_count });
+    }
+    let image_count = word(bytes, header::IMAGE_COUNT);
+    let (strings, strings_size) = (
+        word(bytes, header::STRINGS),
+        word(bytes, header::STRINGS_BYTES),
+    );
+    let data = word(bytes, header::DATA);
+    let vms_size = vm_count * VM_ENTRY_BYTES as u32;
+    let images_at = HEADER_BYTES as u32 + vms_size;
+    if image_count as usize > MAX_VMS * MAX_IMAGES_PER_VM {
+        return Err(TableError::Range {
+            what: "the image entries",
+            offset: images_at,
+            size: image_count.saturating_mul(IMAGE_ENTRY_BYTES as u32),
+        });
+    }
+    let images_size = image_count * IMAGE_ENTRY_BYTES as u32;
+    let table_end = images_at as u64 + images_size as u64;
+    if data < HEADER_BYTES as u32 || data > total || table_end > data as u64 {
+        return Err(TableError::Range {
+            what: "the entries",
+            offset: HEADER_BYTES as u32,
+            size: (table_end - HEADER_BYTES as u64) as u32,
+        });
+    }
+    if !inside(strings, strings_size, table_end..data as u64) {
+        return Err(TableError::Range {
+            what: "the strings",
+            offset: strings,
+            size: strings_size,
+        });
+    }
+    let focus = word(bytes, header::FOCUS);
+    if focus >= vm_count {
+        return Err(TableError::Vm {
+            vm: focus as usize + 1,
+            what: "has the focus but is not in the table",
+            value: focus,
+        });
+    }
+    let string_area = strings as u64..strings as u64 + strings_size as u64;
+    let data_area = data as u64..total as u64;
+    let mut vms = Vec::with_capacity(vm_count as usize);
+    let mut images_used = 0u32;
+    for index in 0..vm_count as usize {
+        let vm = index + 1;
+        let entry = &bytes[HEADER_BYTES + index * VM_ENTRY_BYTES..][..VM_ENTRY_BYTES];
+        let field = |n: usize| word(entry, 4 * n);
+        let bad = |what, value| TableError::Vm { vm, what, value };
+        let text = |offset: u32, size: u32, max: usize, what: &'static str| {
+            if !inside(offset, size, string_area.clone()) || size as usize > max {
+                return Err(bad(what, size));
+            }
+            core::str::from_utf8(&bytes[offset as usize..(offset + size) as usize])
+                .map_err(|_| bad(what, offset))
+        };
+        let name = text(
+            field(0),
+            field(1),
+            MAX_NAME,
+            "name outside the strings, too long or not UTF-8",
+        )?;
+        if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+            return Err(bad("name is not 1-31 letters, digits and '-'", field(1)));
+        }
+        let bootargs = text(
+            field(2),
+            field(3),
+            MAX_BOOTARGS,
+            "bootargs outside the strings, too long or not UTF-8",
+        )?;
+        let (first, count) = (field(8), field(9));
+        if first != images_used
+            || count == 0
+            || count as usize > MAX_IMAGES_PER_VM
+            || first as u64 + count as u64 > image_count as u64
+        {
+            return Err(bad("images are not the next ones of the table", count));
+        }
+        images_used += count;
+        let mut images = Vec::with_capacity(count as usize);
+        for number in 0..count as usize {
+            let at = images_at as usize + (first as usize + number) * IMAGE_ENTRY_BYTES;
+            let image = &bytes[at..at + IMAGE_ENTRY_BYTES];
+            let bad_image = |what, value| TableError::Image {
+                vm,
+                image: number + 1,
+                what,
+                value,
+            };
+            let role = match word(image, 0) {
+                1 => Role::Kernel,
+                2 => Role::Initrd,
+                3 => Role::DeviceTree,
+                other => return Err(bad_image("unknown role", other)),
+            };
+            let (data_offset, size, load_offset) =
+                (word(image, 4), word(image, 8), word(image, 12));
+            if size == 0 || !inside(data_offset, size, data_area.clone()) {
+                return Err(bad_image("bytes outside the image data", data_offset));
+            }
+            if word(image, 16) != 0 {
+                return Err(bad_image("reserved word is not 0", word(image, 16)));
+            }
+            if images.iter().any(|other: &ImageEntry| other.role == role) {
+                return Err(bad_image(
+                    "a second kernel, initrd or device tree",
+                    role as u32,
+                ));
+            }
+            images.push(ImageEntry {
+                role,
+                data_offset,
+                size,
+                load_offset,
+            });
+        }
+        let entry_offset = field(7);
+        if !images.iter().any(|image| {
+            image.role == Role::Kernel
+                && entry_offset >= image.load_offset
+                && (entry_offset as u64) < image.load_offset as u64 + image.size as u64
+        }) {
+            return Err(bad("entry is not inside a kernel image", entry_offset));
+        }
+        let devices = field(10);
+        if devices >> DEVICES.len() != 0 {
+            return Err(bad("unknown devices", devices));
+        }
+        let policy = match (field(11), field(12)) {
+            (0, 0) => FaultPolicy::Stop,
+            (1, limit) => FaultPolicy::Restart(limit),
+            (other, _) => return Err(bad("unknown fault policy", other)),
+        };
+        let console = match field(13) {
+            0 => ConsoleMode::Shared,
+            1 => ConsoleMode::Held,
+            2 => ConsoleMode::Discard,
+            other => return Err(bad("unknown console mode", other)),
+        };
+        let supplied = images.iter().any(|image| image.role == Role::DeviceTree);
+        let device_tree = match (field(14), supplied) {
+            (0, false) => DeviceTreeSource::None,
+            (1, false) => DeviceTreeSource::Generated,
+            (2, true) => DeviceTreeSource::Supplied,
+            (other, _) => return Err(bad("device-tree source does not match its images", other)),
+        };
+        let format = match field(15) {
+            1 => KernelFormat::Zimage,
+            2 => KernelFormat::Raw,
+            3 => KernelFormat::Elf,
+            other => return Err(bad("unknown kernel format", other)),
+        };
+        let vcpus = field(6);
+        if vcpus == 0 {
+            return Err(bad("no vCPU", vcpus));
+        }
+        vms.push(VmEntry {
+            name,
+            bootargs,
+            ram_size: field(4),
+            ram_offset: field(5),
+            vcpus,
+            entry_offset,
+            images,
+            devices,
+            policy,
+            console,
+            device_tree,
+            format,
+        });
+    }
+    if images_used != image_count {
+        return Err(TableError::Range {
+            what: "image entries no VM uses",
+            offset: images_at + images_used * IMAGE_ENTRY_BYTES as u32,
+            size: (image_count - images_used) * IMAGE_ENTRY_BYTES as u32,
+        });
+    }
+    Ok(SystemTable {
+        vms,
+        focus: focus as usize,
+        total,
+    })
+}
+
+/// An image a VM boots, for [`Writer`]: its bytes and where they go.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ImageSource<'a> {
+    /// What it is.
+    pub role: Role,
+    /// Its bytes.
+    pub bytes: &'a [u8],
+    /// Where in the VM's RAM.
+    pub load_offset: u32,
+}
+
+/// A VM for [`Writer`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VmSource<'a> {
+    /// The entry, with `images` empty and the images' offsets to be filled
+    /// in (`ImageEntry::data_offset` is the writer's).
+    pub name: &'a str,
+    /// Its kernel command line.
+    pub bootargs: &'a str,
+    /// RAM bytes.
+    pub ram_size: u32,
+    /// Offset of its RAM in the pool.
+    pub ram_offset: u32,
+    /// vCPUs.
+    pub vcpus: u32,
+    /// Entry, as an offset into its RAM.
+    pub entry_offset: u32,
+    /// Its images.
+    pub images: Vec<ImageSource<'a>>,
+    /// Devices, a bit per [`DEVICES`] name.
+    pub devices: u32,
+    /// Fault policy.
+    pub policy: FaultPolicy,
+    /// Console mode.
+    pub console: ConsoleMode,
+    /// Device tree source.
+    pub device_tree: DeviceTreeSource,
+    /// Kernel format.
+    pub format: KernelFormat,
+}
+
+/// Packs VMs into a system image (the host tool's side of [`parse`]).
+#[derive(Debug)]
+pub struct Writer;
+
+impl Writer {
+    /// The system image of `vms` with `focus`, its images' bytes stored
+    /// once each (identical contents share one copy).
+    pub fn write(vms: &[VmSource<'_>], focus: usize) -> Vec<u8> {
+        let image_count: usize = vms.iter().map(|vm| vm.images.len()).sum();
+        let entries_end =
+            HEADER_BYTES + vms.len() * VM_ENTRY_BYTES + image_count * IMAGE_ENTRY_BYTES;
+        let mut strings: Vec<u8> = Vec::new();
+        let mut string_refs = Vec::new();
+        for vm in vms {
+            for text in [vm.name, vm.bootargs] {
+                string_refs.push(((entries_end + strings.len()) as u32, text.len() as u32));
+                strings.extend_from_slice(text.as_bytes());
+            }
+        }
+        let data = (entries_end + strings.len()).next_multiple_of(DATA_ALIGNMENT);
+        // Each distinct image's bytes, in order of first use.
+        let mut blobs: Vec<(&[u8], u32)> = Vec::new();
+        let mut end = data;
+        let mut data_offsets = Vec::new();
+        for image in vms.iter().flat_map(|vm| &vm.images) {
+            let offset = match blobs.iter().find(|(bytes, _)| *bytes == image.bytes) {
+                Some((_, offset)) => *offset,
+                None => {
+                    let offset = end as u32;
+                    blobs.push((image.bytes, offset));
+                    end = (end + image.bytes.len()).next_multiple_of(DATA_ALIGNMENT);
+                    offset
+                }
+            };
+            data_offsets.push(offset);
+        }
+        let total = blobs
+            .last()
+            .map_or(data, |(bytes, offset)| *offset as usize + bytes.len());
+        let mut out = alloc::vec![0u8; total];
+        let mut put = |at: usize, value: u32| out[at..at + 4].copy_from_slice(&value.to_le_bytes());
+        put(header::VERSION, VERSION);
+        put(header::HEADER_BYTES, HEADER_BYTES as u32);
+        put(header::TOTAL, total as u32);
+        put(header::VM_COUNT, vms.len() as u32);
+        put(header::VM_ENTRY_BYTES, VM_ENTRY_BYTES as u32);
+        put(header::IMAGE_COUNT, image_count as u32);
+        put(header::IMAGE_ENTRY_BYTES, IMAGE_ENTRY_BYTES as u32);
+        put(header::STRINGS, entries_end as u32);
+        put(header::STRINGS_BYTES, strings.len() as u32);
+        put(header::DATA, data as u32);
+        put(header::FOCUS, focus as u32);
+        let mut image_index = 0usize;
+        for (index, vm) in vms.iter().enumerate() {
+            let at = HEADER_BYTES + index * VM_ENTRY_BYTES;
+            let (policy, limit) = match vm.policy {
+                FaultPolicy::Stop => (0, 0),
+                FaultPolicy::Restart(limit) => (1, limit),
+            };
+            let (name, bootargs) = (string_refs[2 * index], string_refs[2 * index + 1]);
+            let fields = [
+                name.0,
+                name.1,
+                bootargs.0,
+                bootargs.1,
+                vm.ram_size,
+                vm.ram_offset,
+                vm.vcpus,
+                vm.entry_offset,
+                image_index as u32,
+                vm.images.len() as u32,
+                vm.devices,
+                policy,
+                limit,
+                vm.console as u32,
+                vm.device_tree as u32,
+                vm.format as u32,
+            ];
+            for (n, value) in fields.into_iter().enumerate() {
+                put(at + 4 * n, value);
+            }
+            for image in &vm.images {
+                let at =
+                    HEADER_BYTES + vms.len() * VM_ENTRY_BYTES + image_index * IMAGE_ENTRY_BYTES;
+                put(at, image.role as u32);
+                put(at + 4, data_offsets[image_index]);
+                put(at + 8, image.bytes.len() as u32);
+                put(at + 12, image.load_offset);
+                image_index += 1;
+            }
+        }
+        out[..8].copy_from_slice(&MAGIC);
+        out[entries_end..entries_end + strings.len()].copy_from_slice(&strings);
+        for (bytes, offset) in &blobs {
+            out[*offset as usize..*offset as usize + bytes.len()].copy_from_slice(bytes);
+        }
+        let sum = checksum(&out, header::CHECKSUM);
+        out[header::CHECKSUM..header::CHECKSUM + 4].copy_from_slice(&sum.to_le_bytes());
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,232 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
+//! The system image format: what the writer packs, the reader gives back;
+//! every class of damage is refused with its own message.
+
+use super::*;
+use alloc::string::ToString;
+use alloc::vec;
+
+const KERNEL: &[u8] = &[0x11; 5000];
+const INITRD: &[u8] = &[0x22; 300];
+
+fn linux() -> VmSource<'static> {
+    VmSource {
+        name: "linux",
+        bootargs: "console=ttyAMA0",
+        ram_size: 256 << 20,
+        ram_offset: 0,
+        vcpus: 1,
+        entry_offset: 0x1_0000,
+        images: vec![
+            ImageSource {
+                role: Role::Kernel,
+                bytes: KERNEL,
+                load_offset: 0x1_0000,
+            },
+            ImageSource {
+                role: Role::Initrd,
+                bytes: INITRD,
+                load_offset: 0x0800_0000,
+            },
+        ],
+        devices: 0b111,
+        policy: FaultPolicy::Stop,
+        console: ConsoleMode::Held,
+        device_tree: DeviceTreeSource::Generated,
+        format: KernelFormat::Zimage,
+    }
+}
+
+fn second() -> VmSource<'static> {
+    VmSource {
+        name: "linux-2",
+        ram_offset: 256 << 20,
+        policy: FaultPolicy::Restart(3),
+        console: ConsoleMode::Shared,
+        ..linux()
+    }
+}
+
+fn packed() -> Vec<u8> {
+    Writer::write(&[linux(), second()], 1)
+}
+
+/// Sets word `offset` of `image` and makes its checksum right again, so
+/// that the check under test is the one that fires.
+fn with_word(mut image: Vec<u8>, offset: usize, value: u32) -> Vec<u8> {
+    image[offset..offset + 4].copy_from_slice(&value.to_le_bytes());
+    let sum = checksum(&image, header::CHECKSUM);
+    image[header::CHECKSUM..header::CHECKSUM + 4].copy_from_slice(&sum.to_le_bytes());
+    image
+}
+
+#[test]
+fn what_is_written_is_read_back() {
+    let image = packed();
+    let table = parse(&image).unwrap();
+    assert_eq!(table.focus, 1);
+    assert_eq!(table.total as usize, image.len());
+    assert_eq!(table.vms.len(), 2);
+    let vm = &table.vms[1];
+    assert_eq!(
+        (
+            vm.name,
+            vm.bootargs,
+            vm.ram_size,
+            vm.ram_offset,
+            vm.entry_offset
+        ),
+        ("linux-2", "console=ttyAMA0", 256 << 20, 256 << 20, 0x1_0000)
+    );
+    assert_eq!(vm.policy, FaultPolicy::Restart(3));
+    assert_eq!(vm.console, ConsoleMode::Shared);
+    assert!(vm.claims("pl011") && vm.claims("gic-cpu-interface") && !vm.claims("gic"));
+    assert_eq!(vm.image(Role::Initrd).map(|initrd| initrd.size), Some(300));
+    let kernel = vm.images[0];
+    let start = kernel.data_offset as usize;
+    assert_eq!(&image[start..start + kernel.size as usize], KERNEL);
+    assert_eq!(start % DATA_ALIGNMENT, 0);
+    // A file both VMs boot is stored once.
+    assert_eq!(table.vms[0].images, table.vms[1].images);
+    assert!(image.len() < 2 * DATA_ALIGNMENT + KERNEL.len() + INITRD.len());
+}
+
+#[test]
+fn extra_bytes_after_the_image_are_ignored() {
+    let mut image = packed();
+    let size = image.len();
+    image.extend_from_slice(&[0xff; 100]);
+    assert_eq!(parse(&image).unwrap().total as usize, size);
+}
+
+#[test]
+fn damage_is_refused_by_name() {
+    let image = packed();
+    assert_eq!(
+        parse(&image[..10]),
+        Err(TableError::Truncated {
+            needed: 64,
+            available: 10
+        })
+    );
+    assert!(matches!(
+        parse(&image[..image.len() - 1]),
+        Err(TableError::Truncated { .. })
+    ));
+    assert_eq!(parse(&vec![0u8; 4096]), Err(TableError::BadMagic));
+    let mut flipped = image.clone();
+    *flipped.last_mut().unwrap() ^= 1;
+    let error = parse(&flipped).unwrap_err();
+    assert!(matches!(error, TableError::Checksum { .. }));
+    assert!(error.to_string().contains("corrupted"), "{error}");
+    assert_eq!(
+        parse(&with_word(image.clone(), header::VERSION, 2)),
+        Err(TableError::Version { found: 2 })
+    );
+    assert!(matches!(
+        parse(&with_word(image.clone(), header::VM_ENTRY_BYTES, 60)),
+        Err(TableError::Layout { found: 60, .. })
+    ));
+    assert_eq!(
+        parse(&with_word(image.clone(), header::VM_COUNT, 0)),
+        Err(TableError::VmCount { count: 0 })
+    );
+    assert_eq!(
+        parse(&with_word(image.clone(), header::VM_COUNT, 9)),
+        Err(TableError::VmCount { count: 9 })
+    );
+    assert!(matches!(
+        parse(&with_word(image.clone(), header::FOCUS, 2)),
+        Err(TableError::Vm { vm: 3, .. })
+    ));
+    assert!(matches!(
+        parse(&with_word(image.clone(), header::STRINGS_BYTES, 1 << 20)),
+        Err(TableError::Range {
+            what: "the strings",
+            ..
+        })
+    ));
+}
+
+#[test]
+fn bad_entries_are_refused_by_name() {
+    let image = packed();
+    let vm2 = HEADER_BYTES + VM_ENTRY_BYTES;
+    let first_image = HEADER_BYTES + 2 * VM_ENTRY_BYTES;
+    let vm_error = |offset: usize, value: u32| match parse(&with_word(image.clone(), offset, value))
+    {
+        Err(TableError::Vm { vm, what, .. }) => (vm, what),
+        other => panic!("word {offset:#x} = {value:#x}: {other:?}"),
+    };
+    assert_eq!(
+        vm_error(vm2 + 4, 40).1,
+        "name outside the strings, too long or not UTF-8"
+    );
+    assert_eq!(
+        vm_error(vm2 + 28, 0x1000),
+        (2, "entry is not inside a kernel image")
+    );
+    assert_eq!(vm_error(vm2 + 40, 0b1000), (2, "unknown devices"));
+    assert_eq!(vm_error(vm2 + 44, 7), (2, "unknown fault policy"));
+    assert_eq!(vm_error(vm2 + 52, 3), (2, "unknown console mode"));
+    assert_eq!(
+        vm_error(vm2 + 56, 2).1,
+        "device-tree source does not match its images"
+    );
+    assert_eq!(vm_error(vm2 + 60, 0).1, "unknown kernel format");
+    assert_eq!(vm_error(vm2 + 24, 0).1, "no vCPU");
+    assert_eq!(
+        vm_error(vm2 + 32, 0).1,
+        "images are not the next ones of the table"
+    );
+    let image_error =
+        |offset: usize, value: u32| match parse(&with_word(image.clone(), offset, value)) {
+            Err(TableError::Image {
+                vm, image, what, ..
+            }) => (vm, image, what),
+            other => panic!("word {offset:#x} = {value:#x}: {other:?}"),
+        };
+    assert_eq!(image_error(first_image, 9), (1, 1, "unknown role"));
+    assert_eq!(
+        image_error(first_image + 4, 8),
+        (1, 1, "bytes outside the image data")
+    );
+    assert_eq!(
+        image_error(first_image + 8, u32::MAX).2,
+        "bytes outside the image data"
+    );
+    assert_eq!(
+        image_error(first_image, 2),
+        (1, 2, "a second kernel, initrd or device tree")
+    );
+    assert_eq!(image_error(first_image + 16, 1).2, "reserved word is not 0");
+}
+
+#[test]
+fn names_must_be_names() {
+    let mut vm = linux();
+    vm.name = "two words";
+    assert!(matches!(
+        parse(&Writer::write(&[vm], 0)),
+        Err(TableError::Vm {
+            vm: 1,
+            what: "name is not 1-31 letters, digits and '-'",
+            ..
+        })
+    ));
+}
+
+/// Every byte of a good image, changed, is refused without a panic (the
+/// checksum catches each), and any prefix is refused too.
+#[test]
+fn no_single_byte_change_is_accepted() {
+    let image = Writer::write(&[linux()], 0);
+    for at in (0..image.len()).step_by(7) {
+        let mut damaged = image.clone();
+        damaged[at] = damaged[at].wrapping_add(0x5a);
+        assert!(parse(&damaged).is_err(), "byte {at}");
+    }
+    for length in (0..image.len()).step_by(97) {
+        assert!(parse(&image[..length]).is_err(), "prefix {length}");
+    }
+}
