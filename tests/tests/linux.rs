@@ -9,7 +9,10 @@
 //! apt, cached under target/linux).
 
 use capvisor_runner::Session;
-use capvisor_tests::{counter, per_board, start_linux, vm_status_line, Board};
+use capvisor_tests::{
+    command_with, counter, linux_images, pack, per_board, start_command, start_linux,
+    vm_status_line, workspace_root, Board,
+};
 use std::time::Duration;
 
 /// Generous: Linux boots in a few seconds under TCG.
@@ -73,6 +76,7 @@ per_board!(
     linux_boots_runs_commands_and_powers_off,
     an_abort_at_an_unassigned_address_is_linuxs_to_handle,
     reboot_restarts_linux,
+    two_linux_vms_each_have_their_own_shell,
 );
 
 fn linux_boots_runs_commands_and_powers_off(board: &Board) {
@@ -139,5 +143,61 @@ fn reboot_restarts_linux(board: &Board) {
     let transcript = session.transcript();
     let line = vm_status_line(&transcript, "linux");
     assert_eq!(counter(line, "restarts"), 1, "{line}");
+    assert_eq!(status, 0, "{transcript}");
+}
+
+/// `systems/two-linux.toml`: two Linux VMs, each with its own shell. The
+/// second's boot is held while the first has the focus (console mode
+/// `held`, the default): none of it is drawn among the first's; Ctrl-] n
+/// shows what was held and gives the second the keyboard.
+fn two_linux_vms_each_have_their_own_shell(board: &Board) {
+    let description = workspace_root().join("systems").join("two-linux.toml");
+    let loader = pack(board, &description, &[linux_images()]);
+    let mut session = start_command(&command_with(board, &[], Some(loader)));
+    if let Err(error) = session.expect(MARKER, BOOT) {
+        panic!("the first Linux did not reach its initramfs: {error}");
+    }
+    run(&mut session, "echo one-$((1 + 1))\n", "one-2");
+    let transcript = session.transcript();
+    assert!(
+        !transcript.contains("[linux-2]"),
+        "the second VM's output must be held, not drawn among the first's:\n{transcript}"
+    );
+    // The second VM boots meanwhile; give it the time to reach its shell.
+    std::thread::sleep(Duration::from_secs(20));
+    session.send("\x1dn").expect("QEMU takes input");
+    if let Err(error) = session.expect("console focus: VM 2 'linux-2'", COMMAND) {
+        panic!("Ctrl-] n did not move the focus: {error}");
+    }
+    if let Err(error) = session.expect(
+        "bytes of output held while in the background follow",
+        COMMAND,
+    ) {
+        panic!("the second VM's held output was not shown: {error}");
+    }
+    run(&mut session, "echo two-$((2 + 2))\n", "two-4");
+    type_command(&mut session, "poweroff -f\n");
+    if let Err(error) = session.expect("VM 2 has stopped", COMMAND) {
+        panic!("the second VM did not power off: {error}");
+    }
+    // Back to the first, whose last prompt's cursor query is unanswered.
+    session.send("\x1dn").expect("QEMU takes input");
+    session
+        .expect("console focus: VM 1 'linux-1'", COMMAND)
+        .expect("focus back");
+    std::thread::sleep(SETTLE);
+    session.send(CURSOR_ANSWER).expect("QEMU takes input");
+    std::thread::sleep(SETTLE);
+    session.send("poweroff -f\n").expect("QEMU takes input");
+    let status = session.wait_exit(COMMAND).expect("QEMU exits");
+    let transcript = session.transcript();
+    for vm in ["linux-1", "linux-2"] {
+        let line = vm_status_line(&transcript, vm);
+        assert!(line.contains(&format!("'{vm}': powered off;")), "{line}");
+    }
+    assert!(
+        transcript.contains("capvisor: VMs: 0 passed, 0 failed, 2 powered off without a status, 0 stopped by their fault policy"),
+        "{transcript}"
+    );
     assert_eq!(status, 0, "{transcript}");
 }
