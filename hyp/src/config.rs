@@ -125,11 +125,12 @@ impl DeviceSet {
 
 use crate::system_image::DEVICES as DEVICE_NAMES;
 
-/// One VM of the board's table.
+/// One VM of the board's table, with names borrowed for `'a` (from the
+/// system image, which lives as long as the hypervisor runs).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct VmConfig {
+pub struct VmConfig<'a> {
     /// Name, unique on the board; prefixes the VM's console output.
-    pub name: &'static str,
+    pub name: &'a str,
     /// Guest-physical base of RAM (normally [`GUEST_RAM_IPA`]).
     pub ram_ipa: u32,
     /// RAM size in bytes.
@@ -147,12 +148,12 @@ pub struct VmConfig {
     /// An optional device tree (without one, the hypervisor may write one).
     pub device_tree: Option<ImageConfig>,
     /// The kernel command line for the device tree the hypervisor writes.
-    pub bootargs: &'static str,
+    pub bootargs: &'a str,
     /// Virtual devices the VM claims.
     pub devices: DeviceSet,
 }
 
-impl VmConfig {
+impl<'a> VmConfig<'a> {
     const fn ram_ipa_end(&self) -> u64 {
         self.ram_ipa as u64 + self.ram_size as u64
     }
@@ -171,7 +172,7 @@ impl VmConfig {
     /// VM `entry` of a system image whose first byte is at host address
     /// `image_base`, its RAM placed in a pool starting at `pool_start`; its
     /// RAM at [`GUEST_RAM_IPA`]. Checked by [`validate`], like any table.
-    pub fn from_table(entry: &VmEntry<'static>, image_base: u32, pool_start: u32) -> VmConfig {
+    pub fn from_table(entry: &VmEntry<'a>, image_base: u32, pool_start: u32) -> VmConfig<'a> {
         let image = |role: Role, name: &'static str| {
             entry.image(role).map(|image| ImageConfig {
                 name,
@@ -240,63 +241,53 @@ impl fmt::Display for ImageProblem {
 
 /// The first problem in a VM table.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ConfigError {
+pub enum ConfigError<'a> {
     /// No VM declared.
     NoVms,
     /// More VMs than VMIDs or table slots.
     TooManyVms { count: usize, max: usize },
     /// Two VMs with one name.
-    DuplicateName { name: &'static str },
+    DuplicateName { name: &'a str },
     /// RAM of size 0.
-    EmptyRam { vm: &'static str },
+    EmptyRam { vm: &'a str },
     /// RAM base or size not aligned.
-    MisalignedRam { vm: &'static str, alignment: u32 },
+    MisalignedRam { vm: &'a str, alignment: u32 },
     /// RAM not inside the host's guest pool.
-    RamOutsidePool { vm: &'static str },
+    RamOutsidePool { vm: &'a str },
     /// Two VMs backed by overlapping host RAM.
-    RamOverlap {
-        vm: &'static str,
-        other: &'static str,
-    },
+    RamOverlap { vm: &'a str, other: &'a str },
     /// An image the probe rejected.
     BadImage {
-        vm: &'static str,
+        vm: &'a str,
         image: &'static str,
         problem: ImageProblem,
     },
     /// An image that does not fit in RAM at its load offset.
     ImageTooLarge {
-        vm: &'static str,
+        vm: &'a str,
         image: &'static str,
         size: u32,
         room: u32,
     },
     /// Two images overlapping once copied into RAM.
     ImagesOverlap {
-        vm: &'static str,
+        vm: &'a str,
         image: &'static str,
         other: &'static str,
     },
     /// A device the board does not offer.
-    UnknownDevice {
-        vm: &'static str,
-        device: &'static str,
-    },
+    UnknownDevice { vm: &'a str, device: &'static str },
     /// More vCPUs than the board gives a VM.
-    TooManyVcpus {
-        vm: &'static str,
-        vcpus: u32,
-        max: u32,
-    },
+    TooManyVcpus { vm: &'a str, vcpus: u32, max: u32 },
     /// A device claim overlapping another claim or the RAM.
     DeviceConflict {
-        vm: &'static str,
+        vm: &'a str,
         device: &'static str,
         other: &'static str,
     },
 }
 
-impl fmt::Display for ConfigError {
+impl fmt::Display for ConfigError<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match *self {
             ConfigError::NoVms => write!(f, "no VMs are configured"),
@@ -363,11 +354,11 @@ pub struct BoardOffer<'a> {
 /// image) fitting its VM's RAM without overlapping another image, and
 /// device claims: each a device of the board at its range, claimed once,
 /// overlapping neither another claim nor RAM.
-pub fn validate(
-    vms: &[VmConfig],
+pub fn validate<'a>(
+    vms: &[VmConfig<'a>],
     offer: &BoardOffer<'_>,
-    probe: impl Fn(&VmConfig, &ImageConfig) -> Result<u32, ImageProblem>,
-) -> Result<(), ConfigError> {
+    probe: impl Fn(&VmConfig<'a>, &ImageConfig) -> Result<u32, ImageProblem>,
+) -> Result<(), ConfigError<'a>> {
     let max = offer.vmids.min(MAX_VMS);
     if vms.is_empty() {
         return Err(ConfigError::NoVms);
@@ -405,7 +396,7 @@ pub fn validate(
     Ok(())
 }
 
-fn check_ram(vm: &VmConfig, pool: &Region) -> Result<(), ConfigError> {
+fn check_ram<'a>(vm: &VmConfig<'a>, pool: &Region) -> Result<(), ConfigError<'a>> {
     if vm.ram_size == 0 {
         return Err(ConfigError::EmptyRam { vm: vm.name });
     }
@@ -432,10 +423,10 @@ fn check_ram(vm: &VmConfig, pool: &Region) -> Result<(), ConfigError> {
     Ok(())
 }
 
-fn check_images(
-    vm: &VmConfig,
-    probe: &impl Fn(&VmConfig, &ImageConfig) -> Result<u32, ImageProblem>,
-) -> Result<(), ConfigError> {
+fn check_images<'a>(
+    vm: &VmConfig<'a>,
+    probe: &impl Fn(&VmConfig<'a>, &ImageConfig) -> Result<u32, ImageProblem>,
+) -> Result<(), ConfigError<'a>> {
     let mut placed: [Option<(&'static str, u64, u64)>; 3] = [None; 3];
     for (slot, image) in vm.images().enumerate() {
         let size = probe(vm, image).map_err(|problem| ConfigError::BadImage {
@@ -472,7 +463,7 @@ fn check_images(
     Ok(())
 }
 
-fn check_devices(vm: &VmConfig, offered: &[DeviceClaim]) -> Result<(), ConfigError> {
+fn check_devices<'a>(vm: &VmConfig<'a>, offered: &[DeviceClaim]) -> Result<(), ConfigError<'a>> {
     let mut claimed: [Option<&DeviceClaim>; DEVICE_NAMES.len()] = [None; DEVICE_NAMES.len()];
     for (index, name) in vm.devices.names().enumerate() {
         let Some(device) = offered.iter().find(|device| device.name == name) else {
@@ -538,7 +529,7 @@ mod tests {
         },
     ];
 
-    fn vm(name: &'static str, ram_host: u64) -> VmConfig {
+    fn vm(name: &'static str, ram_host: u64) -> VmConfig<'static> {
         VmConfig {
             name,
             ram_ipa: GUEST_RAM_IPA,
@@ -580,7 +571,7 @@ mod tests {
         }
     }
 
-    fn check(vms: &[VmConfig]) -> Result<(), ConfigError> {
+    fn check<'a>(vms: &[VmConfig<'a>]) -> Result<(), ConfigError<'a>> {
         validate(vms, &offer(255), sized)
     }
 
@@ -785,8 +776,7 @@ mod tests {
             }],
             0,
         );
-        let packed: &'static [u8] = std::boxed::Box::leak(packed.into_boxed_slice());
-        let table = parse(packed).unwrap();
+        let table = parse(&packed).unwrap();
         let config = VmConfig::from_table(&table.vms[0], 0xb000_0000, 0x8000_0000);
         assert_eq!(config.ram_host, 0x8040_0000);
         assert_eq!(

@@ -167,11 +167,22 @@ fn try_build_for_target(
     features: &[&str],
     target_dir: &Path,
 ) -> Result<PathBuf, String> {
+    build_for_target_with(package, features, target_dir, &[])
+}
+
+/// As [`try_build_for_target`], with `env` set for the build.
+fn build_for_target_with(
+    package: &str,
+    features: &[&str],
+    target_dir: &Path,
+    env: &[(&str, &str)],
+) -> Result<PathBuf, String> {
     let root = workspace_root();
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
     let mut command = Command::new(cargo);
     command
         .current_dir(&root)
+        .envs(env.iter().copied())
         .args([
             "build",
             "--release",
@@ -269,29 +280,13 @@ pub fn guest_elfs() -> PathBuf {
             .join("target")
             .join("images")
             .join("guests-elf");
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
-        let output = Command::new(cargo)
-            .current_dir(workspace_root())
-            .env("CAPVISOR_GUEST_ELF", "1")
-            .args([
-                "build",
-                "--release",
-                "--locked",
-                "-p",
-                GUESTS_PACKAGE,
-                "--target",
-                TARGET,
-            ])
-            .arg("--target-dir")
-            .arg(&target_dir)
-            .output()
-            .expect("cannot run cargo to build the ELF guests");
-        assert!(
-            output.status.success(),
-            "building the ELF guests failed:\n{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        target_dir.join(TARGET).join("release")
+        build_for_target_with(
+            GUESTS_PACKAGE,
+            &[],
+            &target_dir,
+            &[("CAPVISOR_GUEST_ELF", "1")],
+        )
+        .unwrap_or_else(|errors| panic!("building the ELF guests failed:\n{errors}"))
     })
     .clone()
 }

@@ -74,7 +74,7 @@ static STAGE2: [TakeOnce<Stage2Tables<2, 1>>; MAX_VMS] =
 /// again where the system image holds it, must make sense, claim no more
 /// bytes than were packed and run where it is loaded; other images are
 /// what the table says they are.
-fn probe(vm: &VmConfig, image: &ImageConfig) -> Result<u32, ImageProblem> {
+fn probe(vm: &VmConfig<'_>, image: &ImageConfig) -> Result<u32, ImageProblem> {
     if image.kind == ImageKind::Zimage {
         if (image.size as usize) < HEADER_BYTES {
             return Err(ImageProblem::Malformed);
@@ -97,7 +97,7 @@ const DEVICE_TREE_FROM_END: u32 = 0x0020_0000;
 /// hypervisor wrote for it (only for VMs with boot arguments: a kernel
 /// that reads one).
 struct VmRam {
-    config: VmConfig,
+    config: VmConfig<'static>,
     device_tree: Option<Vec<u8>>,
 }
 
@@ -159,7 +159,7 @@ impl GuestMemory for VmRam {
 /// The device tree the hypervisor writes for a VM whose description asks
 /// for one (a kernel that reads one: it has bootargs or an initrd);
 /// refuses the boot if it cannot be written or does not fit.
-fn write_device_tree(config: &VmConfig, spec: &VmSpec) -> Option<Vec<u8>> {
+fn write_device_tree(config: &VmConfig<'static>, spec: &VmSpec) -> Option<Vec<u8>> {
     if spec.device_tree != DeviceTreeSource::Generated {
         return None;
     }
@@ -191,7 +191,7 @@ fn write_device_tree(config: &VmConfig, spec: &VmSpec) -> Option<Vec<u8>> {
 
 /// Whether `config` claims the device called `name` (`validate` proved a
 /// claimed device is the board's, at the board's window for it).
-fn claims(config: &VmConfig, name: &str) -> bool {
+fn claims(config: &VmConfig<'_>, name: &str) -> bool {
     config.devices.has(name)
 }
 
@@ -199,7 +199,7 @@ fn claims(config: &VmConfig, name: &str) -> bool {
 /// GIC's virtual CPU interface) and vCPU (VMID `index + 1`).
 fn create_vcpu(
     index: usize,
-    config: &VmConfig,
+    config: &VmConfig<'static>,
     device_tree: DeviceTreeSource,
     extra: &[GuestMapping],
     cp15_at_reset: Cp15Context,
@@ -264,7 +264,7 @@ pub struct GuestPool {
 /// not depend on the board. Each slice has one entry per VM.
 pub struct System {
     /// Each VM's configuration, read and checked.
-    pub configs: Vec<VmConfig>,
+    pub configs: Vec<VmConfig<'static>>,
     /// What else the system image says of each VM.
     pub specs: Vec<VmSpec>,
     /// Each VM's RAM and its images.
@@ -309,7 +309,7 @@ pub fn prepare(memory: GuestPool) -> System {
     };
     let table = system_image::parse(staged)
         .unwrap_or_else(|error| io::refuse_boot(format_args!("system image: {}", error)));
-    let configs: Vec<VmConfig> = table
+    let configs: Vec<VmConfig<'static>> = table
         .vms
         .iter()
         .map(|entry| VmConfig::from_table(entry, memory.staging.start, memory.pool.start))
