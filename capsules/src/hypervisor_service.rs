@@ -22,7 +22,7 @@
 //! Other ids in 0x8600_0000-0x8600_00ff answer NOT_SUPPORTED (-1).
 
 use core::cell::Cell;
-use hyp::dispatch::{HypercallDriver, HypercallOutcome, NOT_SUPPORTED};
+use hyp::dispatch::{HypercallDriver, HypercallOutcome, NotResettable, NOT_SUPPORTED};
 use hyp::hil::console::ConsoleOutput;
 
 /// VERSION.
@@ -37,6 +37,9 @@ pub const CONSOLE_WRITE: u32 = 0x8600_0003;
 pub const EXIT_STATUS: u32 = 0x8600_0004;
 /// YIELD.
 pub const YIELD: u32 = 0x8600_0005;
+/// BOOT_COUNT: how many times the VM has started, counted by resets (1 on
+/// its first boot, one more at each restart).
+pub const BOOT_COUNT: u32 = 0x8600_0006;
 /// The service's version: 0.1.
 pub const SERVICE_VERSION: u32 = 0x0000_0001;
 /// INVALID_PARAMETERS (-2).
@@ -50,6 +53,7 @@ pub struct HypervisorService<'a> {
     vm_name: &'static str,
     console: &'a dyn ConsoleOutput,
     exit_status: Cell<Option<u32>>,
+    boots: Cell<u32>,
 }
 
 impl core::fmt::Debug for HypervisorService<'_> {
@@ -67,6 +71,7 @@ impl<'a> HypervisorService<'a> {
             vm_name,
             console,
             exit_status: Cell::new(None),
+            boots: Cell::new(0),
         }
     }
 
@@ -75,9 +80,9 @@ impl<'a> HypervisorService<'a> {
         self.exit_status.get()
     }
 
-    /// Forgets the reported status (the VM restarts).
-    pub fn reset(&self) {
-        self.exit_status.set(None);
+    /// How many times the VM has started.
+    pub fn boots(&self) -> u32 {
+        self.boots.get()
     }
 }
 
@@ -96,6 +101,19 @@ impl HypercallDriver for HypervisorService<'_> {
 
     fn owns(&self, function: u32) -> bool {
         (0x8600_0000..=0x8600_00ff).contains(&function)
+    }
+
+    fn name(&self) -> &'static str {
+        "capvisor-service"
+    }
+
+    /// Forgets the reported status and counts one more boot: the board
+    /// resets every VM's devices and services before its first boot and
+    /// the kernel at each restart.
+    fn reset(&self) -> Result<(), NotResettable> {
+        self.exit_status.set(None);
+        self.boots.set(self.boots.get() + 1);
+        Ok(())
     }
 
     fn call(&self, function: u32, arguments: [u32; 7]) -> HypercallOutcome {
@@ -128,6 +146,7 @@ impl HypercallDriver for HypervisorService<'_> {
                 HypercallOutcome::value(0)
             }
             YIELD => HypercallOutcome::Yield([Some(0), None, None, None]),
+            BOOT_COUNT => HypercallOutcome::value(self.boots.get()),
             _ => HypercallOutcome::value(NOT_SUPPORTED),
         }
     }
@@ -195,8 +214,11 @@ mod tests {
             HypercallOutcome::value(0)
         );
         assert_eq!(service.exit_status(), Some(3));
-        service.reset();
+        assert_eq!(service.reset(), Ok(()));
         assert_eq!(service.exit_status(), None);
+        assert_eq!(service.call(BOOT_COUNT, [0; 7]), HypercallOutcome::value(1));
+        assert_eq!(service.reset(), Ok(()));
+        assert_eq!(service.call(BOOT_COUNT, [0; 7]), HypercallOutcome::value(2));
     }
 
     #[test]

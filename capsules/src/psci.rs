@@ -20,7 +20,7 @@
 //! range 0xc400_0000-0xc400_001f, meaningless to a 32-bit guest) answers
 //! NOT_SUPPORTED (-1).
 
-use hyp::dispatch::{HypercallDriver, HypercallOutcome, NOT_SUPPORTED};
+use hyp::dispatch::{HypercallDriver, HypercallOutcome, NotResettable, NOT_SUPPORTED};
 
 /// PSCI_VERSION.
 pub const VERSION: u32 = 0x8400_0000;
@@ -78,6 +78,15 @@ const fn is_cpu0(mpidr: u32) -> bool {
 }
 
 impl HypercallDriver for Psci {
+    fn name(&self) -> &'static str {
+        "psci"
+    }
+
+    /// PSCI keeps nothing per VM: there is nothing to forget.
+    fn reset(&self) -> Result<(), NotResettable> {
+        Ok(())
+    }
+
     fn owners(&self) -> u64 {
         // SMCCC owner 4: standard secure service calls.
         1 << 4

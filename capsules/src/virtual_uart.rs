@@ -29,7 +29,7 @@
 //! a register (earlycon writes DR with single bytes).
 
 use core::cell::{Cell, RefCell};
-use hyp::dispatch::{MmioDevice, MmioError};
+use hyp::dispatch::{MmioDevice, MmioError, NotResettable};
 use hyp::hil::console::ConsoleOutput;
 use hyp::trap::AccessSize;
 
@@ -62,6 +62,10 @@ const DMACR: u64 = 0x048;
 const ID_BASE: u64 = 0xfe0;
 const ID_BYTES: [u32; 8] = [0x11, 0x10, 0x14, 0x00, 0x0d, 0xf0, 0x05, 0xb1];
 
+/// UARTCR at reset: transmit and receive enabled, the UART disabled.
+const CR_RESET: u32 = 0x0300;
+/// UARTIFLS at reset: both FIFO levels at half.
+const IFLS_RESET: u32 = 0x12;
 const FR_RXFE: u32 = 1 << 4;
 const FR_RXFF: u32 = 1 << 6;
 const FR_TXFE: u32 = 1 << 7;
@@ -106,8 +110,8 @@ impl<'a> VirtualUart<'a> {
             ibrd: Cell::new(0),
             fbrd: Cell::new(0),
             lcr_h: Cell::new(0),
-            cr: Cell::new(0x0300),
-            ifls: Cell::new(0x12),
+            cr: Cell::new(CR_RESET),
+            ifls: Cell::new(IFLS_RESET),
             imsc: Cell::new(0),
             tx_interrupt: Cell::new(false),
             dmacr: Cell::new(0),
@@ -207,6 +211,27 @@ impl<'a> VirtualUart<'a> {
 impl MmioDevice for VirtualUart<'_> {
     fn name(&self) -> &'static str {
         NAME
+    }
+
+    /// Back to the state `new` gives: FIFO empty, registers at their reset
+    /// values, no interrupt.
+    fn reset(&self) -> Result<(), NotResettable> {
+        self.rx.borrow_mut().clear();
+        self.rx_dropped.set(0);
+        for (register, value) in [
+            (&self.ilpr, 0),
+            (&self.ibrd, 0),
+            (&self.fbrd, 0),
+            (&self.lcr_h, 0),
+            (&self.cr, CR_RESET),
+            (&self.ifls, IFLS_RESET),
+            (&self.imsc, 0),
+            (&self.dmacr, 0),
+        ] {
+            register.set(value);
+        }
+        self.tx_interrupt.set(false);
+        Ok(())
     }
 
     fn base(&self) -> u64 {

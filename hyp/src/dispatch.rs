@@ -65,7 +65,18 @@ pub trait MmioDevice {
     fn read(&self, offset: u64, size: AccessSize) -> Result<u32, MmioError>;
     /// Writes the low `size` bytes of `value` at `offset`.
     fn write(&self, offset: u64, size: AccessSize, value: u32) -> Result<(), MmioError>;
+    /// Puts the device back in its reset state, for a restart of its VM
+    /// (nothing the guest left in it may survive). A device that cannot
+    /// keeps the default, `Err(NotResettable)`, and cannot be given to a
+    /// VM with a restart policy.
+    fn reset(&self) -> Result<(), NotResettable> {
+        Err(NotResettable)
+    }
 }
+
+/// A device or service that cannot be put back in its reset state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NotResettable;
 
 /// What a hypercall asks of the hypervisor after it returns.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -101,6 +112,15 @@ pub trait HypercallDriver {
     fn owns(&self, function: u32) -> bool;
     /// Handles `function` with the guest's r1-r7.
     fn call(&self, function: u32, arguments: [u32; 7]) -> HypercallOutcome;
+    /// Name for messages.
+    fn name(&self) -> &'static str {
+        "a hypercall service"
+    }
+    /// Forgets what the VM left in the service, for a restart of the VM
+    /// (see [`MmioDevice::reset`]); the default cannot.
+    fn reset(&self) -> Result<(), NotResettable> {
+        Err(NotResettable)
+    }
 }
 
 /// What the hypervisor does after an exit was dispatched.
@@ -279,6 +299,24 @@ impl core::fmt::Debug for Routes<'_> {
 }
 
 impl<'a> Routes<'a> {
+    /// Resets every device and service (a restart of the VM). All are
+    /// reset, whatever fails; returns the name of the first that cannot
+    /// be.
+    pub fn reset_all(&self) -> Result<(), &'static str> {
+        let mut first = Ok(());
+        for device in self.devices {
+            if device.reset().is_err() && first.is_ok() {
+                first = Err(device.name());
+            }
+        }
+        for service in self.services {
+            if service.reset().is_err() && first.is_ok() {
+                first = Err(service.name());
+            }
+        }
+        first
+    }
+
     /// The tables for `devices` and `services` (at most [`MAX_ROUTES`]
     /// each; earlier entries win where windows or owners overlap).
     pub fn new(
@@ -475,6 +513,52 @@ mod tests {
 
     fn run(trap: Trap, registers: &mut FakeRegisters, device: &FakeDevice) -> Action {
         run_with(trap, registers, device)
+    }
+
+    /// A device that can reset (its word back to 0).
+    struct ResettableDevice(FakeDevice);
+
+    impl MmioDevice for ResettableDevice {
+        fn name(&self) -> &'static str {
+            "resettable"
+        }
+        fn base(&self) -> u64 {
+            0x0a00_0000
+        }
+        fn size(&self) -> u64 {
+            0x1000
+        }
+        fn read(&self, offset: u64, size: AccessSize) -> Result<u32, MmioError> {
+            self.0.read(offset, size)
+        }
+        fn write(&self, offset: u64, size: AccessSize, value: u32) -> Result<(), MmioError> {
+            self.0.write(offset, size, value)
+        }
+        fn reset(&self) -> Result<(), NotResettable> {
+            self.0.word.set(0);
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn reset_all_resets_every_device_and_names_the_first_that_cannot() {
+        let good = ResettableDevice(FakeDevice { word: Cell::new(7) });
+        let stuck = FakeDevice { word: Cell::new(9) };
+        let both: [&dyn MmioDevice; 2] = [&stuck, &good];
+        let services: [&dyn HypercallDriver; 1] = [&Psci];
+        let routes = Routes::new(&both, &services).unwrap();
+        // The fake PSCI keeps the default (cannot reset) too; the device
+        // comes first.
+        assert_eq!(routes.reset_all(), Err("fake"));
+        assert_eq!(good.0.word.get(), 0, "reset even after a failure");
+        assert_eq!(stuck.word.get(), 9);
+        let only_good: [&dyn MmioDevice; 1] = [&good];
+        let routes = Routes::new(&only_good, &[]).unwrap();
+        good.0.word.set(5);
+        assert_eq!(routes.reset_all(), Ok(()));
+        assert_eq!(good.0.word.get(), 0);
+        let routes = Routes::new(&[], &services).unwrap();
+        assert_eq!(routes.reset_all(), Err("a hypercall service"));
     }
 
     #[test]

@@ -240,6 +240,11 @@ impl<'a, V: Vcpu> Vm<'a, V> {
     fn restart(&mut self) {
         self.memory.load();
         self.vcpu.reset();
+        // Every device and service back to its reset state; the board
+        // checked when it built the VM that each of a VM with a restart
+        // policy can be (a VM that restarts itself by PSCI SYSTEM_RESET
+        // gets what its devices can do).
+        let _ = self.routes.reset_all();
         self.interrupts.reset();
         self.interrupts_changed = true;
         self.counters.restarts += 1;

@@ -8,8 +8,10 @@
 //! descriptions and system images are `tests/tests/system.rs`'s.
 
 use capvisor_tests::{
-    assert_console_has, assert_console_lacks, boot, counter, per_board, vm_status_line, Board,
+    assert_console_has, assert_console_lacks, boot, counter, per_board, start, vm_status_line,
+    Board,
 };
+use std::time::Duration;
 
 const EXIT_SUCCESS: i32 = 0;
 const EXIT_VM_FAILED: i32 = 1;
@@ -17,6 +19,7 @@ const EXIT_VM_FAILED: i32 = 1;
 per_board!(
     every_test_guest_passes,
     a_guest_faulting_in_its_vectors_is_restarted_then_stopped_while_the_other_runs,
+    a_restarted_vm_starts_from_reset_state_in_every_device,
 );
 
 fn every_test_guest_passes(board: &Board) {
@@ -103,4 +106,39 @@ fn a_guest_faulting_in_its_vectors_is_restarted_then_stopped_while_the_other_run
     assert!(counter(worker, "slices") >= 11, "{worker}");
     assert_console_has(console, "capvisor: VMs: 1 passed, 0 failed, 0 powered off without a status, 1 stopped by their fault policy");
     assert_eq!(outcome.status, EXIT_VM_FAILED, "{console}");
+}
+
+/// `tests/systems/reset.toml`: the guest leaves interrupts enabled and
+/// pending at its GIC, its UART configured with typed bytes unread in the
+/// receive FIFO, its timer armed and a failure status reported, then
+/// faults; restarted by its policy, it finds every device in its reset
+/// state and powers off without a status. A failure status that survived
+/// would make it FAILED.
+fn a_restarted_vm_starts_from_reset_state_in_every_device(board: &Board) {
+    let mut session = start(board, "reset");
+    let wait = Duration::from_secs(120);
+    if let Err(error) = session.expect("reset-check: dirty; type three characters", wait) {
+        panic!("the guest did not dirty its devices: {error}");
+    }
+    session.send("abc").expect("QEMU takes input");
+    for line in [
+        "reset-check: input waiting, unread; reporting failure and faulting",
+        "reset-check: boot 2",
+        "reset-check: 15 checks, 0 failed",
+    ] {
+        if let Err(error) = session.expect(line, wait) {
+            panic!("waiting for {line:?}: {error}");
+        }
+    }
+    let status = session.wait_exit(wait).expect("QEMU exits");
+    let console = session.transcript();
+    assert_console_lacks(&console, "FAIL ");
+    let line = vm_status_line(&console, "reset-check");
+    assert!(line.contains("'reset-check': powered off;"), "{line}");
+    assert_eq!(counter(line, "restarts"), 1, "{line}");
+    assert_console_has(
+        &console,
+        "capvisor: VMs: 0 passed, 0 failed, 1 powered off without a status, 0 stopped by their fault policy",
+    );
+    assert_eq!(status, EXIT_SUCCESS, "{console}");
 }

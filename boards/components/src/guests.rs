@@ -469,7 +469,7 @@ pub fn create_vms(
             spec.policy,
             spec.console
         );
-        Vm::new(
+        let vm = Vm::new(
             config.name,
             vcpu,
             &system.memories[index],
@@ -477,7 +477,18 @@ pub fn create_vms(
             services,
             policy,
         )
-        .with_interrupts(wiring[index].backend)
+        .with_interrupts(wiring[index].backend);
+        // Every boot starts with its devices reset, the first as every
+        // restart. A VM that restarts must come back with nothing of its
+        // last life in them: each must be able to reset.
+        let reset = vm.routes.reset_all();
+        if let (FaultPolicy::Restart(_), Err(device)) = (spec.policy, reset) {
+            io::refuse_boot(format_args!(
+                "VM '{}' is restarted on a fault, but its device '{}' cannot be reset",
+                config.name, device
+            ));
+        }
+        vm
     }).collect();
     vms.leak()
 }

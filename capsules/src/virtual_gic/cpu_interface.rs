@@ -129,6 +129,12 @@ impl MmioDevice for GicCpuInterface<'_> {
         CPU_INTERFACE_NAME
     }
 
+    /// The VM's virtual GIC back to its reset state.
+    fn reset(&self) -> Result<(), NotResettable> {
+        self.gic.reset();
+        Ok(())
+    }
+
     fn base(&self) -> u64 {
         CPU_INTERFACE_BASE
     }

@@ -149,6 +149,12 @@ impl MmioDevice for GicDistributor<'_> {
         DISTRIBUTOR_NAME
     }
 
+    /// The VM's virtual GIC back to its reset state.
+    fn reset(&self) -> Result<(), NotResettable> {
+        self.gic.reset();
+        Ok(())
+    }
+
     fn base(&self) -> u64 {
         DISTRIBUTOR_BASE
     }

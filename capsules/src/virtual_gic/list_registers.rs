@@ -56,7 +56,7 @@ use super::{VirtualGic, NUM_INTERRUPTS, UART_INTERRUPT};
 use crate::virtual_timer::TIMER_INTERRUPT;
 use crate::virtual_uart::VirtualUart;
 use core::cell::Cell;
-use hyp::dispatch::{MmioDevice, MmioError};
+use hyp::dispatch::{MmioDevice, MmioError, NotResettable};
 use hyp::hil::interrupt::InterruptController;
 use hyp::hil::list_registers::{EntryState, InterfaceState, ListEntry, ListRegisters};
 use hyp::interrupts::{InterruptBackend, Poll, VirtualTimer};
@@ -510,6 +510,13 @@ pub struct GicV2Distributor<'a> {
 impl MmioDevice for GicV2Distributor<'_> {
     fn name(&self) -> &'static str {
         super::DISTRIBUTOR_NAME
+    }
+
+    /// The VM's distributor state back to reset (its list registers and
+    /// CPU interface are the backend's: `InterruptBackend::reset`).
+    fn reset(&self) -> Result<(), NotResettable> {
+        self.backend.gic.reset();
+        Ok(())
     }
 
     fn base(&self) -> u64 {

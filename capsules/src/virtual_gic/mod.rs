@@ -102,7 +102,7 @@
 //! ```
 
 use core::cell::Cell;
-use hyp::dispatch::{MmioDevice, MmioError};
+use hyp::dispatch::{MmioDevice, MmioError, NotResettable};
 use hyp::trap::AccessSize;
 
 /// The distributor's name, as VM tables claim it.

@@ -68,6 +68,8 @@ pub mod service {
     pub const EXIT_STATUS: u32 = 0x8600_0004;
     /// YIELD.
     pub const YIELD: u32 = 0x8600_0005;
+    /// BOOT_COUNT: 1 on the first boot, one more at each restart.
+    pub const BOOT_COUNT: u32 = 0x8600_0006;
     /// INVALID_PARAMETERS (-2).
     pub const INVALID_PARAMETERS: u32 = -2i32 as u32;
 }
