@@ -5,9 +5,19 @@
 //! An exit arrives through one of three vectors: the Hyp trap vector
 //! (synchronous: hypercalls, trapped instructions, stage-2 aborts), IRQ or
 //! FIQ. A stage-2 data abort with a valid instruction syndrome on a
-//! translation, access-flag or permission fault becomes an MMIO access to
-//! emulate; every other abort keeps its addresses and fault kind so the
-//! fault path can reflect it into the guest.
+//! translation or access-flag fault becomes an MMIO access to emulate;
+//! every other abort keeps its addresses and fault kind so the fault path
+//! can reflect it into the guest.
+//!
+//! The faulting IPA comes from HPFAR, which the architecture writes only
+//! for stage-2 translation and access-flag faults and for stage-2 faults
+//! on a stage-1 table walk. On a stage-2 *permission* fault HPFAR is
+//! UNKNOWN (ARM DDI 0406C, B4.1.62), so the IPA is left unknown and the
+//! abort takes the fault path: Capvisor's stage 2 maps RAM read-write and
+//! device windows (a GIC's GICV) read-write, so only an instruction fetch
+//! from a device window, or a guest-caused oddity, gets one, and none is an
+//! access to emulate. (KVM translates HDFAR with ATS1CPR instead, because
+//! it write-protects guest RAM for dirty tracking; Capvisor does not.)
 //!
 //! ```
 //! use armv7a::exceptions::FaultRegisters;
@@ -74,9 +84,9 @@ fn decode_synchronous(hsr: Hsr, registers: &FaultRegisters) -> Trap {
 
 /// A guest data abort (EC 0x24) with a valid syndrome (ISV), not on a
 /// stage-1 walk (S1PTW), not cache maintenance (CM), without an external
-/// abort type (EA), and a stage-2 translation, access flag or permission
-/// fault at level 1-3 (DFSC 0b0001LL-0b0011LL, LL != 0): an MMIO access to
-/// emulate, decoded straight from the bits.
+/// abort type (EA), and a stage-2 translation or access flag fault at
+/// level 1-3 (DFSC 0b0001LL-0b0010LL, LL != 0): an MMIO access to emulate,
+/// decoded straight from the bits.
 #[inline]
 fn fast_mmio(hsr: u32, registers: &FaultRegisters) -> Option<Trap> {
     const ISV: u32 = 1 << 24;
@@ -86,7 +96,7 @@ fn fast_mmio(hsr: u32, registers: &FaultRegisters) -> Option<Trap> {
     if hsr >> 26 != 0x24
         || hsr & ISV == 0
         || hsr & NOT_EMULATABLE != 0
-        || !(1..=3).contains(&kind)
+        || !(1..=2).contains(&kind)
         || level == 0
     {
         return None;
@@ -227,17 +237,19 @@ fn decode_data_abort(iss: &DataAbortIss, registers: &FaultRegisters) -> Trap {
     }
 }
 
-/// The faulting IPA when HPFAR holds it: stage-2 translation, access-flag
-/// and permission faults, and any fault on a stage-1 table walk.
+/// The faulting IPA when HPFAR holds it: stage-2 translation and
+/// access-flag faults, and any fault on a stage-1 table walk (for which
+/// the page offset is not recorded: the IPA is the walk's page). Never on
+/// a permission fault, where HPFAR is UNKNOWN.
 fn stage2_ipa(status: FaultStatus, stage1_walk: bool, hpfar: u32, far: u32) -> Option<u64> {
-    let valid = stage1_walk
-        || matches!(
-            status,
-            FaultStatus::Translation { .. }
-                | FaultStatus::AccessFlag { .. }
-                | FaultStatus::Permission { .. }
-        );
-    valid.then(|| faulting_ipa(hpfar, far))
+    if stage1_walk {
+        return Some(faulting_ipa(hpfar, 0));
+    }
+    matches!(
+        status,
+        FaultStatus::Translation { .. } | FaultStatus::AccessFlag { .. }
+    )
+    .then(|| faulting_ipa(hpfar, far))
 }
 
 fn fault_kind(status: FaultStatus) -> FaultKind {
@@ -395,6 +407,52 @@ mod tests {
                 va: 0x0900_0000,
                 size: AccessSize::Byte,
                 register: 3
+            }
+        );
+    }
+
+    #[test]
+    fn a_permission_fault_has_no_ipa_whatever_hpfar_holds() {
+        // str r1, [r0] to a page stage 2 maps read-only: ISV, SAS word,
+        // SRT 1, WnR, DFSC 0b001111 (permission, level 3). HPFAR is UNKNOWN
+        // on a permission fault: here it holds a stale IPA of the UART.
+        let hsr =
+            (0x24 << 26) | (1 << 25) | (1 << 24) | (0b10 << 22) | (1 << 16) | (1 << 6) | 0b00_1111;
+        let exit = trap(hsr, 0x4010_0020, 0, 0x0009_0000);
+        assert_eq!(
+            exit.trap,
+            Trap::DataAbort {
+                va: 0x4010_0020,
+                ipa: None,
+                write: true,
+                kind: FaultKind::Permission { level: 3 },
+                stage1_walk: false
+            },
+            "not an MMIO write to the stale IPA"
+        );
+        // An instruction fetch from a device window mapped execute-never
+        // (EC 0x20, IFSC 0b001111).
+        let hsr = (0x20 << 26) | (1 << 25) | 0b00_1111;
+        assert_eq!(
+            trap(hsr, 0, 0x0804_0000, 0x0009_0000).trap,
+            Trap::PrefetchAbort {
+                va: 0x0804_0000,
+                ipa: None,
+                kind: FaultKind::Permission { level: 3 },
+                stage1_walk: false
+            }
+        );
+        // A permission fault on a stage-1 walk (S1PTW) does record the
+        // walk's page in HPFAR.
+        let hsr = (0x24 << 26) | (1 << 25) | (1 << 7) | 0b00_1110;
+        assert_eq!(
+            trap(hsr, 0x0000_1234, 0, 0x0040_0100).trap,
+            Trap::DataAbort {
+                va: 0x0000_1234,
+                ipa: Some(0x4001_0000),
+                write: false,
+                kind: FaultKind::Permission { level: 2 },
+                stage1_walk: true
             }
         );
     }
