@@ -43,8 +43,9 @@ rows() {
     preemption "$console"
 }
 preemption() {
-    # VM switch under preemption: both VMs spun reading PMCCNTR, the CPU's one
-    # counter, and printed each gap in their readings as "bench: main|peer gap
+    # VM switch under preemption: both VMs spun reading the virtual counter,
+    # the one all VMs share (each VM's PMCCNTR is its own), and printed each
+    # gap in their readings, in instructions, as "bench: main|peer gap
     # BEFORE AFTER". A main gap brackets a peer turn: the switch into the peer
     # is the peer's first reading after its own gap less the main VM's last
     # reading, the switch back the main VM's next reading less the peer's last
@@ -136,10 +137,15 @@ done
 cat <<'TAIL'
 The VM switch row: the bench VM calls YIELD while a second VM
 ('bench-peer') yields in a loop; the round trip (two switches, each with a
-hypercall exit, saving and restoring the banked registers, CP15 and
-VFP/NEON state, the VM's interrupt context, the stage-2 switch by VMID
-without TLB invalidation, and the entry) less the peer's three loop
-instructions, halved. On qemu-virt the interrupt context is the GIC's:
+hypercall exit, saving and restoring the banked registers, CP15 state with
+the performance monitors, VFP/NEON state, the VM's interrupt context, the
+stage-2 switch by VMID without TLB invalidation, and the entry) less the
+peer's three loop instructions, halved. Each VM's PMCCNTR is its own (it
+stops while the other VM runs), so this row, the scheduling tick and the
+switch under preemption are timed with the virtual counter, which all VMs
+share: one tick is 16 instructions under `-icount shift=0`, so their
+minimums are exact to 16 instructions and their means to 16 over the
+number of samples. On qemu-virt the interrupt context is the GIC's:
 GICH_VMCR, GICH_APR, the occupied list registers and the timer's mask.
 
 GIC acknowledge + EOI: GICC_IAR and GICC_EOIR for an SGI the guest sent

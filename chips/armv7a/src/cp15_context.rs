@@ -7,6 +7,14 @@
 //! run on this CPU. [`Cp15Context::save`] reads them all, [`restore`] writes
 //! them back.
 //!
+//! The performance monitors ([`PmuContext`]) are switched too: every event
+//! counter a guest can reach (HDCR.HPMN gives guests all of them, up to
+//! [`MAX_EVENT_COUNTERS`]), their event types, the cycle counter and its
+//! filter, the enable, interrupt-enable and overflow flags, PMSELR and
+//! PMUSERENR. A guest's counters therefore count only while it runs (and,
+//! unless it sets PMCCFILTR.NSH, not in Hyp mode), and no VM sees or
+//! changes another's.
+//!
 //! Not included: ACTLR (the guest sees the hypervisor's choice; its writes
 //! are not meaningful on QEMU and HACTLR governs them on hardware), VPIDR and
 //! VMPIDR (set once per VM, not saved), and FP/SIMD state (separate).
@@ -58,6 +66,8 @@ pub struct Cp15Context {
     pub par: u64,
     /// CNTKCTL.
     pub cntkctl: u32,
+    /// The performance monitors.
+    pub pmu: PmuContext,
     /// CNTV_CTL.
     pub cntv_ctl: u32,
     /// CNTV_CVAL.
@@ -115,6 +125,119 @@ macro_rules! cp15_64 {
     };
 }
 
+/// The most event counters switched per VM (a Cortex-A15 has 6; QEMU's
+/// has 4); counters beyond are kept from guests by HDCR.HPMN.
+pub const MAX_EVENT_COUNTERS: usize = 8;
+
+/// PMCR.E: counters enabled.
+#[cfg(target_arch = "arm")]
+const PMCR_E: u32 = 1 << 0;
+/// PMCR.P and PMCR.C: reset the event counters and the cycle counter
+/// (actions, never restored).
+#[cfg(target_arch = "arm")]
+const PMCR_ACTIONS: u32 = (1 << 1) | (1 << 2);
+/// PMSELR's value that selects PMCCFILTR through PMXEVTYPER.
+#[cfg(target_arch = "arm")]
+const SELECT_CYCLE_FILTER: u32 = 31;
+
+/// One guest's performance-monitor state (see the module documentation).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PmuContext {
+    /// PMCR (without the P and C actions).
+    pub pmcr: u32,
+    /// PMCNTENSET: which counters are enabled.
+    pub enabled: u32,
+    /// PMINTENSET: which overflow interrupts are enabled.
+    pub interrupts: u32,
+    /// PMOVSR: which counters overflowed.
+    pub overflows: u32,
+    /// PMSELR.
+    pub selected: u32,
+    /// PMUSERENR.
+    pub user_enable: u32,
+    /// PMCCNTR.
+    pub cycles: u32,
+    /// PMCCFILTR.
+    pub cycle_filter: u32,
+    /// PMXEVTYPERn, for the guests' counters.
+    pub event_types: [u32; MAX_EVENT_COUNTERS],
+    /// PMXEVCNTRn.
+    pub event_counts: [u32; MAX_EVENT_COUNTERS],
+}
+
+/// How many event counters guests get: PMCR.N, at most
+/// [`MAX_EVENT_COUNTERS`].
+#[cfg(target_arch = "arm")]
+pub fn guest_event_counters() -> usize {
+    let pmcr = cp15_32!(read 0, 9, 12, 0);
+    (((pmcr >> 11) & 0x1f) as usize).min(MAX_EVENT_COUNTERS)
+}
+
+impl PmuContext {
+    /// Reads the performance monitors from the CPU.
+    #[cfg(target_arch = "arm")]
+    pub fn save() -> PmuContext {
+        let mut pmu = PmuContext {
+            pmcr: cp15_32!(read 0, 9, 12, 0) & !PMCR_ACTIONS,
+            enabled: cp15_32!(read 0, 9, 12, 1),
+            interrupts: cp15_32!(read 0, 9, 14, 1),
+            overflows: cp15_32!(read 0, 9, 12, 3),
+            selected: cp15_32!(read 0, 9, 12, 5),
+            user_enable: cp15_32!(read 0, 9, 14, 0),
+            cycles: cp15_32!(read 0, 9, 13, 0),
+            ..PmuContext::default()
+        };
+        for counter in 0..guest_event_counters() {
+            // SAFETY: PMSELR only selects which counter PMXEVTYPER and
+            // PMXEVCNTR reach; the guest's own selection is restored with
+            // the rest of its state before it runs.
+            unsafe { cp15_32!(write 0, 9, 12, 5, counter as u32) };
+            aarch32_cpu::asm::isb();
+            pmu.event_types[counter] = cp15_32!(read 0, 9, 13, 1);
+            pmu.event_counts[counter] = cp15_32!(read 0, 9, 13, 2);
+        }
+        // SAFETY: as above.
+        unsafe { cp15_32!(write 0, 9, 12, 5, SELECT_CYCLE_FILTER) };
+        aarch32_cpu::asm::isb();
+        pmu.cycle_filter = cp15_32!(read 0, 9, 13, 1);
+        pmu
+    }
+
+    /// Writes the performance monitors back: counting stops first, every
+    /// counter and flag is set, and counting resumes as the guest had it.
+    ///
+    /// # Safety
+    /// As for [`Cp15Context::restore`].
+    #[cfg(target_arch = "arm")]
+    pub unsafe fn restore(&self) {
+        // SAFETY: the guest's own values (the caller's promise); these
+        // registers count and signal for PL0/PL1 only, unless the guest's
+        // own PMCCFILTR.NSH counts its time in Hyp mode.
+        unsafe {
+            cp15_32!(write 0, 9, 12, 0, self.pmcr & !(PMCR_E | PMCR_ACTIONS));
+            cp15_32!(write 0, 9, 12, 2, u32::MAX); // PMCNTENCLR
+            cp15_32!(write 0, 9, 14, 2, u32::MAX); // PMINTENCLR
+            cp15_32!(write 0, 9, 12, 3, u32::MAX); // PMOVSR: write 1 to clear
+            for counter in 0..guest_event_counters() {
+                cp15_32!(write 0, 9, 12, 5, counter as u32);
+                aarch32_cpu::asm::isb();
+                cp15_32!(write 0, 9, 13, 1, self.event_types[counter]);
+                cp15_32!(write 0, 9, 13, 2, self.event_counts[counter]);
+            }
+            cp15_32!(write 0, 9, 12, 5, SELECT_CYCLE_FILTER);
+            aarch32_cpu::asm::isb();
+            cp15_32!(write 0, 9, 13, 1, self.cycle_filter);
+            cp15_32!(write 0, 9, 13, 0, self.cycles);
+            cp15_32!(write 0, 9, 14, 3, self.overflows); // PMOVSSET
+            cp15_32!(write 0, 9, 14, 1, self.interrupts); // PMINTENSET
+            cp15_32!(write 0, 9, 12, 1, self.enabled); // PMCNTENSET
+            cp15_32!(write 0, 9, 14, 0, self.user_enable);
+            cp15_32!(write 0, 9, 12, 5, self.selected);
+            cp15_32!(write 0, 9, 12, 0, self.pmcr);
+        }
+    }
+}
+
 impl Cp15Context {
     /// Reads the guest's registers from the CPU.
     #[cfg(target_arch = "arm")]
@@ -141,6 +264,7 @@ impl Cp15Context {
             csselr: cp15_32!(read 2, 0, 0, 0),
             par: cp15_64!(read 0, 7),
             cntkctl: cp15_32!(read 0, 14, 1, 0),
+            pmu: PmuContext::save(),
             cntv_ctl: cp15_32!(read 0, 14, 3, 1),
             cntv_cval: cp15_64!(read 3, 14),
         }
@@ -184,6 +308,7 @@ impl Cp15Context {
             cp15_32!(write 2, 0, 0, 0, self.csselr);
             cp15_64!(write 0, 7, self.par);
             cp15_32!(write 0, 14, 1, 0, self.cntkctl);
+            self.pmu.restore();
             cp15_32!(write 0, 14, 3, 1, self.cntv_ctl);
             cp15_64!(write 3, 14, self.cntv_cval);
         }

@@ -369,6 +369,16 @@ pub unsafe fn init_virtualization() {
     use crate::registers::{TlbiAllNsNh, Vtcr};
     // SAFETY: no guest runs yet; VTCR only describes stage-2 tables.
     unsafe { Vtcr::write(Vtcr(crate::stage2::VTCR)) };
+    // HDCR: guests get the event counters Capvisor switches per VM
+    // (HPMN); no performance-monitor or debug access is trapped (TPM,
+    // TPMCR, TDE, TDA, TDOSA, TDRA clear), the counters reserved for Hyp
+    // (none when HPMN = PMCR.N) stay disabled (HPME clear).
+    let hdcr = crate::cp15_context::guest_event_counters() as u32;
+    // SAFETY: HDCR only configures traps and counter partitioning; no
+    // guest runs yet.
+    unsafe {
+        core::arch::asm!("mcr p15, 4, {}, c1, c1, 1", in(reg) hdcr, options(nomem, nostack, preserves_flags))
+    };
     crate::fp_context::enable_hyp_fp_access();
     aarch32_cpu::asm::isb();
     TlbiAllNsNh::write();
