@@ -35,12 +35,25 @@ pub trait GuestRegisters {
     /// Sets the PC the guest resumes at.
     fn set_pc(&mut self, pc: u32);
     /// Emulates a trapped system register access (reading into or writing
-    /// from the guest's registers). `false`: not emulated, and the guest
-    /// gets an undefined-instruction exception.
-    fn emulate_system_register(&mut self, access: &SystemRegisterAccess) -> bool {
+    /// from the guest's registers). The default emulates nothing: the
+    /// guest gets an undefined-instruction exception.
+    fn emulate_system_register(&mut self, access: &SystemRegisterAccess) -> SystemRegisterOutcome {
         let _ = access;
-        false
+        SystemRegisterOutcome::Undefined
     }
+}
+
+/// What became of a trapped system register access.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SystemRegisterOutcome {
+    /// Emulated: the guest resumes after the instruction.
+    Emulated,
+    /// The hypervisor gave the guest the register (it no longer traps):
+    /// the guest runs the instruction again itself.
+    Retry,
+    /// Not a register the guest may use: an undefined-instruction
+    /// exception.
+    Undefined,
 }
 
 /// Why a virtual device refused an access.
@@ -237,14 +250,14 @@ pub fn dispatch(
             },
         },
         Trap::PrefetchAbort { va, .. } => Action::InjectPrefetchAbort { va },
-        Trap::SystemRegister { access, .. } => {
-            if registers.emulate_system_register(&access) {
+        Trap::SystemRegister { access, .. } => match registers.emulate_system_register(&access) {
+            SystemRegisterOutcome::Emulated => {
                 skip(registers, bytes);
                 Action::Resume
-            } else {
-                Action::InjectUndefined
             }
-        }
+            SystemRegisterOutcome::Retry => Action::Resume,
+            SystemRegisterOutcome::Undefined => Action::InjectUndefined,
+        },
         Trap::FloatingPoint | Trap::Undefined { .. } => Action::InjectUndefined,
         Trap::Irq | Trap::Fiq => Action::Resume,
     }
@@ -798,12 +811,18 @@ mod tests {
             fn set_pc(&mut self, pc: u32) {
                 self.0.pc = pc
             }
-            fn emulate_system_register(&mut self, access: &SystemRegisterAccess) -> bool {
-                if (access.crn, access.opc2) == (1, 1) && access.read {
-                    self.0.r[access.register as usize] = 0x40;
-                    return true;
+            fn emulate_system_register(
+                &mut self,
+                access: &SystemRegisterAccess,
+            ) -> SystemRegisterOutcome {
+                match (access.crn, access.opc2, access.read) {
+                    (1, 1, true) => {
+                        self.0.r[access.register as usize] = 0x40;
+                        SystemRegisterOutcome::Emulated
+                    }
+                    (9, _, _) => SystemRegisterOutcome::Retry,
+                    _ => SystemRegisterOutcome::Undefined,
                 }
-                false
             }
         }
         let device = FakeDevice { word: Cell::new(0) };
@@ -832,6 +851,9 @@ mod tests {
         );
         let action = run_with(trap(15, 0), &mut regs, &device);
         assert_eq!((action, regs.0.pc), (Action::InjectUndefined, 0x504));
+        // A register handed to the guest: the same instruction again.
+        let action = run_with(trap(9, 0), &mut regs, &device);
+        assert_eq!((action, regs.0.pc), (Action::Resume, 0x504));
     }
 
     #[test]

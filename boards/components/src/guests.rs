@@ -29,7 +29,7 @@
 
 use crate::{io, log};
 use alloc::vec::Vec;
-use armv7a::cp15_context::Cp15Context;
+use armv7a::cp15_context::{Cp15Context, PmuContext};
 use armv7a::generic_timer::Counter;
 use armv7a::stage2::{vttbr, GuestAccess, GuestMapping, Stage2Tables};
 use armv7a::vcpu::ArmVcpu;
@@ -203,6 +203,7 @@ fn create_vcpu(
     device_tree: DeviceTreeSource,
     extra: &[GuestMapping],
     cp15_at_reset: Cp15Context,
+    pmu_at_reset: PmuContext,
 ) -> ArmVcpu {
     let tables = STAGE2[index]
         .take()
@@ -236,6 +237,7 @@ fn create_vcpu(
     ArmVcpu::new(
         boot,
         cp15_at_reset,
+        pmu_at_reset,
         vttbr(vmid, tables.root_table_address()),
     )
 }
@@ -420,6 +422,7 @@ pub fn create_vms(
 ) -> &'static mut [Vm<'static, ArmVcpu>] {
     let counter = Counter;
     let cp15_at_reset = Cp15Context::save();
+    let pmu_at_reset = PmuContext::save();
     let psci: &'static Psci = leak(Psci::new());
     let stop_policy: &'static StopFaultPolicy = leak(StopFaultPolicy);
     let vms: Vec<Vm<'static, ArmVcpu>> = (0..system.count()).map(|index| {
@@ -447,7 +450,14 @@ pub fn create_vms(
         let services: &'static [&'static dyn HypercallDriver; 2] =
             leak([psci as &dyn HypercallDriver, &system.services[index]]);
         system.memories[index].load();
-        let mut vcpu = create_vcpu(index, config, spec.device_tree, &extra, cp15_at_reset);
+        let mut vcpu = create_vcpu(
+            index,
+            config,
+            spec.device_tree,
+            &extra,
+            cp15_at_reset,
+            pmu_at_reset,
+        );
         // The VM's virtual counter starts at 0 now and runs with the
         // physical one from then on (see capsules::virtual_timer).
         vcpu.virtual_offset = counter.now();

@@ -7,13 +7,13 @@
 //! run on this CPU. [`Cp15Context::save`] reads them all, [`restore`] writes
 //! them back.
 //!
-//! The performance monitors ([`PmuContext`]) are switched too: every event
-//! counter a guest can reach (HDCR.HPMN gives guests all of them, up to
-//! [`MAX_EVENT_COUNTERS`]), their event types, the cycle counter and its
-//! filter, the enable, interrupt-enable and overflow flags, PMSELR and
-//! PMUSERENR. A guest's counters therefore count only while it runs (and,
-//! unless it sets PMCCFILTR.NSH, not in Hyp mode), and no VM sees or
-//! changes another's.
+//! The performance monitors ([`PmuContext`]) are switched too, lazily (see
+//! `vcpu`): every event counter a guest can reach (HDCR.HPMN gives guests
+//! all of them, up to [`MAX_EVENT_COUNTERS`]), their event types, the cycle
+//! counter and its filter, the enable, interrupt-enable and overflow flags,
+//! PMSELR and PMUSERENR. A guest's counters therefore count only while it
+//! runs (and, unless it sets PMCCFILTR.NSH, not in Hyp mode), and no VM
+//! sees or changes another's.
 //!
 //! Not included: ACTLR (the guest sees the hypervisor's choice; its writes
 //! are not meaningful on QEMU and HACTLR governs them on hardware), VPIDR and
@@ -66,8 +66,6 @@ pub struct Cp15Context {
     pub par: u64,
     /// CNTKCTL.
     pub cntkctl: u32,
-    /// The performance monitors.
-    pub pmu: PmuContext,
     /// CNTV_CTL.
     pub cntv_ctl: u32,
     /// CNTV_CVAL.
@@ -203,6 +201,25 @@ impl PmuContext {
         pmu
     }
 
+    /// Stops every counter (PMCR.E clear), so that a guest's counts do not
+    /// run on while another VM has the CPU.
+    #[cfg(target_arch = "arm")]
+    pub fn stop_counting() {
+        let pmcr = cp15_32!(read 0, 9, 12, 0);
+        // SAFETY: clearing PMCR.E only stops the counters.
+        unsafe { cp15_32!(write 0, 9, 12, 0, pmcr & !(PMCR_E | PMCR_ACTIONS)) };
+    }
+
+    /// Whether `access` is to a performance-monitor register (CP15 c9,
+    /// c12-c14 with opc1 0).
+    pub fn is_pmu_register(access: &hyp::trap::SystemRegisterAccess) -> bool {
+        access.coprocessor == 15
+            && access.opc1 == 0
+            && access.crn == 9
+            && (12..=14).contains(&access.crm)
+            && access.register2.is_none()
+    }
+
     /// Writes the performance monitors back: counting stops first, every
     /// counter and flag is set, and counting resumes as the guest had it.
     ///
@@ -264,7 +281,6 @@ impl Cp15Context {
             csselr: cp15_32!(read 2, 0, 0, 0),
             par: cp15_64!(read 0, 7),
             cntkctl: cp15_32!(read 0, 14, 1, 0),
-            pmu: PmuContext::save(),
             cntv_ctl: cp15_32!(read 0, 14, 3, 1),
             cntv_cval: cp15_64!(read 3, 14),
         }
@@ -308,7 +324,6 @@ impl Cp15Context {
             cp15_32!(write 2, 0, 0, 0, self.csselr);
             cp15_64!(write 0, 7, self.par);
             cp15_32!(write 0, 14, 1, 0, self.cntkctl);
-            self.pmu.restore();
             cp15_32!(write 0, 14, 3, 1, self.cntv_ctl);
             cp15_64!(write 3, 14, self.cntv_cval);
         }

@@ -8,11 +8,19 @@
 //! (which stay in the CPU while it is switched in). The kernel calls
 //! `switch_in` / `switch_out` only when the CPU changes hands, so exits that
 //! return to the same VM pay for none of it.
+//!
+//! The performance monitors ([`PmuContext`]) are switched lazily: a VM
+//! runs with them trapped (HDCR.TPM) until it first touches one; that
+//! access loads its own monitors (their reset state, the first time),
+//! hands them to it and retries the instruction. From then on they are
+//! saved, and stopped, when it is switched out and restored when it is
+//! switched in. A VM that never uses them (most) costs nothing at a
+//! switch, and no VM ever reads what another left in them.
 
-use crate::cp15_context::Cp15Context;
+use crate::cp15_context::{Cp15Context, PmuContext};
 use crate::fp_context::FpContext;
 use crate::world_switch::GuestContext;
-use hyp::dispatch::GuestRegisters;
+use hyp::dispatch::{GuestRegisters, SystemRegisterOutcome};
 #[cfg(target_arch = "arm")]
 use hyp::interrupts::{VirtualIrqLine, VirtualTimer};
 use hyp::trap::SystemRegisterAccess;
@@ -44,13 +52,30 @@ pub struct ArmVcpu {
     boot: GuestContext,
     #[cfg_attr(not(target_arch = "arm"), allow(dead_code))]
     cp15_at_reset: Cp15Context,
+    /// Its performance monitors (valid while switched out, or while it
+    /// has not used them).
+    pub pmu: PmuContext,
+    /// Whether it has used the performance monitors since its last reset
+    /// (they are its own in the CPU while it runs, not trapped).
+    pmu_used: bool,
+    #[cfg_attr(not(target_arch = "arm"), allow(dead_code))]
+    pmu_at_reset: PmuContext,
 }
 
 impl ArmVcpu {
-    /// A vCPU that boots from `boot` with the system registers the CPU had
-    /// out of reset (`cp15_at_reset`, saved before any guest ran).
-    pub fn new(boot: GuestContext, cp15_at_reset: Cp15Context, vttbr: u64) -> ArmVcpu {
+    /// A vCPU that boots from `boot` with the system registers and the
+    /// performance monitors the CPU had out of reset (`cp15_at_reset`,
+    /// `pmu_at_reset`, saved before any guest ran).
+    pub fn new(
+        boot: GuestContext,
+        cp15_at_reset: Cp15Context,
+        pmu_at_reset: PmuContext,
+        vttbr: u64,
+    ) -> ArmVcpu {
         ArmVcpu {
+            pmu: pmu_at_reset,
+            pmu_used: false,
+            pmu_at_reset,
             context: boot,
             cp15: cp15_at_reset,
             fp: FpContext::default(),
@@ -129,8 +154,22 @@ impl GuestRegisters for ArmVcpu {
     }
 
     /// ACTLR (`MRC/MCR p15, 0, Rt, c1, c0, 1`) is emulated: reads see the
-    /// vCPU's value, writes change it. Everything else trapped is not.
-    fn emulate_system_register(&mut self, access: &SystemRegisterAccess) -> bool {
+    /// vCPU's value, writes change it. The first access to a performance
+    /// monitor hands the VM its own and is retried. Everything else
+    /// trapped is undefined.
+    fn emulate_system_register(&mut self, access: &SystemRegisterAccess) -> SystemRegisterOutcome {
+        if PmuContext::is_pmu_register(access) && !self.pmu_used {
+            self.pmu_used = true;
+            #[cfg(target_arch = "arm")]
+            {
+                // SAFETY: the VM is switched in; these are its own
+                // monitors (their reset state, or what it left at its last
+                // switch-out).
+                unsafe { self.pmu.restore() };
+                crate::world_switch::set_pmu_trap(false);
+            }
+            return SystemRegisterOutcome::Retry;
+        }
         let actlr = (
             access.coprocessor,
             access.opc1,
@@ -140,14 +179,14 @@ impl GuestRegisters for ArmVcpu {
         ) == (15, 0, 1, 0, 1)
             && access.register2.is_none();
         if !actlr {
-            return false;
+            return SystemRegisterOutcome::Undefined;
         }
         if access.read {
             self.context.set_register(access.register, self.actlr);
         } else {
             self.actlr = self.context.register(access.register);
         }
-        true
+        SystemRegisterOutcome::Emulated
     }
 }
 
@@ -161,7 +200,11 @@ impl Vcpu for ArmVcpu {
             self.cp15.restore();
             self.fp.restore();
             crate::world_switch::install_guest_translation(self.vttbr);
+            if self.pmu_used {
+                self.pmu.restore();
+            }
         }
+        crate::world_switch::set_pmu_trap(!self.pmu_used);
         crate::generic_timer::set_virtual_offset(self.virtual_offset);
         self.live = true;
     }
@@ -170,6 +213,10 @@ impl Vcpu for ArmVcpu {
         crate::world_switch::save_banked(&mut self.context);
         self.cp15.save_into();
         self.fp.save_into();
+        if self.pmu_used {
+            self.pmu = PmuContext::save();
+            PmuContext::stop_counting();
+        }
         self.live = false;
     }
 
@@ -186,6 +233,13 @@ impl Vcpu for ArmVcpu {
     }
 
     fn reset(&mut self) {
+        if self.pmu_used {
+            // The last life's counters stop; the next life starts with the
+            // monitors trapped and, at its first use, in their reset state.
+            PmuContext::stop_counting();
+        }
+        self.pmu = self.pmu_at_reset;
+        self.pmu_used = false;
         self.context = self.boot;
         self.cp15 = self.cp15_at_reset;
         self.fp = FpContext::default();
@@ -270,17 +324,63 @@ mod tests {
 
     #[test]
     fn actlr_is_emulated_per_vcpu() {
-        let mut vcpu = ArmVcpu::new(GuestContext::boot(0x4000_0000), Cp15Context::default(), 0);
-        assert!(vcpu.emulate_system_register(&actlr_access(true, 2)));
+        let mut vcpu = ArmVcpu::new(
+            GuestContext::boot(0x4000_0000),
+            Cp15Context::default(),
+            PmuContext::default(),
+            0,
+        );
+        assert_eq!(
+            vcpu.emulate_system_register(&actlr_access(true, 2)),
+            SystemRegisterOutcome::Emulated
+        );
         assert_eq!(vcpu.context.r[2], ACTLR_AT_RESET);
         vcpu.context.r[3] = 0x41;
-        assert!(vcpu.emulate_system_register(&actlr_access(false, 3)));
+        assert_eq!(
+            vcpu.emulate_system_register(&actlr_access(false, 3)),
+            SystemRegisterOutcome::Emulated
+        );
         assert_eq!(vcpu.actlr, 0x41);
         let mut sctlr = actlr_access(true, 2);
         sctlr.opc2 = 0;
-        assert!(
-            !vcpu.emulate_system_register(&sctlr),
+        assert_eq!(
+            vcpu.emulate_system_register(&sctlr),
+            SystemRegisterOutcome::Undefined,
             "SCTLR is not trapped"
         );
+    }
+
+    #[test]
+    fn the_first_performance_monitor_access_hands_them_over_and_retries() {
+        let mut vcpu = ArmVcpu::new(
+            GuestContext::boot(0x4000_0000),
+            Cp15Context::default(),
+            PmuContext::default(),
+            0,
+        );
+        // MRC p15, 0, r2, c9, c13, 0: PMCCNTR.
+        let pmccntr = SystemRegisterAccess {
+            coprocessor: 15,
+            read: true,
+            opc1: 0,
+            crn: 9,
+            crm: 13,
+            opc2: 0,
+            register: 2,
+            register2: None,
+        };
+        assert_eq!(
+            vcpu.emulate_system_register(&pmccntr),
+            SystemRegisterOutcome::Retry
+        );
+        assert!(vcpu.pmu_used);
+        // Trapped again (it cannot be, once handed over): not emulated.
+        assert_eq!(
+            vcpu.emulate_system_register(&pmccntr),
+            SystemRegisterOutcome::Undefined
+        );
+        let mut cache = pmccntr;
+        cache.crn = 7;
+        assert!(!PmuContext::is_pmu_register(&cache));
     }
 }

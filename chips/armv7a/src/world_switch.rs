@@ -369,21 +369,32 @@ pub unsafe fn init_virtualization() {
     use crate::registers::{TlbiAllNsNh, Vtcr};
     // SAFETY: no guest runs yet; VTCR only describes stage-2 tables.
     unsafe { Vtcr::write(Vtcr(crate::stage2::VTCR)) };
-    // HDCR: guests get the event counters Capvisor switches per VM
-    // (HPMN); no performance-monitor or debug access is trapped (TPM,
-    // TPMCR, TDE, TDA, TDOSA, TDRA clear), the counters reserved for Hyp
-    // (none when HPMN = PMCR.N) stay disabled (HPME clear).
-    let hdcr = crate::cp15_context::guest_event_counters() as u32;
-    // SAFETY: HDCR only configures traps and counter partitioning; no
-    // guest runs yet.
-    unsafe {
-        core::arch::asm!("mcr p15, 4, {}, c1, c1, 1", in(reg) hdcr, options(nomem, nostack, preserves_flags))
-    };
+    set_pmu_trap(true);
     crate::fp_context::enable_hyp_fp_access();
     aarch32_cpu::asm::isb();
     TlbiAllNsNh::write();
     aarch32_cpu::asm::dsb();
     aarch32_cpu::asm::isb();
+}
+
+/// HDCR.TPMCR and HDCR.TPM: the guest's accesses to PMCR, and to every
+/// performance-monitor register, trap to Hyp.
+const HDCR_TRAP_PMU: u32 = (1 << 5) | (1 << 6);
+
+/// Sets HDCR: guests get the event counters Capvisor switches per VM
+/// (HPMN), the counters reserved for Hyp (none when HPMN = PMCR.N) stay
+/// disabled (HPME clear), debug accesses are not trapped (TDE, TDA, TDOSA,
+/// TDRA clear), and the performance monitors trap (TPM, TPMCR) when
+/// `trap`: until a VM first touches them (see `vcpu`).
+#[cfg(target_arch = "arm")]
+pub fn set_pmu_trap(trap: bool) {
+    let hdcr =
+        crate::cp15_context::guest_event_counters() as u32 | if trap { HDCR_TRAP_PMU } else { 0 };
+    // SAFETY: HDCR only configures traps and counter partitioning for
+    // PL0/PL1; the VM switched in is the one the choice is made for.
+    unsafe {
+        core::arch::asm!("mcr p15, 4, {}, c1, c1, 1", in(reg) hdcr, options(nomem, nostack, preserves_flags))
+    };
 }
 
 /// HCR.VI: a virtual IRQ is pending for the guest.
