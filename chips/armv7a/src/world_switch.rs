@@ -379,6 +379,7 @@ pub unsafe fn init_virtualization() {
 
 /// HDCR.TPMCR and HDCR.TPM: the guest's accesses to PMCR, and to every
 /// performance-monitor register, trap to Hyp.
+#[cfg(target_arch = "arm")]
 const HDCR_TRAP_PMU: u32 = (1 << 5) | (1 << 6);
 
 /// Sets HDCR: guests get the event counters Capvisor switches per VM
