@@ -4,13 +4,15 @@
 //!
 //! `hyp` depends on nothing else in the tree (see DESIGN.md). Everything here
 //! is architecture neutral and is tested on the host. Unsafe code is denied
-//! except in the three small, documented utilities that need it
+//! except for the capability traits ([`capabilities`]) and in the three
+//! small, documented utilities that need it
 //! ([`utilities::StaticRef`], [`utilities::TakeOnce`],
 //! [`utilities::BumpAllocator`]).
 #![no_std]
 #![deny(unsafe_code)]
 #![deny(unsafe_op_in_unsafe_fn)]
 
+pub mod capabilities;
 pub mod config;
 pub mod debug;
 pub mod device_tree;

@@ -40,6 +40,7 @@ use capsules::hypervisor_service::HypervisorService;
 use capsules::psci::Psci;
 use capsules::virtual_gic::VirtualGic;
 use capsules::virtual_uart::VirtualUart;
+use hyp::capabilities::{Stage2MappingCapability, VcpuCreationCapability};
 use hyp::config::{
     validate, BoardOffer, DeviceClaim, ImageConfig, ImageKind, ImageProblem, VmConfig, MAX_VMS,
 };
@@ -198,6 +199,7 @@ fn claims(config: &VmConfig<'_>, name: &str) -> bool {
 /// Builds VM `index`'s stage 2 (its RAM, and `extra` windows such as a
 /// GIC's virtual CPU interface) and vCPU (VMID `index + 1`).
 fn create_vcpu(
+    capabilities: &VmCapabilities<'_>,
     index: usize,
     config: &VmConfig<'static>,
     device_tree: DeviceTreeSource,
@@ -217,7 +219,7 @@ fn create_vcpu(
         access: GuestAccess::ReadWriteExecute,
     };
     for mapping in core::iter::once(&ram).chain(extra) {
-        if let Err(error) = tables.map(mapping) {
+        if let Err(error) = tables.map(capabilities.stage2, mapping) {
             io::refuse_boot(format_args!("VM '{}': {}", config.name, error));
         }
     }
@@ -234,12 +236,18 @@ fn create_vcpu(
         }
         (None, _) => 0,
     };
-    ArmVcpu::new(
-        boot,
-        cp15_at_reset,
-        pmu_at_reset,
-        vttbr(vmid, tables.root_table_address()),
-    )
+    // SAFETY: these tables were taken for this VM alone (TakeOnce), live
+    // in a static for ever, map only its RAM and the windows its wiring
+    // names; VMID `index + 1` is this VM's alone.
+    unsafe {
+        ArmVcpu::new(
+            capabilities.vcpu,
+            boot,
+            cp15_at_reset,
+            pmu_at_reset,
+            vttbr(vmid, tables.root_table_address()),
+        )
+    }
 }
 
 /// Moves `value` to the boot heap for the rest of the run (Tock's
@@ -413,12 +421,29 @@ impl core::fmt::Debug for InterruptWiring {
     }
 }
 
+/// The capabilities creating VMs takes, from the board.
+#[derive(Clone, Copy)]
+pub struct VmCapabilities<'a> {
+    /// To map each VM's RAM and windows into its stage 2.
+    pub stage2: &'a dyn Stage2MappingCapability,
+    /// To create each VM's vCPU on those tables.
+    pub vcpu: &'a dyn VcpuCreationCapability,
+}
+
+impl core::fmt::Debug for VmCapabilities<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("VmCapabilities")
+    }
+}
+
 /// Creates the VMs: RAM loaded, stage 2, vCPU at its entry, capsules
 /// (virtual PL011, virtual GIC windows, PSCI, Capvisor's service) and
-/// fault policy, with each VM's interrupt wiring from the board.
+/// fault policy, with each VM's interrupt wiring and the capabilities to
+/// build its stage 2 and vCPU from the board.
 pub fn create_vms(
     system: &System,
     wiring: &[InterruptWiring],
+    capabilities: &VmCapabilities<'_>,
 ) -> &'static mut [Vm<'static, ArmVcpu>] {
     let counter = Counter;
     let cp15_at_reset = Cp15Context::save();
@@ -451,6 +476,7 @@ pub fn create_vms(
             leak([psci as &dyn HypercallDriver, &system.services[index]]);
         system.memories[index].load();
         let mut vcpu = create_vcpu(
+            capabilities,
             index,
             config,
             spec.device_tree,

@@ -30,6 +30,7 @@ use armv7a::generic_timer::Counter;
 use capsules::console_mux::{ConsoleMux, Input};
 use capsules::virtual_uart::VirtualUart;
 use core::cell::Cell;
+use hyp::capabilities::InterruptRoutingCapability;
 use hyp::hil::interrupt::InterruptController;
 use hyp::hil::time::{Alarm, Clock};
 use hyp::interrupts::InterruptBackend;
@@ -103,9 +104,12 @@ impl core::fmt::Debug for BoardPlatform<'_> {
 }
 
 impl<'a> BoardPlatform<'a> {
-    /// The platform, with console input flowing to VM 1.
+    /// The platform, with console input flowing to the focused VM. Which
+    /// physical lines go where (`lines`, and each VM's backend) is a
+    /// routing only a board may decide (`_routing`).
     #[allow(clippy::too_many_arguments)]
     pub fn new(
+        _routing: &dyn InterruptRoutingCapability,
         counter: &'a Counter,
         alarm: &'a dyn Alarm,
         controller: &'a dyn InterruptController,

@@ -37,7 +37,7 @@ use armv7a::generic_timer::Counter;
 use armv7a::hyp_tables::HypTables;
 use armv7a::vcpu::HcrVirtualIrq;
 use capsules::virtual_gic::SoftwareBackend;
-use components::guests::{self, leak, GuestPool, InterruptWiring};
+use components::guests::{self, leak, GuestPool, InterruptWiring, VmCapabilities};
 use components::platform::{BoardPlatform, Lines};
 use components::{boot, io, log};
 use hyp::interrupts::InterruptBackend;
@@ -100,6 +100,8 @@ pub extern "C" fn capvisor_main() -> ! {
         ));
     }
 
+    // Which physical interrupt goes where is this board's to decide.
+    let routing = hyp::create_capability!(hyp::capabilities::InterruptRoutingCapability);
     let system = guests::prepare(GuestPool {
         pool: &memory_map::GUEST_RAM,
         staging: &memory_map::GUEST_IMAGES,
@@ -122,13 +124,24 @@ pub extern "C" fn capvisor_main() -> ! {
             }
         })
         .collect();
-    let vms = guests::create_vms(&system, &wiring);
+    // The privileged steps of building VMs, this board's to take.
+    let stage2 = hyp::create_capability!(hyp::capabilities::Stage2MappingCapability);
+    let vcpu = hyp::create_capability!(hyp::capabilities::VcpuCreationCapability);
+    let vms = guests::create_vms(
+        &system,
+        &wiring,
+        &VmCapabilities {
+            stage2: &stage2,
+            vcpu: &vcpu,
+        },
+    );
 
     let counter: &'static Counter = leak(Counter);
     // SAFETY: counter/timer 1 is in the Hyp map ("timers") and owned by the
     // platform's alarm from here on.
     let timer = unsafe { Timer::new(TIMERS_BASE + TIMER_STRIDE) };
     let platform = BoardPlatform::new(
+        &routing,
         counter,
         leak(OneShotAlarm::new(timer, TIMER1_HZ, counter)),
         leak(pic),

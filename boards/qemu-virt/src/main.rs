@@ -36,7 +36,7 @@ use armv7a::generic_timer::{Counter, HypTimerAlarm};
 use armv7a::hyp_tables::HypTables;
 use armv7a::stage2::{GuestAccess, GuestMapping};
 use capsules::virtual_gic::{self, GicV2Backend};
-use components::guests::{self, leak, GuestPool, InterruptWiring};
+use components::guests::{self, leak, GuestPool, InterruptWiring, VmCapabilities};
 use components::platform::{BoardPlatform, Lines};
 use components::{boot, io, log};
 use gicv2::{Gic, HypInterface};
@@ -127,6 +127,8 @@ pub extern "C" fn capvisor_main() -> ! {
         qemu_virt::GICV_BASE
     );
 
+    // Which physical interrupt goes where is this board's to decide.
+    let routing = hyp::create_capability!(hyp::capabilities::InterruptRoutingCapability);
     let system = guests::prepare(GuestPool {
         pool: &memory_map::GUEST_RAM,
         staging: &memory_map::GUEST_IMAGES,
@@ -139,6 +141,7 @@ pub extern "C" fn capvisor_main() -> ! {
                 &system.uarts[index],
                 gich,
                 gic,
+                &routing,
             ));
             InterruptWiring {
                 backend,
@@ -148,10 +151,21 @@ pub extern "C" fn capvisor_main() -> ! {
             }
         })
         .collect();
-    let vms = guests::create_vms(&system, &wiring);
+    // The privileged steps of building VMs, this board's to take.
+    let stage2 = hyp::create_capability!(hyp::capabilities::Stage2MappingCapability);
+    let vcpu = hyp::create_capability!(hyp::capabilities::VcpuCreationCapability);
+    let vms = guests::create_vms(
+        &system,
+        &wiring,
+        &VmCapabilities {
+            stage2: &stage2,
+            vcpu: &vcpu,
+        },
+    );
 
     let counter: &'static Counter = leak(Counter);
     let platform = BoardPlatform::new(
+        &routing,
         counter,
         leak(HypTimerAlarm),
         gic,

@@ -56,6 +56,7 @@ use super::{VirtualGic, NUM_INTERRUPTS, UART_INTERRUPT};
 use crate::virtual_timer::TIMER_INTERRUPT;
 use crate::virtual_uart::VirtualUart;
 use core::cell::Cell;
+use hyp::capabilities::InterruptRoutingCapability;
 use hyp::dispatch::{MmioDevice, MmioError, NotResettable};
 use hyp::hil::interrupt::InterruptController;
 use hyp::hil::list_registers::{EntryState, InterfaceState, ListEntry, ListRegisters};
@@ -118,12 +119,15 @@ impl core::fmt::Debug for GicV2Backend<'_> {
 impl<'a> GicV2Backend<'a> {
     /// A backend for the VM whose distributor is `gic`, with `uart` wired
     /// to id 33, delivering through `list_registers`; `host` is the
-    /// physical GIC (for the timer interrupt's active state).
+    /// physical GIC, whose timer interrupt (PPI 11) the backend masks and
+    /// injects into this VM: a routing of a physical interrupt, which only
+    /// a board may set up (`_routing`).
     pub fn new(
         gic: &'a VirtualGic,
         uart: &'a VirtualUart<'a>,
         list_registers: &'a dyn ListRegisters,
         host: &'a dyn InterruptController,
+        _routing: &dyn InterruptRoutingCapability,
     ) -> Self {
         GicV2Backend {
             gic,
@@ -559,7 +563,13 @@ mod tests {
             let $host = FakeHost::default();
             let uart = VirtualUart::new(&console);
             let $gic = VirtualGic::new();
-            let $backend = GicV2Backend::new(&$gic, &uart, &$gich, &$host);
+            let $backend = GicV2Backend::new(
+                &$gic,
+                &uart,
+                &$gich,
+                &$host,
+                &hyp::capabilities::testing::TestCapability,
+            );
             $backend.switch_in();
         };
     }

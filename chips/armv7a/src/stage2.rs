@@ -18,13 +18,16 @@
 //!
 //! ```
 //! use armv7a::stage2::{GuestAccess, GuestMapping, Stage2Tables};
+//! use hyp::capabilities::Stage2MappingCapability;
 //! use hyp::memory::MemoryType;
+//! // Only a board (a crate allowed unsafe code) can make the token.
+//! let capability = hyp::create_capability!(Stage2MappingCapability);
 //! let mut tables: Box<Stage2Tables<1, 1>> = Box::default();
 //! let ram = GuestMapping {
 //!     name: "ram", ipa: 0x4000_0000, physical: 0x8800_0000, size: 0x0800_0000,
 //!     memory: MemoryType::Normal, access: GuestAccess::ReadWriteExecute,
 //! };
-//! tables.map(&ram).unwrap();
+//! tables.map(&capability, &ram).unwrap();
 //! assert_eq!(tables.translate(0x4000_1234).unwrap().physical, 0x8800_1234);
 //! assert!(tables.translate(0x0900_0000).is_none());
 //! ```
@@ -33,6 +36,7 @@ use crate::lpae::{
     OutOfTables, TranslationTables, ACCESS_FLAG, EXECUTE_NEVER, PAGE, SH_INNER, SH_OUTER,
 };
 use core::fmt;
+use hyp::capabilities::Stage2MappingCapability;
 use hyp::memory::MemoryType;
 
 /// VTCR: T0SZ = 0 (a 32-bit IPA range), SL0 = 0b01 (walks start at level 1,
@@ -181,8 +185,13 @@ impl<const L2_TABLES: usize, const L3_TABLES: usize> Stage2Tables<L2_TABLES, L3_
         }
     }
 
-    /// Maps `mapping`, or refuses it leaving the tables unchanged.
-    pub fn map(&mut self, mapping: &GuestMapping) -> Result<(), Stage2Error> {
+    /// Maps `mapping`, or refuses it leaving the tables unchanged. What a
+    /// VM may reach is the board's to decide: it takes the capability.
+    pub fn map(
+        &mut self,
+        _capability: &dyn Stage2MappingCapability,
+        mapping: &GuestMapping,
+    ) -> Result<(), Stage2Error> {
         let mapping = *mapping;
         if mapping.size == 0 {
             return Err(Stage2Error::Empty { mapping });
@@ -300,6 +309,10 @@ mod tests {
         }
     }
 
+    fn capability() -> impl Stage2MappingCapability {
+        hyp::create_capability!(Stage2MappingCapability)
+    }
+
     #[test]
     fn register_values() {
         // The setup verified on QEMU (PLATFORM.md).
@@ -310,7 +323,8 @@ mod tests {
     #[test]
     fn guest_ram_is_translated_and_nothing_else() {
         let mut t: Box<Tables> = Box::default();
-        t.map(&ram(0x4000_0000, 0x8800_0000, 0x0800_0000)).unwrap();
+        t.map(&capability(), &ram(0x4000_0000, 0x8800_0000, 0x0800_0000))
+            .unwrap();
         let first = t.translate(0x4000_0000).unwrap();
         assert_eq!(
             first,
@@ -346,7 +360,7 @@ mod tests {
             memory: MemoryType::Device,
             access: GuestAccess::ReadOnly,
         };
-        t.map(&mapping).unwrap();
+        t.map(&capability(), &mapping).unwrap();
         let (_, descriptor) = t.tables.translate(0x1000).unwrap();
         assert_eq!(
             descriptor,
@@ -361,28 +375,31 @@ mod tests {
     #[test]
     fn refusals_name_the_mapping_and_change_nothing() {
         let mut t: Box<Tables> = Box::default();
-        t.map(&ram(0x4000_0000, 0x8000_0000, 0x0800_0000)).unwrap();
+        t.map(&capability(), &ram(0x4000_0000, 0x8000_0000, 0x0800_0000))
+            .unwrap();
         let used = t.tables_used();
-        let overlap = t.map(&ram(0x47ff_f000, 0x9000_0000, 0x2000)).unwrap_err();
+        let overlap = t
+            .map(&capability(), &ram(0x47ff_f000, 0x9000_0000, 0x2000))
+            .unwrap_err();
         assert!(matches!(overlap, Stage2Error::Overlaps { .. }));
         assert_eq!(
             std::format!("{overlap}"),
             "guest mapping 'ram' IPA 0x47fff000+0x2000 -> 0x90000000 overlaps 'ram' at IPA 0x40000000"
         );
         assert!(matches!(
-            t.map(&ram(0x5000_0800, 0x9000_0000, 0x1000)),
+            t.map(&capability(), &ram(0x5000_0800, 0x9000_0000, 0x1000)),
             Err(Stage2Error::Misaligned { .. })
         ));
         assert!(matches!(
-            t.map(&ram(0x5000_0000, 0x9000_0800, 0x1000)),
+            t.map(&capability(), &ram(0x5000_0000, 0x9000_0800, 0x1000)),
             Err(Stage2Error::Misaligned { .. })
         ));
         assert!(matches!(
-            t.map(&ram(0xffff_f000, 0x9000_0000, 0x2000)),
+            t.map(&capability(), &ram(0xffff_f000, 0x9000_0000, 0x2000)),
             Err(Stage2Error::OutOfRange { .. })
         ));
         assert!(matches!(
-            t.map(&ram(0x5000_0000, 0x9000_0000, 0)),
+            t.map(&capability(), &ram(0x5000_0000, 0x9000_0000, 0)),
             Err(Stage2Error::Empty { .. })
         ));
         assert_eq!(t.tables_used(), used);
@@ -394,7 +411,7 @@ mod tests {
         let mut t: Box<Stage2Tables<1, 1>> = Box::default();
         // Output one page off 2 MiB alignment: needs two level-3 tables.
         let error = t
-            .map(&ram(0x4000_0000, 0x8000_1000, 0x0040_0000))
+            .map(&capability(), &ram(0x4000_0000, 0x8000_1000, 0x0040_0000))
             .unwrap_err();
         assert!(
             matches!(error, Stage2Error::OutOfTables { .. }),

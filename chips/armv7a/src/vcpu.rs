@@ -20,6 +20,7 @@
 use crate::cp15_context::{Cp15Context, PmuContext};
 use crate::fp_context::FpContext;
 use crate::world_switch::GuestContext;
+use hyp::capabilities::VcpuCreationCapability;
 use hyp::dispatch::{GuestRegisters, SystemRegisterOutcome};
 #[cfg(target_arch = "arm")]
 use hyp::interrupts::{VirtualIrqLine, VirtualTimer};
@@ -36,8 +37,8 @@ pub struct ArmVcpu {
     pub cp15: Cp15Context,
     /// FP/SIMD registers (valid while switched out).
     pub fp: FpContext,
-    /// Stage-2 tables and VMID.
-    pub vttbr: u64,
+    /// Stage-2 tables and VMID (set once, by the privileged constructor).
+    vttbr: u64,
     /// ACTLR as the guest sees it (accesses are trapped and emulated).
     pub actlr: u32,
     /// CNTVOFF: the guest's virtual counter is the physical one less this.
@@ -65,8 +66,15 @@ pub struct ArmVcpu {
 impl ArmVcpu {
     /// A vCPU that boots from `boot` with the system registers and the
     /// performance monitors the CPU had out of reset (`cp15_at_reset`,
-    /// `pmu_at_reset`, saved before any guest ran).
-    pub fn new(
+    /// `pmu_at_reset`, saved before any guest ran), running on the stage-2
+    /// tables and VMID in `vttbr`.
+    ///
+    /// # Safety
+    /// `vttbr` must name stage-2 tables that map only what this VM may
+    /// reach (its own RAM and devices), that stay in place as long as the
+    /// vCPU exists, with a VMID no other vCPU uses.
+    pub unsafe fn new(
+        _capability: &dyn VcpuCreationCapability,
         boot: GuestContext,
         cp15_at_reset: Cp15Context,
         pmu_at_reset: PmuContext,
@@ -86,6 +94,11 @@ impl ArmVcpu {
             boot,
             cp15_at_reset,
         }
+    }
+
+    /// The stage-2 tables and VMID it runs on.
+    pub fn vttbr(&self) -> u64 {
+        self.vttbr
     }
 }
 
@@ -221,7 +234,11 @@ impl Vcpu for ArmVcpu {
     }
 
     fn run(&mut self) -> GuestExit {
-        // SAFETY: switch_in installed this VM's stage 2, HCR, CP15 and FP.
+        // Entering a vCPU whose state is not in the CPU would run it with
+        // another VM's translation and registers.
+        assert!(self.live, "Vcpu::run on a vCPU that is not switched in");
+        // SAFETY: switch_in installed this VM's stage 2, HCR, CP15 and FP
+        // (checked above).
         unsafe { crate::world_switch::run_guest(&mut self.context) }
     }
 
@@ -322,14 +339,24 @@ mod tests {
         }
     }
 
+    /// A vCPU for the tests (no stage 2: these never run it).
+    fn test_vcpu() -> ArmVcpu {
+        let capability = hyp::create_capability!(VcpuCreationCapability);
+        // SAFETY: the vCPU is never entered; its VTTBR names nothing.
+        unsafe {
+            ArmVcpu::new(
+                &capability,
+                GuestContext::boot(0x4000_0000),
+                Cp15Context::default(),
+                PmuContext::default(),
+                0,
+            )
+        }
+    }
+
     #[test]
     fn actlr_is_emulated_per_vcpu() {
-        let mut vcpu = ArmVcpu::new(
-            GuestContext::boot(0x4000_0000),
-            Cp15Context::default(),
-            PmuContext::default(),
-            0,
-        );
+        let mut vcpu = test_vcpu();
         assert_eq!(
             vcpu.emulate_system_register(&actlr_access(true, 2)),
             SystemRegisterOutcome::Emulated
@@ -352,12 +379,7 @@ mod tests {
 
     #[test]
     fn the_first_performance_monitor_access_hands_them_over_and_retries() {
-        let mut vcpu = ArmVcpu::new(
-            GuestContext::boot(0x4000_0000),
-            Cp15Context::default(),
-            PmuContext::default(),
-            0,
-        );
+        let mut vcpu = test_vcpu();
         // MRC p15, 0, r2, c9, c13, 0: PMCCNTR.
         let pmccntr = SystemRegisterAccess {
             coprocessor: 15,
