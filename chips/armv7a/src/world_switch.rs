@@ -370,6 +370,15 @@ pub unsafe fn init_virtualization() {
     // SAFETY: no guest runs yet; VTCR only describes stage-2 tables.
     unsafe { Vtcr::write(Vtcr(crate::stage2::VTCR)) };
     set_pmu_trap(true);
+    // CNTHCTL: guests may read the physical counter (PL1PCTEN; the time
+    // of day, nothing of another VM), but not use the physical timer
+    // (PL1PCEN clear: CNTP_CTL, CNTP_CVAL and CNTP_TVAL trap and become
+    // undefined instructions): it is not switched per VM. No event stream
+    // (EVNTEN clear). Guests have the virtual timer, switched per VM.
+    // SAFETY: CNTHCTL only controls PL1 access to the physical timer.
+    unsafe {
+        core::arch::asm!("mcr p15, 4, {}, c14, c1, 0", in(reg) 1u32, options(nomem, nostack, preserves_flags))
+    };
     crate::fp_context::enable_hyp_fp_access();
     aarch32_cpu::asm::isb();
     TlbiAllNsNh::write();
