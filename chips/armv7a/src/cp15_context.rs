@@ -15,9 +15,10 @@
 //! runs (and, unless it sets PMCCFILTR.NSH, not in Hyp mode), and no VM
 //! sees or changes another's.
 //!
-//! Not included: ACTLR (the guest sees the hypervisor's choice; its writes
-//! are not meaningful on QEMU and HACTLR governs them on hardware), VPIDR and
-//! VMPIDR (set once per VM, not saved), and FP/SIMD state (separate).
+//! Not included: ACTLR (trapped and emulated per vCPU), VPIDR and VMPIDR
+//! (set once at boot: what guests read as MIDR and MPIDR), and FP/SIMD
+//! state (separate). `docs/isolation.md` accounts for every register a
+//! guest can reach.
 //!
 //! [`restore`]: Cp15Context::restore
 
@@ -26,6 +27,8 @@
 pub struct Cp15Context {
     /// SCTLR.
     pub sctlr: u32,
+    /// CPACR (coprocessor access: whether the guest has VFP/NEON on).
+    pub cpacr: u32,
     /// TTBR0 (64-bit form; holds the 32-bit form in its low word).
     pub ttbr0: u64,
     /// TTBR1 (64-bit form).
@@ -261,6 +264,7 @@ impl Cp15Context {
     pub fn save() -> Cp15Context {
         Cp15Context {
             sctlr: cp15_32!(read 0, 1, 0, 0),
+            cpacr: cp15_32!(read 0, 1, 0, 2),
             ttbr0: cp15_64!(read 0, 2),
             ttbr1: cp15_64!(read 1, 2),
             ttbcr: cp15_32!(read 0, 2, 0, 2),
@@ -304,6 +308,7 @@ impl Cp15Context {
         // none of these registers affects Hyp-mode translation or traps.
         unsafe {
             cp15_32!(write 0, 1, 0, 0, self.sctlr);
+            cp15_32!(write 0, 1, 0, 2, self.cpacr);
             cp15_64!(write 0, 2, self.ttbr0);
             cp15_64!(write 1, 2, self.ttbr1);
             cp15_32!(write 0, 2, 0, 2, self.ttbcr);

@@ -370,6 +370,19 @@ pub unsafe fn init_virtualization() {
     // SAFETY: no guest runs yet; VTCR only describes stage-2 tables.
     unsafe { Vtcr::write(Vtcr(crate::stage2::VTCR)) };
     set_pmu_trap(true);
+    // VPIDR and VMPIDR: what guests read as MIDR and MPIDR: this CPU's own
+    // (their reset values are UNKNOWN on hardware).
+    // SAFETY: these registers only change what guests read.
+    unsafe {
+        core::arch::asm!(
+            "mrc p15, 0, {t}, c0, c0, 0", // MIDR
+            "mcr p15, 4, {t}, c0, c0, 0", // VPIDR
+            "mrc p15, 0, {t}, c0, c0, 5", // MPIDR
+            "mcr p15, 4, {t}, c0, c0, 5", // VMPIDR
+            t = out(reg) _,
+            options(nomem, nostack, preserves_flags)
+        )
+    };
     // CNTHCTL: guests may read the physical counter (PL1PCTEN; the time
     // of day, nothing of another VM), but not use the physical timer
     // (PL1PCEN clear: CNTP_CTL, CNTP_CVAL and CNTP_TVAL trap and become

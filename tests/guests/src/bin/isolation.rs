@@ -57,6 +57,21 @@ fn load_fp(id: u32) {
     };
 }
 
+/// CPACR.
+fn cpacr() -> u32 {
+    let value: u32;
+    // SAFETY: reading CPACR has no side effects.
+    unsafe { core::arch::asm!("mrc p15, 0, {}, c1, c0, 2", out(reg) value) };
+    value
+}
+
+/// Writes CPACR.
+fn set_cpacr(value: u32) {
+    // SAFETY: this VM's own coprocessor access control; after it, this
+    // guest uses no VFP instruction.
+    unsafe { core::arch::asm!("mcr p15, 0, {}, c1, c0, 2", "isb", in(reg) value) };
+}
+
 /// Reads d0 and d31.
 fn read_fp() -> [u32; 4] {
     let (a, b, c, d): (u32, u32, u32, u32);
@@ -98,6 +113,28 @@ fn main() -> u32 {
         }
     }
     checks.that("the buffer held this VM's pattern after every turn", intact);
+    // CPACR is each VM's own: the second VM ('...-2') takes VFP away from
+    // itself and the first must keep it (and its registers) over their
+    // turns.
+    let second = name.ends_with("-2");
+    let expected = if second {
+        set_cpacr(0);
+        0
+    } else {
+        cpacr() & 0x00f0_0000
+    };
+    let mut own = true;
+    for _ in 0..3 {
+        capvisor_test_guests::yield_now();
+        own &= cpacr() & 0x00f0_0000 == expected;
+        if !second {
+            own &= read_fp() == [id, id, id, !id];
+        }
+    }
+    checks.that(
+        "CPACR (VFP access) stayed this VM's own over three turns",
+        own,
+    );
     println!("{}: VM {} took {} turns", name, id, ROUNDS);
     checks.finish(name)
 }
