@@ -41,6 +41,11 @@ pub struct Cp15Context {
     pub dfsr: u32,
     /// IFSR.
     pub ifsr: u32,
+    /// ADFSR (implementation defined; switched rather than trusted to be
+    /// read-as-zero).
+    pub adfsr: u32,
+    /// AIFSR (as ADFSR).
+    pub aifsr: u32,
     /// DFAR.
     pub dfar: u32,
     /// IFAR.
@@ -69,6 +74,11 @@ pub struct Cp15Context {
     pub par: u64,
     /// CNTKCTL.
     pub cntkctl: u32,
+    /// TEECR (CP14: ThumbEE configuration; Cortex-A15 and A7 have
+    /// ThumbEE).
+    pub teecr: u32,
+    /// TEEHBR (CP14: the ThumbEE handler base).
+    pub teehbr: u32,
     /// CNTV_CTL.
     pub cntv_ctl: u32,
     /// CNTV_CVAL.
@@ -94,6 +104,32 @@ macro_rules! cp15_32 {
     (write $op1:literal, $crn:literal, $crm:literal, $op2:literal, $value:expr) => {
         core::arch::asm!(
             concat!("mcr p15, ", $op1, ", {}, c", $crn, ", c", $crm, ", ", $op2),
+            in(reg) $value,
+            options(nomem, nostack, preserves_flags)
+        )
+    };
+}
+
+/// `mrc`/`mcr p14, 6, Rt, c<crn>, c0, 0`: the ThumbEE registers (TEECR at
+/// c0, TEEHBR at c1).
+#[cfg(target_arch = "arm")]
+macro_rules! cp14_thumbee {
+    (read $crn:literal) => {{
+        let value: u32;
+        // SAFETY: reading a ThumbEE register from Hyp mode has no side
+        // effects.
+        unsafe {
+            core::arch::asm!(
+                concat!("mrc p14, 6, {}, c", $crn, ", c0, 0"),
+                out(reg) value,
+                options(nomem, nostack, preserves_flags)
+            )
+        };
+        value
+    }};
+    (write $crn:literal, $value:expr) => {
+        core::arch::asm!(
+            concat!("mcr p14, 6, {}, c", $crn, ", c0, 0"),
             in(reg) $value,
             options(nomem, nostack, preserves_flags)
         )
@@ -271,6 +307,8 @@ impl Cp15Context {
             dacr: cp15_32!(read 0, 3, 0, 0),
             dfsr: cp15_32!(read 0, 5, 0, 0),
             ifsr: cp15_32!(read 0, 5, 0, 1),
+            adfsr: cp15_32!(read 0, 5, 1, 0),
+            aifsr: cp15_32!(read 0, 5, 1, 1),
             dfar: cp15_32!(read 0, 6, 0, 0),
             ifar: cp15_32!(read 0, 6, 0, 2),
             prrr_mair0: cp15_32!(read 0, 10, 2, 0),
@@ -285,6 +323,8 @@ impl Cp15Context {
             csselr: cp15_32!(read 2, 0, 0, 0),
             par: cp15_64!(read 0, 7),
             cntkctl: cp15_32!(read 0, 14, 1, 0),
+            teecr: cp14_thumbee!(read 0),
+            teehbr: cp14_thumbee!(read 1),
             cntv_ctl: cp15_32!(read 0, 14, 3, 1),
             cntv_cval: cp15_64!(read 3, 14),
         }
@@ -315,6 +355,8 @@ impl Cp15Context {
             cp15_32!(write 0, 3, 0, 0, self.dacr);
             cp15_32!(write 0, 5, 0, 0, self.dfsr);
             cp15_32!(write 0, 5, 0, 1, self.ifsr);
+            cp15_32!(write 0, 5, 1, 0, self.adfsr);
+            cp15_32!(write 0, 5, 1, 1, self.aifsr);
             cp15_32!(write 0, 6, 0, 0, self.dfar);
             cp15_32!(write 0, 6, 0, 2, self.ifar);
             cp15_32!(write 0, 10, 2, 0, self.prrr_mair0);
@@ -329,6 +371,8 @@ impl Cp15Context {
             cp15_32!(write 2, 0, 0, 0, self.csselr);
             cp15_64!(write 0, 7, self.par);
             cp15_32!(write 0, 14, 1, 0, self.cntkctl);
+            cp14_thumbee!(write 0, self.teecr);
+            cp14_thumbee!(write 1, self.teehbr);
             cp15_32!(write 0, 14, 3, 1, self.cntv_ctl);
             cp15_64!(write 3, 14, self.cntv_cval);
         }

@@ -72,6 +72,20 @@ fn set_cpacr(value: u32) {
     unsafe { core::arch::asm!("mcr p15, 0, {}, c1, c0, 2", "isb", in(reg) value) };
 }
 
+/// TEEHBR.
+fn teehbr() -> u32 {
+    let value: u32;
+    // SAFETY: reading TEEHBR has no side effects.
+    unsafe { core::arch::asm!("mrc p14, 6, {}, c1, c0, 0", out(reg) value) };
+    value
+}
+
+/// Writes TEEHBR (this guest runs no ThumbEE code).
+fn set_teehbr(value: u32) {
+    // SAFETY: as above; only ThumbEE handlers use it.
+    unsafe { core::arch::asm!("mcr p14, 6, {}, c1, c0, 0", "isb", in(reg) value) };
+}
+
 /// Reads d0 and d31.
 fn read_fp() -> [u32; 4] {
     let (a, b, c, d): (u32, u32, u32, u32);
@@ -123,18 +137,23 @@ fn main() -> u32 {
     } else {
         cpacr() & 0x00f0_0000
     };
-    let mut own = true;
+    // And the ThumbEE handler base (CP14), a register any PL1 code may set.
+    let handler_base = 0x4000_0000 | (id << 12);
+    set_teehbr(handler_base);
+    let (mut own, mut thumbee) = (true, true);
     for _ in 0..3 {
         capvisor_test_guests::yield_now();
         own &= cpacr() & 0x00f0_0000 == expected;
         if !second {
             own &= read_fp() == [id, id, id, !id];
         }
+        thumbee &= teehbr() == handler_base;
     }
     checks.that(
         "CPACR (VFP access) stayed this VM's own over three turns",
         own,
     );
+    checks.that("TEEHBR stayed this VM's own over three turns", thumbee);
     println!("{}: VM {} took {} turns", name, id, ROUNDS);
     checks.finish(name)
 }
