@@ -16,7 +16,7 @@ UNIT_CRATES := -p hyp -p armv7a -p integrator-cp -p pl011 -p gicv2 -p qemu-virt 
 HOST_CRATES := $(UNIT_CRATES) -p capvisor-tests
 TARGET_CRATES := -p hyp -p armv7a -p integrator-cp -p pl011 -p gicv2 -p qemu-virt -p capsules -p components -p capvisor-integrator-cp -p capvisor-qemu-virt -p capvisor-test-guests
 
-.PHONY: all setup program debug build test fmt-check lint unit-test qemu-test bench fuzz clean
+.PHONY: all setup program debug build test fmt-check lint unit-test qemu-test bench soak fuzz clean
 
 all: build
 
@@ -87,6 +87,13 @@ bench: setup
 		|| (cat $(BENCH_DIR)/linux-native.txt; exit 1)
 	tools/bench-report.sh $(BENCH_DIR) $(BENCH_BOARDS) > BENCHMARKS.md
 	@cat BENCHMARKS.md
+
+# The soak (not part of make test): Linux with a shell workload beside a
+# hostile guest, console input typed throughout, SOAK_SECONDS per board
+# (default 600), one board after the other; prints the figures.
+SOAK_SECONDS ?= 600
+soak: setup
+	CAPVISOR_SOAK_SECONDS=$(SOAK_SECONDS) cargo test --locked -p capvisor-tests --test soak -- --ignored --nocapture --test-threads 1
 
 # Fuzzing (cargo fuzz, libFuzzer) of trap decoding, the virtual devices'
 # MMIO, hypercalls, VM tables, packed system images and device trees:
