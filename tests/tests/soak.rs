@@ -92,8 +92,7 @@ fn soak(board: &Board) {
     let transcript = session.transcript();
     let status = transcript
         .lines()
-        .filter(|line| line.contains("'hostile-soak': "))
-        .last()
+        .rfind(|line| line.contains("'hostile-soak': "))
         .unwrap_or("")
         .to_string();
     assert!(
@@ -104,8 +103,7 @@ fn soak(board: &Board) {
     assert!(!transcript.contains("boot refused"), "{transcript}");
     let linux = transcript
         .lines()
-        .filter(|line| line.contains("'linux': "))
-        .last()
+        .rfind(|line| line.contains("'linux': "))
         .unwrap_or("")
         .trim_end()
         .to_string();
