@@ -90,10 +90,12 @@ bench: setup
 
 # The soak (not part of make test): Linux with a shell workload beside a
 # hostile guest, console input typed throughout, SOAK_SECONDS per board
-# (default 600), one board after the other; prints the figures.
+# (default 600), one board after the other; prints the figures (kept in
+# target/soak.txt, which make bench puts in BENCHMARKS.md).
 SOAK_SECONDS ?= 600
 soak: setup
-	CAPVISOR_SOAK_SECONDS=$(SOAK_SECONDS) cargo test --locked -p capvisor-tests --test soak -- --ignored --nocapture --test-threads 1
+	mkdir -p target
+	bash -c 'set -o pipefail; CAPVISOR_SOAK_SECONDS=$(SOAK_SECONDS) cargo test --locked -p capvisor-tests --test soak -- --ignored --nocapture --test-threads 1 2>&1 | tee target/soak.txt'
 
 # Fuzzing (cargo fuzz, libFuzzer) of trap decoding, the virtual devices'
 # MMIO, hypercalls, VM tables, packed system images and device trees:

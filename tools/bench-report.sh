@@ -197,3 +197,18 @@ figures before the backends were split out (null hypercall 150, MMIO read
 306, measured the same way), a hypercall costs 7 more instructions and a
 device access about 40 more.
 TAIL
+
+# The soak, when one has been run (make soak writes target/soak.txt).
+soak="$(dirname "$dir")/soak.txt"
+echo
+echo "## Soak"
+echo
+if [ -s "$soak" ] && grep -q "^soak on" "$soak"; then
+    echo "\`make soak\` (Linux with a shell workload beside a hostile guest that"
+    echo "attacks throughout, console input typed throughout; wall clock, on a"
+    echo "machine also running other work), from \`$(basename "$soak")\`:"
+    echo
+    tr -d '\r' < "$soak" | grep "^soak on" | sed 's/^/- /'
+else
+    echo "Not run with these figures: \`make soak\` (10 minutes per board)."
+fi
