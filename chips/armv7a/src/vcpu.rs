@@ -17,7 +17,7 @@
 //! switched in. A VM that never uses them (most) costs nothing at a
 //! switch, and no VM ever reads what another left in them.
 
-use crate::cp15_context::{Cp15Context, PmuContext};
+use crate::cp15_context::{Cp15Context, DebugContext, PmuContext};
 use crate::fp_context::FpContext;
 use crate::world_switch::GuestContext;
 use hyp::capabilities::VcpuCreationCapability;
@@ -61,7 +61,15 @@ pub struct ArmVcpu {
     pmu_used: bool,
     #[cfg_attr(not(target_arch = "arm"), allow(dead_code))]
     pmu_at_reset: PmuContext,
+    /// Its debug registers (valid while switched out).
+    pub debug: DebugContext,
 }
+
+/// Whether the CPU's debug registers may hold a value other than zero
+/// (some VM's breakpoints): the next switch-in must write its own.
+#[cfg(target_arch = "arm")]
+static DEBUG_REGISTERS_DIRTY: core::sync::atomic::AtomicBool =
+    core::sync::atomic::AtomicBool::new(true);
 
 impl ArmVcpu {
     /// A vCPU that boots from `boot` with the system registers and the
@@ -81,6 +89,7 @@ impl ArmVcpu {
         vttbr: u64,
     ) -> ArmVcpu {
         ArmVcpu {
+            debug: DebugContext::default(),
             pmu: pmu_at_reset,
             pmu_used: false,
             pmu_at_reset,
@@ -216,6 +225,12 @@ impl Vcpu for ArmVcpu {
             if self.pmu_used {
                 self.pmu.restore();
             }
+            // Another VM's breakpoints must not stay armed in this one.
+            use core::sync::atomic::Ordering::Relaxed;
+            if DEBUG_REGISTERS_DIRTY.load(Relaxed) || !self.debug.is_clear() {
+                self.debug.restore();
+                DEBUG_REGISTERS_DIRTY.store(!self.debug.is_clear(), Relaxed);
+            }
         }
         crate::world_switch::set_pmu_trap(!self.pmu_used);
         crate::generic_timer::set_virtual_offset(self.virtual_offset);
@@ -229,6 +244,10 @@ impl Vcpu for ArmVcpu {
         if self.pmu_used {
             self.pmu = PmuContext::save();
             PmuContext::stop_counting();
+        }
+        self.debug.save_into();
+        if !self.debug.is_clear() {
+            DEBUG_REGISTERS_DIRTY.store(true, core::sync::atomic::Ordering::Relaxed);
         }
         self.live = false;
     }
@@ -257,6 +276,9 @@ impl Vcpu for ArmVcpu {
         }
         self.pmu = self.pmu_at_reset;
         self.pmu_used = false;
+        // The last life's breakpoints are in the CPU: clear them below.
+        self.debug = DebugContext::default();
+        DEBUG_REGISTERS_DIRTY.store(true, core::sync::atomic::Ordering::Relaxed);
         self.context = self.boot;
         self.cp15 = self.cp15_at_reset;
         self.fp = FpContext::default();

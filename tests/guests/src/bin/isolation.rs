@@ -86,6 +86,33 @@ fn set_teehbr(value: u32) {
     unsafe { core::arch::asm!("mcr p14, 6, {}, c1, c0, 0", "isb", in(reg) value) };
 }
 
+/// DBGBVR0 and DBGBVR1.
+fn breakpoint_values() -> [u32; 2] {
+    let (zero, one): (u32, u32);
+    // SAFETY: reading breakpoint value registers has no side effects.
+    unsafe {
+        core::arch::asm!(
+            "mrc p14, 0, {}, c0, c0, 4",
+            "mrc p14, 0, {}, c0, c1, 4",
+            out(reg) zero,
+            out(reg) one
+        )
+    };
+    [zero, one]
+}
+
+/// Writes DBGBVR0 and, if given, DBGBVR1 (their control registers stay
+/// disabled: nothing fires).
+fn set_breakpoint_values(zero: u32, one: Option<u32>) {
+    // SAFETY: value registers of disabled breakpoints.
+    unsafe {
+        core::arch::asm!("mcr p14, 0, {}, c0, c0, 4", "isb", in(reg) zero);
+        if let Some(one) = one {
+            core::arch::asm!("mcr p14, 0, {}, c0, c1, 4", "isb", in(reg) one);
+        }
+    }
+}
+
 /// Reads d0 and d31.
 fn read_fp() -> [u32; 4] {
     let (a, b, c, d): (u32, u32, u32, u32);
@@ -140,7 +167,11 @@ fn main() -> u32 {
     // And the ThumbEE handler base (CP14), a register any PL1 code may set.
     let handler_base = 0x4000_0000 | (id << 12);
     set_teehbr(handler_base);
-    let (mut own, mut thumbee) = (true, true);
+    // And the debug registers: DBGBVR0 set by each VM to its own value,
+    // DBGBVR1 by the first VM only (the second must read 0 there).
+    let breakpoint = 0x4000_0000 | (id << 4);
+    set_breakpoint_values(breakpoint, if second { None } else { Some(breakpoint + 8) });
+    let (mut own, mut thumbee, mut debug) = (true, true, true);
     for _ in 0..3 {
         capvisor_test_guests::yield_now();
         own &= cpacr() & 0x00f0_0000 == expected;
@@ -148,12 +179,15 @@ fn main() -> u32 {
             own &= read_fp() == [id, id, id, !id];
         }
         thumbee &= teehbr() == handler_base;
+        let want = [breakpoint, if second { 0 } else { breakpoint + 8 }];
+        debug &= breakpoint_values() == want;
     }
     checks.that(
         "CPACR (VFP access) stayed this VM's own over three turns",
         own,
     );
     checks.that("TEEHBR stayed this VM's own over three turns", thumbee);
+    checks.that("DBGBVR0-1 stayed this VM's own over three turns", debug);
     println!("{}: VM {} took {} turns", name, id, ROUNDS);
     checks.finish(name)
 }
