@@ -307,9 +307,9 @@ impl DebugContext {
     /// As for [`Cp15Context::restore`].
     #[cfg(target_arch = "arm")]
     pub unsafe fn restore(&self) {
+        let dscr = cp14_debug!(read 2, 2);
         // SAFETY: the guest's own values (the caller's promise); debug
         // exceptions they enable are taken at PL1 by that guest.
-        let dscr = cp14_debug!(read 2, 2);
         unsafe {
             cp14_debug!(write 2, 2, (dscr & !DSCR_GUEST_BITS) | self.status_control);
             debug_pairs!(write, self);
