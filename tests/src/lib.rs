@@ -390,6 +390,30 @@ pub fn linux_images() -> PathBuf {
     .clone()
 }
 
+/// The cursor-position query busybox's line editor sends after each
+/// prompt, and a terminal's answer to it. The editor takes keys typed
+/// while it waits for the answer, and keys that arrive together with the
+/// answer, for part of the answer; so a test answers as a terminal would,
+/// and types its command a moment later, on its own.
+pub const CURSOR_QUERY: &str = "\x1b[6n";
+/// See [`CURSOR_QUERY`].
+pub const CURSOR_ANSWER: &str = "\x1b[1;5R";
+/// How long the editor is given to read the answer.
+pub const SETTLE: Duration = Duration::from_millis(300);
+
+/// Waits (up to `timeout`) for a Linux shell's prompt on `session`,
+/// answers its cursor query and types `text`. Panics with the transcript
+/// when no prompt comes.
+pub fn type_at_prompt(session: &mut Session, text: &str, timeout: Duration) {
+    if let Err(error) = session.expect(CURSOR_QUERY, timeout) {
+        panic!("no shell prompt before {text:?}: {error}");
+    }
+    std::thread::sleep(SETTLE);
+    session.send(CURSOR_ANSWER).expect("QEMU takes input");
+    std::thread::sleep(SETTLE);
+    session.send(text).expect("QEMU takes input");
+}
+
 /// The number after `key` in `line` (`"slices 12,"` -> 12).
 pub fn counter(line: &str, key: &str) -> u64 {
     line.split(key)

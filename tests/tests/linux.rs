@@ -11,7 +11,7 @@
 use capvisor_runner::Session;
 use capvisor_tests::{
     command_with, counter, linux_images, pack, per_board, start_command, start_linux,
-    vm_status_line, workspace_root, Board,
+    type_at_prompt, vm_status_line, workspace_root, Board, CURSOR_ANSWER, SETTLE,
 };
 use std::time::Duration;
 
@@ -19,16 +19,6 @@ use std::time::Duration;
 const BOOT: Duration = Duration::from_secs(240);
 const COMMAND: Duration = Duration::from_secs(60);
 const MARKER: &str = "capvisor-linux: initramfs up";
-
-/// The cursor-position query busybox's line editor sends after each
-/// prompt, and a terminal's answer to it. The editor takes keys typed
-/// while it waits for the answer, and keys that arrive together with the
-/// answer, for part of the answer; so the test answers as a terminal
-/// would, and types the command a moment later, on its own.
-const CURSOR_QUERY: &str = "\x1b[6n";
-const CURSOR_ANSWER: &str = "\x1b[1;5R";
-/// How long the editor is given to read the answer.
-const SETTLE: Duration = Duration::from_millis(300);
 
 /// Waits for the shell's prompt, types `command` and waits for `expect`,
 /// failing with the transcript.
@@ -42,13 +32,7 @@ fn run(session: &mut Session, command: &str, expect: &str) -> String {
 
 /// Waits for the shell's prompt and types `command`.
 fn type_command(session: &mut Session, command: &str) {
-    if let Err(error) = session.expect(CURSOR_QUERY, COMMAND) {
-        panic!("no shell prompt before {command:?}: {error}");
-    }
-    std::thread::sleep(SETTLE);
-    session.send(CURSOR_ANSWER).expect("QEMU takes input");
-    std::thread::sleep(SETTLE);
-    session.send(command).expect("QEMU takes input");
+    type_at_prompt(session, command, COMMAND);
 }
 
 fn boot_linux(board: &Board) -> Session {

@@ -13,26 +13,17 @@
 
 use capvisor_runner::Session;
 use capvisor_tests::{
-    command_with, guest_images, linux_images, pack, start_command, system, Board,
+    command_with, guest_images, linux_images, pack, start_command, system, type_at_prompt, Board,
 };
 use std::time::{Duration, Instant};
 
 const MARKER: &str = "capvisor-linux: initramfs up";
-const CURSOR_QUERY: &str = "\x1b[6n";
-const CURSOR_ANSWER: &str = "\x1b[1;5R";
-const SETTLE: Duration = Duration::from_millis(300);
 const WAIT: Duration = Duration::from_secs(120);
 /// MD5 of 8 MiB of zeros.
 const ZEROS_8M_MD5: &str = "96995b58d4cbf6aaa9041b4f00c7f6ae";
 
 fn type_line(session: &mut Session, line: &str) {
-    if let Err(error) = session.expect(CURSOR_QUERY, WAIT) {
-        panic!("no shell prompt before {line:?}: {error}");
-    }
-    std::thread::sleep(SETTLE);
-    session.send(CURSOR_ANSWER).expect("QEMU takes input");
-    std::thread::sleep(SETTLE);
-    session.send(line).expect("QEMU takes input");
+    type_at_prompt(session, line, WAIT);
 }
 
 fn soak(board: &Board) {

@@ -14,7 +14,8 @@
 use capvisor_runner::{system_image, Loader};
 use capvisor_tests::{
     assert_console_has, assert_console_lacks, command_with, guest_elfs, guest_images, images_dir,
-    line_with, linux_images, pack, per_board, run, start_command, workspace_root, Board, Outcome,
+    line_with, linux_images, pack, per_board, run, start_command, type_at_prompt, workspace_root,
+    Board, Outcome,
 };
 use hyp::system_image::{
     ConsoleMode, DeviceTreeSource, FaultPolicy, ImageSource, KernelFormat, Role, VmSource, Writer,
@@ -387,13 +388,7 @@ fn linux_reads_a_40_mib_initrd_whole(board: &Board) {
     if let Err(error) = session.expect("capvisor-linux: initramfs up", boot) {
         panic!("Linux did not reach its initramfs: {error}");
     }
-    // The prompt's cursor query gets a terminal's answer first (see
-    // linux.rs).
-    session.expect("\x1b[6n", boot).expect("a shell prompt");
-    std::thread::sleep(Duration::from_millis(300));
-    session.send("\x1b[1;5R").unwrap();
-    std::thread::sleep(Duration::from_millis(300));
-    session.send("md5sum < /big.bin | tr a-f A-F\n").unwrap();
+    type_at_prompt(&mut session, "md5sum < /big.bin | tr a-f A-F\n", boot);
     let upper = md5.to_uppercase();
     if let Err(error) = session.expect(&format!("{upper}  -"), boot) {
         panic!("the initrd's file did not read back as {md5}: {error}");

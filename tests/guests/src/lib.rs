@@ -580,6 +580,25 @@ pub fn smc(function: u32, arguments: [u32; 3]) -> [u32; 4] {
     [r0, r1, r2, r3]
 }
 
+/// Makes this guest unable to take its own faults, then faults: VBAR :=
+/// an IPA with nothing behind it, then a load from an unclaimed IPA. The
+/// injected data abort goes to a vector that itself aborts, again and
+/// again, until the hypervisor's fault policy restarts or stops the VM.
+/// Returns only if the hypervisor let the fault pass (a failure).
+pub fn fault_in_own_vectors() {
+    // SAFETY: deliberately not safe: the guest exists to fault here; what
+    // it breaks is its own exception handling.
+    unsafe {
+        core::arch::asm!(
+            "mcr p15, 0, {vbar}, c12, c0, 0",
+            "isb",
+            "ldr {vbar}, [{address}]",
+            vbar = inout(reg) 0x5000_0000u32 => _,
+            address = in(reg) 0x2000_0000u32,
+        )
+    };
+}
+
 /// Reports `status` to the hypervisor and powers the VM off. Status 0 is a
 /// pass.
 pub fn exit(status: u32) -> ! {

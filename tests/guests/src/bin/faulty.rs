@@ -13,18 +13,7 @@ capvisor_test_guests::guest!("faulty", main);
 
 fn main() -> u32 {
     println!("faulty: booted; pointing VBAR at nothing and faulting");
-    // SAFETY: deliberately not safe: this guest exists to fault in its own
-    // vectors. VBAR := 0x5000_0000 (unmapped), then a load from an
-    // unclaimed IPA.
-    unsafe {
-        core::arch::asm!(
-            "mcr p15, 0, {vbar}, c12, c0, 0",
-            "isb",
-            "ldr {vbar}, [{address}]",
-            vbar = inout(reg) 0x5000_0000u32 => _,
-            address = in(reg) 0x2000_0000u32,
-        )
-    };
+    capvisor_test_guests::fault_in_own_vectors();
     println!("faulty: the fault did not stop this VM");
     1
 }

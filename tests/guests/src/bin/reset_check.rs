@@ -109,18 +109,7 @@ fn main() -> u32 {
     }
     println!("reset-check: input waiting, unread; reporting failure and faulting");
     hvc(service::EXIT_STATUS, [1, 0, 0, 0, 0, 0, 0]);
-    // SAFETY: deliberately not safe: VBAR := an IPA with nothing behind it,
-    // then a load from an unclaimed IPA; the abort's vector aborts again
-    // until the hypervisor's fault policy restarts the VM.
-    unsafe {
-        core::arch::asm!(
-            "mcr p15, 0, {vbar}, c12, c0, 0",
-            "isb",
-            "ldr {vbar}, [{address}]",
-            vbar = inout(reg) 0x5000_0000u32 => _,
-            address = in(reg) 0x2000_0000u32,
-        )
-    };
+    capvisor_test_guests::fault_in_own_vectors();
     println!("reset-check: the fault did not restart this VM");
     0xbad
 }
