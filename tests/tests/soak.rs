@@ -26,6 +26,23 @@ fn type_line(session: &mut Session, line: &str) {
     type_at_prompt(session, line, WAIT);
 }
 
+/// Asks the hypervisor for the VMs' status (Ctrl-] s) and returns the
+/// hostile guest's injected-fault count: it rises while it attacks.
+fn hostile_faults(session: &mut Session) -> u64 {
+    session.send("\x1ds").expect("QEMU takes input");
+    let line = session
+        .expect("'hostile-soak': ", WAIT)
+        .unwrap_or_else(|error| panic!("no status line for the hostile guest: {error}"));
+    let _ = line;
+    std::thread::sleep(Duration::from_millis(500));
+    let transcript = session.transcript();
+    let status = transcript
+        .lines()
+        .rfind(|line| line.contains("'hostile-soak': "))
+        .unwrap_or("");
+    capvisor_tests::counter(status, "injected faults")
+}
+
 fn soak(board: &Board) {
     let seconds: u64 = std::env::var("CAPVISOR_SOAK_SECONDS")
         .ok()
@@ -37,6 +54,9 @@ fn soak(board: &Board) {
         panic!("Linux did not boot beside the hostile guest: {error}");
     }
     let start = Instant::now();
+    let mut faults = hostile_faults(&mut session);
+    // Each status request ends the shell's line: a fresh prompt follows.
+    type_line(&mut session, "\n");
     let mut seed = 0x9e37_79b9u32;
     let (mut rounds, mut typed, mut checksums) = (0u64, 0u64, 0u64);
     while start.elapsed() < Duration::from_secs(seconds) {
@@ -73,6 +93,15 @@ fn soak(board: &Board) {
             panic!("round {rounds}: the process loop did not finish: {error}");
         }
         rounds += 1;
+        if rounds % 10 == 0 {
+            let now = hostile_faults(&mut session);
+            assert!(
+                now > faults,
+                "round {rounds}: the hostile guest stopped attacking ({faults} injected faults, then {now})"
+            );
+            faults = now;
+            type_line(&mut session, "\n");
+        }
     }
     // The VMs' counters, then the end.
     session.send("\x1ds").expect("QEMU takes input");
