@@ -43,8 +43,9 @@ rows() {
     preemption "$console"
 }
 preemption() {
-    # VM switch under preemption: both VMs spun reading the virtual counter,
-    # the one all VMs share (each VM's PMCCNTR is its own), and printed each
+    # VM switch under preemption: both VMs spun reading the physical
+    # counter, which all VMs read alike (each VM's PMCCNTR is its own, and
+    # its virtual counter has its own offset), and printed each
     # gap in their readings, in instructions, as "bench: main|peer gap
     # BEFORE AFTER". A main gap brackets a peer turn: the switch into the peer
     # is the peer's first reading after its own gap less the main VM's last
@@ -142,8 +143,8 @@ the performance monitors, VFP/NEON state, the VM's interrupt context, the
 stage-2 switch by VMID without TLB invalidation, and the entry) less the
 peer's three loop instructions, halved. Each VM's PMCCNTR is its own (it
 stops while the other VM runs), so this row, the scheduling tick and the
-switch under preemption are timed with the virtual counter, which all VMs
-share: one tick is 16 instructions under `-icount shift=0`, so their
+switch under preemption are timed with the physical counter CNTPCT, which
+all VMs read alike: one tick is 16 instructions under `-icount shift=0`, so their
 minimums are exact to 16 instructions and their means to 16 over the
 number of samples. On qemu-virt the interrupt context is the GIC's:
 GICH_VMCR, GICH_APR, the occupied list registers and the timer's mask.

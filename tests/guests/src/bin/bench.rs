@@ -11,22 +11,23 @@
 //! PMCCNTR is each VM's own (the hypervisor switches the performance
 //! monitors with the VM), so it stops while another VM runs. What spans
 //! two VMs (the VM switch, the switch under preemption) is timed with the
-//! virtual counter instead, which all VMs share: under `-icount shift=0`
-//! one of its ticks is 10^9 / CNTFRQ instructions (16 on both boards), so
-//! those rows are exact to a tick per sample (their means to a tick over
-//! all samples).
+//! physical counter CNTPCT instead, which all VMs read alike (each VM's
+//! virtual counter has its own offset): under `-icount shift=0` one of
+//! its ticks is 10^9 / CNTFRQ instructions (16 on both boards), so those
+//! rows are exact to a tick per sample (their means to a tick over all
+//! samples).
 //!
 //! | operation | what is timed |
 //! |---|---|
 //! | null hypercall | `hvc` with an id nobody owns (NOT_SUPPORTED) |
 //! | MMIO read | `ldr` of the virtual UART's FR |
 //! | injected data abort | `ldr` from an IPA nobody claims; the guest's handler returns at once |
-//! | VM switch | a YIELD hypercall in this VM until it runs again, while a second VM ('bench-peer', this same image) yields in a loop: two switches (each with a hypercall exit), less the peer's three loop instructions between its calls, halved (virtual counter) |
+//! | VM switch | a YIELD hypercall in this VM until it runs again, while a second VM ('bench-peer', this same image) yields in a loop: two switches (each with a hypercall exit), less the peer's three loop instructions between its calls, halved (physical counter) |
 //!
 //! | GIC acknowledge + EOI | GICC_IAR then GICC_EOIR for an SGI sent to itself |
 //! | virtual interrupt delivery | from the guest's last instruction before the interrupt to the first of its IRQ vector, the interrupt being its virtual timer (raised from the hypervisor's alarm interrupt) |
-//! | scheduling tick | the gap in this VM's run when its slice ends and no other VM is ready (virtual counter) |
-//! | VM switch under preemption | computed by `tools/bench-report.sh`: both VMs spin reading the virtual counter (one for all VMs), and each gap in one's readings brackets the other's turn; the switch is the time from one VM's last reading to the other's first |
+//! | scheduling tick | the gap in this VM's run when its slice ends and no other VM is ready (physical counter) |
+//! | VM switch under preemption | computed by `tools/bench-report.sh`: both VMs spin reading the physical counter (one for all VMs), and each gap in one's readings brackets the other's turn; the switch is the time from one VM's last reading to the other's first |
 //!
 //! The VM named `bench-peer` yields 101 times (YIELD), then spins for the
 //! preemption measurement, prints its gaps and powers off.
@@ -119,16 +120,17 @@ bench_measure:
     measure 0x09000018, 0x86000fff, hvc #0  @ an id nobody owns
     measure 0x09000018, 0x86000fff, ldr r1, [r6]
     measure 0x0a000000, 0x86000fff, ldr r1, [r6]
-    @ The VM switch: timed by CNTVCT (r4/r5 its low word, r12 the high
-    @ word, unused; YIELD takes no arguments), in ticks.
+    @ The VM switch: timed by CNTPCT, the physical counter every VM
+    @ reads alike (r4/r5 its low word, r12 the high word, unused; YIELD
+    @ takes no arguments), in ticks.
     start_runs
 11:
     ldr     r0, =0x86000005         @ YIELD
     isb
-    mrrc    p15, 1, r4, r12, c14
+    mrrc    p15, 0, r4, r12, c14
     hvc     #0
     isb
-    mrrc    p15, 1, r5, r12, c14
+    mrrc    p15, 0, r5, r12, c14
     sub     r5, r5, r4
     record
     bne     11b
@@ -220,8 +222,8 @@ latency_irq:
     ldr     lr, =latency_resume
     movs    pc, lr                  @ back to SVC mode, at latency_resume
 
-    @ u32 bench_sample(u64 end, u32 gaps[16]): spins until CNTVCT reaches
-    @ `end` (r0:r1), reading CNTVCT back to back (one loop is 8
+    @ u32 bench_sample(u64 end, u32 gaps[16]): spins until CNTPCT reaches
+    @ `end` (r0:r1), reading CNTPCT back to back (one loop is 8
     @ instructions, half a tick); records up to 8 gaps longer than 4 ticks
     @ (64 instructions) as (before, after) pairs of its low word. Returns
     @ the number of gaps seen (which may exceed 8).
@@ -231,8 +233,8 @@ bench_sample:
     mov     r8, r2                  @ r8 := gaps cursor
     add     r9, r2, #64             @ r9 := end of the gaps array
     mov     r10, #0                 @ r10 := gaps seen
-    mrrc    p15, 1, r6, r3, c14     @ r6 := previous sample
-4:  mrrc    p15, 1, r4, r3, c14     @ r4:r3 := CNTVCT
+    mrrc    p15, 0, r6, r3, c14     @ r6 := previous sample
+4:  mrrc    p15, 0, r4, r3, c14     @ r4:r3 := CNTPCT
     sub     r5, r4, r6
     cmp     r5, #4
     bls     5f
@@ -281,7 +283,18 @@ const SAMPLE_LOOP: u32 = 8;
 /// Gaps longer than this are another VM's turn, not a tick.
 const TICK_LIMIT: u32 = 100_000;
 
-/// Instructions per virtual-counter tick under `-icount shift=0` (one
+/// CNTPCT: the physical counter, the same for every VM (each VM's
+/// virtual counter has its own offset).
+fn physical_now() -> u64 {
+    let (low, high): (u32, u32);
+    // SAFETY: reading CNTPCT has no side effects (CNTHCTL.PL1PCTEN).
+    unsafe {
+        core::arch::asm!("isb", "mrrc p15, 0, {}, {}, c14", out(reg) low, out(reg) high, options(nomem, nostack))
+    };
+    (u64::from(high) << 32) | u64::from(low)
+}
+
+/// Instructions per counter tick under `-icount shift=0` (one
 /// instruction per nanosecond).
 fn instructions_per_tick() -> u32 {
     1_000_000_000 / timer::frequency()
@@ -290,7 +303,7 @@ fn instructions_per_tick() -> u32 {
 /// Spins for `ms` of the virtual counter; returns the gaps it saw (how
 /// many, and up to 8 (before, after) pairs), in instructions.
 fn sample(ms: u64) -> (u32, [u32; 16]) {
-    let end = timer::now() + u64::from(timer::frequency()) * ms / 1000;
+    let end = physical_now() + u64::from(timer::frequency()) * ms / 1000;
     let mut gaps = [0u32; 16];
     // SAFETY: the assembly writes at most the 16 words of `gaps`.
     let count = unsafe { bench_sample(end, &mut gaps) };
