@@ -138,10 +138,17 @@ done
 cat <<'TAIL'
 The VM switch row: the bench VM calls YIELD while a second VM
 ('bench-peer') yields in a loop; the round trip (two switches, each with a
-hypercall exit, saving and restoring the banked registers, CP15 state with
-the performance monitors, VFP/NEON state, the VM's interrupt context, the
-stage-2 switch by VMID without TLB invalidation, and the entry) less the
-peer's three loop instructions, halved. Each VM's PMCCNTR is its own (it
+hypercall exit, saving and restoring the banked registers, CP15 state
+(with CPACR and ThumbEE), the performance monitors of the bench VM (which
+uses them; the peer does not, so its are never touched), the debug
+registers (21 reads at every switch-out; written back only when some VM's
+are not zero), VFP/NEON state, the VM's interrupt context, the stage-2
+switch by VMID without TLB invalidation, and the entry) less the peer's
+three loop instructions, halved. Since the isolation audit the switch also
+carries the debug registers and the other registers it found shared; the
+earlier figures (733 and 839) were also taken with the shared PMCCNTR,
+which no longer spans two VMs: the same switch without the debug
+registers measured 910 on integrator-cp by the physical counter. Each VM's PMCCNTR is its own (it
 stops while the other VM runs), so this row, the scheduling tick and the
 switch under preemption are timed with the physical counter CNTPCT, which
 all VMs read alike: one tick is 16 instructions under `-icount shift=0`, so their
