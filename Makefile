@@ -106,6 +106,13 @@ FUZZ_TARGETS := trap_decode virtual_devices hypercalls vm_config system_image de
 fuzz: setup
 	rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal
 	command -v cargo-fuzz >/dev/null 2>&1 || cargo install cargo-fuzz --locked
+	# A real packed system image seeds the system_image target (the first
+	# byte 1: the target makes the checksum right), so the fuzzer starts
+	# past the header checks.
+	cargo build --locked --release -p capvisor-test-guests --target $(TARGET)
+	mkdir -p fuzz/corpus/system_image
+	cargo run --quiet --locked --release -p capvisor-system -- pack --board qemu-virt --search $(GUEST_DIR) tests/systems/hello.toml --output target/fuzz-seed.img
+	{ printf '\001'; cat target/fuzz-seed.img; } > fuzz/corpus/system_image/seed-hello
 	cd fuzz && for target in $(FUZZ_TARGETS); do \
 		cargo +nightly fuzz run $$target -- -max_total_time=$(FUZZ_TIME) || exit 1; \
 	done
