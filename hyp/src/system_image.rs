@@ -196,10 +196,7 @@ pub struct VmEntry<'a> {
 impl VmEntry<'_> {
     /// Whether it claims the device called `name`.
     pub fn claims(&self, name: &str) -> bool {
-        DEVICES
-            .iter()
-            .position(|device| *device == name)
-            .is_some_and(|bit| self.devices & (1 << bit) != 0)
+        crate::config::DeviceSet(self.devices).has(name)
     }
 
     /// Its image with `role`, if it has one.
@@ -618,10 +615,26 @@ pub struct VmSource<'a> {
 #[derive(Debug)]
 pub struct Writer;
 
-impl Writer {
-    /// The system image of `vms` with `focus`, its images' bytes stored
-    /// once each (identical contents share one copy).
-    pub fn write(vms: &[VmSource<'_>], focus: usize) -> Vec<u8> {
+/// Where everything of a system image goes: one computation for
+/// [`Writer::write`] and [`Writer::size`].
+struct Layout<'a> {
+    image_count: usize,
+    /// The end of the image entries, where the strings start.
+    entries_end: usize,
+    strings: Vec<u8>,
+    /// (offset, length) of each VM's name and bootargs, in order.
+    string_refs: Vec<(u32, u32)>,
+    /// The first image's offset.
+    data: usize,
+    /// Each distinct image's bytes and offset, in order of first use.
+    blobs: Vec<(&'a [u8], u32)>,
+    /// Each image entry's data offset, in order.
+    data_offsets: Vec<u32>,
+    total: usize,
+}
+
+impl<'a> Layout<'a> {
+    fn of(vms: &[VmSource<'a>]) -> Layout<'a> {
         let image_count: usize = vms.iter().map(|vm| vm.images.len()).sum();
         let entries_end =
             HEADER_BYTES + vms.len() * VM_ENTRY_BYTES + image_count * IMAGE_ENTRY_BYTES;
@@ -634,7 +647,6 @@ impl Writer {
             }
         }
         let data = (entries_end + strings.len()).next_multiple_of(DATA_ALIGNMENT);
-        // Each distinct image's bytes, in order of first use.
         let mut blobs: Vec<(&[u8], u32)> = Vec::new();
         let mut end = data;
         let mut data_offsets = Vec::new();
@@ -653,6 +665,38 @@ impl Writer {
         let total = blobs
             .last()
             .map_or(data, |(bytes, offset)| *offset as usize + bytes.len());
+        Layout {
+            image_count,
+            entries_end,
+            strings,
+            string_refs,
+            data,
+            blobs,
+            data_offsets,
+            total,
+        }
+    }
+}
+
+impl Writer {
+    /// Bytes of the system image of `vms`, without writing it.
+    pub fn size(vms: &[VmSource<'_>]) -> usize {
+        Layout::of(vms).total
+    }
+
+    /// The system image of `vms` with `focus`, its images' bytes stored
+    /// once each (identical contents share one copy).
+    pub fn write(vms: &[VmSource<'_>], focus: usize) -> Vec<u8> {
+        let Layout {
+            image_count,
+            entries_end,
+            strings,
+            string_refs,
+            data,
+            blobs,
+            data_offsets,
+            total,
+        } = Layout::of(vms);
         let mut out = alloc::vec![0u8; total];
         let mut put = |at: usize, value: u32| out[at..at + 4].copy_from_slice(&value.to_le_bytes());
         put(header::VERSION, VERSION);

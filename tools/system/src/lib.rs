@@ -909,28 +909,7 @@ fn sources(system: &CheckedSystem) -> Vec<VmSource<'_>> {
 
 /// Bytes of the packed image, without packing it.
 fn packed_size(system: &CheckedSystem) -> u64 {
-    let mut seen: Vec<&[u8]> = Vec::new();
-    let mut size = (hyp::system_image::HEADER_BYTES
-        + system.vms.len()
-            * (hyp::system_image::VM_ENTRY_BYTES + 3 * hyp::system_image::IMAGE_ENTRY_BYTES)
-        + system
-            .vms
-            .iter()
-            .map(|vm| vm.name.len() + vm.bootargs.len())
-            .sum::<usize>()) as u64;
-    for vm in &system.vms {
-        for image in std::iter::once(&vm.kernel)
-            .chain(&vm.initrd)
-            .chain(&vm.device_tree)
-        {
-            if !seen.contains(&image.bytes.as_slice()) {
-                seen.push(&image.bytes);
-                size = size.next_multiple_of(hyp::system_image::DATA_ALIGNMENT as u64)
-                    + image.bytes.len() as u64;
-            }
-        }
-    }
-    size
+    Writer::size(&sources(system)) as u64
 }
 
 /// A description of one Linux VM booting `kernel` (a zImage) with an
