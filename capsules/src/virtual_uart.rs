@@ -275,6 +275,19 @@ impl MmioDevice for VirtualUart<'_> {
         }
         Ok(())
     }
+
+    /// The line (RIS & IMSC) moves only when DR is read (the receive FIFO
+    /// pops), DR is written with the transmit interrupt unmasked (TX is
+    /// raised), or IMSC or ICR is written. Status, configuration and ID
+    /// accesses leave it alone: the guest's polling of FR costs no look
+    /// at its interrupts.
+    fn changes_interrupts(&self, offset: u64, write: bool) -> bool {
+        match (offset, write) {
+            (DR, false) | (IMSC | ICR, true) => true,
+            (DR, true) => self.imsc.get() & INT_TX != 0,
+            _ => false,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -315,6 +328,30 @@ mod tests {
         assert!(!uart.receive(0xff));
         assert_eq!(uart.dropped(), 1);
         assert_eq!(word(&uart, DR), 0, "first in, first out");
+    }
+
+    #[test]
+    fn only_accesses_that_can_move_the_line_say_so() {
+        let out = Recorder::default();
+        let uart = VirtualUart::new(&out);
+        for offset in [FR, CR, LCR_H, IBRD, RIS, MIS, IMSC, ID_BASE] {
+            assert!(!uart.changes_interrupts(offset, false), "read {offset:#x}");
+        }
+        for offset in [CR, LCR_H, IBRD, FBRD, IFLS, DMACR] {
+            assert!(!uart.changes_interrupts(offset, true), "write {offset:#x}");
+        }
+        assert!(
+            uart.changes_interrupts(DR, false),
+            "a read of DR pops the FIFO"
+        );
+        assert!(uart.changes_interrupts(IMSC, true));
+        assert!(uart.changes_interrupts(ICR, true));
+        assert!(
+            !uart.changes_interrupts(DR, true),
+            "TX masked: no line moves"
+        );
+        uart.write(IMSC, AccessSize::Word, INT_TX).unwrap();
+        assert!(uart.changes_interrupts(DR, true), "TX unmasked");
     }
 
     #[test]

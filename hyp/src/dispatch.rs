@@ -78,6 +78,17 @@ pub trait MmioDevice {
     fn read(&self, offset: u64, size: AccessSize) -> Result<u32, MmioError>;
     /// Writes the low `size` bytes of `value` at `offset`.
     fn write(&self, offset: u64, size: AccessSize, value: u32) -> Result<(), MmioError>;
+    /// Whether a successful access at `offset` (a write when `write`) can
+    /// have changed the interrupts the VM sees: a line the device raises
+    /// or lowers, or the state of its interrupt controller. The kernel
+    /// presents the VM's interrupts again before the next entry only after
+    /// such an access, so a device that answers false for a register with
+    /// side effects on interrupts delays them; the default, true, is
+    /// always safe. Status and configuration reads answer false.
+    fn changes_interrupts(&self, offset: u64, write: bool) -> bool {
+        let _ = (offset, write);
+        true
+    }
     /// Puts the device back in its reset state, for a restart of its VM
     /// (nothing the guest left in it may survive). A device that cannot
     /// keeps the default, `Err(NotResettable)`, and cannot be given to a
@@ -141,6 +152,10 @@ pub trait HypercallDriver {
 pub enum Action {
     /// Resume the guest (registers and PC already updated).
     Resume,
+    /// Resume the guest after an emulated device access that can have
+    /// changed its interrupts ([`MmioDevice::changes_interrupts`]): the
+    /// kernel presents them again before the entry.
+    ResumeInterruptsChanged,
     /// The guest waits for an interrupt (it resumes after the WFI).
     Wait,
     /// Stop the VM at its own request.
@@ -216,7 +231,7 @@ pub fn dispatch(
                 Ok(value) => {
                     registers.set_register(register, extend(value, size, sign_extend));
                     skip(registers, bytes);
-                    Action::Resume
+                    emulated(device, offset, false)
                 }
                 Err(_) => refused(ipa, va, size, false),
             },
@@ -232,7 +247,7 @@ pub fn dispatch(
                 match device.write(offset, size, registers.register(register)) {
                     Ok(()) => {
                         skip(registers, bytes);
-                        Action::Resume
+                        emulated(device, offset, true)
                     }
                     Err(_) => refused(ipa, va, size, true),
                 }
@@ -260,6 +275,16 @@ pub fn dispatch(
         },
         Trap::FloatingPoint | Trap::Undefined { .. } => Action::InjectUndefined,
         Trap::Irq | Trap::Fiq => Action::Resume,
+    }
+}
+
+/// How the guest resumes after `device` emulated an access at `offset`.
+#[inline]
+fn emulated(device: &dyn MmioDevice, offset: u64, write: bool) -> Action {
+    if device.changes_interrupts(offset, write) {
+        Action::ResumeInterruptsChanged
+    } else {
+        Action::Resume
     }
 }
 
@@ -459,7 +484,8 @@ mod tests {
         }
     }
 
-    /// A device with one 32-bit register at offset 0 and a byte register at 4.
+    /// A device with one 32-bit register at offset 0 and a byte register at
+    /// 4; reading the byte register has no effect on interrupts.
     struct FakeDevice {
         word: Cell<u32>,
     }
@@ -490,6 +516,9 @@ mod tests {
                 }
                 _ => Err(MmioError::NoRegister),
             }
+        }
+        fn changes_interrupts(&self, offset: u64, write: bool) -> bool {
+            write || offset != 4
         }
     }
 
@@ -652,7 +681,10 @@ mod tests {
             sign_extend: false,
             register: 3,
         };
-        assert_eq!(run(read, &mut regs, &device), Action::Resume);
+        assert_eq!(
+            run(read, &mut regs, &device),
+            Action::ResumeInterruptsChanged
+        );
         assert_eq!((regs.r[3], regs.pc), (0x1234_5678, 0x204));
         regs.r[5] = 0xcafe;
         let write = Trap::MmioWrite {
@@ -661,8 +693,26 @@ mod tests {
             size: AccessSize::Word,
             register: 5,
         };
-        assert_eq!(run(write, &mut regs, &device), Action::Resume);
+        assert_eq!(
+            run(write, &mut regs, &device),
+            Action::ResumeInterruptsChanged
+        );
         assert_eq!(device.word.get(), 0xcafe);
+    }
+
+    #[test]
+    fn an_access_the_device_calls_quiet_resumes_without_an_interrupt_change() {
+        let device = FakeDevice { word: Cell::new(0) };
+        let mut regs = FakeRegisters::default();
+        let status = Trap::MmioRead {
+            ipa: 0x0900_0004,
+            va: 0x0900_0004,
+            size: AccessSize::Byte,
+            sign_extend: false,
+            register: 1,
+        };
+        assert_eq!(run(status, &mut regs, &device), Action::Resume);
+        assert_eq!((regs.r[1], regs.pc), (0xf0, 4));
     }
 
     #[test]

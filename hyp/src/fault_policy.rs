@@ -40,10 +40,15 @@ pub trait VmFaultPolicy {
 ///   legitimately fault at one instruction many times in a loop of its own.
 ///
 /// The kernel reports each fault with [`Self::faulted_at`] before
-/// reflecting it, the vector it sent the guest to with [`Self::entered`],
-/// and every other exit with [`Self::progressed`].
+/// reflecting it, with a count of the VM's exits that were neither faults
+/// nor physical interrupts (its progress: when the count moved since the
+/// last fault, the guest got somewhere in between and everything seen is
+/// forgotten), and the vector it sent the guest to with [`Self::entered`].
+/// Ordinary exits cost the detector nothing: the count is one the kernel
+/// keeps anyway. A restart forgets everything ([`Self::progressed`]).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct FaultLoopDetector {
+    progress: Option<u32>,
     last_pc: Option<u32>,
     repeats: u32,
     last_vector: Option<u32>,
@@ -61,6 +66,7 @@ impl FaultLoopDetector {
     /// A detector with nothing seen.
     pub const fn new() -> Self {
         FaultLoopDetector {
+            progress: None,
             last_pc: None,
             repeats: 0,
             last_vector: None,
@@ -68,9 +74,15 @@ impl FaultLoopDetector {
         }
     }
 
-    /// Records a fault at guest address `pc`, before it is reflected.
-    /// Returns true when the guest is stuck: the policy must decide.
-    pub fn faulted_at(&mut self, pc: u32) -> bool {
+    /// Records a fault at guest address `pc`, before it is reflected;
+    /// `progress` counts the VM's exits that were not faults or physical
+    /// interrupts. Returns true when the guest is stuck: the policy must
+    /// decide.
+    pub fn faulted_at(&mut self, pc: u32, progress: u32) -> bool {
+        if self.progress != Some(progress) {
+            *self = FaultLoopDetector::new();
+            self.progress = Some(progress);
+        }
         if self.last_pc == Some(pc) {
             self.repeats += 1;
         } else {
@@ -90,13 +102,9 @@ impl FaultLoopDetector {
         self.last_vector = Some(vector);
     }
 
-    /// Records an exit that was not a reflected fault. (Called on every
-    /// such exit: it only writes when there is something to forget.)
-    #[inline]
+    /// Forgets every fault seen (the VM restarts).
     pub fn progressed(&mut self) {
-        if self.last_pc.is_some() || self.last_vector.is_some() {
-            *self = FaultLoopDetector::new();
-        }
+        *self = FaultLoopDetector::new();
     }
 }
 
@@ -107,13 +115,13 @@ mod tests {
     #[test]
     fn faults_at_the_vector_just_entered_are_a_loop() {
         let mut detector = FaultLoopDetector::new();
-        assert!(!detector.faulted_at(0x4000_8000)); // the original fault
+        assert!(!detector.faulted_at(0x4000_8000, 7)); // the original fault
         for _ in 1..VECTOR_FAULT_LIMIT {
             detector.entered(0xffff_0010);
-            assert!(!detector.faulted_at(0xffff_0010));
+            assert!(!detector.faulted_at(0xffff_0010, 7));
         }
         detector.entered(0xffff_0010);
-        assert!(detector.faulted_at(0xffff_0010));
+        assert!(detector.faulted_at(0xffff_0010, 7));
     }
 
     #[test]
@@ -122,18 +130,22 @@ mod tests {
         // same fault address each time, the vector never faults.
         let mut detector = FaultLoopDetector::new();
         for _ in 1..FAULT_LOOP_LIMIT {
-            assert!(!detector.faulted_at(0x4000_0100));
+            assert!(!detector.faulted_at(0x4000_0100, 0));
             detector.entered(0x4000_0010);
         }
-        assert!(detector.faulted_at(0x4000_0100), "but not forever");
+        assert!(detector.faulted_at(0x4000_0100, 0), "but not forever");
     }
 
     #[test]
     fn progress_resets_everything() {
         let mut detector = FaultLoopDetector::new();
-        detector.faulted_at(0x10);
+        detector.faulted_at(0x10, 3);
         detector.entered(0x20);
-        detector.faulted_at(0x20);
+        for _ in 1..VECTOR_FAULT_LIMIT {
+            assert!(!detector.faulted_at(0x20, 3));
+        }
+        // One exit of progress in between: not a loop.
+        assert!(!detector.faulted_at(0x20, 4));
         detector.progressed();
         assert_eq!(detector, FaultLoopDetector::new());
     }

@@ -94,17 +94,19 @@ pub enum VmState {
     Faulted,
 }
 
-/// Exit counts of one VM, by what the exit was.
+/// Exit counts of one VM, by what the exit was. Each exit is counted once,
+/// in its kind's counter; [`VmCounters::exits`] is their sum.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct VmCounters {
-    /// Every exit.
-    pub exits: u32,
     /// Hypercalls and SMCs.
     pub hypercalls: u32,
-    /// Emulated MMIO accesses.
+    /// Emulated MMIO accesses (and MMIO accesses refused with an abort).
     pub mmio: u32,
     /// WFI/WFE.
     pub waits: u32,
+    /// Other exits: trapped system registers and floating point,
+    /// undefined instructions, aborts.
+    pub other: u32,
     /// Faults reflected into the guest.
     pub injected_faults: u32,
     /// Restarts by SYSTEM_RESET or by the fault policy.
@@ -117,6 +119,25 @@ pub struct VmCounters {
     pub preemptions: u32,
     /// Times its slice ran out with no other VM ready (it went on).
     pub ticks: u32,
+}
+
+impl VmCounters {
+    /// Every exit.
+    pub const fn exits(&self) -> u32 {
+        self.hypercalls
+            .wrapping_add(self.mmio)
+            .wrapping_add(self.waits)
+            .wrapping_add(self.other)
+            .wrapping_add(self.irqs)
+    }
+
+    /// The exits that were neither physical interrupts nor reflected
+    /// faults: the VM's progress, for the fault loop detector.
+    const fn progress(&self) -> u32 {
+        self.exits()
+            .wrapping_sub(self.irqs)
+            .wrapping_sub(self.injected_faults)
+    }
 }
 
 /// One VM.
@@ -207,7 +228,7 @@ impl<'a, V: Vcpu> Vm<'a, V> {
             out,
             "{}; exits {} (hypercalls {}, mmio {}, waits {}, irqs {}), injected faults {}, restarts {}, slices {}, preemptions {}, ticks {}",
             state,
-            c.exits,
+            c.exits(),
             c.hypercalls,
             c.mmio,
             c.waits,
@@ -231,6 +252,26 @@ impl<'a, V: Vcpu> Vm<'a, V> {
     /// and if not, when to look again.
     fn poll_interrupts(&self, platform: &dyn Platform) -> crate::interrupts::Poll {
         self.interrupts.poll(&self.vcpu, platform.now())
+    }
+
+    /// Whether the interrupt backend must run before the next entry: after
+    /// a change, and for a backend that polls the guest's timer while the
+    /// timer is armed and once after it was (to lower the line). After a
+    /// change the backend may have raised the line: it looks once more at
+    /// the entry after.
+    #[inline(always)]
+    fn interrupts_need_a_look(&mut self) -> bool {
+        if self.interrupts_changed {
+            self.timer_was_armed = true;
+            return true;
+        }
+        self.poll_every_entry && {
+            let armed = crate::interrupts::VirtualTimerState::control_armed(
+                self.vcpu.virtual_timer_control(),
+            );
+            let was_armed = core::mem::replace(&mut self.timer_was_armed, armed);
+            armed || was_armed
+        }
     }
 
     fn is_live(&self) -> bool {
@@ -273,55 +314,78 @@ impl<'a, V: Vcpu> Vm<'a, V> {
         }
     }
 
-    /// Handles one exit of this VM. Returns whether the VM keeps the CPU
-    /// (true) or yields it, and whether the hypervisor must stop.
-    #[inline]
-    fn handle(&mut self, exit: &GuestExit) -> (bool, bool) {
-        self.counters.exits += 1;
+    /// Counts and dispatches one exit of this VM (not a physical
+    /// interrupt). `None`: the guest resumes at once, the common case,
+    /// decided here in a few instructions; otherwise what
+    /// [`Self::carry_out`] made of the action.
+    #[inline(always)]
+    fn handle(&mut self, exit: &GuestExit) -> Option<Outcome> {
         match exit.trap {
             Trap::Hypercall { .. } | Trap::SecureMonitorCall => self.counters.hypercalls += 1,
             Trap::MmioRead { .. } | Trap::MmioWrite { .. } => self.counters.mmio += 1,
-            _ => {}
+            Trap::WaitForInterrupt { .. } | Trap::WaitForEvent { .. } => self.counters.waits += 1,
+            _ => self.counters.other += 1,
         }
-        let action = dispatch(exit, &mut self.vcpu, &self.routes);
-        match action {
-            Action::Resume => {
-                self.loop_detector.progressed();
-                (true, false)
+        match dispatch(exit, &mut self.vcpu, &self.routes) {
+            Action::Resume => None,
+            Action::ResumeInterruptsChanged => {
+                self.interrupts_changed = true;
+                None
             }
+            action => Some(self.carry_out(action)),
+        }
+    }
+
+    /// Carries out an action other than resuming at once.
+    #[inline(never)]
+    fn carry_out(&mut self, action: Action) -> Outcome {
+        match action {
+            Action::Resume | Action::ResumeInterruptsChanged => Outcome::Keep,
             Action::Wait => {
-                self.loop_detector.progressed();
-                self.counters.waits += 1;
                 self.state = VmState::Waiting;
-                (false, false)
+                Outcome::Yield
             }
             Action::StopVm => {
                 self.state = VmState::Stopped;
                 self.vcpu.release();
-                (false, false)
+                Outcome::Yield
             }
             Action::ResetVm => {
                 self.restart();
-                (true, false)
+                Outcome::Keep
             }
-            Action::Yield => {
-                self.loop_detector.progressed();
-                (false, false)
-            }
+            Action::Yield => Outcome::Yield,
             Action::InjectDataAbort { .. }
             | Action::InjectPrefetchAbort { .. }
             | Action::InjectUndefined => {
                 let pc = self.vcpu.pc();
-                if self.loop_detector.faulted_at(pc) || !self.vcpu.reflect(&action) {
-                    let panic = self.fatal_fault();
-                    return (false, panic);
+                if self.loop_detector.faulted_at(pc, self.counters.progress())
+                    || !self.vcpu.reflect(&action)
+                {
+                    return if self.fatal_fault() {
+                        Outcome::Panic
+                    } else {
+                        Outcome::Yield
+                    };
                 }
                 self.loop_detector.entered(self.vcpu.pc());
                 self.counters.injected_faults += 1;
-                (true, false)
+                Outcome::Keep
             }
         }
     }
+}
+
+/// What an exit that did not simply resume leaves the loop to do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Outcome {
+    /// The VM keeps the CPU.
+    Keep,
+    /// The VM gives up the CPU (it yields, waits, stopped or restarted by
+    /// its policy).
+    Yield,
+    /// The VM's policy stops the hypervisor.
+    Panic,
 }
 
 /// How a [`Kernel::run`] ended.
@@ -439,44 +503,29 @@ impl Kernel {
                 }
                 remaining -= 1;
                 let vm = &mut vms[current];
-                let changed = core::mem::replace(&mut vm.interrupts_changed, false);
-                // A polling backend has nothing to look at while the
-                // guest's timer is off and was off at the last entry: the
-                // common exit pays for one CNTV_CTL read, not a call.
-                // After a change the backend is called anyway, and it may
-                // have raised the line: look once more at the next entry.
-                let call = if changed {
-                    vm.timer_was_armed = true;
-                    true
-                } else {
-                    vm.poll_every_entry && {
-                        let armed = crate::interrupts::VirtualTimerState::control_armed(
-                            vm.vcpu.virtual_timer_control(),
-                        );
-                        let was_armed = core::mem::replace(&mut vm.timer_was_armed, armed);
-                        armed || was_armed
+                // Before the entry, the backend presents the VM's
+                // interrupts when something can have changed them (and a
+                // polling backend looks at the guest's timer while it is
+                // armed). Only then can the alarm need moving: the slice's
+                // end and the waiting VMs' timers change only along with a
+                // change. The common exit pays for one flag (and, with a
+                // polling backend, one CNTV_CTL read).
+                if vm.interrupts_need_a_look() {
+                    let changed = core::mem::replace(&mut vm.interrupts_changed, false);
+                    let timer = vm
+                        .interrupts
+                        .before_entry(&vm.vcpu, &|| platform.now(), changed);
+                    let alarm = match timer {
+                        None => alarm_without_timer,
+                        Some(timer) => timer.min(alarm_without_timer),
+                    };
+                    if alarm != armed {
+                        platform.set_alarm((alarm != NEVER).then_some(alarm));
+                        armed = alarm;
                     }
-                };
-                let timer = if call {
-                    vm.interrupts
-                        .before_entry(&vm.vcpu, &|| platform.now(), changed)
-                } else {
-                    None
-                };
-                let alarm = match timer {
-                    None => alarm_without_timer,
-                    Some(timer) => timer.min(alarm_without_timer),
-                };
-                if alarm != armed {
-                    platform.set_alarm((alarm != NEVER).then_some(alarm));
-                    armed = alarm;
                 }
                 let exit = vm.vcpu.run();
-                if matches!(exit.trap, Trap::MmioRead { .. } | Trap::MmioWrite { .. }) {
-                    vm.interrupts_changed = true;
-                }
                 if matches!(exit.trap, Trap::Irq | Trap::Fiq) {
-                    vm.counters.exits += 1;
                     vm.counters.irqs += 1;
                     vm.interrupts_changed = true;
                     if platform.service_interrupts() {
@@ -510,11 +559,15 @@ impl Kernel {
                     }
                     continue;
                 }
-                let (keep, panic) = vm.handle(&exit);
+                // The lean path: an exit its device or service handled
+                // that leaves the VM running goes straight back in.
+                let Some(outcome) = vm.handle(&exit) else {
+                    continue;
+                };
                 if !vm.is_live() {
                     platform.vm_stopped(current);
                 }
-                if panic {
+                if outcome == Outcome::Panic {
                     return RunOutcome::Panicked { vm: current };
                 }
                 if vm.state == VmState::Waiting {
@@ -527,7 +580,7 @@ impl Kernel {
                     }
                     break StopReason::Waiting;
                 }
-                if !keep {
+                if outcome == Outcome::Yield {
                     break if vm.state == VmState::Ready {
                         StopReason::Preempted
                     } else {
@@ -863,7 +916,7 @@ mod tests {
         assert_eq!(vms[0].vcpu.r0_seen[2], 0, "YIELD returns 0");
         assert_eq!(
             (
-                vms[0].counters.exits,
+                vms[0].counters.exits(),
                 vms[0].counters.hypercalls,
                 vms[0].counters.slices
             ),
@@ -1015,6 +1068,116 @@ mod tests {
         let mut vms = [vm("b", b, &world, &policy).with_interrupts(&backend)];
         Kernel.run(&mut vms, &world, &no_slices(), 100);
         assert_eq!(backend.0.get(), 11);
+    }
+
+    /// A device at 0x0900_0000 whose register 0 is status (reading it
+    /// changes no interrupt) and register 4 an acknowledge (it does).
+    struct StatusAndAcknowledge;
+
+    impl MmioDevice for StatusAndAcknowledge {
+        fn name(&self) -> &'static str {
+            "status-and-acknowledge"
+        }
+        fn base(&self) -> u64 {
+            0x0900_0000
+        }
+        fn size(&self) -> u64 {
+            0x1000
+        }
+        fn read(&self, _offset: u64, _size: AccessSize) -> Result<u32, crate::dispatch::MmioError> {
+            Ok(0)
+        }
+        fn write(&self, _: u64, _: AccessSize, _: u32) -> Result<(), crate::dispatch::MmioError> {
+            Ok(())
+        }
+        fn changes_interrupts(&self, offset: u64, write: bool) -> bool {
+            write || offset == 4
+        }
+    }
+
+    /// A backend that looks only after a change, recording the entries at
+    /// which it was called (each run advances the clock by 10: the entry
+    /// number is the clock's tens, plus one).
+    struct ChangeRecorder(RefCell<Vec<u64>>);
+
+    impl InterruptBackend for ChangeRecorder {
+        fn switch_in(&self) {}
+        fn switch_out(&self) {}
+        fn before_entry(
+            &self,
+            _timer: &dyn VirtualTimer,
+            now: &dyn Fn() -> u64,
+            changed: bool,
+        ) -> Option<u64> {
+            assert!(changed, "called without a change");
+            self.0.borrow_mut().push(now() / 10 + 1);
+            None
+        }
+        fn polls_every_entry(&self) -> bool {
+            false
+        }
+        fn poll(&self, _timer: &dyn VirtualTimer, _now: u64) -> crate::interrupts::Poll {
+            crate::interrupts::Poll::default()
+        }
+        fn reset(&self) {}
+    }
+
+    #[test]
+    fn interrupts_are_presented_again_only_after_an_exit_that_can_change_them() {
+        let world = World::new();
+        let policy = Fixed(FaultResponse::Stop);
+        let read = |offset: u32| Trap::MmioRead {
+            ipa: 0x0900_0000 + u64::from(offset),
+            va: 0x0900_0000 + offset,
+            size: AccessSize::Word,
+            sign_extend: false,
+            register: 1,
+        };
+        let write = Trap::MmioWrite {
+            ipa: 0x0900_0000,
+            va: 0x0900_0000,
+            size: AccessSize::Word,
+            register: 1,
+        };
+        // Exits 1-7: status read, hypercall, acknowledge read, status
+        // read, write, an IRQ, a refused access; then power off.
+        let script = std::vec![
+            (read(0), 0),
+            (HVC, 0x1),
+            (read(4), 0),
+            (read(0), 0),
+            (write, 0),
+            (IRQ, 0),
+            (UNCLAIMED, 0),
+            OFF,
+        ];
+        let a = ScriptedVcpu::new('a', script, &world);
+        let backend = ChangeRecorder(RefCell::new(Vec::new()));
+        let devices: &'static [&'static dyn MmioDevice] = &[&StatusAndAcknowledge];
+        let mut vms = [
+            Vm::new("a", a, memory('a', &world), devices, services(), &policy)
+                .with_interrupts(&backend),
+        ];
+        assert_eq!(
+            Kernel.run(&mut vms, &world, &no_slices(), 100),
+            RunOutcome::AllStopped
+        );
+        // Before the first entry (a new slice), after the acknowledge,
+        // after the write and after the IRQ: entries 1, 4, 6 and 7. The
+        // status reads, the hypercall and the refused access (the guest
+        // takes an abort) cost no look.
+        assert_eq!(*backend.0.borrow(), std::vec![1, 4, 6, 7]);
+        let counters = vms[0].counters;
+        assert_eq!(
+            (
+                counters.mmio,
+                counters.hypercalls,
+                counters.irqs,
+                counters.injected_faults
+            ),
+            (5, 2, 1, 1)
+        );
+        assert_eq!(counters.exits(), 8);
     }
 
     #[test]

@@ -158,4 +158,10 @@ impl MmioDevice for GicCpuInterface<'_> {
         }
         Ok(())
     }
+
+    /// Of the reads only GICC_IAR (an acknowledge) changes what the vCPU
+    /// is signalled; every write may (EOIR, DIR, CTLR, PMR, BPR).
+    fn changes_interrupts(&self, offset: u64, write: bool) -> bool {
+        write || offset == GICC_IAR
+    }
 }

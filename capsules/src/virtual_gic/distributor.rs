@@ -181,4 +181,10 @@ impl MmioDevice for GicDistributor<'_> {
         }
         Ok(())
     }
+
+    /// Distributor reads have no side effects; every write may change
+    /// what is pending, enabled or routed.
+    fn changes_interrupts(&self, _offset: u64, write: bool) -> bool {
+        write
+    }
 }

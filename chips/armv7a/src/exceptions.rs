@@ -18,7 +18,7 @@ use core::sync::atomic::{AtomicBool, Ordering};
 static IN_FATAL_PATH: AtomicBool = AtomicBool::new(false);
 
 /// The syndrome and fault-address registers at the time of an exception.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct FaultRegisters {
     /// HSR.
     pub hsr: u32,
@@ -42,14 +42,13 @@ pub fn read_fault_registers() -> FaultRegisters {
     }
 }
 
-/// The syndrome registers of a guest exit: HSR always, the fault address
+/// The syndrome registers of a guest exit, given its HSR: the fault address
 /// registers only for an abort (exception classes 0x20 and 0x24; 0x21 and
 /// 0x25 cannot come from a guest), the only exits that use them.
 #[cfg(target_arch = "arm")]
 #[inline]
-pub fn read_exit_registers() -> FaultRegisters {
-    use aarch32_cpu::register::{Hdfar, Hifar, Hpfar, Hsr as HsrRegister, SysRegRead};
-    let hsr = <HsrRegister as SysRegRead>::read_raw();
+pub fn read_exit_registers(hsr: u32) -> FaultRegisters {
+    use aarch32_cpu::register::{Hdfar, Hifar, Hpfar, SysRegRead};
     // EC 0x20, 0x21, 0x24, 0x25: the prefetch and data aborts.
     if (hsr >> 26) & 0b11_1011 != 0b10_0000 {
         return FaultRegisters {

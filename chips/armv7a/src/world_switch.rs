@@ -145,13 +145,27 @@ pub unsafe fn run_guest(context: &mut GuestContext) -> GuestExit {
     // SAFETY: the context is a valid, exclusively borrowed GuestContext; the
     // assembly returns only after saving the guest's registers into it.
     let vector = unsafe { armv7a_world_switch(context) };
-    let registers = crate::exceptions::read_exit_registers();
     let vector = match vector {
         6 => ExitVector::Irq,
         7 => ExitVector::Fiq,
         _ => ExitVector::HypTrap,
     };
-    decode_guest_exit(vector, registers)
+    if vector != ExitVector::HypTrap {
+        return decode_guest_exit(vector, crate::exceptions::FaultRegisters::default());
+    }
+    use aarch32_cpu::register::{Hsr, SysRegRead};
+    let hsr = <Hsr as SysRegRead>::read_raw();
+    // The hottest exit, HVC (EC 0x12), decodes from HSR alone: its ISS is
+    // the immediate, and HVC is always a 32-bit instruction.
+    if hsr >> 26 == 0x12 {
+        return GuestExit {
+            trap: hyp::trap::Trap::Hypercall {
+                immediate: hsr as u16,
+            },
+            instruction_bytes: 4,
+        };
+    }
+    decode_guest_exit(vector, crate::exceptions::read_exit_registers(hsr))
 }
 
 #[cfg(target_arch = "arm")]
