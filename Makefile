@@ -16,7 +16,7 @@ UNIT_CRATES := -p hyp -p armv7a -p integrator-cp -p pl011 -p gicv2 -p qemu-virt 
 HOST_CRATES := $(UNIT_CRATES) -p capvisor-tests
 TARGET_CRATES := -p hyp -p armv7a -p integrator-cp -p pl011 -p gicv2 -p qemu-virt -p capsules -p components -p capvisor-integrator-cp -p capvisor-qemu-virt -p capvisor-test-guests
 
-.PHONY: all setup program debug build test fmt-check lint unit-test qemu-test bench soak fuzz clean
+.PHONY: all setup program debug build test fmt-check lint unit-test qemu-test bench exit-profile soak fuzz clean
 
 all: build
 
@@ -87,6 +87,24 @@ bench: setup
 		|| (cat $(BENCH_DIR)/linux-native.txt; exit 1)
 	tools/bench-report.sh $(BENCH_DIR) $(BENCH_BOARDS) > BENCHMARKS.md
 	@cat BENCHMARKS.md
+
+# Where each guest exit's instructions go: the bench guest's run under
+# -icount with QEMU logging every instruction of the hypervisor's text,
+# cut into exits and summed per function by tools/exit-profile.py
+# (PROFILE_PATH=N also lists the most common N-instruction path line by
+# line). BOARD picks the board.
+PROFILE_DIR := target/exit-profile/$(BOARD)
+exit-profile:
+	@tools/setup.sh profile
+	cargo build --locked --release -p capvisor-test-guests --target $(TARGET)
+	cargo build --locked --release -p capvisor-$(BOARD) --target $(TARGET) --features bench --target-dir $(PROFILE_DIR)
+	elf=$(PROFILE_DIR)/$(TARGET)/release/capvisor-$(BOARD); \
+	set -- $$(llvm-readelf -lW $$elf | awk '$$1 == "LOAD" && $$7 == "R" && $$8 == "E" { print $$3, $$6 }'); \
+	text=$$(printf '%s..0x%x' $$1 $$(($$1 + $$2 - 1))); \
+	qemu=$$($(RUNNER) --board $(BOARD) --kernel $$elf --system tests/systems/bench.toml --search $(GUEST_DIR) --icount --timeout 600 --print-command) || exit 1; \
+	timeout 900 $$qemu -singlestep -d exec,nochain -dfilter $$text -D $(PROFILE_DIR)/trace.log > $(PROFILE_DIR)/console.txt 2>&1 \
+		|| { cat $(PROFILE_DIR)/console.txt; exit 1; }; \
+	tools/exit-profile.py $$elf $(PROFILE_DIR)/trace.log $(if $(PROFILE_PATH),--path $(PROFILE_PATH))
 
 # The soak (not part of make test): Linux with a shell workload beside a
 # hostile guest, console input typed throughout, SOAK_SECONDS per board
