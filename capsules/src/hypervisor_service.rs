@@ -94,13 +94,10 @@ fn pack(bytes: &[u8], start: usize) -> u32 {
 }
 
 impl HypercallDriver for HypervisorService<'_> {
-    fn owners(&self) -> u64 {
-        // SMCCC owner 6: standard hypervisor service calls.
-        1 << 6
-    }
-
-    fn owns(&self, function: u32) -> bool {
-        (0x8600_0000..=0x8600_00ff).contains(&function)
+    /// The first 256 ids of SMCCC owner 6 (standard hypervisor service
+    /// calls).
+    fn functions(&self) -> &[core::ops::RangeInclusive<u32>] {
+        &[0x8600_0000..=0x8600_00ff]
     }
 
     fn name(&self) -> &'static str {
@@ -237,7 +234,6 @@ mod tests {
         let service = HypervisorService::new(1, "vm", &out);
         assert!(service.owns(0x8600_0000) && service.owns(0x8600_00ff));
         assert!(!service.owns(0x8600_0100) && !service.owns(0x8400_0000));
-        assert_eq!(service.owners(), 1 << ((0x8600_0000u32 >> 24) & 0x3f));
         assert_eq!(
             service.call(0x8600_0042, [0; 7]),
             HypercallOutcome::value(NOT_SUPPORTED)

@@ -58,8 +58,9 @@
 //! impl HypercallDriver for Scratch {
 //!     // SMCCC owner 6 (standard hypervisor services); a real service
 //!     // picks ids nobody else owns (Capvisor's are 0x8600_0000-0x8600_00ff).
-//!     fn owners(&self) -> u64 { 1 << 6 }
-//!     fn owns(&self, function: u32) -> bool { function == 0x8600_0100 }
+//!     fn functions(&self) -> &[core::ops::RangeInclusive<u32>] {
+//!         &[0x8600_0100..=0x8600_0100]
+//!     }
 //!     fn call(&self, _function: u32, _arguments: [u32; 7]) -> HypercallOutcome {
 //!         HypercallOutcome::value(self.value.get())
 //!     }

@@ -123,17 +123,20 @@ impl HypercallOutcome {
     }
 }
 
-/// A hypercall service (Tock's `SyscallDriver`): owns a set of SMCCC
+/// A hypercall service (Tock's `SyscallDriver`): owns ranges of SMCCC
 /// function ids.
 pub trait HypercallDriver {
-    /// The SMCCC owners (function id bits 29:24) whose calls this service
-    /// may own, as a bit mask (bit `n`: owner `n`); the dispatcher asks
-    /// [`owns`](Self::owns) only for those. The default is every owner.
-    fn owners(&self) -> u64 {
-        u64::MAX
-    }
+    /// The function ids this service owns, as inclusive ranges. Asked once,
+    /// when the VM's dispatch tables are built ([`Routes::new`]), which
+    /// refuse an id two services of one VM claim; a call then reaches its
+    /// service without any service being asked whether it owns it.
+    fn functions(&self) -> &[core::ops::RangeInclusive<u32>];
     /// Whether `function` belongs to this service.
-    fn owns(&self, function: u32) -> bool;
+    fn owns(&self, function: u32) -> bool {
+        self.functions()
+            .iter()
+            .any(|range| range.contains(&function))
+    }
     /// Handles `function` with the guest's r1-r7.
     fn call(&self, function: u32, arguments: [u32; 7]) -> HypercallOutcome;
     /// Name for messages.
@@ -306,25 +309,61 @@ fn skip(registers: &mut impl GuestRegisters, bytes: u32) {
 
 /// The most virtual devices, and the most hypercall services, one VM has.
 pub const MAX_ROUTES: usize = 8;
+/// The most ranges of function ids the services of one VM own together.
+pub const MAX_FUNCTION_RANGES: usize = 16;
 
 /// Why a VM's devices and services cannot be routed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RoutesError {
     /// More than [`MAX_ROUTES`] devices or services.
     TooMany,
+    /// More than [`MAX_FUNCTION_RANGES`] ranges of function ids.
+    TooManyFunctionRanges,
+    /// Two services claim `function` (the first id they share).
+    SharedFunction {
+        function: u32,
+        first: &'static str,
+        second: &'static str,
+    },
+}
+
+impl core::fmt::Display for RoutesError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            RoutesError::TooMany => write!(
+                f,
+                "at most {MAX_ROUTES} devices and {MAX_ROUTES} hypercall services"
+            ),
+            RoutesError::TooManyFunctionRanges => write!(
+                f,
+                "the hypercall services own more than {MAX_FUNCTION_RANGES} ranges of function ids"
+            ),
+            RoutesError::SharedFunction {
+                function,
+                first,
+                second,
+            } => write!(
+                f,
+                "{first} and {second} both claim function id {function:#010x}"
+            ),
+        }
+    }
 }
 
 /// A VM's dispatch tables, made once with the VM: each device's window (so
-/// that finding the device of an MMIO access calls no trait object) and,
-/// for each SMCCC owner, which services may own its calls (so that a call
-/// asks at most those, and one nobody may own is answered at once).
+/// that finding the device of an MMIO access calls no trait object) and
+/// each range of function ids its services own, indexed by SMCCC owner
+/// (function id bits 29:24), so that a call compares its id with the few
+/// ranges of its owner and calls only the service it belongs to.
 pub struct Routes<'a> {
     devices: &'a [&'a dyn MmioDevice],
     /// (base, size) of each device, in `devices` order.
     windows: [(u64, u64); MAX_ROUTES],
     services: &'a [&'a dyn HypercallDriver],
-    /// Bit `i` of entry `owner`: `services[i]` may own calls of `owner`.
-    by_owner: [u8; 64],
+    /// (first id, last id - first id, index in `services`) of each range.
+    functions: [(u32, u32, u8); MAX_FUNCTION_RANGES],
+    /// Bit `i` of entry `owner`: `functions[i]` holds ids of `owner`.
+    by_owner: [u16; 64],
 }
 
 impl core::fmt::Debug for Routes<'_> {
@@ -334,6 +373,16 @@ impl core::fmt::Debug for Routes<'_> {
             .field("services", &self.services.len())
             .finish()
     }
+}
+
+/// Whether some id in `first..=last` has SMCCC owner `owner` (bits 29:24;
+/// bits 31:30, the call type and convention, take any value).
+fn range_has_owner(first: u32, last: u32, owner: u32) -> bool {
+    (0..4u32).any(|kind| {
+        let start = kind << 30 | owner << 24;
+        let end = start | 0x00ff_ffff;
+        start <= last && first <= end
+    })
 }
 
 impl<'a> Routes<'a> {
@@ -356,7 +405,8 @@ impl<'a> Routes<'a> {
     }
 
     /// The tables for `devices` and `services` (at most [`MAX_ROUTES`]
-    /// each; earlier entries win where windows or owners overlap).
+    /// each; earlier devices win where windows overlap; no function id may
+    /// belong to two services).
     pub fn new(
         devices: &'a [&'a dyn MmioDevice],
         services: &'a [&'a dyn HypercallDriver],
@@ -368,10 +418,32 @@ impl<'a> Routes<'a> {
         for (window, device) in windows.iter_mut().zip(devices) {
             *window = (device.base(), device.size());
         }
-        let mut by_owner = [0u8; 64];
+        let mut functions = [(0, 0, 0); MAX_FUNCTION_RANGES];
+        let mut count = 0;
+        for (index, service) in services.iter().enumerate() {
+            for range in service.functions().iter().filter(|range| !range.is_empty()) {
+                let (first, last) = (*range.start(), *range.end());
+                if let Some(&(other_first, other_span, other)) = functions[..count]
+                    .iter()
+                    .find(|&&(f, span, _)| f <= last && first <= f + span)
+                {
+                    return Err(RoutesError::SharedFunction {
+                        function: first.max(other_first).min(other_first + other_span),
+                        first: services[other as usize].name(),
+                        second: service.name(),
+                    });
+                }
+                let slot = functions
+                    .get_mut(count)
+                    .ok_or(RoutesError::TooManyFunctionRanges)?;
+                *slot = (first, last - first, index as u8);
+                count += 1;
+            }
+        }
+        let mut by_owner = [0u16; 64];
         for (owner, candidates) in by_owner.iter_mut().enumerate() {
-            for (index, service) in services.iter().enumerate() {
-                if service.owners() & (1 << owner) != 0 {
+            for (index, &(first, span, _)) in functions[..count].iter().enumerate() {
+                if range_has_owner(first, first + span, owner as u32) {
                     *candidates |= 1 << index;
                 }
             }
@@ -380,6 +452,7 @@ impl<'a> Routes<'a> {
             devices,
             windows,
             services,
+            functions,
             by_owner,
         })
     }
@@ -398,16 +471,17 @@ impl<'a> Routes<'a> {
             })
     }
 
-    /// The service that owns `function`.
+    /// The service that owns `function`: the ranges of its owner compared,
+    /// no service asked.
+    #[inline]
     fn service(&self, function: u32) -> Option<&'a dyn HypercallDriver> {
         let mut candidates = self.by_owner[((function >> 24) & 0x3f) as usize];
         while candidates != 0 {
-            let index = candidates.trailing_zeros() as usize;
-            candidates &= candidates - 1;
-            let service = self.services.get(index)?;
-            if service.owns(function) {
-                return Some(*service);
+            let (first, span, service) = self.functions[candidates.trailing_zeros() as usize];
+            if function.wrapping_sub(first) <= span {
+                return self.services.get(service as usize).copied();
             }
+            candidates &= candidates - 1;
         }
         None
     }
@@ -525,8 +599,8 @@ mod tests {
     struct Psci;
 
     impl HypercallDriver for Psci {
-        fn owns(&self, function: u32) -> bool {
-            function >> 24 == 0x84
+        fn functions(&self) -> &[core::ops::RangeInclusive<u32>] {
+            &[0x8400_0000..=0x84ff_ffff]
         }
         fn call(&self, function: u32, arguments: [u32; 7]) -> HypercallOutcome {
             match function {
@@ -927,33 +1001,32 @@ mod tests {
     }
 
     #[test]
-    fn calls_are_routed_by_owner_and_only_candidates_are_asked() {
-        /// Owns owner 6's function 0; counts how often it is asked.
+    fn calls_reach_the_service_whose_range_holds_them_and_no_other() {
+        /// Owns `functions`; counts its calls.
         struct Counting {
-            asked: Cell<u32>,
-            owners: u64,
+            calls: Cell<u32>,
+            functions: [core::ops::RangeInclusive<u32>; 2],
         }
         impl HypercallDriver for Counting {
-            fn owners(&self) -> u64 {
-                self.owners
+            fn functions(&self) -> &[core::ops::RangeInclusive<u32>] {
+                &self.functions
             }
-            fn owns(&self, function: u32) -> bool {
-                self.asked.set(self.asked.get() + 1);
-                function == 0x8600_0000
-            }
-            fn call(&self, _: u32, _: [u32; 7]) -> HypercallOutcome {
-                HypercallOutcome::value(7)
+            fn call(&self, function: u32, _: [u32; 7]) -> HypercallOutcome {
+                self.calls.set(self.calls.get() + 1);
+                HypercallOutcome::value(function & 0xff)
             }
         }
-        let routed = Counting {
-            asked: Cell::new(0),
-            owners: 1 << 6,
+        // Owner 6's 0x00-0x0f and 0x20 for one; 0x10-0x1f and all of
+        // owner 5's SMC64 ids for the other.
+        let low = Counting {
+            calls: Cell::new(0),
+            functions: [0x8600_0000..=0x8600_000f, 0x8600_0020..=0x8600_0020],
         };
-        let anything = Counting {
-            asked: Cell::new(0),
-            owners: u64::MAX,
+        let high = Counting {
+            calls: Cell::new(0),
+            functions: [0x8600_0010..=0x8600_001f, 0xc500_0000..=0xc5ff_ffff],
         };
-        let services: [&dyn HypercallDriver; 2] = [&routed, &anything];
+        let services: [&dyn HypercallDriver; 2] = [&low, &high];
         let routes = Routes::new(&[], &services).unwrap();
         let mut regs = FakeRegisters::default();
         let mut call = |function| {
@@ -961,40 +1034,71 @@ mod tests {
             dispatch(&exit(Trap::Hypercall { immediate: 0 }), &mut regs, &routes);
             regs.r[0]
         };
-        // Owner 6: the routed service answers, the other is not asked.
-        assert_eq!(call(0x8600_0000), 7);
-        assert_eq!((routed.asked.get(), anything.asked.get()), (1, 0));
-        // Owner 6, a function neither owns: both asked, NOT_SUPPORTED.
-        assert_eq!(call(0x8600_0fff), NOT_SUPPORTED);
-        assert_eq!((routed.asked.get(), anything.asked.get()), (2, 1));
-        // Owner 4 (SMC64 form too): only the one for every owner is asked.
-        assert_eq!(call(0xc400_0000), NOT_SUPPORTED);
-        assert_eq!((routed.asked.get(), anything.asked.get()), (2, 2));
+        assert_eq!(call(0x8600_0003), 3);
+        assert_eq!(call(0x8600_0020), 0x20);
+        assert_eq!((low.calls.get(), high.calls.get()), (2, 0));
+        assert_eq!(call(0x8600_001f), 0x1f);
+        assert_eq!(call(0xc500_0042), 0x42, "owner 5, SMC64 form");
+        assert_eq!(call(0xc5ab_cd01), 1, "inside the wide range");
+        assert_eq!((low.calls.get(), high.calls.get()), (2, 3));
+        for nobody in [
+            0x8600_0021,
+            0x8600_0fff,
+            0x8400_0000,
+            0xc600_0003,
+            0,
+            u32::MAX,
+        ] {
+            assert_eq!(call(nobody), NOT_SUPPORTED, "{nobody:#x}");
+        }
+        assert_eq!((low.calls.get(), high.calls.get()), (2, 3));
     }
 
     #[test]
-    fn a_service_for_no_owner_is_never_asked_and_tables_are_bounded() {
-        struct Nobody;
-        impl HypercallDriver for Nobody {
-            fn owners(&self) -> u64 {
-                0
+    fn an_id_claimed_twice_or_too_many_ranges_are_refused() {
+        struct Claims(&'static str, [core::ops::RangeInclusive<u32>; 1]);
+        impl HypercallDriver for Claims {
+            fn functions(&self) -> &[core::ops::RangeInclusive<u32>] {
+                &self.1
             }
-            fn owns(&self, _: u32) -> bool {
-                panic!("asked although it owns no owner")
+            fn call(&self, _: u32, _: [u32; 7]) -> HypercallOutcome {
+                unreachable!()
+            }
+            fn name(&self) -> &'static str {
+                self.0
+            }
+        }
+        let a = Claims("a", [0x8600_0000..=0x8600_00ff]);
+        let b = Claims("b", [0x8600_0080..=0x8600_0180]);
+        let services: [&dyn HypercallDriver; 2] = [&a, &b];
+        assert_eq!(
+            Routes::new(&[], &services).err(),
+            Some(RoutesError::SharedFunction {
+                function: 0x8600_0080,
+                first: "a",
+                second: "b"
+            })
+        );
+        let c = Claims("c", [0x8600_0100..=0x8600_01ff]);
+        let services: [&dyn HypercallDriver; 2] = [&a, &c];
+        assert!(Routes::new(&[], &services).is_ok(), "adjacent, not shared");
+        let many: [&dyn HypercallDriver; MAX_ROUTES + 1] = [&a; MAX_ROUTES + 1];
+        assert_eq!(Routes::new(&[], &many).err(), Some(RoutesError::TooMany));
+        struct Ranges([core::ops::RangeInclusive<u32>; 9]);
+        impl HypercallDriver for Ranges {
+            fn functions(&self) -> &[core::ops::RangeInclusive<u32>] {
+                &self.0
             }
             fn call(&self, _: u32, _: [u32; 7]) -> HypercallOutcome {
                 unreachable!()
             }
         }
-        let services: [&dyn HypercallDriver; 1] = [&Nobody];
-        let routes = Routes::new(&[], &services).unwrap();
-        let mut regs = FakeRegisters::default();
-        for owner in 0..64u32 {
-            regs.r[0] = 0x8000_0000 | owner << 24;
-            dispatch(&exit(Trap::Hypercall { immediate: 0 }), &mut regs, &routes);
-            assert_eq!(regs.r[0], NOT_SUPPORTED);
-        }
-        let many: [&dyn HypercallDriver; MAX_ROUTES + 1] = [&Nobody; MAX_ROUTES + 1];
-        assert_eq!(Routes::new(&[], &many).err(), Some(RoutesError::TooMany));
+        let first = Ranges(core::array::from_fn(|n| n as u32 * 2..=n as u32 * 2));
+        let second = Ranges(core::array::from_fn(|n| 100 + n as u32..=100 + n as u32));
+        let services: [&dyn HypercallDriver; 2] = [&first, &second];
+        assert_eq!(
+            Routes::new(&[], &services).err(),
+            Some(RoutesError::TooManyFunctionRanges)
+        );
     }
 }

@@ -14,9 +14,7 @@
 //! architecture hides behind [`Vcpu`] and the board behind [`Platform`], so
 //! the loop is tested on the host with scripted fakes.
 
-use crate::dispatch::{
-    dispatch, Action, GuestRegisters, HypercallDriver, MmioDevice, Routes, MAX_ROUTES,
-};
+use crate::dispatch::{dispatch, Action, GuestRegisters, HypercallDriver, MmioDevice, Routes};
 use crate::fault_policy::{FaultLoopDetector, FaultResponse, VmFaultPolicy};
 use crate::interrupts::{InterruptBackend, NoInterrupts, VirtualTimer};
 use crate::scheduler::{Scheduler, SchedulingDecision, StopReason};
@@ -187,7 +185,8 @@ impl<'a, V: Vcpu> Vm<'a, V> {
     ///
     /// # Panics
     ///
-    /// With more than [`MAX_ROUTES`] devices or services (a board wiring
+    /// With more than [`crate::dispatch::MAX_ROUTES`] devices or services, or
+    /// services that claim one function id twice (a board wiring
     /// error).
     pub fn new(
         name: &'static str,
@@ -202,9 +201,8 @@ impl<'a, V: Vcpu> Vm<'a, V> {
             state: VmState::Ready,
             vcpu,
             memory,
-            routes: Routes::new(devices, services).unwrap_or_else(|_| {
-                panic!("VM '{name}': at most {MAX_ROUTES} devices and {MAX_ROUTES} services")
-            }),
+            routes: Routes::new(devices, services)
+                .unwrap_or_else(|error| panic!("VM '{name}': {error}")),
             fault_policy,
             interrupts: &NoInterrupts,
             counters: VmCounters::default(),
@@ -817,8 +815,8 @@ mod tests {
     struct PowerOff;
 
     impl HypercallDriver for PowerOff {
-        fn owns(&self, function: u32) -> bool {
-            matches!(function, 0x8400_0008 | 0x8400_0009 | 0x8600_0005)
+        fn functions(&self) -> &[core::ops::RangeInclusive<u32>] {
+            &[0x8400_0008..=0x8400_0009, 0x8600_0005..=0x8600_0005]
         }
         fn call(&self, function: u32, _arguments: [u32; 7]) -> HypercallOutcome {
             match function {
