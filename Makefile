@@ -61,13 +61,18 @@ test: setup fmt-check lint unit-test qemu-test
 # Trap-path micro-benchmarks in exact instruction counts (QEMU -icount),
 # run by the bench guest on every board, and Linux's boot under Capvisor
 # on every board against the same kernel, initramfs and device tree
-# natively on QEMU virt (the initramfs powers off at once); writes
-# BENCHMARKS.md with the boards side by side.
+# natively on QEMU virt (the initramfs powers off at once); then the same
+# in wall clock (no -icount): the trap paths in nanoseconds and Linux
+# (boot, a shell loop, dd through md5sum) against native, WALL_RUNS
+# alternating rounds, medians. Writes BENCHMARKS.md with the boards side
+# by side.
 BENCH_BOARDS := integrator-cp qemu-virt
 BENCH_DIR := target/bench
 GUEST_DIR := target/$(TARGET)/release
 RUNNER := cargo run --quiet --locked --release -p capvisor-runner --bin capvisor-run --
 LINUX_BENCH_ARGS := console=ttyAMA0 capvisor-bench
+LINUX_WALL_ARGS := console=ttyAMA0 capvisor-wall
+WALL_RUNS ?= 5
 bench: setup
 	cargo build --locked --release -p capvisor-test-guests --target $(TARGET)
 	tools/linux-images.sh target/linux
@@ -80,6 +85,25 @@ bench: setup
 		$(RUNNER) --board $$board --kernel $$dir/linux/$(TARGET)/release/capvisor-$$board --system tests/systems/linux-bench.toml --search target/linux --icount --timeout 900 \
 			--expect "capvisor: VMs: 0 passed, 0 failed, 1 powered off without a status" 2> $$dir/linux-capvisor.txt || { cat $$dir/linux-capvisor.txt; exit 1; }; \
 	done
+	# Wall clock (no -icount): the same trap-path runs, WALL_RUNS times
+	# per board, the boards alternating; PMCCNTR then counts nanoseconds.
+	for run in $$(seq 1 $(WALL_RUNS)); do \
+		for board in $(BENCH_BOARDS); do \
+			dir=$(BENCH_DIR)/$$board; \
+			$(RUNNER) --board $$board --kernel $$dir/trap/$(TARGET)/release/capvisor-$$board --system tests/systems/bench.toml --search $(GUEST_DIR) --timeout 300 \
+				--expect "bench: done" 2> $$dir/wall-trap-$$run.txt || { cat $$dir/wall-trap-$$run.txt; exit 1; }; \
+		done; \
+	done
+	# Linux in wall clock: natively on QEMU virt and under Capvisor on
+	# each board, WALL_RUNS alternating rounds (tools/wall-bench.py).
+	cargo run --quiet --locked --release -p capvisor-runner --bin capvisor-dtb -- $(BENCH_DIR)/wall.dtb 256 "$(LINUX_WALL_ARGS)"
+	set -- "native (QEMU virt)=qemu-system-arm -M virt -cpu cortex-a15 -m 256 -display none -monitor none -serial stdio -no-reboot -kernel target/linux/linux-zImage -initrd target/linux/initrd.cpio.gz -dtb $(BENCH_DIR)/wall.dtb -append '$(LINUX_WALL_ARGS)'"; \
+	for board in $(BENCH_BOARDS); do \
+		dir=$(BENCH_DIR)/$$board; \
+		qemu=$$($(RUNNER) --board $$board --kernel $$dir/linux/$(TARGET)/release/capvisor-$$board --system tests/systems/linux-wall.toml --search target/linux --timeout 600 --print-command) || exit 1; \
+		set -- "$$@" "Capvisor on $$board=$$qemu"; \
+	done; \
+	tools/wall-bench.py --runs $(WALL_RUNS) --out $(BENCH_DIR)/wall-linux.md "$$@"
 	cargo run --quiet --locked --release -p capvisor-runner --bin capvisor-dtb -- $(BENCH_DIR)/linux.dtb 256 "$(LINUX_BENCH_ARGS)"
 	timeout 900 qemu-system-arm -M virt -cpu cortex-a15 -m 256 -icount shift=0 -display none -monitor none \
 		-serial stdio -no-reboot -kernel target/linux/linux-zImage -initrd target/linux/initrd.cpio.gz \

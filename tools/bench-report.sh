@@ -207,6 +207,86 @@ figures before the backends were split out (null hypercall 150, MMIO read
 device access about 40 more.
 TAIL
 
+# Wall clock: the trap paths without -icount (PMCCNTR then counts
+# nanoseconds of QEMU's virtual clock, which follows the host's), the
+# median over the runs of each run's minimum and mean; and Linux timed on
+# the host (tools/wall-bench.py).
+cat <<'WALL'
+
+## Wall clock
+
+The same trap paths without `-icount`, where PMCCNTR counts nanoseconds of
+host time (QEMU's virtual clock); each figure is the median, over the
+alternating runs of both boards, of one run's minimum or mean. These are
+what an exit costs QEMU on this machine, not what it would cost a
+Cortex-A15; they move with the host's load, so only their ratios to each
+other, from one `make bench`, mean anything. No native row: a bare-metal
+guest on QEMU has no hypervisor to trap to (Linux's figures below carry
+the comparison with native).
+
+WALL
+header="| operation (ns) |"
+rule="|---|"
+for board in "${boards[@]}"; do
+    header="$header $board min | mean | runs |"
+    rule="$rule---:|---:|---:|"
+done
+echo "$header"
+echo "$rule"
+for board in "${boards[@]}"; do
+    for run in "$dir/$board"/wall-trap-*.txt; do
+        [ -e "$run" ] || continue
+        # The guest's own rows; not the scheduling tick or the switch under
+        # preemption, which find their gaps by a threshold that the host's
+        # jitter crosses without -icount.
+        sed -n 's/^bench: \(|.*\)$/\1/p' "$run" | tr -d '\r' | tail -n +3 \
+            | grep -v 'scheduling tick' | sed "s/^/$board/"
+    done
+done | awk -F'|' -v boards="${boards[*]}" '
+    function trim(s) { gsub(/^ +| +$/, "", s); return s }
+    function median(list, count,    sorted, i, j, t) {
+        for (i = 1; i <= count; i++) sorted[i] = list[i]
+        for (i = 1; i <= count; i++) for (j = i + 1; j <= count; j++)
+            if (sorted[j] + 0 < sorted[i] + 0) { t = sorted[i]; sorted[i] = sorted[j]; sorted[j] = t }
+        return count % 2 ? sorted[(count + 1) / 2] : int((sorted[count / 2] + sorted[count / 2 + 1]) / 2)
+    }
+    {
+        board = $1; name = trim($2)
+        if (!(name in seen)) { seen[name] = 1; order[++n] = name }
+        k = ++count[name, board]
+        mins[name, board, k] = trim($3); means[name, board, k] = trim($4)
+    }
+    END {
+        nb = split(boards, list, " ")
+        for (i = 1; i <= n; i++) {
+            line = "| " order[i] " |"
+            for (b = 1; b <= nb; b++) {
+                c = count[order[i], list[b]]
+                if (c == 0) { line = line " - | - | - |"; continue }
+                for (k = 1; k <= c; k++) { m1[k] = mins[order[i], list[b], k]; m2[k] = means[order[i], list[b], k] }
+                line = line sprintf(" %s | %s | %d |", median(m1, c), median(m2, c), c)
+            }
+            print line
+        }
+    }'
+if [ -s "$dir/wall-linux.md" ]; then
+    cat <<'WALLLINUX'
+
+Linux in wall clock: Debian's armmp kernel and the busybox initramfs
+booted with `capvisor-wall` (`tools/linux-images.sh`), which runs a
+200,000-iteration shell loop and `dd if=/dev/zero bs=1M count=64 |
+md5sum` (the checksum is checked) and powers off; natively on QEMU
+`-M virt -cpu cortex-a15` with the device tree Capvisor writes, and under
+Capvisor on each board, 256 MiB each, no `-icount`. `tools/wall-bench.py`
+times each phase on the host from the console lines (boot: QEMU's start to
+the initramfs's first line; total: to QEMU's exit), running the
+configurations in turn, round after round, so that the host's load falls
+on all of them alike.
+
+WALLLINUX
+    cat "$dir/wall-linux.md"
+fi
+
 # The soak, when one has been run (make soak writes target/soak.txt).
 soak="$(dirname "$dir")/soak.txt"
 echo
