@@ -262,10 +262,22 @@ impl Vcpu for ArmVcpu {
     }
 
     fn reflect(&mut self, action: &Action) -> bool {
-        // SAFETY: the VM is switched in: its CP15 state is live, and
-        // with_banked makes its banked registers (LR/SPSR of the mode the
-        // exception enters) the context's.
-        self.with_banked(|context| unsafe { crate::world_switch::reflect_fault(context, action) })
+        // SAFETY: the VM is switched in (the kernel reflects only into the
+        // running VM): its CP15 state is live.
+        let Some(entry) = (unsafe { crate::world_switch::reflect_fault(&self.context, action) })
+        else {
+            return false;
+        };
+        if self.live {
+            // SAFETY: this vCPU is the one switched in: its banked
+            // registers are the CPU's.
+            unsafe { crate::world_switch::write_exception_bank(&entry) };
+            self.context.cpsr = entry.cpsr;
+            self.context.pc = entry.pc;
+        } else {
+            self.context.enter(&entry);
+        }
+        true
     }
 
     fn reset(&mut self) {

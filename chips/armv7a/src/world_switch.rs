@@ -583,10 +583,45 @@ impl GuestContext {
     }
 }
 
+/// Writes the LR and SPSR of the guest mode an exception entry enters
+/// (Abort or Undefined) straight into the CPU's banked registers, where a
+/// switched-in guest's live: two `msr`s rather than moving every banked
+/// register out and back.
+///
+/// # Safety
+/// The guest whose exception this is must be the one switched in.
+#[cfg(target_arch = "arm")]
+pub unsafe fn write_exception_bank(entry: &crate::inject::ExceptionEntry) {
+    // SAFETY (both arms): Hyp mode never uses the Abort and Undefined
+    // banks; they hold the switched-in guest's registers.
+    unsafe {
+        if entry.mode == crate::inject::mode::ABORT {
+            core::arch::asm!(
+                ".arch_extension virt",
+                "msr lr_abt, {lr}",
+                "msr spsr_abt, {spsr}",
+                lr = in(reg) entry.lr,
+                spsr = in(reg) entry.spsr,
+                options(nomem, nostack, preserves_flags)
+            );
+        } else {
+            core::arch::asm!(
+                ".arch_extension virt",
+                "msr lr_und, {lr}",
+                "msr spsr_und, {spsr}",
+                lr = in(reg) entry.lr,
+                spsr = in(reg) entry.spsr,
+                options(nomem, nostack, preserves_flags)
+            );
+        }
+    }
+}
+
 /// Reflects a fault into the running guest (design rule 2): sets the fault
-/// status and address registers the guest's handler will read, and makes
-/// the guest enter its own abort or undefined vector. Returns `false` for
-/// an action that is not a reflection.
+/// status and address registers the guest's handler will read, and returns
+/// the entry to the guest's own abort or undefined vector (its new PC and
+/// CPSR, and the LR and SPSR of the mode it enters), or `None` for an
+/// action that is not a reflection.
 ///
 /// The guest's CP15 registers are live in the CPU while it is the only VM;
 /// they are read and written here directly.
@@ -594,7 +629,10 @@ impl GuestContext {
 /// # Safety
 /// `context` must be the guest that just exited, with its CP15 state loaded.
 #[cfg(target_arch = "arm")]
-pub unsafe fn reflect_fault(context: &mut GuestContext, action: &hyp::dispatch::Action) -> bool {
+pub unsafe fn reflect_fault(
+    context: &GuestContext,
+    action: &hyp::dispatch::Action,
+) -> Option<crate::inject::ExceptionEntry> {
     use crate::inject::{
         enter_exception, fault_status_register, GuestException, GuestState, ReflectedFault,
     };
@@ -631,7 +669,7 @@ pub unsafe fn reflect_fault(context: &mut GuestContext, action: &hyp::dispatch::
             GuestException::PrefetchAbort
         }
         Action::InjectUndefined => GuestException::Undefined,
-        _ => return false,
+        _ => return None,
     };
     let state = GuestState {
         cpsr: context.cpsr,
@@ -639,8 +677,7 @@ pub unsafe fn reflect_fault(context: &mut GuestContext, action: &hyp::dispatch::
         sctlr: <Sctlr as SysRegRead>::read_raw(),
         vbar: <Vbar as SysRegRead>::read_raw(),
     };
-    context.enter(&enter_exception(&state, exception));
-    true
+    Some(enter_exception(&state, exception))
 }
 
 #[cfg(test)]
