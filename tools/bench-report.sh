@@ -252,13 +252,13 @@ The null hypercall path on integrator-cp, instruction by instruction
 | 1 | the `hvc` itself traps; the vector at HVBAR+0x14 branches to the trap entry |
 | 3 | trap entry: push the guest's r0-r1, vector number, branch |
 | 14 | `armv7a_guest_exit`: the context from HTPIDR; store r2-r12, r0-r1, LR_usr, ELR_hyp (PC) and SPSR_hyp (CPSR); return the vector to Rust, popping the hypervisor's callee-saved registers |
-| 12 | `run_guest`: which vector, read HSR, EC = 0x12, build `Trap::Hypercall` |
-| 4 | count the hypercall (load, add, store, branch) |
+| 11 | `run_guest`: which vector, read HSR, EC = 0x12, build `Trap::Hypercall` |
+| 5 | count the hypercall (load, add, store, and the branches around it) |
 | 3 | dispatch on the trap kind (jump table) |
-| 15 | the routes: r0, the owner's candidate ranges (a 64-entry table), compare with the one range of owner 6 (Capvisor's 0x8600_0000-0x8600_00ff), none holds 0x8600_0fff |
-| 8 | NOT_SUPPORTED into the guest's r0, back to the loop, the action is "resume" |
+| 24 | the routes: the function id from r0 (3), its SMCCC owner's candidate ranges from a 64-entry table (5), the one range of owner 6 (Capvisor's 0x8600_0000-0x8600_00ff) compared with 0x8600_0fff (9), no candidate left (7) |
+| 11 | NOT_SUPPORTED into the guest's r0, back to the loop; the action is "resume" |
 | 3 | the exit budget (count down, compare, branch) |
-| 22 | integrator-cp only: the interrupt backend need not run (the change flag), but the guest's timer is polled: the vCPU is live, CNTV_CTL read, armed now or at the last entry? (this board does not wire the timer's interrupt; without the poll a guest that arms its timer and keeps running would miss its deadline until the next slice) |
+| 20 | integrator-cp only: the interrupt backend need not run (the change flag), but the guest's timer is polled: the vCPU is live, CNTV_CTL read, armed now or at the last entry? (this board does not wire the timer's interrupt; without the poll a guest that arms its timer and keeps running would miss its deadline until the next slice) |
 | 5 | the vCPU is switched in (the check `Vcpu::run` makes), call the entry |
 | 10 | `armv7a_world_switch`: push callee-saved registers, save SP_hyp, HTPIDR, ELR_hyp and SPSR_hyp from the context, LR_usr, r0-r12, `eret` |
 
