@@ -265,11 +265,11 @@ The null hypercall path on integrator-cp, instruction by instruction
 qemu-virt's path is the same but for the timer poll (its timer interrupts
 physically). Why the targets that are missed cannot be met by trimming:
 
-- **Null hypercall <= 66.** The assembly alone (entry 18, exit 10, saving
-  and restoring the registers Hyp shares with the guest and the host
-  frame) and the decode, routing and result (about 45) already exceed 66
-  less the trap itself; the remaining bookkeeping (counting, the budget,
-  the live check) is about 12. Reaching 66 would take a hypercall handled
+- **Null hypercall <= 66.** The assembly alone (28: the way into Hyp and
+  the return, saving and restoring the registers Hyp shares with the guest
+  and the hypervisor's own frame) and the decode, dispatch, routing and
+  result (49) already exceed 66; the remaining bookkeeping (counting, the
+  budget, the live check) is 13, and integrator-cp's timer poll 20. Reaching 66 would take a hypercall handled
   in the vector assembly without the Rust loop, which gives up counting
   and the routes.
 - **MMIO read <= 200.** The fault decode from HSR, HDFAR and HPFAR with a
