@@ -68,14 +68,17 @@ preemption() {
         }'
 
 }
-header="| operation |"
-rule="|---|"
-for board in "${boards[@]}"; do
-    header="$header $board min | mean | runs |"
-    rule="$rule---:|---:|---:|"
-done
-echo "$header"
-echo "$rule"
+# The header of a table with a min, mean and runs column per board.
+board_table_header() {
+    local header="| $1 |" rule="|---|" board
+    for board in "${boards[@]}"; do
+        header="$header $board min | mean | runs |"
+        rule="$rule---:|---:|---:|"
+    done
+    echo "$header"
+    echo "$rule"
+}
+board_table_header "operation"
 for board in "${boards[@]}"; do
     rows "$dir/$board/console.txt" | sed "s/^/$board/"
 done | awk -F'|' -v boards="${boards[*]}" '
@@ -317,14 +320,7 @@ guest on QEMU has no hypervisor to trap to (Linux's figures below carry
 the comparison with native).
 
 WALL
-header="| operation (ns) |"
-rule="|---|"
-for board in "${boards[@]}"; do
-    header="$header $board min | mean | runs |"
-    rule="$rule---:|---:|---:|"
-done
-echo "$header"
-echo "$rule"
+board_table_header "operation (ns)"
 for board in "${boards[@]}"; do
     for run in "$dir/$board"/wall-trap-*.txt; do
         [ -e "$run" ] || continue

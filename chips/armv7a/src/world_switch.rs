@@ -592,27 +592,26 @@ impl GuestContext {
 /// The guest whose exception this is must be the one switched in.
 #[cfg(target_arch = "arm")]
 pub unsafe fn write_exception_bank(entry: &crate::inject::ExceptionEntry) {
-    // SAFETY (both arms): Hyp mode never uses the Abort and Undefined
+    /// `msr` of LR and SPSR of one mode (`abt` or `und`).
+    macro_rules! write_bank {
+        ($mode:literal) => {
+            core::arch::asm!(
+                ".arch_extension virt",
+                concat!("msr lr_", $mode, ", {lr}"),
+                concat!("msr spsr_", $mode, ", {spsr}"),
+                lr = in(reg) entry.lr,
+                spsr = in(reg) entry.spsr,
+                options(nomem, nostack, preserves_flags)
+            )
+        };
+    }
+    // SAFETY: Hyp mode never uses the Abort and Undefined
     // banks; they hold the switched-in guest's registers.
     unsafe {
         if entry.mode == crate::inject::mode::ABORT {
-            core::arch::asm!(
-                ".arch_extension virt",
-                "msr lr_abt, {lr}",
-                "msr spsr_abt, {spsr}",
-                lr = in(reg) entry.lr,
-                spsr = in(reg) entry.spsr,
-                options(nomem, nostack, preserves_flags)
-            );
+            write_bank!("abt");
         } else {
-            core::arch::asm!(
-                ".arch_extension virt",
-                "msr lr_und, {lr}",
-                "msr spsr_und, {spsr}",
-                lr = in(reg) entry.lr,
-                spsr = in(reg) entry.spsr,
-                options(nomem, nostack, preserves_flags)
-            );
+            write_bank!("und");
         }
     }
 }
