@@ -73,6 +73,7 @@ RUNNER := cargo run --quiet --locked --release -p capvisor-runner --bin capvisor
 LINUX_BENCH_ARGS := console=ttyAMA0 capvisor-bench
 LINUX_WALL_ARGS := console=ttyAMA0 capvisor-wall
 WALL_RUNS ?= 5
+NATIVE_BENCH := qemu-system-arm -M virt -cpu cortex-a15 -m 256 -display none -monitor none -serial stdio -no-reboot -kernel target/guests-elf/$(TARGET)/release/bench
 bench: setup
 	cargo build --locked --release -p capvisor-test-guests --target $(TARGET)
 	tools/linux-images.sh target/linux
@@ -85,14 +86,20 @@ bench: setup
 		$(RUNNER) --board $$board --kernel $$dir/linux/$(TARGET)/release/capvisor-$$board --system tests/systems/linux-bench.toml --search target/linux --icount --timeout 900 \
 			--expect "capvisor: VMs: 0 passed, 0 failed, 1 powered off without a status" 2> $$dir/linux-capvisor.txt || { cat $$dir/linux-capvisor.txt; exit 1; }; \
 	done
+	# The bench guest on bare QEMU virt (its ELF, linked where Capvisor
+	# puts it): what exists without a hypervisor.
+	CAPVISOR_GUEST_ELF=1 cargo build --locked --release -p capvisor-test-guests --target $(TARGET) --target-dir target/guests-elf --bin bench
+	mkdir -p $(BENCH_DIR)/native
+	timeout 300 $(NATIVE_BENCH) -icount shift=0 > $(BENCH_DIR)/native/console.txt 2>&1 || { cat $(BENCH_DIR)/native/console.txt; exit 1; }
 	# Wall clock (no -icount): the same trap-path runs, WALL_RUNS times
-	# per board, the boards alternating; PMCCNTR then counts nanoseconds.
+	# per board and natively, alternating; PMCCNTR then counts nanoseconds.
 	for run in $$(seq 1 $(WALL_RUNS)); do \
 		for board in $(BENCH_BOARDS); do \
 			dir=$(BENCH_DIR)/$$board; \
 			$(RUNNER) --board $$board --kernel $$dir/trap/$(TARGET)/release/capvisor-$$board --system tests/systems/bench.toml --search $(GUEST_DIR) --timeout 300 \
 				--expect "bench: done" 2> $$dir/wall-trap-$$run.txt || { cat $$dir/wall-trap-$$run.txt; exit 1; }; \
 		done; \
+		timeout 300 $(NATIVE_BENCH) > $(BENCH_DIR)/native/wall-trap-$$run.txt 2>&1 || { cat $(BENCH_DIR)/native/wall-trap-$$run.txt; exit 1; }; \
 	done
 	# Linux in wall clock: natively on QEMU virt and under Capvisor on
 	# each board, WALL_RUNS alternating rounds (tools/wall-bench.py).

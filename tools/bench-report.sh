@@ -41,7 +41,8 @@ HEAD
 rows() {
     local console="$1"
     sed -n 's/^bench: \(|.*\)$/\1/p' "$console" | tr -d '\r' | tail -n +3
-    preemption "$console"
+    # The native run (bare QEMU) has no second VM to switch to.
+    [ "$(basename "$(dirname "$console")")" = native ] || preemption "$console"
 }
 preemption() {
     # VM switch under preemption: both VMs spun reading the physical
@@ -68,20 +69,27 @@ preemption() {
         }'
 
 }
-# The header of a table with a min, mean and runs column per board.
+# The bench guest's native run (bare QEMU virt, no hypervisor), when
+# make bench made one: a column of its own, named "native", beside the
+# boards, with the rows that exist without a hypervisor.
+columns=("${boards[@]}")
+if [ -s "$dir/native/console.txt" ]; then
+    columns+=(native)
+fi
+# The header of a table with a min, mean and runs column per column.
 board_table_header() {
     local header="| $1 |" rule="|---|" board
-    for board in "${boards[@]}"; do
-        header="$header $board min | mean | runs |"
+    for board in "${columns[@]}"; do
+        header="$header ${board/#native/bare QEMU virt} min | mean | runs |"
         rule="$rule---:|---:|---:|"
     done
     echo "$header"
     echo "$rule"
 }
 board_table_header "operation"
-for board in "${boards[@]}"; do
+for board in "${columns[@]}"; do
     rows "$dir/$board/console.txt" | sed "s/^/$board/"
-done | awk -F'|' -v boards="${boards[*]}" '
+done | awk -F'|' -v boards="${columns[*]}" '
     {
         board = $1; name = $2; gsub(/^ +| +$/, "", name)
         if (!(name in seen)) { seen[name] = 1; order[++n] = name }
@@ -315,13 +323,20 @@ host time (QEMU's virtual clock); each figure is the median, over the
 alternating runs of both boards, of one run's minimum or mean. These are
 what an exit costs QEMU on this machine, not what it would cost a
 Cortex-A15; they move with the host's load, so only their ratios to each
-other, from one `make bench`, mean anything. No native row: a bare-metal
-guest on QEMU has no hypervisor to trap to (Linux's figures below carry
-the comparison with native).
+other, from one `make bench`, mean anything. The bare QEMU virt column
+is the same bench guest run with no hypervisor under it (`-M virt`, the
+guest's ELF as `-kernel`; it finds itself there by ID_PFR1, which bare QEMU
+gives no Virtualization Extensions): what exists without a hypervisor, a
+read of the real PL011's FR, the GIC's own acknowledge and EOI, and the
+timer's interrupt taken straight to the guest's vector; a hypercall, an
+abort reflected by a hypervisor and a VM switch have no native
+counterpart. The same column in the instruction table above is 0 or 1:
+natively each is one instruction.
 
 WALL
+wall_table=$(
 board_table_header "operation (ns)"
-for board in "${boards[@]}"; do
+for board in "${columns[@]}"; do
     for run in "$dir/$board"/wall-trap-*.txt; do
         [ -e "$run" ] || continue
         # The guest's own rows; not the scheduling tick or the switch under
@@ -330,7 +345,7 @@ for board in "${boards[@]}"; do
         sed -n 's/^bench: \(|.*\)$/\1/p' "$run" | tr -d '\r' | tail -n +3 \
             | grep -v 'scheduling tick' | sed "s/^/$board/"
     done
-done | awk -F'|' -v boards="${boards[*]}" '
+done | awk -F'|' -v boards="${columns[*]}" '
     function trim(s) { gsub(/^ +| +$/, "", s); return s }
     function median(list, count,    sorted, i, j, t) {
         for (i = 1; i <= count; i++) sorted[i] = list[i]
@@ -357,6 +372,30 @@ done | awk -F'|' -v boards="${boards[*]}" '
             print line
         }
     }'
+)
+echo "$wall_table"
+if [ "${columns[-1]}" = native ]; then
+    echo
+    echo "Each board's minimum as a ratio to bare QEMU's, where the operation exists there:"
+    echo
+    header="| operation |"
+    rule="|---|"
+    for board in "${boards[@]}"; do
+        header="$header $board / bare QEMU virt |"
+        rule="$rule---:|"
+    done
+    echo "$header"
+    echo "$rule"
+    echo "$wall_table" | tail -n +3 | awk -F'|' -v count="${#boards[@]}" '
+        function trim(s) { gsub(/^ +| +$/, "", s); return s }
+        {
+            native = trim($(3 + 3 * count))
+            if (native == "-" || native + 0 == 0) next
+            line = "| " trim($2) " |"
+            for (b = 0; b < count; b++) line = line sprintf(" %.1f |", trim($(3 + 3 * b)) / native)
+            print line
+        }'
+fi
 if [ -s "$dir/wall-linux.md" ]; then
     cat <<'WALLLINUX'
 
