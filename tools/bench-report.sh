@@ -27,7 +27,10 @@ Cortex-A15 under QEMU), measured by the bench guest
 guest and in Hyp mode (what spans two VMs, whose PMCCNTRs are their own,
 with the physical counter CNTPCT: see the notes under the table). The
 figures are exact and reproducible; each is the minimum and the mean over
-the runs, less the cost of the two counter reads (the baseline row).
+the runs, less the cost of the two counter reads (the baseline row). The
+bare QEMU virt column is the same guest with no hypervisor under it.
+Further down: Linux's boot under `-icount`, the lean exit path's targets,
+the trap paths and Linux in wall clock, and the soak.
 
 Made by:
 
