@@ -423,12 +423,12 @@ impl<'a> Routes<'a> {
         for (index, service) in services.iter().enumerate() {
             for range in service.functions().iter().filter(|range| !range.is_empty()) {
                 let (first, last) = (*range.start(), *range.end());
-                if let Some(&(other_first, other_span, other)) = functions[..count]
+                if let Some(&(other_first, _, other)) = functions[..count]
                     .iter()
                     .find(|&&(f, span, _)| f <= last && first <= f + span)
                 {
                     return Err(RoutesError::SharedFunction {
-                        function: first.max(other_first).min(other_first + other_span),
+                        function: first.max(other_first),
                         first: services[other as usize].name(),
                         second: service.name(),
                     });
