@@ -22,31 +22,13 @@
 
 use hyp::dispatch::{HypercallDriver, HypercallOutcome, NotResettable, NOT_SUPPORTED};
 
-/// PSCI_VERSION.
-pub const VERSION: u32 = 0x8400_0000;
-/// CPU_SUSPEND.
-pub const CPU_SUSPEND: u32 = 0x8400_0001;
-/// CPU_OFF.
-pub const CPU_OFF: u32 = 0x8400_0002;
-/// CPU_ON (SMC32).
-pub const CPU_ON: u32 = 0x8400_0003;
-/// AFFINITY_INFO (SMC32).
-pub const AFFINITY_INFO: u32 = 0x8400_0004;
-/// MIGRATE_INFO_TYPE.
-pub const MIGRATE_INFO_TYPE: u32 = 0x8400_0006;
-/// SYSTEM_OFF.
-pub const SYSTEM_OFF: u32 = 0x8400_0008;
-/// SYSTEM_RESET.
-pub const SYSTEM_RESET: u32 = 0x8400_0009;
-/// PSCI_FEATURES.
-pub const FEATURES: u32 = 0x8400_000a;
+pub use hyp::psci::{
+    AFFINITY_INFO, ALREADY_ON, CPU_OFF, CPU_ON, CPU_SUSPEND, FEATURES, INVALID_PARAMETERS,
+    MIGRATE_INFO_TYPE, SYSTEM_OFF, SYSTEM_RESET, VERSION,
+};
 
 /// PSCI 0.2, encoded as major << 16 | minor.
 pub const PSCI_0_2: u32 = 0x0000_0002;
-/// INVALID_PARAMETERS (-2).
-pub const INVALID_PARAMETERS: u32 = -2i32 as u32;
-/// ALREADY_ON (-4).
-pub const ALREADY_ON: u32 = -4i32 as u32;
 /// MIGRATE_INFO_TYPE: no Trusted OS, migration not required.
 pub const TRUSTED_OS_NOT_PRESENT: u32 = 2;
 

@@ -24,6 +24,7 @@ pub mod image;
 pub mod interrupts;
 pub mod kernel;
 pub mod memory;
+pub mod psci;
 pub mod scheduler;
 pub mod system_image;
 pub mod trap;

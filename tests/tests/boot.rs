@@ -23,6 +23,45 @@ per_board!(
     uncovered_layout_stops_boot_naming_the_range,
 );
 
+/// A Hyp-mode fault on a secondary CPU stops the whole system, its report
+/// naming the CPU and decoding the fault, with the fault taken on that
+/// CPU's own stacks.
+#[test]
+fn a_secondary_cpus_fault_is_reported_with_its_number() {
+    let board = capvisor_tests::board_under_test("qemu-virt");
+    let outcome = run(&command_with(&board, &["test-fault-secondary"], None));
+    let console = &outcome.transcript;
+    assert_console_has(console, "test: CPU 1 reads unmapped address 0x20000000");
+    assert_console_has(
+        console,
+        "FATAL on CPU 1: Hyp-mode exception: data abort taken in Hyp mode (vector 0x10)",
+    );
+    let hdfar = line_with(console, "HDFAR").expect("HDFAR line");
+    assert!(hdfar.contains("0x20000000"), "{hdfar}");
+    // The interrupted SP is in CPU 1's stack, as the memory map lists it.
+    let rows = memory_map(console);
+    let stack = rows
+        .iter()
+        .find(|row| row.name == "cpu1-stack")
+        .unwrap_or_else(|| panic!("no cpu1-stack row:\n{console}"));
+    let sp_line = line_with(console, " sp  ").expect("sp line");
+    let sp = sp_line
+        .split_whitespace()
+        .skip_while(|word| *word != "sp")
+        .nth(1)
+        .and_then(|value| u64::from_str_radix(value.trim_start_matches("0x"), 16).ok())
+        .unwrap_or_else(|| panic!("no sp value in {sp_line}"));
+    assert!(
+        (stack.start..=stack.last).contains(&sp),
+        "sp {sp:#x} is not in CPU 1's stack {:#x}-{:#x}",
+        stack.start,
+        stack.last
+    );
+    assert_console_lacks(console, "the fault was NOT taken");
+    assert_console_lacks(console, "VM table checked");
+    assert_eq!(outcome.status, EXIT_FATAL, "{console}");
+}
+
 /// What one board's boot must show where boards differ.
 struct Expected {
     /// The banner's board line.
@@ -131,7 +170,31 @@ fn boots_to_banner_and_prints_the_memory_map(board: &Board) {
         (rodata.start, rodata.access.as_str()),
         (text.last + 1, "r--")
     );
-    for name in ["bss", "stack", "fault-stack"] {
+    // Every CPU the board has: its guard page (unmapped), its stack right
+    // above it, its fault stack right above that; nothing for a CPU the
+    // board does not have.
+    let mut names = vec!["bss".to_string()];
+    for cpu in 0..board.cpus {
+        names.push(format!("cpu{cpu}-stack"));
+        names.push(format!("cpu{cpu}-fault-stack"));
+        let guard = row(&format!("cpu{cpu}-stack-guard"));
+        let stack = row(&format!("cpu{cpu}-stack"));
+        let fault = row(&format!("cpu{cpu}-fault-stack"));
+        assert!(guard.unmapped, "CPU {cpu}'s stack guard must be unmapped");
+        assert_eq!(
+            (guard.last + 1, guard.last - guard.start + 1),
+            (stack.start, 0x1000),
+            "CPU {cpu}"
+        );
+        assert_eq!(fault.start, stack.last + 1, "CPU {cpu}");
+    }
+    assert!(
+        !rows
+            .iter()
+            .any(|row| row.name == format!("cpu{}-stack", board.cpus)),
+        "stacks for a CPU the board does not have:\n{console}"
+    );
+    for name in &names {
         let region = row(name);
         assert_eq!(
             (region.memory.as_str(), region.access.as_str()),
@@ -141,13 +204,12 @@ fn boots_to_banner_and_prints_the_memory_map(board: &Board) {
         assert_eq!(region.start % 0x1000, 0, "{name} not page aligned");
         assert_eq!((region.last + 1) % 0x1000, 0, "{name} not page aligned");
     }
-    let guard = row("stack-guard");
-    let stack = row("stack");
-    assert!(guard.unmapped, "the stack guard must be unmapped");
-    assert_eq!(
-        (guard.last + 1, guard.last - guard.start + 1),
-        (stack.start, 0x1000)
-    );
+    if board.cpus > 1 {
+        for cpu in 1..board.cpus {
+            assert_console_has(console, &format!("capvisor: CPU {cpu}: online"));
+        }
+        assert_console_has(console, &format!("capvisor: {} CPUs online", board.cpus));
+    }
     for &(name, base, size) in expected.devices {
         let device = row(name);
         assert_eq!(
@@ -208,7 +270,7 @@ fn hyp_data_abort_prints_a_decoded_report_and_fails(board: &Board) {
     );
     assert_console_has(
         console,
-        "Hyp-mode exception: data abort taken in Hyp mode (vector 0x10)",
+        "FATAL on CPU 0: Hyp-mode exception: data abort taken in Hyp mode (vector 0x10)",
     );
     let hsr = line_with(console, "HSR ").expect("HSR line");
     assert!(hsr.contains("EC 0x25"), "{hsr}");
@@ -230,7 +292,7 @@ fn panic_prints_message_and_location_and_fails(board: &Board) {
     let console = &outcome.transcript;
     assert_console_has(
         console,
-        "capvisor: FATAL: test panic requested by the test-panic feature",
+        "capvisor: FATAL on CPU 0: test panic requested by the test-panic feature",
     );
     assert_console_has(
         console,
@@ -278,7 +340,8 @@ fn qemu_virt_checks_its_machine_and_runs_two_vms() {
     let console = &outcome.transcript;
     for line in [
         "capvisor: board: qemu-virt (QEMU virt, GICv2 with virtualization)",
-        "capvisor: machine: 1 GiB RAM at 0x40000000, 1 CPU(s), GICv2 at 0x08000000 with virtualization, PSCI by SMC",
+        "capvisor: machine: 1 GiB RAM at 0x40000000, 4 CPU(s), GICv2 at 0x08000000 with virtualization, PSCI by SMC",
+        "capvisor: 4 CPUs online",
         "capvisor: GIC: 288 interrupt lines, 4 list registers; guest CPU interfaces are GICV at 0x08040000",
         "hello from VM 1 ('hello-1'), round 3 of 3",
         "[hello-2] hello from VM 2 ('hello-2'), round 3 of 3",
@@ -286,6 +349,23 @@ fn qemu_virt_checks_its_machine_and_runs_two_vms() {
     ] {
         assert_console_has(console, line);
     }
+    assert_eq!(outcome.status, 0, "{console}");
+}
+
+/// The same machine with one CPU (`-smp 1`): nothing to start, the same
+/// system runs.
+#[test]
+fn qemu_virt_runs_on_a_single_cpu() {
+    let mut board = capvisor_runner::board("qemu-virt").expect("the runner knows qemu-virt");
+    board.cpus = 1;
+    let outcome = capvisor_tests::boot(&board, "hello");
+    let console = &outcome.transcript;
+    assert_console_has(console, "1 GiB RAM at 0x40000000, 1 CPU(s),");
+    assert_console_lacks(console, "online");
+    assert_console_has(
+        console,
+        "capvisor: VMs: 2 passed, 0 failed, 0 powered off without a status, 0 stopped by their fault policy",
+    );
     assert_eq!(outcome.status, 0, "{console}");
 }
 

@@ -10,7 +10,7 @@
 //! [`ExitCode::Fatal`].
 
 use core::fmt::{self, Write};
-use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicUsize, Ordering};
 use hyp::debug::{LinePrefixer, PREFIX};
 use hyp::exit::ExitCode;
 use pl011::Pl011;
@@ -47,12 +47,29 @@ pub fn console() -> Pl011 {
     unsafe { Pl011::new(base) }
 }
 
+/// Held while a CPU writes to the console, so that the lines of two CPUs
+/// do not interleave. Taken only once the writer's MMU is on (exclusive
+/// accesses need cacheable memory on hardware; before that only the boot
+/// CPU runs).
+static CONSOLE_LOCK: spin::Mutex<()> = spin::Mutex::new(());
+
+/// Runs `write` while holding the console (see [`CONSOLE_LOCK`]).
+pub fn with_console<R>(write: impl FnOnce(&Pl011) -> R) -> R {
+    let console = console();
+    if !armv7a::mmu::hyp_mmu_enabled() {
+        return write(&console);
+    }
+    let _guard = CONSOLE_LOCK.lock();
+    write(&console)
+}
+
 /// Prints `args` on the console, each line prefixed with `capvisor: `.
 pub fn print(args: fmt::Arguments) {
-    let console = console();
-    let mut writer = LinePrefixer::new(&console, PREFIX);
-    // Writing to the UART cannot fail.
-    let _ = writer.write_fmt(args);
+    with_console(|console| {
+        let mut writer = LinePrefixer::new(console, PREFIX);
+        // Writing to the UART cannot fail.
+        let _ = writer.write_fmt(args);
+    });
 }
 
 /// `println!` for the hypervisor's own messages.
@@ -75,23 +92,61 @@ pub fn stop(code: ExitCode) -> ! {
     armv7a::semihosting::exit(code.status())
 }
 
-/// Set when the panic handler starts, so that a panic while printing a panic
-/// stops at once.
-static PANICKING: AtomicBool = AtomicBool::new(false);
+/// Which CPU is in the panic handler, plus one (0: none), so that a panic
+/// while printing a panic stops at once and a second CPU's panic waits for
+/// the first one's report to stop the machine.
+static PANICKING: AtomicUsize = AtomicUsize::new(0);
 
 #[cfg(not(test))]
 #[panic_handler]
 fn panic(info: &core::panic::PanicInfo) -> ! {
-    if PANICKING.load(Ordering::Relaxed) {
-        armv7a::semihosting::exit(ExitCode::Fatal.status());
+    let me = armv7a::cpu::current() + 1;
+    let first = if armv7a::mmu::hyp_mmu_enabled() {
+        PANICKING.compare_exchange(0, me, Ordering::AcqRel, Ordering::Acquire)
+    } else {
+        // MMU off: only the boot CPU runs, and exclusive accesses may not
+        // work on this memory.
+        match PANICKING.load(Ordering::Relaxed) {
+            0 => {
+                PANICKING.store(me, Ordering::Relaxed);
+                Ok(0)
+            }
+            other => Err(other),
+        }
+    };
+    match first {
+        Ok(_) => {}
+        // This CPU panicked while reporting: stop now.
+        Err(cpu) if cpu == me => armv7a::semihosting::exit(ExitCode::Fatal.status()),
+        // Another CPU is reporting and will stop the machine.
+        Err(_) => loop {
+            armv7a::cpu::wait_for_interrupt();
+        },
     }
-    PANICKING.store(true, Ordering::Relaxed);
-    // Nothing else runs after a panic; polled writes need no driver state.
+    // The other CPUs may be printing: wait a little for the console, and
+    // print anyway (its holder may be the one that faulted). Polled writes
+    // need no driver state.
+    let mut attempts = 0u32;
+    let _guard = loop {
+        if let Some(guard) = CONSOLE_LOCK.try_lock() {
+            break Some(guard);
+        }
+        attempts += 1;
+        if attempts > 1_000_000 || !armv7a::mmu::hyp_mmu_enabled() {
+            break None;
+        }
+        core::hint::spin_loop();
+    };
     let uart = console();
     // End whatever partial line was on the console, then report.
     uart.write_str_crlf("\n");
     let mut writer = LinePrefixer::new(&uart, PREFIX);
-    let _ = writeln!(writer, "FATAL: {}", info.message());
+    let _ = writeln!(
+        writer,
+        "FATAL on CPU {}: {}",
+        armv7a::cpu::current(),
+        info.message()
+    );
     if let Some(location) = info.location() {
         let _ = writeln!(
             writer,

@@ -73,11 +73,7 @@ const _: () = assert!(GUEST_RAM.start as u64 + GUEST_RAM.size as u64 == GUEST_IM
 /// byte of the hypervisor's image, stacks or tables. Returns the image's
 /// end on failure.
 pub fn check_guest_ram_alias() -> Result<(), usize> {
-    let image_end = components::memory_map::image_sections()
-        .iter()
-        .map(|region| region.end() as usize)
-        .max()
-        .unwrap_or(0);
+    let image_end = components::memory_map::image_end() as usize;
     if RAM_ALIAS_BASE + image_end > GUEST_RAM.start as usize {
         Err(image_end)
     } else {

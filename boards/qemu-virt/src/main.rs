@@ -68,6 +68,12 @@ static HEAP: hyp::utilities::BumpAllocator<{ 256 * 1024 }> = hyp::utilities::Bum
 /// The Hyp stage-1 tables, in `.bss`; written once during boot.
 static HYP_TABLES: TakeOnce<HypTables<L2_TABLES, L3_TABLES>> = TakeOnce::new(HypTables::new());
 
+/// The GIC: the distributor is shared; each CPU sees its own CPU interface
+/// (and its own banked SGIs and PPIs) at the same addresses.
+// SAFETY: the distributor and CPU interface blocks are in the Hyp map
+// ("gicd", "gicc") and driven only through this driver.
+static GIC: Gic = unsafe { Gic::new(qemu_virt::GICD_BASE, qemu_virt::GICC_BASE) };
+
 /// The guest's GIC CPU interface window, mapped onto the GIC's virtual CPU
 /// interface (GICV) in the stage 2 of every VM that claims it.
 static GICV_WINDOW: [(DeviceClaim, GuestMapping); 1] = [(
@@ -100,7 +106,7 @@ pub extern "C" fn capvisor_main() -> ! {
         )
     };
     boot::banner("qemu-virt (QEMU virt, GICv2 with virtualization)");
-    check_machine();
+    let machine = check_machine();
     boot::check_cpu();
     let tables = HYP_TABLES
         .take()
@@ -110,14 +116,10 @@ pub extern "C" fn capvisor_main() -> ! {
     unsafe { armv7a::world_switch::init_virtualization() };
     boot::run_test_hooks(UNMAPPED);
 
-    // SAFETY: the distributor, CPU interface and GICH blocks are in the Hyp
-    // map ("gicd", "gicc", "gich") and driven only through these drivers.
-    let (gic, gich): (&'static Gic, &'static HypInterface) = unsafe {
-        (
-            leak(Gic::new(qemu_virt::GICD_BASE, qemu_virt::GICC_BASE)),
-            leak(HypInterface::new(qemu_virt::GICH_BASE)),
-        )
-    };
+    let gic: &'static Gic = &GIC;
+    // SAFETY: the GICH block is in the Hyp map ("gich") and driven only
+    // through this driver (each CPU sees its own list registers there).
+    let gich: &'static HypInterface = unsafe { leak(HypInterface::new(qemu_virt::GICH_BASE)) };
     gic.init(true);
     HypTimerAlarm.set_control_off();
     log!(
@@ -126,6 +128,7 @@ pub extern "C" fn capvisor_main() -> ! {
         gich.list_registers(),
         qemu_virt::GICV_BASE
     );
+    boot::start_secondary_cpus(machine.cpus as usize);
 
     // Which physical interrupt goes where is this board's to decide.
     let routing = hyp::create_capability!(hyp::capabilities::InterruptRoutingCapability);
@@ -191,7 +194,7 @@ pub extern "C" fn capvisor_main() -> ! {
 
 /// Reads the device tree QEMU left at the start of RAM and refuses to boot
 /// unless the machine is the one this board is built for.
-fn check_machine() {
+fn check_machine() -> device_tree::VirtMachine {
     // SAFETY: the MMU is off (physical addressing) and RAM from 0x4000_0000
     // holds at least the device tree's megabyte below the image.
     let blob = unsafe { device_tree::blob_at(qemu_virt::DTB_ADDRESS, qemu_virt::DTB_MAX_SIZE) }
@@ -209,4 +212,21 @@ fn check_machine() {
         machine.gic.distributor.0,
         machine.psci_method
     );
+    machine
+}
+
+/// Where each secondary CPU goes once the boot CPU started it
+/// (`boot::start_secondary_cpus`), on its own stack, MMU off: the Hyp MMU
+/// on the shared tables, its banked GIC registers, its alarm off; then it
+/// waits.
+#[no_mangle]
+pub extern "C" fn capvisor_secondary_main(cpu: usize) -> ! {
+    boot::secondary_bring_up(cpu);
+    GIC.init_secondary(true);
+    HypTimerAlarm.set_control_off();
+    boot::secondary_online(cpu);
+    boot::run_secondary_test_hooks(cpu, UNMAPPED);
+    loop {
+        armv7a::cpu::wait_for_interrupt();
+    }
 }

@@ -36,18 +36,45 @@ pub const fn log2_ceil(value: u32) -> u32 {
 }
 
 /// Invalidates (without cleaning) every data and unified cache line up to
-/// the level of coherency, then the instruction cache.
+/// the level of coherency, then the instruction cache: the boot CPU's
+/// bring-up.
 ///
 /// # Safety
 /// Dirty lines are discarded: call only while the data cache is off and
-/// before anything that matters was written through it (at boot).
+/// before anything that matters was written through it (at boot, before
+/// any other CPU runs).
 #[cfg(target_arch = "arm")]
 pub unsafe fn invalidate_all_caches() {
-    use aarch32_cpu::register::{Ccsidr, Clidr, Csselr, Dcisw, Iciallu, SysRegRead, SysRegWrite};
+    use aarch32_cpu::register::{Clidr, SysRegRead};
+    // LoC: CLIDR bits 26:24.
     let clidr = <Clidr as SysRegRead>::read_raw();
-    // LoC: CLIDR bits 26:24; Ctype<n>: 3 bits per level from bit 0.
-    let level_of_coherency = (clidr >> 24) & 0x7;
-    for level in 0..level_of_coherency {
+    // SAFETY: as this function's.
+    unsafe { invalidate_levels(clidr, (clidr >> 24) & 0x7) };
+}
+
+/// Invalidates this CPU's own data caches (the levels below the level of
+/// unification inner shareable, which no other CPU shares) and its
+/// instruction cache: a secondary CPU's bring-up, which must not discard
+/// what the running CPUs keep in a shared cache.
+///
+/// # Safety
+/// As [`invalidate_all_caches`], for this CPU's private caches.
+#[cfg(target_arch = "arm")]
+pub unsafe fn invalidate_local_caches() {
+    use aarch32_cpu::register::{Clidr, SysRegRead};
+    // LoUIS: CLIDR bits 23:21.
+    let clidr = <Clidr as SysRegRead>::read_raw();
+    // SAFETY: as this function's.
+    unsafe { invalidate_levels(clidr, (clidr >> 21) & 0x7) };
+}
+
+/// Invalidates the data and unified caches of levels `0..levels` by
+/// set/way, then the instruction cache.
+#[cfg(target_arch = "arm")]
+unsafe fn invalidate_levels(clidr: u32, levels: u32) {
+    use aarch32_cpu::register::{Ccsidr, Csselr, Dcisw, Iciallu, SysRegRead, SysRegWrite};
+    // Ctype<n>: 3 bits per level from bit 0.
+    for level in 0..levels {
         let cache_type = (clidr >> (level * 3)) & 0x7;
         // 2 = data only, 3 = separate I and D, 4 = unified. 0/1: none/I only.
         if cache_type < 2 {

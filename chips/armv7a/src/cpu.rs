@@ -81,6 +81,24 @@ pub fn cpu_id() -> CpuId {
     }
 }
 
+/// The most CPUs Capvisor starts: the per-CPU tables (fault stacks, the
+/// debug-register flag, boards' per-CPU state) have this many entries.
+pub const MAX_CPUS: usize = 4;
+
+/// This CPU's number: MPIDR.Aff0, below [`MAX_CPUS`] on every CPU
+/// Capvisor starts (a board with clusters, where Aff1 tells cores apart,
+/// would map its affinities to numbers here; see `docs/porting.md`).
+#[cfg(target_arch = "arm")]
+#[inline]
+pub fn current() -> usize {
+    let mpidr: u32;
+    // SAFETY: reading MPIDR has no side effects.
+    unsafe {
+        core::arch::asm!("mrc p15, 0, {}, c0, c0, 5", out(reg) mpidr, options(nomem, nostack, preserves_flags))
+    };
+    (mpidr & 0xff) as usize % MAX_CPUS
+}
+
 /// Reads ID_PFR1.
 #[cfg(target_arch = "arm")]
 pub fn id_pfr1() -> u32 {

@@ -13,9 +13,10 @@ use crate::hsr::Hsr;
 #[cfg(target_arch = "arm")]
 use core::sync::atomic::{AtomicBool, Ordering};
 
-/// Set on the first entry to the fatal path.
+/// Per CPU: set on its first entry to the fatal path.
 #[cfg(target_arch = "arm")]
-static IN_FATAL_PATH: AtomicBool = AtomicBool::new(false);
+static IN_FATAL_PATH: [AtomicBool; crate::cpu::MAX_CPUS] =
+    [const { AtomicBool::new(false) }; crate::cpu::MAX_CPUS];
 
 /// The syndrome and fault-address registers at the time of an exception.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -83,12 +84,15 @@ pub fn hyp_fault(vector: u32, frame: &HypExceptionFrame, registers: FaultRegiste
 #[cfg(target_arch = "arm")]
 #[no_mangle]
 extern "C" fn armv7a_hyp_fatal(frame: &HypExceptionFrame, vector: u32) -> ! {
-    // Plain load and store (no exclusives: the MMU may still be off, and
-    // this path runs with every exception masked on a single core).
-    if IN_FATAL_PATH.load(Ordering::Relaxed) {
+    // Plain load and store of this CPU's own flag (no exclusives: the MMU
+    // may still be off; every exception is masked on this path). A second
+    // CPU's fault goes on to the panic handler, which lets the first
+    // report finish.
+    let in_fatal_path = &IN_FATAL_PATH[crate::cpu::current()];
+    if in_fatal_path.load(Ordering::Relaxed) {
         crate::semihosting::exit(hyp::exit::ExitCode::Fatal.status());
     }
-    IN_FATAL_PATH.store(true, Ordering::Relaxed);
+    in_fatal_path.store(true, Ordering::Relaxed);
     let fault = hyp_fault(vector, frame, read_fault_registers());
     panic!("{}", fault);
 }

@@ -29,6 +29,7 @@ pub mod hyp_tables;
 pub mod inject;
 pub mod lpae;
 pub mod mmu;
+pub mod psci;
 pub mod registers;
 pub mod semihosting;
 pub mod stage2;

@@ -43,13 +43,37 @@ pub const fn hsctlr_with_mmu_on(current: u32) -> u32 {
 /// with the MMU off.
 #[cfg(target_arch = "arm")]
 pub unsafe fn enable_hyp_mmu(translation: &HypTranslation) {
+    // SAFETY: the caches are still off and nothing in them matters yet
+    // (boot-time caller, per this function's contract).
+    unsafe { crate::cache::invalidate_all_caches() };
+    // SAFETY: this function's contract.
+    unsafe { turn_on(translation) };
+}
+
+/// [`enable_hyp_mmu`] for a secondary CPU, on the tables the boot CPU
+/// built: only this CPU's private caches are invalidated (the shared ones
+/// hold the running CPUs' data).
+///
+/// # Safety
+/// As [`enable_hyp_mmu`]; the tables must be the boot CPU's, written to
+/// memory (they were built with the caches off) and mapping this CPU's
+/// stack.
+#[cfg(target_arch = "arm")]
+pub unsafe fn enable_hyp_mmu_secondary(translation: &HypTranslation) {
+    // SAFETY: this CPU's caches are off and hold nothing of its own yet.
+    unsafe { crate::cache::invalidate_local_caches() };
+    // SAFETY: this function's contract.
+    unsafe { turn_on(translation) };
+}
+
+/// Programs the translation registers, invalidates this CPU's Hyp TLB
+/// entries and sets HSCTLR.
+#[cfg(target_arch = "arm")]
+unsafe fn turn_on(translation: &HypTranslation) {
     use crate::registers::{Htcr, Httbr, TlbiAllH};
     use aarch32_cpu::asm::{dsb, isb};
     use aarch32_cpu::register::{Hmair0, Hmair1, Hsctlr, SysRegRead, SysRegWrite};
 
-    // SAFETY: the caches are still off and nothing in them matters yet
-    // (boot-time caller, per this function's contract).
-    unsafe { crate::cache::invalidate_all_caches() };
     // SAFETY: with the MMU still off these registers have no effect until
     // HSCTLR.M is set below; their values come from the table builder.
     unsafe {

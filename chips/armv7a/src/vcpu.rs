@@ -65,11 +65,12 @@ pub struct ArmVcpu {
     pub debug: DebugContext,
 }
 
-/// Whether the CPU's debug registers may hold a value other than zero
-/// (some VM's breakpoints): the next switch-in must write its own.
+/// Per CPU: whether its debug registers may hold a value other than zero
+/// (some VM's breakpoints): the next switch-in on it must write its own.
+/// Each CPU reads and writes only its own entry.
 #[cfg(target_arch = "arm")]
-static DEBUG_REGISTERS_DIRTY: core::sync::atomic::AtomicBool =
-    core::sync::atomic::AtomicBool::new(true);
+static DEBUG_REGISTERS_DIRTY: [core::sync::atomic::AtomicBool; crate::cpu::MAX_CPUS] =
+    [const { core::sync::atomic::AtomicBool::new(true) }; crate::cpu::MAX_CPUS];
 
 impl ArmVcpu {
     /// A vCPU that boots from `boot` with the system registers and the
@@ -227,9 +228,10 @@ impl Vcpu for ArmVcpu {
             }
             // Another VM's breakpoints must not stay armed in this one.
             use core::sync::atomic::Ordering::Relaxed;
-            if DEBUG_REGISTERS_DIRTY.load(Relaxed) || !self.debug.is_clear() {
+            if DEBUG_REGISTERS_DIRTY[crate::cpu::current()].load(Relaxed) || !self.debug.is_clear()
+            {
                 self.debug.restore();
-                DEBUG_REGISTERS_DIRTY.store(!self.debug.is_clear(), Relaxed);
+                DEBUG_REGISTERS_DIRTY[crate::cpu::current()].store(!self.debug.is_clear(), Relaxed);
             }
         }
         crate::world_switch::set_pmu_trap(!self.pmu_used);
@@ -247,7 +249,8 @@ impl Vcpu for ArmVcpu {
         }
         self.debug.save_into();
         if !self.debug.is_clear() {
-            DEBUG_REGISTERS_DIRTY.store(true, core::sync::atomic::Ordering::Relaxed);
+            DEBUG_REGISTERS_DIRTY[crate::cpu::current()]
+                .store(true, core::sync::atomic::Ordering::Relaxed);
         }
         self.live = false;
     }
@@ -290,7 +293,8 @@ impl Vcpu for ArmVcpu {
         self.pmu_used = false;
         // The last life's breakpoints are in the CPU: clear them below.
         self.debug = DebugContext::default();
-        DEBUG_REGISTERS_DIRTY.store(true, core::sync::atomic::Ordering::Relaxed);
+        DEBUG_REGISTERS_DIRTY[crate::cpu::current()]
+            .store(true, core::sync::atomic::Ordering::Relaxed);
         self.context = self.boot;
         self.cp15 = self.cp15_at_reset;
         self.fp = FpContext::default();

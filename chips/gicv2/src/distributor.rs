@@ -167,10 +167,10 @@ impl Distributor {
             regs.icpendr[word].set(u32::MAX);
             regs.icactiver[word].set(u32::MAX);
         }
-        for word in 0..words {
+        for word in 1..words {
             regs.igroupr[word].set(u32::MAX);
         }
-        for priority in &regs.ipriorityr[..lines] {
+        for priority in &regs.ipriorityr[FIRST_SPI as usize..lines] {
             priority.set(DEFAULT_PRIORITY);
         }
         for target in &regs.itargetsr[FIRST_SPI as usize..lines] {
@@ -180,10 +180,23 @@ impl Distributor {
         for word in (FIRST_SPI as usize / 16)..lines.div_ceil(16) {
             regs.icfgr[word].set(0);
         }
-        // Word 0 of ICENABLER: bits 0-15 are the SGIs, 16-31 the PPIs.
-        regs.icenabler[0].set(0xffff_0000);
+        self.init_cpu();
         // EnableGrp0 | EnableGrp1 (a Non-secure view has bit 0 only).
         regs.ctlr.set(0b11);
+    }
+
+    /// Sets up the calling CPU's banked part of the distributor, the SGIs
+    /// and PPIs (ids 0-31): Group 1, default priority, the PPIs disabled.
+    /// [`Distributor::init`] does it for the boot CPU; every other CPU
+    /// calls it once.
+    pub fn init_cpu(&self) {
+        let regs = &*self.registers;
+        regs.igroupr[0].set(u32::MAX);
+        for priority in &regs.ipriorityr[..FIRST_SPI as usize] {
+            priority.set(DEFAULT_PRIORITY);
+        }
+        // Word 0 of ICENABLER: bits 0-15 are the SGIs, 16-31 the PPIs.
+        regs.icenabler[0].set(0xffff_0000);
     }
 
     /// Lets interrupt `id` be forwarded (ISENABLER).

@@ -89,6 +89,18 @@ pub struct Gic {
     pub cpu_interface: CpuInterface,
 }
 
+// SAFETY: the GIC's registers are shared by every CPU, and this driver is
+// safe to use from several at once. Each method is one access to one
+// register, or a sequence whose order between CPUs does not matter: the
+// enable, pending and active states are set and cleared through write-1
+// registers (ISENABLER/ICENABLER, ...), never read-modify-written; the
+// priority and target registers are written a byte (one interrupt) at a
+// time; the SGI/PPI registers (ids 0-31) and the CPU interface are banked,
+// each CPU reaching its own at the same address. The one read-modify-write,
+// `Distributor::set_edge_triggered`, must not run on two CPUs for ids of
+// the same ICFGR word at once (Capvisor never calls it; its tests do).
+unsafe impl Sync for Gic {}
+
 impl Gic {
     /// Drivers for the distributor at `distributor_base` and the CPU
     /// interface at `cpu_interface_base`.
@@ -111,6 +123,14 @@ impl Gic {
     /// deactivation when `split_eoi` is set.
     pub fn init(&self, split_eoi: bool) {
         self.distributor.init();
+        self.cpu_interface.init(split_eoi);
+    }
+
+    /// Sets up a secondary CPU's banked registers (its SGIs and PPIs in
+    /// the distributor, its CPU interface) after the boot CPU's
+    /// [`Gic::init`]; called on that CPU.
+    pub fn init_secondary(&self, split_eoi: bool) {
+        self.distributor.init_cpu();
         self.cpu_interface.init(split_eoi);
     }
 }

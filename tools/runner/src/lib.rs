@@ -44,6 +44,8 @@ pub struct Board {
     pub cpu: &'static str,
     /// QEMU `-m` value, in MiB.
     pub memory_mib: u32,
+    /// QEMU `-smp` value: the CPUs the machine has.
+    pub cpus: u32,
     /// Where the board's staging area starts: the system image goes here.
     pub staging: u64,
 }
@@ -56,18 +58,20 @@ pub const BOARDS: [Board; 2] = [
         machine: "integratorcp",
         cpu: "cortex-a15",
         memory_mib: 1024,
+        cpus: 1,
         staging: 0xb000_0000,
     },
     // RAM at 0x4000_0000 (1 GiB); the staging area is its last 256 MiB.
     // A GICv2 with the virtualization interfaces (GICH, GICV) needs
     // `virtualization=on` (which also starts the CPU in Hyp mode) and
-    // `gic-version=2`.
+    // `gic-version=2`. Four CPUs, all of which Capvisor starts.
     Board {
         name: "qemu-virt",
         package: "capvisor-qemu-virt",
         machine: "virt,virtualization=on,gic-version=2",
         cpu: "cortex-a15",
         memory_mib: 1024,
+        cpus: 4,
         staging: 0x7000_0000,
     },
 ];
@@ -219,6 +223,8 @@ impl QemuCommand {
             self.board.cpu,
             "-m",
             &self.board.memory_mib.to_string(),
+            "-smp",
+            &self.board.cpus.to_string(),
             "-kernel",
             &self.kernel.display().to_string(),
             "-semihosting-config",
@@ -728,6 +734,8 @@ mod tests {
                 "cortex-a15",
                 "-m",
                 "1024",
+                "-smp",
+                "1",
                 "-kernel",
                 "/tmp/k.elf",
                 "-semihosting-config",
@@ -753,7 +761,7 @@ mod tests {
         command.gdb_port = Some(1234);
         let args = command.args(ConsoleMode::Interactive);
         assert_eq!(
-            args[11..],
+            args[13..],
             [
                 "-nographic",
                 "-device",
@@ -785,6 +793,8 @@ mod tests {
                 "cortex-a15",
                 "-m",
                 "1024",
+                "-smp",
+                "4",
                 "-kernel",
                 "/tmp/k.elf",
                 "-semihosting-config",
