@@ -51,6 +51,9 @@ pub const GUEST_RAM_ALIGNMENT: u32 = 0x0020_0000;
 pub const GUEST_RAM_IPA_ALIGNMENT: u32 = 0x0800_0000;
 /// How many VMs the table may hold.
 pub const MAX_VMS: usize = 8;
+/// The most vCPUs one VM may have (each runs on its own physical CPU; no
+/// board has more than 4).
+pub const MAX_VCPUS: usize = 4;
 
 /// An image's format, which says what the hypervisor checks in it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

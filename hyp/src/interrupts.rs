@@ -128,6 +128,14 @@ pub trait InterruptBackend {
     /// The VM restarts: its interrupt controller goes back to its reset
     /// state. Called while the VM is switched in.
     fn reset(&self);
+    /// The other vCPUs of this VM (bit n: vCPU n) whose deliverable
+    /// interrupts changed since the last call because of something this
+    /// vCPU or a device did (an SGI, an SPI routed or raised for them): the
+    /// kernel kicks the physical CPUs they run on. Clears the set. A
+    /// single-vCPU VM never has any.
+    fn take_kicks(&self) -> u32 {
+        0
+    }
 }
 
 /// A VM without interrupts (nothing pending, ever).
