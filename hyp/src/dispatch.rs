@@ -110,6 +110,9 @@ pub enum HypercallOutcome {
     Return([Option<u32>; 4]),
     /// The VM asked to stop (PSCI SYSTEM_OFF, CPU_OFF of its only CPU).
     StopVm,
+    /// The calling vCPU turns itself off (PSCI CPU_OFF in a VM with
+    /// several vCPUs); the VM stops when its last vCPU is off.
+    CpuOff,
     /// The VM asked to restart (PSCI SYSTEM_RESET).
     ResetVm,
     /// Return these values (as `Return`), then let other VMs run first.
@@ -163,6 +166,8 @@ pub enum Action {
     Wait,
     /// Stop the VM at its own request.
     StopVm,
+    /// Turn the calling vCPU off (PSCI CPU_OFF).
+    CpuOff,
     /// Restart the VM at its own request.
     ResetVm,
     /// Resume the guest later: it gives up the rest of its time slice.
@@ -524,6 +529,7 @@ fn call(registers: &mut impl GuestRegisters, routes: &Routes<'_>) -> Action {
             Action::Resume
         }
         HypercallOutcome::StopVm => Action::StopVm,
+        HypercallOutcome::CpuOff => Action::CpuOff,
         HypercallOutcome::ResetVm => Action::ResetVm,
         HypercallOutcome::Yield(values) => {
             set_results(registers, &values);

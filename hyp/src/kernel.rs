@@ -1,75 +1,116 @@
 // SPDX-License-Identifier: MIT OR Apache-2.0
-//! The VM objects and the core's exit loop.
+//! The VM objects and the core's exit loop, run on every physical CPU.
 //!
-//! A [`Vm`] is to Capvisor what a process is to Tock: a name, a state, its
-//! virtual CPU, the virtual devices and hypercall services it owns, its fault
-//! policy, its virtual interrupts and counters. [`Kernel::run`] is the loop
-//! of DESIGN.md's boot flow step 4: the scheduler picks a VM and its time
-//! slice ([`crate::scheduler`]), the kernel enters it, takes its exit,
+//! A [`Vm`] is to Capvisor what a process is to Tock: a name, its RAM, its
+//! fault policy, its life (running, stopped, restarting), and its vCPUs'
+//! power states. Each of its vCPUs is a [`VirtualCpu`] pinned to one
+//! physical CPU: its architectural state, the virtual devices and
+//! hypercall services it reaches (views onto the VM's shared ones), its
+//! interrupt backend, its state and its counters. [`Kernel::run`] is the
+//! loop of one physical CPU over the vCPUs pinned to it (DESIGN.md's boot
+//! flow step 4): the scheduler picks a vCPU and its time slice
+//! ([`crate::scheduler`]), the kernel enters it, takes its exit,
 //! dispatches it ([`crate::dispatch`]), and carries out what the exit asks:
-//! resume, block on WFI until an interrupt is pending, stop, restart, or
-//! reflect a fault (asking the VM's fault policy when the guest cannot take
-//! its own faults); physical interrupts go to the board ([`Platform`]),
-//! whose alarm ends time slices. It returns when every VM has stopped. The
-//! architecture hides behind [`Vcpu`] and the board behind [`Platform`], so
+//! resume, block on WFI until an interrupt is pending, turn the vCPU off,
+//! stop or restart the VM, or reflect a fault (asking the VM's fault
+//! policy when the guest cannot take its own faults); physical interrupts
+//! go to the board ([`Platform`]), whose alarm ends time slices. It
+//! returns when every vCPU it runs has stopped. The architecture hides
+//! behind [`Vcpu`] and the board behind [`Platform`] and [`CpuKick`], so
 //! the loop is tested on the host with scripted fakes.
+//!
+//! # Several CPUs
+//!
+//! A VM's vCPUs run on different physical CPUs at once, and share the
+//! VM's devices, services and interrupt controller. Those capsules are
+//! plain single-threaded objects; the VM's lock ([`Vm::lock`]) makes them
+//! safe: the kernel holds it around every call into a vCPU's routes and
+//! interrupt backend, and a board holds it when it delivers console input
+//! to the VM. The lock order is: a VM's lock, then the console
+//! multiplexer's, then the console UART's; never two VMs' locks at once.
+//!
+//! What one vCPU does that another must see goes through the VM's atomics
+//! and a kick ([`CpuKick`]: a physical SGI to the other vCPU's CPU, which
+//! takes it as an exit or a wake-up and looks again): an interrupt it
+//! made pending for another vCPU ([`InterruptBackend::take_kicks`]), PSCI
+//! CPU_ON, the VM stopping, a restart. A restart parks every other vCPU
+//! first (each one's CPU acknowledges once the vCPU is out of the guest),
+//! then reloads the RAM and starts vCPU 0 from its boot state.
 
+use crate::config::MAX_VCPUS;
 use crate::dispatch::{dispatch, Action, GuestRegisters, HypercallDriver, MmioDevice, Routes};
 use crate::fault_policy::{FaultLoopDetector, FaultResponse, VmFaultPolicy};
 use crate::interrupts::{InterruptBackend, NoInterrupts, VirtualTimer};
+use crate::psci::VcpuPower;
 use crate::scheduler::{Scheduler, SchedulingDecision, StopReason};
 use crate::trap::{GuestExit, Trap};
+use core::sync::atomic::{AtomicU32, AtomicU8, Ordering};
 
 /// A virtual CPU, implemented by the architecture chip. Its virtual
-/// timer is read by the VM's interrupt backend ([`VirtualTimer`]).
+/// timer is read by the vCPU's interrupt backend ([`VirtualTimer`]).
 pub trait Vcpu: GuestRegisters + VirtualTimer {
     /// Makes this vCPU's state (stage 2, system registers, FP) the CPU's,
-    /// after another VM ran. Not called between exits of the same VM.
+    /// after another vCPU ran. Not called between exits of the same vCPU.
     fn switch_in(&mut self);
-    /// Saves the state `switch_in` loaded, before another VM runs.
+    /// Saves the state `switch_in` loaded, before another vCPU runs.
     fn switch_out(&mut self);
     /// Runs the guest until its next exit.
     fn run(&mut self) -> GuestExit;
     /// Makes the guest take the exception `action` asks for (an
     /// `Inject...` action); false if it cannot (its vectors are unusable).
     fn reflect(&mut self, action: &Action) -> bool;
-    /// Puts the vCPU back in its boot state (for a restart), forgetting
-    /// every translation the guest's previous life cached (TLB entries of
-    /// its VMID). Called while the vCPU is switched in.
+    /// Puts the vCPU back in its boot state (for a restart or a power-on),
+    /// forgetting every translation the guest's previous life cached (TLB
+    /// entries of its VMID). Called while the vCPU is switched in.
     fn reset(&mut self);
     /// The VM has stopped for good: drop what the CPU still caches for it
     /// (TLB entries of its VMID). Called while the vCPU is switched in.
     fn release(&mut self);
 }
 
-/// What the kernel needs from the board: time, the alarm and the physical
-/// interrupts the hypervisor owns.
+/// What the kernel needs from the board on one physical CPU: time, the
+/// alarm and the physical interrupts the hypervisor owns.
 pub trait Platform {
     /// The monotonic clock, in ticks (the same clock as
     /// [`crate::interrupts::VirtualTimerState::deadline`]).
     fn now(&self) -> u64;
-    /// Programs the hypervisor's alarm for `deadline`, or disarms it.
+    /// Programs this CPU's alarm for `deadline`, or disarms it.
     fn set_alarm(&self, deadline: Option<u64>);
     /// Services every pending physical interrupt (console input, the
-    /// alarm, ...), raising virtual interrupts in the VMs they concern.
-    /// Returns true when the user asked for the VMs' status (the kernel
-    /// then calls [`Platform::report_status`]).
+    /// alarm, a kick, ...), raising virtual interrupts in the VMs they
+    /// concern. Returns true when the user asked for the VMs' status (the
+    /// kernel then publishes its vCPUs' counters and calls
+    /// [`Platform::report_status`]).
     fn service_interrupts(&self) -> bool;
-    /// Prints one status line per VM; `describe` writes VM `n`'s state and
-    /// counters.
-    fn report_status(
-        &self,
-        describe: &dyn Fn(usize, &mut dyn core::fmt::Write) -> core::fmt::Result,
-    );
+    /// Prints one status line per VM, from what the VMs' vCPUs published
+    /// ([`Vm::describe`]).
+    fn report_status(&self);
     /// Waits until a physical interrupt is pending (WFI in Hyp mode, with
     /// interrupts masked: it returns, and `service_interrupts` handles it).
     fn wait_for_interrupt(&self);
-    /// VM `vm` has stopped for good (powered off or stopped by its fault
-    /// policy): nothing it owned should wait for it any more (console
-    /// input, for one).
+    /// VM `vm` (its [`Vm::id`]) has stopped for good (powered off or
+    /// stopped by its fault policy): nothing it owned should wait for it
+    /// any more (console input, for one). Called once, on the CPU that
+    /// stopped it.
     fn vm_stopped(&self, vm: usize) {
         let _ = vm;
     }
+}
+
+/// A way to make another physical CPU look at its vCPUs again (the board:
+/// a physical SGI, taken as an exit or a wake-up).
+pub trait CpuKick: Sync {
+    /// Interrupts CPU `cpu` soon; nothing when it is the calling CPU (which
+    /// looks again anyway).
+    fn kick(&self, cpu: usize);
+}
+
+/// No other CPU to kick (a one-CPU board, the host tests).
+#[derive(Debug)]
+pub struct NoKick;
+
+impl CpuKick for NoKick {
+    fn kick(&self, _cpu: usize) {}
 }
 
 /// A VM's RAM as the board set it up: what a restart reloads.
@@ -79,21 +120,25 @@ pub trait GuestMemory {
     fn load(&self);
 }
 
-/// Where a VM is in its life.
+/// Where a vCPU is in its life.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum VmState {
     /// Can run.
     Ready,
     /// Waiting for an interrupt (WFI/WFE).
     Waiting,
-    /// Powered off by itself (PSCI SYSTEM_OFF or CPU_OFF).
+    /// Turned off (PSCI CPU_OFF, or not yet turned on by CPU_ON); its VM
+    /// runs on.
+    Off,
+    /// Its VM powered itself off (PSCI SYSTEM_OFF, or CPU_OFF of its last
+    /// vCPU).
     Stopped,
-    /// Stopped by its fault policy.
+    /// Its VM was stopped by its fault policy.
     Faulted,
 }
 
-/// Exit counts of one VM, by what the exit was. Each exit is counted once,
-/// in its kind's counter; [`VmCounters::exits`] is their sum.
+/// Exit counts of one vCPU, by what the exit was. Each exit is counted
+/// once, in its kind's counter; [`VmCounters::exits`] is their sum.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct VmCounters {
     /// Hypercalls and SMCs.
@@ -107,15 +152,15 @@ pub struct VmCounters {
     pub other: u32,
     /// Faults reflected into the guest.
     pub injected_faults: u32,
-    /// Restarts by SYSTEM_RESET or by the fault policy.
+    /// Restarts of its VM it took part in.
     pub restarts: u32,
     /// Physical interrupts that took the CPU from it.
     pub irqs: u32,
     /// Times it was given the CPU.
     pub slices: u32,
-    /// Times its slice ran out while another VM was ready.
+    /// Times its slice ran out while another vCPU was ready.
     pub preemptions: u32,
-    /// Times its slice ran out with no other VM ready (it went on).
+    /// Times its slice ran out with no other vCPU ready (it went on).
     pub ticks: u32,
 }
 
@@ -130,30 +175,379 @@ impl VmCounters {
     }
 
     /// The exits that were neither physical interrupts nor reflected
-    /// faults: the VM's progress, for the fault loop detector.
+    /// faults: the vCPU's progress, for the fault loop detector.
     const fn progress(&self) -> u32 {
         self.exits()
             .wrapping_sub(self.irqs)
             .wrapping_sub(self.injected_faults)
     }
+
+    /// The sum of two vCPUs' counts (restarts: the larger).
+    pub const fn plus(&self, other: &VmCounters) -> VmCounters {
+        VmCounters {
+            hypercalls: self.hypercalls.wrapping_add(other.hypercalls),
+            mmio: self.mmio.wrapping_add(other.mmio),
+            waits: self.waits.wrapping_add(other.waits),
+            other: self.other.wrapping_add(other.other),
+            injected_faults: self.injected_faults.wrapping_add(other.injected_faults),
+            restarts: if self.restarts > other.restarts {
+                self.restarts
+            } else {
+                other.restarts
+            },
+            irqs: self.irqs.wrapping_add(other.irqs),
+            slices: self.slices.wrapping_add(other.slices),
+            preemptions: self.preemptions.wrapping_add(other.preemptions),
+            ticks: self.ticks.wrapping_add(other.ticks),
+        }
+    }
 }
 
-/// One VM.
-pub struct Vm<'a, V: Vcpu> {
+/// A VM's life as a whole.
+const LIFE_RUNNING: u8 = 0;
+const LIFE_STOPPED: u8 = 1;
+const LIFE_FAULTED: u8 = 2;
+const LIFE_RESTARTING: u8 = 3;
+
+/// A vCPU's power state (PSCI).
+const POWER_OFF: u8 = 0;
+const POWER_ON_PENDING: u8 = 1;
+const POWER_ON: u8 = 2;
+
+/// A CPU_ON entry that means "the boot state" (vCPU 0 after a restart).
+const BOOT_ENTRY: u32 = u32::MAX;
+
+/// One vCPU's power state and, while it is turned on, where it starts.
+#[derive(Debug)]
+struct Power {
+    state: AtomicU8,
+    entry: AtomicU32,
+    context: AtomicU32,
+}
+
+impl Power {
+    const fn new(state: u8) -> Power {
+        Power {
+            state: AtomicU8::new(state),
+            entry: AtomicU32::new(BOOT_ENTRY),
+            context: AtomicU32::new(0),
+        }
+    }
+}
+
+/// What one vCPU last published of itself, for status reports.
+#[derive(Clone, Copy, Debug)]
+struct Published {
+    counters: VmCounters,
+    state: VmState,
+}
+
+/// One VM: what its vCPUs share (see the module documentation).
+pub struct Vm<'a> {
     /// Name, for messages.
     pub name: &'static str,
-    /// Current state.
-    pub state: VmState,
-    /// Its virtual CPU.
-    pub vcpu: V,
+    /// Its number in the system (0 for the first VM of the table).
+    pub id: usize,
     /// Its RAM (reloaded on a restart).
     pub memory: &'a dyn GuestMemory,
-    /// Its virtual devices and hypercall services, with the tables that
-    /// route exits to them.
-    pub routes: Routes<'a>,
-    /// What happens when it cannot take its own faults.
+    /// What happens when one of its vCPUs cannot take its own faults.
     pub fault_policy: &'a dyn VmFaultPolicy,
-    /// Its interrupt backend: virtual interrupt controller and timer.
+    vcpus: usize,
+    /// The physical CPU of each vCPU.
+    cpus: [u8; MAX_VCPUS],
+    /// Its RAM in its own address space (IPA, bytes): where CPU_ON may
+    /// start a vCPU.
+    ram: (u32, u32),
+    kicker: &'a dyn CpuKick,
+    lock: spin::Mutex<()>,
+    life: AtomicU8,
+    /// Restarts so far; a vCPU that has seen fewer takes part in the one
+    /// in progress.
+    generation: AtomicU32,
+    /// vCPUs parked for the restart in progress.
+    parked: AtomicU32,
+    power: [Power; MAX_VCPUS],
+    published: spin::Mutex<[Published; MAX_VCPUS]>,
+}
+
+// SAFETY: a `Vm` is shared by its vCPUs' CPUs. Its own state is atomics
+// and spin mutexes. `memory` is used only by the vCPU that restarts the VM,
+// after every other vCPU of the VM has parked out of the guest (the
+// restart protocol in `Kernel`), and while it holds `lock`; `fault_policy`
+// is asked only while holding `lock`; `kicker` is `Sync`. No field is
+// reached from two CPUs at once without one of these.
+#[allow(unsafe_code)] // the one Sync claim of the kernel, argued above
+unsafe impl Sync for Vm<'_> {}
+
+impl core::fmt::Debug for Vm<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Vm")
+            .field("name", &self.name)
+            .field("vcpus", &self.vcpus)
+            .field("life", &self.life.load(Ordering::Relaxed))
+            .finish()
+    }
+}
+
+impl<'a> Vm<'a> {
+    /// A VM with one vCPU on CPU 0 and no other CPU to kick: the VM table
+    /// entry `id`. [`Vm::with_vcpus`] gives it more.
+    pub fn new(
+        name: &'static str,
+        id: usize,
+        memory: &'a dyn GuestMemory,
+        fault_policy: &'a dyn VmFaultPolicy,
+    ) -> Self {
+        Vm {
+            name,
+            id,
+            memory,
+            fault_policy,
+            vcpus: 1,
+            cpus: [0; MAX_VCPUS],
+            ram: (0, u32::MAX),
+            kicker: &NoKick,
+            lock: spin::Mutex::new(()),
+            life: AtomicU8::new(LIFE_RUNNING),
+            generation: AtomicU32::new(0),
+            parked: AtomicU32::new(0),
+            power: [const { Power::new(POWER_OFF) }; MAX_VCPUS],
+            published: spin::Mutex::new(
+                [Published {
+                    counters: VmCounters::default(),
+                    state: VmState::Off,
+                }; MAX_VCPUS],
+            ),
+        }
+        .powered_on(0)
+    }
+
+    fn powered_on(self, vcpu: usize) -> Self {
+        self.power[vcpu].state.store(POWER_ON, Ordering::Relaxed);
+        self.published.lock()[vcpu].state = VmState::Ready;
+        self
+    }
+
+    /// The VM with one vCPU per entry of `cpus` (vCPU i runs on physical
+    /// CPU `cpus[i]`; at most [`MAX_VCPUS`]), whose CPUs `kicker` reaches,
+    /// and whose RAM is `ram` (IPA and bytes). vCPU 0 starts on; the
+    /// others wait for PSCI CPU_ON.
+    pub fn with_vcpus(mut self, cpus: &[u8], kicker: &'a dyn CpuKick, ram: (u32, u32)) -> Self {
+        self.vcpus = cpus.len().clamp(1, MAX_VCPUS);
+        for (slot, &cpu) in self.cpus.iter_mut().zip(cpus) {
+            *slot = cpu;
+        }
+        self.kicker = kicker;
+        self.ram = ram;
+        self
+    }
+
+    /// How many vCPUs it has.
+    pub fn vcpu_count(&self) -> usize {
+        self.vcpus
+    }
+
+    /// The physical CPU vCPU `vcpu` runs on.
+    pub fn cpu_of(&self, vcpu: usize) -> usize {
+        self.cpus[vcpu.min(MAX_VCPUS - 1)] as usize
+    }
+
+    /// Takes the VM's lock: held around every call into its vCPUs'
+    /// devices, services and interrupt backends (module documentation).
+    pub fn lock(&self) -> spin::MutexGuard<'_, ()> {
+        self.lock.lock()
+    }
+
+    /// Whether it still runs (it may be restarting).
+    pub fn is_running(&self) -> bool {
+        matches!(
+            self.life.load(Ordering::Acquire),
+            LIFE_RUNNING | LIFE_RESTARTING
+        )
+    }
+
+    /// Whether its fault policy stopped it.
+    pub fn is_faulted(&self) -> bool {
+        self.life.load(Ordering::Acquire) == LIFE_FAULTED
+    }
+
+    /// How many times it restarted.
+    pub fn restarts(&self) -> u32 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    /// Kicks the CPUs of the vCPUs in `mask` (bit n: vCPU n) but `except`.
+    pub fn kick(&self, mask: u32, except: usize) {
+        for vcpu in 0..self.vcpus {
+            if vcpu != except && mask & (1 << vcpu) != 0 {
+                self.kicker.kick(self.cpu_of(vcpu));
+            }
+        }
+    }
+
+    /// Kicks every vCPU's CPU but `except`'s.
+    fn kick_all(&self, except: usize) {
+        self.kick(u32::MAX, except);
+    }
+
+    /// Ends the VM (`faulted`: by its fault policy) unless it has already
+    /// ended; returns whether this call ended it. Every other vCPU's CPU is
+    /// kicked to stop it.
+    fn end(&self, faulted: bool, by: usize) -> bool {
+        let life = if faulted { LIFE_FAULTED } else { LIFE_STOPPED };
+        let ended = self
+            .life
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |now| {
+                matches!(now, LIFE_RUNNING | LIFE_RESTARTING).then_some(life)
+            })
+            .is_ok();
+        if ended {
+            self.kick_all(by);
+        }
+        ended
+    }
+
+    /// Records what vCPU `vcpu` is and has done, for reports.
+    fn publish(&self, vcpu: usize, counters: VmCounters, state: VmState) {
+        if let Some(slot) = self.published.lock().get_mut(vcpu) {
+            *slot = Published { counters, state };
+        }
+    }
+
+    /// Its vCPUs' counters as last published, summed.
+    pub fn counters(&self) -> VmCounters {
+        let published = self.published.lock();
+        published[..self.vcpus]
+            .iter()
+            .fold(VmCounters::default(), |sum, vcpu| sum.plus(&vcpu.counters))
+    }
+
+    /// Writes the VM's state and counters (summed over its vCPUs, as they
+    /// last published them) on one line, for status reports.
+    pub fn describe(&self, out: &mut dyn core::fmt::Write) -> core::fmt::Result {
+        let states: [VmState; MAX_VCPUS] = {
+            let published = self.published.lock();
+            core::array::from_fn(|vcpu| published[vcpu].state)
+        };
+        let state = match self.life.load(Ordering::Acquire) {
+            LIFE_STOPPED => "powered off",
+            LIFE_FAULTED => "stopped by its fault policy",
+            LIFE_RESTARTING => "restarting",
+            _ if states[..self.vcpus].contains(&VmState::Ready) => "ready",
+            _ => "waiting",
+        };
+        let mut counters = self.counters();
+        counters.restarts = self.restarts();
+        write_counters(out, state, &counters)?;
+        if self.vcpus > 1 {
+            let on = states[..self.vcpus]
+                .iter()
+                .filter(|state| matches!(state, VmState::Ready | VmState::Waiting))
+                .count();
+            write!(out, "; vCPUs on {} of {}", on, self.vcpus)?;
+        }
+        Ok(())
+    }
+
+    /// Turns vCPU `vcpu` off (PSCI CPU_OFF); true when it was the VM's
+    /// last vCPU on (the VM then stops). Called holding the VM's lock.
+    fn power_off(&self, vcpu: usize) -> bool {
+        self.power[vcpu].state.store(POWER_OFF, Ordering::Release);
+        !self.power[..self.vcpus]
+            .iter()
+            .any(|power| power.state.load(Ordering::Acquire) != POWER_OFF)
+    }
+
+    /// A power-on request for vCPU `vcpu` that its CPU has not acted on:
+    /// the entry ([`BOOT_ENTRY`] for the boot state) and context.
+    fn power_on_request(&self, vcpu: usize) -> Option<(u32, u32)> {
+        let power = &self.power[vcpu];
+        (power.state.load(Ordering::Acquire) == POWER_ON_PENDING).then(|| {
+            (
+                power.entry.load(Ordering::Relaxed),
+                power.context.load(Ordering::Relaxed),
+            )
+        })
+    }
+}
+
+impl VcpuPower for Vm<'_> {
+    fn vcpus(&self) -> usize {
+        self.vcpus
+    }
+
+    fn cpu_on(&self, target: usize, entry: u32, context: u32) -> u32 {
+        if target >= self.vcpus {
+            return crate::psci::INVALID_PARAMETERS;
+        }
+        let (base, size) = self.ram;
+        if entry.wrapping_sub(base) >= size || entry == BOOT_ENTRY {
+            return crate::psci::INVALID_ADDRESS;
+        }
+        let power = &self.power[target];
+        match power.state.load(Ordering::Acquire) {
+            POWER_ON => return crate::psci::ALREADY_ON,
+            POWER_ON_PENDING => return crate::psci::ON_PENDING,
+            _ => {}
+        }
+        // The caller holds the VM's lock: no other CPU_ON races this one.
+        power.entry.store(entry, Ordering::Relaxed);
+        power.context.store(context, Ordering::Relaxed);
+        power.state.store(POWER_ON_PENDING, Ordering::Release);
+        self.kicker.kick(self.cpu_of(target));
+        crate::psci::SUCCESS
+    }
+
+    fn affinity_info(&self, target: usize) -> u32 {
+        match self.power[target.min(MAX_VCPUS - 1)]
+            .state
+            .load(Ordering::Acquire)
+        {
+            POWER_ON => crate::psci::AFFINITY_ON,
+            POWER_ON_PENDING => crate::psci::AFFINITY_ON_PENDING,
+            _ => crate::psci::AFFINITY_OFF,
+        }
+    }
+}
+
+/// Writes a state and counters as one status line's tail.
+fn write_counters(
+    out: &mut dyn core::fmt::Write,
+    state: &str,
+    c: &VmCounters,
+) -> core::fmt::Result {
+    write!(
+        out,
+        "{}; exits {} (hypercalls {}, mmio {}, waits {}, irqs {}), injected faults {}, restarts {}, slices {}, preemptions {}, ticks {}",
+        state,
+        c.exits(),
+        c.hypercalls,
+        c.mmio,
+        c.waits,
+        c.irqs,
+        c.injected_faults,
+        c.restarts,
+        c.slices,
+        c.preemptions,
+        c.ticks
+    )
+}
+
+/// One vCPU of a VM, as the CPU it is pinned to runs it.
+pub struct VirtualCpu<'a, V: Vcpu> {
+    /// Its VM.
+    pub vm: &'a Vm<'a>,
+    /// Its number in the VM (its MPIDR affinity level 0).
+    pub index: usize,
+    /// Current state.
+    pub state: VmState,
+    /// The architectural vCPU.
+    pub vcpu: V,
+    /// Its virtual devices and hypercall services (views onto its VM's),
+    /// with the tables that route exits to them.
+    pub routes: Routes<'a>,
+    /// Its interrupt backend: its view of the VM's virtual interrupt
+    /// controller, and its timer.
     pub interrupts: &'a dyn InterruptBackend,
     /// Exit counters.
     pub counters: VmCounters,
@@ -168,20 +562,27 @@ pub struct Vm<'a, V: Vcpu> {
     /// Whether the guest's timer was armed at the last entry (a polling
     /// backend is called while it is, and once after, to lower its line).
     timer_was_armed: bool,
+    /// The VM restarts this vCPU has taken part in.
+    generation: u32,
+    /// Where it starts when next switched in (after a power-on or a
+    /// restart): `(entry, context)`, [`BOOT_ENTRY`] for the boot state.
+    start: Option<(u32, u32)>,
 }
 
-impl<V: Vcpu> core::fmt::Debug for Vm<'_, V> {
+impl<V: Vcpu> core::fmt::Debug for VirtualCpu<'_, V> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("Vm")
-            .field("name", &self.name)
+        f.debug_struct("VirtualCpu")
+            .field("vm", &self.vm.name)
+            .field("index", &self.index)
             .field("state", &self.state)
             .field("counters", &self.counters)
             .finish()
     }
 }
 
-impl<'a, V: Vcpu> Vm<'a, V> {
-    /// A VM ready to run from its vCPU's boot state.
+impl<'a, V: Vcpu> VirtualCpu<'a, V> {
+    /// vCPU `index` of `vm`, in its boot state (on for vCPU 0, off for the
+    /// others until CPU_ON), reaching `devices` and `services`.
     ///
     /// # Panics
     ///
@@ -189,70 +590,71 @@ impl<'a, V: Vcpu> Vm<'a, V> {
     /// services that claim one function id twice (a board wiring
     /// error).
     pub fn new(
-        name: &'static str,
+        vm: &'a Vm<'a>,
+        index: usize,
         vcpu: V,
-        memory: &'a dyn GuestMemory,
         devices: &'a [&'a dyn MmioDevice],
         services: &'a [&'a dyn HypercallDriver],
-        fault_policy: &'a dyn VmFaultPolicy,
     ) -> Self {
-        Vm {
-            name,
-            state: VmState::Ready,
+        VirtualCpu {
+            vm,
+            index,
+            state: if index == 0 {
+                VmState::Ready
+            } else {
+                VmState::Off
+            },
             vcpu,
-            memory,
             routes: Routes::new(devices, services)
-                .unwrap_or_else(|error| panic!("VM '{name}': {error}")),
-            fault_policy,
+                .unwrap_or_else(|error| panic!("VM '{}': {error}", vm.name)),
             interrupts: &NoInterrupts,
             counters: VmCounters::default(),
             loop_detector: FaultLoopDetector::new(),
             interrupts_changed: true,
             poll_every_entry: false,
             timer_was_armed: false,
+            generation: 0,
+            start: None,
         }
     }
 
-    /// Writes the VM's state and counters on one line (for status reports).
-    pub fn describe(&self, out: &mut dyn core::fmt::Write) -> core::fmt::Result {
-        let state = match self.state {
-            VmState::Ready => "ready",
-            VmState::Waiting => "waiting",
-            VmState::Stopped => "powered off",
-            VmState::Faulted => "stopped by its fault policy",
-        };
-        let c = &self.counters;
-        write!(
-            out,
-            "{}; exits {} (hypercalls {}, mmio {}, waits {}, irqs {}), injected faults {}, restarts {}, slices {}, preemptions {}, ticks {}",
-            state,
-            c.exits(),
-            c.hypercalls,
-            c.mmio,
-            c.waits,
-            c.irqs,
-            c.injected_faults,
-            c.restarts,
-            c.slices,
-            c.preemptions,
-            c.ticks
-        )
-    }
-
-    /// Gives the VM its interrupt backend.
+    /// Gives the vCPU its interrupt backend.
     pub fn with_interrupts(mut self, interrupts: &'a dyn InterruptBackend) -> Self {
         self.interrupts = interrupts;
         self.poll_every_entry = interrupts.polls_every_entry();
         self
     }
 
-    /// Whether an interrupt is pending for the VM now (a WFI completes),
+    /// Its VM's name.
+    pub fn name(&self) -> &'static str {
+        self.vm.name
+    }
+
+    /// Writes the vCPU's state and counters on one line.
+    pub fn describe(&self, out: &mut dyn core::fmt::Write) -> core::fmt::Result {
+        let state = match self.state {
+            VmState::Ready => "ready",
+            VmState::Waiting => "waiting",
+            VmState::Off => "off",
+            VmState::Stopped => "powered off",
+            VmState::Faulted => "stopped by its fault policy",
+        };
+        write_counters(out, state, &self.counters)
+    }
+
+    /// Records its counters and state in its VM, for reports.
+    fn publish(&self) {
+        self.vm.publish(self.index, self.counters, self.state);
+    }
+
+    /// Whether an interrupt is pending for the vCPU now (a WFI completes),
     /// and if not, when to look again.
     fn poll_interrupts(&self, platform: &dyn Platform) -> crate::interrupts::Poll {
+        let _vm = self.vm.lock();
         self.interrupts.poll(&self.vcpu, platform.now())
     }
 
-    /// Whether the interrupt backend must run before the next entry: after
+    /// Whether the backend must run before the next entry: after
     /// a change, and for a backend that polls the guest's timer while the
     /// timer is armed and once after it was (to lower the line). After a
     /// change the backend may have raised the line: it looks once more at
@@ -272,47 +674,112 @@ impl<'a, V: Vcpu> Vm<'a, V> {
         }
     }
 
+    /// Whether the CPU must still run this vCPU or wait for it: it can run,
+    /// waits, or is off in a VM that runs on.
     fn is_live(&self) -> bool {
-        matches!(self.state, VmState::Ready | VmState::Waiting)
+        match self.state {
+            VmState::Ready | VmState::Waiting => true,
+            VmState::Off => self.vm.is_running(),
+            VmState::Stopped | VmState::Faulted => false,
+        }
     }
 
-    fn restart(&mut self) {
-        self.memory.load();
-        self.vcpu.reset();
-        // Every device and service back to its reset state; the board
-        // checked when it built the VM that each of a VM with a restart
-        // policy can be (a VM that restarts itself by PSCI SYSTEM_RESET
-        // gets what its devices can do).
-        let _ = self.routes.reset_all();
-        self.interrupts.reset();
-        self.interrupts_changed = true;
-        self.counters.restarts += 1;
-        self.loop_detector.progressed();
-        self.state = VmState::Ready;
-    }
-
-    /// Applies the fault policy to a VM that cannot take its fault.
-    /// Returns true when the policy says to stop everything.
-    fn fatal_fault(&mut self) -> bool {
-        match self.fault_policy.response(self.counters.restarts) {
-            FaultResponse::Restart => {
-                self.restart();
+    /// Follows what the VM's other vCPUs did to it: the VM ended (the vCPU
+    /// stops), a restart began (it parks), or it was turned on (it starts
+    /// at its next switch-in). `loaded`: whether it is the vCPU switched
+    /// in. Returns true when it became ready.
+    fn follow_vm(&mut self, loaded: bool) -> bool {
+        match self.vm.life.load(Ordering::Acquire) {
+            LIFE_STOPPED | LIFE_FAULTED => {
+                if matches!(self.state, VmState::Stopped | VmState::Faulted) {
+                    return false;
+                }
+                self.state = if self.vm.is_faulted() {
+                    VmState::Faulted
+                } else {
+                    VmState::Stopped
+                };
+                if loaded {
+                    self.vcpu.release();
+                }
+                self.publish();
                 false
             }
-            FaultResponse::Stop => {
-                self.state = VmState::Faulted;
-                self.vcpu.release();
+            LIFE_RESTARTING => {
+                if self.generation != self.vm.generation.load(Ordering::Acquire) {
+                    self.park();
+                }
                 false
             }
-            FaultResponse::Panic => {
-                self.state = VmState::Faulted;
-                self.vcpu.release();
+            _ => {
+                if self.generation != self.vm.generation.load(Ordering::Acquire) {
+                    // A restart this vCPU slept through (it was parked by
+                    // its own CPU's wait): it is off now, like the rest.
+                    self.park();
+                }
+                if self.state != VmState::Off {
+                    return false;
+                }
+                let Some(start) = self.vm.power_on_request(self.index) else {
+                    return false;
+                };
+                self.vm.power[self.index]
+                    .state
+                    .store(POWER_ON, Ordering::Release);
+                self.start = Some(start);
+                self.state = VmState::Ready;
+                self.interrupts_changed = true;
                 true
             }
         }
     }
 
-    /// Counts and dispatches one exit of this VM (not a physical
+    /// Leaves the guest for the restart in progress: off, its interrupt
+    /// state reset, counted as parked.
+    fn park(&mut self) {
+        {
+            let _vm = self.vm.lock();
+            self.interrupts.reset();
+        }
+        self.state = VmState::Off;
+        self.start = None;
+        self.counters.restarts += 1;
+        self.loop_detector.progressed();
+        self.generation = self.vm.generation.load(Ordering::Acquire);
+        self.vm.parked.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// Applies the fault policy to a vCPU that cannot take its fault.
+    fn fatal_fault(&mut self) -> Outcome {
+        let response = {
+            let _vm = self.vm.lock();
+            self.vm.fault_policy.response(self.vm.restarts())
+        };
+        match response {
+            FaultResponse::Restart => Outcome::Restart,
+            FaultResponse::Stop => self.end_vm(true, Outcome::Yield),
+            FaultResponse::Panic => self.end_vm(true, Outcome::Panic),
+        }
+    }
+
+    /// Ends the VM from this vCPU (`faulted`: by its policy).
+    fn end_vm(&mut self, faulted: bool, outcome: Outcome) -> Outcome {
+        let ended = self.vm.end(faulted, self.index);
+        self.state = if self.vm.is_faulted() {
+            VmState::Faulted
+        } else {
+            VmState::Stopped
+        };
+        self.vcpu.release();
+        self.publish();
+        if ended {
+            Outcome::Ended(outcome == Outcome::Panic)
+        } else {
+            outcome
+        }
+    }
+
+    /// Counts and dispatches one exit of this vCPU (not a physical
     /// interrupt). `None`: the guest resumes at once, the common case,
     /// decided here in a few instructions; otherwise what
     /// [`Self::carry_out`] made of the action.
@@ -324,13 +791,31 @@ impl<'a, V: Vcpu> Vm<'a, V> {
             Trap::WaitForInterrupt { .. } | Trap::WaitForEvent { .. } => self.counters.waits += 1,
             _ => self.counters.other += 1,
         }
-        match dispatch(exit, &mut self.vcpu, &self.routes) {
+        let action = {
+            let _vm = self.vm.lock();
+            dispatch(exit, &mut self.vcpu, &self.routes)
+        };
+        match action {
             Action::Resume => None,
             Action::ResumeInterruptsChanged => {
                 self.interrupts_changed = true;
+                self.kick_others();
                 None
             }
             action => Some(self.carry_out(action)),
+        }
+    }
+
+    /// Kicks the other vCPUs whose interrupts this vCPU's last access
+    /// changed.
+    #[inline(never)]
+    fn kick_others(&self) {
+        let kicks = {
+            let _vm = self.vm.lock();
+            self.interrupts.take_kicks()
+        };
+        if kicks != 0 {
+            self.vm.kick(kicks, self.index);
         }
     }
 
@@ -343,15 +828,20 @@ impl<'a, V: Vcpu> Vm<'a, V> {
                 self.state = VmState::Waiting;
                 Outcome::Yield
             }
-            Action::StopVm => {
-                self.state = VmState::Stopped;
-                self.vcpu.release();
+            Action::StopVm => self.end_vm(false, Outcome::Yield),
+            Action::CpuOff => {
+                let last = {
+                    let _vm = self.vm.lock();
+                    self.vm.power_off(self.index)
+                };
+                if last {
+                    return self.end_vm(false, Outcome::Yield);
+                }
+                self.state = VmState::Off;
+                self.publish();
                 Outcome::Yield
             }
-            Action::ResetVm => {
-                self.restart();
-                Outcome::Keep
-            }
+            Action::ResetVm => Outcome::Restart,
             Action::Yield => Outcome::Yield,
             Action::InjectDataAbort { .. }
             | Action::InjectPrefetchAbort { .. }
@@ -360,11 +850,7 @@ impl<'a, V: Vcpu> Vm<'a, V> {
                 if self.loop_detector.faulted_at(pc, self.counters.progress())
                     || !self.vcpu.reflect(&action)
                 {
-                    return if self.fatal_fault() {
-                        Outcome::Panic
-                    } else {
-                        Outcome::Yield
-                    };
+                    return self.fatal_fault();
                 }
                 self.loop_detector.entered(self.vcpu.pc());
                 self.counters.injected_faults += 1;
@@ -377,36 +863,42 @@ impl<'a, V: Vcpu> Vm<'a, V> {
 /// What an exit that did not simply resume leaves the loop to do.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Outcome {
-    /// The VM keeps the CPU.
+    /// The vCPU keeps the CPU.
     Keep,
-    /// The VM gives up the CPU (it yields, waits, stopped or restarted by
-    /// its policy).
+    /// The vCPU gives up the CPU (it yields, waits, is off, or its VM
+    /// stopped).
     Yield,
-    /// The VM's policy stops the hypervisor.
+    /// The vCPU ended its VM; true when the policy stops the hypervisor.
+    Ended(bool),
+    /// The vCPU's VM restarts (SYSTEM_RESET or its fault policy).
+    Restart,
+    /// The VM's policy stops the hypervisor (the VM had already ended).
     Panic,
 }
 
 /// How a [`Kernel::run`] ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RunOutcome {
-    /// Every VM stopped (by itself or by its policy).
+    /// Every vCPU this CPU ran stopped (its VM powered off or was stopped
+    /// by its policy).
     AllStopped,
-    /// A VM's policy asked to stop the hypervisor; its index.
+    /// A VM's policy asked to stop the hypervisor; its id.
     Panicked { vm: usize },
-    /// The exit budget ran out with VMs still live.
+    /// The exit budget ran out with vCPUs still live.
     BudgetExhausted,
 }
 
-/// The exit loop.
+/// The exit loop of one physical CPU.
 #[derive(Debug, Default)]
 pub struct Kernel;
 
-/// Asks the platform to print every VM's state and counters.
-fn report_status<V: Vcpu>(vms: &[Vm<'_, V>], platform: &dyn Platform) {
-    platform.report_status(&|index, out| match vms.get(index) {
-        Some(vm) => vm.describe(out),
-        None => Ok(()),
-    });
+/// Publishes every vCPU's counters, then asks the platform to print every
+/// VM's state and counters.
+fn report_status<V: Vcpu>(vcpus: &[VirtualCpu<'_, V>], platform: &dyn Platform) {
+    for vcpu in vcpus {
+        vcpu.publish();
+    }
+    platform.report_status();
 }
 
 /// "No time" where the kernel keeps times as plain u64s (no deadline is
@@ -422,22 +914,129 @@ fn earliest(a: Option<u64>, b: Option<u64>) -> Option<u64> {
     }
 }
 
+/// Switches vCPU `next` in (the one in `loaded` out first), and starts it
+/// where a power-on or restart said.
+fn load<V: Vcpu>(vcpus: &mut [VirtualCpu<'_, V>], loaded: &mut Option<usize>, next: usize) {
+    if *loaded != Some(next) {
+        if let Some(previous) = *loaded {
+            let previous = &mut vcpus[previous];
+            {
+                let _vm = previous.vm.lock();
+                previous.interrupts.switch_out();
+            }
+            previous.vcpu.switch_out();
+        }
+        let next_vcpu = &mut vcpus[next];
+        next_vcpu.vcpu.switch_in();
+        {
+            let _vm = next_vcpu.vm.lock();
+            next_vcpu.interrupts.switch_in();
+        }
+        *loaded = Some(next);
+    }
+    let vcpu = &mut vcpus[next];
+    if let Some((entry, context)) = vcpu.start.take() {
+        vcpu.vcpu.reset();
+        if entry != BOOT_ENTRY {
+            vcpu.vcpu.set_pc(entry);
+            vcpu.vcpu.set_register(0, context);
+        }
+        vcpu.loop_detector.progressed();
+        vcpu.interrupts_changed = true;
+    }
+}
+
+/// Follows every vCPU's VM (see [`VirtualCpu::follow_vm`]); true when one
+/// was turned on.
+fn follow_vms<V: Vcpu>(vcpus: &mut [VirtualCpu<'_, V>], loaded: Option<usize>) -> bool {
+    let mut woken = false;
+    for (index, vcpu) in vcpus.iter_mut().enumerate() {
+        woken |= vcpu.follow_vm(loaded == Some(index));
+    }
+    woken
+}
+
+/// Restarts vCPU `current`'s VM: every other vCPU parks (this CPU parks
+/// its own at once, the others' CPUs are kicked and park theirs), then the
+/// RAM is reloaded, the devices reset, and vCPU 0 starts from its boot
+/// state. Waits for the others with interrupts masked, parking vCPUs of
+/// other VMs restarting at the same time, so two restarts cannot wait for
+/// each other. When another vCPU of the VM is already restarting it, or
+/// the VM has ended, this vCPU only parks.
+fn restart<V: Vcpu>(vcpus: &mut [VirtualCpu<'_, V>], loaded: Option<usize>, current: usize) {
+    let vm = vcpus[current].vm;
+    let began = vm
+        .life
+        .compare_exchange(
+            LIFE_RUNNING,
+            LIFE_RESTARTING,
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        )
+        .is_ok();
+    if !began {
+        // Someone else's restart (or the VM ended): follow it.
+        follow_vms(vcpus, loaded);
+        return;
+    }
+    vm.parked.store(0, Ordering::Release);
+    vm.generation.fetch_add(1, Ordering::AcqRel);
+    vm.kick_all(vcpus[current].index);
+    // This vCPU takes part as the one that restarts: it counts as parked.
+    {
+        let me = &mut vcpus[current];
+        me.generation = vm.generation.load(Ordering::Acquire);
+        me.counters.restarts += 1;
+        me.loop_detector.progressed();
+    }
+    vm.parked.fetch_add(1, Ordering::AcqRel);
+    while vm.parked.load(Ordering::Acquire) < vm.vcpus as u32 {
+        follow_vms(vcpus, loaded);
+        core::hint::spin_loop();
+    }
+    let me = &mut vcpus[current];
+    {
+        let _vm = vm.lock();
+        vm.memory.load();
+        // Every device and service back to its reset state; the board
+        // checked when it built the VM that each of a VM with a restart
+        // policy can be (a VM that restarts itself by PSCI SYSTEM_RESET
+        // gets what its devices can do).
+        let _ = me.routes.reset_all();
+        me.interrupts.reset();
+        for (vcpu, power) in vm.power[..vm.vcpus].iter().enumerate() {
+            let state = if vcpu == 0 { POWER_ON_PENDING } else { POWER_OFF };
+            power.entry.store(BOOT_ENTRY, Ordering::Relaxed);
+            power.state.store(state, Ordering::Release);
+        }
+    }
+    me.state = VmState::Off;
+    me.start = None;
+    vm.life.store(LIFE_RUNNING, Ordering::Release);
+    // vCPU 0 starts (here, if it is this one or shares this CPU).
+    vm.kick(1, usize::MAX);
+    follow_vms(vcpus, loaded);
+}
+
 impl Kernel {
-    /// Runs the VMs until they all stop, at most `budget` exits.
+    /// Runs the vCPUs pinned to this CPU until they all stop, at most
+    /// `budget` exits.
     ///
-    /// `scheduler` picks the VM and its time slice. The running VM keeps
-    /// the CPU across its exits until its slice ends (the hypervisor's
-    /// alarm interrupts it), it waits for an interrupt with none pending,
-    /// or it stops. Before every entry the VM's interrupt backend presents
-    /// its pending interrupts to the vCPU (told whether something changed
-    /// them since the last entry); the alarm is set for the earliest of the slice's end,
-    /// the VM's own timer and the timers of waiting VMs. A waiting VM is
-    /// ready again once an interrupt is pending for it. When no VM is
-    /// ready, the hypervisor sleeps (`Platform::wait_for_interrupt`) until
-    /// the next interrupt.
+    /// `scheduler` picks the vCPU and its time slice. The running vCPU
+    /// keeps the CPU across its exits until its slice ends (the
+    /// hypervisor's alarm interrupts it), it waits for an interrupt with
+    /// none pending, turns off, or its VM stops. Before every entry the
+    /// vCPU's interrupt backend presents its pending interrupts (told
+    /// whether something changed them since the last entry); the alarm is
+    /// set for the earliest of the slice's end, the vCPU's own timer and
+    /// the timers of waiting vCPUs. A waiting vCPU is ready again once an
+    /// interrupt is pending for it; an off one once CPU_ON turns it on.
+    /// When no vCPU is ready, the hypervisor sleeps
+    /// (`Platform::wait_for_interrupt`) until the next interrupt (a kick
+    /// from another CPU is one).
     pub fn run<V: Vcpu>(
         &self,
-        vms: &mut [Vm<'_, V>],
+        vcpus: &mut [VirtualCpu<'_, V>],
         platform: &dyn Platform,
         scheduler: &dyn Scheduler,
         budget: u32,
@@ -448,22 +1047,27 @@ impl Kernel {
         // Times are plain u64s here, NEVER for none, so that the check at
         // every exit is a compare.
         let mut armed = NEVER;
+        for vcpu in vcpus.iter() {
+            vcpu.publish();
+        }
         loop {
+            follow_vms(vcpus, loaded);
             let now = platform.now();
-            // Waiting VMs with an interrupt pending are ready again; the
+            // Waiting vCPUs with an interrupt pending are ready again; the
             // others' timers say when to look again.
             let mut wake_at = None;
-            for vm in vms.iter_mut().filter(|vm| vm.state == VmState::Waiting) {
-                let poll = vm.poll_interrupts(platform);
+            for vcpu in vcpus.iter_mut().filter(|vcpu| vcpu.state == VmState::Waiting) {
+                let poll = vcpu.poll_interrupts(platform);
                 if poll.pending {
-                    vm.state = VmState::Ready;
+                    vcpu.state = VmState::Ready;
                 } else {
                     wake_at = earliest(wake_at, poll.wake_at);
                 }
             }
-            let decision = scheduler.next(vms.len(), &|index| vms[index].state == VmState::Ready);
+            let decision =
+                scheduler.next(vcpus.len(), &|index| vcpus[index].state == VmState::Ready);
             let SchedulingDecision::Run { vm: current, slice } = decision else {
-                if !vms.iter().any(Vm::is_live) {
+                if !vcpus.iter().any(VirtualCpu::is_live) {
                     return RunOutcome::AllStopped;
                 }
                 if wake_at.unwrap_or(NEVER) != armed {
@@ -472,47 +1076,41 @@ impl Kernel {
                 armed = NEVER;
                 platform.wait_for_interrupt();
                 if platform.service_interrupts() {
-                    report_status(vms, platform);
+                    report_status(vcpus, platform);
                 }
                 continue;
             };
-            if loaded != Some(current) {
-                if let Some(previous) = loaded {
-                    vms[previous].interrupts.switch_out();
-                    vms[previous].vcpu.switch_out();
-                }
-                vms[current].vcpu.switch_in();
-                vms[current].interrupts.switch_in();
-                loaded = Some(current);
-            }
-            vms[current].counters.slices += 1;
-            vms[current].interrupts_changed = true;
+            load(vcpus, &mut loaded, current);
+            vcpus[current].counters.slices += 1;
+            vcpus[current].interrupts_changed = true;
             let mut slice_end = slice.map(|slice| now + slice);
-            // The alarm but for the running VM's own timer: the slice's end
-            // or a waiting VM's timer (they change only at a tick).
+            // The alarm but for the running vCPU's own timer: the slice's
+            // end or a waiting vCPU's timer (they change only at a tick).
             let mut alarm_without_timer = earliest(slice_end, wake_at).unwrap_or(NEVER);
             let reason = loop {
                 if remaining == 0 {
-                    return if vms.iter().any(Vm::is_live) {
+                    return if vcpus.iter().any(VirtualCpu::is_live) {
                         RunOutcome::BudgetExhausted
                     } else {
                         RunOutcome::AllStopped
                     };
                 }
                 remaining -= 1;
-                let vm = &mut vms[current];
-                // Before the entry, the backend presents the VM's
+                let vcpu = &mut vcpus[current];
+                // Before the entry, the backend presents the vCPU's
                 // interrupts when something can have changed them (and a
                 // polling backend looks at the guest's timer while it is
                 // armed). Only then can the alarm need moving: the slice's
-                // end and the waiting VMs' timers change only along with a
-                // change. The common exit pays for one flag (and, with a
+                // end and the waiting vCPUs' timers change only along with
+                // a change. The common exit pays for one flag (and, with a
                 // polling backend, one CNTV_CTL read).
-                if vm.interrupts_need_a_look() {
-                    let changed = core::mem::replace(&mut vm.interrupts_changed, false);
-                    let timer = vm
-                        .interrupts
-                        .before_entry(&vm.vcpu, &|| platform.now(), changed);
+                if vcpu.interrupts_need_a_look() {
+                    let changed = core::mem::replace(&mut vcpu.interrupts_changed, false);
+                    let timer = {
+                        let _vm = vcpu.vm.lock();
+                        vcpu.interrupts
+                            .before_entry(&vcpu.vcpu, &|| platform.now(), changed)
+                    };
                     let alarm = match timer {
                         None => alarm_without_timer,
                         Some(timer) => timer.min(alarm_without_timer),
@@ -522,70 +1120,100 @@ impl Kernel {
                         armed = alarm;
                     }
                 }
-                let exit = vm.vcpu.run();
+                let exit = vcpu.vcpu.run();
                 if matches!(exit.trap, Trap::Irq | Trap::Fiq) {
-                    vm.counters.irqs += 1;
-                    vm.interrupts_changed = true;
+                    vcpu.counters.irqs += 1;
+                    vcpu.interrupts_changed = true;
                     if platform.service_interrupts() {
-                        report_status(vms, platform);
+                        report_status(vcpus, platform);
                     }
                     // The alarm is one-shot: whatever fired, program it
                     // afresh before the next entry.
                     armed = NEVER;
+                    // A kick: another vCPU of a VM here may have turned
+                    // one on, stopped or restarted the VM.
+                    let turned_on = follow_vms(vcpus, loaded);
+                    if vcpus[current].state != VmState::Ready {
+                        break StopReason::Stopped;
+                    }
                     let now = platform.now();
                     let slice_over = slice_end.is_some_and(|end| now >= end);
-                    let woken = wake_at.is_some_and(|at| now >= at)
-                        || vms.iter().any(|other| {
+                    let woken = turned_on
+                        || wake_at.is_some_and(|at| now >= at)
+                        || vcpus.iter().any(|other| {
                             other.state == VmState::Waiting
                                 && other.poll_interrupts(platform).pending
                         });
-                    let others_ready = vms
+                    let others_ready = vcpus
                         .iter()
                         .enumerate()
                         .any(|(index, other)| index != current && other.state == VmState::Ready);
                     if (slice_over && others_ready) || woken {
-                        vms[current].counters.preemptions += 1;
+                        vcpus[current].counters.preemptions += 1;
                         break StopReason::Preempted;
                     }
                     if slice_over {
                         // The scheduling tick with nobody else ready: the
-                        // VM carries on with a fresh slice (the alarm must
-                        // not be left at a time already past).
+                        // vCPU carries on with a fresh slice (the alarm
+                        // must not be left at a time already past).
                         slice_end = slice.map(|slice| now + slice);
                         alarm_without_timer = earliest(slice_end, wake_at).unwrap_or(NEVER);
-                        vms[current].counters.ticks += 1;
+                        vcpus[current].counters.ticks += 1;
+                        vcpus[current].publish();
                     }
                     continue;
                 }
                 // The lean path: an exit its device or service handled
-                // that leaves the VM running goes straight back in.
-                let Some(outcome) = vm.handle(&exit) else {
+                // that leaves the vCPU running goes straight back in.
+                let Some(outcome) = vcpu.handle(&exit) else {
                     continue;
                 };
-                if !vm.is_live() {
-                    platform.vm_stopped(current);
+                match outcome {
+                    Outcome::Keep => continue,
+                    Outcome::Ended(panic) => {
+                        platform.vm_stopped(vcpus[current].vm.id);
+                        if panic {
+                            return RunOutcome::Panicked {
+                                vm: vcpus[current].vm.id,
+                            };
+                        }
+                        break StopReason::Stopped;
+                    }
+                    Outcome::Panic => {
+                        return RunOutcome::Panicked {
+                            vm: vcpus[current].vm.id,
+                        }
+                    }
+                    Outcome::Restart => {
+                        restart(vcpus, loaded, current);
+                        // A VM whose vCPU 0 is this one starts over at
+                        // once; otherwise vCPU 0 starts on its own CPU.
+                        if vcpus[current].state == VmState::Ready {
+                            load(vcpus, &mut loaded, current);
+                            continue;
+                        }
+                        break StopReason::Preempted;
+                    }
+                    Outcome::Yield => {}
                 }
-                if outcome == Outcome::Panic {
-                    return RunOutcome::Panicked { vm: current };
-                }
-                if vm.state == VmState::Waiting {
+                let vcpu = &mut vcpus[current];
+                if vcpu.state == VmState::Waiting {
                     // WFI completes at once when an interrupt is pending;
                     // the backend looked at its state and must present it.
-                    if vm.poll_interrupts(platform).pending {
-                        vm.state = VmState::Ready;
-                        vm.interrupts_changed = true;
+                    if vcpu.poll_interrupts(platform).pending {
+                        vcpu.state = VmState::Ready;
+                        vcpu.interrupts_changed = true;
                         continue;
                     }
                     break StopReason::Waiting;
                 }
-                if outcome == Outcome::Yield {
-                    break if vm.state == VmState::Ready {
-                        StopReason::Preempted
-                    } else {
-                        StopReason::Stopped
-                    };
-                }
+                break if vcpu.state == VmState::Ready {
+                    StopReason::Preempted
+                } else {
+                    StopReason::Stopped
+                };
             };
+            vcpus[current].publish();
             scheduler.stopped(current, reason);
         }
     }
@@ -740,13 +1368,8 @@ mod tests {
         fn service_interrupts(&self) -> bool {
             false
         }
-        fn report_status(
-            &self,
-            describe: &dyn Fn(usize, &mut dyn core::fmt::Write) -> core::fmt::Result,
-        ) {
-            let mut line = String::new();
-            let _ = describe(0, &mut line);
-            self.log.borrow_mut().push(line);
+        fn report_status(&self) {
+            self.log.borrow_mut().push("status".into());
         }
         fn vm_stopped(&self, vm: usize) {
             self.log.borrow_mut().push(std::format!("stopped {vm}"));
@@ -841,15 +1464,32 @@ mod tests {
         std::boxed::Box::leak(std::boxed::Box::new([&PowerOff as &dyn HypercallDriver]))
     }
 
-    /// A test VM named `name` (its RAM logs as `name`'s first letter).
+    /// A test VM named `name` with one vCPU (its RAM logs as `name`'s
+    /// first letter; its id is that letter's place in the alphabet).
     fn vm<'a>(
         name: &'static str,
         vcpu: ScriptedVcpu,
         world: &World,
         policy: &'a dyn VmFaultPolicy,
-    ) -> Vm<'a, ScriptedVcpu> {
+    ) -> VirtualCpu<'a, ScriptedVcpu> {
         let letter = vcpu.name;
-        Vm::new(name, vcpu, memory(letter, world), &[], services(), policy)
+        VirtualCpu::new(solo(name, letter, world, policy), 0, vcpu, &[], services())
+    }
+
+    /// A leaked one-vCPU [`Vm`] (tests only) whose RAM logs as `letter`.
+    fn solo<'a>(
+        name: &'static str,
+        letter: char,
+        world: &World,
+        policy: &'a dyn VmFaultPolicy,
+    ) -> &'a Vm<'a> {
+        let id = (letter as u8 - b'a') as usize;
+        std::boxed::Box::leak(std::boxed::Box::new(Vm::new(
+            name,
+            id,
+            memory(letter, world),
+            policy,
+        )))
     }
 
     /// A leaked [`LoggedMemory`] (tests only), so a VM table can borrow it.
@@ -1153,7 +1793,7 @@ mod tests {
         let backend = ChangeRecorder(RefCell::new(Vec::new()));
         let devices: &'static [&'static dyn MmioDevice] = &[&StatusAndAcknowledge];
         let mut vms = [
-            Vm::new("a", a, memory('a', &world), devices, services(), &policy)
+            VirtualCpu::new(solo("a", 'a', &world, &policy), 0, a, devices, services())
                 .with_interrupts(&backend),
         ];
         assert_eq!(
@@ -1216,8 +1856,11 @@ mod tests {
             line,
             "powered off; exits 2 (hypercalls 2, mmio 0, waits 0, irqs 0), injected faults 0, restarts 0, slices 1, preemptions 0, ticks 0"
         );
+        let mut summary = String::new();
+        vms[0].vm.describe(&mut summary).unwrap();
+        assert_eq!(summary, line, "one vCPU: the VM's line is its vCPU's");
         report_status(&vms, &world);
-        assert_eq!(world.log.borrow().last(), Some(&line));
+        assert_eq!(world.log.borrow().last().map(String::as_str), Some("status"));
     }
 
     #[test]
@@ -1236,11 +1879,7 @@ mod tests {
             fn service_interrupts(&self) -> bool {
                 false
             }
-            fn report_status(
-                &self,
-                _describe: &dyn Fn(usize, &mut dyn core::fmt::Write) -> core::fmt::Result,
-            ) {
-            }
+            fn report_status(&self) {}
             fn wait_for_interrupt(&self) {
                 self.0.wait_for_interrupt()
             }

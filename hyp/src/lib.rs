@@ -4,10 +4,11 @@
 //!
 //! `hyp` depends on nothing else in the tree (see DESIGN.md). Everything here
 //! is architecture neutral and is tested on the host. Unsafe code is denied
-//! except for the capability traits ([`capabilities`]) and in the three
+//! except for the capability traits ([`capabilities`]), in the three
 //! small, documented utilities that need it
 //! ([`utilities::StaticRef`], [`utilities::TakeOnce`],
-//! [`utilities::BumpAllocator`]).
+//! [`utilities::BumpAllocator`]), and the claim that a [`kernel::Vm`] may be
+//! shared by its vCPUs' CPUs (its `Sync`, argued where it is made).
 #![no_std]
 #![deny(unsafe_code)]
 #![deny(unsafe_op_in_unsafe_fn)]

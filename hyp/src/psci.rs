@@ -75,6 +75,22 @@ impl core::fmt::Display for PsciError {
     }
 }
 
+/// The power states of a VM's vCPUs, as its PSCI service asks and
+/// changes them (implemented by the kernel's [`crate::kernel::Vm`]). A vCPU
+/// is named by its index, which is its MPIDR affinity level 0.
+pub trait VcpuPower {
+    /// How many vCPUs the VM has.
+    fn vcpus(&self) -> usize;
+    /// CPU_ON: vCPU `target` starts at `entry` (an IPA) with r0 =
+    /// `context`. Returns SUCCESS, ALREADY_ON, ON_PENDING,
+    /// INVALID_PARAMETERS (no such vCPU) or INVALID_ADDRESS (`entry` is
+    /// not in the VM's RAM).
+    fn cpu_on(&self, target: usize, entry: u32, context: u32) -> u32;
+    /// AFFINITY_INFO at level 0: [`AFFINITY_ON`], [`AFFINITY_OFF`] or
+    /// [`AFFINITY_ON_PENDING`] for vCPU `target` (which exists).
+    fn affinity_info(&self, target: usize) -> u32;
+}
+
 /// A call's result: `Ok` for SUCCESS, the error otherwise.
 pub const fn result(code: u32) -> Result<(), PsciError> {
     if code == SUCCESS {

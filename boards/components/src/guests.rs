@@ -51,7 +51,8 @@ use hyp::fault_policy::VmFaultPolicy;
 use hyp::hil::time::Clock;
 use hyp::image::{check_image, parse_zimage, HEADER_BYTES};
 use hyp::interrupts::InterruptBackend;
-use hyp::kernel::{GuestMemory, Kernel, Platform, RunOutcome, Vm, VmState};
+use core::sync::atomic::{AtomicUsize, Ordering};
+use hyp::kernel::{CpuKick, GuestMemory, Kernel, Platform, RunOutcome, VirtualCpu, Vm};
 use hyp::memory::{MemoryType, Region, Size};
 use hyp::scheduler::RoundRobin;
 use hyp::system_image::{self, DeviceTreeSource, FaultPolicy, KernelFormat};
@@ -395,20 +396,21 @@ impl core::fmt::Debug for System {
     }
 }
 
-/// One VM's interrupt wiring, from the board: its backend, the device that
-/// answers its distributor window, the device that answers its CPU
-/// interface window if it is emulated, and stage-2 windows onto hardware
-/// (the GIC's virtual CPU interface) if not.
+/// One vCPU's interrupt wiring, from the board: its backend, the device
+/// that answers its distributor window (its view of the VM's
+/// distributor), the device that answers its CPU interface window if it
+/// is emulated, and stage-2 windows onto hardware (the GIC's virtual CPU
+/// interface) if not.
 #[derive(Clone, Copy)]
 pub struct InterruptWiring {
-    /// The VM's interrupt backend.
+    /// The vCPU's interrupt backend.
     pub backend: &'static dyn InterruptBackend,
     /// Its GICD window.
     pub distributor: &'static dyn MmioDevice,
     /// Its GICC window, when trapped and emulated.
     pub cpu_interface: Option<&'static dyn MmioDevice>,
-    /// Hardware windows its stage 2 maps (each only if the VM claims the
-    /// device named as the mapping).
+    /// Hardware windows its VM's stage 2 maps (each only if the VM claims
+    /// the device named as the mapping; vCPU 0's are used).
     pub passthrough: &'static [(DeviceClaim, GuestMapping)],
 }
 
@@ -426,7 +428,7 @@ impl core::fmt::Debug for InterruptWiring {
 pub struct VmCapabilities<'a> {
     /// To map each VM's RAM and windows into its stage 2.
     pub stage2: &'a dyn Stage2MappingCapability,
-    /// To create each VM's vCPU on those tables.
+    /// To create each VM's vCPUs on those tables.
     pub vcpu: &'a dyn VcpuCreationCapability,
 }
 
@@ -436,46 +438,66 @@ impl core::fmt::Debug for VmCapabilities<'_> {
     }
 }
 
-/// Creates the VMs: RAM loaded, stage 2, vCPU at its entry, capsules
-/// (virtual PL011, virtual GIC windows, PSCI, Capvisor's service) and
-/// fault policy, with each VM's interrupt wiring and the capabilities to
-/// build its stage 2 and vCPU from the board.
+/// The VMs, created: each VM, and each CPU's vCPUs with the backends the
+/// CPU serves.
+pub struct Vms {
+    /// Every VM, in the table's order.
+    pub vms: &'static [&'static Vm<'static>],
+    /// Each online CPU's vCPUs (of any VM), the order it schedules them in.
+    pub per_cpu: Vec<Vec<VirtualCpu<'static, ArmVcpu>>>,
+    /// Each online CPU's vCPUs' interrupt backends, with their VMs (for
+    /// the physical interrupts the platform forwards).
+    pub backends: Vec<Vec<(&'static Vm<'static>, &'static dyn InterruptBackend)>>,
+    /// Each VM's first vCPU's backend (for the kicks console input causes).
+    pub first_backends: Vec<&'static dyn InterruptBackend>,
+}
+
+impl core::fmt::Debug for Vms {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Vms")
+            .field("vms", &self.vms.len())
+            .field(
+                "per_cpu",
+                &self.per_cpu.iter().map(Vec::len).collect::<Vec<_>>(),
+            )
+            .finish()
+    }
+}
+
+/// Creates the VMs: RAM loaded, stage 2, each vCPU at its entry (vCPU 0)
+/// or off (the others, until PSCI CPU_ON), capsules (virtual PL011,
+/// virtual GIC windows, PSCI, Capvisor's service) and fault policy. The
+/// board gives each vCPU's interrupt wiring (`wiring(vm, vcpu)`), the
+/// capabilities to build stage 2 and vCPUs, the way to kick another CPU,
+/// and how many CPUs are online.
 pub fn create_vms(
     system: &System,
-    wiring: &[InterruptWiring],
+    wiring: &dyn Fn(usize, usize) -> InterruptWiring,
     capabilities: &VmCapabilities<'_>,
-) -> &'static mut [Vm<'static, ArmVcpu>] {
+    kicker: &'static dyn CpuKick,
+    cpus: usize,
+) -> Vms {
     let counter = Counter;
     let cp15_at_reset = Cp15Context::save();
     let pmu_at_reset = PmuContext::save();
-    let psci: &'static Psci = leak(Psci::new());
     let stop_policy: &'static StopFaultPolicy = leak(StopFaultPolicy);
-    let vms: Vec<Vm<'static, ArmVcpu>> = (0..system.count()).map(|index| {
+    let mut per_cpu: Vec<Vec<VirtualCpu<'static, ArmVcpu>>> = (0..cpus).map(|_| Vec::new()).collect();
+    let mut backends: Vec<Vec<(&'static Vm<'static>, &'static dyn InterruptBackend)>> =
+        (0..cpus).map(|_| Vec::new()).collect();
+    let mut vms: Vec<&'static Vm<'static>> = Vec::new();
+    let mut first_backends: Vec<&'static dyn InterruptBackend> = Vec::new();
+    for index in 0..system.count() {
         let config = &system.configs[index];
         let spec = &system.specs[index];
-        // Each VM gets the devices it claims (the table was checked: each
-        // is one of the board's, at its own window).
-        let devices: &'static heapless::Vec<&'static dyn MmioDevice, 3> = leak(
-            [
-                Some(&system.uarts[index] as &dyn MmioDevice),
-                Some(wiring[index].distributor),
-                wiring[index].cpu_interface,
-            ]
-            .into_iter()
-            .flatten()
-            .filter(|device| claims(config, device.name()))
-            .collect(),
-        );
+        let vcpus = config.vcpus as usize;
         let mut extra: heapless::Vec<GuestMapping, 4> = heapless::Vec::new();
-        for (claim, mapping) in wiring[index].passthrough {
+        for (claim, mapping) in wiring(index, 0).passthrough {
             if claims(config, claim.name) {
                 let _ = extra.push(*mapping);
             }
         }
-        let services: &'static [&'static dyn HypercallDriver; 2] =
-            leak([psci as &dyn HypercallDriver, &system.services[index]]);
         system.memories[index].load();
-        let mut vcpu = create_vcpu(
+        let mut first = create_vcpu(
             capabilities,
             index,
             config,
@@ -486,13 +508,21 @@ pub fn create_vms(
         );
         // The VM's virtual counter starts at 0 now and runs with the
         // physical one from then on (see capsules::virtual_timer).
-        vcpu.virtual_offset = counter.now();
+        first.virtual_offset = counter.now();
         let policy: &'static dyn VmFaultPolicy = match spec.policy {
             FaultPolicy::Stop => stop_policy,
             FaultPolicy::Restart(limit) => leak(RestartThenStop::new(limit)),
         };
+        let vm: &'static Vm<'static> = leak(
+            Vm::new(config.name, index, &system.memories[index], policy).with_vcpus(
+                &config.cpus[..vcpus],
+                kicker,
+                (config.ram_ipa, config.ram_size),
+            ),
+        );
+        vms.push(vm);
         log!(
-            "VM {} '{}': {} RAM at IPA {:#010x} (host {:#010x}), {} kernel of {} bytes entered at {:#010x}{}; {}; console {}",
+            "VM {} '{}': {} RAM at IPA {:#010x} (host {:#010x}), {} kernel of {} bytes entered at {:#010x}{}; {}; console {}; {}",
             index + 1,
             config.name,
             Size(config.ram_size as u64),
@@ -503,30 +533,61 @@ pub fn create_vms(
             config.ram_ipa + config.entry_offset,
             Initrd(config.initrd),
             spec.policy,
-            spec.console
+            spec.console,
+            Placement(&config.cpus[..vcpus])
         );
-        let vm = Vm::new(
-            config.name,
-            vcpu,
-            &system.memories[index],
-            devices,
-            services,
-            policy,
-        )
-        .with_interrupts(wiring[index].backend);
-        // Every boot starts with its devices reset, the first as every
-        // restart. A VM that restarts must come back with nothing of its
-        // last life in them: each must be able to reset.
-        let reset = vm.routes.reset_all();
-        if let (FaultPolicy::Restart(_), Err(device)) = (spec.policy, reset) {
-            io::refuse_boot(format_args!(
-                "VM '{}' is restarted on a fault, but its device '{}' cannot be reset",
-                config.name, device
-            ));
+        for vcpu_number in 0..vcpus {
+            let wiring = wiring(index, vcpu_number);
+            // Each vCPU gets the devices its VM claims (the table was
+            // checked: each is one of the board's, at its own window), as
+            // its own views where the device is banked per CPU.
+            let devices: &'static heapless::Vec<&'static dyn MmioDevice, 3> = leak(
+                [
+                    Some(&system.uarts[index] as &dyn MmioDevice),
+                    Some(wiring.distributor),
+                    wiring.cpu_interface,
+                ]
+                .into_iter()
+                .flatten()
+                .filter(|device| claims(config, device.name()))
+                .collect(),
+            );
+            let psci: &'static Psci<'static> = leak(if vcpus > 1 {
+                Psci::for_vcpu(vm, vcpu_number)
+            } else {
+                Psci::new()
+            });
+            let services: &'static [&'static dyn HypercallDriver; 2] =
+                leak([psci as &dyn HypercallDriver, &system.services[index]]);
+            let mut arch = first;
+            arch.set_vcpu_number(vcpu_number);
+            let slot = VirtualCpu::new(vm, vcpu_number, arch, devices, services)
+                .with_interrupts(wiring.backend);
+            if vcpu_number == 0 {
+                first_backends.push(wiring.backend);
+                // Every boot starts with its devices reset, the first as
+                // every restart. A VM that restarts must come back with
+                // nothing of its last life in them: each must be able to
+                // reset.
+                let reset = slot.routes.reset_all();
+                if let (FaultPolicy::Restart(_), Err(device)) = (spec.policy, reset) {
+                    io::refuse_boot(format_args!(
+                        "VM '{}' is restarted on a fault, but its device '{}' cannot be reset",
+                        config.name, device
+                    ));
+                }
+            }
+            let cpu = vm.cpu_of(vcpu_number);
+            per_cpu[cpu].push(slot);
+            backends[cpu].push((vm, wiring.backend));
         }
-        vm
-    }).collect();
-    vms.leak()
+    }
+    Vms {
+        vms: vms.leak(),
+        per_cpu,
+        backends,
+        first_backends,
+    }
 }
 
 /// ", initrd of N bytes" when there is one.
@@ -541,25 +602,150 @@ impl core::fmt::Display for Initrd {
     }
 }
 
-/// Runs the VMs with `platform` until all have stopped, reports, and stops
-/// QEMU.
+/// "on CPU 0", or "2 vCPUs on CPUs 1, 2".
+struct Placement<'a>(&'a [u8]);
+
+impl core::fmt::Display for Placement<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self.0 {
+            [cpu] => write!(f, "on CPU {}", cpu),
+            cpus => {
+                write!(f, "{} vCPUs on CPUs ", cpus.len())?;
+                for (n, cpu) in cpus.iter().enumerate() {
+                    let separator = if n == 0 { "" } else { ", " };
+                    write!(f, "{}{}", separator, cpu)?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+/// What one CPU runs: its vCPUs and its platform.
+struct CpuWork {
+    vcpus: Vec<VirtualCpu<'static, ArmVcpu>>,
+    platform: &'static dyn Platform,
+}
+
+/// [`CpuWork`] on its way from the boot CPU to the CPU that runs it.
+struct Handoff(CpuWork);
+
+// SAFETY: the boot CPU builds each CPU's work and hands it over once
+// (through `WORK`), never touching it again; from then on only the
+// receiving CPU uses the vCPUs and the platform. What they reach that other
+// CPUs reach too is made safe there: a VM's devices, services and
+// backends only under its lock (`hyp::kernel`), the console multiplexer
+// and the `Vm`s are `Sync`, the GIC driver is `Sync`.
+#[allow(unsafe_code)]
+unsafe impl Send for Handoff {}
+// SAFETY: `spin::Once` needs `Sync` to be put in a static; a `Handoff` is
+// only ever taken out by value, by one CPU (see `Send` above).
+#[allow(unsafe_code)]
+unsafe impl Sync for Handoff {}
+
+/// Each CPU's work, set once by the boot CPU.
+static WORK: [spin::Once<spin::Mutex<Option<Handoff>>>; armv7a::cpu::MAX_CPUS] =
+    [const { spin::Once::new() }; armv7a::cpu::MAX_CPUS];
+
+/// What the final report needs, set once by the boot CPU.
+struct Reporting {
+    vms: &'static [&'static Vm<'static>],
+    services: &'static [HypervisorService<'static>],
+    cpus: usize,
+}
+
+// SAFETY: read only by the CPU that prints the final report, after every
+// CPU has finished running vCPUs (or, on a panic policy, with each VM's
+// service read under its VM's lock).
+#[allow(unsafe_code)]
+unsafe impl Sync for Reporting {}
+// SAFETY: as `Sync`.
+#[allow(unsafe_code)]
+unsafe impl Send for Reporting {}
+
+static REPORTING: spin::Once<Reporting> = spin::Once::new();
+/// CPUs that finished running their vCPUs.
+static FINISHED: AtomicUsize = AtomicUsize::new(0);
+
+/// Runs the VMs on every online CPU: hands each secondary CPU its vCPUs
+/// and platform (`platforms[cpu]`), runs the boot CPU's, and when the last
+/// CPU is done, reports and stops QEMU.
 pub fn run_and_report(
     system: &System,
-    vms: &mut [Vm<'static, ArmVcpu>],
-    platform: &dyn Platform,
+    vms: Vms,
+    platforms: Vec<&'static dyn Platform>,
 ) -> ! {
-    let scheduler = RoundRobin::new(Counter.ticks_from_us(TIME_SLICE_US));
+    let cpus = vms.per_cpu.len();
+    REPORTING.call_once(|| Reporting {
+        vms: vms.vms,
+        services: system.services,
+        cpus,
+    });
     let focus = system.mux.focus();
     system.mux.print_hypervisor(format_args!(
-        "running {} VMs, {} ms time slices; console input goes to VM {} '{}' (Ctrl-] n: next VM, Ctrl-] s: status)",
+        "running {} VMs on {} CPU{}, {} ms time slices; console input goes to VM {} '{}' (Ctrl-] n: next VM, Ctrl-] s: status)",
         system.count(),
+        cpus,
+        if cpus == 1 { "" } else { "s" },
         TIME_SLICE_US / 1000,
         focus + 1,
         system.configs[focus].name
     ));
-    let outcome = Kernel.run(vms, platform, &scheduler, EXIT_BUDGET);
-    platform.set_alarm(None);
-    report(vms, system.services, outcome)
+    let mut own = None;
+    for (cpu, (vcpus, platform)) in vms.per_cpu.into_iter().zip(platforms).enumerate() {
+        let work = CpuWork { vcpus, platform };
+        if cpu == 0 {
+            own = Some(work);
+        } else {
+            WORK[cpu].call_once(|| spin::Mutex::new(Some(Handoff(work))));
+        }
+    }
+    armv7a::cpu::send_event();
+    match own {
+        Some(work) => run_cpu(0, work),
+        None => io::refuse_boot(format_args!("no CPU to run on")),
+    }
+}
+
+/// A secondary CPU's part once it is online: waits for its work from the
+/// boot CPU, then runs it (never returns).
+pub fn run_secondary(cpu: usize) -> ! {
+    let work = loop {
+        if let Some(slot) = WORK[cpu].get() {
+            if let Some(Handoff(work)) = slot.lock().take() {
+                break work;
+            }
+        }
+        armv7a::cpu::wait_for_event();
+    };
+    run_cpu(cpu, work)
+}
+
+/// Runs one CPU's vCPUs until they have all stopped; the last CPU to
+/// finish reports.
+fn run_cpu(cpu: usize, mut work: CpuWork) -> ! {
+    let scheduler = RoundRobin::new(Counter.ticks_from_us(TIME_SLICE_US));
+    let outcome = Kernel.run(&mut work.vcpus, work.platform, &scheduler, EXIT_BUDGET);
+    work.platform.set_alarm(None);
+    let Some(reporting) = REPORTING.get() else {
+        io::stop(ExitCode::Fatal)
+    };
+    if let RunOutcome::Panicked { vm } = outcome {
+        log!(
+            "CPU {}: VM {} '{}''s fault policy stops the hypervisor",
+            cpu,
+            vm + 1,
+            reporting.vms[vm].name
+        );
+        report(reporting, outcome)
+    }
+    if FINISHED.fetch_add(1, Ordering::AcqRel) + 1 == reporting.cpus {
+        report(reporting, outcome)
+    }
+    // Another CPU reports when the last one finishes.
+    loop {
+        armv7a::cpu::wait_for_interrupt();
+    }
 }
 
 /// Prints each VM's final state and verdict, then stops QEMU. Only a VM
@@ -567,13 +753,16 @@ pub fn run_and_report(
 /// that powered off without reporting is shown as powered off and judged
 /// by nothing; one its fault policy stopped has failed, status or not.
 /// The exit status is 0 unless a VM failed.
-fn report(vms: &[Vm<'_, ArmVcpu>], service: &[HypervisorService], outcome: RunOutcome) -> ! {
+fn report(reporting: &Reporting, outcome: RunOutcome) -> ! {
     log!("all VMs have stopped ({:?}); VM status:", outcome);
     let (mut passed, mut failed, mut silent, mut faulted) = (0, 0, 0, 0);
-    for (index, (vm, service)) in vms.iter().zip(service).enumerate() {
-        let status = service.exit_status();
-        let verdict = match (vm.state, status) {
-            (VmState::Faulted, _) => {
+    for (index, (vm, service)) in reporting.vms.iter().zip(reporting.services).enumerate() {
+        let status = {
+            let _vm = vm.lock();
+            service.exit_status()
+        };
+        let verdict = match (vm.is_faulted(), status) {
+            (true, _) => {
                 faulted += 1;
                 "FAILED"
             }
@@ -614,7 +803,7 @@ fn report(vms: &[Vm<'_, ArmVcpu>], service: &[HypervisorService], outcome: RunOu
 }
 
 /// A VM's state and counters, as `Vm::describe` writes them.
-struct Describe<'a, 'b>(&'a Vm<'b, ArmVcpu>);
+struct Describe<'a, 'b>(&'a Vm<'b>);
 
 impl core::fmt::Display for Describe<'_, '_> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {

@@ -43,6 +43,10 @@ pub struct ArmVcpu {
     pub actlr: u32,
     /// CNTVOFF: the guest's virtual counter is the physical one less this.
     pub virtual_offset: u64,
+    /// VMPIDR: what the guest reads as MPIDR (its vCPU number in Aff0, set
+    /// by [`ArmVcpu::set_vcpu_number`]; bit 31 set, U clear: one of a
+    /// cluster of CPUs).
+    pub vmpidr: u32,
     /// Whether the guest's banked registers are in the CPU (switched in)
     /// rather than in `context` (only read on the target).
     #[cfg_attr(not(target_arch = "arm"), allow(dead_code))]
@@ -64,6 +68,10 @@ pub struct ArmVcpu {
     /// Its debug registers (valid while switched out).
     pub debug: DebugContext,
 }
+
+/// MPIDR bit 31: the multiprocessing extensions' format (U, bit 30,
+/// clear: part of a multiprocessor system).
+const MPIDR_MULTIPROCESSOR: u32 = 1 << 31;
 
 /// Per CPU: whether its debug registers may hold a value other than zero
 /// (some VM's breakpoints): the next switch-in on it must write its own.
@@ -100,10 +108,17 @@ impl ArmVcpu {
             vttbr,
             actlr: ACTLR_AT_RESET,
             virtual_offset: 0,
+            vmpidr: MPIDR_MULTIPROCESSOR,
             live: false,
             boot,
             cp15_at_reset,
         }
+    }
+
+    /// Makes this vCPU number `vcpu` of its VM: the guest reads it as
+    /// MPIDR affinity level 0.
+    pub fn set_vcpu_number(&mut self, vcpu: usize) {
+        self.vmpidr = MPIDR_MULTIPROCESSOR | (vcpu as u32 & 0xff);
     }
 
     /// The stage-2 tables and VMID it runs on.
@@ -223,6 +238,8 @@ impl Vcpu for ArmVcpu {
             self.cp15.restore();
             self.fp.restore();
             crate::world_switch::install_guest_translation(self.vttbr);
+            // VMPIDR: the MPIDR this guest reads.
+            core::arch::asm!("mcr p15, 4, {}, c0, c0, 5", in(reg) self.vmpidr, options(nomem, nostack, preserves_flags));
             if self.pmu_used {
                 self.pmu.restore();
             }

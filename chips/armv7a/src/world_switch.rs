@@ -385,7 +385,8 @@ pub unsafe fn init_virtualization() {
     unsafe { Vtcr::write(Vtcr(crate::stage2::VTCR)) };
     set_pmu_trap(true);
     // VPIDR and VMPIDR: what guests read as MIDR and MPIDR: this CPU's own
-    // (their reset values are UNKNOWN on hardware).
+    // (their reset values are UNKNOWN on hardware) until a vCPU is switched
+    // in, which writes its own VMPIDR (its vCPU number).
     // SAFETY: these registers only change what guests read.
     unsafe {
         core::arch::asm!(
