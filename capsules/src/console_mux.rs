@@ -86,12 +86,29 @@
 //! beta.write(b"booting\r\n"); // printed as "[beta] booting\r\n" (shared mode)
 //! assert_eq!(mux.receive(b'x'), Input::ToVm { vm: 0, byte: b'x' });
 //! ```
+//!
+//! # Locking
+//!
+//! The mux is `Sync`, and so are its ports: VMs on different CPUs write
+//! through their ports, CPU 0 passes typed bytes to [`ConsoleMux::receive`]
+//! and any CPU prints hypervisor messages, all at once. Everything in the
+//! mux that changes (the focus, the cursor, the VMs' pending, held and
+//! dropped output, a Ctrl-] waiting for its command) is behind one spin
+//! lock, which every public method takes once and keeps until it is done,
+//! so a VM's write, a prefixed line or a focus change reaches the physical
+//! console whole, never mixed with another. The lock order is: a caller may
+//! hold its VM's lock when it calls the mux; the mux holds its own lock
+//! while it writes to the physical console (which must therefore be `Sync`
+//! and may take the board's console lock, but must never call the mux).
+//! While holding its lock the mux calls nothing else, except `describe` in
+//! [`ConsoleMux::print_status`] and the formatting of the values in
+//! [`ConsoleMux::print_hypervisor`]'s message: these must not call the mux,
+//! for the lock is not re-entrant and such a call would wait for ever.
 
 extern crate alloc;
 
 use alloc::collections::VecDeque;
 use alloc::vec::Vec;
-use core::cell::{Cell, RefCell};
 use core::fmt::{self, Write};
 use hyp::debug::{LinePrefixer, PREFIX};
 use hyp::hil::console::ConsoleOutput;
@@ -243,18 +260,37 @@ struct VmConsole {
 }
 
 /// The console multiplexer for 1 to [`MAX_VMS`] VMs.
+///
+/// It is `Sync`: VMs on different CPUs may write through their ports while
+/// another CPU feeds it input or prints a message (see the module's
+/// "Locking").
 pub struct ConsoleMux<'a> {
-    physical: &'a dyn ConsoleOutput,
-    vms: RefCell<Vec<VmConsole>>,
+    physical: &'a (dyn ConsoleOutput + Sync),
     names: Vec<&'static str>,
-    focus: Cell<usize>,
-    escape_pending: Cell<bool>,
-    cursor: Cell<Cursor>,
+    /// Everything that changes, behind the mux's one lock.
+    state: spin::Mutex<MuxState>,
+}
+
+/// The mux's changing state, locked as a whole.
+struct MuxState {
+    vms: Vec<VmConsole>,
+    /// Ctrl-] came and the command byte has not.
+    escape_pending: bool,
     /// The focused VM's current line.
-    shown: RefCell<ShownLine>,
+    shown: ShownLine,
+    /// The focus and the cursor.
+    terminal: Terminal,
+}
+
+/// The part of [`MuxState`] that printing a prefixed line reads and
+/// changes (kept apart so that it can be borrowed next to a VM's buffers).
+struct Terminal {
+    /// The VM that has the input focus.
+    focus: usize,
+    cursor: Cursor,
     /// A prefixed line broke the focused VM's line: reprint it before the
     /// VM's next bytes.
-    broken: Cell<bool>,
+    broken: bool,
 }
 
 impl<'a> ConsoleMux<'a> {
@@ -265,7 +301,7 @@ impl<'a> ConsoleMux<'a> {
     /// # Panics
     ///
     /// Unless there are 1 to [`MAX_VMS`] names (a board error).
-    pub fn new(physical: &'a dyn ConsoleOutput, names: &[&'static str]) -> Self {
+    pub fn new(physical: &'a (dyn ConsoleOutput + Sync), names: &[&'static str]) -> Self {
         let vms: Vec<(&'static str, ConsoleMode)> = names
             .iter()
             .map(|name| (*name, ConsoleMode::Shared))
@@ -279,7 +315,7 @@ impl<'a> ConsoleMux<'a> {
     ///
     /// Unless there are 1 to [`MAX_VMS`] VMs (a board error).
     pub fn with_modes(
-        physical: &'a dyn ConsoleOutput,
+        physical: &'a (dyn ConsoleOutput + Sync),
         vms: &[(&'static str, ConsoleMode)],
     ) -> Self {
         assert!(
@@ -289,8 +325,9 @@ impl<'a> ConsoleMux<'a> {
         ConsoleMux {
             physical,
             names: vms.iter().map(|(name, _)| *name).collect(),
-            vms: RefCell::new(
-                vms.iter()
+            state: spin::Mutex::new(MuxState {
+                vms: vms
+                    .iter()
                     .map(|&(_, mode)| VmConsole {
                         mode,
                         pending: PendingLine {
@@ -305,12 +342,14 @@ impl<'a> ConsoleMux<'a> {
                         dropped: 0,
                     })
                     .collect(),
-            ),
-            focus: Cell::new(0),
-            escape_pending: Cell::new(false),
-            cursor: Cell::new(Cursor::LineStart),
-            shown: RefCell::new(ShownLine::new()),
-            broken: Cell::new(false),
+                escape_pending: false,
+                shown: ShownLine::new(),
+                terminal: Terminal {
+                    focus: 0,
+                    cursor: Cursor::LineStart,
+                    broken: false,
+                },
+            }),
         }
     }
 
@@ -335,7 +374,7 @@ impl<'a> ConsoleMux<'a> {
 
     /// The VM that has the input focus.
     pub fn focus(&self) -> usize {
-        self.focus.get()
+        self.state.lock().terminal.focus
     }
 
     /// Gives VM `vm` the focus and prints the focus line (also when `vm`
@@ -352,21 +391,33 @@ impl<'a> ConsoleMux<'a> {
             "console focus to VM index {vm} of {}",
             self.count()
         );
-        let old = self.focus.replace(vm);
-        let mut vms = self.vms.borrow_mut();
-        if old != vm && self.cursor.get() == Cursor::AfterVm(old) {
+        self.move_focus(&mut self.state.lock(), vm);
+    }
+
+    /// [`ConsoleMux::set_focus`] with the lock held.
+    fn move_focus(&self, state: &mut MuxState, vm: usize) {
+        let MuxState {
+            vms,
+            shown,
+            terminal,
+            ..
+        } = state;
+        let old = core::mem::replace(&mut terminal.focus, vm);
+        if old != vm && terminal.cursor == Cursor::AfterVm(old) {
             vms[old].pending.continued = true;
         }
-        self.print_hypervisor(format_args!(
-            "console focus: VM {} '{}' (Ctrl-] n: next, Ctrl-] s: status)",
-            vm + 1,
-            self.names[vm]
-        ));
+        let name = self.names[vm];
+        self.hypervisor_line(terminal, |out| {
+            write!(
+                out,
+                "console focus: VM {} '{name}' (Ctrl-] n: next, Ctrl-] s: status)",
+                vm + 1
+            )
+        });
         if old == vm {
             return;
         }
-        self.broken.set(false);
-        let mut shown = self.shown.borrow_mut();
+        terminal.broken = false;
         shown.clear();
         let console = &mut vms[vm];
         let (held, dropped) = (console.held.len(), core::mem::take(&mut console.dropped));
@@ -375,18 +426,20 @@ impl<'a> ConsoleMux<'a> {
                 let line = &mut console.pending;
                 line.bytes.iter().for_each(|&byte| shown.feed(byte));
                 if line.continued || !line.bytes.is_empty() {
-                    self.print_vm_line(vm, line.continued, &line.bytes, false);
+                    self.print_vm_line(terminal, vm, line.continued, &line.bytes, false);
                     line.bytes.clear();
                     line.continued = false;
                 }
             }
             ConsoleMode::Held if held > 0 || dropped > 0 => {
-                self.print_hypervisor(format_args!(
-                    "VM {} '{}': {held} bytes of output held while in the background follow{}",
-                    vm + 1,
-                    self.names[vm],
-                    Dropped(dropped, " (older bytes dropped: ")
-                ));
+                self.hypervisor_line(terminal, |out| {
+                    write!(
+                        out,
+                        "VM {} '{name}': {held} bytes of output held while in the background follow{}",
+                        vm + 1,
+                        Dropped(dropped, " (older bytes dropped: ")
+                    )
+                });
                 let (first, second) = console.held.as_slices();
                 for bytes in [first, second] {
                     bytes.iter().for_each(|&byte| shown.feed(byte));
@@ -394,16 +447,18 @@ impl<'a> ConsoleMux<'a> {
                 }
                 if let Some(&last) = second.last().or(first.last()) {
                     if last != b'\n' {
-                        self.cursor.set(Cursor::AfterVm(vm));
+                        terminal.cursor = Cursor::AfterVm(vm);
                     }
                 }
                 console.held.clear();
             }
-            ConsoleMode::Discard if dropped > 0 => self.print_hypervisor(format_args!(
-                "VM {} '{}': {dropped} bytes of output discarded while in the background",
-                vm + 1,
-                self.names[vm]
-            )),
+            ConsoleMode::Discard if dropped > 0 => self.hypervisor_line(terminal, |out| {
+                write!(
+                    out,
+                    "VM {} '{name}': {dropped} bytes of output discarded while in the background",
+                    vm + 1
+                )
+            }),
             ConsoleMode::Held | ConsoleMode::Discard => {}
         }
     }
@@ -411,10 +466,11 @@ impl<'a> ConsoleMux<'a> {
     /// Interprets one byte typed on the physical console (see the module's
     /// "Input" table).
     pub fn receive(&self, byte: u8) -> Input {
-        let focus = self.focus.get();
-        if !self.escape_pending.replace(false) {
+        let mut state = self.state.lock();
+        let focus = state.terminal.focus;
+        if !core::mem::replace(&mut state.escape_pending, false) {
             if byte == ESCAPE {
-                self.escape_pending.set(true);
+                state.escape_pending = true;
                 return Input::Consumed;
             }
             return Input::ToVm { vm: focus, byte };
@@ -423,15 +479,18 @@ impl<'a> ConsoleMux<'a> {
             ESCAPE => Input::ToVm { vm: focus, byte },
             NEXT_COMMAND => {
                 let vm = (focus + 1) % self.count();
-                self.set_focus(vm);
+                self.move_focus(&mut state, vm);
                 Input::FocusChanged { vm }
             }
             STATUS_COMMAND => Input::StatusRequested,
             _ => {
-                self.print_hypervisor(format_args!(
-                    "console: unknown command {byte:#04x} after Ctrl-] (n: next VM, \
-                     s: status, Ctrl-]: send Ctrl-])"
-                ));
+                self.hypervisor_line(&mut state.terminal, |out| {
+                    write!(
+                        out,
+                        "console: unknown command {byte:#04x} after Ctrl-] (n: next VM, \
+                         s: status, Ctrl-]: send Ctrl-])"
+                    )
+                });
                 Input::Consumed
             }
         }
@@ -440,19 +499,33 @@ impl<'a> ConsoleMux<'a> {
     /// Prints a hypervisor message: each line prefixed with `capvisor: `,
     /// starting on a fresh line and ending with a line end (`\n` in
     /// `message` becomes `\r\n`).
+    ///
+    /// `message` is formatted while the mux's lock is held, so that its
+    /// lines come out together: the values it shows must not call the mux
+    /// when they are formatted (the lock is not re-entrant: such a call
+    /// would wait for ever).
     pub fn print_hypervisor(&self, message: fmt::Arguments) {
-        self.hypervisor_line(|out| out.write_fmt(message));
+        self.hypervisor_line(&mut self.state.lock().terminal, |out| {
+            out.write_fmt(message)
+        });
     }
 
     /// Prints one status line per VM: `capvisor: * VM 1 'alpha': ` for the
     /// focused VM, `capvisor:   VM 2 'beta': ` for the others, followed by
     /// what `describe(vm, out)` writes (the mux cannot see VM state: the
     /// board says what to show, e.g. state, exits and faults).
+    ///
+    /// `describe` is called while the mux's lock is held (the status lines
+    /// come out as one block): it must not call the mux, not even to read
+    /// the focus or to print (the lock is not re-entrant: such a call would
+    /// wait for ever).
     pub fn print_status(&self, mut describe: impl FnMut(usize, &mut dyn Write) -> fmt::Result) {
-        let focus = self.focus.get();
+        let mut state = self.state.lock();
+        let terminal = &mut state.terminal;
+        let focus = terminal.focus;
         for (vm, name) in self.names.iter().enumerate() {
             let marker = if vm == focus { '*' } else { ' ' };
-            self.hypervisor_line(|out| {
+            self.hypervisor_line(terminal, |out| {
                 write!(out, "{marker} VM {} '{name}': ", vm + 1)?;
                 describe(vm, out)
             });
@@ -464,26 +537,31 @@ impl<'a> ConsoleMux<'a> {
         let Some(&last) = bytes.last() else {
             return;
         };
-        if vm == self.focus.get() {
-            if let Cursor::AfterVm(other) = self.cursor.get() {
+        let mut state = self.state.lock();
+        let MuxState {
+            vms,
+            shown,
+            terminal,
+            ..
+        } = &mut *state;
+        if vm == terminal.focus {
+            if let Cursor::AfterVm(other) = terminal.cursor {
                 if other != vm {
                     self.physical.write(b"\r\n");
                 }
             }
-            let mut shown = self.shown.borrow_mut();
-            if self.broken.replace(false) && !shown.overflowed {
+            if core::mem::replace(&mut terminal.broken, false) && !shown.overflowed {
                 self.physical.write(&shown.text);
             }
             bytes.iter().for_each(|&byte| shown.feed(byte));
             self.physical.write(bytes);
-            self.cursor.set(if last == b'\n' {
+            terminal.cursor = if last == b'\n' {
                 Cursor::LineStart
             } else {
                 Cursor::AfterVm(vm)
-            });
+            };
             return;
         }
-        let mut vms = self.vms.borrow_mut();
         let console = &mut vms[vm];
         match console.mode {
             ConsoleMode::Shared => {}
@@ -506,14 +584,14 @@ impl<'a> ConsoleMux<'a> {
         for &byte in bytes {
             match byte {
                 b'\n' => {
-                    self.print_vm_line(vm, line.continued, &line.bytes, true);
+                    self.print_vm_line(terminal, vm, line.continued, &line.bytes, true);
                     line.bytes.clear();
                     line.continued = false;
                 }
                 b'\r' => {}
                 _ => {
                     if line.bytes.push(byte).is_err() {
-                        self.print_vm_line(vm, line.continued, &line.bytes, true);
+                        self.print_vm_line(terminal, vm, line.continued, &line.bytes, true);
                         line.bytes.clear();
                         line.continued = true;
                         // Cannot fail: the buffer was just emptied.
@@ -526,8 +604,15 @@ impl<'a> ConsoleMux<'a> {
 
     /// Prints `[name] text` (`[name]+ text` if `continued`) on a fresh line,
     /// then a line end if `end_line`.
-    fn print_vm_line(&self, vm: usize, continued: bool, text: &[u8], end_line: bool) {
-        self.start_fresh_line();
+    fn print_vm_line(
+        &self,
+        terminal: &mut Terminal,
+        vm: usize,
+        continued: bool,
+        text: &[u8],
+        end_line: bool,
+    ) {
+        self.start_fresh_line(terminal);
         let out = self.physical;
         out.write(b"[");
         out.write(self.names[vm].as_bytes());
@@ -536,14 +621,18 @@ impl<'a> ConsoleMux<'a> {
         if end_line {
             out.write(b"\r\n");
         } else {
-            self.cursor.set(Cursor::AfterVm(vm));
+            terminal.cursor = Cursor::AfterVm(vm);
         }
     }
 
     /// Prints one hypervisor message, whatever `write` writes, as whole
     /// prefixed lines.
-    fn hypervisor_line(&self, write: impl FnOnce(&mut dyn Write) -> fmt::Result) {
-        self.start_fresh_line();
+    fn hypervisor_line(
+        &self,
+        terminal: &mut Terminal,
+        write: impl FnOnce(&mut dyn Write) -> fmt::Result,
+    ) {
+        self.start_fresh_line(terminal);
         let mut text = CrLfText {
             out: self.physical,
             at_line_start: true,
@@ -557,14 +646,14 @@ impl<'a> ConsoleMux<'a> {
         if !text.at_line_start {
             self.physical.write(b"\r\n");
         }
-        self.cursor.set(Cursor::LineStart);
+        terminal.cursor = Cursor::LineStart;
     }
 
     /// Ends the line the cursor is in, if it is not at the start of one.
-    fn start_fresh_line(&self) {
-        match self.cursor.replace(Cursor::LineStart) {
+    fn start_fresh_line(&self, terminal: &mut Terminal) {
+        match core::mem::replace(&mut terminal.cursor, Cursor::LineStart) {
             Cursor::LineStart => return,
-            Cursor::AfterVm(vm) if vm == self.focus.get() => self.broken.set(true),
+            Cursor::AfterVm(vm) if vm == terminal.focus => terminal.broken = true,
             Cursor::AfterVm(_) => {}
         }
         self.physical.write(b"\r\n");
@@ -572,17 +661,28 @@ impl<'a> ConsoleMux<'a> {
 }
 
 impl fmt::Debug for ConsoleMux<'_> {
+    /// Shows the names, and the focus, a pending Ctrl-] and the cursor
+    /// unless the lock is taken at that moment (`state: "locked"`):
+    /// formatting the mux inside one of its own messages must not wait for
+    /// ever.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ConsoleMux")
-            .field("names", &self.names)
-            .field("focus", &self.focus.get())
-            .field("escape_pending", &self.escape_pending.get())
-            .field("cursor", &self.cursor.get())
-            .finish_non_exhaustive()
+        let mut debug = f.debug_struct("ConsoleMux");
+        debug.field("names", &self.names);
+        match self.state.try_lock() {
+            Some(state) => debug
+                .field("focus", &state.terminal.focus)
+                .field("escape_pending", &state.escape_pending)
+                .field("cursor", &state.terminal.cursor),
+            None => debug.field("state", &"locked"),
+        };
+        debug.finish_non_exhaustive()
     }
 }
 
 /// One VM's output through the mux: what the VM's virtual UART writes to.
+///
+/// It is `Send` and `Sync`, like the mux: each VM's port may be used on the
+/// CPU that runs the VM.
 #[derive(Debug, Clone, Copy)]
 pub struct ConsolePort<'m, 'a> {
     mux: &'m ConsoleMux<'a>,
@@ -594,6 +694,14 @@ impl ConsoleOutput for ConsolePort<'_, '_> {
         self.mux.write_from(self.vm, bytes);
     }
 }
+
+/// Checked when the crate compiles: the mux and its ports can be shared
+/// between CPUs.
+const _: () = {
+    const fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<ConsoleMux<'static>>();
+    assert_send_sync::<ConsolePort<'static, 'static>>();
+};
 
 /// `suffix` and a count of dropped bytes, and `)`, if there were any.
 struct Dropped(usize, &'static str);
@@ -636,8 +744,29 @@ impl Write for CrLfText<'_> {
 mod tests {
     extern crate std;
     use super::*;
-    use crate::test_support::Recorder;
+    use crate::test_support::Recorder as CellRecorder;
+    use std::boxed::Box;
+    use std::string::String;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Mutex;
     use std::vec::Vec;
+
+    /// The shared test console, behind a lock: the mux wants a `Sync` one.
+    #[derive(Default)]
+    struct Recorder(Mutex<CellRecorder>);
+
+    impl ConsoleOutput for Recorder {
+        fn write(&self, bytes: &[u8]) {
+            self.0.lock().unwrap().write(bytes);
+        }
+    }
+
+    impl Recorder {
+        /// What was written since the last call, as text.
+        fn take(&self) -> String {
+            self.0.lock().unwrap().take()
+        }
+    }
 
     const FOCUS_BETA: &str =
         "capvisor: console focus: VM 2 'beta' (Ctrl-] n: next, Ctrl-] s: status)\r\n";
@@ -651,7 +780,7 @@ mod tests {
         alpha.write(&bytes[..7]);
         alpha.write(&bytes[7..]);
         alpha.write(b"");
-        assert_eq!(&*out.0.borrow(), bytes);
+        assert_eq!(&*out.0.lock().unwrap().0.borrow(), bytes);
     }
 
     #[test]
@@ -1007,5 +1136,132 @@ mod tests {
         assert_eq!(mux.receive(b'n'), Input::FocusChanged { vm: 0 });
         mux.port(0).write(b"raw");
         assert!(out.take().ends_with("status)\r\nraw"));
+    }
+
+    /// Lines each of the two threads writes.
+    const THREAD_LINES: usize = 20_000;
+
+    /// Alpha (focused, one write per line) and beta (in `beta_mode`, each
+    /// line in two writes) write [`THREAD_LINES`] numbered lines each, from
+    /// two threads at once, through a mux that lives for ever as a board's
+    /// does. Neither thread gets more than two lines ahead of the other, so
+    /// their writes interleave however the threads are scheduled. Returns
+    /// the mux, its output, and what beta wrote.
+    fn write_from_two_threads(
+        beta_mode: ConsoleMode,
+    ) -> (&'static ConsoleMux<'static>, &'static Recorder, String) {
+        let out: &'static Recorder = Box::leak(Box::default());
+        let mux: &'static ConsoleMux<'static> = Box::leak(Box::new(ConsoleMux::with_modes(
+            out,
+            &[("alpha", ConsoleMode::Shared), ("beta", beta_mode)],
+        )));
+        // Lines written so far by alpha and by beta.
+        let done: &'static [AtomicUsize; 2] = Box::leak(Box::default());
+        let writer = |vm: usize, write_line: fn(ConsolePort<'static, 'static>, usize)| {
+            let port = mux.port(vm);
+            std::thread::spawn(move || {
+                for n in 0..THREAD_LINES {
+                    while done[1 - vm].load(Ordering::Acquire) + 2 < n {
+                        std::thread::yield_now();
+                    }
+                    write_line(port, n);
+                    done[vm].store(n + 1, Ordering::Release);
+                }
+            })
+        };
+        let alpha = writer(0, |port, n| {
+            port.write(std::format!("alpha line {n}\n").as_bytes());
+        });
+        let beta = writer(1, |port, n| {
+            port.write(std::format!("beta line {n}").as_bytes());
+            port.write(b"\r\n");
+        });
+        alpha.join().unwrap();
+        beta.join().unwrap();
+        let beta_wrote = (0..THREAD_LINES)
+            .map(|n| std::format!("beta line {n}\r\n"))
+            .collect();
+        (mux, out, beta_wrote)
+    }
+
+    /// Alpha's lines, all of them, in order.
+    fn alpha_lines() -> String {
+        (0..THREAD_LINES)
+            .map(|n| std::format!("alpha line {n}\n"))
+            .collect()
+    }
+
+    #[test]
+    fn two_threads_writing_shared_lines_never_tear_them() {
+        let (_, out, _) = write_from_two_threads(ConsoleMode::Shared);
+        let printed = out.take();
+        let (mut alpha, mut beta) = (0, 0);
+        for line in printed.split_inclusive('\n') {
+            if line == std::format!("alpha line {alpha}\n") {
+                alpha += 1;
+            } else if line == std::format!("[beta] beta line {beta}\r\n") {
+                beta += 1;
+            } else {
+                panic!("torn or out-of-order line {line:?} (after alpha {alpha}, beta {beta})");
+            }
+        }
+        assert_eq!((alpha, beta), (THREAD_LINES, THREAD_LINES));
+    }
+
+    #[test]
+    fn two_threads_with_the_other_vm_held() {
+        let (mux, out, beta_wrote) = write_from_two_threads(ConsoleMode::Held);
+        assert!(
+            out.take() == alpha_lines(),
+            "alpha's lines, whole and alone"
+        );
+        mux.set_focus(1);
+        let dropped = beta_wrote.len() - HELD_CAPACITY;
+        assert_eq!(
+            out.take(),
+            std::format!(
+                "{FOCUS_BETA}capvisor: VM 2 'beta': {HELD_CAPACITY} bytes of output held \
+                 while in the background follow (older bytes dropped: {dropped})\r\n{}",
+                &beta_wrote[dropped..]
+            )
+        );
+    }
+
+    #[test]
+    fn two_threads_with_the_other_vm_discarded() {
+        let (mux, out, beta_wrote) = write_from_two_threads(ConsoleMode::Discard);
+        assert!(
+            out.take() == alpha_lines(),
+            "alpha's lines, whole and alone"
+        );
+        mux.set_focus(1);
+        assert_eq!(
+            out.take(),
+            std::format!(
+                "{FOCUS_BETA}capvisor: VM 2 'beta': {} bytes of output discarded \
+                 while in the background\r\n",
+                beta_wrote.len()
+            )
+        );
+    }
+
+    #[test]
+    fn debug_does_not_wait_for_the_lock() {
+        let out = Recorder::default();
+        let mux = ConsoleMux::new(&out, &["alpha", "beta"]);
+        assert_eq!(
+            std::format!("{mux:?}"),
+            "ConsoleMux { names: [\"alpha\", \"beta\"], focus: 0, \
+             escape_pending: false, cursor: LineStart, .. }"
+        );
+        let mut during = String::new();
+        mux.print_status(|_, _| {
+            during = std::format!("{mux:?}");
+            Ok(())
+        });
+        assert_eq!(
+            during,
+            "ConsoleMux { names: [\"alpha\", \"beta\"], state: \"locked\", .. }"
+        );
     }
 }
