@@ -268,6 +268,9 @@ pub struct GuestPool {
     pub staging: &'static Region,
     /// The devices the board offers VMs, at their windows.
     pub devices: &'static [DeviceClaim],
+    /// How many CPUs are online: the VMs' vCPUs may run on CPUs 0 to
+    /// `cpus - 1`, a VM has at most this many.
+    pub cpus: usize,
 }
 
 /// What every VM has, created by [`prepare`] before the board adds its
@@ -342,7 +345,8 @@ pub fn prepare(memory: GuestPool) -> System {
     let offer = BoardOffer {
         pool: memory.pool,
         vmids: VMIDS,
-        vcpus: 1,
+        vcpus: memory.cpus.min(hyp::config::MAX_VCPUS) as u32,
+        cpus: memory.cpus as u32,
         devices: memory.devices,
     };
     if let Err(error) = validate(&configs, &offer, probe) {
@@ -357,9 +361,9 @@ pub fn prepare(memory: GuestPool) -> System {
         config: *config,
         device_tree: write_device_tree(config, spec),
     }));
-    // The console: one physical UART shared through the multiplexer; each
-    // VM writes through its own port.
-    let console: &'static pl011::Pl011 = leak(io::console());
+    // The console: one physical UART shared through the multiplexer (its
+    // writes under the console lock); each VM writes through its own port.
+    let console: &'static io::SharedConsole = &io::SharedConsole;
     let consoles: Vec<(&'static str, ConsoleMode)> = configs
         .iter()
         .zip(&specs)
@@ -372,7 +376,11 @@ pub fn prepare(memory: GuestPool) -> System {
     let ports: &'static [ConsolePort<'static, 'static>] =
         leak_all((0..configs.len()).map(|index| mux.port(index)));
     let uarts = leak_all(ports.iter().map(|port| VirtualUart::new(port)));
-    let gics = leak_all(configs.iter().map(|_| VirtualGic::new()));
+    let gics = leak_all(
+        configs
+            .iter()
+            .map(|config| VirtualGic::with_vcpus(config.vcpus as usize)),
+    );
     let services =
         leak_all(ports.iter().enumerate().map(|(index, port)| {
             HypervisorService::new(index as u32 + 1, configs[index].name, port)

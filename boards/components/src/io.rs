@@ -63,6 +63,18 @@ pub fn with_console<R>(write: impl FnOnce(&Pl011) -> R) -> R {
     write(&console)
 }
 
+/// The console as the multiplexer writes to it: each write under the
+/// console lock, so VMs' output and the hypervisor's lines from several
+/// CPUs never interleave within a write.
+#[derive(Clone, Copy, Debug)]
+pub struct SharedConsole;
+
+impl hyp::hil::console::ConsoleOutput for SharedConsole {
+    fn write(&self, bytes: &[u8]) {
+        with_console(|console| hyp::hil::console::ConsoleOutput::write(console, bytes));
+    }
+}
+
 /// Prints `args` on the console, each line prefixed with `capvisor: `.
 pub fn print(args: fmt::Arguments) {
     with_console(|console| {

@@ -19,6 +19,15 @@
 //! (checked at every interrupt and before the hypervisor sleeps). Nothing
 //! typed for a VM that reads its console is dropped.
 //!
+//! Each online CPU has its own platform ([`BoardPlatform`]): its alarm, its
+//! banked interrupts, the physical interrupts forwarded to the vCPUs it
+//! runs, and the kick another CPU sends it (a physical SGI that only
+//! interrupts, so that the kernel looks at its vCPUs again). The console's
+//! input is CPU 0's: the UART's interrupt goes there, and CPU 0 delivers
+//! bytes to the focused VM's virtual UART under that VM's lock, then kicks
+//! the CPU of the vCPU the byte's interrupt targets. What every platform
+//! shares ([`PlatformShared`]) is the board's and read only.
+//!
 //! A focused VM that stops reading must not take the console hostage
 //! (design rule 2): once its input has waited [`STALL_US`], the hypervisor
 //! says so and reads the UART again, acting on Ctrl-] keys and dropping what
@@ -34,12 +43,15 @@ use hyp::capabilities::InterruptRoutingCapability;
 use hyp::hil::interrupt::InterruptController;
 use hyp::hil::time::{Alarm, Clock};
 use hyp::interrupts::InterruptBackend;
-use hyp::kernel::Platform;
+use hyp::kernel::{Platform, Vm};
 use pl011::Pl011;
 
 /// How long input for the focused VM may wait in the UART before the
 /// hypervisor decides the VM is not reading: 2 s.
 pub const STALL_US: u64 = 2_000_000;
+/// How often CPU 0, with nothing else to do, looks whether the focused VM
+/// (which may run on another CPU) has read held input: 10 ms.
+pub const HELD_RECHECK_US: u64 = 10_000;
 
 /// What happens to console input for the focused VM.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -61,97 +73,126 @@ pub struct Lines {
     pub alarm: u32,
     /// The console UART's receive interrupt.
     pub console: u32,
-    /// Lines forwarded to the interrupt backend of the VM switched in (a
+    /// Lines forwarded to the interrupt backend of the vCPU switched in (a
     /// GIC's maintenance interrupt and the guest timer's PPI); empty on a
     /// board without GIC virtualization.
     pub forwarded: &'static [u32],
+    /// The SGI other CPUs send as a kick; none on a one-CPU board.
+    pub kick: Option<u32>,
 }
 
-/// The board's devices as the kernel's platform.
-pub struct BoardPlatform<'a> {
+/// What every CPU's platform shares: the board's devices and the VMs.
+pub struct PlatformShared<'a> {
     /// The monotonic clock.
     pub counter: &'a Counter,
-    /// The hypervisor's alarm.
-    pub alarm: &'a dyn Alarm,
-    /// The interrupt controller.
-    pub controller: &'a dyn InterruptController,
+    /// The hypervisor's alarm (each CPU's own, banked).
+    pub alarm: &'a (dyn Alarm + Sync),
+    /// The interrupt controller (its CPU interface banked per CPU).
+    pub controller: &'a (dyn InterruptController + Sync),
     /// Which line is what.
     pub lines: Lines,
-    /// The console UART.
-    pub uart: Pl011,
     /// The console multiplexer.
     pub mux: &'a ConsoleMux<'a>,
-    /// Each VM's virtual UART, for received bytes.
+    /// Every VM, for its lock and its state.
+    pub vms: &'a [&'a Vm<'a>],
+    /// Each VM's virtual UART, for received bytes (under its VM's lock).
     pub uarts: &'a [VirtualUart<'a>],
-    /// Each VM's interrupt backend, for forwarded lines.
-    pub backends: Vec<&'a dyn InterruptBackend>,
-    /// Console input for the focused VM.
-    pub input: Cell<InputFlow>,
+    /// Each VM's first vCPU's backend: the kicks a received byte causes.
+    pub first_backends: Vec<&'a dyn InterruptBackend>,
+}
+
+impl core::fmt::Debug for PlatformShared<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("PlatformShared")
+            .field("lines", &self.lines)
+            .field("vms", &self.vms.len())
+            .finish()
+    }
+}
+
+/// Console input, CPU 0's duty.
+#[derive(Debug)]
+struct ConsoleInput {
+    /// The console UART.
+    uart: Pl011,
+    /// Input for the focused VM.
+    flow: Cell<InputFlow>,
+}
+
+/// One CPU's platform.
+pub struct BoardPlatform<'a> {
+    /// What all CPUs share.
+    pub shared: &'a PlatformShared<'a>,
+    /// The backends of the vCPUs this CPU runs, with their VMs, for
+    /// forwarded lines.
+    pub backends: Vec<(&'a Vm<'a>, &'a dyn InterruptBackend)>,
+    /// Console input, on the CPU that takes the UART's interrupt.
+    console: Option<ConsoleInput>,
     /// The alarm the kernel asked for last (the platform may set an earlier
     /// one while the CPU sleeps, to look at held input again).
-    pub kernel_alarm: Cell<Option<u64>>,
-    /// Which VMs have stopped: their input is dropped, not held.
-    pub stopped: Vec<Cell<bool>>,
+    kernel_alarm: Cell<Option<u64>>,
 }
 
 impl core::fmt::Debug for BoardPlatform<'_> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("BoardPlatform")
-            .field("lines", &self.lines)
-            .field("input", &self.input.get())
+            .field("console", &self.console)
             .finish()
     }
 }
 
 impl<'a> BoardPlatform<'a> {
-    /// The platform, with console input flowing to the focused VM. Which
-    /// physical lines go where (`lines`, and each VM's backend) is a
-    /// routing only a board may decide (`_routing`).
-    #[allow(clippy::too_many_arguments)]
+    /// A CPU's platform: `console` is the UART on the CPU that takes its
+    /// interrupt (CPU 0), with input flowing to the focused VM; `backends`
+    /// are the vCPUs' on this CPU. Which physical lines go where (`lines`,
+    /// and each vCPU's backend) is a routing only a board may decide
+    /// (`_routing`).
     pub fn new(
         _routing: &dyn InterruptRoutingCapability,
-        counter: &'a Counter,
-        alarm: &'a dyn Alarm,
-        controller: &'a dyn InterruptController,
-        lines: Lines,
-        uart: Pl011,
-        mux: &'a ConsoleMux<'a>,
-        uarts: &'a [VirtualUart<'a>],
-        backends: Vec<&'a dyn InterruptBackend>,
+        shared: &'a PlatformShared<'a>,
+        console: Option<Pl011>,
+        backends: Vec<(&'a Vm<'a>, &'a dyn InterruptBackend)>,
     ) -> Self {
         BoardPlatform {
-            counter,
-            alarm,
-            controller,
-            lines,
-            uart,
-            mux,
-            uarts,
+            shared,
             backends,
-            input: Cell::new(InputFlow::Flowing),
+            console: console.map(|uart| ConsoleInput {
+                uart,
+                flow: Cell::new(InputFlow::Flowing),
+            }),
             kernel_alarm: Cell::new(None),
-            stopped: uarts.iter().map(|_| Cell::new(false)).collect(),
         }
     }
 
-    /// Lets the alarm and console input interrupt the CPU.
+    /// Lets this CPU's alarm, its forwarded lines and, on the console's
+    /// CPU, console input interrupt it.
     pub fn enable_interrupts(&self) {
-        self.uart.set_receive_interrupts(true);
-        self.controller.enable(self.lines.alarm);
-        self.controller.enable(self.lines.console);
-        for &line in self.lines.forwarded {
-            self.controller.enable(line);
+        let shared = self.shared;
+        shared.controller.enable(shared.lines.alarm);
+        for &line in shared.lines.forwarded {
+            shared.controller.enable(line);
+        }
+        if let Some(kick) = shared.lines.kick {
+            shared.controller.enable(kick);
+        }
+        if let Some(console) = &self.console {
+            console.uart.set_receive_interrupts(true);
+            shared.controller.enable(shared.lines.console);
         }
     }
 
     /// Whether VM `vm` takes input: it has stopped (its input is dropped)
     /// or its receive FIFO has room.
     fn has_room(&self, vm: usize) -> bool {
-        self.stopped.get(vm).is_none_or(Cell::get)
-            || self
-                .uarts
-                .get(vm)
-                .is_none_or(|uart| uart.receive_room() > 0)
+        let shared = self.shared;
+        let (Some(owner), Some(uart)) = (shared.vms.get(vm), shared.uarts.get(vm)) else {
+            return true;
+        };
+        if !owner.is_running() {
+            return true;
+        }
+        let _vm = owner.lock();
+        uart.receive_room() > 0
     }
 
     /// Moves the input flow on: held input is let in again once the
@@ -159,32 +200,36 @@ impl<'a> BoardPlatform<'a> {
     /// [`STALL_US`]; dropping ends when the VM reads again.
     #[inline]
     fn update_input_flow(&self) {
-        let flow = self.input.get();
+        let Some(console) = &self.console else {
+            return;
+        };
+        let flow = console.flow.get();
         if flow == InputFlow::Flowing {
             return;
         }
-        self.update_held_input(flow);
+        self.update_held_input(console, flow);
     }
 
     /// [`update_input_flow`](Self::update_input_flow) for input that is
     /// held or being dropped.
-    fn update_held_input(&self, flow: InputFlow) {
-        let room = self.has_room(self.mux.focus());
+    fn update_held_input(&self, console: &ConsoleInput, flow: InputFlow) {
+        let shared = self.shared;
+        let room = self.has_room(shared.mux.focus());
         match flow {
             InputFlow::Flowing => {}
             InputFlow::Held { .. } | InputFlow::Dropping if room => {
-                self.input.set(InputFlow::Flowing);
-                self.controller.enable(self.lines.console);
+                console.flow.set(InputFlow::Flowing);
+                shared.controller.enable(shared.lines.console);
             }
             InputFlow::Held { since } => {
-                if self.counter.now().saturating_sub(since) >= self.stall_ticks() {
-                    self.input.set(InputFlow::Dropping);
-                    self.mux.print_hypervisor(format_args!(
+                if shared.counter.now().saturating_sub(since) >= self.stall_ticks() {
+                    console.flow.set(InputFlow::Dropping);
+                    shared.mux.print_hypervisor(format_args!(
                         "VM {} has not read its console input for {} s; what is typed for it is dropped until it reads again (Ctrl-] n moves the focus)",
-                        self.mux.focus() + 1,
+                        shared.mux.focus() + 1,
                         STALL_US / 1_000_000
                     ));
-                    self.controller.enable(self.lines.console);
+                    shared.controller.enable(shared.lines.console);
                 }
             }
             InputFlow::Dropping => {}
@@ -192,7 +237,7 @@ impl<'a> BoardPlatform<'a> {
     }
 
     fn stall_ticks(&self) -> u64 {
-        self.counter.ticks_from_us(STALL_US)
+        self.shared.counter.ticks_from_us(STALL_US)
     }
 
     /// Moves bytes from the UART to the multiplexer while the focused VM can
@@ -200,117 +245,144 @@ impl<'a> BoardPlatform<'a> {
     /// queue behind it) and masks the interrupt until it can, so no typed
     /// byte is lost; while input is being dropped, reads on. Returns
     /// whether the user asked for the VMs' status.
-    fn receive_console_input(&self) -> bool {
+    fn receive_console_input(&self, console: &ConsoleInput) -> bool {
+        let shared = self.shared;
         let mut status = false;
         loop {
-            if !self.has_room(self.mux.focus()) && self.input.get() != InputFlow::Dropping {
-                if self.input.get() == InputFlow::Flowing {
-                    self.input.set(InputFlow::Held {
-                        since: self.counter.now(),
+            if !self.has_room(shared.mux.focus()) && console.flow.get() != InputFlow::Dropping {
+                if console.flow.get() == InputFlow::Flowing {
+                    console.flow.set(InputFlow::Held {
+                        since: shared.counter.now(),
                     });
                 }
-                self.controller.disable(self.lines.console);
+                shared.controller.disable(shared.lines.console);
                 return status;
             }
-            let Some(byte) = self.uart.read_byte() else {
+            let Some(byte) = console.uart.read_byte() else {
                 return status;
             };
-            match self.mux.receive(byte) {
-                Input::ToVm { vm, byte } => {
-                    // Input for a stopped VM, or one not reading, is
-                    // dropped.
-                    let live = !self.stopped.get(vm).is_some_and(Cell::get);
-                    match self.uarts.get(vm) {
-                        Some(uart) if live && uart.receive_room() > 0 => {
-                            uart.receive(byte);
-                        }
-                        _ => {}
-                    }
-                }
+            match shared.mux.receive(byte) {
+                Input::ToVm { vm, byte } => self.deliver(vm, byte),
                 Input::StatusRequested => status = true,
                 // The new focus starts afresh (held again at once if it
                 // has no room either).
-                Input::FocusChanged { .. } => self.input.set(InputFlow::Flowing),
+                Input::FocusChanged { .. } => console.flow.set(InputFlow::Flowing),
                 Input::Consumed => {}
             }
         }
+    }
+
+    /// Gives `byte` to VM `vm`'s virtual UART, under the VM's lock, and
+    /// kicks the CPU of the vCPU its interrupt goes to. Input for a stopped
+    /// VM, or one not reading, is dropped.
+    fn deliver(&self, vm: usize, byte: u8) {
+        let shared = self.shared;
+        let (Some(owner), Some(uart), Some(backend)) = (
+            shared.vms.get(vm),
+            shared.uarts.get(vm),
+            shared.first_backends.get(vm),
+        ) else {
+            return;
+        };
+        if !owner.is_running() {
+            return;
+        }
+        let kicks = {
+            let _vm = owner.lock();
+            if uart.receive_room() == 0 {
+                return;
+            }
+            uart.receive(byte);
+            backend.take_kicks()
+        };
+        owner.kick(kicks, usize::MAX);
     }
 }
 
 impl Platform for BoardPlatform<'_> {
     fn now(&self) -> u64 {
-        self.counter.now()
+        self.shared.counter.now()
     }
 
     fn set_alarm(&self, deadline: Option<u64>) {
         self.kernel_alarm.set(deadline);
         match deadline {
-            Some(deadline) => self.alarm.set_alarm(deadline),
-            None => self.alarm.disarm(),
+            Some(deadline) => self.shared.alarm.set_alarm(deadline),
+            None => self.shared.alarm.disarm(),
         }
     }
 
     fn service_interrupts(&self) -> bool {
+        let shared = self.shared;
         let mut status = false;
         self.update_input_flow();
-        while let Some(irq) = self.controller.acknowledge() {
+        while let Some(irq) = shared.controller.acknowledge() {
             // Priority drop at once: the hypervisor runs with interrupts
             // masked, so nothing nests; deactivation follows the service.
-            self.controller.end_of_interrupt(irq);
+            shared.controller.end_of_interrupt(irq);
             let line = irq.line;
-            if line == self.lines.alarm {
-                self.alarm.acknowledge();
-            } else if line == self.lines.console {
-                status |= self.receive_console_input();
-            } else if self.lines.forwarded.contains(&line) {
-                // The switched-in VM's backend takes it (and ends it here
+            if line == shared.lines.alarm {
+                shared.alarm.acknowledge();
+            } else if shared.lines.kick == Some(line) {
+                // A kick: the kernel looks at its vCPUs again after this.
+            } else if let (true, Some(console)) = (line == shared.lines.console, &self.console) {
+                status |= self.receive_console_input(console);
+            } else if shared.lines.forwarded.contains(&line) {
+                // The switched-in vCPU's backend takes it (and ends it here
                 // like any other: the guest timer's is masked meanwhile).
-                self.backends
-                    .iter()
-                    .any(|backend| backend.physical_interrupt(line));
+                self.backends.iter().any(|(vm, backend)| {
+                    let _vm = vm.lock();
+                    backend.physical_interrupt(line)
+                });
             } else {
                 // Nothing else is enabled; a line that asserts anyway is
                 // masked so it cannot storm.
-                self.controller.disable(line);
-                self.mux.print_hypervisor(format_args!(
+                shared.controller.disable(line);
+                shared.mux.print_hypervisor(format_args!(
                     "unexpected interrupt on line {}; masked",
                     line
                 ));
             }
-            self.controller.deactivate(irq);
+            shared.controller.deactivate(irq);
         }
         status
     }
 
-    fn report_status(
-        &self,
-        describe: &dyn Fn(usize, &mut dyn core::fmt::Write) -> core::fmt::Result,
-    ) {
-        self.mux.print_status(|index, out| describe(index, out));
+    fn report_status(&self) {
+        let shared = self.shared;
+        shared.mux.print_status(|index, out| match shared.vms.get(index) {
+            Some(vm) => vm.describe(out),
+            None => Ok(()),
+        });
     }
 
     fn wait_for_interrupt(&self) {
-        // Every VM waits: the focused one may have read what it was given.
+        // Every vCPU here waits: the focused VM may have read what it was
+        // given.
         self.update_input_flow();
-        // Input still held: wake up when it has waited long enough (the
-        // kernel sets its own alarm again after the wait).
-        if let InputFlow::Held { since } = self.input.get() {
-            let stall = since + self.stall_ticks();
-            let deadline = self
-                .kernel_alarm
-                .get()
-                .map_or(stall, |alarm| alarm.min(stall));
-            self.alarm.set_alarm(deadline);
+        // Input still held: look again soon (the focused VM may read on
+        // another CPU), and give up on it when it has waited long enough
+        // (the kernel sets its own alarm again after the wait).
+        if let Some(console) = &self.console {
+            if let InputFlow::Held { since } = console.flow.get() {
+                let counter = self.shared.counter;
+                let stall = since + self.stall_ticks();
+                let recheck = counter.now() + counter.ticks_from_us(HELD_RECHECK_US);
+                let deadline = self
+                    .kernel_alarm
+                    .get()
+                    .map_or(stall, |alarm| alarm.min(stall))
+                    .min(recheck);
+                self.shared.alarm.set_alarm(deadline);
+            }
         }
         armv7a::cpu::wait_for_interrupt();
     }
 
     fn vm_stopped(&self, vm: usize) {
-        if let Some(stopped) = self.stopped.get(vm) {
-            stopped.set(true);
-        }
-        if vm == self.mux.focus() {
-            self.mux.print_hypervisor(format_args!(
+        let shared = self.shared;
+        if vm == shared.mux.focus() {
+            shared.mux.print_hypervisor(format_args!(
                 "VM {} has stopped; its console input is dropped (Ctrl-] n moves the focus)",
                 vm + 1
             ));
