@@ -112,6 +112,7 @@ fn vm<'a>(name: &'a str, ram_offset: u32, kernel: &'a [u8], format: KernelFormat
         ram_size: 2 << 20,
         ram_offset,
         vcpus: 1,
+        cpus: hyp::system_image::cpu_map(&[0]),
         entry_offset: 0,
         images: vec![ImageSource {
             role: Role::Kernel,
@@ -188,12 +189,12 @@ fn no_system_image_is_refused_at_boot(board: &Board) {
 fn a_newer_format_is_refused_at_boot(board: &Board) {
     let kernel = hello();
     let mut image = Writer::write(&[vm("one", 0, &kernel, KernelFormat::Zimage)], 0);
-    image[8] = 2; // the version word
+    image[8] = 3; // the version word
     let sum = hyp::system_image::checksum(&image, 20);
     image[20..24].copy_from_slice(&sum.to_le_bytes());
     assert_refused(
         &boot_image(board, "version", &image),
-        "system image: format version 2; this hypervisor reads version 1 (repack it with this tree's tools)",
+        "system image: format version 3; this hypervisor reads version 2 (repack it with this tree's tools)",
     );
 }
 

@@ -338,10 +338,14 @@ pub fn prepare(memory: GuestPool) -> System {
             format: entry.format,
         })
         .collect();
+    // TODO(smp): `cpus` is to be the number of CPUs that came up on this
+    // boot (`boot::start_secondary_cpus`); until the board passes it in, a
+    // vCPU may run on CPU 0 only, so every VM has one vCPU.
     let offer = BoardOffer {
         pool: memory.pool,
         vmids: VMIDS,
-        vcpus: 1,
+        vcpus: hyp::config::MAX_VCPUS as u32,
+        cpus: 1,
         devices: memory.devices,
     };
     if let Err(error) = validate(&configs, &offer, probe) {

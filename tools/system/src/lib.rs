@@ -32,8 +32,8 @@
 pub mod images;
 
 use hyp::system_image::{
-    ConsoleMode as PackedConsole, DeviceTreeSource, FaultPolicy as PackedPolicy, ImageSource,
-    KernelFormat, Role, VmSource, Writer, DEVICES,
+    cpu_map, ConsoleMode as PackedConsole, DeviceTreeSource, FaultPolicy as PackedPolicy,
+    ImageSource, KernelFormat, Role, VmSource, Writer, DEVICES,
 };
 use serde::Deserialize;
 use std::fmt;
@@ -883,6 +883,7 @@ fn sources(system: &CheckedSystem) -> Vec<VmSource<'_>> {
                 ram_size: vm.ram as u32,
                 ram_offset: vm.pool_offset as u32,
                 vcpus: vm.vcpus,
+                cpus: cpu_map(&(0..vm.vcpus as u8).collect::<Vec<u8>>()),
                 entry_offset: vm.entry_offset as u32,
                 images,
                 devices: vm.devices,
