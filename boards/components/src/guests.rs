@@ -173,6 +173,7 @@ fn write_device_tree(config: &VmConfig<'static>, spec: &VmSpec) -> Option<Vec<u8
         ram_size: config.ram_size,
         bootargs: config.bootargs,
         initrd,
+        cpus: config.vcpus,
     })
     .unwrap_or_else(|error| {
         io::refuse_boot(format_args!(
