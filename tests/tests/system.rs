@@ -72,6 +72,26 @@ const BAD: &[(&str, &str)] = &[
         "device-twice",
         "bad/device-twice.toml:8:40: vm[0].devices: device 'pl011' is claimed twice",
     ),
+    (
+        "too-many-vcpus",
+        "bad/too-many-vcpus.toml:8:9: vm[0].vcpus: 8 vCPUs; board 'qemu-virt' gives a VM 1 to 4",
+    ),
+    (
+        "cpu-beyond-board",
+        "bad/cpu-beyond-board.toml:8:12: vm[0].cpus: CPU 4; board 'qemu-virt' has CPUs 0 to 3",
+    ),
+    (
+        "cpu-twice",
+        "bad/cpu-twice.toml:8:12: vm[0].cpus: CPU 1 is named twice: each vCPU needs its own CPU",
+    ),
+    (
+        "cpus-not-vcpus",
+        "bad/cpus-not-vcpus.toml:9:8: vm[0].cpus: 3 CPUs listed, but vcpus = 2: list one CPU per vCPU",
+    ),
+    (
+        "empty-cpus",
+        "bad/empty-cpus.toml:8:8: vm[0].cpus: no CPU: list the CPU of each vCPU (cpus = [0] for one vCPU on CPU 0)",
+    ),
 ];
 
 #[test]
