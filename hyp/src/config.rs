@@ -4,7 +4,7 @@
 //! Every VM is declared once, in one table of [`VmConfig`]s, read from the
 //! packed system image ([`VmConfig::from_table`]): its name, its RAM (where
 //! the guest sees it and which slice of the host's guest pool backs it),
-//! its vCPUs, the images in host memory it boots (kernel, optional initrd
+//! its vCPUs and the physical CPU each runs on, the images in host memory it boots (kernel, optional initrd
 //! and device tree), and the virtual devices it claims. [`validate`]
 //! checks the whole table against the board before the first VM runs and
 //! names the first problem it finds; the board refuses to boot on an
@@ -20,6 +20,7 @@
 //!     ram_size: 0x0800_0000,
 //!     ram_host: 0x8000_0000,
 //!     vcpus: 1,
+//!     cpus: [0, 0xff, 0xff, 0xff], // vCPU 0 on CPU 0
 //!     kernel: ImageConfig { name: "kernel", kind: ImageKind::Zimage, host_address: 0x0100_0000, size: 0x40_0000, load_offset: 0x8000 },
 //!     entry_offset: 0x8000,
 //!     initrd: None,
@@ -27,11 +28,13 @@
 //!     bootargs: "",
 //!     devices: DeviceSet(0b100), // pl011
 //! };
-//! // What the board has for VMs: RAM, VMIDs, vCPUs and its virtual devices.
+//! // What the board has for VMs: RAM, VMIDs, vCPUs, the CPUs online and
+//! // its virtual devices.
 //! let offer = BoardOffer {
 //!     pool: &pool,
 //!     vmids: 255,
 //!     vcpus: 1,
+//!     cpus: 1,
 //!     devices: &[DeviceClaim { name: "pl011", ipa: 0x0900_0000, size: 0x1000 }],
 //! };
 //! // The probe checks each image's own header and gives its size.
@@ -54,6 +57,8 @@ pub const MAX_VMS: usize = 8;
 /// The most vCPUs one VM may have (each runs on its own physical CPU; no
 /// board has more than 4).
 pub const MAX_VCPUS: usize = 4;
+/// The CPU-map byte for no CPU ([`VmConfig::cpus`] past the vCPUs).
+pub const NO_CPU: u8 = crate::system_image::NO_CPU;
 
 /// An image's format, which says what the hypervisor checks in it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -142,6 +147,10 @@ pub struct VmConfig<'a> {
     pub ram_host: u64,
     /// vCPUs.
     pub vcpus: u32,
+    /// The physical CPU each vCPU runs on: `cpus[i]` for vCPU `i` below
+    /// `vcpus` ([`VmConfig::cpu_of`]), [`NO_CPU`] past them. A VM's vCPUs
+    /// are on different CPUs; VMs may share a CPU.
+    pub cpus: [u8; MAX_VCPUS],
     /// The kernel image.
     pub kernel: ImageConfig,
     /// Where the vCPU starts, as an offset into RAM.
@@ -163,6 +172,15 @@ impl<'a> VmConfig<'a> {
 
     const fn ram_host_end(&self) -> u64 {
         self.ram_host + self.ram_size as u64
+    }
+
+    /// The physical CPU vCPU `vcpu` runs on; for a vCPU the VM does not
+    /// have, [`NO_CPU`] (255, which no board has).
+    pub fn cpu_of(&self, vcpu: usize) -> usize {
+        match self.cpus.get(vcpu) {
+            Some(&cpu) if vcpu < self.vcpus as usize => cpu as usize,
+            _ => NO_CPU as usize,
+        }
     }
 
     /// The images the VM declares.
@@ -194,6 +212,7 @@ impl<'a> VmConfig<'a> {
             ram_size: entry.ram_size,
             ram_host: pool_start as u64 + entry.ram_offset as u64,
             vcpus: entry.vcpus,
+            cpus: entry.cpus,
             // `parse` proved the VM has a kernel, which holds its entry.
             kernel: image(Role::Kernel, "kernel").unwrap_or(ImageConfig {
                 name: "kernel",
@@ -280,8 +299,23 @@ pub enum ConfigError<'a> {
     },
     /// A device the board does not offer.
     UnknownDevice { vm: &'a str, device: &'static str },
-    /// More vCPUs than the board gives a VM.
+    /// More vCPUs than the board gives a VM (or none).
     TooManyVcpus { vm: &'a str, vcpus: u32, max: u32 },
+    /// A vCPU on a CPU that is not online on this boot (`cpus` are, from
+    /// CPU 0).
+    CpuOffline {
+        vm: &'a str,
+        vcpu: usize,
+        cpu: usize,
+        cpus: u32,
+    },
+    /// Two vCPUs of one VM on one CPU.
+    CpuTwice {
+        vm: &'a str,
+        vcpu: usize,
+        other: usize,
+        cpu: usize,
+    },
     /// A device claim overlapping another claim or the RAM.
     DeviceConflict {
         vm: &'a str,
@@ -330,6 +364,28 @@ impl fmt::Display for ConfigError<'_> {
             ConfigError::TooManyVcpus { vm, vcpus, max } => {
                 write!(f, "VM '{vm}': {vcpus} vCPUs, the board gives a VM at most {max}")
             }
+            ConfigError::CpuOffline {
+                vm,
+                vcpu,
+                cpu,
+                cpus,
+            } => {
+                write!(f, "VM '{vm}': vCPU {vcpu} runs on CPU {cpu}, but ")?;
+                match cpus {
+                    0 => write!(f, "no CPU is online"),
+                    1 => write!(f, "only CPU 0 is online"),
+                    _ => write!(f, "only CPUs 0 to {} are online", cpus - 1),
+                }
+            }
+            ConfigError::CpuTwice {
+                vm,
+                vcpu,
+                other,
+                cpu,
+            } => write!(
+                f,
+                "VM '{vm}': vCPUs {other} and {vcpu} both run on CPU {cpu}; each vCPU needs its own CPU"
+            ),
             ConfigError::DeviceConflict { vm, device, other } => {
                 write!(f, "VM '{vm}': device '{device}' overlaps '{other}'")
             }
@@ -344,15 +400,19 @@ pub struct BoardOffer<'a> {
     pub pool: &'a Region,
     /// How many VMIDs the board can give out.
     pub vmids: usize,
-    /// The most vCPUs a VM may have.
+    /// The most vCPUs a VM may have (at most [`MAX_VCPUS`] are taken).
     pub vcpus: u32,
+    /// How many physical CPUs are online on this boot, CPUs 0 to
+    /// `cpus - 1`: every vCPU must run on one of them.
+    pub cpus: u32,
     /// The virtual devices a VM may claim, each at the one range where the
     /// board emulates it.
     pub devices: &'a [DeviceClaim],
 }
 
 /// Checks the table against what the board offers: VM count (VMIDs and
-/// [`MAX_VMS`]) and names, RAM alignment, placement in the pool and
+/// [`MAX_VMS`]) and names, vCPUs (1 to what the board gives a VM, each on
+/// its own CPU, each CPU online), RAM alignment, placement in the pool and
 /// disjointness, each image (as `probe` sizes it, given the VM and the
 /// image) fitting its VM's RAM without overlapping another image, and
 /// device claims: each a device of the board at its range, claimed once,
@@ -376,13 +436,7 @@ pub fn validate<'a>(
         if let Some(twin) = vms[..index].iter().find(|other| other.name == vm.name) {
             return Err(ConfigError::DuplicateName { name: twin.name });
         }
-        if vm.vcpus == 0 || vm.vcpus > offer.vcpus {
-            return Err(ConfigError::TooManyVcpus {
-                vm: vm.name,
-                vcpus: vm.vcpus,
-                max: offer.vcpus,
-            });
-        }
+        check_vcpus(vm, offer)?;
         check_ram(vm, offer.pool)?;
         if let Some(other) = vms[..index]
             .iter()
@@ -395,6 +449,37 @@ pub fn validate<'a>(
         }
         check_images(vm, &probe)?;
         check_devices(vm, offer.devices)?;
+    }
+    Ok(())
+}
+
+fn check_vcpus<'a>(vm: &VmConfig<'a>, offer: &BoardOffer<'_>) -> Result<(), ConfigError<'a>> {
+    let max = offer.vcpus.min(MAX_VCPUS as u32);
+    if vm.vcpus == 0 || vm.vcpus > max {
+        return Err(ConfigError::TooManyVcpus {
+            vm: vm.name,
+            vcpus: vm.vcpus,
+            max,
+        });
+    }
+    for vcpu in 0..vm.vcpus as usize {
+        let cpu = vm.cpu_of(vcpu);
+        if cpu >= offer.cpus as usize {
+            return Err(ConfigError::CpuOffline {
+                vm: vm.name,
+                vcpu,
+                cpu,
+                cpus: offer.cpus,
+            });
+        }
+        if let Some(other) = (0..vcpu).find(|&other| vm.cpu_of(other) == cpu) {
+            return Err(ConfigError::CpuTwice {
+                vm: vm.name,
+                vcpu,
+                other,
+                cpu,
+            });
+        }
     }
     Ok(())
 }
@@ -539,6 +624,7 @@ mod tests {
             ram_size: 0x0800_0000,
             ram_host,
             vcpus: 1,
+            cpus: [0, NO_CPU, NO_CPU, NO_CPU],
             kernel: ImageConfig {
                 name: "zImage",
                 kind: ImageKind::Zimage,
@@ -564,12 +650,14 @@ mod tests {
         Ok(0x0010_0000)
     }
 
-    /// The board of these tests: POOL, 255 VMIDs, DEVICES.
+    /// The board of these tests: POOL, 255 VMIDs, a vCPU per VM on one CPU,
+    /// DEVICES.
     fn offer(vmids: usize) -> BoardOffer<'static> {
         BoardOffer {
             pool: &POOL,
             vmids,
             vcpus: 1,
+            cpus: 1,
             devices: DEVICES,
         }
     }
@@ -749,6 +837,114 @@ mod tests {
             format!("{}", check(&[two]).unwrap_err()),
             "VM 'two': 2 vCPUs, the board gives a VM at most 1"
         );
+        let mut none = vm("none", 0x8000_0000);
+        none.vcpus = 0;
+        assert_eq!(
+            check(&[none]),
+            Err(ConfigError::TooManyVcpus {
+                vm: "none",
+                vcpus: 0,
+                max: 1
+            })
+        );
+        // A board offering more than MAX_VCPUS gives at most MAX_VCPUS.
+        let mut five = vm("five", 0x8000_0000);
+        five.vcpus = 5;
+        let wide = BoardOffer {
+            vcpus: 8,
+            cpus: 8,
+            ..offer(255)
+        };
+        assert_eq!(
+            format!("{}", validate(&[five], &wide, sized).unwrap_err()),
+            "VM 'five': 5 vCPUs, the board gives a VM at most 4"
+        );
+    }
+
+    /// A VM of `cpus.len()` vCPUs, vCPU `i` on `cpus[i]`.
+    fn on(name: &'static str, ram_host: u64, cpus: &[u8]) -> VmConfig<'static> {
+        VmConfig {
+            vcpus: cpus.len() as u32,
+            cpus: crate::system_image::cpu_map(cpus),
+            ..vm(name, ram_host)
+        }
+    }
+
+    /// A board giving a VM 4 vCPUs, with `cpus` CPUs online.
+    fn smp(cpus: u32) -> BoardOffer<'static> {
+        BoardOffer {
+            vcpus: MAX_VCPUS as u32,
+            cpus,
+            ..offer(255)
+        }
+    }
+
+    #[test]
+    fn each_vcpu_runs_on_its_own_online_cpu() {
+        let linux = on("linux", 0x8000_0000, &[1, 2]);
+        assert_eq!((linux.cpu_of(0), linux.cpu_of(1)), (1, 2));
+        assert_eq!((linux.cpu_of(2), linux.cpu_of(9)), (255, 255));
+        // VMs may share a CPU; a VM's vCPUs may be on any online CPUs.
+        let table = [
+            linux,
+            on("ticker", 0x8800_0000, &[2]),
+            on("wide", 0x9000_0000, &[3, 0, 2, 1]),
+        ];
+        assert_eq!(validate(&table, &smp(4), sized), Ok(()));
+        // `-smp 2`: CPU 2 did not come up.
+        let error = validate(&table, &smp(2), sized).unwrap_err();
+        assert_eq!(
+            error,
+            ConfigError::CpuOffline {
+                vm: "linux",
+                vcpu: 1,
+                cpu: 2,
+                cpus: 2
+            }
+        );
+        assert_eq!(
+            format!("{error}"),
+            "VM 'linux': vCPU 1 runs on CPU 2, but only CPUs 0 to 1 are online"
+        );
+        let error = validate(&[on("up", 0x8000_0000, &[1])], &smp(1), sized).unwrap_err();
+        assert_eq!(
+            format!("{error}"),
+            "VM 'up': vCPU 0 runs on CPU 1, but only CPU 0 is online"
+        );
+        let error = validate(&[on("up", 0x8000_0000, &[0])], &smp(0), sized).unwrap_err();
+        assert_eq!(
+            format!("{error}"),
+            "VM 'up': vCPU 0 runs on CPU 0, but no CPU is online"
+        );
+        // A map with no CPU for a vCPU the VM has.
+        let mut gap = on("gap", 0x8000_0000, &[0]);
+        gap.vcpus = 2;
+        assert!(matches!(
+            validate(&[gap], &smp(4), sized),
+            Err(ConfigError::CpuOffline {
+                vcpu: 1,
+                cpu: 255,
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn two_vcpus_of_a_vm_never_share_a_cpu() {
+        let error = validate(&[on("pair", 0x8000_0000, &[1, 3, 1])], &smp(4), sized).unwrap_err();
+        assert_eq!(
+            error,
+            ConfigError::CpuTwice {
+                vm: "pair",
+                vcpu: 2,
+                other: 0,
+                cpu: 1
+            }
+        );
+        assert_eq!(
+            format!("{error}"),
+            "VM 'pair': vCPUs 0 and 2 both run on CPU 1; each vCPU needs its own CPU"
+        );
     }
 
     #[test]
@@ -764,7 +960,8 @@ mod tests {
                 bootargs: "quiet",
                 ram_size: 0x0020_0000,
                 ram_offset: 0x0040_0000,
-                vcpus: 1,
+                vcpus: 2,
+                cpus: crate::system_image::cpu_map(&[2, 0]),
                 entry_offset: 0x1000,
                 images: std::vec![ImageSource {
                     role: Role::Kernel,
@@ -797,7 +994,13 @@ mod tests {
             }
         );
         assert_eq!(config.devices, DeviceSet(0b100));
-        assert_eq!(check(&[config]), Ok(()));
+        assert_eq!((config.vcpus, config.cpus), (2, [2, 0, NO_CPU, NO_CPU]));
+        assert_eq!((config.cpu_of(0), config.cpu_of(1)), (2, 0));
+        assert_eq!(validate(&[config], &smp(3), sized), Ok(()));
+        assert!(matches!(
+            check(&[config]),
+            Err(ConfigError::TooManyVcpus { vcpus: 2, .. })
+        ));
     }
 
     #[test]

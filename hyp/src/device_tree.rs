@@ -2,10 +2,12 @@
 //! The device tree a VM boots with, written from its configuration.
 //!
 //! Every VM sees the guest platform of DESIGN.md (the memory map of QEMU's
-//! `virt` machine for one Cortex-A15), so its tree is the same shape for
-//! all: memory, one CPU, PSCI 0.2 by HVC, the architected timer, the GICv2,
-//! the PL011 (with its clock) and `/chosen` with the boot arguments, the
-//! console and the initrd's range. [`guest_device_tree`] writes it as a
+//! `virt` machine, Cortex-A15s), so its tree is the same shape for all:
+//! memory, a CPU per vCPU (`cpu@0` up; started by PSCI when there are
+//! several), PSCI 0.2 by HVC, the architected timer (its per-CPU
+//! interrupts routed to every vCPU), the GICv2, the PL011 (with its clock)
+//! and `/chosen` with the boot arguments, the console and the initrd's
+//! range. [`guest_device_tree`] writes it as a
 //! flattened device tree blob with `vm-fdt` (which allocates: the board
 //! gives the hypervisor a small heap for this, used only before VMs run).
 //!
@@ -16,6 +18,7 @@
 //!     ram_size: 0x1000_0000,
 //!     bootargs: "console=ttyAMA0",
 //!     initrd: Some((0x4800_0000, 0x4810_0000)),
+//!     cpus: 2,
 //! })
 //! .unwrap();
 //! assert_eq!(&blob[..4], &[0xd0, 0x0d, 0xfe, 0xed]); // the FDT magic
@@ -49,7 +52,20 @@ pub struct GuestTree<'a> {
     pub bootargs: &'a str,
     /// The initrd's guest-physical range (start, end), if there is one.
     pub initrd: Option<(u32, u32)>,
+    /// How many vCPUs the VM has: 1 to [`MAX_TREE_CPUS`] (0 is written
+    /// as 1, more as [`MAX_TREE_CPUS`]).
+    pub cpus: u32,
 }
+
+/// The most CPUs a tree lists: the GICv2's eight CPU interfaces (the
+/// CPU mask of a per-CPU interrupt has 8 bits).
+pub const MAX_TREE_CPUS: u32 = 8;
+
+/// PSCI 0.2's function ids (SMC32) for the `cpu_on` and `cpu_off`
+/// properties, which kernels that know only PSCI 0.1 read.
+pub const PSCI_CPU_ON: u32 = 0x8400_0003;
+/// CPU_OFF.
+pub const PSCI_CPU_OFF: u32 = 0x8400_0002;
 
 /// GIC interrupt specifier cells: SPI.
 const GIC_SPI: u32 = 0;
@@ -57,8 +73,13 @@ const GIC_SPI: u32 = 0;
 const GIC_PPI: u32 = 1;
 /// Level-sensitive, active high.
 const LEVEL_HIGH: u32 = 4;
-/// PPI flags for one CPU (GIC_CPU_MASK_SIMPLE(1) << 8) and level, high.
-const PPI_ONE_CPU: u32 = (1 << 8) | LEVEL_HIGH;
+
+/// The flags cell of a per-CPU interrupt (PPI) reaching `cpus` CPUs:
+/// level, high, with the GICv2 CPU mask (`GIC_CPU_MASK_SIMPLE(cpus)`, a
+/// bit per CPU) in bits 15:8, as Linux's GICv2 binding reads it.
+const fn ppi_flags(cpus: u32) -> u32 {
+    (((1 << cpus) - 1) << 8) | LEVEL_HIGH
+}
 /// phandles.
 const GIC_PHANDLE: u32 = 1;
 const CLOCK_PHANDLE: u32 = 2;
@@ -87,40 +108,41 @@ pub fn guest_device_tree(tree: &GuestTree<'_>) -> Result<Vec<u8>, Error> {
     fdt.property_array_u32("reg", &[tree.ram_base, tree.ram_size])?;
     fdt.end_node(memory)?;
 
+    let count = tree.cpus.clamp(1, MAX_TREE_CPUS);
     let cpus = fdt.begin_node("cpus")?;
     fdt.property_u32("#address-cells", 1)?;
     fdt.property_u32("#size-cells", 0)?;
-    let cpu = fdt.begin_node("cpu@0")?;
-    fdt.property_string("device_type", "cpu")?;
-    fdt.property_string("compatible", "arm,cortex-a15")?;
-    fdt.property_u32("reg", 0)?;
-    fdt.end_node(cpu)?;
+    for index in 0..count {
+        let cpu = fdt.begin_node(&format_node("cpu", index))?;
+        fdt.property_string("device_type", "cpu")?;
+        fdt.property_string("compatible", "arm,cortex-a15")?;
+        fdt.property_u32("reg", index)?;
+        // The boot vCPU starts at the kernel's entry; the others are
+        // started by the guest with PSCI CPU_ON.
+        if count > 1 {
+            fdt.property_string("enable-method", "psci")?;
+        }
+        fdt.end_node(cpu)?;
+    }
     fdt.end_node(cpus)?;
 
     let psci = fdt.begin_node("psci")?;
     fdt.property_string("compatible", "arm,psci-0.2")?;
     fdt.property_string("method", "hvc")?;
+    fdt.property_u32("cpu_on", PSCI_CPU_ON)?;
+    fdt.property_u32("cpu_off", PSCI_CPU_OFF)?;
     fdt.end_node(psci)?;
 
     // The architected timer: secure and non-secure physical, virtual and
     // hypervisor PPIs (13, 14, 11, 10); the guest uses the virtual one.
+    // Each is per CPU, on every vCPU.
     let timer = fdt.begin_node("timer")?;
     fdt.property_string("compatible", "arm,armv7-timer")?;
+    let flags = ppi_flags(count);
     fdt.property_array_u32(
         "interrupts",
         &[
-            GIC_PPI,
-            13,
-            PPI_ONE_CPU,
-            GIC_PPI,
-            14,
-            PPI_ONE_CPU,
-            GIC_PPI,
-            11,
-            PPI_ONE_CPU,
-            GIC_PPI,
-            10,
-            PPI_ONE_CPU,
+            GIC_PPI, 13, flags, GIC_PPI, 14, flags, GIC_PPI, 11, flags, GIC_PPI, 10, flags,
         ],
     )?;
     fdt.property_null("always-on")?;
@@ -181,14 +203,61 @@ fn memory_name(base: u32) -> alloc::string::String {
 mod tests {
     use super::*;
 
-    fn tree() -> Vec<u8> {
+    fn tree_of(cpus: u32) -> Vec<u8> {
         guest_device_tree(&GuestTree {
             ram_base: 0x4000_0000,
             ram_size: 0x1000_0000,
             bootargs: "console=ttyAMA0 earlycon",
             initrd: Some((0x4800_0000, 0x480d_7b21)),
+            cpus,
         })
         .unwrap()
+    }
+
+    fn tree() -> Vec<u8> {
+        tree_of(1)
+    }
+
+    /// Big-endian cells, as a property holds them.
+    fn cells(values: &[u32]) -> Vec<u8> {
+        values.iter().flat_map(|c| c.to_be_bytes()).collect()
+    }
+
+    /// The CPUs of a tree: (node name, reg, enable-method).
+    fn cpus_of(blob: &[u8]) -> Vec<(alloc::string::String, usize, Option<alloc::string::String>)> {
+        let fdt = fdt::Fdt::new(blob).unwrap();
+        let listed: Vec<_> = fdt
+            .find_node("/cpus")
+            .unwrap()
+            .children()
+            .map(|cpu| {
+                (
+                    alloc::string::String::from(cpu.name),
+                    cpu.property("reg").and_then(|reg| reg.as_usize()).unwrap(),
+                    cpu.property("enable-method")
+                        .and_then(|method| method.as_str())
+                        .map(alloc::string::String::from),
+                )
+            })
+            .collect();
+        // The fdt crate's own view of them: the same ids.
+        assert_eq!(
+            fdt.cpus().map(|cpu| cpu.ids().first()).collect::<Vec<_>>(),
+            listed.iter().map(|(_, reg, _)| *reg).collect::<Vec<_>>()
+        );
+        listed
+    }
+
+    /// The timer's interrupts property.
+    fn timer_interrupts(blob: &[u8]) -> Vec<u8> {
+        let fdt = fdt::Fdt::new(blob).unwrap();
+        let timer = fdt.find_compatible(&["arm,armv7-timer"]).unwrap();
+        timer.property("interrupts").unwrap().value.to_vec()
+    }
+
+    /// The timer's four PPIs with `flags`.
+    fn timer_with(flags: u32) -> Vec<u8> {
+        cells(&[1, 13, flags, 1, 14, flags, 1, 11, flags, 1, 10, flags])
     }
 
     #[test]
@@ -226,8 +295,59 @@ mod tests {
         let psci = fdt.find_compatible(&["arm,psci-0.2"]).unwrap();
         assert_eq!(psci.property("method").unwrap().as_str(), Some("hvc"));
         assert!(fdt.find_compatible(&["arm,armv7-timer"]).is_some());
-        let cpu = fdt.cpus().next().unwrap();
-        assert_eq!(cpu.ids().first(), 0);
+        assert_eq!(
+            psci.property("cpu_on").unwrap().as_usize(),
+            Some(0x8400_0003)
+        );
+        assert_eq!(
+            psci.property("cpu_off").unwrap().as_usize(),
+            Some(0x8400_0002)
+        );
+    }
+
+    #[test]
+    fn one_vcpu_is_one_cpu_without_an_enable_method() {
+        let blob = tree();
+        assert_eq!(cpus_of(&blob), [("cpu@0".into(), 0, None)]);
+        // The timer's PPIs reach CPU 0: mask 0b1 in bits 15:8, level high.
+        assert_eq!(timer_interrupts(&blob), timer_with(0x104));
+        // 0 vCPUs is written as one.
+        assert_eq!(tree_of(0), blob);
+    }
+
+    #[test]
+    fn several_vcpus_are_listed_and_started_by_psci() {
+        for (count, mask) in [(2u32, 0b11u32), (4, 0b1111)] {
+            let blob = tree_of(count);
+            let cpus = cpus_of(&blob);
+            assert_eq!(cpus.len(), count as usize);
+            for (index, (name, reg, method)) in cpus.into_iter().enumerate() {
+                assert_eq!(name, alloc::format!("cpu@{index}"));
+                assert_eq!(reg, index);
+                assert_eq!(method.as_deref(), Some("psci"));
+            }
+            let fdt = fdt::Fdt::new(&blob).unwrap();
+            for cpu in fdt.cpus() {
+                assert_eq!(
+                    cpu.property("compatible").unwrap().as_str(),
+                    Some("arm,cortex-a15")
+                );
+                assert_eq!(cpu.property("device_type").unwrap().as_str(), Some("cpu"));
+            }
+            assert_eq!(timer_interrupts(&blob), timer_with((mask << 8) | 4));
+            let psci = fdt.find_compatible(&["arm,psci-0.2"]).unwrap();
+            assert_eq!(psci.property("method").unwrap().as_str(), Some("hvc"));
+            // The PL011's SPI has no CPU mask.
+            let uart = fdt.find_compatible(&["arm,pl011"]).unwrap();
+            assert_eq!(
+                uart.property("interrupts").unwrap().value,
+                cells(&[0, 1, 4])
+            );
+        }
+        // More than the GIC has CPU interfaces for: eight.
+        let blob = tree_of(9);
+        assert_eq!(cpus_of(&blob).len(), 8);
+        assert_eq!(timer_interrupts(&blob), timer_with(0xff04));
     }
 
     #[test]
@@ -250,6 +370,7 @@ mod tests {
                 ram_size: 0x0800_0000,
                 bootargs: "",
                 initrd: None,
+                cpus: 1,
             }
         })
         .unwrap();

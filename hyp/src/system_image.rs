@@ -21,12 +21,19 @@
 //! | strings offset.. | VM names and kernel command lines (UTF-8, not terminated) |
 //! | data offset.. | the images' bytes, each at a 4 KiB boundary; a file two VMs share is stored once |
 //!
-//! A VM entry: name (offset, length), bootargs (offset, length), RAM size,
-//! RAM offset in the board's pool, vCPUs, entry (offset into its RAM),
-//! first image and image count, devices (a bit per [`DEVICES`] name),
-//! fault policy and restart limit, console mode, device-tree source,
-//! kernel format. An image entry: role, data offset, size, load offset
-//! (into the VM's RAM), a reserved word.
+//! A VM entry, 17 words: name (offset, length), bootargs (offset,
+//! length), RAM size, RAM offset in the board's pool, vCPUs (1 to
+//! [`MAX_VCPUS`]), entry (offset into its RAM), first image and image
+//! count, devices (a bit per [`DEVICES`] name), fault policy and restart
+//! limit, console mode, device-tree source, kernel format, and the
+//! vCPU-to-CPU map: byte `i` of that word (its `i`th byte in memory) is the
+//! physical CPU vCPU `i` runs on, below [`MAX_CPUS`], each CPU at most once
+//! in a VM; the bytes past the VM's vCPUs are [`NO_CPU`]. An image entry:
+//! role, data offset, size, load offset (into the VM's RAM), a reserved
+//! word.
+//!
+//! Version 1 had 16-word VM entries without the CPU map (every VM on
+//! CPU 0); this hypervisor reads only version 2.
 //!
 //! The checksum is CRC-32 (IEEE) of the whole image with the checksum word
 //! taken as 0.
@@ -39,11 +46,11 @@ use core::fmt;
 /// The first eight bytes.
 pub const MAGIC: [u8; 8] = *b"CAPVSYS\0";
 /// The format version this hypervisor reads and the tool writes.
-pub const VERSION: u32 = 1;
+pub const VERSION: u32 = 2;
 /// Bytes of the header.
 pub const HEADER_BYTES: usize = 64;
-/// Bytes of one VM entry.
-pub const VM_ENTRY_BYTES: usize = 64;
+/// Bytes of one VM entry (17 words).
+pub const VM_ENTRY_BYTES: usize = 68;
 /// Bytes of one image entry.
 pub const IMAGE_ENTRY_BYTES: usize = 20;
 /// Images start at multiples of this.
@@ -57,6 +64,30 @@ pub const MAX_IMAGES_PER_VM: usize = 3;
 pub const MAX_NAME: usize = 31;
 /// The longest kernel command line.
 pub const MAX_BOOTARGS: usize = 1024;
+
+/// The most vCPUs a VM entry may have ([`crate::config::MAX_VCPUS`]): one
+/// byte each in the entry's CPU-map word.
+pub const MAX_VCPUS: usize = crate::config::MAX_VCPUS;
+/// CPU numbers a table may name are below this (so a set of them fits a
+/// 32-bit mask); the board checks them against the CPUs it has.
+pub const MAX_CPUS: usize = 32;
+/// The byte of a CPU map that stands for no CPU: every byte past a VM's
+/// vCPUs.
+pub const NO_CPU: u8 = 0xff;
+
+// The CPU map is one word of the entry: a byte per vCPU.
+const _: () = assert!(MAX_VCPUS == 4 && VM_ENTRY_BYTES == 17 * 4);
+
+/// The CPU map of a VM whose vCPU `i` runs on CPU `cpus[i]`: those bytes,
+/// then [`NO_CPU`] up to [`MAX_VCPUS`] (entries of `cpus` past
+/// [`MAX_VCPUS`] are left out; such a VM is refused for its vCPU count).
+pub fn cpu_map(cpus: &[u8]) -> [u8; MAX_VCPUS] {
+    let mut map = [NO_CPU; MAX_VCPUS];
+    for (slot, cpu) in map.iter_mut().zip(cpus) {
+        *slot = *cpu;
+    }
+    map
+}
 
 /// The virtual devices a table can give a VM, by bit.
 pub const DEVICES: [&str; 3] = ["gic-distributor", "gic-cpu-interface", "pl011"];
@@ -175,8 +206,12 @@ pub struct VmEntry<'a> {
     pub ram_size: u32,
     /// Where its RAM starts in the board's guest pool (an offset).
     pub ram_offset: u32,
-    /// vCPUs.
+    /// vCPUs, 1 to [`MAX_VCPUS`].
     pub vcpus: u32,
+    /// The physical CPU of each vCPU: `cpus[i]` for vCPU `i` below
+    /// `vcpus`, each below [`MAX_CPUS`] and different; [`NO_CPU`] past
+    /// them.
+    pub cpus: [u8; MAX_VCPUS],
     /// Where its vCPU starts (offset into its RAM).
     pub entry_offset: u32,
     /// Its images.
@@ -541,12 +576,31 @@ pub fn parse(bytes: &[u8]) -> Result<SystemTable<'_>, TableError> {
         if vcpus == 0 {
             return Err(bad("no vCPU", vcpus));
         }
+        if vcpus as usize > MAX_VCPUS {
+            return Err(bad("more vCPUs than a VM may have", vcpus));
+        }
+        let cpus = field(16).to_le_bytes();
+        let mut seen = 0u32;
+        for (vcpu, &cpu) in cpus.iter().enumerate() {
+            if vcpu >= vcpus as usize {
+                if cpu != NO_CPU {
+                    return Err(bad("a CPU-map byte past its vCPUs is not 0xff", cpu.into()));
+                }
+            } else if cpu as usize >= MAX_CPUS {
+                return Err(bad("a vCPU's CPU is not 0 to 31", cpu.into()));
+            } else if seen & (1 << cpu) != 0 {
+                return Err(bad("two vCPUs on one CPU", cpu.into()));
+            } else {
+                seen |= 1 << cpu;
+            }
+        }
         vms.push(VmEntry {
             name,
             bootargs,
             ram_size: field(4),
             ram_offset: field(5),
             vcpus,
+            cpus,
             entry_offset,
             images,
             devices,
@@ -595,6 +649,9 @@ pub struct VmSource<'a> {
     pub ram_offset: u32,
     /// vCPUs.
     pub vcpus: u32,
+    /// The physical CPU of each vCPU, [`NO_CPU`] past `vcpus` (written as
+    /// it is; [`cpu_map`] builds one from a list).
+    pub cpus: [u8; MAX_VCPUS],
     /// Entry, as an offset into its RAM.
     pub entry_offset: u32,
     /// Its images.
@@ -735,6 +792,7 @@ impl Writer {
                 vm.console as u32,
                 vm.device_tree as u32,
                 vm.format as u32,
+                u32::from_le_bytes(vm.cpus),
             ];
             for (n, value) in fields.into_iter().enumerate() {
                 put(at + 4 * n, value);

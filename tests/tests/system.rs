@@ -72,6 +72,26 @@ const BAD: &[(&str, &str)] = &[
         "device-twice",
         "bad/device-twice.toml:8:40: vm[0].devices: device 'pl011' is claimed twice",
     ),
+    (
+        "too-many-vcpus",
+        "bad/too-many-vcpus.toml:8:9: vm[0].vcpus: 8 vCPUs; board 'qemu-virt' gives a VM 1 to 4",
+    ),
+    (
+        "cpu-beyond-board",
+        "bad/cpu-beyond-board.toml:8:12: vm[0].cpus: CPU 4; board 'qemu-virt' has CPUs 0 to 3",
+    ),
+    (
+        "cpu-twice",
+        "bad/cpu-twice.toml:8:12: vm[0].cpus: CPU 1 is named twice: each vCPU needs its own CPU",
+    ),
+    (
+        "cpus-not-vcpus",
+        "bad/cpus-not-vcpus.toml:9:8: vm[0].cpus: 3 CPUs listed, but vcpus = 2: list one CPU per vCPU",
+    ),
+    (
+        "empty-cpus",
+        "bad/empty-cpus.toml:8:8: vm[0].cpus: no CPU: list the CPU of each vCPU (cpus = [0] for one vCPU on CPU 0)",
+    ),
 ];
 
 #[test]
@@ -112,6 +132,7 @@ fn vm<'a>(name: &'a str, ram_offset: u32, kernel: &'a [u8], format: KernelFormat
         ram_size: 2 << 20,
         ram_offset,
         vcpus: 1,
+        cpus: hyp::system_image::cpu_map(&[0]),
         entry_offset: 0,
         images: vec![ImageSource {
             role: Role::Kernel,
@@ -188,12 +209,12 @@ fn no_system_image_is_refused_at_boot(board: &Board) {
 fn a_newer_format_is_refused_at_boot(board: &Board) {
     let kernel = hello();
     let mut image = Writer::write(&[vm("one", 0, &kernel, KernelFormat::Zimage)], 0);
-    image[8] = 2; // the version word
+    image[8] = 3; // the version word
     let sum = hyp::system_image::checksum(&image, 20);
     image[20..24].copy_from_slice(&sum.to_le_bytes());
     assert_refused(
         &boot_image(board, "version", &image),
-        "system image: format version 2; this hypervisor reads version 1 (repack it with this tree's tools)",
+        "system image: format version 3; this hypervisor reads version 2 (repack it with this tree's tools)",
     );
 }
 

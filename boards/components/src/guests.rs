@@ -174,6 +174,7 @@ fn write_device_tree(config: &VmConfig<'static>, spec: &VmSpec) -> Option<Vec<u8
         ram_size: config.ram_size,
         bootargs: config.bootargs,
         initrd,
+        cpus: config.vcpus,
     })
     .unwrap_or_else(|error| {
         io::refuse_boot(format_args!(
@@ -342,6 +343,9 @@ pub fn prepare(memory: GuestPool) -> System {
             format: entry.format,
         })
         .collect();
+    // TODO(smp): `cpus` is to be the number of CPUs that came up on this
+    // boot (`boot::start_secondary_cpus`); until the board passes it in, a
+    // vCPU may run on CPU 0 only, so every VM has one vCPU.
     let offer = BoardOffer {
         pool: memory.pool,
         vmids: VMIDS,

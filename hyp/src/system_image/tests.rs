@@ -16,6 +16,7 @@ fn linux() -> VmSource<'static> {
         ram_size: 256 << 20,
         ram_offset: 0,
         vcpus: 1,
+        cpus: cpu_map(&[0]),
         entry_offset: 0x1_0000,
         images: vec![
             ImageSource {
@@ -41,6 +42,8 @@ fn second() -> VmSource<'static> {
     VmSource {
         name: "linux-2",
         ram_offset: 256 << 20,
+        vcpus: 2,
+        cpus: cpu_map(&[3, 1]),
         policy: FaultPolicy::Restart(3),
         console: ConsoleMode::Shared,
         ..linux()
@@ -77,6 +80,11 @@ fn what_is_written_is_read_back() {
             vm.entry_offset
         ),
         ("linux-2", "console=ttyAMA0", 256 << 20, 256 << 20, 0x1_0000)
+    );
+    assert_eq!((vm.vcpus, vm.cpus), (2, [3, 1, NO_CPU, NO_CPU]));
+    assert_eq!(
+        (table.vms[0].vcpus, table.vms[0].cpus),
+        (1, [0, 0xff, 0xff, 0xff])
     );
     assert_eq!(vm.policy, FaultPolicy::Restart(3));
     assert_eq!(vm.console, ConsoleMode::Shared);
@@ -120,12 +128,18 @@ fn damage_is_refused_by_name() {
     assert!(matches!(error, TableError::Checksum { .. }));
     assert!(error.to_string().contains("corrupted"), "{error}");
     assert_eq!(
-        parse(&with_word(image.clone(), header::VERSION, 2)),
-        Err(TableError::Version { found: 2 })
+        parse(&with_word(image.clone(), header::VERSION, 3)),
+        Err(TableError::Version { found: 3 })
+    );
+    // Version 1 (16-word VM entries, no CPU map) is refused by its number.
+    let error = parse(&with_word(image.clone(), header::VERSION, 1)).unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "format version 1; this hypervisor reads version 2 (repack it with this tree's tools)"
     );
     assert!(matches!(
-        parse(&with_word(image.clone(), header::VM_ENTRY_BYTES, 60)),
-        Err(TableError::Layout { found: 60, .. })
+        parse(&with_word(image.clone(), header::VM_ENTRY_BYTES, 64)),
+        Err(TableError::Layout { found: 64, .. })
     ));
     assert_eq!(
         parse(&with_word(image.clone(), header::VM_COUNT, 0)),
@@ -200,6 +214,57 @@ fn bad_entries_are_refused_by_name() {
         (1, 2, "a second kernel, initrd or device tree")
     );
     assert_eq!(image_error(first_image + 16, 1).2, "reserved word is not 0");
+}
+
+#[test]
+fn cpu_maps_must_give_each_vcpu_its_own_cpu() {
+    let image = packed();
+    let vm2 = HEADER_BYTES + VM_ENTRY_BYTES;
+    let map = |bytes: [u8; 4]| with_word(image.clone(), vm2 + 64, u32::from_le_bytes(bytes));
+    let refused = |image: Vec<u8>| match parse(&image) {
+        Err(error @ TableError::Vm { vm: 2, .. }) => error.to_string(),
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(
+        refused(with_word(image.clone(), vm2 + 24, 5)),
+        "VM 2: more vCPUs than a VM may have (0x5)"
+    );
+    assert_eq!(
+        refused(map([3, 32, NO_CPU, NO_CPU])),
+        "VM 2: a vCPU's CPU is not 0 to 31 (0x20)"
+    );
+    assert_eq!(
+        refused(map([NO_CPU, 1, NO_CPU, NO_CPU])),
+        "VM 2: a vCPU's CPU is not 0 to 31 (0xff)"
+    );
+    assert_eq!(
+        refused(map([1, 1, NO_CPU, NO_CPU])),
+        "VM 2: two vCPUs on one CPU (0x1)"
+    );
+    assert_eq!(
+        refused(map([3, 1, 2, NO_CPU])),
+        "VM 2: a CPU-map byte past its vCPUs is not 0xff (0x2)"
+    );
+    assert_eq!(
+        refused(map([3, 1, NO_CPU, 0])),
+        "VM 2: a CPU-map byte past its vCPUs is not 0xff (0x0)"
+    );
+    // Any CPU below 32, in any order, is the table's to give.
+    let any = map([31, 0, NO_CPU, NO_CPU]);
+    assert_eq!(parse(&any).unwrap().vms[1].cpus, [31, 0, NO_CPU, NO_CPU]);
+    // Four vCPUs use every byte.
+    let mut four = linux();
+    four.vcpus = 4;
+    four.cpus = cpu_map(&[0, 1, 2, 3]);
+    let four = Writer::write(&[four], 0);
+    assert_eq!(parse(&four).unwrap().vms[0].cpus, [0, 1, 2, 3]);
+}
+
+#[test]
+fn a_cpu_map_is_the_list_then_no_cpu() {
+    assert_eq!(cpu_map(&[]), [NO_CPU; MAX_VCPUS]);
+    assert_eq!(cpu_map(&[2]), [2, NO_CPU, NO_CPU, NO_CPU]);
+    assert_eq!(cpu_map(&[1, 2, 3, 0, 5]), [1, 2, 3, 0]);
 }
 
 #[test]

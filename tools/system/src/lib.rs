@@ -14,6 +14,7 @@
 //! [[vm]]
 //! name = "linux"
 //! ram = "256 MiB"
+//! cpus = [0, 1]
 //! kernel = { file = "linux-zImage", format = "zimage" }
 //! initrd = "initrd.cpio.gz"
 //! bootargs = "console=ttyAMA0"
@@ -22,6 +23,7 @@
 //! [[vm]]
 //! name = "ticker"
 //! ram = "2 MiB"
+//! cpus = [2]
 //! kernel = { file = "ticker", format = "zimage" }
 //! fault-policy = { restart = 2 }
 //! console = "shared"
@@ -32,8 +34,8 @@
 pub mod images;
 
 use hyp::system_image::{
-    ConsoleMode as PackedConsole, DeviceTreeSource, FaultPolicy as PackedPolicy, ImageSource,
-    KernelFormat, Role, VmSource, Writer, DEVICES,
+    cpu_map, ConsoleMode as PackedConsole, DeviceTreeSource, FaultPolicy as PackedPolicy,
+    ImageSource, KernelFormat, Role, VmSource, Writer, DEVICES,
 };
 use serde::Deserialize;
 use std::fmt;
@@ -50,6 +52,8 @@ pub struct BoardOffer {
     pub pool: u64,
     /// vCPUs a VM may have.
     pub vcpus: u32,
+    /// Physical CPUs, numbered 0 up: each vCPU runs on one of them.
+    pub cpus: u32,
     /// The virtual devices a VM may claim.
     pub devices: &'static [&'static str],
     /// Bytes of the staging area the packed system image must fit.
@@ -63,13 +67,15 @@ pub const BOARDS: [BoardOffer; 2] = [
         name: "integrator-cp",
         pool: 752 << 20,
         vcpus: 1,
+        cpus: 1,
         devices: &DEVICES,
         staging: 256 << 20,
     },
     BoardOffer {
         name: "qemu-virt",
         pool: 752 << 20,
-        vcpus: 1,
+        vcpus: 4,
+        cpus: 4,
         devices: &DEVICES,
         staging: 256 << 20,
     },
@@ -149,8 +155,11 @@ pub struct VmDescription {
     /// Where its RAM starts in the board's pool (default: after the
     /// previous VM's).
     pub pool_offset: Option<Spanned<String>>,
-    /// vCPUs.
+    /// vCPUs (default: one per CPU of `cpus`, else 1).
     pub vcpus: Option<Spanned<u32>>,
+    /// The physical CPU of each vCPU, in vCPU order (default: CPUs 0 to
+    /// `vcpus - 1`).
+    pub cpus: Option<Spanned<Vec<Spanned<u32>>>>,
     /// The kernel.
     pub kernel: Spanned<KernelImage>,
     /// An initrd file.
@@ -290,6 +299,9 @@ pub struct CheckedVm {
     pub pool_offset: u64,
     /// vCPUs.
     pub vcpus: u32,
+    /// The physical CPU of each vCPU, in vCPU order (`vcpus` of them, each
+    /// a different CPU of the board).
+    pub cpus: Vec<u8>,
     /// Its kernel's format.
     pub format: ImageFormat,
     /// Its kernel.
@@ -401,6 +413,106 @@ fn size_key(
             None
         }
     }
+}
+
+/// `CPUs 0 to 3`, or `only CPU 0`: the CPUs of a board with `count`.
+fn cpu_range(count: u32) -> String {
+    match count {
+        0 => "no CPU".into(),
+        1 => "only CPU 0".into(),
+        _ => format!("CPUs 0 to {}", count - 1),
+    }
+}
+
+/// A VM's vCPU count and the CPU of each vCPU, from its `vcpus` and
+/// `cpus` (either gives the other; neither is one vCPU on CPU 0), with
+/// every problem reported: a count the board does not give a VM, an empty
+/// list, a list whose length is not `vcpus`, a CPU the board does not have
+/// and a CPU named twice.
+fn placement(
+    report: &mut Report,
+    vm: &VmDescription,
+    board: &BoardOffer,
+    key: &dyn Fn(&str) -> Option<String>,
+) -> (u32, Vec<u8>) {
+    let listed = vm.cpus.as_ref().map(|list| list.get_ref().len() as u32);
+    let vcpus = match (&vm.vcpus, listed) {
+        (Some(vcpus), _) => *vcpus.get_ref(),
+        (None, Some(listed)) => listed,
+        (None, None) => 1,
+    };
+    let out_of_range = vcpus == 0 || vcpus > board.vcpus;
+    match (&vm.vcpus, &vm.cpus) {
+        (Some(spanned), _) if out_of_range => report.add(
+            spanned.span(),
+            key("vcpus"),
+            format!(
+                "{vcpus} vCPUs; board '{}' gives a VM 1 to {}",
+                board.name, board.vcpus
+            ),
+        ),
+        (None, Some(list)) if out_of_range && vcpus > 0 => report.add(
+            list.span(),
+            key("cpus"),
+            format!(
+                "{vcpus} CPUs, so {vcpus} vCPUs; board '{}' gives a VM 1 to {}",
+                board.name, board.vcpus
+            ),
+        ),
+        _ => {}
+    }
+    let Some(list) = &vm.cpus else {
+        let count = if out_of_range { 1 } else { vcpus };
+        return (vcpus, (0..count).map(|cpu| cpu as u8).collect());
+    };
+    let cpus = list.get_ref();
+    if cpus.is_empty() {
+        report.add(
+            list.span(),
+            key("cpus"),
+            "no CPU: list the CPU of each vCPU (cpus = [0] for one vCPU on CPU 0)".into(),
+        );
+    } else if let Some(given) = &vm.vcpus {
+        if *given.get_ref() as usize != cpus.len() {
+            report.add(
+                list.span(),
+                key("cpus"),
+                format!(
+                    "{} CPUs listed, but vcpus = {}: list one CPU per vCPU",
+                    cpus.len(),
+                    given.get_ref()
+                ),
+            );
+        }
+    }
+    for (n, cpu) in cpus.iter().enumerate() {
+        let number = *cpu.get_ref();
+        if number >= board.cpus {
+            report.add(
+                cpu.span(),
+                key("cpus"),
+                format!(
+                    "CPU {number}; board '{}' has {}",
+                    board.name,
+                    cpu_range(board.cpus)
+                ),
+            );
+        } else if cpus[..n]
+            .iter()
+            .any(|other| other.get_ref() == cpu.get_ref())
+        {
+            report.add(
+                cpu.span(),
+                key("cpus"),
+                format!("CPU {number} is named twice: each vCPU needs its own CPU"),
+            );
+        }
+    }
+    let cpus = cpus
+        .iter()
+        .map(|cpu| u8::try_from(*cpu.get_ref()).unwrap_or(u8::MAX))
+        .collect();
+    (vcpus, cpus)
 }
 
 /// Reads and checks the description in `text` (from `file`; the files it
@@ -546,19 +658,7 @@ pub fn check(file: &Path, text: &str, options: &Options) -> Result<CheckedSystem
             next_offset = next_offset.max(range.end);
         }
         let ram = ram.unwrap_or(0);
-        let vcpus = vm.vcpus.as_ref().map_or(1, |vcpus| *vcpus.get_ref());
-        if let Some(spanned) = &vm.vcpus {
-            if vcpus == 0 || vcpus > board.vcpus {
-                report.add(
-                    spanned.span(),
-                    key("vcpus"),
-                    format!(
-                        "{vcpus} vCPUs; board '{}' gives a VM 1 to {}",
-                        board.name, board.vcpus
-                    ),
-                );
-            }
-        }
+        let (vcpus, cpus) = placement(&mut report, vm, board, &key);
         let writes_device_tree =
             vm.device_tree.is_none() && (!vm.bootargs.is_empty() || vm.initrd.is_some());
         let has_device_tree = writes_device_tree || vm.device_tree.is_some();
@@ -798,6 +898,7 @@ pub fn check(file: &Path, text: &str, options: &Options) -> Result<CheckedSystem
                 ram,
                 pool_offset: pool_offset.unwrap_or(0),
                 vcpus,
+                cpus,
                 format: vm.kernel.get_ref().format,
                 entry_offset: kernel.entry_offset,
                 kernel: PlacedImage {
@@ -883,6 +984,7 @@ fn sources(system: &CheckedSystem) -> Vec<VmSource<'_>> {
                 ram_size: vm.ram as u32,
                 ram_offset: vm.pool_offset as u32,
                 vcpus: vm.vcpus,
+                cpus: cpu_map(&vm.cpus),
                 entry_offset: vm.entry_offset as u32,
                 images,
                 devices: vm.devices,
@@ -1106,16 +1208,124 @@ console = "shared"
             .replace("name = \"ticker\"", "name = \"linux\"")
             .replace(
                 "console = \"shared\"",
-                "console = \"shared\"\nfocus = true\nvcpus = 2",
+                "console = \"shared\"\nfocus = true\nvcpus = 5",
             );
         let problems = check_text(&text).unwrap_err();
         assert_eq!(
             problems,
             [
                 "system.toml:13:8: vm[1].name: a second VM called 'linux'",
-                "system.toml:19:9: vm[1].vcpus: 2 vCPUs; board 'qemu-virt' gives a VM 1 to 1",
+                "system.toml:19:9: vm[1].vcpus: 5 vCPUs; board 'qemu-virt' gives a VM 1 to 4",
                 "system.toml:18:9: vm[1].focus: a second VM with the console focus"
             ]
+        );
+    }
+
+    /// `GOOD` with `keys` (lines of TOML) added to its first VM.
+    fn linux_with(keys: &str) -> String {
+        GOOD.replace(
+            "ram = \"256 MiB\"\n",
+            &format!("ram = \"256 MiB\"\n{keys}\n"),
+        )
+    }
+
+    fn placements(system: &CheckedSystem) -> Vec<(u32, Vec<u8>)> {
+        system
+            .vms
+            .iter()
+            .map(|vm| (vm.vcpus, vm.cpus.clone()))
+            .collect()
+    }
+
+    #[test]
+    fn vcpus_and_cpus_give_each_other() {
+        // Neither: one vCPU on CPU 0, as every description before SMP.
+        let system = check_text(GOOD).unwrap();
+        assert_eq!(placements(&system), [(1, vec![0]), (1, vec![0])]);
+        // `cpus` alone: a vCPU per CPU, in order.
+        let system = check_text(&linux_with("cpus = [2, 1]")).unwrap();
+        assert_eq!(placements(&system), [(2, vec![2, 1]), (1, vec![0])]);
+        // `vcpus` alone: CPUs 0 up.
+        let system = check_text(&linux_with("vcpus = 3")).unwrap();
+        assert_eq!(placements(&system)[0], (3, vec![0, 1, 2]));
+        // Both, agreeing.
+        let system = check_text(&linux_with("vcpus = 4\ncpus = [3, 2, 1, 0]")).unwrap();
+        assert_eq!(placements(&system)[0], (4, vec![3, 2, 1, 0]));
+    }
+
+    #[test]
+    fn cpus_beyond_the_board_or_named_twice_are_refused() {
+        let problems = check_text(&linux_with("cpus = [1, 4, 1]")).unwrap_err();
+        assert_eq!(
+            problems,
+            [
+                "system.toml:6:12: vm[0].cpus: CPU 4; board 'qemu-virt' has CPUs 0 to 3",
+                "system.toml:6:15: vm[0].cpus: CPU 1 is named twice: each vCPU needs its own CPU",
+            ]
+        );
+        let file = folder().join("system.toml");
+        let text = linux_with("cpus = [0, 1]").replace("board = \"qemu-virt\"\n", "");
+        let options = Options {
+            board: Some("integrator-cp".into()),
+            search: Vec::new(),
+        };
+        let problems: Vec<String> = check(&file, &text, &options)
+            .unwrap_err()
+            .iter()
+            .map(|problem| format!("{}:{}: {}", problem.line, problem.column, problem.message))
+            .collect();
+        assert_eq!(
+            problems,
+            [
+                "5:8: 2 CPUs, so 2 vCPUs; board 'integrator-cp' gives a VM 1 to 1",
+                "5:12: CPU 1; board 'integrator-cp' has only CPU 0",
+            ]
+        );
+    }
+
+    #[test]
+    fn cpus_must_list_one_cpu_per_vcpu() {
+        let problems = check_text(&linux_with("vcpus = 2\ncpus = [0, 1, 2]")).unwrap_err();
+        assert_eq!(
+            problems,
+            ["system.toml:7:8: vm[0].cpus: 3 CPUs listed, but vcpus = 2: list one CPU per vCPU"]
+        );
+        let problems = check_text(&linux_with("cpus = []")).unwrap_err();
+        assert_eq!(
+            problems,
+            ["system.toml:6:8: vm[0].cpus: no CPU: list the CPU of each vCPU (cpus = [0] for one vCPU on CPU 0)"]
+        );
+        let problems = check_text(&linux_with("vcpus = 1\ncpus = []")).unwrap_err();
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        let problems = check_text(&linux_with("cpus = [0, 1, 2, 3, 0]")).unwrap_err();
+        assert_eq!(
+            problems,
+            [
+                "system.toml:6:8: vm[0].cpus: 5 CPUs, so 5 vCPUs; board 'qemu-virt' gives a VM 1 to 4",
+                "system.toml:6:21: vm[0].cpus: CPU 0 is named twice: each vCPU needs its own CPU",
+            ]
+        );
+        let problems = check_text(&linux_with("vcpus = 0")).unwrap_err();
+        assert_eq!(
+            problems,
+            ["system.toml:6:9: vm[0].vcpus: 0 vCPUs; board 'qemu-virt' gives a VM 1 to 4"]
+        );
+        let problems = check_text(&linux_with("cpus = [-1]")).unwrap_err();
+        assert!(problems[0].starts_with("system.toml:6:"), "{problems:?}");
+    }
+
+    #[test]
+    fn the_cpu_map_is_packed() {
+        let system = check_text(&linux_with("cpus = [1, 3]")).unwrap();
+        let image = pack(&system);
+        let table = hyp::system_image::parse(&image).unwrap();
+        assert_eq!(
+            (table.vms[0].vcpus, table.vms[0].cpus),
+            (2, [1, 3, 0xff, 0xff])
+        );
+        assert_eq!(
+            (table.vms[1].vcpus, table.vms[1].cpus),
+            (1, [0, 0xff, 0xff, 0xff])
         );
     }
 

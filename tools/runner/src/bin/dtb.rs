@@ -32,6 +32,7 @@ fn main() {
         ram_size: ram_mib << 20,
         bootargs: &bootargs,
         initrd: None,
+        cpus: 1,
     })
     .unwrap_or_else(|error| {
         eprintln!("capvisor-dtb: cannot write the tree: {error}");
