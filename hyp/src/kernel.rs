@@ -1005,7 +1005,11 @@ fn restart<V: Vcpu>(vcpus: &mut [VirtualCpu<'_, V>], loaded: Option<usize>, curr
         let _ = me.routes.reset_all();
         me.interrupts.reset();
         for (vcpu, power) in vm.power[..vm.vcpus].iter().enumerate() {
-            let state = if vcpu == 0 { POWER_ON_PENDING } else { POWER_OFF };
+            let state = if vcpu == 0 {
+                POWER_ON_PENDING
+            } else {
+                POWER_OFF
+            };
             power.entry.store(BOOT_ENTRY, Ordering::Relaxed);
             power.state.store(state, Ordering::Release);
         }
@@ -1056,7 +1060,10 @@ impl Kernel {
             // Waiting vCPUs with an interrupt pending are ready again; the
             // others' timers say when to look again.
             let mut wake_at = None;
-            for vcpu in vcpus.iter_mut().filter(|vcpu| vcpu.state == VmState::Waiting) {
+            for vcpu in vcpus
+                .iter_mut()
+                .filter(|vcpu| vcpu.state == VmState::Waiting)
+            {
                 let poll = vcpu.poll_interrupts(platform);
                 if poll.pending {
                     vcpu.state = VmState::Ready;
@@ -1245,6 +1252,11 @@ mod tests {
         reflectable: bool,
         /// r0 as each run found it (the previous exit's result).
         r0_seen: Vec<u32>,
+        /// The PC at each run.
+        pc_seen: Vec<u32>,
+        /// Where its script starts after each reset (from the top once
+        /// this runs out).
+        restart_at: std::collections::VecDeque<usize>,
         /// The virtual IRQ input at each run.
         irq_seen: Vec<bool>,
         /// The virtual IRQ input, as the fake backend last set it.
@@ -1264,6 +1276,8 @@ mod tests {
                 pc: 0x4000_0000,
                 reflectable: true,
                 r0_seen: Vec::new(),
+                pc_seen: Vec::new(),
+                restart_at: std::collections::VecDeque::new(),
                 irq_seen: Vec::new(),
                 irq: Rc::new(Cell::new(false)),
                 timer: VirtualTimerState::default(),
@@ -1305,6 +1319,7 @@ mod tests {
             let (trap, r0) = self.script[self.next % self.script.len()];
             self.next += 1;
             self.r0_seen.push(self.r[0]);
+            self.pc_seen.push(self.pc);
             self.irq_seen.push(self.irq.get());
             self.r[0] = r0;
             self.clock.set(self.clock.get() + 10);
@@ -1319,7 +1334,7 @@ mod tests {
         }
         fn reset(&mut self) {
             self.note("reset");
-            self.next = 0;
+            self.next = self.restart_at.pop_front().unwrap_or(0);
         }
         fn release(&mut self) {
             self.note("release");
@@ -1860,7 +1875,10 @@ mod tests {
         vms[0].vm.describe(&mut summary).unwrap();
         assert_eq!(summary, line, "one vCPU: the VM's line is its vCPU's");
         report_status(&vms, &world);
-        assert_eq!(world.log.borrow().last().map(String::as_str), Some("status"));
+        assert_eq!(
+            world.log.borrow().last().map(String::as_str),
+            Some("status")
+        );
     }
 
     #[test]
@@ -1991,5 +2009,189 @@ mod tests {
             RunOutcome::BudgetExhausted
         );
         assert_eq!(vms[0].counters.restarts, 5);
+    }
+
+    /// A kicker that records the CPUs it kicks.
+    #[derive(Default)]
+    struct Kicks(std::sync::Mutex<Vec<usize>>);
+
+    impl CpuKick for Kicks {
+        fn kick(&self, cpu: usize) {
+            self.0.lock().unwrap().push(cpu);
+        }
+    }
+
+    /// PSCI's power calls as a test service: 0x8600_0010 CPU_ON of vCPU 1
+    /// at 0x4000_1000 with context 7, 0x8600_0011 CPU_OFF, 0x8600_0012
+    /// AFFINITY_INFO of vCPU 1.
+    struct PowerCalls<'a>(&'a Vm<'a>);
+
+    impl HypercallDriver for PowerCalls<'_> {
+        fn functions(&self) -> &[core::ops::RangeInclusive<u32>] {
+            &[0x8600_0010..=0x8600_0012]
+        }
+        fn call(&self, function: u32, _arguments: [u32; 7]) -> HypercallOutcome {
+            match function {
+                0x8600_0010 => HypercallOutcome::value(self.0.cpu_on(1, 0x4000_1000, 7)),
+                0x8600_0011 => HypercallOutcome::CpuOff,
+                _ => HypercallOutcome::value(self.0.affinity_info(1)),
+            }
+        }
+    }
+
+    const CPU_ON_1: (Trap, u32) = (HVC, 0x8600_0010);
+    const CPU_OFF: (Trap, u32) = (HVC, 0x8600_0011);
+    const AFFINITY_1: (Trap, u32) = (HVC, 0x8600_0012);
+    const RESET: (Trap, u32) = (HVC, 0x8400_0009);
+
+    /// A VM with two vCPUs on CPUs 0 and 1 (run here by one kernel), RAM
+    /// at 0x4000_0000, its RAM logging as 'x', and the two scripts.
+    fn pair<'a>(
+        world: &World,
+        kicks: &'a Kicks,
+        policy: &'a dyn VmFaultPolicy,
+        first: Vec<(Trap, u32)>,
+        second: Vec<(Trap, u32)>,
+    ) -> [VirtualCpu<'a, ScriptedVcpu>; 2] {
+        let vm: &'a Vm<'a> = std::boxed::Box::leak(std::boxed::Box::new(
+            Vm::new("pair", 0, memory('x', world), policy).with_vcpus(
+                &[0, 1],
+                kicks,
+                (0x4000_0000, 0x0100_0000),
+            ),
+        ));
+        let services: &'a [&'a dyn HypercallDriver] =
+            std::boxed::Box::leak(std::boxed::Box::new([
+                &PowerOff as &dyn HypercallDriver,
+                std::boxed::Box::leak(std::boxed::Box::new(PowerCalls(vm))),
+            ]));
+        [
+            VirtualCpu::new(vm, 0, ScriptedVcpu::new('a', first, world), &[], services),
+            VirtualCpu::new(vm, 1, ScriptedVcpu::new('b', second, world), &[], services),
+        ]
+    }
+
+    #[test]
+    fn cpu_on_starts_a_vcpu_at_its_entry_and_the_vm_stops_with_its_last_vcpu() {
+        let world = World::new();
+        let kicks = Kicks::default();
+        let policy = Fixed(FaultResponse::Stop);
+        let mut vcpus = pair(
+            &world,
+            &kicks,
+            &policy,
+            std::vec![AFFINITY_1, CPU_ON_1, CPU_ON_1, YIELD, AFFINITY_1, CPU_OFF],
+            std::vec![CPU_OFF],
+        );
+        assert_eq!(vcpus[1].state, VmState::Off, "vCPU 1 waits for CPU_ON");
+        assert_eq!(
+            Kernel.run(&mut vcpus, &world, &no_slices(), 100),
+            RunOutcome::AllStopped
+        );
+        // AFFINITY_INFO: off; CPU_ON: success, then already on; after it
+        // ran, on.
+        assert_eq!(
+            vcpus[0].vcpu.r0_seen[1..5],
+            [
+                crate::psci::AFFINITY_OFF,
+                crate::psci::SUCCESS,
+                crate::psci::ON_PENDING,
+                0
+            ]
+        );
+        // vCPU 1 started from its reset state at the entry, r0 = context.
+        assert_eq!(vcpus[1].vcpu.pc_seen[0], 0x4000_1000);
+        assert_eq!(vcpus[1].vcpu.r0_seen[0], 7);
+        assert!(world.log.borrow().contains(&"reset b".into()));
+        // Its CPU was kicked to start it, and again when the VM stopped
+        // (an off vCPU's CPU must learn it has nothing more to wait for).
+        assert_eq!(*kicks.0.lock().unwrap(), [1, 1]);
+        // vCPU 1 turned itself off first: the VM ran on; then vCPU 0 did,
+        // the last one: the VM stopped, once.
+        assert_eq!(vcpus[0].vcpu.r0_seen[5], crate::psci::AFFINITY_OFF);
+        assert_eq!(
+            (vcpus[0].state, vcpus[1].state),
+            (VmState::Stopped, VmState::Stopped),
+            "the off vCPU stops with its VM"
+        );
+        assert!(!vcpus[0].vm.is_running());
+        let log = world.log.borrow();
+        assert_eq!(
+            log.iter().filter(|line| *line == "stopped 0").count(),
+            1,
+            "{log:?}"
+        );
+    }
+
+    #[test]
+    fn a_restart_parks_every_vcpu_reloads_once_and_starts_vcpu_0() {
+        let world = World::new();
+        let kicks = Kicks::default();
+        let policy = Fixed(FaultResponse::Stop);
+        // vCPU 0 turns vCPU 1 on, which restarts the VM; in the VM's
+        // second life vCPU 0 (its script from the top) turns it on again,
+        // and vCPU 1 (its script from after the reset) yields and turns
+        // itself off; then vCPU 0 powers the VM off.
+        let mut vcpus = pair(
+            &world,
+            &kicks,
+            &policy,
+            std::vec![CPU_ON_1, YIELD, YIELD, YIELD, OFF],
+            std::vec![RESET, YIELD, CPU_OFF],
+        );
+        // Its first start (CPU_ON) from the top, its second after RESET.
+        vcpus[1].vcpu.restart_at = [0, 1].into();
+        assert_eq!(
+            Kernel.run(&mut vcpus, &world, &no_slices(), 100),
+            RunOutcome::AllStopped
+        );
+        let log = world.log.borrow();
+        let count = |what: &str| log.iter().filter(|line| *line == what).count();
+        assert_eq!(count("load x"), 1, "the RAM reloads once: {log:?}");
+        assert_eq!((count("reset a"), count("reset b")), (1, 2), "{log:?}");
+        // vCPU 0 started over from its boot state after the reload.
+        let load = log.iter().position(|line| line == "load x").unwrap();
+        let reset = log.iter().position(|line| line == "reset a").unwrap();
+        assert!(load < reset, "{log:?}");
+        assert_eq!(vcpus[0].counters.restarts, 1);
+        assert_eq!(vcpus[1].counters.restarts, 1);
+        assert_eq!(vcpus[0].vm.restarts(), 1);
+        assert_eq!(
+            (vcpus[0].state, vcpus[1].state),
+            (VmState::Stopped, VmState::Stopped)
+        );
+    }
+
+    #[test]
+    fn system_off_from_one_vcpu_stops_the_others_and_cpu_on_checks_its_arguments() {
+        let world = World::new();
+        let kicks = Kicks::default();
+        let policy = Fixed(FaultResponse::Stop);
+        let mut vcpus = pair(
+            &world,
+            &kicks,
+            &policy,
+            std::vec![CPU_ON_1, YIELD, YIELD],
+            std::vec![OFF],
+        );
+        let vm = vcpus[0].vm;
+        assert_eq!(
+            vm.cpu_on(2, 0x4000_1000, 0),
+            crate::psci::INVALID_PARAMETERS
+        );
+        assert_eq!(vm.cpu_on(1, 0x8000_0000, 0), crate::psci::INVALID_ADDRESS);
+        assert_eq!(vm.cpu_on(0, 0x4000_1000, 0), crate::psci::ALREADY_ON);
+        assert_eq!(
+            Kernel.run(&mut vcpus, &world, &no_slices(), 100),
+            RunOutcome::AllStopped
+        );
+        assert_eq!(
+            (vcpus[0].state, vcpus[1].state),
+            (VmState::Stopped, VmState::Stopped)
+        );
+        let mut line = String::new();
+        vm.describe(&mut line).unwrap();
+        assert!(line.starts_with("powered off; "), "{line}");
+        assert!(line.ends_with("; vCPUs on 0 of 2"), "{line}");
     }
 }

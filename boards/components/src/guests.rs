@@ -27,6 +27,7 @@
 //! 4. one status line per VM, and the exit status: 0 unless a VM reported
 //!    a failure or was stopped by its fault policy.
 
+use crate::platform::BoardPlatform;
 use crate::{io, log};
 use alloc::vec::Vec;
 use armv7a::cp15_context::{Cp15Context, PmuContext};
@@ -40,6 +41,7 @@ use capsules::hypervisor_service::HypervisorService;
 use capsules::psci::Psci;
 use capsules::virtual_gic::VirtualGic;
 use capsules::virtual_uart::VirtualUart;
+use core::sync::atomic::{AtomicUsize, Ordering};
 use hyp::capabilities::{Stage2MappingCapability, VcpuCreationCapability};
 use hyp::config::{
     validate, BoardOffer, DeviceClaim, ImageConfig, ImageKind, ImageProblem, VmConfig, MAX_VMS,
@@ -51,7 +53,6 @@ use hyp::fault_policy::VmFaultPolicy;
 use hyp::hil::time::Clock;
 use hyp::image::{check_image, parse_zimage, HEADER_BYTES};
 use hyp::interrupts::InterruptBackend;
-use core::sync::atomic::{AtomicUsize, Ordering};
 use hyp::kernel::{CpuKick, GuestMemory, Kernel, Platform, RunOutcome, VirtualCpu, Vm};
 use hyp::memory::{MemoryType, Region, Size};
 use hyp::scheduler::RoundRobin;
@@ -343,9 +344,8 @@ pub fn prepare(memory: GuestPool) -> System {
             format: entry.format,
         })
         .collect();
-    // TODO(smp): `cpus` is to be the number of CPUs that came up on this
-    // boot (`boot::start_secondary_cpus`); until the board passes it in, a
-    // vCPU may run on CPU 0 only, so every VM has one vCPU.
+    // The CPUs that came up on this boot: a description pinning a vCPU to
+    // another is refused here, before any VM exists.
     let offer = BoardOffer {
         pool: memory.pool,
         vmids: VMIDS,
@@ -493,7 +493,8 @@ pub fn create_vms(
     let cp15_at_reset = Cp15Context::save();
     let pmu_at_reset = PmuContext::save();
     let stop_policy: &'static StopFaultPolicy = leak(StopFaultPolicy);
-    let mut per_cpu: Vec<Vec<VirtualCpu<'static, ArmVcpu>>> = (0..cpus).map(|_| Vec::new()).collect();
+    let mut per_cpu: Vec<Vec<VirtualCpu<'static, ArmVcpu>>> =
+        (0..cpus).map(|_| Vec::new()).collect();
     let mut backends: Vec<Vec<(&'static Vm<'static>, &'static dyn InterruptBackend)>> =
         (0..cpus).map(|_| Vec::new()).collect();
     let mut vms: Vec<&'static Vm<'static>> = Vec::new();
@@ -636,7 +637,7 @@ impl core::fmt::Display for Placement<'_> {
 /// What one CPU runs: its vCPUs and its platform.
 struct CpuWork {
     vcpus: Vec<VirtualCpu<'static, ArmVcpu>>,
-    platform: &'static dyn Platform,
+    platform: &'static BoardPlatform<'static>,
 }
 
 /// [`CpuWork`] on its way from the boot CPU to the CPU that runs it.
@@ -685,7 +686,7 @@ static FINISHED: AtomicUsize = AtomicUsize::new(0);
 pub fn run_and_report(
     system: &System,
     vms: Vms,
-    platforms: Vec<&'static dyn Platform>,
+    platforms: Vec<&'static BoardPlatform<'static>>,
 ) -> ! {
     let cpus = vms.per_cpu.len();
     REPORTING.call_once(|| Reporting {
@@ -736,6 +737,7 @@ pub fn run_secondary(cpu: usize) -> ! {
 /// Runs one CPU's vCPUs until they have all stopped; the last CPU to
 /// finish reports.
 fn run_cpu(cpu: usize, mut work: CpuWork) -> ! {
+    work.platform.enable_interrupts();
     let scheduler = RoundRobin::new(Counter.ticks_from_us(TIME_SLICE_US));
     let outcome = Kernel.run(&mut work.vcpus, work.platform, &scheduler, EXIT_BUDGET);
     work.platform.set_alarm(None);

@@ -85,10 +85,12 @@ pub struct Lines {
 pub struct PlatformShared<'a> {
     /// The monotonic clock.
     pub counter: &'a Counter,
-    /// The hypervisor's alarm (each CPU's own, banked).
-    pub alarm: &'a (dyn Alarm + Sync),
-    /// The interrupt controller (its CPU interface banked per CPU).
-    pub controller: &'a (dyn InterruptController + Sync),
+    /// The hypervisor's alarm: on a board with several CPUs, each CPU's
+    /// own behind one address (banked, as the generic timer's CNTHP).
+    pub alarm: &'a dyn Alarm,
+    /// The interrupt controller: on a board with several CPUs, safe to
+    /// drive from all of them (a GIC: its CPU interface banked per CPU).
+    pub controller: &'a dyn InterruptController,
     /// Which line is what.
     pub lines: Lines,
     /// The console multiplexer.
@@ -350,10 +352,12 @@ impl Platform for BoardPlatform<'_> {
 
     fn report_status(&self) {
         let shared = self.shared;
-        shared.mux.print_status(|index, out| match shared.vms.get(index) {
-            Some(vm) => vm.describe(out),
-            None => Ok(()),
-        });
+        shared
+            .mux
+            .print_status(|index, out| match shared.vms.get(index) {
+                Some(vm) => vm.describe(out),
+                None => Ok(()),
+            });
     }
 
     fn wait_for_interrupt(&self) {

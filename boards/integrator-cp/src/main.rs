@@ -38,9 +38,9 @@ use armv7a::hyp_tables::HypTables;
 use armv7a::vcpu::HcrVirtualIrq;
 use capsules::virtual_gic::SoftwareBackend;
 use components::guests::{self, leak, GuestPool, InterruptWiring, VmCapabilities};
-use components::platform::{BoardPlatform, Lines};
+use components::platform::{BoardPlatform, Lines, PlatformShared};
 use components::{boot, io, log};
-use hyp::interrupts::InterruptBackend;
+use hyp::kernel::NoKick;
 use hyp::utilities::TakeOnce;
 use integrator_cp::pic::{lines, Pic};
 use integrator_cp::timer::{OneShotAlarm, Timer, TIMER1_HZ, TIMER_STRIDE};
@@ -106,24 +106,19 @@ pub extern "C" fn capvisor_main() -> ! {
         pool: &memory_map::GUEST_RAM,
         staging: &memory_map::GUEST_IMAGES,
         devices: components::devices::DEVICES,
+        cpus: 1,
     });
-    // No GIC: the software backend, HCR.VI as each vCPU's IRQ input, and
-    // both GIC windows emulated.
-    let wiring: Vec<InterruptWiring> = (0..system.count())
-        .map(|index| {
-            let gic = &system.gics[index];
-            InterruptWiring {
-                backend: leak(SoftwareBackend::new(
-                    gic,
-                    &system.uarts[index],
-                    &HcrVirtualIrq,
-                )),
-                distributor: leak(gic.distributor()),
-                cpu_interface: Some(leak(gic.cpu_interface())),
-                passthrough: &[],
-            }
-        })
-        .collect();
+    // No GIC: the software backend, HCR.VI as the vCPU's IRQ input, and
+    // both GIC windows emulated (a one-CPU board: every VM has one vCPU).
+    let wiring = |vm: usize, _vcpu: usize| {
+        let gic = &system.gics[vm];
+        InterruptWiring {
+            backend: leak(SoftwareBackend::new(gic, &system.uarts[vm], &HcrVirtualIrq)),
+            distributor: leak(gic.distributor()),
+            cpu_interface: Some(leak(gic.cpu_interface())),
+            passthrough: &[],
+        }
+    };
     // The privileged steps of building VMs, this board's to take.
     let stage2 = hyp::create_capability!(hyp::capabilities::Stage2MappingCapability);
     let vcpu = hyp::create_capability!(hyp::capabilities::VcpuCreationCapability);
@@ -134,31 +129,35 @@ pub extern "C" fn capvisor_main() -> ! {
             stage2: &stage2,
             vcpu: &vcpu,
         },
+        &NoKick,
+        1,
     );
 
     let counter: &'static Counter = leak(Counter);
     // SAFETY: counter/timer 1 is in the Hyp map ("timers") and owned by the
     // platform's alarm from here on.
     let timer = unsafe { Timer::new(TIMERS_BASE + TIMER_STRIDE) };
-    let platform = BoardPlatform::new(
-        &routing,
+    let shared = leak(PlatformShared {
         counter,
-        leak(OneShotAlarm::new(timer, TIMER1_HZ, counter)),
-        leak(pic),
-        Lines {
+        alarm: leak(OneShotAlarm::new(timer, TIMER1_HZ, counter)),
+        controller: leak(pic),
+        lines: Lines {
             alarm: lines::TIMER1,
             console: lines::UART0,
             forwarded: &[],
+            kick: None,
         },
-        io::console(),
-        system.mux,
-        system.uarts,
-        wiring
-            .iter()
-            .map(|wiring| wiring.backend as &dyn InterruptBackend)
-            .collect(),
-    );
-    platform.enable_interrupts();
+        mux: system.mux,
+        vms: vms.vms,
+        uarts: system.uarts,
+        first_backends: vms.first_backends.clone(),
+    });
+    let platform = leak(BoardPlatform::new(
+        &routing,
+        shared,
+        Some(io::console()),
+        vms.backends[0].clone(),
+    ));
     log!("interrupts: no GIC; guest GICs emulated in software (HCR.VI), guest timers evaluated by the hypervisor");
-    guests::run_and_report(&system, vms, &platform)
+    guests::run_and_report(&system, vms, alloc::vec![&*platform])
 }

@@ -37,11 +37,11 @@ use armv7a::hyp_tables::HypTables;
 use armv7a::stage2::{GuestAccess, GuestMapping};
 use capsules::virtual_gic::{self, GicV2Backend};
 use components::guests::{self, leak, GuestPool, InterruptWiring, VmCapabilities};
-use components::platform::{BoardPlatform, Lines};
+use components::platform::{BoardPlatform, Lines, PlatformShared};
 use components::{boot, io, log};
 use gicv2::{Gic, HypInterface};
 use hyp::config::DeviceClaim;
-use hyp::interrupts::InterruptBackend;
+use hyp::kernel::CpuKick;
 use hyp::memory::{MemoryType, Size};
 use hyp::utilities::TakeOnce;
 use qemu_virt::device_tree::{self, Expected};
@@ -128,7 +128,7 @@ pub extern "C" fn capvisor_main() -> ! {
         gich.list_registers(),
         qemu_virt::GICV_BASE
     );
-    boot::start_secondary_cpus(machine.cpus as usize);
+    let online = boot::start_secondary_cpus(machine.cpus as usize);
 
     // Which physical interrupt goes where is this board's to decide.
     let routing = hyp::create_capability!(hyp::capabilities::InterruptRoutingCapability);
@@ -136,24 +136,26 @@ pub extern "C" fn capvisor_main() -> ! {
         pool: &memory_map::GUEST_RAM,
         staging: &memory_map::GUEST_IMAGES,
         devices: components::devices::DEVICES,
+        cpus: online,
     });
-    let wiring: Vec<InterruptWiring> = (0..system.count())
-        .map(|index| {
-            let backend: &'static GicV2Backend<'static> = leak(GicV2Backend::new(
-                &system.gics[index],
-                &system.uarts[index],
-                gich,
-                gic,
-                &routing,
-            ));
-            InterruptWiring {
-                backend,
-                distributor: leak(backend.distributor()),
-                cpu_interface: None,
-                passthrough: &GICV_WINDOW,
-            }
-        })
-        .collect();
+    // Each vCPU: its own GICv2 backend (its list registers, its view of
+    // its VM's distributor), the VM's CPU interface window onto GICV.
+    let wiring = |vm: usize, vcpu: usize| {
+        let backend: &'static GicV2Backend<'static> = leak(GicV2Backend::new(
+            &system.gics[vm],
+            vcpu,
+            &system.uarts[vm],
+            gich,
+            gic,
+            &routing,
+        ));
+        InterruptWiring {
+            backend,
+            distributor: leak(backend.distributor()),
+            cpu_interface: None,
+            passthrough: &GICV_WINDOW,
+        }
+    };
     // The privileged steps of building VMs, this board's to take.
     let stage2 = hyp::create_capability!(hyp::capabilities::Stage2MappingCapability);
     let vcpu = hyp::create_capability!(hyp::capabilities::VcpuCreationCapability);
@@ -164,32 +166,57 @@ pub extern "C" fn capvisor_main() -> ! {
             stage2: &stage2,
             vcpu: &vcpu,
         },
+        &GicKick,
+        online,
     );
 
-    let counter: &'static Counter = leak(Counter);
-    let platform = BoardPlatform::new(
-        &routing,
-        counter,
-        leak(HypTimerAlarm),
-        gic,
-        Lines {
+    let shared = leak(PlatformShared {
+        counter: leak(Counter),
+        alarm: &HypTimerAlarm,
+        controller: gic,
+        lines: Lines {
             alarm: qemu_virt::HYP_TIMER_INTERRUPT,
             console: qemu_virt::UART0_INTERRUPT,
             forwarded: &[
                 qemu_virt::MAINTENANCE_INTERRUPT,
                 qemu_virt::VIRTUAL_TIMER_INTERRUPT,
             ],
+            kick: Some(KICK_SGI),
         },
-        io::console(),
-        system.mux,
-        system.uarts,
-        wiring
-            .iter()
-            .map(|wiring| wiring.backend as &dyn InterruptBackend)
-            .collect(),
-    );
-    platform.enable_interrupts();
-    guests::run_and_report(&system, vms, &platform)
+        mux: system.mux,
+        vms: vms.vms,
+        uarts: system.uarts,
+        first_backends: vms.first_backends.clone(),
+    });
+    // CPU 0 takes console input (the UART's interrupt targets it).
+    let platforms = (0..online)
+        .map(|cpu| {
+            &*leak(BoardPlatform::new(
+                &routing,
+                shared,
+                (cpu == 0).then(io::console),
+                vms.backends[cpu].clone(),
+            ))
+        })
+        .collect();
+    guests::run_and_report(&system, vms, platforms)
+}
+
+/// The SGI one CPU sends another to make it look at its vCPUs again.
+const KICK_SGI: u32 = 1;
+
+/// Kicks another CPU with [`KICK_SGI`].
+struct GicKick;
+
+impl CpuKick for GicKick {
+    fn kick(&self, cpu: usize) {
+        if cpu != armv7a::cpu::current() && cpu < armv7a::cpu::MAX_CPUS {
+            // The SGI must follow what the kicking CPU wrote for the
+            // kicked one to see.
+            armv7a::cpu::data_barrier();
+            GIC.distributor.send_sgi(KICK_SGI, 1 << cpu);
+        }
+    }
 }
 
 /// Reads the device tree QEMU left at the start of RAM and refuses to boot
@@ -218,7 +245,7 @@ fn check_machine() -> device_tree::VirtMachine {
 /// Where each secondary CPU goes once the boot CPU started it
 /// (`boot::start_secondary_cpus`), on its own stack, MMU off: the Hyp MMU
 /// on the shared tables, its banked GIC registers, its alarm off; then it
-/// waits.
+/// runs the vCPUs the boot CPU hands it.
 #[no_mangle]
 pub extern "C" fn capvisor_secondary_main(cpu: usize) -> ! {
     boot::secondary_bring_up(cpu);
@@ -226,7 +253,5 @@ pub extern "C" fn capvisor_secondary_main(cpu: usize) -> ! {
     HypTimerAlarm.set_control_off();
     boot::secondary_online(cpu);
     boot::run_secondary_test_hooks(cpu, UNMAPPED);
-    loop {
-        armv7a::cpu::wait_for_interrupt();
-    }
+    guests::run_secondary(cpu)
 }

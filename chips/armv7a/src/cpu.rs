@@ -155,3 +155,25 @@ pub fn wait_for_interrupt() {
     aarch32_cpu::asm::dsb();
     aarch32_cpu::asm::wfi();
 }
+
+/// Signals an event to every CPU (SEV): CPUs waiting in
+/// [`wait_for_event`] look again.
+#[cfg(target_arch = "arm")]
+pub fn send_event() {
+    aarch32_cpu::asm::dsb();
+    aarch32_cpu::asm::sev();
+}
+
+/// Waits for an event (WFE): another CPU's [`send_event`], an interrupt,
+/// or nothing at all (WFE may return early; callers look again).
+#[cfg(target_arch = "arm")]
+pub fn wait_for_event() {
+    aarch32_cpu::asm::wfe();
+}
+
+/// A full data barrier (DSB SY): every memory access before it completes
+/// before any after it (a kick's SGI after the state it announces).
+#[cfg(target_arch = "arm")]
+pub fn data_barrier() {
+    aarch32_cpu::asm::dsb();
+}
