@@ -552,7 +552,11 @@ impl InterruptBackend for GicV2Backend<'_> {
                 // A list register holding the previous one, which the
                 // guest has ended since, is read back first: reading it
                 // back later would lower the line this interrupt raises.
-                self.read_back();
+                // Interrupts still pending come out of their registers
+                // then, and go in again before the next entry.
+                if self.read_back_pending() {
+                    self.dirty.set(true);
+                }
                 // Masked until the guest ends the virtual interrupt (the
                 // physical line stays high until the guest reprograms its
                 // timer).
@@ -952,6 +956,22 @@ mod tests {
             "read back after a distributor access"
         );
         assert!(host.is_enabled(PHYSICAL_TIMER_INTERRUPT), "ended: unmasked");
+    }
+
+    #[test]
+    fn interrupts_the_timer_path_reads_back_pending_go_in_again_before_the_next_entry() {
+        fixture!(gich, host, gic, backend);
+        guest_enables(&gic, &[40, TIMER_INTERRUPT]);
+        gic.trigger(40);
+        entry(&backend);
+        assert_eq!(gich.ids(), [40]);
+        // Not acknowledged yet when the timer fires: reading back takes 40
+        // out of its list register, and it must go in again.
+        assert!(backend.physical_interrupt(PHYSICAL_TIMER_INTERRUPT));
+        backend.before_entry(&OFF, &|| 0, true);
+        let mut ids = gich.ids();
+        ids.sort_unstable();
+        assert_eq!(ids, [TIMER_INTERRUPT, 40]);
     }
 
     #[test]
