@@ -242,7 +242,9 @@ impl<'a> GicV2Backend<'a> {
             return false;
         }
         // An SPI deactivated here can be forwarded to another vCPU now.
-        self.gic.tracked(|| self.read_back_entries())
+        // What goes back to this vCPU's own state is for the callers to
+        // fill in again.
+        self.gic.tracked_by(self.vcpu, || self.read_back_entries())
     }
 
     fn read_back_entries(&self) -> bool {
@@ -654,7 +656,12 @@ impl MmioDevice for GicV2Distributor<'_> {
     fn write(&self, offset: u64, size: AccessSize, value: u32) -> Result<(), MmioError> {
         self.backend.read_back();
         self.backend.invalidate();
-        self.view().write(offset, size, value)
+        let result = self.view().write(offset, size, value);
+        // The access traps on the vCPU's own CPU, which refreshes before
+        // it enters again (dirty): its own marks (an SGI to itself, say)
+        // call for no kick.
+        self.backend.gic.seen(self.backend.vcpu);
+        result
     }
 }
 
@@ -1026,5 +1033,160 @@ mod tests {
             "the mask is lifted"
         );
         assert_eq!(gicd.read(0x000, Word), Ok(0), "distributor reset");
+    }
+
+    /// Declares a GIC of three vCPUs `$gic` and a switched-in backend per
+    /// vCPU (`$backends[n]`, over the GICH `$gichs[n]`), sharing the host
+    /// GIC `$host`.
+    macro_rules! smp_fixture {
+        ($gichs:ident, $host:ident, $gic:ident, $backends:ident) => {
+            let console = Recorder::default();
+            let uart = VirtualUart::new(&console);
+            let $gichs: [FakeGich; 3] = Default::default();
+            let $host = FakeHost::default();
+            let $gic = VirtualGic::with_vcpus(3);
+            let $backends: [GicV2Backend; 3] = core::array::from_fn(|vcpu| {
+                GicV2Backend::new(
+                    &$gic,
+                    vcpu,
+                    &uart,
+                    &$gichs[vcpu],
+                    &$host,
+                    &hyp::capabilities::testing::TestCapability,
+                )
+            });
+            for backend in &$backends {
+                backend.switch_in();
+            }
+            $gic.distributor().write(0x000, Word, 1).unwrap();
+        };
+    }
+
+    /// An SGI's list register entry id: the SGI and its source vCPU.
+    fn sgi_entry(sgi: u32, source: u32) -> u32 {
+        sgi | source << 10
+    }
+
+    #[test]
+    #[should_panic(expected = "no such vCPU")]
+    fn a_backend_for_a_missing_vcpu_is_a_board_error() {
+        let console = Recorder::default();
+        let uart = VirtualUart::new(&console);
+        let (gich, host, gic) = (FakeGich::default(), FakeHost::default(), VirtualGic::new());
+        let capability = hyp::capabilities::testing::TestCapability;
+        GicV2Backend::new(&gic, 1, &uart, &gich, &host, &capability);
+    }
+
+    #[test]
+    fn an_sgi_goes_in_with_its_source_and_its_sources_one_after_another() {
+        smp_fixture!(gichs, host, gic, backends);
+        // vCPU 0's guest gives SGI 3 priority 0x40 in its bank.
+        backends[0]
+            .distributor()
+            .write(0x403, AccessSize::Byte, 0x40)
+            .unwrap();
+        // vCPUs 2 and 1 send it to vCPU 0.
+        backends[2]
+            .distributor()
+            .write(0xf00, Word, 0x0001_0003)
+            .unwrap();
+        backends[1]
+            .distributor()
+            .write(0xf00, Word, 0x0001_0003)
+            .unwrap();
+        backends[0].before_entry(&OFF, &|| 0, false);
+        assert_eq!(gichs[0].ids(), [sgi_entry(3, 1)], "source 1 first, alone");
+        assert_eq!(gichs[0].entry(0).priority, 0x40);
+        assert!(!gichs[0].entry(0).notify_end, "SGIs are edges");
+        // Taken back out unacknowledged, it goes in again from the same
+        // source.
+        let gicd = backends[0].distributor();
+        assert_eq!(gicd.read(0xf23, AccessSize::Byte), Ok(0b110));
+        entry(&backends[0]);
+        assert_eq!(gichs[0].ids(), [sgi_entry(3, 1)]);
+        // Acknowledged: still one register; ended: the next source.
+        gichs[0].set_state(0, EntryState::Active);
+        entry(&backends[0]);
+        assert_eq!(gichs[0].ids(), [sgi_entry(3, 1)]);
+        assert_eq!(gicd.read(0xf23, AccessSize::Byte), Ok(0b100));
+        gichs[0].set_state(0, EntryState::Invalid);
+        entry(&backends[0]);
+        assert_eq!(gichs[0].ids(), [sgi_entry(3, 2)]);
+        gichs[0].set_state(0, EntryState::Invalid);
+        entry(&backends[0]);
+        assert!(gichs[0].ids().is_empty());
+        assert!(gichs[1].ids().is_empty() && gichs[2].ids().is_empty());
+    }
+
+    #[test]
+    fn a_vcpus_distributor_window_and_timer_are_its_own() {
+        smp_fixture!(gichs, host, gic, backends);
+        let gicd = backends[1].distributor();
+        assert_eq!(gicd.read(0x800, Word), Ok(0x0202_0202), "ITARGETSR0");
+        // vCPU 1's guest enables its timer PPI; the timer fires on its CPU.
+        gicd.write(0x100, Word, 1 << TIMER_INTERRUPT).unwrap();
+        backends[1].before_entry(&OFF, &|| 0, true);
+        host.enable(PHYSICAL_TIMER_INTERRUPT);
+        assert!(backends[1].physical_interrupt(PHYSICAL_TIMER_INTERRUPT));
+        assert_eq!(gichs[1].ids(), [TIMER_INTERRUPT], "straight in");
+        assert_eq!(gic.take_kicks(), 0, "nobody else concerned");
+        for (vcpu, backend) in backends.iter().enumerate() {
+            entry(backend);
+            let pending = backend.distributor().read(0x200, Word).unwrap();
+            assert_eq!(pending >> TIMER_INTERRUPT & 1, u32::from(vcpu == 1));
+        }
+        assert!(gichs[0].ids().is_empty() && gichs[2].ids().is_empty());
+        // In again after the read; the guest ends it: vCPU 1's line drops.
+        entry(&backends[1]);
+        assert_eq!(gichs[1].ids(), [TIMER_INTERRUPT]);
+        gichs[1].set_state(0, EntryState::Invalid);
+        entry(&backends[1]);
+        assert_eq!(gicd.read(0x200, Word), Ok(0));
+        assert!(host.is_enabled(PHYSICAL_TIMER_INTERRUPT));
+    }
+
+    #[test]
+    fn kicks_reach_the_other_vcpu_which_refreshes_before_its_next_entry() {
+        smp_fixture!(gichs, host, gic, backends);
+        for backend in &backends {
+            backend.before_entry(&OFF, &|| 0, true);
+        }
+        // vCPU 0 sends SGI 1 to vCPU 1: the kernel on vCPU 0 hears to kick
+        // vCPU 1, whose backend refreshes without being told.
+        backends[0]
+            .distributor()
+            .write(0xf00, Word, 0x0002_0001)
+            .unwrap();
+        assert_eq!(backends[0].take_kicks(), 1 << 1);
+        assert_eq!(backends[0].take_kicks(), 0);
+        backends[1].before_entry(&OFF, &|| 0, false);
+        assert_eq!(gichs[1].ids(), [sgi_entry(1, 0)]);
+        // A vCPU's SGI to itself is no kick, but goes in.
+        backends[2]
+            .distributor()
+            .write(0xf00, Word, 0x0200_0002)
+            .unwrap();
+        assert_eq!(backends[2].take_kicks(), 0);
+        backends[2].before_entry(&OFF, &|| 0, false);
+        assert_eq!(gichs[2].ids(), [sgi_entry(2, 2)]);
+        // SPI 40 targeted at vCPU 2, raised by a device: vCPU 2 is kicked
+        // (whichever backend the kernel asks) and takes it.
+        let gicd = backends[0].distributor();
+        gicd.write(0x104, Word, 1 << 8).unwrap();
+        gicd.write(0x828, AccessSize::Byte, 0x04).unwrap();
+        gic.set_level(40, true);
+        assert_eq!(backends[1].take_kicks(), 1 << 2);
+        backends[2].before_entry(&OFF, &|| 0, false);
+        assert!(gichs[2].ids().contains(&40));
+        backends[0].before_entry(&OFF, &|| 0, false);
+        assert!(!gichs[0].ids().contains(&40));
+        // A vCPU that refreshed before anyone asked needs no kick.
+        backends[1]
+            .distributor()
+            .write(0xf00, Word, 0x0001_0004)
+            .unwrap();
+        backends[0].before_entry(&OFF, &|| 0, false);
+        assert!(gichs[0].ids().contains(&sgi_entry(4, 1)));
+        assert_eq!(gic.take_kicks(), 0);
     }
 }

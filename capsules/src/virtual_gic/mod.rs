@@ -515,6 +515,19 @@ impl VirtualGic {
     /// grew (for [`Self::take_kicks`] and the vCPU's backend). With one
     /// vCPU it only runs `change`: nobody else needs to hear of it.
     pub(crate) fn tracked<R>(&self, change: impl FnOnce() -> R) -> R {
+        self.track(0, change)
+    }
+
+    /// [`Self::tracked`] for a change `vcpu`'s own backend makes (taking
+    /// interrupts out of its list registers): only the other vCPUs are
+    /// noted, as the backend presents its own vCPU's gains itself.
+    pub(crate) fn tracked_by<R>(&self, vcpu: usize, change: impl FnOnce() -> R) -> R {
+        self.track(1 << vcpu, change)
+    }
+
+    /// Runs `change`, noting the vCPUs not in `quiet` that it gave an
+    /// interrupt.
+    fn track<R>(&self, quiet: u32, change: impl FnOnce() -> R) -> R {
         if self.vcpus == 1 {
             return change();
         }
@@ -529,6 +542,7 @@ impl VirtualGic {
                 grown |= 1 << vcpu;
             }
         }
+        grown &= !quiet;
         if grown != 0 {
             self.kicks.set(self.kicks.get() | grown);
             self.stale.set(self.stale.get() | grown);
