@@ -1102,6 +1102,7 @@ mod tests {
         // source.
         let gicd = backends[0].distributor();
         assert_eq!(gicd.read(0xf23, AccessSize::Byte), Ok(0b110));
+        assert_eq!(gic.take_kicks(), 0, "its own read-back: no kick");
         entry(&backends[0]);
         assert_eq!(gichs[0].ids(), [sgi_entry(3, 1)]);
         // Acknowledged: still one register; ended: the next source.
@@ -1166,7 +1167,7 @@ mod tests {
             .distributor()
             .write(0xf00, Word, 0x0200_0002)
             .unwrap();
-        assert_eq!(backends[2].take_kicks(), 0);
+        assert_eq!(gic.take_kicks(), 0);
         backends[2].before_entry(&OFF, &|| 0, false);
         assert_eq!(gichs[2].ids(), [sgi_entry(2, 2)]);
         // SPI 40 targeted at vCPU 2, raised by a device: vCPU 2 is kicked
@@ -1180,6 +1181,24 @@ mod tests {
         assert!(gichs[2].ids().contains(&40));
         backends[0].before_entry(&OFF, &|| 0, false);
         assert!(!gichs[0].ids().contains(&40));
+        // Asked on vCPU 2 itself, a kick of vCPU 2 is left out (and
+        // dropped); its backend refreshes by itself.
+        gicd.write(0x104, Word, 1 << 9).unwrap();
+        gicd.write(0x829, AccessSize::Byte, 0x04).unwrap();
+        gic.set_level(41, true);
+        assert_eq!(backends[2].take_kicks(), 0);
+        assert_eq!(gic.take_kicks(), 0, "dropped");
+        backends[2].before_entry(&OFF, &|| 0, false);
+        assert!(gichs[2].ids().contains(&41));
+        // A vCPU's own read-back puts what it had not acknowledged back in
+        // the distributor: no kick either.
+        gicd.write(0x104, Word, 1 << 10).unwrap();
+        gic.trigger(42);
+        backends[0].before_entry(&OFF, &|| 0, false);
+        assert!(gichs[0].ids().contains(&42));
+        assert_eq!(gic.take_kicks(), 0, "vCPU 0 refreshed");
+        assert_eq!(gicd.read(0x204, Word).map(|w| w >> 10 & 1), Ok(1));
+        assert_eq!(gic.take_kicks(), 0);
         // A vCPU that refreshed before anyone asked needs no kick.
         backends[1]
             .distributor()
@@ -1188,5 +1207,27 @@ mod tests {
         backends[0].before_entry(&OFF, &|| 0, false);
         assert!(gichs[0].ids().contains(&sgi_entry(4, 1)));
         assert_eq!(gic.take_kicks(), 0);
+    }
+
+    #[test]
+    fn an_spi_retargeted_while_active_goes_to_its_new_vcpu_when_ended() {
+        smp_fixture!(gichs, host, gic, backends);
+        let gicd = backends[0].distributor();
+        gicd.write(0x104, Word, 1 << 11).unwrap();
+        gic.set_level(43, true);
+        assert_eq!(gic.take_kicks(), 1 << 0, "routed to vCPU 0");
+        backends[0].before_entry(&OFF, &|| 0, false);
+        assert_eq!(gichs[0].ids(), [43]);
+        // The guest on vCPU 0 takes it, moves it to vCPU 1 and ends it;
+        // the line stays high.
+        gichs[0].set_state(0, EntryState::Active);
+        gicd.write(0x82b, AccessSize::Byte, 0x02).unwrap();
+        assert_eq!(gic.take_kicks(), 0, "active: nobody has it yet");
+        gichs[0].set_state(0, EntryState::Invalid);
+        backends[0].before_entry(&OFF, &|| 0, false);
+        assert!(gichs[0].ids().is_empty());
+        assert_eq!(backends[0].take_kicks(), 1 << 1, "vCPU 1's now");
+        backends[1].before_entry(&OFF, &|| 0, false);
+        assert_eq!(gichs[1].ids(), [43]);
     }
 }

@@ -208,4 +208,17 @@ mod tests {
         backend.switch_in();
         assert_eq!(line.0.get(), Some(true));
     }
+
+    #[test]
+    fn kicks_are_the_gics() {
+        let console = Recorder::default();
+        let uart = VirtualUart::new(&console);
+        let gic = VirtualGic::with_vcpus(2);
+        let line = Line(Cell::new(None));
+        let backend = SoftwareBackend::new(&gic, &uart, &line);
+        running(&gic);
+        gic.distributor().write(0xf00, Word, 0x0002_0001).unwrap();
+        assert_eq!(backend.take_kicks(), 1 << 1, "an SGI to vCPU 1");
+        assert_eq!(gic.take_kicks(), 0, "taken");
+    }
 }

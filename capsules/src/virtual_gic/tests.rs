@@ -786,3 +786,19 @@ fn reset_clears_every_bank_and_keeps_the_lines() {
     assert_eq!(gic.forwarded(2), 1 << 24);
     assert_eq!(gic.forwarded(0), 0);
 }
+
+#[test]
+fn an_eoi_that_hands_an_spi_to_another_vcpu_kicks_it() {
+    let gic = running_smp_gic(2);
+    enable(&gic, 40, 0xa0);
+    gic.set_level(40, true);
+    assert_eq!(gic.take_kicks(), 1 << 0);
+    assert_eq!(cpu_read(&gic, GICC_IAR), 40);
+    gic.distributor()
+        .write(GICD_ITARGETSR + 40, Byte, 0x02)
+        .unwrap();
+    assert_eq!(gic.take_kicks(), 0, "active: forwarded to nobody");
+    cpu_write(&gic, GICC_EOIR, 40);
+    assert_eq!(gic.take_kicks(), 1 << 1, "the line is still high");
+    assert!(!gic.pending_irq(), "vCPU 1's now");
+}
