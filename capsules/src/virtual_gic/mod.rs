@@ -103,11 +103,12 @@
 //!
 //! Kicks. With more than one vCPU, an action on the GIC (a distributor
 //! write by one vCPU, a device raising an SPI) can give interrupts to a vCPU
-//! running on another physical CPU. The GIC notes every vCPU whose
-//! forwarded interrupts (pending, enabled, inactive and routed to it, with
-//! the distributor enabled) gained one, and [`VirtualGic::take_kicks`]
-//! hands the set to the kernel, which interrupts those CPUs. A GIC with
-//! one vCPU does none of this work.
+//! running on another physical CPU. The GIC compares each vCPU's forwarded
+//! interrupts (pending, enabled, inactive and routed to it, with the
+//! distributor enabled) before and after every such action, notes the
+//! vCPUs that gained one, and [`VirtualGic::take_kicks`] hands the set to
+//! the kernel, which interrupts those CPUs. A GIC with one vCPU does none
+//! of this work.
 //!
 //! Usage (the board makes both views `'static` alongside the GIC):
 //!
@@ -504,9 +505,13 @@ impl VirtualGic {
 
     /// The vCPUs (bit n: vCPU n) whose forwarded interrupts gained one
     /// since the last call, through an action on this GIC (a distributor
-    /// write, a line or edge, a list register read back), and that have
-    /// not filled their list registers since: the kernel kicks the
-    /// physical CPUs they run on. Clears the set. Always 0 with one vCPU.
+    /// write, a line or edge, a GICC_EOIR or GICC_DIR, another vCPU's list
+    /// registers read back), and whose backend has not filled its list
+    /// registers since: the kernel kicks the physical CPUs they run on.
+    /// What a [`GicV2Backend`] does in its own vCPU's exit (the guest's
+    /// distributor accesses, reading back its list registers) does not
+    /// count for its own vCPU, which refreshes before it enters again.
+    /// Clears the set. Always 0 with one vCPU.
     pub fn take_kicks(&self) -> u32 {
         self.kicks.replace(0)
     }
