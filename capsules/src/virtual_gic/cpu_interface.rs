@@ -2,14 +2,16 @@
 //! The virtual GIC's emulated CPU interface: the guest's GICC window
 //! (0x0801_0000) on a board without a GIC virtualization interface, where
 //! every access traps and [`GicCpuInterface`] answers it (the software
-//! backend). With GICv2 virtualization the window is the GIC's own GICV
-//! instead, and this code is not used.
+//! backend). It is vCPU 0's: such boards run one-vCPU VMs. With GICv2
+//! virtualization the window is the GIC's own GICV instead, and this code
+//! is not used.
 
 use super::*;
 
 impl VirtualGic {
-    /// Whether the CPU interface signals an IRQ now: the interrupt GICC_IAR
-    /// would acknowledge exists; the software backend drives HCR.VI from it.
+    /// Whether the CPU interface (vCPU 0's) signals an IRQ now: the
+    /// interrupt GICC_IAR would acknowledge exists; the software backend
+    /// drives HCR.VI from it.
     pub fn pending_irq(&self) -> bool {
         self.highest_pending().is_some()
     }
@@ -19,13 +21,13 @@ impl VirtualGic {
         self.signalled().map(|(id, _)| id)
     }
 
-    /// The highest-priority pending, enabled, inactive interrupt targeting
-    /// CPU 0, with its priority, when both enables are set.
+    /// The highest-priority pending, enabled, inactive interrupt forwarded
+    /// to vCPU 0, with its priority, when both enables are set.
     fn best_candidate(&self) -> Option<(u32, u8)> {
         if self.cpu_control.get() & GICC_CTLR_ENABLE == 0 {
             return None;
         }
-        self.best_of(self.forwarded())
+        self.best_of(CPU_INTERFACE_VCPU, self.forwarded(CPU_INTERFACE_VCPU))
     }
 
     /// The group priority of `priority` under the current binary point.
@@ -50,23 +52,30 @@ impl VirtualGic {
         })
     }
 
-    /// GICC_IAR: acknowledges the signalled interrupt.
+    /// GICC_IAR: acknowledges the signalled interrupt. An SGI is
+    /// acknowledged from its lowest-numbered pending source, which bits
+    /// 12:10 name; its other sources stay pending.
     fn acknowledge(&self) -> u32 {
+        let vcpu = CPU_INTERFACE_VCPU;
         let Some((id, priority)) = self.signalled() else {
             return SPURIOUS;
         };
-        self.latched.set(self.latched.get() & !bit(id));
-        self.active.set(self.active.get() | bit(id));
+        let source = if id < NUM_SGIS as u32 {
+            self.take_sgi_source(vcpu, id).unwrap_or(0)
+        } else {
+            self.clear_latched(vcpu, id);
+            0
+        };
+        self.set_active(vcpu, id, true);
         let level = self.group_priority(priority) >> 3;
         self.active_priorities
             .set(self.active_priorities.get() | (1 << level));
-        // SGIs carry their source CPU in bits 12:10, always CPU 0 here.
-        id
+        id | (source << SOURCE_SHIFT)
     }
 
     /// GICC_EOIR: priority drop, and deactivation in EOImode 0.
     fn end_of_interrupt(&self, value: u32) {
-        let id = value & 0x3ff;
+        let id = value & ID_BITS;
         if id >= NUM_INTERRUPTS {
             return;
         }
@@ -79,10 +88,7 @@ impl VirtualGic {
 
     /// GICC_DIR (and the second half of EOIR in EOImode 0).
     fn deactivate(&self, value: u32) {
-        let id = value & 0x3ff;
-        if id < NUM_INTERRUPTS {
-            self.active.set(self.active.get() & !bit(id));
-        }
+        self.set_active(CPU_INTERFACE_VCPU, value & ID_BITS, false);
     }
 
     fn cpu_interface_word(&self, offset: u64) -> u32 {
@@ -118,7 +124,7 @@ impl VirtualGic {
     }
 }
 
-/// The CPU interface's window, as a virtual device.
+/// vCPU 0's CPU interface window, as a virtual device.
 #[derive(Clone, Copy, Debug)]
 pub struct GicCpuInterface<'a> {
     pub(super) gic: &'a VirtualGic,
@@ -154,7 +160,9 @@ impl MmioDevice for GicCpuInterface<'_> {
 
     fn write(&self, offset: u64, size: AccessSize, value: u32) -> Result<(), MmioError> {
         if check_access(offset, size)? == AccessSize::Word {
-            self.gic.set_cpu_interface_word(offset, value);
+            // A deactivation can forward an SPI to another vCPU.
+            let gic = self.gic;
+            gic.tracked(|| gic.set_cpu_interface_word(offset, value));
         }
         Ok(())
     }

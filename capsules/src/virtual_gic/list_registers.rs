@@ -51,8 +51,25 @@
 //!
 //! The context switched with the VM: the list registers, the interface
 //! state (GICH_VMCR, GICH_APR) and the timer interrupt's mask.
+//!
+//! A VM with several vCPUs has one backend per vCPU, each over its own
+//! physical CPU's list registers, serving its vCPU's bank of the shared
+//! [`VirtualGic`] (its SGIs and PPIs, the timer's PPI 27 included, and the
+//! SPIs routed to it). Two more rules come with that:
+//!
+//! - *SGIs* carry their source vCPU: an SGI's entry holds it in bits 12:10
+//!   of [`ListEntry::id`], where GICH_LR has its CPUID field and GICC_IAR
+//!   reports it (the chip's list-register driver must write those bits to
+//!   GICH_LR.CPUID). One source goes in at a time, the lowest first; the
+//!   others stay pending in the distributor and go in once the guest has
+//!   ended that one, so no two list registers ever hold the same SGI.
+//! - *Kicks*: what one vCPU or a device does to the GIC can give another
+//!   vCPU interrupts. The GIC marks that vCPU stale, and its backend
+//!   refreshes at its next [`InterruptBackend::before_entry`]; the kernel
+//!   learns whose physical CPU to interrupt from
+//!   [`InterruptBackend::take_kicks`]. A one-vCPU VM has neither.
 
-use super::{VirtualGic, NUM_INTERRUPTS, UART_INTERRUPT};
+use super::{GicDistributor, VirtualGic, ID_BITS, NUM_INTERRUPTS, SOURCE_SHIFT, UART_INTERRUPT};
 use crate::virtual_timer::TIMER_INTERRUPT;
 use crate::virtual_uart::VirtualUart;
 use core::cell::Cell;
@@ -74,17 +91,24 @@ pub const PHYSICAL_TIMER_INTERRUPT: u32 = 27;
 /// attention (underflow, an end the backend asked to hear of).
 pub const MAINTENANCE_INTERRUPT: u32 = 25;
 
-/// One VM's interrupt delivery through the GIC's list registers.
+/// How many SGIs there are (ids 0-15).
+const NUM_SGIS: u32 = 16;
+
+/// One vCPU's interrupt delivery through its physical CPU's list
+/// registers.
 pub struct GicV2Backend<'a> {
     gic: &'a VirtualGic,
+    /// The vCPU of the VM this backend serves.
+    vcpu: usize,
     uart: &'a VirtualUart<'a>,
     list_registers: &'a dyn ListRegisters,
     host: &'a dyn InterruptController,
     /// How many list registers are used (the GIC's count, at most
     /// [`MAX_LIST_REGISTERS`]).
     count: usize,
-    /// The interrupt each list register was last given (the registers
-    /// themselves only say what state it is in).
+    /// The interrupt each list register was last given, an SGI's source
+    /// in bits 12:10 (the registers themselves only say what state it is
+    /// in).
     held: Cell<[Option<u32>; MAX_LIST_REGISTERS]>,
     /// The list registers while the VM is switched out.
     saved: Cell<[ListEntry; MAX_LIST_REGISTERS]>,
@@ -110,6 +134,7 @@ pub struct GicV2Backend<'a> {
 impl core::fmt::Debug for GicV2Backend<'_> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("GicV2Backend")
+            .field("vcpu", &self.vcpu)
             .field("held", &self.held.get())
             .field("loaded", &self.loaded.get())
             .finish()
@@ -117,20 +142,28 @@ impl core::fmt::Debug for GicV2Backend<'_> {
 }
 
 impl<'a> GicV2Backend<'a> {
-    /// A backend for the VM whose distributor is `gic`, with `uart` wired
-    /// to id 33, delivering through `list_registers`; `host` is the
+    /// A backend for vCPU `vcpu` of the VM whose distributor is `gic`,
+    /// with `uart` wired to id 33, delivering through `list_registers`
+    /// (those of the physical CPU the vCPU runs on); `host` is the
     /// physical GIC, whose timer interrupt (PPI 11) the backend masks and
-    /// injects into this VM: a routing of a physical interrupt, which only
-    /// a board may set up (`_routing`).
+    /// injects into this vCPU: a routing of a physical interrupt, which
+    /// only a board may set up (`_routing`).
+    ///
+    /// # Panics
+    ///
+    /// Unless `vcpu` is one of `gic`'s vCPUs (a board error).
     pub fn new(
         gic: &'a VirtualGic,
+        vcpu: usize,
         uart: &'a VirtualUart<'a>,
         list_registers: &'a dyn ListRegisters,
         host: &'a dyn InterruptController,
         _routing: &dyn InterruptRoutingCapability,
     ) -> Self {
+        assert!(vcpu < gic.vcpus(), "no such vCPU in this GIC");
         GicV2Backend {
             gic,
+            vcpu,
             uart,
             list_registers,
             host,
@@ -147,10 +180,16 @@ impl<'a> GicV2Backend<'a> {
         }
     }
 
-    /// The guest's distributor window, reading back the list registers
-    /// before each access so that it sees (and changes) the whole state.
+    /// The guest's distributor window as this backend's vCPU sees it,
+    /// reading back the list registers before each access so that it sees
+    /// (and changes) the whole state.
     pub fn distributor(&'a self) -> GicV2Distributor<'a> {
         GicV2Distributor { backend: self }
+    }
+
+    /// The vCPU this backend serves.
+    pub fn vcpu(&self) -> usize {
+        self.vcpu
     }
 
     /// Whether the VM is switched in.
@@ -161,7 +200,9 @@ impl<'a> GicV2Backend<'a> {
     /// Something outside this backend changed the distributor's state (a
     /// device drove a line): look again before the next entry. The
     /// backend's own sources (the guest's distributor accesses, the UART's
-    /// line, the timer and maintenance interrupts) need no such call.
+    /// line, the timer and maintenance interrupts) need no such call, and
+    /// with several vCPUs neither does anything that gives this vCPU an
+    /// interrupt through the GIC (it marks the vCPU stale).
     pub fn invalidate(&self) {
         self.dirty.set(true);
     }
@@ -190,18 +231,34 @@ impl<'a> GicV2Backend<'a> {
     /// returns to the distributor). Afterwards only active interrupts are
     /// in list registers.
     pub fn read_back(&self) {
+        self.read_back_pending();
+    }
+
+    /// [`Self::read_back`]; returns whether a pending interrupt went back
+    /// to the distributor (it must be filled in again).
+    fn read_back_pending(&self) -> bool {
         if self.held.get() == [None; MAX_LIST_REGISTERS] {
             // Nothing in the list registers: nothing to read.
-            return;
+            return false;
         }
+        // An SPI deactivated here can be forwarded to another vCPU now.
+        // What goes back to this vCPU's own state is for the callers to
+        // fill in again.
+        self.gic.tracked_by(self.vcpu, || self.read_back_entries())
+    }
+
+    fn read_back_entries(&self) -> bool {
+        let vcpu = self.vcpu;
+        let mut returned = false;
         let mut held = self.held.get();
         for (n, slot) in held.iter_mut().enumerate().take(self.count) {
-            let Some(id) = *slot else { continue };
+            let Some(tag) = *slot else { continue };
+            let id = tag & ID_BITS;
             let entry = self.read_entry(n);
             match entry.state {
                 EntryState::Invalid => {
                     self.from_latch.set(self.from_latch.get() & !(1 << id));
-                    self.gic.set_active(id, false);
+                    self.gic.set_active(vcpu, id, false);
                     if entry.notify_end {
                         // An ended entry that asked for the maintenance
                         // interrupt keeps raising it until it is cleared.
@@ -210,7 +267,7 @@ impl<'a> GicV2Backend<'a> {
                     if id == TIMER_INTERRUPT {
                         // The guest ended the timer's interrupt: the line
                         // is low until the physical one fires again.
-                        self.gic.set_level(id, false);
+                        self.gic.drive_private_line(vcpu, id, false);
                         self.unmask_timer();
                     }
                     *slot = None;
@@ -218,11 +275,12 @@ impl<'a> GicV2Backend<'a> {
                 EntryState::Active => {
                     // Acknowledged: its latch is spent.
                     self.from_latch.set(self.from_latch.get() & !(1 << id));
-                    self.gic.set_active(id, true);
+                    self.gic.set_active(vcpu, id, true);
                 }
                 EntryState::PendingActive => {
-                    self.gic.set_active(id, true);
-                    self.return_pending(id);
+                    self.gic.set_active(vcpu, id, true);
+                    self.return_pending(tag);
+                    returned = true;
                     self.write_entry(
                         n,
                         ListEntry {
@@ -232,38 +290,49 @@ impl<'a> GicV2Backend<'a> {
                     );
                 }
                 EntryState::Pending => {
-                    self.return_pending(id);
+                    self.return_pending(tag);
+                    returned = true;
                     self.write_entry(n, ListEntry::FREE);
                     *slot = None;
                 }
             }
         }
         self.held.set(held);
+        returned
     }
 
-    /// An interrupt's pending state comes back from a list register to the
-    /// distributor: latched for an edge-triggered one (SGIs included) and
-    /// for one made pending by a latch (GICD_ISPENDR); a level-sensitive
-    /// one pending by its line only is pending while the line is high, and
-    /// latching it would deliver it again after the line has dropped.
-    fn return_pending(&self, id: u32) {
+    /// An interrupt's pending state comes back from a list register (whose
+    /// entry is `tag`) to the distributor: an SGI's from its source; latched
+    /// for an edge-triggered one and for one made pending by a latch
+    /// (GICD_ISPENDR); a level-sensitive one pending by its line only is
+    /// pending while the line is high, and latching it would deliver it
+    /// again after the line has dropped.
+    fn return_pending(&self, tag: u32) {
+        let id = tag & ID_BITS;
+        if id < NUM_SGIS {
+            self.gic.add_sgi_source(self.vcpu, id, tag >> SOURCE_SHIFT);
+            return;
+        }
         let latch = 1u64 << id;
-        if self.gic.is_edge(id) || self.from_latch.get() & latch != 0 {
-            self.gic.set_latched(id);
+        if self.gic.is_edge(self.vcpu, id) || self.from_latch.get() & latch != 0 {
+            self.gic.set_latched(self.vcpu, id);
         }
         self.from_latch.set(self.from_latch.get() & !latch);
     }
 
-    /// Fills free list registers with the forwarded interrupts, highest
-    /// priority first; returns whether some had to wait.
+    /// Fills free list registers with the interrupts forwarded to this
+    /// vCPU, highest priority first; returns whether some had to wait. An
+    /// SGI goes in from one source, the lowest pending; one already in a
+    /// list register does not go in again until it leaves.
     fn fill(&self) -> bool {
-        let mut candidates = self.gic.forwarded();
+        let vcpu = self.vcpu;
+        let mut candidates = self.gic.forwarded(vcpu);
         if candidates == 0 {
             return false;
         }
         let mut held = self.held.get();
-        for id in held.iter().flatten() {
-            candidates &= !(1u64 << id);
+        for tag in held.iter().flatten() {
+            candidates &= !(1u64 << (tag & ID_BITS));
         }
         for (n, slot) in held.iter_mut().enumerate().take(self.count) {
             if candidates == 0 {
@@ -272,20 +341,27 @@ impl<'a> GicV2Backend<'a> {
             if slot.is_some() {
                 continue;
             }
-            let Some((id, priority)) = self.gic.best_of(candidates) else {
+            let Some((id, priority)) = self.gic.best_of(vcpu, candidates) else {
                 break;
             };
             candidates &= !(1u64 << id);
-            let mut entry = ListEntry::pending(id, priority);
-            // Level-sensitive (the timer included): hear of the end.
-            entry.notify_end = !self.gic.is_edge(id);
             // The pending state moves into the list register.
-            if self.gic.is_latched(id) {
-                self.from_latch.set(self.from_latch.get() | 1 << id);
-            }
-            self.gic.clear_latched(id);
+            let tag = if id < NUM_SGIS {
+                self.gic
+                    .take_sgi_source(vcpu, id)
+                    .map_or(id, |source| id | (source << SOURCE_SHIFT))
+            } else {
+                if self.gic.is_latched(vcpu, id) {
+                    self.from_latch.set(self.from_latch.get() | 1 << id);
+                }
+                self.gic.clear_latched(vcpu, id);
+                id
+            };
+            let mut entry = ListEntry::pending(tag, priority);
+            // Level-sensitive (the timer included): hear of the end.
+            entry.notify_end = !self.gic.is_edge(vcpu, id);
             self.write_entry(n, entry);
-            *slot = Some(id);
+            *slot = Some(tag);
         }
         self.held.set(held);
         candidates != 0
@@ -299,6 +375,9 @@ impl<'a> GicV2Backend<'a> {
         self.uart_line.set(uart);
         self.gic.set_level(UART_INTERRUPT, uart);
         self.read_back();
+        // Everything forwarded to this vCPU is presented now: it needs no
+        // kick, and is not stale.
+        self.gic.seen(self.vcpu);
         let waiting = self.fill();
         if waiting != self.waiting.replace(waiting) && self.loaded.get() {
             self.list_registers.notify_underflow(waiting);
@@ -310,7 +389,11 @@ impl<'a> GicV2Backend<'a> {
     /// holds), the guest's distributor forwards it and a register is free,
     /// writes it there. Returns whether it did.
     fn inject_timer(&self) -> bool {
-        if self.waiting.get() || self.dirty.get() || !self.gic.forwards(TIMER_INTERRUPT) {
+        if self.waiting.get()
+            || self.dirty.get()
+            || self.gic.is_stale(self.vcpu)
+            || !self.gic.forwards(self.vcpu, TIMER_INTERRUPT)
+        {
             return false;
         }
         let mut held = self.held.get();
@@ -325,7 +408,8 @@ impl<'a> GicV2Backend<'a> {
         let Some(n) = free else {
             return false;
         };
-        let mut entry = ListEntry::pending(TIMER_INTERRUPT, self.gic.priority(TIMER_INTERRUPT));
+        let priority = self.gic.priority(self.vcpu, TIMER_INTERRUPT);
+        let mut entry = ListEntry::pending(TIMER_INTERRUPT, priority);
         entry.notify_end = true;
         self.write_entry(n, entry);
         held[n] = Some(TIMER_INTERRUPT);
@@ -394,14 +478,20 @@ impl InterruptBackend for GicV2Backend<'_> {
     /// exit that can have changed something ([`Self::polls_every_entry`]
     /// is false), and its `changed` then says the UART's line may have
     /// moved: a hypercall exit does not come here at all, and the timer's
-    /// own interrupt, injected at once, costs a line check.
+    /// own interrupt, injected at once, costs a line check. With several
+    /// vCPUs it also refreshes when the GIC marked this vCPU stale (another
+    /// vCPU or a device gave it an interrupt; the kernel calls this after
+    /// the kick's exit).
     fn before_entry(
         &self,
         _timer: &dyn VirtualTimer,
         _now: &dyn Fn() -> u64,
         changed: bool,
     ) -> Option<u64> {
-        if self.dirty.get() || (changed && self.uart.interrupt_pending() != self.uart_line.get()) {
+        if self.dirty.get()
+            || self.gic.is_stale(self.vcpu)
+            || (changed && self.uart.interrupt_pending() != self.uart_line.get())
+        {
             self.refresh();
         }
         // The timer interrupts physically while the VM runs: no alarm.
@@ -417,14 +507,14 @@ impl InterruptBackend for GicV2Backend<'_> {
         self.gic
             .set_level(UART_INTERRUPT, self.uart.interrupt_pending());
         self.read_back();
-        let mut candidates = self.gic.forwarded();
+        let mut candidates = self.gic.forwarded(self.vcpu);
         let mut wake_at = None;
         if VirtualTimerState::control_armed(timer.virtual_timer_control()) {
             let state = timer.virtual_timer();
             if state.fired(now) {
                 // Due: its physical interrupt is pending (or will be once
                 // the VM's timer is in the CPU again).
-                if self.gic.forwards(TIMER_INTERRUPT) {
+                if self.gic.forwards(self.vcpu, TIMER_INTERRUPT) {
                     candidates |= 1 << TIMER_INTERRUPT;
                 }
             } else {
@@ -436,7 +526,7 @@ impl InterruptBackend for GicV2Backend<'_> {
         let mask = self.priority_mask();
         let pending = self
             .gic
-            .best_of(candidates)
+            .best_of(self.vcpu, candidates)
             .is_some_and(|(_, priority)| priority < mask);
         // What was read back goes in again when the VM next runs (the
         // kernel marks a new slice as changed).
@@ -464,13 +554,20 @@ impl InterruptBackend for GicV2Backend<'_> {
                 // A list register holding the previous one, which the
                 // guest has ended since, is read back first: reading it
                 // back later would lower the line this interrupt raises.
-                self.read_back();
+                // Interrupts still pending come out of their registers
+                // then, and go in again before the next entry.
+                if self.read_back_pending() {
+                    self.dirty.set(true);
+                }
                 // Masked until the guest ends the virtual interrupt (the
                 // physical line stays high until the guest reprograms its
                 // timer).
                 self.host.disable(PHYSICAL_TIMER_INTERRUPT);
                 self.timer_masked.set(true);
-                self.gic.set_level(TIMER_INTERRUPT, true);
+                // This vCPU's own line: the interrupt is presented right
+                // here, no other vCPU needs to hear of it.
+                self.gic
+                    .drive_private_line(self.vcpu, TIMER_INTERRUPT, true);
                 if !self.inject_timer() {
                     self.dirty.set(true);
                 }
@@ -487,7 +584,8 @@ impl InterruptBackend for GicV2Backend<'_> {
         self.held.set([None; MAX_LIST_REGISTERS]);
         self.from_latch.set(0);
         self.gic.reset();
-        self.gic.set_level(TIMER_INTERRUPT, false);
+        self.gic
+            .set_private_level(self.vcpu, TIMER_INTERRUPT, false);
         self.waiting.set(false);
         self.dirty.set(true);
         self.unmask_timer();
@@ -498,17 +596,35 @@ impl InterruptBackend for GicV2Backend<'_> {
             self.interface.set(InterfaceState::default());
         }
     }
+
+    /// The other vCPUs the GIC says need a kick. This vCPU's own mark
+    /// goes too: it stays stale, so this backend refreshes before its
+    /// next entry by itself.
+    fn take_kicks(&self) -> u32 {
+        self.gic.take_kicks() & !(1 << self.vcpu)
+    }
 }
 
 use hyp::interrupts::VirtualTimerState;
 
-/// The guest's distributor window for a VM with the GICv2 backend: every
-/// access first reads back the list registers (`GICD_ISPENDR` and
-/// `GICD_ISACTIVER` must see interrupts the guest holds; a write may
-/// change them); the kernel refills them before the next entry.
+/// The guest's distributor window for one vCPU of a VM with the GICv2
+/// backend: every access first reads back that vCPU's list registers
+/// (`GICD_ISPENDR` and `GICD_ISACTIVER` must see interrupts the guest
+/// holds; a write may change them), then goes to the vCPU's view of the
+/// distributor; the kernel refills them before the next entry.
 #[derive(Clone, Copy, Debug)]
 pub struct GicV2Distributor<'a> {
     backend: &'a GicV2Backend<'a>,
+}
+
+impl GicV2Distributor<'_> {
+    /// The distributor as the backend's vCPU sees it.
+    fn view(&self) -> GicDistributor<'_> {
+        GicDistributor {
+            gic: self.backend.gic,
+            vcpu: self.backend.vcpu,
+        }
+    }
 }
 
 impl MmioDevice for GicV2Distributor<'_> {
@@ -534,13 +650,18 @@ impl MmioDevice for GicV2Distributor<'_> {
     fn read(&self, offset: u64, size: AccessSize) -> Result<u32, MmioError> {
         self.backend.read_back();
         self.backend.invalidate();
-        self.backend.gic.distributor().read(offset, size)
+        self.view().read(offset, size)
     }
 
     fn write(&self, offset: u64, size: AccessSize, value: u32) -> Result<(), MmioError> {
         self.backend.read_back();
         self.backend.invalidate();
-        self.backend.gic.distributor().write(offset, size, value)
+        let result = self.view().write(offset, size, value);
+        // The access traps on the vCPU's own CPU, which refreshes before
+        // it enters again (dirty): its own marks (an SGI to itself, say)
+        // call for no kick.
+        self.backend.gic.seen(self.backend.vcpu);
+        result
     }
 }
 
@@ -565,6 +686,7 @@ mod tests {
             let $gic = VirtualGic::new();
             let $backend = GicV2Backend::new(
                 &$gic,
+                0,
                 &uart,
                 &$gich,
                 &$host,
@@ -844,6 +966,22 @@ mod tests {
     }
 
     #[test]
+    fn interrupts_the_timer_path_reads_back_pending_go_in_again_before_the_next_entry() {
+        fixture!(gich, host, gic, backend);
+        guest_enables(&gic, &[40, TIMER_INTERRUPT]);
+        gic.trigger(40);
+        entry(&backend);
+        assert_eq!(gich.ids(), [40]);
+        // Not acknowledged yet when the timer fires: reading back takes 40
+        // out of its list register, and it must go in again.
+        assert!(backend.physical_interrupt(PHYSICAL_TIMER_INTERRUPT));
+        backend.before_entry(&OFF, &|| 0, true);
+        let mut ids = gich.ids();
+        ids.sort_unstable();
+        assert_eq!(ids, [TIMER_INTERRUPT, 40]);
+    }
+
+    #[test]
     fn a_waiting_vm_wakes_for_unmasked_interrupts_and_at_its_timer_deadline() {
         fixture!(gich, host, gic, backend);
         guest_enables(&gic, &[TIMER_INTERRUPT, 40]);
@@ -895,5 +1033,201 @@ mod tests {
             "the mask is lifted"
         );
         assert_eq!(gicd.read(0x000, Word), Ok(0), "distributor reset");
+    }
+
+    /// Declares a GIC of three vCPUs `$gic` and a switched-in backend per
+    /// vCPU (`$backends[n]`, over the GICH `$gichs[n]`), sharing the host
+    /// GIC `$host`.
+    macro_rules! smp_fixture {
+        ($gichs:ident, $host:ident, $gic:ident, $backends:ident) => {
+            let console = Recorder::default();
+            let uart = VirtualUart::new(&console);
+            let $gichs: [FakeGich; 3] = Default::default();
+            let $host = FakeHost::default();
+            let $gic = VirtualGic::with_vcpus(3);
+            let $backends: [GicV2Backend; 3] = core::array::from_fn(|vcpu| {
+                GicV2Backend::new(
+                    &$gic,
+                    vcpu,
+                    &uart,
+                    &$gichs[vcpu],
+                    &$host,
+                    &hyp::capabilities::testing::TestCapability,
+                )
+            });
+            for backend in &$backends {
+                backend.switch_in();
+            }
+            $gic.distributor().write(0x000, Word, 1).unwrap();
+        };
+    }
+
+    /// An SGI's list register entry id: the SGI and its source vCPU.
+    fn sgi_entry(sgi: u32, source: u32) -> u32 {
+        sgi | source << 10
+    }
+
+    #[test]
+    #[should_panic(expected = "no such vCPU")]
+    fn a_backend_for_a_missing_vcpu_is_a_board_error() {
+        let console = Recorder::default();
+        let uart = VirtualUart::new(&console);
+        let (gich, host, gic) = (FakeGich::default(), FakeHost::default(), VirtualGic::new());
+        let capability = hyp::capabilities::testing::TestCapability;
+        GicV2Backend::new(&gic, 1, &uart, &gich, &host, &capability);
+    }
+
+    #[test]
+    fn an_sgi_goes_in_with_its_source_and_its_sources_one_after_another() {
+        smp_fixture!(gichs, host, gic, backends);
+        // vCPU 0's guest gives SGI 3 priority 0x40 in its bank.
+        backends[0]
+            .distributor()
+            .write(0x403, AccessSize::Byte, 0x40)
+            .unwrap();
+        // vCPUs 2 and 1 send it to vCPU 0.
+        backends[2]
+            .distributor()
+            .write(0xf00, Word, 0x0001_0003)
+            .unwrap();
+        backends[1]
+            .distributor()
+            .write(0xf00, Word, 0x0001_0003)
+            .unwrap();
+        backends[0].before_entry(&OFF, &|| 0, false);
+        assert_eq!(gichs[0].ids(), [sgi_entry(3, 1)], "source 1 first, alone");
+        assert_eq!(gichs[0].entry(0).priority, 0x40);
+        assert!(!gichs[0].entry(0).notify_end, "SGIs are edges");
+        // Taken back out unacknowledged, it goes in again from the same
+        // source.
+        let gicd = backends[0].distributor();
+        assert_eq!(gicd.read(0xf23, AccessSize::Byte), Ok(0b110));
+        assert_eq!(gic.take_kicks(), 0, "its own read-back: no kick");
+        entry(&backends[0]);
+        assert_eq!(gichs[0].ids(), [sgi_entry(3, 1)]);
+        // Acknowledged: still one register; ended: the next source.
+        gichs[0].set_state(0, EntryState::Active);
+        entry(&backends[0]);
+        assert_eq!(gichs[0].ids(), [sgi_entry(3, 1)]);
+        assert_eq!(gicd.read(0xf23, AccessSize::Byte), Ok(0b100));
+        gichs[0].set_state(0, EntryState::Invalid);
+        entry(&backends[0]);
+        assert_eq!(gichs[0].ids(), [sgi_entry(3, 2)]);
+        gichs[0].set_state(0, EntryState::Invalid);
+        entry(&backends[0]);
+        assert!(gichs[0].ids().is_empty());
+        assert!(gichs[1].ids().is_empty() && gichs[2].ids().is_empty());
+    }
+
+    #[test]
+    fn a_vcpus_distributor_window_and_timer_are_its_own() {
+        smp_fixture!(gichs, host, gic, backends);
+        let gicd = backends[1].distributor();
+        assert_eq!(gicd.read(0x800, Word), Ok(0x0202_0202), "ITARGETSR0");
+        // vCPU 1's guest enables its timer PPI; the timer fires on its CPU.
+        gicd.write(0x100, Word, 1 << TIMER_INTERRUPT).unwrap();
+        backends[1].before_entry(&OFF, &|| 0, true);
+        host.enable(PHYSICAL_TIMER_INTERRUPT);
+        assert!(backends[1].physical_interrupt(PHYSICAL_TIMER_INTERRUPT));
+        assert_eq!(gichs[1].ids(), [TIMER_INTERRUPT], "straight in");
+        assert_eq!(gic.take_kicks(), 0, "nobody else concerned");
+        for (vcpu, backend) in backends.iter().enumerate() {
+            entry(backend);
+            let pending = backend.distributor().read(0x200, Word).unwrap();
+            assert_eq!(pending >> TIMER_INTERRUPT & 1, u32::from(vcpu == 1));
+        }
+        assert!(gichs[0].ids().is_empty() && gichs[2].ids().is_empty());
+        // In again after the read; the guest ends it: vCPU 1's line drops.
+        entry(&backends[1]);
+        assert_eq!(gichs[1].ids(), [TIMER_INTERRUPT]);
+        gichs[1].set_state(0, EntryState::Invalid);
+        entry(&backends[1]);
+        assert_eq!(gicd.read(0x200, Word), Ok(0));
+        assert!(host.is_enabled(PHYSICAL_TIMER_INTERRUPT));
+    }
+
+    #[test]
+    fn kicks_reach_the_other_vcpu_which_refreshes_before_its_next_entry() {
+        smp_fixture!(gichs, host, gic, backends);
+        for backend in &backends {
+            backend.before_entry(&OFF, &|| 0, true);
+        }
+        // vCPU 0 sends SGI 1 to vCPU 1: the kernel on vCPU 0 hears to kick
+        // vCPU 1, whose backend refreshes without being told.
+        backends[0]
+            .distributor()
+            .write(0xf00, Word, 0x0002_0001)
+            .unwrap();
+        assert_eq!(backends[0].take_kicks(), 1 << 1);
+        assert_eq!(backends[0].take_kicks(), 0);
+        backends[1].before_entry(&OFF, &|| 0, false);
+        assert_eq!(gichs[1].ids(), [sgi_entry(1, 0)]);
+        // A vCPU's SGI to itself is no kick, but goes in.
+        backends[2]
+            .distributor()
+            .write(0xf00, Word, 0x0200_0002)
+            .unwrap();
+        assert_eq!(gic.take_kicks(), 0);
+        backends[2].before_entry(&OFF, &|| 0, false);
+        assert_eq!(gichs[2].ids(), [sgi_entry(2, 2)]);
+        // SPI 40 targeted at vCPU 2, raised by a device: vCPU 2 is kicked
+        // (whichever backend the kernel asks) and takes it.
+        let gicd = backends[0].distributor();
+        gicd.write(0x104, Word, 1 << 8).unwrap();
+        gicd.write(0x828, AccessSize::Byte, 0x04).unwrap();
+        gic.set_level(40, true);
+        assert_eq!(backends[1].take_kicks(), 1 << 2);
+        backends[2].before_entry(&OFF, &|| 0, false);
+        assert!(gichs[2].ids().contains(&40));
+        backends[0].before_entry(&OFF, &|| 0, false);
+        assert!(!gichs[0].ids().contains(&40));
+        // Asked on vCPU 2 itself, a kick of vCPU 2 is left out (and
+        // dropped); its backend refreshes by itself.
+        gicd.write(0x104, Word, 1 << 9).unwrap();
+        gicd.write(0x829, AccessSize::Byte, 0x04).unwrap();
+        gic.set_level(41, true);
+        assert_eq!(backends[2].take_kicks(), 0);
+        assert_eq!(gic.take_kicks(), 0, "dropped");
+        backends[2].before_entry(&OFF, &|| 0, false);
+        assert!(gichs[2].ids().contains(&41));
+        // A vCPU's own read-back puts what it had not acknowledged back in
+        // the distributor: no kick either.
+        gicd.write(0x104, Word, 1 << 10).unwrap();
+        gic.trigger(42);
+        backends[0].before_entry(&OFF, &|| 0, false);
+        assert!(gichs[0].ids().contains(&42));
+        assert_eq!(gic.take_kicks(), 0, "vCPU 0 refreshed");
+        assert_eq!(gicd.read(0x204, Word).map(|w| w >> 10 & 1), Ok(1));
+        assert_eq!(gic.take_kicks(), 0);
+        // A vCPU that refreshed before anyone asked needs no kick.
+        backends[1]
+            .distributor()
+            .write(0xf00, Word, 0x0001_0004)
+            .unwrap();
+        backends[0].before_entry(&OFF, &|| 0, false);
+        assert!(gichs[0].ids().contains(&sgi_entry(4, 1)));
+        assert_eq!(gic.take_kicks(), 0);
+    }
+
+    #[test]
+    fn an_spi_retargeted_while_active_goes_to_its_new_vcpu_when_ended() {
+        smp_fixture!(gichs, host, gic, backends);
+        let gicd = backends[0].distributor();
+        gicd.write(0x104, Word, 1 << 11).unwrap();
+        gic.set_level(43, true);
+        assert_eq!(gic.take_kicks(), 1 << 0, "routed to vCPU 0");
+        backends[0].before_entry(&OFF, &|| 0, false);
+        assert_eq!(gichs[0].ids(), [43]);
+        // The guest on vCPU 0 takes it, moves it to vCPU 1 and ends it;
+        // the line stays high.
+        gichs[0].set_state(0, EntryState::Active);
+        gicd.write(0x82b, AccessSize::Byte, 0x02).unwrap();
+        assert_eq!(gic.take_kicks(), 0, "active: nobody has it yet");
+        gichs[0].set_state(0, EntryState::Invalid);
+        backends[0].before_entry(&OFF, &|| 0, false);
+        assert!(gichs[0].ids().is_empty());
+        assert_eq!(backends[0].take_kicks(), 1 << 1, "vCPU 1's now");
+        backends[1].before_entry(&OFF, &|| 0, false);
+        assert_eq!(gichs[1].ids(), [43]);
     }
 }

@@ -3,8 +3,9 @@
 //! input driven directly, the virtual timer evaluated by the hypervisor.
 //!
 //! For boards without a GIC virtualization interface (Integrator/CP has no
-//! GIC at all, and its CPU's timer outputs are not wired). The VM's
-//! interrupt sources are wired into its [`VirtualGic`]:
+//! GIC at all, and its CPU's timer outputs are not wired), whose VMs have
+//! one vCPU: the backend serves vCPU 0 of its [`VirtualGic`]. The VM's
+//! interrupt sources are wired into the GIC:
 //!
 //! | source | GIC id | trigger |
 //! |---|---|---|
@@ -22,6 +23,9 @@ use crate::virtual_timer::{evaluate, TIMER_INTERRUPT};
 use crate::virtual_uart::VirtualUart;
 use core::cell::Cell;
 use hyp::interrupts::{InterruptBackend, Poll, VirtualIrqLine, VirtualTimer, VirtualTimerState};
+
+/// The vCPU a software backend serves.
+const VCPU: usize = 0;
 
 /// One VM's software interrupt delivery.
 pub struct SoftwareBackend<'a> {
@@ -72,7 +76,8 @@ impl<'a> SoftwareBackend<'a> {
             deadline: timer.virtual_timer_deadline(),
         };
         let output = evaluate(state, now());
-        self.gic.set_level(TIMER_INTERRUPT, output.level);
+        self.gic
+            .set_private_level(VCPU, TIMER_INTERRUPT, output.level);
         let moved = self.timer_line.replace(output.level) != output.level;
         (output.wake_at, moved || output.level)
     }
@@ -123,6 +128,11 @@ impl InterruptBackend for SoftwareBackend<'_> {
         self.timer_line.set(false);
         self.irq.set(false);
         self.irq_line.set(false);
+    }
+
+    /// The GIC's kicks: none with one vCPU.
+    fn take_kicks(&self) -> u32 {
+        self.gic.take_kicks()
     }
 }
 
@@ -197,5 +207,18 @@ mod tests {
         line.0.set(Some(false)); // another VM's input
         backend.switch_in();
         assert_eq!(line.0.get(), Some(true));
+    }
+
+    #[test]
+    fn kicks_are_the_gics() {
+        let console = Recorder::default();
+        let uart = VirtualUart::new(&console);
+        let gic = VirtualGic::with_vcpus(2);
+        let line = Line(Cell::new(None));
+        let backend = SoftwareBackend::new(&gic, &uart, &line);
+        running(&gic);
+        gic.distributor().write(0xf00, Word, 0x0002_0001).unwrap();
+        assert_eq!(backend.take_kicks(), 1 << 1, "an SGI to vCPU 1");
+        assert_eq!(gic.take_kicks(), 0, "taken");
     }
 }

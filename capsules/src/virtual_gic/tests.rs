@@ -470,3 +470,335 @@ fn reset_forgets_the_guest_but_not_the_lines() {
     enable(&gic, UART, 0xa0);
     assert_eq!(cpu_read(&gic, GICC_IAR), UART);
 }
+
+// Several vCPUs.
+
+fn read_for(gic: &VirtualGic, vcpu: usize, offset: u64) -> u32 {
+    gic.distributor_for(vcpu).read(offset, Word).unwrap()
+}
+
+fn write_for(gic: &VirtualGic, vcpu: usize, offset: u64, value: u32) {
+    gic.distributor_for(vcpu)
+        .write(offset, Word, value)
+        .unwrap();
+}
+
+/// The sources of SGI `sgi` pending for `vcpu`, as its GICD_SPENDSGIR
+/// byte reads.
+fn sgi_sources(gic: &VirtualGic, vcpu: usize, sgi: u32) -> u32 {
+    gic.distributor_for(vcpu)
+        .read(GICD_SPENDSGIR + u64::from(sgi), Byte)
+        .unwrap()
+}
+
+#[test]
+fn typer_cpu_number_is_the_vcpu_count_minus_one() {
+    for n in 1..=MAX_VCPUS {
+        let gic = VirtualGic::with_vcpus(n);
+        assert_eq!(gic.vcpus(), n);
+        let expected = ((n as u32 - 1) << 5) | 1;
+        for vcpu in 0..n {
+            assert_eq!(read_for(&gic, vcpu, GICD_TYPER), expected, "{n} vCPUs");
+        }
+    }
+    assert_eq!(VirtualGic::with_vcpus(0).vcpus(), 1, "at least one");
+    assert_eq!(VirtualGic::with_vcpus(9).vcpus(), MAX_VCPUS, "at most four");
+    assert_eq!(dist_read(&VirtualGic::with_vcpus(9), GICD_TYPER), 0x61);
+    assert_eq!(VirtualGic::new().vcpus(), 1);
+}
+
+#[test]
+#[should_panic(expected = "no such vCPU")]
+fn a_distributor_view_of_a_missing_vcpu_is_a_board_error() {
+    VirtualGic::with_vcpus(2).distributor_for(2);
+}
+
+#[test]
+fn banked_registers_are_per_vcpu_and_spi_registers_shared() {
+    let gic = VirtualGic::with_vcpus(2);
+    write_for(&gic, 0, GICD_CTLR, 1);
+    // vCPU 1 enables its PPI 20 at priority 0x40, edge-triggered.
+    write_for(&gic, 1, GICD_ISENABLER, 1 << 20);
+    gic.distributor_for(1)
+        .write(GICD_IPRIORITYR + 20, Byte, 0x40)
+        .unwrap();
+    write_for(&gic, 1, GICD_ICFGR + 4, 2 << 8);
+    assert_eq!(read_for(&gic, 1, GICD_ISENABLER), 0xffff | 1 << 20);
+    assert_eq!(read_for(&gic, 0, GICD_ISENABLER), 0xffff, "vCPU 0's bank");
+    assert_eq!(read_for(&gic, 1, GICD_IPRIORITYR + 20), 0x40);
+    assert_eq!(read_for(&gic, 0, GICD_IPRIORITYR + 20), 0);
+    assert_eq!(read_for(&gic, 1, GICD_ICFGR + 4), 2 << 8);
+    assert_eq!(read_for(&gic, 0, GICD_ICFGR + 4), 0);
+    // vCPU 0 writes its own PPI 20's priority: vCPU 1's stays.
+    write_for(&gic, 0, GICD_IPRIORITYR + 20, 0x80);
+    assert_eq!(read_for(&gic, 1, GICD_IPRIORITYR + 20), 0x40);
+    // PPI lines are per vCPU too; set_level drives vCPU 0's.
+    gic.set_private_level(1, 20, true);
+    assert_eq!(read_for(&gic, 1, GICD_ISPENDR), 1 << 20);
+    assert_eq!(read_for(&gic, 0, GICD_ISPENDR), 0);
+    assert_eq!(gic.forwarded(1), 1 << 20);
+    assert_eq!(gic.forwarded(0), 0, "not enabled in vCPU 0's bank");
+    gic.set_level(21, true);
+    assert_eq!(read_for(&gic, 0, GICD_ISPENDR), 1 << 21);
+    assert_eq!(read_for(&gic, 1, GICD_ISPENDR), 1 << 20);
+    write_for(&gic, 0, GICD_ISACTIVER, 1 << 21);
+    assert_eq!(read_for(&gic, 1, GICD_ISACTIVER), 0);
+    // SPIs: one state seen by both.
+    write_for(&gic, 1, GICD_ISENABLER + 4, 1 << 8);
+    write_for(&gic, 1, GICD_IPRIORITYR + 40, 0x60);
+    write_for(&gic, 1, GICD_ICFGR + 8, 2 << 16);
+    for vcpu in 0..2 {
+        assert_eq!(read_for(&gic, vcpu, GICD_ISENABLER + 4), 1 << 8);
+        assert_eq!(read_for(&gic, vcpu, GICD_IPRIORITYR + 40), 0x60);
+        assert_eq!(read_for(&gic, vcpu, GICD_ICFGR + 8), 2 << 16);
+    }
+    // The CPU interface (vCPU 0's) sees vCPU 0's priorities.
+    assert_eq!(gic.priority(0, 20), 0x80);
+    assert_eq!(gic.priority(1, 20), 0x40);
+}
+
+#[test]
+fn itargetsr_banked_reads_and_spis_routed_to_their_lowest_target() {
+    let gic = VirtualGic::with_vcpus(3);
+    for vcpu in 0..3 {
+        let own = 0x0101_0101 << vcpu;
+        assert_eq!(read_for(&gic, vcpu, GICD_ITARGETSR), own);
+        assert_eq!(read_for(&gic, vcpu, GICD_ITARGETSR + 0x1c), own);
+        assert_eq!(read_for(&gic, vcpu, GICD_ITARGETSR + 0x20), 0x0101_0101);
+    }
+    write_for(&gic, 1, GICD_ITARGETSR + 0x18, 0);
+    assert_eq!(read_for(&gic, 1, GICD_ITARGETSR + 0x18), 0x0202_0202, "WI");
+    write_for(&gic, 0, GICD_CTLR, 1);
+    write_for(&gic, 0, GICD_ISENABLER + 4, 1 << 1);
+    gic.set_level(UART, true);
+    let routed =
+        |id: u32| -> [bool; 3] { core::array::from_fn(|v| gic.forwarded(v) & (1 << id) != 0) };
+    assert_eq!(routed(UART), [true, false, false], "reset: vCPU 0");
+    // Bits of vCPUs that do not exist are not kept.
+    gic.distributor_for(2)
+        .write(GICD_ITARGETSR + 33, Byte, 0xfe)
+        .unwrap();
+    assert_eq!(read_for(&gic, 0, GICD_ITARGETSR + 32), 0x0101_0601);
+    assert_eq!(routed(UART), [false, true, false], "vCPUs 1 and 2: 1");
+    gic.distributor()
+        .write(GICD_ITARGETSR + 33, Byte, 0x04)
+        .unwrap();
+    assert_eq!(routed(UART), [false, false, true]);
+    assert!(gic.forwards(2, UART) && !gic.forwards(1, UART));
+    gic.distributor()
+        .write(GICD_ITARGETSR + 33, Byte, 0x05)
+        .unwrap();
+    assert_eq!(routed(UART), [true, false, false], "vCPUs 0 and 2: 0");
+    gic.distributor()
+        .write(GICD_ITARGETSR + 33, Byte, 0)
+        .unwrap();
+    assert_eq!(routed(UART), [false; 3], "no target: nobody");
+}
+
+#[test]
+fn sgi_filters_from_vcpu_1_name_their_targets_with_the_source() {
+    let gic = VirtualGic::with_vcpus(3);
+    // SGI 6 from vCPU 1, with each filter; the target list's bit 3 names
+    // a vCPU that does not exist.
+    for (value, targets) in [
+        (0x000d_0006, [true, false, true]),  // list: 0, 2 (and 3)
+        (0x0002_0006, [false, true, false]), // list: 1, itself
+        (0x0100_0006, [true, false, true]),  // every vCPU but the sender
+        (0x0200_0006, [false, true, false]), // the sender
+        (0x03ff_0006, [false; 3]),           // reserved
+    ] {
+        write_for(&gic, 1, GICD_SGIR, value);
+        for (vcpu, targeted) in targets.into_iter().enumerate() {
+            let expected = if targeted { 1 << 1 } else { 0 };
+            assert_eq!(
+                sgi_sources(&gic, vcpu, 6),
+                expected,
+                "SGIR {value:#x}, vCPU {vcpu}"
+            );
+            assert_eq!(
+                read_for(&gic, vcpu, GICD_ISPENDR) & (1 << 6) != 0,
+                targeted,
+                "SGIR {value:#x}, vCPU {vcpu}"
+            );
+            gic.distributor_for(vcpu)
+                .write(GICD_CPENDSGIR + 6, Byte, 0xff)
+                .unwrap();
+        }
+    }
+    // Sources accumulate per target; the register bytes are the
+    // accessing vCPU's own.
+    write_for(&gic, 0, GICD_SGIR, 0x0004_0009);
+    write_for(&gic, 1, GICD_SGIR, 0x0004_0009);
+    assert_eq!(sgi_sources(&gic, 2, 9), 0b011);
+    assert_eq!(read_for(&gic, 2, GICD_SPENDSGIR + 8), 0b011 << 8);
+    assert_eq!(read_for(&gic, 0, GICD_SPENDSGIR + 8), 0);
+    gic.distributor_for(2)
+        .write(GICD_CPENDSGIR + 9, Byte, 0b001)
+        .unwrap();
+    assert_eq!(sgi_sources(&gic, 2, 9), 0b010, "only source 0 cleared");
+    // SPENDSGIR sets sources of existing vCPUs only.
+    gic.distributor_for(1)
+        .write(GICD_SPENDSGIR + 2, Byte, 0xff)
+        .unwrap();
+    assert_eq!(sgi_sources(&gic, 1, 2), 0b111);
+}
+
+/// vCPU 0's GIC running, as `running_gic`, with `vcpus` vCPUs.
+fn running_smp_gic(vcpus: usize) -> VirtualGic {
+    let gic = VirtualGic::with_vcpus(vcpus);
+    dist_write(&gic, GICD_CTLR, 1);
+    cpu_write(&gic, GICC_PMR, 0xf0);
+    cpu_write(&gic, GICC_CTLR, 1);
+    gic
+}
+
+#[test]
+fn iar_names_an_sgis_source_and_takes_one_source_at_a_time() {
+    let gic = running_smp_gic(3);
+    enable(&gic, 3, 0x20);
+    write_for(&gic, 2, GICD_SGIR, 0x0001_0003);
+    write_for(&gic, 1, GICD_SGIR, 0x0001_0003);
+    assert_eq!(sgi_sources(&gic, 0, 3), 0b110);
+    let first = cpu_read(&gic, GICC_IAR);
+    assert_eq!((first & 0x3ff, first >> 10), (3, 1), "lowest source first");
+    assert_eq!(sgi_sources(&gic, 0, 3), 0b100, "vCPU 2's still pending");
+    assert!(!gic.pending_irq(), "active: the other source waits");
+    assert_eq!(cpu_read(&gic, GICC_HPPIR), SPURIOUS);
+    cpu_write(&gic, GICC_EOIR, first);
+    let second = cpu_read(&gic, GICC_IAR);
+    assert_eq!(second, 3 | 2 << 10);
+    assert_eq!(sgi_sources(&gic, 0, 3), 0);
+    // EOI names the id in bits 9:0, whatever the source bits say.
+    cpu_write(&gic, GICC_EOIR, second);
+    assert!(!is_set(&gic, GICD_ISACTIVER, 3));
+    assert_eq!(cpu_read(&gic, GICC_IAR), SPURIOUS);
+    // An SGI to vCPU 1 only is not vCPU 0's.
+    write_for(&gic, 2, GICD_SGIR, 0x0002_0004);
+    assert!(!gic.pending_irq());
+}
+
+#[test]
+fn kicks_name_the_vcpus_an_action_gave_an_interrupt() {
+    let gic = VirtualGic::with_vcpus(4);
+    write_for(&gic, 0, GICD_CTLR, 1);
+    assert_eq!(gic.take_kicks(), 0, "enabled, nothing pending");
+    // An SGI from vCPU 0 to vCPU 1 kicks vCPU 1 only, once.
+    write_for(&gic, 0, GICD_SGIR, 0x0002_0001);
+    assert_eq!(gic.take_kicks(), 1 << 1);
+    assert_eq!(gic.take_kicks(), 0, "taken");
+    // SPI 33 targeted at vCPU 2: raising it kicks vCPU 2.
+    gic.distributor_for(3)
+        .write(GICD_ITARGETSR + 33, Byte, 0x04)
+        .unwrap();
+    write_for(&gic, 3, GICD_ISENABLER + 4, 1 << 1);
+    assert_eq!(gic.take_kicks(), 0, "its line is low");
+    gic.set_level(UART, true);
+    assert_eq!(gic.take_kicks(), 1 << 2);
+    gic.set_level(UART, true);
+    assert_eq!(gic.take_kicks(), 0, "no new interrupt");
+    // Retargeting a pending SPI kicks its new vCPU; disabling it kicks
+    // nobody.
+    gic.distributor()
+        .write(GICD_ITARGETSR + 33, Byte, 0x08)
+        .unwrap();
+    assert_eq!(gic.take_kicks(), 1 << 3);
+    write_for(&gic, 0, GICD_ICENABLER + 4, 1 << 1);
+    assert_eq!(gic.take_kicks(), 0);
+    write_for(&gic, 0, GICD_ISENABLER + 4, 1 << 1);
+    assert_eq!(gic.take_kicks(), 1 << 3, "enabled again");
+    // An edge on vCPU 1's PPI kicks vCPU 1 when enabled there.
+    write_for(&gic, 1, GICD_ISENABLER, 1 << 27);
+    gic.trigger_private(1, 27);
+    assert_eq!(gic.take_kicks(), 1 << 1);
+    // Enabling the distributor with interrupts waiting kicks everyone
+    // who has one: vCPU 1 (SGI 1, PPI 27) and vCPU 3 (SPI 33).
+    write_for(&gic, 2, GICD_CTLR, 0);
+    assert_eq!(gic.take_kicks(), 0);
+    write_for(&gic, 2, GICD_CTLR, 1);
+    assert_eq!(gic.take_kicks(), 1 << 1 | 1 << 3);
+    // vCPU 2 sends an SGI to every vCPU but itself.
+    write_for(&gic, 2, GICD_SGIR, 0x0100_0005);
+    assert_eq!(gic.take_kicks(), 0b1011);
+}
+
+#[test]
+fn a_one_vcpu_gic_never_kicks() {
+    let gic = running_gic();
+    enable(&gic, UART, 0xa0);
+    enable(&gic, TIMER, 0xa0);
+    dist_write(&gic, GICD_SGIR, 0x0200_0001);
+    dist_write(&gic, GICD_SGIR, 0x0001_0002);
+    dist_write(&gic, GICD_ISPENDR + 4, 1 << 8);
+    gic.set_level(UART, true);
+    gic.set_private_level(0, TIMER, true);
+    gic.trigger(40);
+    enable(&gic, 40, 0x80);
+    assert!(gic.pending_irq());
+    assert_eq!(gic.take_kicks(), 0);
+    assert!(!gic.is_stale(0), "nothing noted at all");
+}
+
+#[test]
+fn private_lines_of_missing_vcpus_and_other_ids_are_ignored() {
+    let gic = VirtualGic::with_vcpus(2);
+    gic.set_private_level(2, 20, true);
+    gic.trigger_private(2, 20);
+    gic.set_private_level(1, UART, true);
+    gic.trigger_private(1, 3);
+    gic.trigger_private(1, 40);
+    for vcpu in 0..2 {
+        assert_eq!(read_for(&gic, vcpu, GICD_ISPENDR), 0);
+        assert_eq!(read_for(&gic, vcpu, GICD_ISPENDR + 4), 0);
+    }
+    gic.trigger_private(1, 20);
+    assert_eq!(read_for(&gic, 1, GICD_ISPENDR), 1 << 20);
+    assert_eq!(read_for(&gic, 0, GICD_ISPENDR), 0);
+}
+
+#[test]
+fn reset_clears_every_bank_and_keeps_the_lines() {
+    let gic = VirtualGic::with_vcpus(3);
+    write_for(&gic, 2, GICD_CTLR, 1);
+    write_for(&gic, 2, GICD_ISENABLER, 1 << 20);
+    write_for(&gic, 2, GICD_IPRIORITYR + 20, 0xc0);
+    write_for(&gic, 2, GICD_ICFGR + 4, 2 << 10);
+    write_for(&gic, 2, GICD_ISACTIVER, 1 << 22);
+    write_for(&gic, 2, GICD_ISPENDR, 1 << 23);
+    write_for(&gic, 1, GICD_SGIR, 0x0004_0007);
+    write_for(&gic, 1, GICD_ITARGETSR + 32, 0x0404_0404);
+    gic.set_private_level(2, 24, true);
+    assert_ne!(gic.take_kicks(), 0);
+    write_for(&gic, 1, GICD_SGIR, 0x0004_0008);
+    gic.reset();
+    assert_eq!(gic.take_kicks(), 0, "forgotten");
+    assert!(!gic.is_stale(2));
+    assert_eq!(read_for(&gic, 2, GICD_CTLR), 0);
+    assert_eq!(read_for(&gic, 2, GICD_ISENABLER), 0xffff);
+    assert_eq!(read_for(&gic, 2, GICD_IPRIORITYR + 20), 0);
+    assert_eq!(read_for(&gic, 2, GICD_ICFGR + 4), 0);
+    assert_eq!(read_for(&gic, 2, GICD_ISACTIVER), 0);
+    assert_eq!(sgi_sources(&gic, 2, 7), 0);
+    assert_eq!(read_for(&gic, 2, GICD_ISPENDR), 1 << 24, "the line only");
+    assert_eq!(read_for(&gic, 0, GICD_ITARGETSR + 32), 0x0101_0101);
+    assert_eq!(read_for(&gic, 2, GICD_TYPER), 0x41, "still three vCPUs");
+    write_for(&gic, 2, GICD_CTLR, 1);
+    write_for(&gic, 2, GICD_ISENABLER, 1 << 24);
+    assert_eq!(gic.forwarded(2), 1 << 24);
+    assert_eq!(gic.forwarded(0), 0);
+}
+
+#[test]
+fn an_eoi_that_hands_an_spi_to_another_vcpu_kicks_it() {
+    let gic = running_smp_gic(2);
+    enable(&gic, 40, 0xa0);
+    gic.set_level(40, true);
+    assert_eq!(gic.take_kicks(), 1 << 0);
+    assert_eq!(cpu_read(&gic, GICC_IAR), 40);
+    gic.distributor()
+        .write(GICD_ITARGETSR + 40, Byte, 0x02)
+        .unwrap();
+    assert_eq!(gic.take_kicks(), 0, "active: forwarded to nobody");
+    cpu_write(&gic, GICC_EOIR, 40);
+    assert_eq!(gic.take_kicks(), 1 << 1, "the line is still high");
+    assert!(!gic.pending_irq(), "vCPU 1's now");
+}
