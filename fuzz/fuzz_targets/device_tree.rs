@@ -7,13 +7,14 @@
 use hyp::device_tree::{guest_device_tree, GuestTree};
 use libfuzzer_sys::fuzz_target;
 
-fuzz_target!(|data: (String, u32, Option<(u32, u32)>)| {
-    let (bootargs, ram_size, initrd) = data;
+fuzz_target!(|data: (String, u32, Option<(u32, u32)>, u8)| {
+    let (bootargs, ram_size, initrd, cpus) = data;
     let Ok(blob) = guest_device_tree(&GuestTree {
         ram_base: 0x4000_0000,
         ram_size,
         bootargs: &bootargs,
         initrd,
+        cpus: u32::from(cpus),
     }) else {
         // Only a command line with a NUL in it is refused.
         assert!(bootargs.contains('\0'));
@@ -21,4 +22,5 @@ fuzz_target!(|data: (String, u32, Option<(u32, u32)>)| {
     };
     let tree = fdt::Fdt::new(&blob).expect("the blob parses");
     assert_eq!(tree.chosen().bootargs(), Some(bootargs.as_str()));
+    assert_eq!(tree.cpus().count(), usize::from(cpus).clamp(1, 8));
 });

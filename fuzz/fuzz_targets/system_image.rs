@@ -52,7 +52,8 @@ fuzz_target!(|data: &[u8]| {
     let offer = BoardOffer {
         pool: &pool,
         vmids: 255,
-        vcpus: 1,
+        vcpus: 4,
+        cpus: 4,
         devices: &DEVICES,
     };
     let _ = validate(&configs, &offer, |_, image| Ok(image.size));

@@ -60,13 +60,17 @@ fuzz_target!(|vms: Vec<(u8, u32, u32, u32, (u32, u32), Option<(u32, u32)>, u8, u
                 device_tree: None,
                 bootargs: "",
                 devices: DeviceSet(u32::from(devices & 0b111)),
+                // vCPU n on CPU (n + vcpus) mod 4: sometimes two on one,
+                // sometimes one past the online CPUs.
+                cpus: core::array::from_fn(|n| ((n as u8) + vcpus) % 4),
             },
         )
         .collect();
     let offer = BoardOffer {
         pool: &pool,
         vmids: 8,
-        vcpus: 1,
+        vcpus: 2,
+        cpus: 3,
         devices: &DEVICES,
     };
     let result = validate(&table, &offer, |_, image| match image.size {
@@ -75,7 +79,13 @@ fuzz_target!(|vms: Vec<(u8, u32, u32, u32, (u32, u32), Option<(u32, u32)>, u8, u
     });
     if result.is_ok() {
         for (index, vm) in table.iter().enumerate() {
-            assert_eq!(vm.vcpus, 1);
+            assert!((1..=2).contains(&vm.vcpus));
+            for vcpu in 0..vm.vcpus as usize {
+                assert!(vm.cpu_of(vcpu) < 3, "vCPU on an offline CPU accepted");
+                for other in 0..vcpu {
+                    assert_ne!(vm.cpu_of(vcpu), vm.cpu_of(other), "two vCPUs on one CPU accepted");
+                }
+            }
             assert!(vm.ram_host >= pool.start as u64);
             assert!(vm.ram_host + vm.ram_size as u64 <= pool.end());
             let images: Vec<&ImageConfig> = vm.images().collect();

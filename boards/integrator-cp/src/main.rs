@@ -31,8 +31,6 @@ mod memory_map;
 
 extern crate alloc;
 
-use alloc::vec::Vec;
-
 use armv7a::generic_timer::Counter;
 use armv7a::hyp_tables::HypTables;
 use armv7a::vcpu::HcrVirtualIrq;

@@ -30,8 +30,6 @@ mod memory_map;
 
 extern crate alloc;
 
-use alloc::vec::Vec;
-
 use armv7a::generic_timer::{Counter, HypTimerAlarm};
 use armv7a::hyp_tables::HypTables;
 use armv7a::stage2::{GuestAccess, GuestMapping};

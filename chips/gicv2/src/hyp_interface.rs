@@ -479,7 +479,7 @@ impl ListRegister {
     pub fn entry(&self) -> hyp::hil::list_registers::ListEntry {
         use hyp::hil::list_registers::EntryState;
         hyp::hil::list_registers::ListEntry {
-            id: self.virtual_id(),
+            id: self.virtual_id() | (self.source_cpu() << 10),
             priority: self.priority(),
             state: match self.state() {
                 LrState::Invalid => EntryState::Invalid,
@@ -501,7 +501,11 @@ impl ListRegister {
             EntryState::Active => LrState::Active,
             EntryState::PendingActive => LrState::PendingActive,
         };
-        let register = ListRegister::pending(entry.id, entry.priority).with_state(state);
+        // An SGI's source CPU rides in bits 12:10 of the id, where GICH_LR
+        // keeps it (`ListEntry::id`).
+        let register = ListRegister::pending(entry.id & 0x3ff, entry.priority)
+            .with_state(state)
+            .with_source_cpu((entry.id >> 10) & 0x7);
         match entry.physical {
             Some(physical) => register.with_hardware(physical),
             None if entry.notify_end => register.with_eoi_maintenance(),
@@ -517,6 +521,21 @@ const _: () = assert!(core::mem::size_of::<HypInterfaceRegisters>() == 0x200);
 mod tests {
     use super::*;
     use crate::fake::FakeRegisters;
+
+    #[test]
+    fn an_sgis_source_goes_into_the_cpu_id_field_and_comes_back() {
+        use hyp::hil::list_registers::{EntryState, ListEntry};
+        let entry = ListEntry {
+            id: 3 | (2 << 10),
+            priority: 0xa0,
+            state: EntryState::Pending,
+            physical: None,
+            notify_end: false,
+        };
+        let register = ListRegister::from_entry(&entry);
+        assert_eq!((register.virtual_id(), register.source_cpu()), (3, 2));
+        assert_eq!(register.entry(), entry);
+    }
 
     /// GIC-400 and QEMU: 5 priority and preemption bits, 4 list registers.
     const VTR_GIC400: u32 = 0x9000_0003;

@@ -26,7 +26,9 @@ pub enum EntryState {
 /// One virtual interrupt as a list register holds it.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ListEntry {
-    /// The virtual interrupt id the guest sees.
+    /// The virtual interrupt id the guest sees (bits 9:0); for an SGI,
+    /// bits 12:10 hold the vCPU the guest sees as its sender, where
+    /// GICH_LR's CPUID field keeps it.
     pub id: u32,
     /// Its priority (the GIC keeps the top 5 bits).
     pub priority: u8,
