@@ -16,7 +16,7 @@ mkdir -p "$dir"
 dir="$(cd "$dir" && pwd)"
 
 # Bumped whenever the initramfs below changes, so cached images are remade.
-version=3
+version=4
 if [ -s "$dir/linux-zImage" ] && [ -s "$dir/initrd.cpio.gz" ] \
     && [ "$(cat "$dir/images.version" 2>/dev/null)" = "$version" ]; then
     exit 0
@@ -70,6 +70,43 @@ if grep -q capvisor-wall /proc/cmdline; then
     echo "capvisor-wall: dd start"
     dd if=/dev/zero bs=1M count=64 2>/dev/null | md5sum
     echo "capvisor-wall: dd done"
+    poweroff -f
+fi
+# The SMP guest's run (a VM with 2 vCPUs or more) boots with capvisor-smp:
+# how many CPUs are online, the inter-processor interrupts so far (the IPI
+# rows of /proc/interrupts and their sum over every CPU), two checksum jobs
+# at once (the scheduler spreads them over the CPUs), CPU 1 taken offline
+# and brought back (PSCI CPU_OFF and CPU_ON underneath), the IPIs again
+# (more by then), then power off.
+if grep -q capvisor-smp /proc/cmdline; then
+    # The sum of every per-CPU count on the IPI rows ("IPI0: 12 34 name").
+    ipis() {
+        awk '/^ *IPI[0-9]+:/ {
+            for (i = 2; i <= NF && $i ~ /^[0-9]+$/; i++) sum += $i
+        }
+        END { print sum + 0 }' /proc/interrupts
+    }
+    online=/sys/devices/system/cpu/cpu1/online
+    echo "capvisor-smp: nproc $(nproc)"
+    grep '^ *IPI' /proc/interrupts
+    echo "capvisor-smp: ipis $(ipis)"
+    mkdir -p /tmp
+    for job in 1 2; do
+        dd if=/dev/zero bs=1M count=32 2>/dev/null | md5sum > "/tmp/job$job" &
+    done
+    wait
+    for job in 1 2; do
+        echo "capvisor-smp: job $job sum $(cut -d' ' -f1 "/tmp/job$job")"
+    done
+    echo 0 > "$online"
+    echo "capvisor-smp: cpu1 online $(cat "$online")"
+    echo "capvisor-smp: nproc $(nproc)"
+    echo 1 > "$online"
+    echo "capvisor-smp: cpu1 online $(cat "$online")"
+    echo "capvisor-smp: nproc $(nproc)"
+    grep '^ *IPI' /proc/interrupts
+    echo "capvisor-smp: ipis $(ipis)"
+    echo "capvisor-smp: done"
     poweroff -f
 fi
 exec setsid cttyhack sh

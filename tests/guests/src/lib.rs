@@ -20,7 +20,10 @@
 //!   [`expect_prefetch_abort`]) and carry on; an unexpected one fails the
 //!   guest;
 //! - [`exit`]: reports the status through the hypervisor service, then
-//!   powers off through PSCI SYSTEM_OFF. Status 0 means the guest passed.
+//!   powers off through PSCI SYSTEM_OFF. Status 0 means the guest passed;
+//! - secondary vCPUs ([`smp`]): started by PSCI CPU_ON at a trampoline that
+//!   gives each its own stacks (up to 4 vCPUs), the same vectors and its
+//!   own IRQ handler; console lines from several vCPUs do not interleave.
 //!
 //! A guest binary is `#![no_std] #![no_main]` with
 //! `capvisor_test_guests::guest!("name", main);` and `fn main() -> u32`.
@@ -28,6 +31,7 @@
 
 use core::cell::UnsafeCell;
 use core::fmt::{self, Write};
+use core::sync::atomic::{AtomicU32, Ordering};
 
 /// The virtual PL011's data register.
 const UART_DR: usize = 0x0900_0000;
@@ -42,6 +46,10 @@ pub mod psci {
     pub const VERSION: u32 = 0x8400_0000;
     /// CPU_OFF.
     pub const CPU_OFF: u32 = 0x8400_0002;
+    /// CPU_ON (SMC32): r1 = target MPIDR, r2 = entry, r3 = context.
+    pub const CPU_ON: u32 = 0x8400_0003;
+    /// AFFINITY_INFO (SMC32): r1 = target MPIDR, r2 = affinity level (0).
+    pub const AFFINITY_INFO: u32 = 0x8400_0004;
     /// MIGRATE_INFO_TYPE.
     pub const MIGRATE_INFO_TYPE: u32 = 0x8400_0006;
     /// SYSTEM_OFF.
@@ -52,6 +60,20 @@ pub mod psci {
     pub const FEATURES: u32 = 0x8400_000a;
     /// NOT_SUPPORTED (-1).
     pub const NOT_SUPPORTED: u32 = -1i32 as u32;
+    /// SUCCESS (0).
+    pub const SUCCESS: i32 = 0;
+    /// INVALID_PARAMETERS (-2).
+    pub const INVALID_PARAMETERS: i32 = -2;
+    /// ALREADY_ON (-4).
+    pub const ALREADY_ON: i32 = -4;
+    /// ON_PENDING (-5).
+    pub const ON_PENDING: i32 = -5;
+    /// AFFINITY_INFO: the vCPU is on.
+    pub const AFFINITY_ON: i32 = 0;
+    /// AFFINITY_INFO: the vCPU is off.
+    pub const AFFINITY_OFF: i32 = 1;
+    /// AFFINITY_INFO: the vCPU is being turned on.
+    pub const AFFINITY_ON_PENDING: i32 = 2;
 }
 
 /// Capvisor's hypervisor service (vendor-specific hypervisor range).
@@ -146,9 +168,11 @@ __reset:
     bl      {exit}                  @ never returns
     .ltorg
 
-    @ The vector table (VBAR needs 32-byte alignment).
+    @ The vector table (VBAR needs 32-byte alignment); global, as the
+    @ secondary vCPUs' trampoline (smp) points VBAR at it too.
     .section .text.__vectors, "ax"
     .balign 32
+    .global __vectors
 __vectors:
     b       __vector_reset          @ 0x00
     b       __vector_undefined      @ 0x04
@@ -189,12 +213,13 @@ __vector_common:
     handler = sym guest_exception,
 );
 
-/// A cell the guest shares between its program and its exception
-/// handlers. The guest has one CPU and handlers never nest, so plain
-/// volatile access is enough.
+/// A cell one vCPU shares between its program and its exception handlers.
+/// Only one vCPU ever uses a given cell (see [`PerCpu`]) and its handlers
+/// never nest, so plain volatile access is enough.
 struct Shared<T>(UnsafeCell<T>);
 
-// SAFETY: one CPU; the program and a handler never run at the same time.
+// SAFETY: each cell belongs to one vCPU (PerCpu hands out the caller's
+// own); on that vCPU the program and a handler never run at the same time.
 unsafe impl<T> Sync for Shared<T> {}
 
 impl<T: Copy> Shared<T> {
@@ -211,6 +236,36 @@ impl<T: Copy> Shared<T> {
     }
     fn address(&self) -> *mut T {
         self.0.get()
+    }
+}
+
+/// One [`Shared`] cell per vCPU: each vCPU reads and writes its own
+/// ([`smp::current`]), so the runtime's exception state (the IRQ handler,
+/// an expected exception, where to resume) is per vCPU, and a guest with
+/// one vCPU uses the first cell only, as before there were several.
+struct PerCpu<T>([Shared<T>; smp::MAX_VCPUS]);
+
+impl<T: Copy> PerCpu<T> {
+    const fn new(value: T) -> Self {
+        PerCpu([
+            Shared::new(value),
+            Shared::new(value),
+            Shared::new(value),
+            Shared::new(value),
+        ])
+    }
+    /// The calling vCPU's cell.
+    fn mine(&self) -> &Shared<T> {
+        &self.0[smp::index()]
+    }
+    fn get(&self) -> T {
+        self.mine().get()
+    }
+    fn set(&self, value: T) {
+        self.mine().set(value)
+    }
+    fn address(&self) -> *mut T {
+        self.mine().address()
     }
 }
 
@@ -256,12 +311,12 @@ enum Resume {
     AtLabel,
 }
 
-static RESUME: Shared<Resume> = Shared::new(Resume::Unexpected);
-/// The guest's IRQ handler, if it installed one ([`set_irq_handler`]).
-static IRQ_HANDLER: Shared<Option<fn()>> = Shared::new(None);
-static LAST: Shared<Option<Exception>> = Shared::new(None);
+static RESUME: PerCpu<Resume> = PerCpu::new(Resume::Unexpected);
+/// Each vCPU's IRQ handler, if it installed one ([`set_irq_handler`]).
+static IRQ_HANDLER: PerCpu<Option<fn()>> = PerCpu::new(None);
+static LAST: PerCpu<Option<Exception>> = PerCpu::new(None);
 /// Where [`expect_prefetch_abort`] resumes (written by its assembly).
-static RESUME_AT: Shared<u32> = Shared::new(0);
+static RESUME_AT: PerCpu<u32> = PerCpu::new(0);
 
 /// The registers a vector saved.
 #[repr(C)]
@@ -358,9 +413,10 @@ pub fn expect_prefetch_abort(target: u32) -> Option<Exception> {
     LAST.get()
 }
 
-/// Installs `handler` for IRQs (it runs in IRQ mode with IRQs masked and
-/// must acknowledge the interrupt at the GIC); the guest still has to
-/// unmask IRQs ([`enable_irqs`]).
+/// Installs `handler` for the calling vCPU's IRQs (it runs in IRQ mode,
+/// on that vCPU's IRQ stack, with IRQs masked, and must acknowledge the
+/// interrupt at the GIC); the guest still has to unmask IRQs
+/// ([`enable_irqs`]). Each vCPU installs its own.
 pub fn set_irq_handler(handler: fn()) {
     IRQ_HANDLER.set(Some(handler));
 }
@@ -384,7 +440,7 @@ pub fn wait_for_interrupt() {
 }
 
 /// Set by [`sleep_until`]'s interrupt handler.
-static WOKEN: Shared<bool> = Shared::new(false);
+static WOKEN: PerCpu<bool> = PerCpu::new(false);
 
 fn wake_on_timer() {
     let iar = gic::acknowledge();
@@ -464,6 +520,17 @@ pub mod timer {
         };
     }
 
+    /// Whether this vCPU's own virtual timer is enabled and has reached its
+    /// deadline (CNTV_CTL.ENABLE and ISTATUS): what raises its interrupt.
+    pub fn fired() -> bool {
+        let control: u32;
+        // SAFETY: reading CNTV_CTL has no side effects.
+        unsafe {
+            core::arch::asm!("mrc p15, 0, {}, c14, c3, 1", out(reg) control, options(nomem, nostack))
+        };
+        control & 0b101 == 0b101
+    }
+
     /// Disables the virtual timer (CNTV_CTL := 0).
     pub fn disarm() {
         // SAFETY: the guest's own virtual timer.
@@ -484,9 +551,21 @@ pub mod gic {
     pub const GICC: usize = 0x0801_0000;
     /// The spurious interrupt id.
     pub const SPURIOUS: u32 = 1023;
+    /// GICD_TYPER.
+    pub const TYPER: usize = 0x004;
+    /// GICD_ITARGETSR0 (one byte per interrupt).
+    pub const ITARGETSR: usize = 0x800;
+    /// GICD_SGIR.
+    pub const SGIR: usize = 0xf00;
+    /// GICD_CPENDSGIR0 (one byte per SGI, one bit per source CPU).
+    pub const CPENDSGIR: usize = 0xf10;
+    /// GICD_SPENDSGIR0.
+    pub const SPENDSGIR: usize = 0xf20;
 
-    /// Enables the distributor and the CPU interface with every priority
-    /// unmasked, and interrupt `id` at priority 0xa0.
+    /// Enables the distributor and the calling vCPU's CPU interface with
+    /// every priority unmasked, and interrupt `id` at priority 0xa0. The
+    /// registers of SGIs and PPIs (ids below 32) are each vCPU's own, so
+    /// every vCPU calls this for its own.
     pub fn init(ids: &[u32]) {
         // SAFETY: the virtual GIC's registers.
         unsafe {
@@ -499,9 +578,41 @@ pub mod gic {
                 write32(word, priority | (0xa0 << shift)); // IPRIORITYR
                 write32(GICD + 0x100 + 4 * (id as usize / 32), 1 << (id % 32)); // ISENABLER
             }
+        }
+        init_cpu_interface();
+    }
+
+    /// Enables the calling vCPU's CPU interface with every priority
+    /// unmasked (GICC_PMR := 0xff, GICC_CTLR := 1).
+    pub fn init_cpu_interface() {
+        // SAFETY: the virtual GIC's registers (the CPU interface is each
+        // vCPU's own).
+        unsafe {
             write32(GICC + 0x4, 0xff); // GICC_PMR: everything
             write32(GICC, 1); // GICC_CTLR: enable
         }
+    }
+
+    /// The CPUs the distributor serves: GICD_TYPER.CPUNumber + 1 (the
+    /// VM's vCPUs).
+    pub fn cpu_count() -> u32 {
+        ((distributor_read(TYPER) >> 5) & 7) + 1
+    }
+
+    /// Sends SGI `sgi` (0-15) to the vCPUs in `target_list` (bit n: vCPU
+    /// n): GICD_SGIR with target filter 0 (the list).
+    pub fn send_sgi(sgi: u32, target_list: u32) {
+        distributor_write(SGIR, ((target_list & 0xff) << 16) | (sgi & 0xf));
+    }
+
+    /// The interrupt id in a GICC_IAR value.
+    pub const fn interrupt_id(iar: u32) -> u32 {
+        iar & 0x3ff
+    }
+
+    /// The sending vCPU in a GICC_IAR value of an SGI (bits 12:10).
+    pub const fn source_cpu(iar: u32) -> u32 {
+        (iar >> 10) & 7
     }
 
     /// Reads distributor register `offset`.
@@ -515,6 +626,12 @@ pub mod gic {
     pub fn distributor_write(offset: usize, value: u32) {
         // SAFETY: as for `distributor_read`.
         unsafe { write32(GICD + offset, value) }
+    }
+
+    /// Reads CPU-interface register `offset`.
+    pub fn cpu_read(offset: usize) -> u32 {
+        // SAFETY: as for `distributor_read`, in the CPU interface's window.
+        unsafe { read32(GICC + offset) }
     }
 
     /// Writes CPU-interface register `offset`.
@@ -676,9 +793,37 @@ impl Write for Console {
     }
 }
 
+/// Who holds the console: 0 nobody, else the holder's vCPU index + 1.
+static CONSOLE_OWNER: AtomicU32 = AtomicU32::new(0);
+
+/// Writes one `print!` (so one whole `println!` line) to the console while
+/// holding its lock, so that lines from several vCPUs do not interleave.
+///
+/// The lock is a compare-and-swap on [`CONSOLE_OWNER`] (LDREX/STREX). The
+/// guest runs with its MMU off, where the architecture makes its memory
+/// Strongly-ordered, and whether exclusives work on such memory is up to
+/// the implementation: QEMU's do (it ignores the memory type); on real
+/// hardware a guest sharing memory between vCPUs would turn its MMU on
+/// with Normal memory first. A vCPU that already holds the lock (an
+/// exception handler printing, say "unexpected exception", while its own
+/// program was printing) writes without it rather than waiting for itself,
+/// exactly as the runtime did before it had a lock.
 #[doc(hidden)]
 pub fn print_fmt(arguments: fmt::Arguments<'_>) {
+    let me = smp::index() as u32 + 1;
+    let nested = CONSOLE_OWNER.load(Ordering::Relaxed) == me;
+    if !nested {
+        while CONSOLE_OWNER
+            .compare_exchange_weak(0, me, Ordering::Acquire, Ordering::Relaxed)
+            .is_err()
+        {
+            core::hint::spin_loop();
+        }
+    }
     let _ = Console.write_fmt(arguments);
+    if !nested {
+        CONSOLE_OWNER.store(0, Ordering::Release);
+    }
 }
 
 /// Prints to the virtual PL011.
@@ -732,6 +877,23 @@ impl Checks {
         }
     }
 
+    /// Checks made so far.
+    pub fn count(&self) -> u32 {
+        self.count
+    }
+
+    /// Checks failed so far.
+    pub fn failures(&self) -> u32 {
+        self.failures
+    }
+
+    /// Adds checks made elsewhere (another vCPU's): `count` checks of
+    /// which `failures` failed.
+    pub fn add(&mut self, count: u32, failures: u32) {
+        self.count += count;
+        self.failures += failures;
+    }
+
     /// Prints the summary and returns the exit status (failures).
     pub fn finish(&self, guest: &str) -> u32 {
         println!("{}: {} checks, {} failed", guest, self.count, self.failures);
@@ -748,6 +910,183 @@ pub fn vm_identity() -> (u32, [u8; 12], usize) {
     name[4..8].copy_from_slice(&b.to_le_bytes());
     name[8..].copy_from_slice(&c.to_le_bytes());
     (id, name, (length as usize).min(12))
+}
+
+/// Secondary vCPUs: PSCI CPU_ON, CPU_OFF and AFFINITY_INFO by HVC, and
+/// the trampoline that gives a vCPU started by CPU_ON its own stacks.
+///
+/// A VM has up to [`MAX_VCPUS`] vCPUs; vCPU n's MPIDR is 0x8000_0000 | n.
+/// vCPU 0 boots at `_start` as in a one-vCPU guest. It starts vCPU n with
+/// [`start`], which stores the vCPU's `main` and calls CPU_ON with the
+/// trampoline `__smp_entry` as the entry point and n as the context. The
+/// trampoline (SVC mode, MMU off, r0 = n) masks interrupts, points VBAR at
+/// the runtime's vectors, sets vCPU n's own stacks for abort, undefined,
+/// IRQ, FIQ and SVC mode (guest.ld's `.smp_stacks`: a 64 KiB block for each
+/// of vCPUs 1-3; vCPU 0 keeps the `.stacks` of a one-vCPU guest) and calls
+/// `main(n)` in SVC mode with IRQs masked. `main` never returns: it ends in
+/// [`cpu_off`] (or in [`exit`](crate::exit), which stops the whole VM). It
+/// may start again later, by another CPU_ON, on fresh stacks.
+///
+/// The vCPUs share the guest's memory with the MMU off; see
+/// [`print_fmt`](crate::print_fmt) for what that means for atomics.
+pub mod smp {
+    use super::{hvc, psci};
+    use core::sync::atomic::{AtomicUsize, Ordering};
+
+    /// The most vCPUs a VM has (and the runtime has stacks for).
+    pub const MAX_VCPUS: usize = 4;
+
+    /// log2 of each secondary vCPU's stack block in `.smp_stacks` (64 KiB;
+    /// guest.ld reserves `(MAX_VCPUS - 1)` blocks).
+    const STACK_BLOCK_SHIFT: u32 = 16;
+    /// The stacks' tops, as offsets into the block: SVC 32 KiB, then abort,
+    /// undefined, IRQ and FIQ 8 KiB each.
+    const SVC_TOP: u32 = 0x8000;
+    const ABT_TOP: u32 = 0xa000;
+    const UND_TOP: u32 = 0xc000;
+    const IRQ_TOP: u32 = 0xe000;
+    const FIQ_TOP: u32 = 0x1_0000;
+
+    /// Each vCPU's `main`, as an address (0: none), stored by [`start`]
+    /// before its CPU_ON and read by the started vCPU.
+    static MAINS: [AtomicUsize; MAX_VCPUS] = [const { AtomicUsize::new(0) }; MAX_VCPUS];
+
+    core::arch::global_asm!(
+        r#"
+        .arm
+        .arch_extension virt
+        .section .text.__smp_entry, "ax"
+        .global __smp_entry
+        .balign 4
+    __smp_entry:
+        @ CPU_ON lands here: SVC mode, MMU off, r0 = the context start
+        @ gave, the vCPU's number.
+        cpsid   aif                     @ IRQs, FIQs, aborts masked until main says
+        cmp     r0, #1                  @ r0 = the vCPU: only 1 to MAX_VCPUS - 1
+        blo     2f                      @ have stacks; any other parks below
+        cmp     r0, #{max}
+        bhs     2f
+        ldr     r1, =__smp_stacks_start @ r1 := this vCPU's stack block:
+        sub     r2, r0, #1              @ r2 := vCPU - 1
+        add     r1, r1, r2, lsl #{shift} @ r1 := start + (vCPU - 1) * block
+        ldr     r2, =__vectors          @ r2 := the runtime's vector table
+        mcr     p15, 0, r2, c12, c0, 0  @ VBAR := r2, as on vCPU 0
+        cps     #0x17                   @ abort mode: sp := its top in the block
+        add     sp, r1, #{abt}
+        cps     #0x1b                   @ undefined mode
+        add     sp, r1, #{und}
+        cps     #0x12                   @ IRQ mode
+        add     sp, r1, #{irq}
+        cps     #0x11                   @ FIQ mode
+        add     sp, r1, #{fiq}
+        cps     #0x13                   @ back to SVC, where main runs
+        add     sp, r1, #{svc}
+        isb
+        bl      {entry}                 @ r0 = the vCPU; does not return
+    2:  ldr     r0, ={cpu_off}          @ no stacks for this vCPU: r0 := CPU_OFF
+        hvc     #0                      @ (does not return)
+        b       2b
+        .ltorg
+    "#,
+        max = const MAX_VCPUS,
+        shift = const STACK_BLOCK_SHIFT,
+        abt = const ABT_TOP,
+        und = const UND_TOP,
+        irq = const IRQ_TOP,
+        fiq = const FIQ_TOP,
+        svc = const SVC_TOP,
+        cpu_off = const psci::CPU_OFF,
+        entry = sym secondary_entry,
+    );
+
+    extern "C" {
+        /// The trampoline above (not to be called: its address is CPU_ON's
+        /// entry point).
+        fn __smp_entry();
+    }
+
+    /// The started vCPU's first Rust code (from the trampoline, on its own
+    /// SVC stack): runs the `main` [`start`] stored for it.
+    extern "C" fn secondary_entry(vcpu: u32) -> ! {
+        let main = MAINS[vcpu as usize % MAX_VCPUS].load(Ordering::Acquire);
+        if main == 0 {
+            crate::println!("smp: vcpu {} started with no main", vcpu);
+            cpu_off();
+        }
+        // SAFETY: `start` is the only writer of MAINS, and what it stores
+        // is a `fn(u32) -> !` as an address.
+        let main = unsafe { core::mem::transmute::<usize, fn(u32) -> !>(main) };
+        main(vcpu)
+    }
+
+    /// This vCPU's MPIDR (0x8000_0000 | its number in a Capvisor VM).
+    pub fn mpidr() -> u32 {
+        let mpidr: u32;
+        // SAFETY: reading MPIDR has no side effects.
+        unsafe {
+            core::arch::asm!("mrc p15, 0, {}, c0, c0, 5", out(reg) mpidr, options(nomem, nostack))
+        };
+        mpidr
+    }
+
+    /// This vCPU's number: MPIDR.Aff0.
+    pub fn current() -> u32 {
+        mpidr() & 0xff
+    }
+
+    /// This vCPU's slot in the runtime's per-vCPU state (its number, below
+    /// [`MAX_VCPUS`] in a Capvisor VM; reduced to that range anywhere else,
+    /// so a one-vCPU guest always has a slot).
+    pub(crate) fn index() -> usize {
+        current() as usize % MAX_VCPUS
+    }
+
+    /// The trampoline's address, CPU_ON's entry point for [`start`].
+    pub fn entry_address() -> u32 {
+        __smp_entry as *const () as usize as u32
+    }
+
+    /// Starts vCPU `vcpu` running `main(vcpu)` on its own stacks: stores
+    /// `main` for it, then calls PSCI CPU_ON (target MPIDR affinity `vcpu`,
+    /// entry the trampoline, context `vcpu`). Returns PSCI's answer
+    /// ([`psci::SUCCESS`], [`psci::ALREADY_ON`], [`psci::ON_PENDING`],
+    /// [`psci::INVALID_PARAMETERS`] for a vCPU the VM does not have, ...).
+    /// A `vcpu` of 0 or from [`MAX_VCPUS`] on is still asked of PSCI (to
+    /// test its answers); should it start anyway, the trampoline turns it
+    /// off again at once.
+    pub fn start(vcpu: u32, main: fn(u32) -> !) -> i32 {
+        if vcpu != 0 {
+            if let Some(slot) = MAINS.get(vcpu as usize) {
+                slot.store(main as usize, Ordering::Release);
+            }
+        }
+        cpu_on(vcpu, entry_address(), vcpu)
+    }
+
+    /// PSCI CPU_ON by HVC with the raw arguments: target MPIDR affinity,
+    /// entry point, context. Returns PSCI's answer.
+    pub fn cpu_on(target: u32, entry: u32, context: u32) -> i32 {
+        hvc(psci::CPU_ON, [target, entry, context, 0, 0, 0, 0])[0] as i32
+    }
+
+    /// Turns the calling vCPU off (PSCI CPU_OFF); the VM stops when its
+    /// last vCPU is off.
+    pub fn cpu_off() -> ! {
+        let answer = hvc(psci::CPU_OFF, [0; 7])[0] as i32;
+        // CPU_OFF does not return; if it did, say so and wait forever.
+        crate::println!("smp: CPU_OFF returned {} on vcpu {}", answer, current());
+        loop {
+            crate::wait_for_interrupt();
+        }
+    }
+
+    /// PSCI AFFINITY_INFO by HVC for vCPU `vcpu` (target MPIDR affinity,
+    /// level 0): [`psci::AFFINITY_ON`], [`psci::AFFINITY_OFF`],
+    /// [`psci::AFFINITY_ON_PENDING`], or [`psci::INVALID_PARAMETERS`] for
+    /// a vCPU the VM does not have.
+    pub fn affinity_info(vcpu: u32) -> i32 {
+        hvc(psci::AFFINITY_INFO, [vcpu, 0, 0, 0, 0, 0, 0])[0] as i32
+    }
 }
 
 #[panic_handler]

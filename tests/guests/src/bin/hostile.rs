@@ -19,12 +19,20 @@
 //! many cases it tried and how many were contained, how many data aborts
 //! it took (the hypervisor's counter of injected faults must agree), and
 //! when the attack began and ended on its virtual counter.
+//!
+//! A VM named `hostile-smp` (one vCPU) makes the SMP attack instead, for
+//! 1.5 s after the same sleep ([`smp_attack`]): SGIs to every other CPU
+//! and to every CPU of the target list, PSCI CPU_ON and AFFINITY_INFO of
+//! vCPUs it does not have, CPU_ON of itself, all ones into every interrupt
+//! target, set-pending and set-enable register, and the targets read back.
+//! It prints one line per kind of case with how many it tried and how many
+//! failed, and reports failure if any did.
 #![no_std]
 #![no_main]
 
 use capvisor_test_guests::{
     disable_irqs, enable_irqs, expect_exception, gic, hvc, println, psci, read32, set_irq_handler,
-    sleep_until, smc, timer, vector, write32, Checks, Exception,
+    sleep_until, smc, smp, timer, vector, write32, Checks, Exception,
 };
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
@@ -279,6 +287,9 @@ fn main() -> u32 {
     let mut rounds = 0;
     // A VM called 'hostile-soak' attacks until it is stopped (make soak).
     let (_, name, length) = capvisor_test_guests::vm_identity();
+    if &name[..length] == b"hostile-smp" {
+        return smp_attack();
+    }
     let endless = &name[..length] == b"hostile-soak";
     while endless || now_us() - attack_start < ATTACK_MS * 1000 {
         attack(&mut tally, &mut seed);
@@ -477,4 +488,214 @@ fn drain_pending() {
         }
         gic::end(iar);
     }
+}
+
+/// How long the SMP attack goes on (whole rounds), in milliseconds.
+const SMP_ATTACK_MS: u64 = 1500;
+
+/// One kind of case in the SMP attack: how many were tried and failed,
+/// and the first failure (what was tried, what came back).
+struct Kind {
+    what: &'static str,
+    tried: u32,
+    failed: u32,
+    first_failure: Option<(u32, u32)>,
+}
+
+impl Kind {
+    const fn new(what: &'static str) -> Kind {
+        Kind {
+            what,
+            tried: 0,
+            failed: 0,
+            first_failure: None,
+        }
+    }
+
+    /// A case: `case` names it (an id, an address, a vCPU), `got` is what
+    /// came back, `ok` whether that is contained.
+    fn case(&mut self, ok: bool, case: u32, got: u32) {
+        self.tried += 1;
+        if !ok {
+            self.failed += 1;
+            self.first_failure.get_or_insert((case, got));
+        }
+    }
+
+    /// Prints the line `hostile-smp: <tried> <what>, <failed> failed` (and
+    /// the first failure, if any) and checks that none failed.
+    fn report(&self, checks: &mut Checks) {
+        println!(
+            "hostile-smp: {} {}, {} failed",
+            self.tried, self.what, self.failed
+        );
+        if let Some((case, got)) = self.first_failure {
+            println!(
+                "hostile-smp: first failure of {}: case {:#x} got {:#x}",
+                self.what, case, got
+            );
+        }
+        checks.equal(self.what, self.failed, 0);
+    }
+}
+
+/// The SMP attack's cases, by kind.
+struct SmpCases {
+    sgir: Kind,
+    sgi_pending: Kind,
+    cpu_on_absent: Kind,
+    affinity_absent: Kind,
+    cpu_on_self: Kind,
+    gicd_writes: Kind,
+    targets: Kind,
+}
+
+/// The SMP attack of a VM with one vCPU, for [`SMP_ATTACK_MS`] of its
+/// virtual counter: rounds of [`smp_round`]. Returns the exit status.
+fn smp_attack() -> u32 {
+    let mut cases = SmpCases {
+        sgir: Kind::new("GICD_SGIR writes"),
+        sgi_pending: Kind::new("SGI pending-state reads"),
+        cpu_on_absent: Kind::new("CPU_ON of absent vCPUs"),
+        affinity_absent: Kind::new("AFFINITY_INFO of absent vCPUs"),
+        cpu_on_self: Kind::new("CPU_ON of itself"),
+        gicd_writes: Kind::new("GICD writes of all ones"),
+        targets: Kind::new("GICD_ITARGETSR reads"),
+    };
+    let mut seed = 0x9e37_79b9u32;
+    let start = now_us();
+    let mut rounds = 0;
+    while now_us() - start < SMP_ATTACK_MS * 1000 {
+        smp_round(&mut cases, &mut seed);
+        rounds += 1;
+    }
+    drain_pending();
+    println!(
+        "hostile-smp: attack from {} us to {} us, {} rounds",
+        start,
+        now_us(),
+        rounds
+    );
+    let mut checks = Checks::new();
+    for kind in [
+        &cases.sgir,
+        &cases.sgi_pending,
+        &cases.cpu_on_absent,
+        &cases.affinity_absent,
+        &cases.cpu_on_self,
+        &cases.gicd_writes,
+        &cases.targets,
+    ] {
+        kind.report(&mut checks);
+    }
+    checks.finish("hostile-smp")
+}
+
+/// A distributor write that must be absorbed (no exception); returns
+/// whether it was.
+fn absorbed(offset: usize, value: u32) -> bool {
+    outcome(|| gic::distributor_write(offset, value)).is_none()
+}
+
+/// The four GICD_SPENDSGIR words ORed: a byte per SGI, a bit per source.
+fn pending_sgis() -> u32 {
+    (0..4).fold(0, |pending, word| {
+        pending | gic::distributor_read(gic::SPENDSGIR + 4 * word)
+    })
+}
+
+/// Clears every SGI's pending state from every source (GICD_CPENDSGIR).
+fn clear_sgis() {
+    for word in 0..4 {
+        gic::distributor_write(gic::CPENDSGIR + 4 * word, u32::MAX);
+    }
+}
+
+/// One round of the SMP attack.
+fn smp_round(cases: &mut SmpCases, seed: &mut u32) {
+    // 1. Every SGI to all the other CPUs (target filter 1): there are
+    // none, so nothing may become pending, here or anywhere.
+    clear_sgis();
+    for sgi in 0..16 {
+        let value = (1 << 24) | sgi;
+        cases.sgir.case(absorbed(gic::SGIR, value), value, 0);
+    }
+    let pending = pending_sgis();
+    cases.sgi_pending.case(pending == 0, 1 << 24, pending);
+    // Every SGI to the target list 0xff (filter 0): only this vCPU
+    // exists, so each SGI is pending here, from this vCPU (source bit 0)
+    // and no other.
+    for sgi in 0..16 {
+        let value = (0xff << 16) | sgi;
+        cases.sgir.case(absorbed(gic::SGIR, value), value, 0);
+    }
+    let pending = pending_sgis();
+    cases
+        .sgi_pending
+        .case(pending & !0x0101_0101 == 0, 0xff << 16, pending);
+    clear_sgis();
+
+    // 2. PSCI for vCPUs it does not have: MPIDR affinity 1 to 7 (Aff0)
+    // and some with higher affinity levels, each with the trampoline, a
+    // random address and two impossible ones as the entry point: all
+    // INVALID_PARAMETERS, as is AFFINITY_INFO of each. CPU_ON of itself
+    // (vCPU 0, running): ALREADY_ON.
+    for target in (1..=7).chain([0x100, 0x1_0000, 0x00ff_ffff]) {
+        *seed ^= *seed << 13;
+        *seed ^= *seed >> 17;
+        *seed ^= *seed << 5;
+        for entry in [smp::entry_address(), *seed, 0, 0xffff_fffd] {
+            let answer = smp::cpu_on(target, entry, *seed);
+            cases
+                .cpu_on_absent
+                .case(answer == psci::INVALID_PARAMETERS, target, answer as u32);
+        }
+        let answer = smp::affinity_info(target);
+        cases
+            .affinity_absent
+            .case(answer == psci::INVALID_PARAMETERS, target, answer as u32);
+    }
+    let answer = smp::cpu_on(0, smp::entry_address(), 0);
+    cases
+        .cpu_on_self
+        .case(answer == psci::ALREADY_ON, 0, answer as u32);
+
+    // 3. All ones into every interrupt-target word (GICD_ITARGETSR0-255:
+    // every CPU for every interrupt), every set-pending and every
+    // set-enable word: absorbed, each.
+    for word in 0..256 {
+        let offset = gic::ITARGETSR + 4 * word;
+        cases
+            .gicd_writes
+            .case(absorbed(offset, u32::MAX), offset as u32, 0);
+    }
+    for word in 0..32 {
+        for base in [0x200usize, 0x100] {
+            let offset = base + 4 * word;
+            cases
+                .gicd_writes
+                .case(absorbed(offset, u32::MAX), offset as u32, 0);
+        }
+    }
+    // The targets read back: the SGIs' and PPIs' (words 0-7) are this
+    // vCPU, 0x01 in every byte; an SPI's may only name CPUs the VM has
+    // (bit 0; 0 where no SPI is implemented).
+    for word in 0..256 {
+        let offset = gic::ITARGETSR + 4 * word;
+        let targets = gic::distributor_read(offset);
+        let ok = if word < 8 {
+            targets == 0x0101_0101
+        } else {
+            targets & !0x0101_0101 == 0
+        };
+        cases.targets.case(ok, offset as u32, targets);
+    }
+    // Quiet again: every interrupt disabled, not pending and not active
+    // (the targets may stay: there is only this vCPU to name).
+    for word in 0..32 {
+        for base in [0x180usize, 0x280, 0x380] {
+            gic::distributor_write(base + 4 * word, u32::MAX);
+        }
+    }
+    clear_sgis();
 }
