@@ -271,12 +271,12 @@ pub struct Vm<'a> {
 }
 
 #[allow(unsafe_code)] // the one Sync claim of the kernel, argued below
-// SAFETY: a `Vm` is shared by its vCPUs' CPUs. Its own state is atomics
-// and spin mutexes. `memory` is used only by the vCPU that restarts the VM,
-// after every other vCPU of the VM has parked out of the guest (the
-// restart protocol in `Kernel`), and while it holds `lock`; `fault_policy`
-// is asked only while holding `lock`; `kicker` is `Sync`. No field is
-// reached from two CPUs at once without one of these.
+                      // SAFETY: a `Vm` is shared by its vCPUs' CPUs. Its own state is atomics
+                      // and spin mutexes. `memory` is used only by the vCPU that restarts the VM,
+                      // after every other vCPU of the VM has parked out of the guest (the
+                      // restart protocol in `Kernel`), and while it holds `lock`; `fault_policy`
+                      // is asked only while holding `lock`; `kicker` is `Sync`. No field is
+                      // reached from two CPUs at once without one of these.
 unsafe impl Sync for Vm<'_> {}
 
 impl core::fmt::Debug for Vm<'_> {

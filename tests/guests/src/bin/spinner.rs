@@ -2,9 +2,11 @@
 //! CPU-bound guests for the scheduler. A VM named `sleeper` waits for its
 //! virtual timer once, at the end of the window, and reports how long it
 //! slept; a VM named `victim` reports its iterations in each 100 ms for
-//! 1.5 s (progress while another VM misbehaves); any other VM counts loop
-//! iterations for the window and reports the count, so the test can
-//! compare the VMs' shares of the CPU.
+//! 1.5 s (progress while another VM misbehaves); a VM named `rival`
+//! sleeps the victim's first 500 ms (its solo baseline), then spins until
+//! the victim's windows end (on another CPU: both at once); any other VM
+//! counts loop iterations for the window and reports the count, so the
+//! test can compare the VMs' shares of the CPU.
 #![no_std]
 #![no_main]
 
@@ -47,9 +49,7 @@ fn main() -> u32 {
         let mut counts = [0u64; VICTIM_WINDOWS];
         for (window, count) in counts.iter_mut().enumerate() {
             let window_end = start + tenth * (window as u64 + 1);
-            while timer::now() < window_end {
-                *count += 1;
-            }
+            *count = spin_until(window_end);
         }
         let start_us = start * 1_000_000 / frequency;
         for (window, count) in counts.iter().enumerate() {
@@ -68,13 +68,45 @@ fn main() -> u32 {
         checks.equal("its image unchanged", image_checksum(), image_before);
         return checks.finish(name);
     }
-    let mut iterations: u64 = 0;
-    while timer::now() < end {
-        iterations += 1;
+    if name == "rival" {
+        let wakeups = sleep_until(start + frequency / 2);
+        checks.equal("woken once, by the timer", wakeups, 1);
+        let busy_end = start + frequency * (VICTIM_WINDOWS as u64) / 10;
+        let iterations = spin_until(busy_end);
+        println!(
+            "rival: busy from {} us to {} us, {} iterations",
+            (start + frequency / 2) * 1_000_000 / frequency,
+            busy_end * 1_000_000 / frequency,
+            iterations
+        );
+        checks.that("made progress", iterations > 0);
+        return checks.finish("rival");
     }
+    let iterations = spin_until(end);
     println!("{}: {} iterations in {} ms", name, iterations, WINDOW_MS);
     checks.that("made progress", iterations > 0);
     checks.finish(name)
+}
+
+/// Loop iterations between two reads of the counter. Each read of CNTVCT
+/// takes QEMU's global lock (a timer register is I/O to TCG), so two
+/// vCPUs that read it at every iteration would measure that lock, not
+/// their CPUs; a read per chunk makes the lock's share negligible.
+const CHUNK: u32 = 4096;
+
+/// Spins until the virtual counter reaches `end`; returns the iterations
+/// (chunks of [`CHUNK`] steps of arithmetic, which nothing can skip).
+fn spin_until(end: u64) -> u64 {
+    let mut iterations: u64 = 0;
+    let mut value: u32 = 1;
+    while timer::now() < end {
+        for _ in 0..CHUNK {
+            value = core::hint::black_box(value.wrapping_mul(0x0019_660d).wrapping_add(1));
+        }
+        iterations += 1;
+    }
+    core::hint::black_box(value);
+    iterations
 }
 
 /// A 16 KiB pattern in the victim's data.

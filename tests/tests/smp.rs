@@ -1,0 +1,298 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
+//! Several CPUs, on qemu-virt (`-smp 4`): a guest with two and with four
+//! vCPUs turns them on and off by PSCI and sends SGIs between them; Linux
+//! with two vCPUs boots, counts two CPUs, takes IPIs, runs a parallel
+//! workload to the right checksum and takes a CPU offline and back; two VMs
+//! on two CPUs run at once, each at its solo rate; a hostile guest aims
+//! SGIs, PSCI calls and GIC writes at CPUs and vCPUs it does not own while
+//! a victim on another CPU keeps its rate; a description that pins a vCPU
+//! to a CPU the machine does not have is refused at boot.
+//!
+//! The rate tests measure wall-clock progress (each CPU is a host thread:
+//! `-icount` would run them one at a time), so the tests of this file run
+//! one at a time.
+
+use capvisor_runner::{run_to_exit, Board, Outcome, QemuCommand};
+use capvisor_tests::{
+    assert_console_has, assert_console_lacks, board_under_test, command, command_with, counter,
+    guest_images, linux_images, pack, system, vm_status_line,
+};
+use std::sync::Mutex;
+use std::time::Duration;
+
+/// Exit statuses (hyp::exit::ExitCode).
+const EXIT_BOOT_REFUSED: i32 = 3;
+
+/// Generous: Linux with two vCPUs boots in seconds, its workload takes a
+/// few more.
+const LINUX_TIMEOUT: Duration = Duration::from_secs(400);
+
+/// One test at a time (see the module documentation).
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+fn virt() -> Board {
+    board_under_test("qemu-virt")
+}
+
+/// Runs `command`, failing with the transcript after `timeout`.
+fn run(command: &QemuCommand, timeout: Duration) -> Outcome {
+    run_to_exit(command, timeout)
+        .unwrap_or_else(|error| panic!("QEMU run on qemu-virt failed: {error}"))
+}
+
+/// The guest's check lines that failed.
+fn failures(console: &str) -> Vec<&str> {
+    console
+        .lines()
+        .filter(|line| line.contains("FAIL "))
+        .collect()
+}
+
+/// Runs the `smp` guest of `description`; returns the transcript after
+/// checking what every size of it must show.
+fn smp_guest(description: &str, vcpus: u32, checks: u32) -> String {
+    let _one = ONE_AT_A_TIME
+        .lock()
+        .unwrap_or_else(|poison| poison.into_inner());
+    let outcome = run(&command(&virt(), description), Duration::from_secs(120));
+    let console = outcome.transcript;
+    assert_console_has(
+        &console,
+        &format!("smp: vcpu 0 of {vcpus}, MPIDR 0x80000000"),
+    );
+    for vcpu in 1..vcpus {
+        assert_console_has(
+            &console,
+            &format!("smp: vcpu {vcpu} up, MPIDR 0x8000000{vcpu}"),
+        );
+        assert_console_has(
+            &console,
+            &format!("smp: ping-pong with vcpu {vcpu}: 100 pings, 100 pongs"),
+        );
+        assert_console_has(
+            &console,
+            &format!("smp: vcpu {vcpu} second life, MPIDR 0x8000000{vcpu}"),
+        );
+    }
+    let timers = ["1"; 4][..vcpus as usize].join(" ");
+    let strays = ["0"; 4][..vcpus as usize].join(" ");
+    assert_console_has(
+        &console,
+        &format!("smp: timer interrupts per vcpu: {timers}, strays: {strays}"),
+    );
+    assert_eq!(failures(&console), Vec::<&str>::new(), "{console}");
+    assert_console_has(&console, &format!("smp: {checks} checks, 0 failed"));
+    assert!(
+        vm_status_line(&console, "smp").contains("PASSED (status 0)"),
+        "{console}"
+    );
+    assert_console_lacks(&console, "Hyp-mode exception");
+    assert_eq!(outcome.status, 0, "{console}");
+    console
+}
+
+#[test]
+fn a_guest_turns_its_second_vcpu_on_and_off_and_they_exchange_sgis() {
+    let console = smp_guest("smp", 2, 22);
+    // vCPUs 0 and 1 on CPUs 1 and 2, beside a VM on CPU 0.
+    assert_console_has(&console, "2 vCPUs on CPUs 1, 2");
+    assert!(
+        vm_status_line(&console, "hello").contains("PASSED (status 0)"),
+        "{console}"
+    );
+}
+
+#[test]
+fn a_guest_with_a_vcpu_on_every_cpu_runs_them_all() {
+    smp_guest("smp4", 4, 48);
+}
+
+#[test]
+fn linux_with_two_vcpus_counts_two_cpus_takes_ipis_and_takes_a_cpu_offline() {
+    let _one = ONE_AT_A_TIME
+        .lock()
+        .unwrap_or_else(|poison| poison.into_inner());
+    let board = virt();
+    let loader = pack(
+        &board,
+        &system("smp-linux"),
+        &[linux_images(), guest_images()],
+    );
+    let outcome = run(&command_with(&board, &[], Some(loader)), LINUX_TIMEOUT);
+    let console = &outcome.transcript;
+    assert_console_has(console, "smp: Brought up 1 node, 2 CPUs");
+    let lines: Vec<&str> = console
+        .lines()
+        .filter(|line| line.starts_with("capvisor-smp: "))
+        .collect();
+    let expected_order = [
+        "capvisor-smp: nproc 2",
+        "capvisor-smp: ipis ",
+        "capvisor-smp: job ",
+        "capvisor-smp: job ",
+        "capvisor-smp: cpu1 online 0",
+        "capvisor-smp: nproc 1",
+        "capvisor-smp: cpu1 online 1",
+        "capvisor-smp: nproc 2",
+        "capvisor-smp: ipis ",
+        "capvisor-smp: done",
+    ];
+    assert_eq!(lines.len(), expected_order.len(), "{console}");
+    for (line, expected) in lines.iter().zip(expected_order) {
+        assert!(
+            line.starts_with(expected),
+            "{line:?} is not {expected:?}:\n{console}"
+        );
+    }
+    // The two jobs ran at once, each to the checksum of 32 MiB of zeros.
+    for job in [lines[2], lines[3]] {
+        assert!(
+            job.ends_with("sum 58f06dd588d8ffb3beb46ada6309436b"),
+            "{job}:\n{console}"
+        );
+    }
+    // IPIs arrived, and more while the workload and the hotplug ran.
+    let (before, after) = (counter(lines[1], "ipis"), counter(lines[8], "ipis"));
+    assert!(
+        before > 0 && after > before,
+        "{before} then {after}:\n{console}"
+    );
+    assert!(
+        vm_status_line(console, "linux").contains("powered off"),
+        "{console}"
+    );
+    assert_console_lacks(console, "Hyp-mode exception");
+    assert_eq!(outcome.status, 0, "{console}");
+}
+
+/// The victim's 100 ms windows: those wholly before `from_us` (alone) and
+/// those wholly inside `from_us..to_us`.
+fn victim_windows(console: &str, from_us: u64, to_us: u64) -> (Vec<u64>, Vec<u64>) {
+    let mut alone = Vec::new();
+    let mut during = Vec::new();
+    // Whole lines only (prefixed with `[victim] ` when another VM has the
+    // focus): another VM's line may break one of the victim's, which is
+    // then printed again whole.
+    for window in console
+        .lines()
+        .filter(|line| line.contains("victim: window") && line.ends_with(" iterations"))
+    {
+        let (begin, count) = (counter(window, "from"), counter(window, "us:"));
+        let end = begin + 100_000;
+        if end <= from_us {
+            alone.push(count);
+        } else if begin >= from_us && end <= to_us {
+            during.push(count);
+        }
+    }
+    (alone, during)
+}
+
+fn median(values: &mut [u64]) -> u64 {
+    values.sort_unstable();
+    values[values.len() / 2]
+}
+
+/// Checks that the victim kept at least 90% of its solo rate (medians of
+/// its windows) while the other VM ran from `from_us` to `to_us`.
+fn assert_victim_kept_its_rate(console: &str, from_us: u64, to_us: u64) {
+    let (mut alone, mut during) = victim_windows(console, from_us, to_us);
+    assert!(
+        alone.len() >= 2 && during.len() >= 5,
+        "windows alone {alone:?}, during {during:?}:\n{console}"
+    );
+    let (solo, shared) = (median(&mut alone), median(&mut during));
+    println!("victim: median {solo} iterations per 100 ms alone, {shared} beside the other VM");
+    assert!(
+        shared * 10 >= solo * 9,
+        "the victim kept {shared} of its {solo} iterations per 100 ms (under 90%):\n{console}"
+    );
+}
+
+#[test]
+fn two_vms_on_two_cpus_run_at_once_each_at_its_solo_rate() {
+    let _one = ONE_AT_A_TIME
+        .lock()
+        .unwrap_or_else(|poison| poison.into_inner());
+    let outcome = run(&command(&virt(), "smp-parallel"), Duration::from_secs(120));
+    let console = &outcome.transcript;
+    let rival = console
+        .lines()
+        .find(|line| line.starts_with("[rival] rival: busy from"))
+        .unwrap_or_else(|| panic!("no rival line:\n{console}"));
+    let (from, to) = (counter(rival, "from"), counter(rival, "to"));
+    assert_victim_kept_its_rate(console, from, to);
+    for vm in ["victim", "rival"] {
+        assert!(
+            vm_status_line(console, vm).contains("PASSED (status 0)"),
+            "{console}"
+        );
+    }
+    assert_eq!(outcome.status, 0, "{console}");
+}
+
+#[test]
+fn a_hostile_guest_cannot_reach_other_cpus_and_the_victim_keeps_its_rate() {
+    let _one = ONE_AT_A_TIME
+        .lock()
+        .unwrap_or_else(|poison| poison.into_inner());
+    let outcome = run(&command(&virt(), "smp-hostile"), Duration::from_secs(120));
+    let console = &outcome.transcript;
+    let attack = console
+        .lines()
+        .find(|line| line.contains("hostile-smp: attack from"))
+        .unwrap_or_else(|| panic!("no attack line:\n{console}"));
+    let (from, to, rounds) = (
+        counter(attack, "from"),
+        counter(attack, "to"),
+        counter(attack, "us,"),
+    );
+    assert!(rounds >= 10, "{attack}");
+    // Every kind of attack ran, and each answer was what a VM with one
+    // vCPU must get.
+    for kind in [
+        "GICD_SGIR writes",
+        "SGI pending-state reads",
+        "CPU_ON of absent vCPUs",
+        "AFFINITY_INFO of absent vCPUs",
+        "CPU_ON of itself",
+        "GICD writes of all ones",
+        "GICD_ITARGETSR reads",
+    ] {
+        let line = console
+            .lines()
+            .find(|line| line.contains(&format!(" {kind}, ")))
+            .unwrap_or_else(|| panic!("no '{kind}' line:\n{console}"));
+        assert!(counter(line, "hostile-smp:") >= rounds, "{line}");
+        assert!(line.ends_with(", 0 failed"), "{line}:\n{console}");
+    }
+    assert_console_has(console, "hostile-smp: 7 checks, 0 failed");
+    assert_victim_kept_its_rate(console, from, to);
+    for vm in ["hostile-smp", "victim"] {
+        assert!(
+            vm_status_line(console, vm).contains("PASSED (status 0)"),
+            "{console}"
+        );
+    }
+    assert_console_lacks(console, "Hyp-mode exception");
+    assert_eq!(outcome.status, 0, "{console}");
+}
+
+#[test]
+fn a_vcpu_pinned_to_a_cpu_the_machine_lacks_is_refused_at_boot() {
+    let _one = ONE_AT_A_TIME
+        .lock()
+        .unwrap_or_else(|poison| poison.into_inner());
+    // The description is good for the board (4 CPUs), but this machine
+    // has 2: its vCPU 1 on CPU 2 cannot run.
+    let mut board = virt();
+    board.cpus = 2;
+    let outcome = run(&command(&board, "smp"), Duration::from_secs(120));
+    let console = &outcome.transcript;
+    assert_console_has(
+        console,
+        "boot refused: bad VM table: VM 'smp': vCPU 1 runs on CPU 2, but only CPUs 0 to 1 are online",
+    );
+    assert_console_lacks(console, "running");
+    assert_eq!(outcome.status, EXIT_BOOT_REFUSED, "{console}");
+}
