@@ -116,6 +116,22 @@ bench: setup
 		-serial stdio -no-reboot -kernel target/linux/linux-zImage -initrd target/linux/initrd.cpio.gz \
 		-dtb $(BENCH_DIR)/linux.dtb -append "$(LINUX_BENCH_ARGS)" < /dev/null > $(BENCH_DIR)/linux-native.txt 2>&1 \
 		|| (cat $(BENCH_DIR)/linux-native.txt; exit 1)
+	# Several CPUs (qemu-virt): the SMP guest's IPI between two vCPUs on
+	# two CPUs under -icount, under Capvisor and on bare QEMU virt -smp 2;
+	# Linux with two vCPUs in wall clock against the same kernel on bare
+	# QEMU virt -smp 2 (under -icount QEMU runs the CPUs one at a time and
+	# a CPU spinning for another's answer stalls both boots for seconds).
+	mkdir -p $(BENCH_DIR)/smp
+	$(RUNNER) --board qemu-virt --kernel $(BENCH_DIR)/qemu-virt/linux/$(TARGET)/release/capvisor-qemu-virt --system tests/systems/smp-bench.toml --search $(GUEST_DIR) --icount --timeout 300 \
+		--expect "smp: 22 checks, 0 failed" 2> $(BENCH_DIR)/smp/ipi-capvisor.txt || { cat $(BENCH_DIR)/smp/ipi-capvisor.txt; exit 1; }
+	CAPVISOR_GUEST_ELF=1 cargo build --locked --release -p capvisor-test-guests --target $(TARGET) --target-dir target/guests-elf --bin smp
+	timeout 300 qemu-system-arm -M virt -cpu cortex-a15 -smp 2 -m 256 -icount shift=0 -display none -monitor none -serial stdio -no-reboot \
+		-kernel target/guests-elf/$(TARGET)/release/smp > $(BENCH_DIR)/smp/ipi-native.txt 2>&1 || { cat $(BENCH_DIR)/smp/ipi-native.txt; exit 1; }
+	cargo run --quiet --locked --release -p capvisor-runner --bin capvisor-dtb -- $(BENCH_DIR)/smp/wall.dtb 256 "$(LINUX_WALL_ARGS)" 2
+	qemu=$$($(RUNNER) --board qemu-virt --kernel $(BENCH_DIR)/qemu-virt/linux/$(TARGET)/release/capvisor-qemu-virt --system tests/systems/linux-wall-smp.toml --search target/linux --timeout 600 --print-command) || exit 1; \
+	tools/wall-bench.py --runs $(WALL_RUNS) --alternate --out $(BENCH_DIR)/smp/wall-linux.md \
+		"native (QEMU virt -smp 2)=qemu-system-arm -M virt -cpu cortex-a15 -smp 2 -m 256 -display none -monitor none -serial stdio -no-reboot -kernel target/linux/linux-zImage -initrd target/linux/initrd.cpio.gz -dtb $(BENCH_DIR)/smp/wall.dtb -append '$(LINUX_WALL_ARGS)'" \
+		"Capvisor on qemu-virt, 2 vCPUs=$$qemu"
 	tools/bench-report.sh $(BENCH_DIR) $(BENCH_BOARDS) > BENCHMARKS.md
 	@cat BENCHMARKS.md
 

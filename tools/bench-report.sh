@@ -480,6 +480,62 @@ as measured:
 WALLWHY
 fi
 
+# Several CPUs (qemu-virt): the SMP guest's IPI latency under -icount,
+# under Capvisor and natively, and Linux with two vCPUs in wall clock.
+smp="$dir/smp"
+ipi_line() {
+    tr -d '\r' < "$1" | grep -o "smp: ipi latency min [0-9]* max [0-9]* ticks, min [0-9]* instructions" | head -n 1
+}
+if [ -s "$smp/ipi-capvisor.txt" ] && [ -s "$smp/ipi-native.txt" ]; then
+    capvisor_ipi=$(ipi_line "$smp/ipi-capvisor.txt")
+    native_ipi=$(ipi_line "$smp/ipi-native.txt")
+    if [ -z "$capvisor_ipi" ] || [ -z "$native_ipi" ]; then
+        echo "bench-report: no 'smp: ipi latency' line in $smp" >&2
+        exit 1
+    fi
+    field() { echo "$1" | awk -v key="$2" '{ for (i = 1; i < NF; i++) if ($i == key) { print $(i + 1); exit } }'; }
+    cat <<SMP
+
+## Several CPUs
+
+qemu-virt with \`-smp 4\`. **IPI between vCPUs on two CPUs**: the \`smp\`
+guest (\`tests/guests/src/bin/smp.rs\`, \`tests/systems/smp-bench.toml\`:
+two vCPUs on CPUs 0 and 1) sends SGI 1 from vCPU 0 to vCPU 1 by
+GICD_SGIR, 100 times, stamping the virtual counter just before the write;
+vCPU 1 stamps it first thing in its IRQ handler (reached from its IRQ
+vector) and answers. Under \`-icount shift=0\` one counter tick is 16
+instructions, so the latency is in instructions, all CPUs' together
+(QEMU runs them one at a time under \`-icount\`): the sender's trapped
+GICD_SGIR write, the kick (a physical SGI) to CPU 1, CPU 1 waking from its
+WFI, looking at its vCPU, filling a list register and entering it. The
+same guest on bare QEMU \`virt -smp 2\` (QEMU's own GIC and PSCI) for
+reference:
+
+| IPI, vCPU 0 to vCPU 1's IRQ vector | min ticks | max ticks | min instructions |
+|---|---:|---:|---:|
+| under Capvisor on qemu-virt | $(field "$capvisor_ipi" min) | $(field "$capvisor_ipi" max) | $(echo "$capvisor_ipi" | sed 's/.*min \([0-9]*\) instructions/\1/') |
+| bare QEMU virt -smp 2 | $(field "$native_ipi" min) | $(field "$native_ipi" max) | $(echo "$native_ipi" | sed 's/.*min \([0-9]*\) instructions/\1/') |
+SMP
+fi
+if [ -s "$smp/wall-linux.md" ]; then
+    cat <<'SMPLINUX'
+
+**Linux with two vCPUs** (`tests/systems/linux-wall-smp.toml`: on CPUs 0
+and 1) against the same kernel and initramfs on bare QEMU `virt -smp 2`
+with the device tree Capvisor writes for two CPUs, the `capvisor-wall`
+workload in wall clock (the phases as above). These runs are not paired
+side by side: each QEMU would then be pinned to one host CPU and its
+vCPUs' threads would share it, which measures the host's scheduler (a
+try: boot 6.9 times native, as the spinning guest CPU and the hypervisor's
+spin locks wait out host time slices). They alternate instead, each with
+both host CPUs. Under `-icount` QEMU runs the CPUs one at a time, and a
+guest CPU spinning for another's answer stalls the boot for seconds,
+natively as under Capvisor, so there is no instruction count for it.
+
+SMPLINUX
+    cat "$smp/wall-linux.md"
+fi
+
 # The soak, when one has been run (make soak writes target/soak.txt).
 soak="$(dirname "$dir")/soak.txt"
 echo

@@ -5,7 +5,7 @@
 virt and under Capvisor on each board, timed on the host from the
 console's markers.
 
-    tools/wall-bench.py --runs N --out FILE NAME=COMMAND...
+    tools/wall-bench.py --runs N [--alternate] --out FILE NAME=COMMAND...
 
 Each NAME=COMMAND is one configuration: a shell command that starts QEMU
 with its console on stdout; the first is the reference (native) the
@@ -128,6 +128,11 @@ def run_once(name, command, cpu_number):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument(
+        "--alternate", action="store_true",
+        help="run the configurations one at a time, alternating, each with every host "
+             "CPU (for guests with several CPUs: pinned to one host CPU, their vCPUs' "
+             "threads would measure the host's scheduler)")
     parser.add_argument("--out", required=True)
     parser.add_argument("configs", nargs="+", metavar="NAME=COMMAND")
     args = parser.parse_args()
@@ -138,7 +143,7 @@ def main():
             parser.error(f"{text!r} is not NAME=COMMAND")
         configs.append((name, command))
     reference, reference_command = configs[0]
-    paired = len(os.sched_getaffinity(0)) >= 2
+    paired = len(os.sched_getaffinity(0)) >= 2 and not args.alternate
     # samples[kind][name][phase]: seconds; ratios[kind][name][phase]: the
     # ratio to the reference run beside it.
     samples = {kind: {name: {phase: [] for phase in PHASES} for name, _ in configs}
@@ -196,9 +201,9 @@ def main():
             lines.append(f"| {name} | " + " | ".join(cells) + " |")
         lines.append("")
     pairing = ("each run side by side with a native run, on the other CPU"
-               if paired else "one at a time (one CPU), alternating")
+               if paired else "one at a time, alternating, each with every host CPU")
     lines.append(f"Medians of {args.runs} rounds ({pairing}); each ratio is the median of the "
-                 f"ratios to the {reference} run beside it.")
+                 f"ratios to the {reference} run {'beside it' if paired else 'of its round'}.")
     for name, _ in configs:
         if name in exits:
             lines.append("")

@@ -3,11 +3,11 @@
 //! kernel natively (QEMU `-M virt -dtb`) to compare with it (`make bench`).
 //!
 //! ```sh
-//! capvisor-dtb OUT [RAM_MIB] [BOOTARGS]
+//! capvisor-dtb OUT [RAM_MIB] [BOOTARGS] [CPUS]
 //! ```
 //! The tree is `hyp::device_tree::guest_device_tree` for RAM at 0x4000_0000
-//! of RAM_MIB (default 256) with BOOTARGS; QEMU adds the initrd's range
-//! when it loads one (`-initrd`).
+//! of RAM_MIB (default 256) with BOOTARGS and CPUS vCPUs (default 1); QEMU
+//! adds the initrd's range when it loads one (`-initrd`).
 
 use hyp::config::GUEST_RAM_IPA;
 use hyp::device_tree::{guest_device_tree, GuestTree};
@@ -15,7 +15,7 @@ use hyp::device_tree::{guest_device_tree, GuestTree};
 fn main() {
     let mut args = std::env::args().skip(1);
     let Some(out) = args.next() else {
-        eprintln!("usage: capvisor-dtb OUT [RAM_MIB] [BOOTARGS]");
+        eprintln!("usage: capvisor-dtb OUT [RAM_MIB] [BOOTARGS] [CPUS]");
         std::process::exit(2);
     };
     let ram_mib: u32 = match args.next().map(|text| text.parse()) {
@@ -27,12 +27,20 @@ fn main() {
         }
     };
     let bootargs = args.next().unwrap_or_else(|| "console=ttyAMA0".to_string());
+    let cpus: u32 = match args.next().map(|text| text.parse()) {
+        None => 1,
+        Some(Ok(cpus)) if (1..=4).contains(&cpus) => cpus,
+        Some(_) => {
+            eprintln!("capvisor-dtb: CPUS must be a number from 1 to 4");
+            std::process::exit(2);
+        }
+    };
     let tree = guest_device_tree(&GuestTree {
         ram_base: GUEST_RAM_IPA,
         ram_size: ram_mib << 20,
         bootargs: &bootargs,
         initrd: None,
-        cpus: 1,
+        cpus,
     })
     .unwrap_or_else(|error| {
         eprintln!("capvisor-dtb: cannot write the tree: {error}");
