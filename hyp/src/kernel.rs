@@ -260,6 +260,10 @@ pub struct Vm<'a> {
     ram: (u32, u32),
     kicker: &'a dyn CpuKick,
     lock: spin::Mutex<()>,
+    /// Whether another CPU than its one vCPU's can reach its devices and
+    /// services (it has several vCPUs, or console input for it arrives on
+    /// another CPU): only then is `lock` taken.
+    shared: bool,
     life: AtomicU8,
     /// Restarts so far; a vCPU that has seen fewer takes part in the one
     /// in progress.
@@ -267,6 +271,10 @@ pub struct Vm<'a> {
     /// vCPUs parked for the restart in progress.
     parked: AtomicU32,
     power: [Power; MAX_VCPUS],
+    /// Bumped after every change of `life`, `generation` or a power state
+    /// that a vCPU's CPU must act on: a vCPU that has seen the current
+    /// value has nothing to follow (one load on the common path).
+    epoch: AtomicU32,
     published: spin::Mutex<[Published; MAX_VCPUS]>,
 }
 
@@ -308,10 +316,12 @@ impl<'a> Vm<'a> {
             ram: (0, u32::MAX),
             kicker: &NoKick,
             lock: spin::Mutex::new(()),
+            shared: false,
             life: AtomicU8::new(LIFE_RUNNING),
             generation: AtomicU32::new(0),
             parked: AtomicU32::new(0),
             power: [const { Power::new(POWER_OFF) }; MAX_VCPUS],
+            epoch: AtomicU32::new(0),
             published: spin::Mutex::new(
                 [Published {
                     counters: VmCounters::default(),
@@ -330,15 +340,23 @@ impl<'a> Vm<'a> {
 
     /// The VM with one vCPU per entry of `cpus` (vCPU i runs on physical
     /// CPU `cpus[i]`; at most [`MAX_VCPUS`]), whose CPUs `kicker` reaches,
-    /// and whose RAM is `ram` (IPA and bytes). vCPU 0 starts on; the
-    /// others wait for PSCI CPU_ON.
-    pub fn with_vcpus(mut self, cpus: &[u8], kicker: &'a dyn CpuKick, ram: (u32, u32)) -> Self {
+    /// and whose RAM is `ram` (IPA and bytes); console input reaches its
+    /// devices on CPU `console_cpu`. vCPU 0 starts on; the others wait for
+    /// PSCI CPU_ON.
+    pub fn with_vcpus(
+        mut self,
+        cpus: &[u8],
+        kicker: &'a dyn CpuKick,
+        ram: (u32, u32),
+        console_cpu: usize,
+    ) -> Self {
         self.vcpus = cpus.len().clamp(1, MAX_VCPUS);
         for (slot, &cpu) in self.cpus.iter_mut().zip(cpus) {
             *slot = cpu;
         }
         self.kicker = kicker;
         self.ram = ram;
+        self.shared = self.vcpus > 1 || self.cpu_of(0) != console_cpu;
         self
     }
 
@@ -354,8 +372,11 @@ impl<'a> Vm<'a> {
 
     /// Takes the VM's lock: held around every call into its vCPUs'
     /// devices, services and interrupt backends (module documentation).
-    pub fn lock(&self) -> spin::MutexGuard<'_, ()> {
-        self.lock.lock()
+    /// A VM whose objects only one CPU ever reaches (one vCPU, on the CPU
+    /// that takes console input) has nothing to lock: `None`.
+    #[inline]
+    pub fn lock(&self) -> Option<spin::MutexGuard<'_, ()>> {
+        self.shared.then(|| self.lock.lock())
     }
 
     /// Whether it still runs (it may be restarting).
@@ -385,6 +406,11 @@ impl<'a> Vm<'a> {
         }
     }
 
+    /// Marks a change the vCPUs must follow ([`VirtualCpu::follow_vm`]).
+    fn changed(&self) {
+        self.epoch.fetch_add(1, Ordering::AcqRel);
+    }
+
     /// Kicks every vCPU's CPU but `except`'s.
     fn kick_all(&self, except: usize) {
         self.kick(u32::MAX, except);
@@ -402,6 +428,7 @@ impl<'a> Vm<'a> {
             })
             .is_ok();
         if ended {
+            self.changed();
             self.kick_all(by);
         }
         ended
@@ -453,6 +480,7 @@ impl<'a> Vm<'a> {
     /// last vCPU on (the VM then stops). Called holding the VM's lock.
     fn power_off(&self, vcpu: usize) -> bool {
         self.power[vcpu].state.store(POWER_OFF, Ordering::Release);
+        self.changed();
         !self.power[..self.vcpus]
             .iter()
             .any(|power| power.state.load(Ordering::Acquire) != POWER_OFF)
@@ -494,6 +522,7 @@ impl VcpuPower for Vm<'_> {
         power.entry.store(entry, Ordering::Relaxed);
         power.context.store(context, Ordering::Relaxed);
         power.state.store(POWER_ON_PENDING, Ordering::Release);
+        self.changed();
         self.kicker.kick(self.cpu_of(target));
         crate::psci::SUCCESS
     }
@@ -564,9 +593,14 @@ pub struct VirtualCpu<'a, V: Vcpu> {
     timer_was_armed: bool,
     /// The VM restarts this vCPU has taken part in.
     generation: u32,
+    /// The VM's [`Vm::epoch`] this vCPU last followed (`u32::MAX` before
+    /// the first time).
+    seen_epoch: u32,
     /// Where it starts when next switched in (after a power-on or a
     /// restart): `(entry, context)`, [`BOOT_ENTRY`] for the boot state.
     start: Option<(u32, u32)>,
+    /// When it last published its counters at a slice's end.
+    published_at: u64,
 }
 
 impl<V: Vcpu> core::fmt::Debug for VirtualCpu<'_, V> {
@@ -614,7 +648,9 @@ impl<'a, V: Vcpu> VirtualCpu<'a, V> {
             poll_every_entry: false,
             timer_was_armed: false,
             generation: 0,
+            seen_epoch: u32::MAX,
             start: None,
+            published_at: 0,
         }
     }
 
@@ -689,6 +725,11 @@ impl<'a, V: Vcpu> VirtualCpu<'a, V> {
     /// at its next switch-in). `loaded`: whether it is the vCPU switched
     /// in. Returns true when it became ready.
     fn follow_vm(&mut self, loaded: bool) -> bool {
+        let epoch = self.vm.epoch.load(Ordering::Acquire);
+        if epoch == self.seen_epoch {
+            return false;
+        }
+        self.seen_epoch = epoch;
         match self.vm.life.load(Ordering::Acquire) {
             LIFE_STOPPED | LIFE_FAULTED => {
                 if matches!(self.state, VmState::Stopped | VmState::Faulted) {
@@ -799,7 +840,10 @@ impl<'a, V: Vcpu> VirtualCpu<'a, V> {
             Action::Resume => None,
             Action::ResumeInterruptsChanged => {
                 self.interrupts_changed = true;
-                self.kick_others();
+                // Only a VM with other vCPUs can have changed theirs.
+                if self.vm.vcpus > 1 {
+                    self.kick_others();
+                }
                 None
             }
             action => Some(self.carry_out(action)),
@@ -981,6 +1025,7 @@ fn restart<V: Vcpu>(vcpus: &mut [VirtualCpu<'_, V>], loaded: Option<usize>, curr
     }
     vm.parked.store(0, Ordering::Release);
     vm.generation.fetch_add(1, Ordering::AcqRel);
+    vm.changed();
     vm.kick_all(vcpus[current].index);
     // This vCPU takes part as the one that restarts: it counts as parked.
     {
@@ -1017,6 +1062,7 @@ fn restart<V: Vcpu>(vcpus: &mut [VirtualCpu<'_, V>], loaded: Option<usize>, curr
     me.state = VmState::Off;
     me.start = None;
     vm.life.store(LIFE_RUNNING, Ordering::Release);
+    vm.changed();
     // vCPU 0 starts (here, if it is this one or shares this CPU).
     vm.kick(1, usize::MAX);
     follow_vms(vcpus, loaded);
@@ -1220,7 +1266,14 @@ impl Kernel {
                     StopReason::Stopped
                 };
             };
-            vcpus[current].publish();
+            // Published for reports at most once a slice while it runs on
+            // or waits (a switch pays for no lock), and whenever it stops.
+            let vcpu = &mut vcpus[current];
+            let interval = slice.unwrap_or(0);
+            if reason == StopReason::Stopped || now.wrapping_sub(vcpu.published_at) >= interval {
+                vcpu.published_at = now;
+                vcpu.publish();
+            }
             scheduler.stopped(current, reason);
         }
     }
@@ -2058,6 +2111,7 @@ mod tests {
                 &[0, 1],
                 kicks,
                 (0x4000_0000, 0x0100_0000),
+                0,
             ),
         ));
         let services: &'a [&'a dyn HypercallDriver] =

@@ -66,6 +66,9 @@ const VMIDS: usize = 255;
 const EXIT_BUDGET: u32 = u32::MAX;
 /// The scheduler's time slice.
 const TIME_SLICE_US: u64 = 10_000;
+/// The CPU that takes console input (the board routes the UART's
+/// interrupt there and gives that CPU's platform the UART).
+pub const CONSOLE_CPU: usize = 0;
 
 /// Each VM's stage-2 tables: RAM in 2 MiB blocks needs one level-2 table,
 /// a device window in the first GiB (a GIC's virtual CPU interface)
@@ -531,6 +534,7 @@ pub fn create_vms(
                 &config.cpus[..vcpus],
                 kicker,
                 (config.ram_ipa, config.ram_size),
+                CONSOLE_CPU,
             ),
         );
         vms.push(vm);

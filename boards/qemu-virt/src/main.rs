@@ -186,13 +186,13 @@ pub extern "C" fn capvisor_main() -> ! {
         uarts: system.uarts,
         first_backends: vms.first_backends.clone(),
     });
-    // CPU 0 takes console input (the UART's interrupt targets it).
+    // The console CPU takes console input (the UART's interrupt targets CPU 0).
     let platforms = (0..online)
         .map(|cpu| {
             &*leak(BoardPlatform::new(
                 &routing,
                 shared,
-                (cpu == 0).then(io::console),
+                (cpu == guests::CONSOLE_CPU).then(io::console),
                 vms.backends[cpu].clone(),
             ))
         })
