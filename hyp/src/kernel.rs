@@ -88,6 +88,12 @@ pub trait Platform {
     /// Waits until a physical interrupt is pending (WFI in Hyp mode, with
     /// interrupts masked: it returns, and `service_interrupts` handles it).
     fn wait_for_interrupt(&self);
+    /// Whether another CPU kicked this one since the last call ([`CpuKick`];
+    /// the kernel then follows its vCPUs' VMs before it re-enters the
+    /// interrupted vCPU). A platform that cannot tell says yes.
+    fn take_kick(&self) -> bool {
+        true
+    }
     /// VM `vm` (its [`Vm::id`]) has stopped for good (powered off or
     /// stopped by its fault policy): nothing it owned should wait for it
     /// any more (console input, for one). Called once, on the CPU that
@@ -1185,7 +1191,7 @@ impl Kernel {
                     armed = NEVER;
                     // A kick: another vCPU of a VM here may have turned
                     // one on, stopped or restarted the VM.
-                    let turned_on = follow_vms(vcpus, loaded);
+                    let turned_on = platform.take_kick() && follow_vms(vcpus, loaded);
                     if vcpus[current].state != VmState::Ready {
                         break StopReason::Stopped;
                     }

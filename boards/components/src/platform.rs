@@ -133,6 +133,8 @@ pub struct BoardPlatform<'a> {
     /// The alarm the kernel asked for last (the platform may set an earlier
     /// one while the CPU sleeps, to look at held input again).
     kernel_alarm: Cell<Option<u64>>,
+    /// Whether a kick arrived since the kernel last asked.
+    kicked: Cell<bool>,
 }
 
 impl core::fmt::Debug for BoardPlatform<'_> {
@@ -163,6 +165,7 @@ impl<'a> BoardPlatform<'a> {
                 flow: Cell::new(InputFlow::Flowing),
             }),
             kernel_alarm: Cell::new(None),
+            kicked: Cell::new(false),
         }
     }
 
@@ -327,6 +330,7 @@ impl Platform for BoardPlatform<'_> {
                 shared.alarm.acknowledge();
             } else if shared.lines.kick == Some(line) {
                 // A kick: the kernel looks at its vCPUs again after this.
+                self.kicked.set(true);
             } else if let (true, Some(console)) = (line == shared.lines.console, &self.console) {
                 status |= self.receive_console_input(console);
             } else if shared.lines.forwarded.contains(&line) {
@@ -381,6 +385,10 @@ impl Platform for BoardPlatform<'_> {
             }
         }
         armv7a::cpu::wait_for_interrupt();
+    }
+
+    fn take_kick(&self) -> bool {
+        self.kicked.replace(false)
     }
 
     fn vm_stopped(&self, vm: usize) {
