@@ -30,7 +30,8 @@ figures are exact and reproducible; each is the minimum and the mean over
 the runs, less the cost of the two counter reads (the baseline row). The
 bare QEMU virt column is the same guest with no hypervisor under it.
 Further down: Linux's boot under `-icount`, the lean exit path's targets,
-the trap paths and Linux in wall clock, and the soak.
+the trap paths and Linux in wall clock, several CPUs (an IPI between
+vCPUs on two CPUs, Linux with two vCPUs), and the soak.
 
 Made by:
 
@@ -258,8 +259,21 @@ mean 555 / 524. What changed, each measured with `make exit-profile`:
   (LR and SPSR of the mode it enters) instead of moving every banked
   register out of the CPU and back (about 90 instructions).
 
-The null hypercall path on integrator-cp, instruction by instruction
-(`make exit-profile PROFILE_PATH=110`), grouped:
+Several CPUs (issue 14) made every path longer, on one CPU too:
+integrator-cp's null hypercall went from 110 to 127 instructions,
+qemu-virt's from 96 to 111, the VM switch from 1086 / 1198 to about 1240 /
+1340 and delivery from 551 / 521 to about 650 / 605. What the profile
+shows: every exit reaches its vCPU's VM through a pointer and asks whether
+the VM needs its lock (a VM with one vCPU on the console's CPU, as all of
+these, takes none: 6 instructions for the question and the guard that is
+not held); a switch also looks at the VMs' change counters (one load per
+vCPU), writes VMPIDR, and checks whether the vCPU starts afresh; a VM's
+interrupt backend is now its vCPU's. The remainder is the exit loop's
+register allocation, which moves with every change to the loop (the same
+source measured 124 and 127 on integrator-cp in two builds).
+
+The null hypercall path on integrator-cp before several CPUs, instruction
+by instruction (`make exit-profile PROFILE_PATH=110`), grouped:
 
 | instructions | what |
 |---:|---|

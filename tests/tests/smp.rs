@@ -166,7 +166,7 @@ fn linux_with_two_vcpus_counts_two_cpus_takes_ipis_and_takes_a_cpu_offline() {
 }
 
 #[test]
-fn the_two_vcpu_linux_of_make_program_takes_commands_at_its_shell_beside_a_vm_on_another_cpu() {
+fn the_two_vcpu_linux_of_make_program_takes_commands_and_reboots_beside_a_vm_on_another_cpu() {
     let _one = ONE_AT_A_TIME
         .lock()
         .unwrap_or_else(|poison| poison.into_inner());
@@ -195,6 +195,28 @@ fn the_two_vcpu_linux_of_make_program_takes_commands_at_its_shell_beside_a_vm_on
     }
     let transcript = session.transcript();
     assert_console_has(&transcript, "[ticker] ticker: 10 s");
+    // A reboot restarts the VM: vCPU 1 parks, the RAM is reloaded, vCPU 0
+    // boots Linux again, which starts vCPU 1 again; the ticker on CPU 2
+    // never stops.
+    type_at_prompt(&mut session, "reboot -f\n", command);
+    if let Err(error) = session.expect("capvisor-linux: initramfs up", LINUX_TIMEOUT) {
+        panic!("Linux did not come back after reboot: {error}");
+    }
+    type_at_prompt(&mut session, "echo again-$(nproc)\n", command);
+    if let Err(error) = session.expect("again-2", command) {
+        panic!("after the reboot, nproc: {error}");
+    }
+    let transcript = session.transcript();
+    assert_eq!(
+        transcript
+            .matches("smp: Brought up 1 node, 2 CPUs")
+            .count(),
+        2,
+        "{transcript}"
+    );
+    if let Err(error) = session.expect("[ticker] ticker: ", command) {
+        panic!("the ticker on CPU 2 stopped: {error}");
+    }
 }
 
 /// The victim's 100 ms windows: those wholly before `from_us` (alone) and
