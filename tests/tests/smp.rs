@@ -241,20 +241,48 @@ fn median(values: &mut [u64]) -> u64 {
     values[values.len() / 2]
 }
 
-/// Checks that the victim kept at least `percent`% of its solo rate
-/// (medians of its windows) while the other VM ran from `from_us` to
-/// `to_us`.
-fn assert_victim_kept_its_rate(console: &str, from_us: u64, to_us: u64, percent: u64) {
+/// The victim's median iterations per 100 ms alone and while the other
+/// VM ran from `from_us` to `to_us`.
+fn victim_rates(console: &str, from_us: u64, to_us: u64) -> (u64, u64) {
     let (mut alone, mut during) = victim_windows(console, from_us, to_us);
     assert!(
         alone.len() >= 2 && during.len() >= 5,
         "windows alone {alone:?}, during {during:?}:\n{console}"
     );
-    let (solo, shared) = (median(&mut alone), median(&mut during));
-    println!("victim: median {solo} iterations per 100 ms alone, {shared} beside the other VM");
-    assert!(
-        shared * 100 >= solo * percent,
-        "the victim kept {shared} of its {solo} iterations per 100 ms (under {percent}%):\n{console}"
+    (median(&mut alone), median(&mut during))
+}
+
+/// How many runs a rate test gets. The rates are wall clock, and the
+/// machine running the tests has two CPUs that other work may take a
+/// share of for a while: one run in a quiet moment proves the two VMs ran
+/// at once (one CPU taking turns would give the victim half its rate, in
+/// every run).
+const RATE_ATTEMPTS: usize = 3;
+
+/// Runs `description` until the victim keeps at least 90% of its solo
+/// rate (medians of its 100 ms windows) beside the other VM, at most
+/// [`RATE_ATTEMPTS`] times. `check` makes the run's other assertions and
+/// says when the other VM ran (from, to, in us).
+fn victim_keeps_its_rate(description: &str, check: impl Fn(&Outcome) -> (u64, u64)) {
+    let mut tries = Vec::new();
+    for _ in 0..RATE_ATTEMPTS {
+        let outcome = run(&command(&virt(), description), Duration::from_secs(120));
+        let (from, to) = check(&outcome);
+        let (solo, shared) = victim_rates(&outcome.transcript, from, to);
+        println!("victim: median {solo} iterations per 100 ms alone, {shared} beside the other VM");
+        if shared * 100 >= solo * 90 {
+            return;
+        }
+        tries.push((shared, solo, outcome.transcript));
+    }
+    let ratios: Vec<String> = tries
+        .iter()
+        .map(|(shared, solo, _)| format!("{shared} of {solo}"))
+        .collect();
+    let last = tries.last().map_or("", |(_, _, console)| console.as_str());
+    panic!(
+        "the victim kept under 90% of its iterations per 100 ms in all {RATE_ATTEMPTS} runs ({}); the last:\n{last}",
+        ratios.join(", ")
     );
 }
 
@@ -263,21 +291,21 @@ fn two_vms_on_two_cpus_run_at_once_each_at_its_solo_rate() {
     let _one = ONE_AT_A_TIME
         .lock()
         .unwrap_or_else(|poison| poison.into_inner());
-    let outcome = run(&command(&virt(), "smp-parallel"), Duration::from_secs(120));
-    let console = &outcome.transcript;
-    let rival = console
-        .lines()
-        .find(|line| line.starts_with("[rival] rival: busy from"))
-        .unwrap_or_else(|| panic!("no rival line:\n{console}"));
-    let (from, to) = (counter(rival, "from"), counter(rival, "to"));
-    assert_victim_kept_its_rate(console, from, to, 90);
-    for vm in ["victim", "rival"] {
-        assert!(
-            vm_status_line(console, vm).contains("PASSED (status 0)"),
-            "{console}"
-        );
-    }
-    assert_eq!(outcome.status, 0, "{console}");
+    victim_keeps_its_rate("smp-parallel", |outcome| {
+        let console = &outcome.transcript;
+        let rival = console
+            .lines()
+            .find(|line| line.starts_with("[rival] rival: busy from"))
+            .unwrap_or_else(|| panic!("no rival line:\n{console}"));
+        for vm in ["victim", "rival"] {
+            assert!(
+                vm_status_line(console, vm).contains("PASSED (status 0)"),
+                "{console}"
+            );
+        }
+        assert_eq!(outcome.status, 0, "{console}");
+        (counter(rival, "from"), counter(rival, "to"))
+    });
 }
 
 #[test]
@@ -285,52 +313,53 @@ fn a_guest_attacking_cpus_it_does_not_own_is_contained_and_the_victim_keeps_its_
     let _one = ONE_AT_A_TIME
         .lock()
         .unwrap_or_else(|poison| poison.into_inner());
-    let outcome = run(&command(&virt(), "smp-hostile"), Duration::from_secs(120));
-    let console = &outcome.transcript;
-    let attack = console
-        .lines()
-        .find(|line| line.contains("hostile-smp: attack from"))
-        .unwrap_or_else(|| panic!("no attack line:\n{console}"));
-    let (from, to, rounds) = (
-        counter(attack, "from"),
-        counter(attack, "to"),
-        counter(attack, "us,"),
-    );
-    assert!(rounds >= 10, "{attack}");
-    // Every kind of attack ran, and each answer was what a VM with one
-    // vCPU must get.
-    for kind in [
-        "GICD_SGIR writes",
-        "SGI pending-state reads",
-        "CPU_ON of absent vCPUs",
-        "AFFINITY_INFO of absent vCPUs",
-        "CPU_ON of itself",
-        "GICD writes of all ones",
-        "GICD_ITARGETSR reads",
-    ] {
-        let line = console
+    victim_keeps_its_rate("smp-hostile", |outcome| {
+        let console = &outcome.transcript;
+        let attack = console
             .lines()
-            .find(|line| line.contains(&format!(" {kind}, ")))
-            .unwrap_or_else(|| panic!("no '{kind}' line:\n{console}"));
-        assert!(counter(line, "hostile-smp:") >= rounds, "{line}");
-        assert!(line.ends_with(", 0 failed"), "{line}:\n{console}");
-    }
-    assert_console_has(console, "hostile-smp: 7 checks, 0 failed");
-    assert_victim_kept_its_rate(console, from, to, 90);
-    // Nothing the hostile VM did interrupted the victim's CPU: its only
-    // physical interrupts are its own slice ticks (the hostile VM has one
-    // vCPU: there is nobody it could have the hypervisor kick).
-    let victim = vm_status_line(console, "victim");
-    let (irqs, ticks) = (counter(victim, "irqs"), counter(victim, "ticks"));
-    assert!(irqs <= ticks + 2, "{victim}");
-    for vm in ["hostile-smp", "victim"] {
-        assert!(
-            vm_status_line(console, vm).contains("PASSED (status 0)"),
-            "{console}"
+            .find(|line| line.contains("hostile-smp: attack from"))
+            .unwrap_or_else(|| panic!("no attack line:\n{console}"));
+        let (from, to, rounds) = (
+            counter(attack, "from"),
+            counter(attack, "to"),
+            counter(attack, "us,"),
         );
-    }
-    assert_console_lacks(console, "Hyp-mode exception");
-    assert_eq!(outcome.status, 0, "{console}");
+        assert!(rounds >= 10, "{attack}");
+        // Every kind of attack ran, and each answer was what a VM with one
+        // vCPU must get.
+        for kind in [
+            "GICD_SGIR writes",
+            "SGI pending-state reads",
+            "CPU_ON of absent vCPUs",
+            "AFFINITY_INFO of absent vCPUs",
+            "CPU_ON of itself",
+            "GICD writes of all ones",
+            "GICD_ITARGETSR reads",
+        ] {
+            let line = console
+                .lines()
+                .find(|line| line.contains(&format!(" {kind}, ")))
+                .unwrap_or_else(|| panic!("no '{kind}' line:\n{console}"));
+            assert!(counter(line, "hostile-smp:") >= rounds, "{line}");
+            assert!(line.ends_with(", 0 failed"), "{line}:\n{console}");
+        }
+        assert_console_has(console, "hostile-smp: 7 checks, 0 failed");
+        // Nothing the hostile VM did interrupted the victim's CPU: its only
+        // physical interrupts are its own slice ticks (the hostile VM has one
+        // vCPU: there is nobody it could have the hypervisor kick).
+        let victim = vm_status_line(console, "victim");
+        let (irqs, ticks) = (counter(victim, "irqs"), counter(victim, "ticks"));
+        assert!(irqs <= ticks + 2, "{victim}");
+        for vm in ["hostile-smp", "victim"] {
+            assert!(
+                vm_status_line(console, vm).contains("PASSED (status 0)"),
+                "{console}"
+            );
+        }
+        assert_console_lacks(console, "Hyp-mode exception");
+        assert_eq!(outcome.status, 0, "{console}");
+        (from, to)
+    });
 }
 
 #[test]
