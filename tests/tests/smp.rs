@@ -40,6 +40,16 @@ fn run(command: &QemuCommand, timeout: Duration) -> Outcome {
         .unwrap_or_else(|error| panic!("QEMU run on qemu-virt failed: {error}"))
 }
 
+/// Checks that each of `vms` reported success.
+fn assert_passed(console: &str, vms: &[&str]) {
+    for vm in vms {
+        assert!(
+            vm_status_line(console, vm).contains("PASSED (status 0)"),
+            "{console}"
+        );
+    }
+}
+
 /// The guest's check lines that failed.
 fn failures(console: &str) -> Vec<&str> {
     console
@@ -82,10 +92,7 @@ fn smp_guest(description: &str, vcpus: u32, checks: u32) -> String {
     );
     assert_eq!(failures(&console), Vec::<&str>::new(), "{console}");
     assert_console_has(&console, &format!("smp: {checks} checks, 0 failed"));
-    assert!(
-        vm_status_line(&console, "smp").contains("PASSED (status 0)"),
-        "{console}"
-    );
+    assert_passed(&console, &["smp"]);
     assert_console_lacks(&console, "Hyp-mode exception");
     assert_eq!(outcome.status, 0, "{console}");
     console
@@ -96,10 +103,7 @@ fn a_guest_turns_its_second_vcpu_on_and_off_and_they_exchange_sgis() {
     let console = smp_guest("smp", 2, 22);
     // vCPUs 0 and 1 on CPUs 1 and 2, beside a VM on CPU 0.
     assert_console_has(&console, "2 vCPUs on CPUs 1, 2");
-    assert!(
-        vm_status_line(&console, "hello").contains("PASSED (status 0)"),
-        "{console}"
-    );
+    assert_passed(&console, &["hello"]);
 }
 
 #[test]
@@ -297,12 +301,7 @@ fn two_vms_on_two_cpus_run_at_once_each_at_its_solo_rate() {
             .lines()
             .find(|line| line.starts_with("[rival] rival: busy from"))
             .unwrap_or_else(|| panic!("no rival line:\n{console}"));
-        for vm in ["victim", "rival"] {
-            assert!(
-                vm_status_line(console, vm).contains("PASSED (status 0)"),
-                "{console}"
-            );
-        }
+        assert_passed(console, &["victim", "rival"]);
         assert_eq!(outcome.status, 0, "{console}");
         (counter(rival, "from"), counter(rival, "to"))
     });
@@ -350,12 +349,7 @@ fn a_guest_attacking_cpus_it_does_not_own_is_contained_and_the_victim_keeps_its_
         let victim = vm_status_line(console, "victim");
         let (irqs, ticks) = (counter(victim, "irqs"), counter(victim, "ticks"));
         assert!(irqs <= ticks + 2, "{victim}");
-        for vm in ["hostile-smp", "victim"] {
-            assert!(
-                vm_status_line(console, vm).contains("PASSED (status 0)"),
-                "{console}"
-            );
-        }
+        assert_passed(console, &["hostile-smp", "victim"]);
         assert_console_lacks(console, "Hyp-mode exception");
         assert_eq!(outcome.status, 0, "{console}");
         (from, to)

@@ -655,14 +655,10 @@ struct Handoff(CpuWork);
 // and the `Vm`s are `Sync`, the GIC driver is `Sync`.
 #[allow(unsafe_code)]
 unsafe impl Send for Handoff {}
-// SAFETY: `spin::Once` needs `Sync` to be put in a static; a `Handoff` is
-// only ever taken out by value, by one CPU (see `Send` above).
-#[allow(unsafe_code)]
-unsafe impl Sync for Handoff {}
 
 /// Each CPU's work, set once by the boot CPU.
-static WORK: [spin::Once<spin::Mutex<Option<Handoff>>>; armv7a::cpu::MAX_CPUS] =
-    [const { spin::Once::new() }; armv7a::cpu::MAX_CPUS];
+static WORK: [spin::Mutex<Option<Handoff>>; armv7a::cpu::MAX_CPUS] =
+    [const { spin::Mutex::new(None) }; armv7a::cpu::MAX_CPUS];
 
 /// What the final report needs, set once by the boot CPU.
 struct Reporting {
@@ -714,7 +710,7 @@ pub fn run_and_report(
         if cpu == 0 {
             own = Some(work);
         } else {
-            WORK[cpu].call_once(|| spin::Mutex::new(Some(Handoff(work))));
+            *WORK[cpu].lock() = Some(Handoff(work));
         }
     }
     armv7a::cpu::send_event();
@@ -728,10 +724,8 @@ pub fn run_and_report(
 /// boot CPU, then runs it (never returns).
 pub fn run_secondary(cpu: usize) -> ! {
     let work = loop {
-        if let Some(slot) = WORK[cpu].get() {
-            if let Some(Handoff(work)) = slot.lock().take() {
-                break work;
-            }
+        if let Some(Handoff(work)) = WORK[cpu].lock().take() {
+            break work;
         }
         armv7a::cpu::wait_for_event();
     };
