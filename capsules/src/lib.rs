@@ -7,6 +7,7 @@
 //!
 //! | capsule | what |
 //! |---|---|
+//! | [`console_input`] | typed bytes to the focused VM: held while it has no room, dropped once it stops reading |
 //! | [`console_mux`] | one physical console shared by the VMs: focus, prefixed lines, Ctrl-] keys |
 //! | [`fault_policies`] | what happens to a VM that cannot take its own faults |
 //! | [`hypervisor_service`] | Capvisor's hypercalls: version, VM id and name, console write |
@@ -84,6 +85,7 @@
 #![no_std]
 #![forbid(unsafe_code)]
 
+pub mod console_input;
 pub mod console_mux;
 pub mod fault_policies;
 pub mod hypervisor_service;

@@ -26,6 +26,7 @@ pub mod interrupts;
 pub mod kernel;
 pub mod memory;
 pub mod psci;
+pub mod report;
 pub mod scheduler;
 pub mod system_image;
 pub mod trap;

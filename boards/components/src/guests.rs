@@ -55,6 +55,7 @@ use hyp::image::{check_image, parse_zimage, HEADER_BYTES};
 use hyp::interrupts::InterruptBackend;
 use hyp::kernel::{CpuKick, GuestMemory, Kernel, Platform, RunOutcome, VirtualCpu, Vm};
 use hyp::memory::{MemoryType, Region, Size};
+use hyp::report::{Judged, Tally};
 use hyp::scheduler::RoundRobin;
 use hyp::system_image::{self, DeviceTreeSource, FaultPolicy, KernelFormat};
 use hyp::utilities::TakeOnce;
@@ -760,58 +761,30 @@ fn run_cpu(cpu: usize, mut work: CpuWork) -> ! {
     }
 }
 
-/// Prints each VM's final state and verdict, then stops QEMU. Only a VM
-/// that reported a status (Capvisor's service) passes or fails by it; one
-/// that powered off without reporting is shown as powered off and judged
-/// by nothing; one its fault policy stopped has failed, status or not.
-/// The exit status is 0 unless a VM failed.
+/// Prints each VM's final state and verdict (`hyp::report`: only a VM that
+/// reported a status through Capvisor's service passes or fails by it; one
+/// its fault policy stopped has failed, status or not), then stops QEMU
+/// with the exit status the verdicts give.
 fn report(reporting: &Reporting, outcome: RunOutcome) -> ! {
     log!("all VMs have stopped ({:?}); VM status:", outcome);
-    let (mut passed, mut failed, mut silent, mut faulted) = (0, 0, 0, 0);
+    let mut tally = Tally::default();
     for (index, (vm, service)) in reporting.vms.iter().zip(reporting.services).enumerate() {
         let status = {
             let _vm = vm.lock();
             service.exit_status()
         };
-        let verdict = match (vm.is_faulted(), status) {
-            (true, _) => {
-                faulted += 1;
-                "FAILED"
-            }
-            (_, Some(0)) => {
-                passed += 1;
-                "PASSED"
-            }
-            (_, Some(_)) => {
-                failed += 1;
-                "FAILED"
-            }
-            (_, None) => {
-                silent += 1;
-                ""
-            }
-        };
+        let judged = Judged::new(vm.is_faulted(), status);
+        tally.count(judged.verdict);
         log!(
             "  VM {} '{}': {}{}",
             index + 1,
             vm.name,
-            Verdict(verdict, status),
+            judged,
             Describe(vm)
         );
     }
-    log!(
-        "VMs: {} passed, {} failed, {} powered off without a status, {} stopped by their fault policy",
-        passed,
-        failed,
-        silent,
-        faulted
-    );
-    let good = failed == 0 && faulted == 0 && outcome == RunOutcome::AllStopped;
-    io::stop(if good {
-        ExitCode::Success
-    } else {
-        ExitCode::VmFailed
-    })
+    log!("{}", tally);
+    io::stop(tally.exit_code(outcome == RunOutcome::AllStopped))
 }
 
 /// A VM's state and counters, as `Vm::describe` writes them.
@@ -820,18 +793,5 @@ struct Describe<'a, 'b>(&'a Vm<'b>);
 impl core::fmt::Display for Describe<'_, '_> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         self.0.describe(f)
-    }
-}
-
-/// `PASSED (status 0): `, `FAILED: `, or nothing for a VM not judged.
-struct Verdict(&'static str, Option<u32>);
-
-impl core::fmt::Display for Verdict {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        match (self.0, self.1) {
-            ("", _) => Ok(()),
-            (verdict, Some(status)) => write!(f, "{} (status {}): ", verdict, status),
-            (verdict, None) => write!(f, "{}: ", verdict),
-        }
     }
 }

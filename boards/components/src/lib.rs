@@ -14,7 +14,20 @@
 //! | [`memory_map`] | the image's sections from the shared linker script, the map plan and what the coverage check proves |
 //! | [`devices`] | the virtual devices every board offers VMs, at their windows |
 //! | [`guests`] | reading and checking the packed system image, creating the VMs' capsules, stage 2 and vCPUs, running them and reporting |
-//! | [`platform`] | the kernel's `Platform`: clock, alarm, interrupt service, console input flow |
+//! | [`platform`] | the kernel's `Platform`: clock, alarm, which line is what, console input's wiring |
+//!
+//! Policy is not here: console input's flow is the `capsules::console_input`
+//! capsule, the final report's verdicts are `hyp::report`; this crate
+//! creates the objects, wires them to the board's devices and interrupts,
+//! and holds the unsafe glue.
+//!
+//! # Host tests
+//!
+//! The modules that drive the CPU itself ([`boot`], [`io`],
+//! [`memory_map`]'s linker symbols, [`guests`]' vCPUs and stage 2) are
+//! built for the target only; [`devices`] and [`platform`] build on the
+//! host too, where `cargo test -p components` runs their tests (the
+//! platform's interrupt service with fake devices).
 //!
 //! The linker script (`layout.ld`) is shared too: a board's own script sets
 //! `IMAGE_BASE` and includes it.
@@ -23,9 +36,13 @@
 
 extern crate alloc;
 
+#[cfg(target_arch = "arm")]
 pub mod boot;
 pub mod devices;
+#[cfg(target_arch = "arm")]
 pub mod guests;
+#[cfg(target_arch = "arm")]
 pub mod io;
+#[cfg(target_arch = "arm")]
 pub mod memory_map;
 pub mod platform;

@@ -8,16 +8,13 @@
 //! by the hypervisor (HCR.IMO): when one interrupts a guest, or wakes the
 //! hypervisor from its own WFI, [`BoardPlatform::service_interrupts`]
 //! acknowledges it at the controller and serves it: the alarm is
-//! acknowledged, received bytes go to the console multiplexer, which
-//! routes them to the focused VM's virtual UART (raising its receive
-//! interrupt) or acts on its key sequences, and lines forwarded to guests
+//! acknowledged, the console UART's goes to console input
+//! (`capsules::console_input`: through the console multiplexer to the
+//! focused VM's virtual UART, holding input the VM has no room for and
+//! dropping it once the VM stops reading), and lines forwarded to guests
 //! (on a GIC with virtualization: the guest timer's PPI and the
 //! maintenance interrupt) go to the interrupt backend of the VM switched
-//! in. Input arrives in bursts (a whole typed or pasted line), so bytes are
-//! moved only while the focused VM's receive FIFO has room; the rest waits
-//! in the UART, with its interrupt masked, until the VM has read some
-//! (checked at every interrupt and before the hypervisor sleeps). Nothing
-//! typed for a VM that reads its console is dropped.
+//! in.
 //!
 //! Each online CPU has its own platform ([`BoardPlatform`]): its alarm, its
 //! banked interrupts, the physical interrupts forwarded to the vCPUs it
@@ -27,44 +24,19 @@
 //! bytes to the focused VM's virtual UART under that VM's lock, then kicks
 //! the CPU of the vCPU the byte's interrupt targets. What every platform
 //! shares ([`PlatformShared`]) is the board's and read only.
-//!
-//! A focused VM that stops reading must not take the console hostage
-//! (design rule 2): once its input has waited [`STALL_US`], the hypervisor
-//! says so and reads the UART again, acting on Ctrl-] keys and dropping what
-//! was typed for that VM, until it reads again or the focus moves. Input
-//! for a VM that has stopped is dropped at once.
 
 use alloc::vec::Vec;
-use armv7a::generic_timer::Counter;
-use capsules::console_mux::{ConsoleMux, Input};
+use capsules::console_input::{self, ConsoleInput, InputTargets, Reception};
+use capsules::console_mux::ConsoleMux;
 use capsules::virtual_uart::VirtualUart;
 use core::cell::Cell;
 use hyp::capabilities::InterruptRoutingCapability;
+use hyp::hil::console::ConsoleReceive;
 use hyp::hil::interrupt::InterruptController;
 use hyp::hil::time::{Alarm, Clock};
 use hyp::interrupts::InterruptBackend;
 use hyp::kernel::{Platform, Vm};
 use pl011::Pl011;
-
-/// How long input for the focused VM may wait in the UART before the
-/// hypervisor decides the VM is not reading: 2 s.
-pub const STALL_US: u64 = 2_000_000;
-/// How often CPU 0, with nothing else to do, looks whether the focused VM
-/// (which may run on another CPU) has read held input: 10 ms.
-pub const HELD_RECHECK_US: u64 = 10_000;
-
-/// What happens to console input for the focused VM.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum InputFlow {
-    /// Bytes go to the focused VM as they come.
-    Flowing,
-    /// The focused VM's receive FIFO is full: input waits in the UART (its
-    /// interrupt masked), since this time on the counter.
-    Held { since: u64 },
-    /// The focused VM has not read for [`STALL_US`]: the UART is read, Ctrl-]
-    /// keys act, the VM's bytes are dropped until it has room again.
-    Dropping,
-}
 
 /// The board's interrupt lines, as the platform serves them.
 #[derive(Clone, Copy, Debug)]
@@ -81,10 +53,51 @@ pub struct Lines {
     pub kick: Option<u32>,
 }
 
+/// What an acknowledged line is, to the platform of one CPU.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Source {
+    /// The hypervisor's alarm.
+    Alarm,
+    /// A kick from another CPU.
+    Kick,
+    /// Console input, on the CPU that takes it.
+    Console,
+    /// A line for the switched-in vCPU's interrupt backend.
+    Forwarded,
+    /// Nothing this CPU enabled (the console's line on another CPU too).
+    Unexpected,
+}
+
+impl Lines {
+    /// What `line` is on a CPU that takes console input (`console`) or not.
+    pub fn source(&self, line: u32, console: bool) -> Source {
+        if line == self.alarm {
+            Source::Alarm
+        } else if self.kick == Some(line) {
+            Source::Kick
+        } else if line == self.console && console {
+            Source::Console
+        } else if self.forwarded.contains(&line) {
+            Source::Forwarded
+        } else {
+            Source::Unexpected
+        }
+    }
+}
+
+/// The alarm to set before a CPU sleeps: the kernel's, made earlier when
+/// console input needs a look sooner (`input`).
+pub fn sleep_deadline(kernel: Option<u64>, input: Option<u64>) -> Option<u64> {
+    match (kernel, input) {
+        (Some(kernel), Some(input)) => Some(kernel.min(input)),
+        (kernel, input) => kernel.or(input),
+    }
+}
+
 /// What every CPU's platform shares: the board's devices and the VMs.
 pub struct PlatformShared<'a> {
-    /// The monotonic clock.
-    pub counter: &'a Counter,
+    /// The monotonic clock (the CPU's counter).
+    pub counter: &'a dyn Clock,
     /// The hypervisor's alarm: on a board with several CPUs, each CPU's
     /// own behind one address (banked, as the generic timer's CNTHP).
     pub alarm: &'a dyn Alarm,
@@ -112,13 +125,46 @@ impl core::fmt::Debug for PlatformShared<'_> {
     }
 }
 
-/// Console input, CPU 0's duty.
-#[derive(Debug)]
-struct ConsoleInput {
-    /// The console UART.
-    uart: Pl011,
-    /// Input for the focused VM.
-    flow: Cell<InputFlow>,
+/// Console input reaches the VMs' virtual UARTs under each VM's lock.
+impl InputTargets for PlatformShared<'_> {
+    fn reception(&self, vm: usize) -> Reception {
+        let (Some(owner), Some(uart)) = (self.vms.get(vm), self.uarts.get(vm)) else {
+            return Reception::Stopped;
+        };
+        if !owner.is_running() {
+            return Reception::Stopped;
+        }
+        let _vm = owner.lock();
+        if uart.receive_room() > 0 {
+            Reception::Room
+        } else {
+            Reception::Full
+        }
+    }
+
+    /// Gives `byte` to VM `vm`'s virtual UART, under the VM's lock, and
+    /// kicks the CPU of the vCPU its interrupt goes to.
+    fn deliver(&self, vm: usize, byte: u8) {
+        let (Some(owner), Some(uart), Some(backend)) = (
+            self.vms.get(vm),
+            self.uarts.get(vm),
+            self.first_backends.get(vm),
+        ) else {
+            return;
+        };
+        if !owner.is_running() {
+            return;
+        }
+        let kicks = {
+            let _vm = owner.lock();
+            if uart.receive_room() == 0 {
+                return;
+            }
+            uart.receive(byte);
+            backend.take_kicks()
+        };
+        owner.kick(kicks, usize::MAX);
+    }
 }
 
 /// One CPU's platform.
@@ -129,7 +175,7 @@ pub struct BoardPlatform<'a> {
     /// forwarded lines.
     pub backends: Vec<(&'a Vm<'a>, &'a dyn InterruptBackend)>,
     /// Console input, on the CPU that takes the UART's interrupt.
-    console: Option<ConsoleInput>,
+    console: Option<ConsoleInput<'a>>,
     /// The alarm the kernel asked for last (the platform may set an earlier
     /// one while the CPU sleeps, to look at held input again).
     kernel_alarm: Cell<Option<u64>>,
@@ -152,17 +198,41 @@ impl<'a> BoardPlatform<'a> {
     /// and each vCPU's backend) is a routing only a board may decide
     /// (`_routing`).
     pub fn new(
-        _routing: &dyn InterruptRoutingCapability,
+        routing: &dyn InterruptRoutingCapability,
         shared: &'a PlatformShared<'a>,
         console: Option<Pl011>,
+        backends: Vec<(&'a Vm<'a>, &'a dyn InterruptBackend)>,
+    ) -> Self {
+        // The driver is a typed pointer; console input keeps it for the
+        // rest of the run.
+        let console = console.map(|uart| {
+            let uart: &'a dyn ConsoleReceive =
+                alloc::boxed::Box::leak(alloc::boxed::Box::new(uart));
+            uart
+        });
+        Self::with_console(routing, shared, console, backends)
+    }
+
+    /// [`new`](Self::new) with the console's receive side as any
+    /// [`ConsoleReceive`].
+    pub fn with_console(
+        _routing: &dyn InterruptRoutingCapability,
+        shared: &'a PlatformShared<'a>,
+        console: Option<&'a dyn ConsoleReceive>,
         backends: Vec<(&'a Vm<'a>, &'a dyn InterruptBackend)>,
     ) -> Self {
         BoardPlatform {
             shared,
             backends,
-            console: console.map(|uart| ConsoleInput {
-                uart,
-                flow: Cell::new(InputFlow::Flowing),
+            console: console.map(|uart| {
+                ConsoleInput::new(
+                    uart,
+                    shared.controller,
+                    shared.lines.console,
+                    shared.counter,
+                    shared.mux,
+                    shared,
+                )
             }),
             kernel_alarm: Cell::new(None),
             kicked: Cell::new(false),
@@ -181,126 +251,17 @@ impl<'a> BoardPlatform<'a> {
             shared.controller.enable(kick);
         }
         if let Some(console) = &self.console {
-            console.uart.set_receive_interrupts(true);
-            shared.controller.enable(shared.lines.console);
+            console.enable();
         }
     }
 
-    /// Whether VM `vm` takes input: it has stopped (its input is dropped)
-    /// or its receive FIFO has room.
-    fn has_room(&self, vm: usize) -> bool {
-        let shared = self.shared;
-        let (Some(owner), Some(uart)) = (shared.vms.get(vm), shared.uarts.get(vm)) else {
-            return true;
-        };
-        if !owner.is_running() {
-            return true;
-        }
-        let _vm = owner.lock();
-        uart.receive_room() > 0
-    }
-
-    /// Moves the input flow on: held input is let in again once the
-    /// focused VM has read some, or dropped once it has waited
-    /// [`STALL_US`]; dropping ends when the VM reads again.
+    /// Moves console input on (held input let in or dropped), on the
+    /// console's CPU.
     #[inline]
-    fn update_input_flow(&self) {
-        let Some(console) = &self.console else {
-            return;
-        };
-        let flow = console.flow.get();
-        if flow == InputFlow::Flowing {
-            return;
+    fn update_input(&self) {
+        if let Some(console) = &self.console {
+            console.update();
         }
-        self.update_held_input(console, flow);
-    }
-
-    /// [`update_input_flow`](Self::update_input_flow) for input that is
-    /// held or being dropped.
-    fn update_held_input(&self, console: &ConsoleInput, flow: InputFlow) {
-        let shared = self.shared;
-        let room = self.has_room(shared.mux.focus());
-        match flow {
-            InputFlow::Flowing => {}
-            InputFlow::Held { .. } | InputFlow::Dropping if room => {
-                console.flow.set(InputFlow::Flowing);
-                shared.controller.enable(shared.lines.console);
-            }
-            InputFlow::Held { since } => {
-                if shared.counter.now().saturating_sub(since) >= self.stall_ticks() {
-                    console.flow.set(InputFlow::Dropping);
-                    shared.mux.print_hypervisor(format_args!(
-                        "VM {} has not read its console input for {} s; what is typed for it is dropped until it reads again (Ctrl-] n moves the focus)",
-                        shared.mux.focus() + 1,
-                        STALL_US / 1_000_000
-                    ));
-                    shared.controller.enable(shared.lines.console);
-                }
-            }
-            InputFlow::Dropping => {}
-        }
-    }
-
-    fn stall_ticks(&self) -> u64 {
-        self.shared.counter.ticks_from_us(STALL_US)
-    }
-
-    /// Moves bytes from the UART to the multiplexer while the focused VM can
-    /// take them; when it cannot, leaves the rest in the UART (and QEMU's
-    /// queue behind it) and masks the interrupt until it can, so no typed
-    /// byte is lost; while input is being dropped, reads on. Returns
-    /// whether the user asked for the VMs' status.
-    fn receive_console_input(&self, console: &ConsoleInput) -> bool {
-        let shared = self.shared;
-        let mut status = false;
-        loop {
-            if !self.has_room(shared.mux.focus()) && console.flow.get() != InputFlow::Dropping {
-                if console.flow.get() == InputFlow::Flowing {
-                    console.flow.set(InputFlow::Held {
-                        since: shared.counter.now(),
-                    });
-                }
-                shared.controller.disable(shared.lines.console);
-                return status;
-            }
-            let Some(byte) = console.uart.read_byte() else {
-                return status;
-            };
-            match shared.mux.receive(byte) {
-                Input::ToVm { vm, byte } => self.deliver(vm, byte),
-                Input::StatusRequested => status = true,
-                // The new focus starts afresh (held again at once if it
-                // has no room either).
-                Input::FocusChanged { .. } => console.flow.set(InputFlow::Flowing),
-                Input::Consumed => {}
-            }
-        }
-    }
-
-    /// Gives `byte` to VM `vm`'s virtual UART, under the VM's lock, and
-    /// kicks the CPU of the vCPU its interrupt goes to. Input for a stopped
-    /// VM, or one not reading, is dropped.
-    fn deliver(&self, vm: usize, byte: u8) {
-        let shared = self.shared;
-        let (Some(owner), Some(uart), Some(backend)) = (
-            shared.vms.get(vm),
-            shared.uarts.get(vm),
-            shared.first_backends.get(vm),
-        ) else {
-            return;
-        };
-        if !owner.is_running() {
-            return;
-        }
-        let kicks = {
-            let _vm = owner.lock();
-            if uart.receive_room() == 0 {
-                return;
-            }
-            uart.receive(byte);
-            backend.take_kicks()
-        };
-        owner.kick(kicks, usize::MAX);
     }
 }
 
@@ -320,34 +281,40 @@ impl Platform for BoardPlatform<'_> {
     fn service_interrupts(&self) -> bool {
         let shared = self.shared;
         let mut status = false;
-        self.update_input_flow();
+        self.update_input();
         while let Some(irq) = shared.controller.acknowledge() {
             // Priority drop at once: the hypervisor runs with interrupts
             // masked, so nothing nests; deactivation follows the service.
             shared.controller.end_of_interrupt(irq);
             let line = irq.line;
-            if line == shared.lines.alarm {
-                shared.alarm.acknowledge();
-            } else if shared.lines.kick == Some(line) {
+            match (
+                shared.lines.source(line, self.console.is_some()),
+                &self.console,
+            ) {
+                (Source::Alarm, _) => {
+                    shared.alarm.acknowledge();
+                }
                 // A kick: the kernel looks at its vCPUs again after this.
-                self.kicked.set(true);
-            } else if let (true, Some(console)) = (line == shared.lines.console, &self.console) {
-                status |= self.receive_console_input(console);
-            } else if shared.lines.forwarded.contains(&line) {
-                // The switched-in vCPU's backend takes it (and ends it here
-                // like any other: the guest timer's is masked meanwhile).
-                self.backends.iter().any(|(vm, backend)| {
-                    let _vm = vm.lock();
-                    backend.physical_interrupt(line)
-                });
-            } else {
-                // Nothing else is enabled; a line that asserts anyway is
-                // masked so it cannot storm.
-                shared.controller.disable(line);
-                shared.mux.print_hypervisor(format_args!(
-                    "unexpected interrupt on line {}; masked",
-                    line
-                ));
+                (Source::Kick, _) => self.kicked.set(true),
+                (Source::Console, Some(console)) => status |= console.receive(),
+                (Source::Forwarded, _) => {
+                    // The switched-in vCPU's backend takes it (and ends it
+                    // here like any other: the guest timer's is masked
+                    // meanwhile).
+                    self.backends.iter().any(|(vm, backend)| {
+                        let _vm = vm.lock();
+                        backend.physical_interrupt(line)
+                    });
+                }
+                (Source::Console | Source::Unexpected, _) => {
+                    // Nothing else is enabled; a line that asserts anyway
+                    // is masked so it cannot storm.
+                    shared.controller.disable(line);
+                    shared.mux.print_hypervisor(format_args!(
+                        "unexpected interrupt on line {}; masked",
+                        line
+                    ));
+                }
             }
             shared.controller.deactivate(irq);
         }
@@ -367,23 +334,18 @@ impl Platform for BoardPlatform<'_> {
     fn wait_for_interrupt(&self) {
         // Every vCPU here waits: the focused VM may have read what it was
         // given.
-        self.update_input_flow();
+        self.update_input();
         // Input still held: look again soon (the focused VM may read on
         // another CPU), and give up on it when it has waited long enough
         // (the kernel sets its own alarm again after the wait).
-        if let Some(console) = &self.console {
-            if let InputFlow::Held { since } = console.flow.get() {
-                let counter = self.shared.counter;
-                let stall = since + self.stall_ticks();
-                let recheck = counter.now() + counter.ticks_from_us(HELD_RECHECK_US);
-                let deadline = self
-                    .kernel_alarm
-                    .get()
-                    .map_or(stall, |alarm| alarm.min(stall))
-                    .min(recheck);
+        let input = self.console.as_ref().and_then(ConsoleInput::wake_by);
+        if input.is_some() {
+            if let Some(deadline) = sleep_deadline(self.kernel_alarm.get(), input) {
                 self.shared.alarm.set_alarm(deadline);
             }
         }
+        // (Host builds, for tests only, have no CPU to stop.)
+        #[cfg(target_arch = "arm")]
         armv7a::cpu::wait_for_interrupt();
     }
 
@@ -392,14 +354,11 @@ impl Platform for BoardPlatform<'_> {
     }
 
     fn vm_stopped(&self, vm: usize) {
-        let shared = self.shared;
-        if vm == shared.mux.focus() {
-            shared.mux.print_hypervisor(format_args!(
-                "VM {} has stopped; its console input is dropped (Ctrl-] n moves the focus)",
-                vm + 1
-            ));
-        }
+        console_input::announce_stopped(self.shared.mux, vm);
         // Input held for it is now dropped instead.
-        self.update_input_flow();
+        self.update_input();
     }
 }
+
+#[cfg(test)]
+mod tests;

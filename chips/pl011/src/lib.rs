@@ -215,6 +215,16 @@ impl hyp::hil::console::ConsoleOutput for Pl011 {
     }
 }
 
+impl hyp::hil::console::ConsoleReceive for Pl011 {
+    fn read_byte(&self) -> Option<u8> {
+        Pl011::read_byte(self)
+    }
+
+    fn set_receive_interrupts(&self, enabled: bool) {
+        Pl011::set_receive_interrupts(self, enabled)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
