@@ -33,7 +33,7 @@ fuzz_target!(|data: &[u8]| {
     assert!(table.focus < table.vms.len());
     for vm in &table.vms {
         for image in &vm.images {
-            assert!(image.data_offset as u64 + image.size as u64 <= table.total as u64);
+            assert!(table.data_offset(image) as u64 + image.size() as u64 <= table.total as u64);
         }
         assert!(!vm.name.is_empty() && vm.name.len() < 32);
     }
@@ -47,7 +47,7 @@ fuzz_target!(|data: &[u8]| {
     let configs: Vec<VmConfig> = table
         .vms
         .iter()
-        .map(|vm| VmConfig::from_table(vm, 0x7000_0000, pool.start))
+        .map(|vm| VmConfig::from_table(&table, vm, 0x7000_0000, pool.start))
         .collect();
     let offer = BoardOffer {
         pool: &pool,

@@ -1,9 +1,11 @@
 // SPDX-License-Identifier: MIT OR Apache-2.0
 //! The declarative description of a board's VMs, checked before any starts.
 //!
-//! Every VM is declared once, in one table of [`VmConfig`]s, read from the
-//! packed system image ([`VmConfig::from_table`]): its name, its RAM (where
-//! the guest sees it and which slice of the host's guest pool backs it),
+//! Every VM is declared once, in one table of [`VmConfig`]s, made from the
+//! entries of the packed system image ([`VmConfig::from_table`]; this
+//! module builds on [`crate::system_image`], never the other way): its
+//! name, its RAM (where the guest sees it and which slice of the host's
+//! guest pool backs it),
 //! its vCPUs and the physical CPU each runs on, the images in host memory it boots (kernel, optional initrd
 //! and device tree), and the virtual devices it claims. [`validate`]
 //! checks the whole table against the board before the first VM runs and
@@ -52,11 +54,11 @@ pub const GUEST_RAM_ALIGNMENT: u32 = 0x0020_0000;
 /// The alignment of the guest-physical RAM base (zImage places the kernel at
 /// `pc & 0xf800_0000`).
 pub const GUEST_RAM_IPA_ALIGNMENT: u32 = 0x0800_0000;
-/// How many VMs the table may hold.
-pub const MAX_VMS: usize = 8;
+/// How many VMs the table may hold (as many as a system image holds).
+pub const MAX_VMS: usize = crate::system_image::MAX_VMS;
 /// The most vCPUs one VM may have (each runs on its own physical CPU; no
-/// board has more than 4).
-pub const MAX_VCPUS: usize = 4;
+/// board has more than 4; a system image's CPU map has a byte for each).
+pub const MAX_VCPUS: usize = crate::system_image::MAX_VCPUS;
 /// The CPU-map byte for no CPU ([`VmConfig::cpus`] past the vCPUs).
 pub const NO_CPU: u8 = crate::system_image::NO_CPU;
 
@@ -104,33 +106,8 @@ impl DeviceClaim {
     }
 }
 
-/// The virtual devices a VM claims: a bit per name of
-/// [`crate::system_image::DEVICES`], so none can be claimed twice.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct DeviceSet(pub u32);
-
-impl DeviceSet {
-    /// Every device of [`crate::system_image::DEVICES`].
-    pub const ALL: DeviceSet = DeviceSet((1 << DEVICE_NAMES.len()) - 1);
-
-    /// Whether the set holds the device called `name`.
-    pub fn has(self, name: &str) -> bool {
-        DEVICE_NAMES
-            .iter()
-            .position(|device| *device == name)
-            .is_some_and(|bit| self.0 & (1 << bit) != 0)
-    }
-
-    /// The names of the devices in the set (unknown bits are skipped).
-    pub fn names(self) -> impl Iterator<Item = &'static str> {
-        DEVICE_NAMES
-            .iter()
-            .enumerate()
-            .filter(move |(bit, _)| self.0 & (1 << bit) != 0)
-            .map(|(_, name)| *name)
-    }
-}
-
+/// The virtual devices a VM claims (the system image's device bits).
+pub use crate::system_image::DeviceSet;
 use crate::system_image::DEVICES as DEVICE_NAMES;
 
 /// One VM of the board's table, with names borrowed for `'a` (from the
@@ -190,10 +167,16 @@ impl<'a> VmConfig<'a> {
             .chain(self.device_tree.as_ref())
     }
 
-    /// VM `entry` of a system image whose first byte is at host address
-    /// `image_base`, its RAM placed in a pool starting at `pool_start`; its
-    /// RAM at [`GUEST_RAM_IPA`]. Checked by [`validate`], like any table.
-    pub fn from_table(entry: &VmEntry<'a>, image_base: u32, pool_start: u32) -> VmConfig<'a> {
+    /// VM `entry` of `table`, a system image whose first byte is at host
+    /// address `image_base`, its RAM placed in a pool starting at
+    /// `pool_start`; its RAM at [`GUEST_RAM_IPA`]. Checked by [`validate`],
+    /// like any table.
+    pub fn from_table(
+        table: &SystemTable<'a>,
+        entry: &VmEntry<'a>,
+        image_base: u32,
+        pool_start: u32,
+    ) -> VmConfig<'a> {
         let image = |role: Role, name: &'static str| {
             entry.image(role).map(|image| ImageConfig {
                 name,
@@ -201,8 +184,8 @@ impl<'a> VmConfig<'a> {
                     (Role::Kernel, KernelFormat::Zimage) => ImageKind::Zimage,
                     _ => ImageKind::Raw,
                 },
-                host_address: image_base.wrapping_add(image.data_offset),
-                size: image.size,
+                host_address: image_base.wrapping_add(table.data_offset(image)),
+                size: image.size(),
                 load_offset: image.load_offset,
             })
         };
@@ -230,7 +213,7 @@ impl<'a> VmConfig<'a> {
     }
 }
 
-use crate::system_image::{KernelFormat, Role, VmEntry};
+use crate::system_image::{KernelFormat, Role, SystemTable, VmEntry};
 
 /// Why an image cannot be used, as the board's probe found.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -324,6 +307,28 @@ pub enum ConfigError<'a> {
     },
 }
 
+impl<'a> ConfigError<'a> {
+    /// The VM the problem is with, if it is with one VM.
+    pub fn vm(&self) -> Option<&'a str> {
+        match *self {
+            ConfigError::NoVms | ConfigError::TooManyVms { .. } => None,
+            ConfigError::DuplicateName { name } => Some(name),
+            ConfigError::EmptyRam { vm }
+            | ConfigError::MisalignedRam { vm, .. }
+            | ConfigError::RamOutsidePool { vm }
+            | ConfigError::RamOverlap { vm, .. }
+            | ConfigError::BadImage { vm, .. }
+            | ConfigError::ImageTooLarge { vm, .. }
+            | ConfigError::ImagesOverlap { vm, .. }
+            | ConfigError::UnknownDevice { vm, .. }
+            | ConfigError::TooManyVcpus { vm, .. }
+            | ConfigError::CpuOffline { vm, .. }
+            | ConfigError::CpuTwice { vm, .. }
+            | ConfigError::DeviceConflict { vm, .. } => Some(vm),
+        }
+    }
+}
+
 impl fmt::Display for ConfigError<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match *self {
@@ -393,8 +398,9 @@ impl fmt::Display for ConfigError<'_> {
     }
 }
 
-/// What a board has to give its VMs.
-#[derive(Clone, Copy, Debug)]
+/// What a board has to give its VMs: the one description of it, for the
+/// board at boot and for the host tool (`tools/system`) before it packs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct BoardOffer<'a> {
     /// The host RAM pool every VM's RAM must come from.
     pub pool: &'a Region,
@@ -950,12 +956,12 @@ mod tests {
     #[test]
     fn a_packed_table_becomes_configurations() {
         use crate::system_image::{
-            parse, ConsoleMode, DeviceTreeSource, FaultPolicy, ImageSource, KernelFormat, Role,
-            VmSource, Writer,
+            parse, ConsoleMode, DeviceTreeSource, FaultPolicy, ImageEntry, KernelFormat, Role,
+            VmEntry, Writer,
         };
         let kernel = [7u8; 100];
         let packed = Writer::write(
-            &[VmSource {
+            &[VmEntry {
                 name: "raw",
                 bootargs: "quiet",
                 ram_size: 0x0020_0000,
@@ -963,7 +969,7 @@ mod tests {
                 vcpus: 2,
                 cpus: crate::system_image::cpu_map(&[2, 0]),
                 entry_offset: 0x1000,
-                images: std::vec![ImageSource {
+                images: std::vec![ImageEntry {
                     role: Role::Kernel,
                     bytes: &kernel,
                     load_offset: 0x1000,
@@ -977,7 +983,7 @@ mod tests {
             0,
         );
         let table = parse(&packed).unwrap();
-        let config = VmConfig::from_table(&table.vms[0], 0xb000_0000, 0x8000_0000);
+        let config = VmConfig::from_table(&table, &table.vms[0], 0xb000_0000, 0x8000_0000);
         assert_eq!(config.ram_host, 0x8040_0000);
         assert_eq!(
             (config.name, config.bootargs, config.entry_offset),

@@ -15,7 +15,7 @@
 //! Other images (a raw kernel, an ELF's joined segments, an initrd, a
 //! device tree) are copied as they are; the system image gives their sizes.
 
-use crate::config::ImageProblem;
+use crate::config::{ImageConfig, ImageKind, ImageProblem, VmConfig};
 
 /// Bytes of header [`parse_zimage`] reads.
 pub const HEADER_BYTES: usize = 0x48;
@@ -98,6 +98,27 @@ pub fn check_image(image: &ZImage, packed: u32, load_ipa: u32) -> Result<(), Ima
         return Err(ImageProblem::WrongAddress);
     }
     Ok(())
+}
+
+/// The probe `crate::config::validate` calls for each image of a VM, as
+/// the board runs it at boot and the host tool before it packs: a
+/// zImage's header, read from the image's packed `bytes`, must make
+/// sense, claim no more bytes than were packed and run where it is loaded;
+/// other images are what the table says they are. Gives the image's size.
+pub fn probe(vm: &VmConfig<'_>, image: &ImageConfig, bytes: &[u8]) -> Result<u32, ImageProblem> {
+    if image.kind == ImageKind::Zimage {
+        let header: &[u8; HEADER_BYTES] = bytes
+            .get(..HEADER_BYTES)
+            .and_then(|header| header.try_into().ok())
+            .ok_or(ImageProblem::Malformed)?;
+        let kernel = parse_zimage(header)?;
+        check_image(
+            &kernel,
+            image.size,
+            vm.ram_ipa.wrapping_add(image.load_offset),
+        )?;
+    }
+    Ok(image.size)
 }
 
 #[cfg(test)]
@@ -188,5 +209,57 @@ mod tests {
                 "start {start:#x} end {end:#x} marker {marker:#x}"
             );
         }
+    }
+
+    #[test]
+    fn the_probe_reads_a_zimages_header_and_takes_other_images_as_sized() {
+        use crate::config::{DeviceSet, GUEST_RAM_IPA};
+        let kernel = ImageConfig {
+            name: "kernel",
+            kind: ImageKind::Zimage,
+            host_address: 0,
+            size: 0x1000,
+            load_offset: 0x8000,
+        };
+        let vm = VmConfig {
+            name: "vm",
+            ram_ipa: GUEST_RAM_IPA,
+            ram_size: 0x0020_0000,
+            ram_host: 0,
+            vcpus: 1,
+            cpus: [0, 0xff, 0xff, 0xff],
+            kernel,
+            entry_offset: 0x8000,
+            initrd: None,
+            device_tree: None,
+            bootargs: "",
+            devices: DeviceSet(0),
+        };
+        let anywhere = header(0, 0x1000, LITTLE_ENDIAN, None);
+        assert_eq!(probe(&vm, &kernel, &anywhere), Ok(0x1000));
+        // Linked where it is loaded, or elsewhere.
+        let here = header(
+            GUEST_RAM_IPA + 0x8000,
+            GUEST_RAM_IPA + 0x9000,
+            LITTLE_ENDIAN,
+            None,
+        );
+        assert_eq!(probe(&vm, &kernel, &here), Ok(0x1000));
+        let there = header(GUEST_RAM_IPA, GUEST_RAM_IPA + 0x1000, LITTLE_ENDIAN, None);
+        assert_eq!(probe(&vm, &kernel, &there), Err(ImageProblem::WrongAddress));
+        // Claiming more than was packed, or too short for a header.
+        let long = header(0, 0x2000, LITTLE_ENDIAN, None);
+        assert_eq!(probe(&vm, &kernel, &long), Err(ImageProblem::Malformed));
+        assert_eq!(
+            probe(&vm, &kernel, &anywhere[..HEADER_BYTES - 1]),
+            Err(ImageProblem::Malformed)
+        );
+        // A raw image is not read.
+        let raw = ImageConfig {
+            kind: ImageKind::Raw,
+            size: 6,
+            ..kernel
+        };
+        assert_eq!(probe(&vm, &raw, &[]), Ok(6));
     }
 }

@@ -9,7 +9,14 @@
 //! over the whole image catches corruption, before a VM is built from it.
 //! What the table means for a board (RAM against the pool, overlaps, images
 //! inside their VM's RAM, devices offered) is checked next, by
-//! [`crate::config::validate`].
+//! [`crate::config::validate`] on the configurations
+//! `crate::config::VmConfig::from_table` makes of the entries; the host
+//! tool runs the same two steps on every image it packs.
+//!
+//! A VM is one [`VmEntry`] for both sides: what the writer packs and what
+//! [`parse`] gives back (its images' bytes then borrowed from the system
+//! image), so a round trip gives back equal entries. This module depends
+//! on nothing else of the crate; `crate::config` builds on it.
 //!
 //! Layout, all numbers little-endian `u32`:
 //!
@@ -55,8 +62,9 @@ pub const VM_ENTRY_BYTES: usize = 68;
 pub const IMAGE_ENTRY_BYTES: usize = 20;
 /// Images start at multiples of this.
 pub const DATA_ALIGNMENT: usize = 4096;
-/// The most VMs a table may hold (the hypervisor's [`crate::config::MAX_VMS`]).
-pub const MAX_VMS: usize = crate::config::MAX_VMS;
+/// The most VMs a table may hold (and the hypervisor runs:
+/// `crate::config::MAX_VMS` is this).
+pub const MAX_VMS: usize = 8;
 /// The most images one VM may have: its kernel (an ELF's loadable
 /// segments are joined into one by the tool), an initrd and a device tree.
 pub const MAX_IMAGES_PER_VM: usize = 3;
@@ -65,9 +73,9 @@ pub const MAX_NAME: usize = 31;
 /// The longest kernel command line.
 pub const MAX_BOOTARGS: usize = 1024;
 
-/// The most vCPUs a VM entry may have ([`crate::config::MAX_VCPUS`]): one
-/// byte each in the entry's CPU-map word.
-pub const MAX_VCPUS: usize = crate::config::MAX_VCPUS;
+/// The most vCPUs a VM entry may have (`crate::config::MAX_VCPUS` is
+/// this): one byte each in the entry's CPU-map word.
+pub const MAX_VCPUS: usize = 4;
 /// CPU numbers a table may name are below this (so a set of them fits a
 /// 32-bit mask); the board checks them against the CPUs it has.
 pub const MAX_CPUS: usize = 32;
@@ -91,6 +99,33 @@ pub fn cpu_map(cpus: &[u8]) -> [u8; MAX_VCPUS] {
 
 /// The virtual devices a table can give a VM, by bit.
 pub const DEVICES: [&str; 3] = ["gic-distributor", "gic-cpu-interface", "pl011"];
+
+/// The virtual devices a VM claims: a bit per name of [`DEVICES`], so
+/// none can be claimed twice.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DeviceSet(pub u32);
+
+impl DeviceSet {
+    /// Every device of [`DEVICES`].
+    pub const ALL: DeviceSet = DeviceSet((1 << DEVICES.len()) - 1);
+
+    /// Whether the set holds the device called `name`.
+    pub fn has(self, name: &str) -> bool {
+        DEVICES
+            .iter()
+            .position(|device| *device == name)
+            .is_some_and(|bit| self.0 & (1 << bit) != 0)
+    }
+
+    /// The names of the devices in the set (unknown bits are skipped).
+    pub fn names(self) -> impl Iterator<Item = &'static str> {
+        DEVICES
+            .iter()
+            .enumerate()
+            .filter(move |(bit, _)| self.0 & (1 << bit) != 0)
+            .map(|(_, name)| *name)
+    }
+}
 
 /// Offsets of the header's words.
 mod header {
@@ -182,20 +217,26 @@ impl fmt::Display for FaultPolicy {
     }
 }
 
-/// One image of a VM, as the table gives it.
+/// One image of a VM: what it is, its bytes and where they go.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ImageEntry {
+pub struct ImageEntry<'a> {
     /// What it is.
     pub role: Role,
-    /// Where its bytes start in the system image.
-    pub data_offset: u32,
-    /// How many bytes.
-    pub size: u32,
+    /// Its bytes (from [`parse`]: inside the system image; where, says
+    /// [`SystemTable::data_offset`]).
+    pub bytes: &'a [u8],
     /// Where in the VM's RAM it is copied (offset from the RAM base).
     pub load_offset: u32,
 }
 
-/// One VM, as the table gives it.
+impl ImageEntry<'_> {
+    /// How many bytes (an image that [`parse`] accepted fits a `u32`).
+    pub fn size(&self) -> u32 {
+        self.bytes.len() as u32
+    }
+}
+
+/// One VM of a table: what [`Writer`] packs and [`parse`] gives back.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct VmEntry<'a> {
     /// Its name.
@@ -214,9 +255,10 @@ pub struct VmEntry<'a> {
     pub cpus: [u8; MAX_VCPUS],
     /// Where its vCPU starts (offset into its RAM).
     pub entry_offset: u32,
-    /// Its images.
-    pub images: Vec<ImageEntry>,
-    /// The devices it claims, by bit of [`DEVICES`].
+    /// Its images (each role at most once, the kernel first when
+    /// written).
+    pub images: Vec<ImageEntry<'a>>,
+    /// The devices it claims, by bit of [`DEVICES`] ([`DeviceSet`]).
     pub devices: u32,
     /// Its fault policy.
     pub policy: FaultPolicy,
@@ -228,14 +270,14 @@ pub struct VmEntry<'a> {
     pub format: KernelFormat,
 }
 
-impl VmEntry<'_> {
+impl<'a> VmEntry<'a> {
     /// Whether it claims the device called `name`.
     pub fn claims(&self, name: &str) -> bool {
-        crate::config::DeviceSet(self.devices).has(name)
+        DeviceSet(self.devices).has(name)
     }
 
     /// Its image with `role`, if it has one.
-    pub fn image(&self, role: Role) -> Option<&ImageEntry> {
+    pub fn image(&self, role: Role) -> Option<&ImageEntry<'a>> {
         self.images.iter().find(|image| image.role == role)
     }
 }
@@ -249,6 +291,15 @@ pub struct SystemTable<'a> {
     pub focus: usize,
     /// The whole image's size.
     pub total: u32,
+    /// The whole image's bytes.
+    pub bytes: &'a [u8],
+}
+
+impl SystemTable<'_> {
+    /// Where `image`, one of this table's, starts in the system image.
+    pub fn data_offset(&self, image: &ImageEntry<'_>) -> u32 {
+        (image.bytes.as_ptr() as usize).wrapping_sub(self.bytes.as_ptr() as usize) as u32
+    }
 }
 
 /// Why a system image was refused.
@@ -531,8 +582,7 @@ pub fn parse(bytes: &[u8]) -> Result<SystemTable<'_>, TableError> {
             }
             images.push(ImageEntry {
                 role,
-                data_offset,
-                size,
+                bytes: &bytes[data_offset as usize..(data_offset + size) as usize],
                 load_offset,
             });
         }
@@ -540,7 +590,7 @@ pub fn parse(bytes: &[u8]) -> Result<SystemTable<'_>, TableError> {
         if !images.iter().any(|image| {
             image.role == Role::Kernel
                 && entry_offset >= image.load_offset
-                && (entry_offset as u64) < image.load_offset as u64 + image.size as u64
+                && (entry_offset as u64) < image.load_offset as u64 + image.size() as u64
         }) {
             return Err(bad("entry is not inside a kernel image", entry_offset));
         }
@@ -621,51 +671,8 @@ pub fn parse(bytes: &[u8]) -> Result<SystemTable<'_>, TableError> {
         vms,
         focus: focus as usize,
         total,
+        bytes,
     })
-}
-
-/// An image a VM boots, for [`Writer`]: its bytes and where they go.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ImageSource<'a> {
-    /// What it is.
-    pub role: Role,
-    /// Its bytes.
-    pub bytes: &'a [u8],
-    /// Where in the VM's RAM.
-    pub load_offset: u32,
-}
-
-/// A VM for [`Writer`].
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct VmSource<'a> {
-    /// The entry, with `images` empty and the images' offsets to be filled
-    /// in (`ImageEntry::data_offset` is the writer's).
-    pub name: &'a str,
-    /// Its kernel command line.
-    pub bootargs: &'a str,
-    /// RAM bytes.
-    pub ram_size: u32,
-    /// Offset of its RAM in the pool.
-    pub ram_offset: u32,
-    /// vCPUs.
-    pub vcpus: u32,
-    /// The physical CPU of each vCPU, [`NO_CPU`] past `vcpus` (written as
-    /// it is; [`cpu_map`] builds one from a list).
-    pub cpus: [u8; MAX_VCPUS],
-    /// Entry, as an offset into its RAM.
-    pub entry_offset: u32,
-    /// Its images.
-    pub images: Vec<ImageSource<'a>>,
-    /// Devices, a bit per [`DEVICES`] name.
-    pub devices: u32,
-    /// Fault policy.
-    pub policy: FaultPolicy,
-    /// Console mode.
-    pub console: ConsoleMode,
-    /// Device tree source.
-    pub device_tree: DeviceTreeSource,
-    /// Kernel format.
-    pub format: KernelFormat,
 }
 
 /// Packs VMs into a system image (the host tool's side of [`parse`]).
@@ -691,7 +698,7 @@ struct Layout<'a> {
 }
 
 impl<'a> Layout<'a> {
-    fn of(vms: &[VmSource<'a>]) -> Layout<'a> {
+    fn of(vms: &[VmEntry<'a>]) -> Layout<'a> {
         let image_count: usize = vms.iter().map(|vm| vm.images.len()).sum();
         let entries_end =
             HEADER_BYTES + vms.len() * VM_ENTRY_BYTES + image_count * IMAGE_ENTRY_BYTES;
@@ -737,13 +744,14 @@ impl<'a> Layout<'a> {
 
 impl Writer {
     /// Bytes of the system image of `vms`, without writing it.
-    pub fn size(vms: &[VmSource<'_>]) -> usize {
+    pub fn size(vms: &[VmEntry<'_>]) -> usize {
         Layout::of(vms).total
     }
 
     /// The system image of `vms` with `focus`, its images' bytes stored
-    /// once each (identical contents share one copy).
-    pub fn write(vms: &[VmSource<'_>], focus: usize) -> Vec<u8> {
+    /// once each (identical contents share one copy). The CPU map is
+    /// written as it is ([`cpu_map`] builds one from a list).
+    pub fn write(vms: &[VmEntry<'_>], focus: usize) -> Vec<u8> {
         let Layout {
             image_count,
             entries_end,

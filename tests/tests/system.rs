@@ -18,7 +18,7 @@ use capvisor_tests::{
     Board, Outcome,
 };
 use hyp::system_image::{
-    ConsoleMode, DeviceTreeSource, FaultPolicy, ImageSource, KernelFormat, Role, VmSource, Writer,
+    ConsoleMode, DeviceTreeSource, FaultPolicy, ImageEntry, KernelFormat, Role, VmEntry, Writer,
 };
 use std::path::PathBuf;
 use std::time::Duration;
@@ -125,8 +125,8 @@ fn each_class_of_bad_description_is_refused_with_its_file_and_line() {
 
 /// A VM of a crafted table: `kernel` (a zImage test guest, or `format`)
 /// at the start of 2 MiB of RAM at `ram_offset` in the pool.
-fn vm<'a>(name: &'a str, ram_offset: u32, kernel: &'a [u8], format: KernelFormat) -> VmSource<'a> {
-    VmSource {
+fn vm<'a>(name: &'a str, ram_offset: u32, kernel: &'a [u8], format: KernelFormat) -> VmEntry<'a> {
+    VmEntry {
         name,
         bootargs: "",
         ram_size: 2 << 20,
@@ -134,7 +134,7 @@ fn vm<'a>(name: &'a str, ram_offset: u32, kernel: &'a [u8], format: KernelFormat
         vcpus: 1,
         cpus: hyp::system_image::cpu_map(&[0]),
         entry_offset: 0,
-        images: vec![ImageSource {
+        images: vec![ImageEntry {
             role: Role::Kernel,
             bytes: kernel,
             load_offset: 0,

@@ -44,14 +44,13 @@ use capsules::virtual_uart::VirtualUart;
 use core::sync::atomic::{AtomicUsize, Ordering};
 use hyp::capabilities::{Stage2MappingCapability, VcpuCreationCapability};
 use hyp::config::{
-    validate, BoardOffer, DeviceClaim, ImageConfig, ImageKind, ImageProblem, VmConfig, MAX_VMS,
+    validate, BoardOffer, DeviceClaim, ImageConfig, ImageProblem, VmConfig, MAX_VMS,
 };
 use hyp::device_tree::{guest_device_tree, GuestTree};
 use hyp::dispatch::{HypercallDriver, MmioDevice};
 use hyp::exit::ExitCode;
 use hyp::fault_policy::VmFaultPolicy;
 use hyp::hil::time::Clock;
-use hyp::image::{check_image, parse_zimage, HEADER_BYTES};
 use hyp::interrupts::InterruptBackend;
 use hyp::kernel::{CpuKick, GuestMemory, Kernel, Platform, RunOutcome, VirtualCpu, Vm};
 use hyp::memory::{MemoryType, Region, Size};
@@ -77,24 +76,20 @@ pub const CONSOLE_CPU: usize = 0;
 static STAGE2: [TakeOnce<Stage2Tables<2, 1>>; MAX_VMS] =
     [const { TakeOnce::new(Stage2Tables::new()) }; MAX_VMS];
 
-/// The probe `validate` calls for each image: a zImage's header, read
-/// again where the system image holds it, must make sense, claim no more
-/// bytes than were packed and run where it is loaded; other images are
-/// what the table says they are.
+/// The probe `validate` calls for each image (`hyp::image::probe`, on the
+/// image's bytes where the system image holds them).
 fn probe(vm: &VmConfig<'_>, image: &ImageConfig) -> Result<u32, ImageProblem> {
-    if image.kind == ImageKind::Zimage {
-        if (image.size as usize) < HEADER_BYTES {
-            return Err(ImageProblem::Malformed);
-        }
-        // SAFETY: `system_image::parse` proved the image's bytes lie inside
-        // the system image, itself inside the staging area, which is mapped
-        // read-only in the Hyp map ('guest-images') and written by nothing
-        // while the hypervisor runs.
-        let header = unsafe { &*(image.host_address as usize as *const [u8; HEADER_BYTES]) };
-        let kernel = parse_zimage(header)?;
-        check_image(&kernel, image.size, vm.ram_ipa + image.load_offset)?;
-    }
-    Ok(image.size)
+    // SAFETY: `system_image::parse` proved the image's bytes lie inside
+    // the system image, itself inside the staging area, which is mapped
+    // read-only in the Hyp map ('guest-images') and written by nothing
+    // while the hypervisor runs.
+    let bytes = unsafe {
+        core::slice::from_raw_parts(
+            image.host_address as usize as *const u8,
+            image.size as usize,
+        )
+    };
+    hyp::image::probe(vm, image, bytes)
 }
 
 /// Where a VM's device tree goes: 2 MiB below the end of its RAM.
@@ -332,7 +327,7 @@ pub fn prepare(memory: GuestPool) -> System {
     let configs: Vec<VmConfig<'static>> = table
         .vms
         .iter()
-        .map(|entry| VmConfig::from_table(entry, memory.staging.start, memory.pool.start))
+        .map(|entry| VmConfig::from_table(&table, entry, memory.staging.start, memory.pool.start))
         .collect();
     let specs: Vec<VmSpec> = table
         .vms

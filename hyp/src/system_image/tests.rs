@@ -9,8 +9,8 @@ use alloc::vec;
 const KERNEL: &[u8] = &[0x11; 5000];
 const INITRD: &[u8] = &[0x22; 300];
 
-fn linux() -> VmSource<'static> {
-    VmSource {
+fn linux() -> VmEntry<'static> {
+    VmEntry {
         name: "linux",
         bootargs: "console=ttyAMA0",
         ram_size: 256 << 20,
@@ -19,12 +19,12 @@ fn linux() -> VmSource<'static> {
         cpus: cpu_map(&[0]),
         entry_offset: 0x1_0000,
         images: vec![
-            ImageSource {
+            ImageEntry {
                 role: Role::Kernel,
                 bytes: KERNEL,
                 load_offset: 0x1_0000,
             },
-            ImageSource {
+            ImageEntry {
                 role: Role::Initrd,
                 bytes: INITRD,
                 load_offset: 0x0800_0000,
@@ -38,8 +38,8 @@ fn linux() -> VmSource<'static> {
     }
 }
 
-fn second() -> VmSource<'static> {
-    VmSource {
+fn second() -> VmEntry<'static> {
+    VmEntry {
         name: "linux-2",
         ram_offset: 256 << 20,
         vcpus: 2,
@@ -89,13 +89,22 @@ fn what_is_written_is_read_back() {
     assert_eq!(vm.policy, FaultPolicy::Restart(3));
     assert_eq!(vm.console, ConsoleMode::Shared);
     assert!(vm.claims("pl011") && vm.claims("gic-cpu-interface") && !vm.claims("gic"));
-    assert_eq!(vm.image(Role::Initrd).map(|initrd| initrd.size), Some(300));
+    assert_eq!(
+        vm.image(Role::Initrd).map(|initrd| initrd.size()),
+        Some(300)
+    );
     let kernel = vm.images[0];
-    let start = kernel.data_offset as usize;
-    assert_eq!(&image[start..start + kernel.size as usize], KERNEL);
+    let start = table.data_offset(&kernel) as usize;
+    assert_eq!(&image[start..start + kernel.size() as usize], KERNEL);
+    assert_eq!(kernel.bytes, KERNEL);
     assert_eq!(start % DATA_ALIGNMENT, 0);
     // A file both VMs boot is stored once.
     assert_eq!(table.vms[0].images, table.vms[1].images);
+    for (first, second) in table.vms[0].images.iter().zip(&table.vms[1].images) {
+        assert_eq!(table.data_offset(first), table.data_offset(second));
+    }
+    // The reader gives back what the writer was given.
+    assert_eq!(table.vms, vec![linux(), second()]);
     assert!(image.len() < 2 * DATA_ALIGNMENT + KERNEL.len() + INITRD.len());
 }
 

@@ -94,7 +94,8 @@ pub fn system_image(
     let system = capvisor_system::load(file, &options).map_err(|problems| {
         RunError::Description(problems.iter().map(ToString::to_string).collect())
     })?;
-    let image = capvisor_system::pack(&system);
+    let image =
+        capvisor_system::pack(&system).map_err(|refused| RunError::Description(vec![refused]))?;
     if let Some(dir) = output.parent() {
         std::fs::create_dir_all(dir).map_err(|error| {
             RunError::Usage(format!("cannot create {}: {error}", dir.display()))

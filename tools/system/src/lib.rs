@@ -5,9 +5,12 @@
 //!
 //! [`check`] reads a description and checks it against the board it is
 //! for, reporting every problem, each with the file, line and column and
-//! the key it concerns (a size problem names both sizes); [`pack`] turns a
-//! checked system into the packed format of `hyp::system_image`, which the
-//! hypervisor reads and checks again at boot. The format of descriptions
+//! the key it concerns (a size problem names both sizes), and last runs
+//! the hypervisor's own checks on the image it would pack (what the board
+//! runs at boot: `hyp::system_image::parse`, `hyp::config::validate`); [`pack`]
+//! turns a checked system into the packed format of `hyp::system_image`,
+//! again only if the hypervisor's checks accept it, so an image the tool
+//! packs is one the hypervisor boots. The format of descriptions
 //! is documented, key by key, in `docs/system-description.md`:
 //!
 //! ```toml
@@ -33,9 +36,11 @@
 
 pub mod images;
 
+use hyp::config::{validate, BoardOffer, ImageProblem, VmConfig};
+use hyp::memory::{MemoryType, Permissions, Region};
 use hyp::system_image::{
     cpu_map, ConsoleMode as PackedConsole, DeviceTreeSource, FaultPolicy as PackedPolicy,
-    ImageSource, KernelFormat, Role, VmSource, Writer, DEVICES,
+    ImageEntry, KernelFormat, Role, VmEntry, Writer, DEVICES,
 };
 use serde::Deserialize;
 use std::fmt;
@@ -43,40 +48,67 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 use toml::Spanned;
 
-/// What a board offers VMs, as the host checks a description against it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct BoardOffer {
+/// A board, as the host checks a description against it: what it offers
+/// VMs is the hypervisor's own [`BoardOffer`], as the board makes it at
+/// boot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Board {
     /// The board's name (`boards/<name>`).
     pub name: &'static str,
-    /// Bytes of the guest RAM pool.
-    pub pool: u64,
-    /// vCPUs a VM may have.
-    pub vcpus: u32,
-    /// Physical CPUs, numbered 0 up: each vCPU runs on one of them.
-    pub cpus: u32,
-    /// The virtual devices a VM may claim.
-    pub devices: &'static [&'static str],
+    /// What it offers VMs: its guest RAM pool, VMIDs, vCPUs a VM may have,
+    /// CPUs (numbered 0 up; each vCPU runs on one) and devices.
+    pub offer: BoardOffer<'static>,
     /// Bytes of the staging area the packed system image must fit.
     pub staging: u64,
 }
 
+impl Board {
+    /// Bytes of the guest RAM pool.
+    pub fn pool(&self) -> u64 {
+        self.offer.pool.size as u64
+    }
+
+    /// The names of the devices a VM may claim.
+    pub fn devices(&self) -> impl Iterator<Item = &'static str> {
+        self.offer.devices.iter().map(|device| device.name)
+    }
+}
+
+/// The guest RAM pool as the host sees it: VMs' RAM is placed by offset
+/// into it, so it starts at 0 here (the boards' pools, 752 MiB each, start
+/// 2 MiB aligned, so every alignment check gives the same answer).
+static POOL: Region = Region::new(
+    "guest-ram",
+    0,
+    752 << 20,
+    MemoryType::Normal,
+    Permissions::ReadWrite,
+);
+
 /// Every board, as the hypervisor builds it (pool and staging sizes from
-/// the boards' memory maps: the same on both).
-pub const BOARDS: [BoardOffer; 2] = [
-    BoardOffer {
+/// the boards' memory maps: the same on both; VMIDs 1 to 255; the devices
+/// every board offers, `components::devices::DEVICES`).
+pub const BOARDS: [Board; 2] = [
+    Board {
         name: "integrator-cp",
-        pool: 752 << 20,
-        vcpus: 1,
-        cpus: 1,
-        devices: &DEVICES,
+        offer: BoardOffer {
+            pool: &POOL,
+            vmids: 255,
+            vcpus: 1,
+            cpus: 1,
+            devices: components::devices::DEVICES,
+        },
         staging: 256 << 20,
     },
-    BoardOffer {
+    Board {
         name: "qemu-virt",
-        pool: 752 << 20,
-        vcpus: 4,
-        cpus: 4,
-        devices: &DEVICES,
+        offer: BoardOffer {
+            pool: &POOL,
+            vmids: 255,
+            vcpus: 4,
+            cpus: 4,
+            devices: components::devices::DEVICES,
+        },
         staging: 256 << 20,
     },
 ];
@@ -327,8 +359,10 @@ pub struct CheckedVm {
 /// A description that passed every check.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CheckedSystem {
+    /// The description's file.
+    pub file: PathBuf,
     /// The board.
-    pub board: BoardOffer,
+    pub board: Board,
     /// The VMs, in order.
     pub vms: Vec<CheckedVm>,
     /// The VM with the console focus at boot.
@@ -432,7 +466,7 @@ fn cpu_range(count: u32) -> String {
 fn placement(
     report: &mut Report,
     vm: &VmDescription,
-    board: &BoardOffer,
+    board: &Board,
     key: &dyn Fn(&str) -> Option<String>,
 ) -> (u32, Vec<u8>) {
     let listed = vm.cpus.as_ref().map(|list| list.get_ref().len() as u32);
@@ -441,14 +475,14 @@ fn placement(
         (None, Some(listed)) => listed,
         (None, None) => 1,
     };
-    let out_of_range = vcpus == 0 || vcpus > board.vcpus;
+    let out_of_range = vcpus == 0 || vcpus > board.offer.vcpus;
     match (&vm.vcpus, &vm.cpus) {
         (Some(spanned), _) if out_of_range => report.add(
             spanned.span(),
             key("vcpus"),
             format!(
                 "{vcpus} vCPUs; board '{}' gives a VM 1 to {}",
-                board.name, board.vcpus
+                board.name, board.offer.vcpus
             ),
         ),
         (None, Some(list)) if out_of_range && vcpus > 0 => report.add(
@@ -456,7 +490,7 @@ fn placement(
             key("cpus"),
             format!(
                 "{vcpus} CPUs, so {vcpus} vCPUs; board '{}' gives a VM 1 to {}",
-                board.name, board.vcpus
+                board.name, board.offer.vcpus
             ),
         ),
         _ => {}
@@ -487,14 +521,14 @@ fn placement(
     }
     for (n, cpu) in cpus.iter().enumerate() {
         let number = *cpu.get_ref();
-        if number >= board.cpus {
+        if number >= board.offer.cpus {
             report.add(
                 cpu.span(),
                 key("cpus"),
                 format!(
                     "CPU {number}; board '{}' has {}",
                     board.name,
-                    cpu_range(board.cpus)
+                    cpu_range(board.offer.cpus)
                 ),
             );
         } else if cpus[..n]
@@ -622,7 +656,7 @@ pub fn check(file: &Path, text: &str, options: &Options) -> Result<CheckedSystem
         if let (Some(ram), Some(offset)) = (ram, pool_offset) {
             let span = vm.pool_offset.as_ref().map_or(vm.ram.span(), Spanned::span);
             let range = offset..offset + ram;
-            if range.end > board.pool {
+            if range.end > board.pool() {
                 report.add(
                     span.clone(),
                     key("ram"),
@@ -633,8 +667,8 @@ pub fn check(file: &Path, text: &str, options: &Options) -> Result<CheckedSystem
                         format_size(range.end),
                         range.end,
                         board.name,
-                        format_size(board.pool),
-                        board.pool
+                        format_size(board.pool()),
+                        board.pool()
                     ),
                 );
             }
@@ -820,14 +854,15 @@ pub fn check(file: &Path, text: &str, options: &Options) -> Result<CheckedSystem
         let mut devices = 0u32;
         match &vm.devices {
             None => {
-                for name in board.devices {
-                    devices |= 1 << DEVICES.iter().position(|d| d == name).unwrap_or(0);
+                for name in board.devices() {
+                    devices |= 1 << DEVICES.iter().position(|d| *d == name).unwrap_or(0);
                 }
             }
             Some(list) => {
                 for (n, device) in list.get_ref().iter().enumerate() {
                     let bit = DEVICES.iter().position(|d| *d == device.get_ref());
-                    match bit.filter(|_| board.devices.contains(&device.get_ref().as_str())) {
+                    match bit.filter(|_| board.devices().any(|offered| offered == device.get_ref()))
+                    {
                         None => report.add(
                             device.span(),
                             key("devices"),
@@ -835,7 +870,7 @@ pub fn check(file: &Path, text: &str, options: &Options) -> Result<CheckedSystem
                                 "board '{}' has no device '{}' (it offers {})",
                                 board.name,
                                 device.get_ref(),
-                                board.devices.join(", ")
+                                board.devices().collect::<Vec<_>>().join(", ")
                             ),
                         ),
                         Some(_)
@@ -917,7 +952,8 @@ pub fn check(file: &Path, text: &str, options: &Options) -> Result<CheckedSystem
         }
     }
     let system = CheckedSystem {
-        board: board.clone(),
+        file: file.to_path_buf(),
+        board: *board,
         vms,
         focus: focus.unwrap_or(0),
     };
@@ -938,10 +974,70 @@ pub fn check(file: &Path, text: &str, options: &Options) -> Result<CheckedSystem
         }
     }
     if report.problems.is_empty() {
+        // Last, what the board checks at boot, on the very image.
+        let image = Writer::write(&entries(&system), system.focus);
+        if let Err(refused) = hypervisor_check(&image, board) {
+            let at = refused.vm.and_then(|name| {
+                description
+                    .vm
+                    .iter()
+                    .position(|vm| *vm.name.get_ref() == name)
+            });
+            let span = at.map_or(0..0, |index| description.vm[index].name.span());
+            report.add(
+                span,
+                at.map(|index| format!("vm[{index}]")),
+                format!(
+                    "the hypervisor would refuse this system: {}",
+                    refused.message
+                ),
+            );
+        }
+    }
+    if report.problems.is_empty() {
         Ok(system)
     } else {
         Err(report.problems)
     }
+}
+
+/// Why the hypervisor would refuse a system image.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Refusal {
+    /// The VM concerned, if one is.
+    vm: Option<String>,
+    /// What the hypervisor says.
+    message: String,
+}
+
+/// Runs on `image` what the board runs at boot before any VM exists:
+/// `hyp::system_image::parse`, then `hyp::config::validate` on the
+/// configurations `hyp::config::VmConfig::from_table` makes of the
+/// entries, against `board`'s offer, with `hyp::image::probe` reading each
+/// image's header where the image holds it.
+fn hypervisor_check(image: &[u8], board: &Board) -> Result<(), Refusal> {
+    let table = hyp::system_image::parse(image).map_err(|error| Refusal {
+        vm: None,
+        message: format!("cannot read the system image: {error}"),
+    })?;
+    // The system image at host address 0: an image's host address is its
+    // offset into `image`.
+    let configs: Vec<VmConfig> = table
+        .vms
+        .iter()
+        .map(|vm| VmConfig::from_table(&table, vm, 0, board.offer.pool.start))
+        .collect();
+    validate(&configs, &board.offer, |vm, config| {
+        let start = config.host_address as usize;
+        let bytes = image
+            .get(start..start + config.size as usize)
+            .ok_or(ImageProblem::OutsideStaging)?;
+        hyp::image::probe(vm, config, bytes)
+    })
+    .map_err(|error| Refusal {
+        vm: error.vm().map(str::to_string),
+        message: error.to_string(),
+    })
 }
 
 /// Reads the description in `file` and checks it ([`check`]).
@@ -959,13 +1055,13 @@ pub fn load(file: &Path, options: &Options) -> Result<CheckedSystem, Vec<Problem
 }
 
 /// The VMs of `system` in the packed format's terms.
-fn sources(system: &CheckedSystem) -> Vec<VmSource<'_>> {
+fn entries(system: &CheckedSystem) -> Vec<VmEntry<'_>> {
     system
         .vms
         .iter()
         .map(|vm| {
-            fn image(role: Role, image: &PlacedImage) -> ImageSource<'_> {
-                ImageSource {
+            fn image(role: Role, image: &PlacedImage) -> ImageEntry<'_> {
+                ImageEntry {
                     role,
                     bytes: &image.bytes,
                     load_offset: image.load_offset as u32,
@@ -978,7 +1074,7 @@ fn sources(system: &CheckedSystem) -> Vec<VmSource<'_>> {
                     .iter()
                     .map(|tree| image(Role::DeviceTree, tree)),
             );
-            VmSource {
+            VmEntry {
                 name: &vm.name,
                 bootargs: &vm.bootargs,
                 ram_size: vm.ram as u32,
@@ -1011,7 +1107,7 @@ fn sources(system: &CheckedSystem) -> Vec<VmSource<'_>> {
 
 /// Bytes of the packed image, without packing it.
 fn packed_size(system: &CheckedSystem) -> u64 {
-    Writer::size(&sources(system)) as u64
+    Writer::size(&entries(system)) as u64
 }
 
 /// A description of one Linux VM booting `kernel` (a zImage) with an
@@ -1035,9 +1131,19 @@ pub fn one_vm_description(kernel: &Path, initrd: Option<&Path>, bootargs: &str) 
 }
 
 /// The system image of a checked system: the table in the packed format
-/// (`hyp::system_image`), then each distinct image once.
-pub fn pack(system: &CheckedSystem) -> Vec<u8> {
-    Writer::write(&sources(system), system.focus)
+/// (`hyp::system_image`), then each distinct image once; refused, naming
+/// the file and the VM, if the hypervisor's own checks refuse it (they ran
+/// in [`check`] already; a system changed since is checked again).
+pub fn pack(system: &CheckedSystem) -> Result<Vec<u8>, String> {
+    let image = Writer::write(&entries(system), system.focus);
+    match hypervisor_check(&image, &system.board) {
+        Ok(()) => Ok(image),
+        Err(refused) => Err(format!(
+            "{}: the hypervisor would refuse this system: {}",
+            system.file.display(),
+            refused.message
+        )),
+    }
 }
 
 #[cfg(test)]
@@ -1317,7 +1423,7 @@ console = "shared"
     #[test]
     fn the_cpu_map_is_packed() {
         let system = check_text(&linux_with("cpus = [1, 3]")).unwrap();
-        let image = pack(&system);
+        let image = pack(&system).unwrap();
         let table = hyp::system_image::parse(&image).unwrap();
         assert_eq!(
             (table.vms[0].vcpus, table.vms[0].cpus),
@@ -1368,10 +1474,52 @@ console = "shared"
         assert_eq!(check_text(&placed).unwrap().vms[1].pool_offset, 512 << 20);
     }
 
+    /// What the hypervisor refuses is not packed, though a system changed
+    /// after the tool's own checks would get past them: the message names
+    /// the file and the VM, in the hypervisor's words.
+    #[test]
+    fn an_image_the_hypervisor_refuses_is_not_packed() {
+        let good = check_text(GOOD).unwrap();
+        assert!(pack(&good).is_ok());
+        let refusal = |system: &CheckedSystem| {
+            pack(system)
+                .unwrap_err()
+                .replace(&format!("{}", good.file.display()), "system.toml")
+        };
+        let mut overlapping = good.clone();
+        overlapping.vms[1].pool_offset = 128 << 20;
+        assert_eq!(
+            refusal(&overlapping),
+            "system.toml: the hypervisor would refuse this system: VM 'ticker': RAM overlaps the RAM of VM 'linux'"
+        );
+        // A zImage whose header claims more bytes than are packed.
+        let mut cut = good.clone();
+        cut.vms[0].kernel.bytes.truncate(2048);
+        assert_eq!(
+            refusal(&cut),
+            "system.toml: the hypervisor would refuse this system: VM 'linux': image 'kernel' is malformed (its zImage header makes no sense, or claims more bytes than were packed)"
+        );
+        // More vCPUs than the board gives a VM.
+        let mut wide = good.clone();
+        wide.board = BOARDS[0];
+        wide.vms[0].vcpus = 2;
+        wide.vms[0].cpus = vec![0, 1];
+        assert_eq!(
+            refusal(&wide),
+            "system.toml: the hypervisor would refuse this system: VM 'linux': 2 vCPUs, the board gives a VM at most 1"
+        );
+        // The check behind both: its VM, for the description's position.
+        let image = Writer::write(&entries(&overlapping), 0);
+        assert_eq!(
+            hypervisor_check(&image, &overlapping.board).unwrap_err().vm,
+            Some("ticker".to_string())
+        );
+    }
+
     #[test]
     fn a_checked_system_packs_into_what_the_hypervisor_reads() {
         let system = check_text(GOOD).unwrap();
-        let image = pack(&system);
+        let image = pack(&system).unwrap();
         let table = hyp::system_image::parse(&image).unwrap();
         assert_eq!(table.focus, 0);
         let linux = &table.vms[0];
@@ -1386,7 +1534,7 @@ console = "shared"
             ("linux", "console=ttyAMA0", 256 << 20, 0, 0x1_0000)
         );
         let initrd = linux.image(Role::Initrd).unwrap();
-        assert_eq!((initrd.load_offset, initrd.size), (128 << 20, 6));
+        assert_eq!((initrd.load_offset, initrd.size()), (128 << 20, 6));
         assert_eq!(linux.device_tree, DeviceTreeSource::Generated);
         assert_eq!(linux.console, PackedConsole::Held);
         let ticker = &table.vms[1];
@@ -1401,7 +1549,10 @@ console = "shared"
             "every device the board offers by default"
         );
         // Both kernels are the same file: stored once.
-        assert_eq!(linux.images[0].data_offset, ticker.images[0].data_offset);
+        assert_eq!(
+            table.data_offset(&linux.images[0]),
+            table.data_offset(&ticker.images[0])
+        );
         assert_eq!(packed_size(&system), image.len() as u64);
     }
 

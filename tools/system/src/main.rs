@@ -110,7 +110,13 @@ fn pack_one(file: &Path, options: &Options, output: &Path) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let image = pack(&system);
+    let image = match pack(&system) {
+        Ok(image) => image,
+        Err(refused) => {
+            eprintln!("{refused}");
+            return ExitCode::FAILURE;
+        }
+    };
     if let Err(error) = std::fs::write(output, &image) {
         eprintln!("{}: cannot write: {error}", output.display());
         return ExitCode::FAILURE;
