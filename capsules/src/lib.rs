@@ -91,5 +91,6 @@ pub mod psci;
 #[cfg(test)]
 mod test_support;
 pub mod virtual_gic;
+pub mod virtual_rtc;
 pub mod virtual_timer;
 pub mod virtual_uart;

@@ -54,6 +54,9 @@ pub const GUEST_RAM_ALIGNMENT: u32 = 0x0020_0000;
 pub const GUEST_RAM_IPA_ALIGNMENT: u32 = 0x0800_0000;
 /// How many VMs the table may hold.
 pub const MAX_VMS: usize = 8;
+/// The most physical CPUs Capvisor runs on: the per-CPU tables (stacks,
+/// fault state, boards' per-CPU work) have this many entries.
+pub const MAX_CPUS: usize = 4;
 /// The most vCPUs one VM may have (each runs on its own physical CPU; no
 /// board has more than 4).
 pub const MAX_VCPUS: usize = 4;
@@ -87,10 +90,10 @@ pub struct ImageConfig {
 }
 
 /// A virtual device a board can give a VM, at a guest-physical range
-/// ([`BoardOffer`]).
+/// ([`BoardOffer`]); [`PLATFORM_DEVICES`] are the guest platform's.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DeviceClaim {
-    /// Device name, one of [`crate::system_image::DEVICES`].
+    /// Device name, one of [`crate::guest_platform::DEVICES`].
     pub name: &'static str,
     /// First guest-physical address.
     pub ipa: u32,
@@ -102,15 +105,37 @@ impl DeviceClaim {
     const fn end(&self) -> u64 {
         self.ipa as u64 + self.size as u64
     }
+
+    /// The claim of a guest-platform device, at its window.
+    pub const fn of(device: &GuestDevice) -> DeviceClaim {
+        DeviceClaim {
+            name: device.name,
+            ipa: device.base,
+            size: device.size,
+        }
+    }
 }
 
+/// Every device of the guest platform ([`crate::guest_platform::DEVICES`])
+/// at its window: what a board that emulates them all offers.
+pub const PLATFORM_DEVICES: [DeviceClaim; guest_platform::DEVICES.len()] = {
+    let mut claims = [DeviceClaim::of(&guest_platform::DEVICES[0]); guest_platform::DEVICES.len()];
+    let mut index = 0;
+    while index < claims.len() {
+        claims[index] = DeviceClaim::of(&guest_platform::DEVICES[index]);
+        index += 1;
+    }
+    claims
+};
+
 /// The virtual devices a VM claims: a bit per name of
-/// [`crate::system_image::DEVICES`], so none can be claimed twice.
+/// [`crate::guest_platform::DEVICES`] (its index there), so none can be
+/// claimed twice.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct DeviceSet(pub u32);
 
 impl DeviceSet {
-    /// Every device of [`crate::system_image::DEVICES`].
+    /// Every device of the guest platform.
     pub const ALL: DeviceSet = DeviceSet((1 << DEVICE_NAMES.len()) - 1);
 
     /// Whether the set holds the device called `name`.
@@ -131,7 +156,7 @@ impl DeviceSet {
     }
 }
 
-use crate::system_image::DEVICES as DEVICE_NAMES;
+use crate::guest_platform::{self, GuestDevice, NAMES as DEVICE_NAMES};
 
 /// One VM of the board's table, with names borrowed for `'a` (from the
 /// system image, which lives as long as the hypervisor runs).
@@ -599,23 +624,7 @@ mod tests {
         MemoryType::Normal,
         Permissions::ReadWrite,
     );
-    const DEVICES: &[DeviceClaim] = &[
-        DeviceClaim {
-            name: "gic-distributor",
-            ipa: 0x0800_0000,
-            size: 0x1_0000,
-        },
-        DeviceClaim {
-            name: "gic-cpu-interface",
-            ipa: 0x0801_0000,
-            size: 0x1_0000,
-        },
-        DeviceClaim {
-            name: "pl011",
-            ipa: 0x0900_0000,
-            size: 0x1000,
-        },
-    ];
+    const DEVICES: &[DeviceClaim] = &PLATFORM_DEVICES;
 
     fn vm(name: &'static str, ram_host: u64) -> VmConfig<'static> {
         VmConfig {
@@ -814,7 +823,7 @@ mod tests {
             DEVICES[0],
             DeviceClaim {
                 name: "gic-cpu-interface",
-                ipa: 0x0800_f000,
+                ipa: 0x0800_0800,
                 size: 0x2000,
             },
         ];

@@ -27,7 +27,7 @@
 //! count, devices (a bit per [`DEVICES`] name), fault policy and restart
 //! limit, console mode, device-tree source, kernel format, and the
 //! vCPU-to-CPU map: byte `i` of that word (its `i`th byte in memory) is the
-//! physical CPU vCPU `i` runs on, below [`MAX_CPUS`], each CPU at most once
+//! physical CPU vCPU `i` runs on, below [`CPU_NUMBERS`], each CPU at most once
 //! in a VM; the bytes past the VM's vCPUs are [`NO_CPU`]. An image entry:
 //! role, data offset, size, load offset (into the VM's RAM), a reserved
 //! word.
@@ -55,8 +55,7 @@ pub const VM_ENTRY_BYTES: usize = 68;
 pub const IMAGE_ENTRY_BYTES: usize = 20;
 /// Images start at multiples of this.
 pub const DATA_ALIGNMENT: usize = 4096;
-/// The most VMs a table may hold (the hypervisor's [`crate::config::MAX_VMS`]).
-pub const MAX_VMS: usize = crate::config::MAX_VMS;
+use crate::config::MAX_VMS;
 /// The most images one VM may have: its kernel (an ELF's loadable
 /// segments are joined into one by the tool), an initrd and a device tree.
 pub const MAX_IMAGES_PER_VM: usize = 3;
@@ -69,8 +68,9 @@ pub const MAX_BOOTARGS: usize = 1024;
 /// byte each in the entry's CPU-map word.
 pub const MAX_VCPUS: usize = crate::config::MAX_VCPUS;
 /// CPU numbers a table may name are below this (so a set of them fits a
-/// 32-bit mask); the board checks them against the CPUs it has.
-pub const MAX_CPUS: usize = 32;
+/// 32-bit mask); the board checks them against the CPUs it has
+/// ([`crate::config::MAX_CPUS`] at most).
+pub const CPU_NUMBERS: usize = 32;
 /// The byte of a CPU map that stands for no CPU: every byte past a VM's
 /// vCPUs.
 pub const NO_CPU: u8 = 0xff;
@@ -89,8 +89,10 @@ pub fn cpu_map(cpus: &[u8]) -> [u8; MAX_VCPUS] {
     map
 }
 
-/// The virtual devices a table can give a VM, by bit.
-pub const DEVICES: [&str; 3] = ["gic-distributor", "gic-cpu-interface", "pl011"];
+/// The virtual devices a table can give a VM, by bit: the guest
+/// platform's rows ([`crate::guest_platform::DEVICES`]), in their order. A
+/// new row takes the next bit; the format does not change.
+pub const DEVICES: [&str; crate::guest_platform::DEVICES.len()] = crate::guest_platform::NAMES;
 
 /// Offsets of the header's words.
 mod header {
@@ -209,7 +211,7 @@ pub struct VmEntry<'a> {
     /// vCPUs, 1 to [`MAX_VCPUS`].
     pub vcpus: u32,
     /// The physical CPU of each vCPU: `cpus[i]` for vCPU `i` below
-    /// `vcpus`, each below [`MAX_CPUS`] and different; [`NO_CPU`] past
+    /// `vcpus`, each below [`CPU_NUMBERS`] and different; [`NO_CPU`] past
     /// them.
     pub cpus: [u8; MAX_VCPUS],
     /// Where its vCPU starts (offset into its RAM).
@@ -586,7 +588,7 @@ pub fn parse(bytes: &[u8]) -> Result<SystemTable<'_>, TableError> {
                 if cpu != NO_CPU {
                     return Err(bad("a CPU-map byte past its vCPUs is not 0xff", cpu.into()));
                 }
-            } else if cpu as usize >= MAX_CPUS {
+            } else if cpu as usize >= CPU_NUMBERS {
                 return Err(bad("a vCPU's CPU is not 0 to 31", cpu.into()));
             } else if seen & (1 << cpu) != 0 {
                 return Err(bad("two vCPUs on one CPU", cpu.into()));
