@@ -172,7 +172,11 @@ const _: () = {
     let mut a = 0;
     while a < DEVICES.len() {
         let device = &DEVICES[a];
-        assert!(device.base % 0x1000 == 0 && device.size % 0x1000 == 0 && device.size > 0);
+        assert!(
+            device.base.is_multiple_of(0x1000)
+                && device.size.is_multiple_of(0x1000)
+                && device.size > 0
+        );
         if let Some(id) = device.interrupt {
             assert!(
                 id >= FIRST_SPI && id < 64,
