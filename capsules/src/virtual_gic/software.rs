@@ -74,13 +74,6 @@ impl<'a> SoftwareBackend<'a> {
         (output.wake_at, moved || output.level)
     }
 
-    /// Whether the emulated CPU interface signals an IRQ; the backend has
-    /// seen the GIC's state.
-    fn irq_pending(&self) -> bool {
-        self.gic.seen(VCPU);
-        self.gic.pending_irq()
-    }
-
     /// Raises the devices' scheduled lines due at `now()` (none scheduled:
     /// one compare); returns when the next is due.
     fn raise_due(&self, now: &dyn Fn() -> u64) -> Option<u64> {
@@ -104,8 +97,12 @@ impl InterruptBackend for SoftwareBackend<'_> {
     ) -> Option<u64> {
         let (wake_at, timer_moved) = self.update_timer(timer, now);
         let lines_due = self.raise_due(now);
-        if changed || timer_moved || self.gic.is_stale(VCPU) {
-            let pending = self.irq_pending();
+        let stale = self.gic.is_stale(VCPU);
+        if changed || timer_moved || stale {
+            if stale {
+                self.gic.seen(VCPU);
+            }
+            let pending = self.gic.pending_irq();
             if pending != self.irq.replace(pending) {
                 self.irq_line.set(pending);
             }
