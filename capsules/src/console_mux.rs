@@ -113,8 +113,8 @@ use core::fmt::{self, Write};
 use hyp::debug::{LinePrefixer, PREFIX};
 use hyp::hil::console::ConsoleOutput;
 
-/// The most VMs one mux serves.
-pub const MAX_VMS: usize = 8;
+/// The most VMs one mux serves: as many as a system may have.
+pub use hyp::config::MAX_VMS;
 /// Bytes of an unfocused VM's line held before a piece is printed.
 pub const LINE_CAPACITY: usize = 128;
 /// Bytes of a held VM's output kept while it does not have the focus (the

@@ -12,9 +12,13 @@
 //! | [`fault_policies`] | what happens to a VM that cannot take its own faults |
 //! | [`hypervisor_service`] | Capvisor's hypercalls: version, VM id and name, console write |
 //! | [`psci`] | PSCI 0.2 for single-CPU guests |
-//! | [`virtual_gic`] | the guest's GICv2: distributor at 0x0800_0000, CPU interface at 0x0801_0000 |
-//! | [`virtual_timer`] | the guest's virtual timer interrupt (PPI 11), raised by the hypervisor |
-//! | [`virtual_uart`] | the guest's PL011 at 0x0900_0000 |
+//! | [`virtual_gic`] | the guest's GICv2 (distributor, CPU interface), devices' interrupt lines, the two interrupt backends |
+//! | [`virtual_rtc`] | the guest's PL031 real-time clock |
+//! | [`virtual_timer`] | the guest's virtual timer interrupt, raised by the hypervisor |
+//! | [`virtual_uart`] | the guest's PL011 console |
+//!
+//! Where each device sits in guest-physical space and which interrupt it
+//! raises is its row of `hyp::guest_platform`.
 //!
 //! # Writing a capsule
 //!
@@ -77,11 +81,13 @@
 //! assert!(Routes::new(&devices, &services).is_ok());
 //! ```
 //!
-//! To give it to VMs on a board: add it to the devices (or services) the
-//! board makes for each VM (`boards/integrator-cp/src/guests.rs`), offer
-//! its window in the board's `DEVICES` (`vms.rs`), and claim it in the VMs
-//! that should have it. Test it on the host like the capsules here
-//! (`cargo test -p capsules`), then from a test guest under QEMU.
+//! A device the guest sees also needs its row in the guest platform
+//! (`hyp::guest_platform`: name, window, interrupt, device-tree node), an
+//! interrupt line if it raises one, and a line where the boards make each
+//! VM's devices (`boards/components/src/devices.rs`); `docs/capsules.md`
+//! walks through all of it (the traits, the row, interrupts, the
+//! device-tree node, reset, which VMs get it, host tests with the fakes of
+//! `test_support`, a test guest and a QEMU test on every board).
 #![no_std]
 #![forbid(unsafe_code)]
 
@@ -93,5 +99,6 @@ pub mod psci;
 #[cfg(test)]
 mod test_support;
 pub mod virtual_gic;
+pub mod virtual_rtc;
 pub mod virtual_timer;
 pub mod virtual_uart;

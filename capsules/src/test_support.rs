@@ -44,9 +44,22 @@ impl FakeClock {
         }
     }
 
+    /// At 0, counting `frequency` ticks a second.
+    pub fn with_frequency(frequency: u32) -> FakeClock {
+        FakeClock {
+            now: Cell::new(0),
+            frequency,
+        }
+    }
+
     /// Moves the clock on by `us` microseconds.
     pub fn advance_us(&self, us: u64) {
         self.now.set(self.now.get() + self.ticks_from_us(us));
+    }
+
+    /// Moves the clock on by `ticks`.
+    pub fn advance(&self, ticks: u64) {
+        self.now.set(self.now.get() + ticks);
     }
 }
 

@@ -5,7 +5,8 @@
 //! Guest-visible interface: the ARMv7 generic timer's virtual timer (CNTV_CTL,
 //! CNTV_CVAL, CNTV_TVAL, CNTVCT, all CP15 registers the guest uses directly),
 //! interrupting through PPI 11 of the device tree (`arm,armv7-timer`, the
-//! third entry), interrupt id [`TIMER_INTERRUPT`] = 27 at the virtual GIC,
+//! third entry), interrupt id [`TIMER_INTERRUPT`] at the virtual GIC (the
+//! guest platform's `hyp::guest_platform::VIRTUAL_TIMER`),
 //! level-sensitive: asserted while CNTV_CTL has ENABLE set, IMASK clear
 //! and the counter has reached CNTV_CVAL (ISTATUS).
 //!
@@ -24,8 +25,9 @@
 
 use hyp::interrupts::VirtualTimerState;
 
-/// The timer's interrupt id at the virtual GIC (PPI 11).
-pub const TIMER_INTERRUPT: u32 = 27;
+/// The timer's interrupt id at the virtual GIC (PPI 11), from the guest
+/// platform.
+pub const TIMER_INTERRUPT: u32 = hyp::guest_platform::VIRTUAL_TIMER;
 
 /// What the timer asks of the interrupt controller and the alarm.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

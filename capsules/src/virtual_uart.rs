@@ -1,5 +1,11 @@
 // SPDX-License-Identifier: MIT OR Apache-2.0
-//! A virtual PL011 UART: the guest's console at 0x0900_0000, SPI 1.
+//! A virtual PL011 UART: the guest's console.
+//!
+//! Its window and interrupt are the guest platform's PL011 row
+//! (`hyp::guest_platform::UART`: 0x0900_0000, SPI 1). The UART drives its
+//! interrupt line ([`InterruptLine`]) itself: high while its masked
+//! interrupt status (MIS = RIS & IMSC) is non-zero, moved whenever that
+//! can change (a received byte, a read of DR, a write).
 //!
 //! Guest-visible interface: the Arm PrimeCell UART (PL011) register file as
 //! Linux's `amba-pl011` driver and its earlycon use it. Transmission is
@@ -28,17 +34,15 @@
 //! the guest takes an abort. Byte and halfword accesses see the low bytes of
 //! a register (earlycon writes DR with single bytes).
 
+use crate::virtual_gic::InterruptLine;
 use core::cell::{Cell, RefCell};
 use hyp::dispatch::{MmioDevice, MmioError, NotResettable};
+use hyp::guest_platform::{GuestDevice, UART};
 use hyp::hil::console::ConsoleOutput;
 use hyp::trap::AccessSize;
 
-/// The device's name, as VM tables claim it.
-pub const NAME: &str = "pl011";
-/// Where the guest platform puts the UART (`hyp::device_tree::UART`).
-pub const BASE: u64 = hyp::device_tree::UART.0 as u64;
-/// The register window.
-pub const SIZE: u64 = hyp::device_tree::UART.1 as u64;
+/// The UART's row of the guest platform: its name, window and interrupt.
+pub const ROW: GuestDevice = UART;
 /// Depth of the receive FIFO: 64 bytes, deeper than the PL011's 16,
 /// because the console hands over a typed line at once rather than at the
 /// pace of a serial line (the board also holds input back while the FIFO
@@ -77,6 +81,7 @@ pub const INT_TX: u32 = 1 << 5;
 /// One VM's virtual PL011.
 pub struct VirtualUart<'a> {
     output: &'a dyn ConsoleOutput,
+    line: InterruptLine<'a>,
     rx: RefCell<heapless::Deque<u8, RX_FIFO_DEPTH>>,
     rx_dropped: Cell<u32>,
     ilpr: Cell<u32>,
@@ -100,10 +105,12 @@ impl core::fmt::Debug for VirtualUart<'_> {
 }
 
 impl<'a> VirtualUart<'a> {
-    /// A UART in its reset state whose output goes to `output`.
-    pub fn new(output: &'a dyn ConsoleOutput) -> VirtualUart<'a> {
+    /// A UART in its reset state whose output goes to `output`, raising
+    /// `line` (its VM's GIC, the row's interrupt).
+    pub fn new(output: &'a dyn ConsoleOutput, line: InterruptLine<'a>) -> VirtualUart<'a> {
         VirtualUart {
             output,
+            line,
             rx: RefCell::new(heapless::Deque::new()),
             rx_dropped: Cell::new(0),
             ilpr: Cell::new(0),
@@ -125,6 +132,7 @@ impl<'a> VirtualUart<'a> {
         if !accepted {
             self.rx_dropped.set(self.rx_dropped.get() + 1);
         }
+        self.update_line();
         accepted
     }
 
@@ -149,9 +157,14 @@ impl<'a> VirtualUart<'a> {
         rx | tx
     }
 
-    /// Whether the UART's interrupt line (SPI 1) is asserted.
+    /// Whether the UART's interrupt is asserted (MIS is not zero).
     pub fn interrupt_pending(&self) -> bool {
         self.raw_interrupts() & self.imsc.get() != 0
+    }
+
+    /// Drives the line from MIS (a compare when it stays where it is).
+    fn update_line(&self) {
+        self.line.set(self.interrupt_pending());
     }
 
     fn register(&self, offset: u64) -> u32 {
@@ -210,7 +223,7 @@ impl<'a> VirtualUart<'a> {
 
 impl MmioDevice for VirtualUart<'_> {
     fn name(&self) -> &'static str {
-        NAME
+        ROW.name
     }
 
     /// Back to the state `new` gives: FIFO empty, registers at their reset
@@ -231,15 +244,16 @@ impl MmioDevice for VirtualUart<'_> {
             register.set(value);
         }
         self.tx_interrupt.set(false);
+        self.update_line();
         Ok(())
     }
 
     fn base(&self) -> u64 {
-        BASE
+        u64::from(ROW.base)
     }
 
     fn size(&self) -> u64 {
-        SIZE
+        u64::from(ROW.size)
     }
 
     fn read(&self, offset: u64, size: AccessSize) -> Result<u32, MmioError> {
@@ -256,6 +270,10 @@ impl MmioDevice for VirtualUart<'_> {
         } else {
             self.register(word)
         };
+        if word == DR && shift == 0 {
+            // The FIFO popped.
+            self.update_line();
+        }
         Ok(match size {
             AccessSize::Byte => (value >> shift) & 0xff,
             AccessSize::Halfword => (value >> shift) & 0xffff,
@@ -272,6 +290,7 @@ impl MmioDevice for VirtualUart<'_> {
         // a register's upper bytes are ignored.
         if offset & 3 == 0 {
             self.set_register(offset, value);
+            self.update_line();
         }
         Ok(())
     }
@@ -297,6 +316,12 @@ mod tests {
     use std::vec::Vec;
 
     use crate::test_support::Recorder;
+    use crate::virtual_gic::VirtualGic;
+
+    /// The UART's interrupt id.
+    fn id() -> u32 {
+        ROW.interrupt.unwrap()
+    }
 
     fn word(uart: &VirtualUart, offset: u64) -> u32 {
         uart.read(offset, AccessSize::Word).unwrap()
@@ -305,7 +330,8 @@ mod tests {
     #[test]
     fn transmit_by_word_and_by_byte() {
         let out = Recorder::default();
-        let uart = VirtualUart::new(&out);
+        let gic = VirtualGic::new();
+        let uart = VirtualUart::new(&out, gic.line(id()));
         uart.write(DR, AccessSize::Word, 0x0000_0148).unwrap(); // 'H', high bits dropped
         uart.write(DR, AccessSize::Byte, b'i' as u32).unwrap();
         assert_eq!(&*out.0.borrow(), b"Hi");
@@ -315,7 +341,8 @@ mod tests {
     #[test]
     fn receive_fifo_and_flags() {
         let out = Recorder::default();
-        let uart = VirtualUart::new(&out);
+        let gic = VirtualGic::new();
+        let uart = VirtualUart::new(&out, gic.line(id()));
         assert!(uart.receive(b'a'));
         assert_eq!(word(&uart, FR) & FR_RXFE, 0);
         assert_eq!(word(&uart, DR), b'a' as u32);
@@ -333,7 +360,8 @@ mod tests {
     #[test]
     fn only_accesses_that_can_move_the_line_say_so() {
         let out = Recorder::default();
-        let uart = VirtualUart::new(&out);
+        let gic = VirtualGic::new();
+        let uart = VirtualUart::new(&out, gic.line(id()));
         for offset in [FR, CR, LCR_H, IBRD, RIS, MIS, IMSC, ID_BASE] {
             assert!(!uart.changes_interrupts(offset, false), "read {offset:#x}");
         }
@@ -355,28 +383,42 @@ mod tests {
     }
 
     #[test]
-    fn interrupts_follow_mask_and_clear() {
+    fn interrupts_follow_mask_and_clear_and_the_line_follows_them() {
         let out = Recorder::default();
-        let uart = VirtualUart::new(&out);
+        let gic = VirtualGic::new();
+        let uart = VirtualUart::new(&out, gic.line(id()));
+        let line = gic.line(id());
         assert!(!uart.interrupt_pending());
         uart.receive(b'x');
         assert_eq!(word(&uart, RIS), INT_RX);
         assert!(!uart.interrupt_pending(), "masked");
+        assert!(!line.is_high());
         uart.write(IMSC, AccessSize::Word, INT_RX | INT_TX).unwrap();
         assert!(uart.interrupt_pending());
+        assert!(line.is_high(), "unmasked: the line rises");
         assert_eq!(word(&uart, MIS), INT_RX);
         word(&uart, DR);
         assert!(!uart.interrupt_pending(), "RX clears when the FIFO drains");
+        assert!(!line.is_high());
         uart.write(DR, AccessSize::Word, b'y' as u32).unwrap();
         assert_eq!(word(&uart, MIS), INT_TX);
+        assert!(line.is_high(), "TX");
         uart.write(ICR, AccessSize::Word, INT_TX).unwrap();
         assert_eq!(word(&uart, RIS), 0);
+        assert!(!line.is_high());
+        // A byte received between exits raises it too, and a reset lowers
+        // it.
+        uart.receive(b'z');
+        assert!(line.is_high());
+        uart.reset().unwrap();
+        assert!(!line.is_high());
     }
 
     #[test]
     fn identification_and_reset_values() {
         let out = Recorder::default();
-        let uart = VirtualUart::new(&out);
+        let gic = VirtualGic::new();
+        let uart = VirtualUart::new(&out, gic.line(id()));
         let ids: Vec<u32> = (0..8).map(|i| word(&uart, 0xfe0 + 4 * i)).collect();
         assert_eq!(ids, ID_BYTES);
         assert_eq!((word(&uart, CR), word(&uart, IFLS)), (0x0300, 0x12));
@@ -386,7 +428,8 @@ mod tests {
     #[test]
     fn stored_registers_keep_their_width() {
         let out = Recorder::default();
-        let uart = VirtualUart::new(&out);
+        let gic = VirtualGic::new();
+        let uart = VirtualUart::new(&out, gic.line(id()));
         for (offset, mask) in [
             (IBRD, 0xffff),
             (FBRD, 0x3f),
@@ -402,7 +445,8 @@ mod tests {
     #[test]
     fn read_only_reserved_and_odd_accesses() {
         let out = Recorder::default();
-        let uart = VirtualUart::new(&out);
+        let gic = VirtualGic::new();
+        let uart = VirtualUart::new(&out, gic.line(id()));
         uart.write(FR, AccessSize::Word, 0).unwrap();
         assert_eq!(word(&uart, FR) & FR_TXFE, FR_TXFE, "FR is read-only");
         uart.write(0x800, AccessSize::Word, 0x1234).unwrap();

@@ -15,6 +15,7 @@ fuzz_target!(|data: (String, u32, Option<(u32, u32)>, u8)| {
         bootargs: &bootargs,
         initrd,
         cpus: u32::from(cpus),
+        devices: hyp::config::DeviceSet::ALL,
     }) else {
         // Only a command line with a NUL in it is refused.
         assert!(bootargs.contains('\0'));

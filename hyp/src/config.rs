@@ -56,6 +56,9 @@ pub const GUEST_RAM_ALIGNMENT: u32 = 0x0020_0000;
 pub const GUEST_RAM_IPA_ALIGNMENT: u32 = 0x0800_0000;
 /// How many VMs the table may hold (as many as a system image holds).
 pub const MAX_VMS: usize = crate::system_image::MAX_VMS;
+/// The most physical CPUs Capvisor runs on: the per-CPU tables (stacks,
+/// fault state, boards' per-CPU work) have this many entries.
+pub const MAX_CPUS: usize = 4;
 /// The most vCPUs one VM may have (each runs on its own physical CPU; no
 /// board has more than 4; a system image's CPU map has a byte for each).
 pub const MAX_VCPUS: usize = crate::system_image::MAX_VCPUS;
@@ -89,10 +92,10 @@ pub struct ImageConfig {
 }
 
 /// A virtual device a board can give a VM, at a guest-physical range
-/// ([`BoardOffer`]).
+/// ([`BoardOffer`]); [`PLATFORM_DEVICES`] are the guest platform's.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DeviceClaim {
-    /// Device name, one of [`crate::system_image::DEVICES`].
+    /// Device name, one of [`crate::guest_platform::DEVICES`].
     pub name: &'static str,
     /// First guest-physical address.
     pub ipa: u32,
@@ -104,11 +107,33 @@ impl DeviceClaim {
     const fn end(&self) -> u64 {
         self.ipa as u64 + self.size as u64
     }
+
+    /// The claim of a guest-platform device, at its window.
+    pub const fn of(device: &GuestDevice) -> DeviceClaim {
+        DeviceClaim {
+            name: device.name,
+            ipa: device.base,
+            size: device.size,
+        }
+    }
 }
 
 /// The virtual devices a VM claims (the system image's device bits).
 pub use crate::system_image::DeviceSet;
-use crate::system_image::DEVICES as DEVICE_NAMES;
+
+/// Every device of the guest platform ([`crate::guest_platform::DEVICES`])
+/// at its window: what a board that emulates them all offers.
+pub const PLATFORM_DEVICES: [DeviceClaim; guest_platform::DEVICES.len()] = {
+    let mut claims = [DeviceClaim::of(&guest_platform::DEVICES[0]); guest_platform::DEVICES.len()];
+    let mut index = 0;
+    while index < claims.len() {
+        claims[index] = DeviceClaim::of(&guest_platform::DEVICES[index]);
+        index += 1;
+    }
+    claims
+};
+
+use crate::guest_platform::{self, GuestDevice, NAMES as DEVICE_NAMES};
 
 /// One VM of the board's table, with names borrowed for `'a` (from the
 /// system image, which lives as long as the hypervisor runs).
@@ -605,23 +630,7 @@ mod tests {
         MemoryType::Normal,
         Permissions::ReadWrite,
     );
-    const DEVICES: &[DeviceClaim] = &[
-        DeviceClaim {
-            name: "gic-distributor",
-            ipa: 0x0800_0000,
-            size: 0x1_0000,
-        },
-        DeviceClaim {
-            name: "gic-cpu-interface",
-            ipa: 0x0801_0000,
-            size: 0x1_0000,
-        },
-        DeviceClaim {
-            name: "pl011",
-            ipa: 0x0900_0000,
-            size: 0x1000,
-        },
-    ];
+    const DEVICES: &[DeviceClaim] = &PLATFORM_DEVICES;
 
     fn vm(name: &'static str, ram_host: u64) -> VmConfig<'static> {
         VmConfig {
@@ -820,7 +829,7 @@ mod tests {
             DEVICES[0],
             DeviceClaim {
                 name: "gic-cpu-interface",
-                ipa: 0x0800_f000,
+                ipa: 0x0800_0800,
                 size: 0x2000,
             },
         ];

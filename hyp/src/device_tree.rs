@@ -5,13 +5,18 @@
 //! `virt` machine, Cortex-A15s), so its tree is the same shape for all:
 //! memory, a CPU per vCPU (`cpu@0` up; started by PSCI when there are
 //! several), PSCI 0.2 by HVC, the architected timer (its per-CPU
-//! interrupts routed to every vCPU), the GICv2, the PL011 (with its clock)
-//! and `/chosen` with the boot arguments, the console and the initrd's
-//! range. [`guest_device_tree`] writes it as a
+//! interrupts routed to every vCPU), the GICv2, a node for each device of
+//! the guest platform the VM claims (`crate::guest_platform`: its window,
+//! interrupt, `compatible` and clocks; the PL011 and the PL031 today), one
+//! fixed clock, and `/chosen` with the boot arguments, the console (when
+//! the VM has the PL011) and the initrd's range. Nothing here names a
+//! device: a new row of the table gets its node without a change here.
+//! [`guest_device_tree`] writes it as a
 //! flattened device tree blob with `vm-fdt` (which allocates: the board
 //! gives the hypervisor a small heap for this, used only before VMs run).
 //!
 //! ```
+//! use hyp::config::DeviceSet;
 //! use hyp::device_tree::{guest_device_tree, GuestTree};
 //! let blob = guest_device_tree(&GuestTree {
 //!     ram_base: 0x4000_0000,
@@ -19,6 +24,7 @@
 //!     bootargs: "console=ttyAMA0",
 //!     initrd: Some((0x4800_0000, 0x4810_0000)),
 //!     cpus: 2,
+//!     devices: DeviceSet::ALL,
 //! })
 //! .unwrap();
 //! assert_eq!(&blob[..4], &[0xd0, 0x0d, 0xfe, 0xed]); // the FDT magic
@@ -29,17 +35,11 @@ extern crate alloc;
 use alloc::vec::Vec;
 use vm_fdt::{Error, FdtWriter};
 
-/// The guest platform's GIC distributor and CPU interface.
-pub const GIC_DISTRIBUTOR: (u32, u32) = (0x0800_0000, 0x1000);
-/// The GIC CPU interface.
-pub const GIC_CPU_INTERFACE: (u32, u32) = (0x0801_0000, 0x2000);
-/// The PL011.
-pub const UART: (u32, u32) = (0x0900_0000, 0x1000);
-/// The PL011's interrupt: SPI 1.
-pub const UART_SPI: u32 = 1;
-/// The clock the PL011 is described with (its divisors are emulated, so
-/// any rate works; 24 MHz as on QEMU's `virt`).
-pub const UART_CLOCK_HZ: u32 = 24_000_000;
+use crate::config::DeviceSet;
+use crate::guest_platform::{
+    self, GuestDevice, APB_CLOCK_HZ, FIRST_PPI, FIRST_SPI, GIC_CPU_INTERFACE, GIC_DISTRIBUTOR,
+    TIMER_INTERRUPTS,
+};
 
 /// What varies between VMs' trees.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -55,6 +55,9 @@ pub struct GuestTree<'a> {
     /// How many vCPUs the VM has: 1 to [`MAX_TREE_CPUS`] (0 is written
     /// as 1, more as [`MAX_TREE_CPUS`]).
     pub cpus: u32,
+    /// The devices the VM claims: each with a node in the guest platform's
+    /// table gets it (the GIC's node is always written).
+    pub devices: DeviceSet,
 }
 
 /// The most CPUs a tree lists: the GICv2's eight CPU interfaces (the
@@ -96,7 +99,13 @@ pub fn guest_device_tree(tree: &GuestTree<'_>) -> Result<Vec<u8>, Error> {
 
     let chosen = fdt.begin_node("chosen")?;
     fdt.property_string("bootargs", tree.bootargs)?;
-    fdt.property_string("stdout-path", "/pl011@9000000")?;
+    let uart = &guest_platform::UART;
+    if let (true, Some(node)) = (tree.devices.has(uart.name), uart.node) {
+        fdt.property_string(
+            "stdout-path",
+            &alloc::format!("/{}", format_node(node.name, uart.base)),
+        )?;
+    }
     if let Some((start, end)) = tree.initrd {
         fdt.property_u32("linux,initrd-start", start)?;
         fdt.property_u32("linux,initrd-end", end)?;
@@ -134,31 +143,30 @@ pub fn guest_device_tree(tree: &GuestTree<'_>) -> Result<Vec<u8>, Error> {
     fdt.end_node(psci)?;
 
     // The architected timer: secure and non-secure physical, virtual and
-    // hypervisor PPIs (13, 14, 11, 10); the guest uses the virtual one.
-    // Each is per CPU, on every vCPU.
+    // hypervisor PPIs; the guest uses the virtual one. Each is per CPU, on
+    // every vCPU.
     let timer = fdt.begin_node("timer")?;
     fdt.property_string("compatible", "arm,armv7-timer")?;
     let flags = ppi_flags(count);
-    fdt.property_array_u32(
-        "interrupts",
-        &[
-            GIC_PPI, 13, flags, GIC_PPI, 14, flags, GIC_PPI, 11, flags, GIC_PPI, 10, flags,
-        ],
-    )?;
+    let mut cells = [0; 3 * TIMER_INTERRUPTS.len()];
+    for (cell, id) in cells.chunks_exact_mut(3).zip(TIMER_INTERRUPTS) {
+        cell.copy_from_slice(&[GIC_PPI, id - FIRST_PPI, flags]);
+    }
+    fdt.property_array_u32("interrupts", &cells)?;
     fdt.property_null("always-on")?;
     fdt.end_node(timer)?;
 
-    let gic = fdt.begin_node(&format_node("intc", GIC_DISTRIBUTOR.0))?;
+    let gic = fdt.begin_node(&format_node("intc", GIC_DISTRIBUTOR.base))?;
     fdt.property_string("compatible", "arm,cortex-a15-gic")?;
     fdt.property_u32("#interrupt-cells", 3)?;
     fdt.property_null("interrupt-controller")?;
     fdt.property_array_u32(
         "reg",
         &[
-            GIC_DISTRIBUTOR.0,
-            GIC_DISTRIBUTOR.1,
-            GIC_CPU_INTERFACE.0,
-            GIC_CPU_INTERFACE.1,
+            GIC_DISTRIBUTOR.base,
+            GIC_DISTRIBUTOR.size,
+            GIC_CPU_INTERFACE.base,
+            GIC_CPU_INTERFACE.size,
         ],
     )?;
     fdt.property_phandle(GIC_PHANDLE)?;
@@ -167,27 +175,46 @@ pub fn guest_device_tree(tree: &GuestTree<'_>) -> Result<Vec<u8>, Error> {
     let clock = fdt.begin_node("apb-pclk")?;
     fdt.property_string("compatible", "fixed-clock")?;
     fdt.property_u32("#clock-cells", 0)?;
-    fdt.property_u32("clock-frequency", UART_CLOCK_HZ)?;
+    fdt.property_u32("clock-frequency", APB_CLOCK_HZ)?;
     fdt.property_string("clock-output-names", "clk24mhz")?;
     fdt.property_phandle(CLOCK_PHANDLE)?;
     fdt.end_node(clock)?;
 
-    let uart = fdt.begin_node(&format_node("pl011", UART.0))?;
-    fdt.property_string_list(
-        "compatible",
-        alloc::vec!["arm,pl011".into(), "arm,primecell".into()],
-    )?;
-    fdt.property_array_u32("reg", &[UART.0, UART.1])?;
-    fdt.property_array_u32("interrupts", &[GIC_SPI, UART_SPI, LEVEL_HIGH])?;
-    fdt.property_array_u32("clocks", &[CLOCK_PHANDLE, CLOCK_PHANDLE])?;
-    fdt.property_string_list(
-        "clock-names",
-        alloc::vec!["uartclk".into(), "apb_pclk".into()],
-    )?;
-    fdt.end_node(uart)?;
+    for device in guest_platform::DEVICES
+        .iter()
+        .filter(|device| tree.devices.has(device.name))
+    {
+        device_node(&mut fdt, device)?;
+    }
 
     fdt.end_node(root)?;
     fdt.finish()
+}
+
+/// The node of a device the guest platform describes with one
+/// ([`crate::guest_platform::DeviceTreeNode`]); nothing for the others.
+fn device_node(fdt: &mut FdtWriter, device: &GuestDevice) -> Result<(), Error> {
+    let Some(node) = device.node else {
+        return Ok(());
+    };
+    let handle = fdt.begin_node(&format_node(node.name, device.base))?;
+    fdt.property_string_list(
+        "compatible",
+        node.compatible.iter().map(|name| (*name).into()).collect(),
+    )?;
+    fdt.property_array_u32("reg", &[device.base, device.size])?;
+    if let Some(id) = device.interrupt {
+        fdt.property_array_u32("interrupts", &[GIC_SPI, id - FIRST_SPI, LEVEL_HIGH])?;
+    }
+    if !node.clock_names.is_empty() {
+        let clocks: Vec<u32> = node.clock_names.iter().map(|_| CLOCK_PHANDLE).collect();
+        fdt.property_array_u32("clocks", &clocks)?;
+        fdt.property_string_list(
+            "clock-names",
+            node.clock_names.iter().map(|name| (*name).into()).collect(),
+        )?;
+    }
+    fdt.end_node(handle)
 }
 
 /// `name@<hex address>`.
@@ -210,6 +237,7 @@ mod tests {
             bootargs: "console=ttyAMA0 earlycon",
             initrd: Some((0x4800_0000, 0x480d_7b21)),
             cpus,
+            devices: DeviceSet::ALL,
         })
         .unwrap()
     }
@@ -371,6 +399,7 @@ mod tests {
                 bootargs: "",
                 initrd: None,
                 cpus: 1,
+                devices: DeviceSet::ALL,
             }
         })
         .unwrap();
@@ -380,5 +409,51 @@ mod tests {
             .unwrap()
             .property("linux,initrd-start")
             .is_none());
+    }
+
+    #[test]
+    fn each_claimed_device_gets_its_rows_node_and_only_those() {
+        let blob = tree();
+        let fdt = fdt::Fdt::new(&blob).unwrap();
+        let rtc = fdt.find_compatible(&["arm,pl031"]).unwrap();
+        assert_eq!(rtc.name, "pl031@9010000");
+        let reg = rtc.reg().unwrap().next().unwrap();
+        assert_eq!(
+            (reg.starting_address as usize, reg.size),
+            (0x0901_0000, Some(0x1000))
+        );
+        // SPI 2, level high.
+        assert_eq!(rtc.property("interrupts").unwrap().value, cells(&[0, 2, 4]));
+        assert_eq!(
+            rtc.property("compatible").unwrap().value,
+            b"arm,pl031\0arm,primecell\0"
+        );
+        assert_eq!(
+            rtc.property("clock-names").unwrap().as_str(),
+            Some("apb_pclk")
+        );
+        assert_eq!(
+            rtc.property("clocks").unwrap().value,
+            cells(&[CLOCK_PHANDLE])
+        );
+        // A VM without the PL011 and the PL031: neither node, no console.
+        let gic_only = DeviceSet(
+            (1 << guest_platform::index_of("gic-distributor").unwrap())
+                | (1 << guest_platform::index_of("gic-cpu-interface").unwrap()),
+        );
+        let blob = guest_device_tree(&GuestTree {
+            ram_base: 0x4000_0000,
+            ram_size: 0x0800_0000,
+            bootargs: "",
+            initrd: None,
+            cpus: 1,
+            devices: gic_only,
+        })
+        .unwrap();
+        let fdt = fdt::Fdt::new(&blob).unwrap();
+        assert!(fdt.find_compatible(&["arm,pl031"]).is_none());
+        assert!(fdt.find_compatible(&["arm,pl011"]).is_none());
+        assert!(fdt.chosen().stdout().is_none());
+        assert!(fdt.find_compatible(&["arm,cortex-a15-gic"]).is_some());
     }
 }

@@ -20,6 +20,7 @@ pub mod device_tree;
 pub mod dispatch;
 pub mod exit;
 pub mod fault_policy;
+pub mod guest_platform;
 pub mod hil;
 pub mod image;
 pub mod interrupts;

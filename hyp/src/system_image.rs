@@ -34,7 +34,7 @@
 //! count, devices (a bit per [`DEVICES`] name), fault policy and restart
 //! limit, console mode, device-tree source, kernel format, and the
 //! vCPU-to-CPU map: byte `i` of that word (its `i`th byte in memory) is the
-//! physical CPU vCPU `i` runs on, below [`MAX_CPUS`], each CPU at most once
+//! physical CPU vCPU `i` runs on, below [`CPU_NUMBERS`], each CPU at most once
 //! in a VM; the bytes past the VM's vCPUs are [`NO_CPU`]. An image entry:
 //! role, data offset, size, load offset (into the VM's RAM), a reserved
 //! word.
@@ -77,8 +77,9 @@ pub const MAX_BOOTARGS: usize = 1024;
 /// this): one byte each in the entry's CPU-map word.
 pub const MAX_VCPUS: usize = 4;
 /// CPU numbers a table may name are below this (so a set of them fits a
-/// 32-bit mask); the board checks them against the CPUs it has.
-pub const MAX_CPUS: usize = 32;
+/// 32-bit mask); the board checks them against the CPUs it has
+/// ([`crate::config::MAX_CPUS`] at most).
+pub const CPU_NUMBERS: usize = 32;
 /// The byte of a CPU map that stands for no CPU: every byte past a VM's
 /// vCPUs.
 pub const NO_CPU: u8 = 0xff;
@@ -97,8 +98,10 @@ pub fn cpu_map(cpus: &[u8]) -> [u8; MAX_VCPUS] {
     map
 }
 
-/// The virtual devices a table can give a VM, by bit.
-pub const DEVICES: [&str; 3] = ["gic-distributor", "gic-cpu-interface", "pl011"];
+/// The virtual devices a table can give a VM, by bit: the guest
+/// platform's rows ([`crate::guest_platform::DEVICES`]), in their order. A
+/// new row takes the next bit; the format does not change.
+pub const DEVICES: [&str; crate::guest_platform::DEVICES.len()] = crate::guest_platform::NAMES;
 
 /// The virtual devices a VM claims: a bit per name of [`DEVICES`], so
 /// none can be claimed twice.
@@ -250,7 +253,7 @@ pub struct VmEntry<'a> {
     /// vCPUs, 1 to [`MAX_VCPUS`].
     pub vcpus: u32,
     /// The physical CPU of each vCPU: `cpus[i]` for vCPU `i` below
-    /// `vcpus`, each below [`MAX_CPUS`] and different; [`NO_CPU`] past
+    /// `vcpus`, each below [`CPU_NUMBERS`] and different; [`NO_CPU`] past
     /// them.
     pub cpus: [u8; MAX_VCPUS],
     /// Where its vCPU starts (offset into its RAM).
@@ -636,7 +639,7 @@ pub fn parse(bytes: &[u8]) -> Result<SystemTable<'_>, TableError> {
                 if cpu != NO_CPU {
                     return Err(bad("a CPU-map byte past its vCPUs is not 0xff", cpu.into()));
                 }
-            } else if cpu as usize >= MAX_CPUS {
+            } else if cpu as usize >= CPU_NUMBERS {
                 return Err(bad("a vCPU's CPU is not 0 to 31", cpu.into()));
             } else if seen & (1 << cpu) != 0 {
                 return Err(bad("two vCPUs on one CPU", cpu.into()));

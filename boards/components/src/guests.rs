@@ -50,7 +50,7 @@ use hyp::device_tree::{guest_device_tree, GuestTree};
 use hyp::dispatch::{HypercallDriver, MmioDevice};
 use hyp::exit::ExitCode;
 use hyp::fault_policy::VmFaultPolicy;
-use hyp::hil::time::Clock;
+use hyp::hil::time::{Clock, WallClock};
 use hyp::interrupts::InterruptBackend;
 use hyp::kernel::{CpuKick, GuestMemory, Kernel, Platform, RunOutcome, VirtualCpu, Vm};
 use hyp::memory::{MemoryType, Region, Size};
@@ -175,6 +175,7 @@ fn write_device_tree(config: &VmConfig<'static>, spec: &VmSpec) -> Option<Vec<u8
         bootargs: config.bootargs,
         initrd,
         cpus: config.vcpus,
+        devices: config.devices,
     })
     .unwrap_or_else(|error| {
         io::refuse_boot(format_args!(
@@ -252,12 +253,7 @@ fn create_vcpu(
     }
 }
 
-/// Moves `value` to the boot heap for the rest of the run (Tock's
-/// `static_init!`): objects created once at boot that the VMs, capsules
-/// and the platform borrow for ever.
-pub fn leak<T>(value: T) -> &'static mut T {
-    alloc::boxed::Box::leak(alloc::boxed::Box::new(value))
-}
+pub use crate::leak;
 
 /// Where a board keeps guests: the RAM pool VMs are carved from and the
 /// staging area QEMU's loader puts the system image in.
@@ -269,6 +265,8 @@ pub struct GuestPool {
     pub staging: &'static Region,
     /// The devices the board offers VMs, at their windows.
     pub devices: &'static [DeviceClaim],
+    /// The calendar time, for the VMs' real-time clocks.
+    pub wall_clock: &'static dyn WallClock,
     /// How many CPUs are online: the VMs' vCPUs may run on CPUs 0 to
     /// `cpus - 1`, a VM has at most this many.
     pub cpus: usize,
@@ -288,6 +286,8 @@ pub struct System {
     pub mux: &'static ConsoleMux<'static>,
     /// Each VM's virtual PL011.
     pub uarts: &'static [VirtualUart<'static>],
+    /// Each VM's devices but its GIC windows (its PL011 among them).
+    pub devices: Vec<Vec<&'static dyn MmioDevice>>,
     /// Each VM's virtual GIC (its distributor state).
     pub gics: &'static [VirtualGic],
     /// Each VM's Capvisor service (its reported status).
@@ -298,6 +298,29 @@ impl System {
     /// How many VMs it has.
     pub fn count(&self) -> usize {
         self.configs.len()
+    }
+}
+
+/// How many devices a VM can have: a row of the guest platform each.
+const PLATFORM_ROWS: usize = hyp::guest_platform::DEVICES.len();
+
+/// Refuses the boot unless every device `config` claims is answered: by
+/// one of `devices`, or a hardware window in `passthrough` (a row the
+/// board offers with no capsule behind it would leave the guest aborting).
+fn check_emulated(
+    config: &VmConfig<'_>,
+    devices: &[&'static dyn MmioDevice],
+    passthrough: &[(DeviceClaim, GuestMapping)],
+) {
+    for name in config.devices.names() {
+        let answered = devices.iter().any(|device| device.name() == name)
+            || passthrough.iter().any(|(claim, _)| claim.name == name);
+        if !answered {
+            io::refuse_boot(format_args!(
+                "VM '{}' claims device '{}', which this board makes no capsule for",
+                config.name, name
+            ));
+        }
     }
 }
 
@@ -378,12 +401,22 @@ pub fn prepare(memory: GuestPool) -> System {
     }
     let ports: &'static [ConsolePort<'static, 'static>] =
         leak_all((0..configs.len()).map(|index| mux.port(index)));
-    let uarts = leak_all(ports.iter().map(|port| VirtualUart::new(port)));
-    let gics = leak_all(
+    let gics: &'static [VirtualGic] = leak_all(
         configs
             .iter()
             .map(|config| VirtualGic::with_vcpus(config.vcpus as usize)),
     );
+    let uarts: &'static [VirtualUart<'static>] = leak_all(
+        ports
+            .iter()
+            .zip(gics)
+            .map(|(port, gic)| crate::devices::uart(gic, port)),
+    );
+    let devices = gics
+        .iter()
+        .zip(uarts)
+        .map(|(gic, uart)| crate::devices::vm_devices(gic, uart, &Counter, memory.wall_clock))
+        .collect();
     let services =
         leak_all(ports.iter().enumerate().map(|(index, port)| {
             HypervisorService::new(index as u32 + 1, configs[index].name, port)
@@ -394,6 +427,7 @@ pub fn prepare(memory: GuestPool) -> System {
         memories,
         mux,
         uarts,
+        devices,
         gics,
         services,
     }
@@ -553,18 +587,20 @@ pub fn create_vms(
             let wiring = wiring(index, vcpu_number);
             // Each vCPU gets the devices its VM claims (the table was
             // checked: each is one of the board's, at its own window), as
-            // its own views where the device is banked per CPU.
-            let devices: &'static heapless::Vec<&'static dyn MmioDevice, 3> = leak(
-                [
-                    Some(&system.uarts[index] as &dyn MmioDevice),
-                    Some(wiring.distributor),
-                    wiring.cpu_interface,
-                ]
-                .into_iter()
-                .flatten()
-                .filter(|device| claims(config, device.name()))
-                .collect(),
+            // its own views where the device is banked per CPU; at most
+            // one per row of the guest platform.
+            let devices: &'static heapless::Vec<&'static dyn MmioDevice, PLATFORM_ROWS> = leak(
+                system.devices[index]
+                    .iter()
+                    .copied()
+                    .chain([wiring.distributor])
+                    .chain(wiring.cpu_interface)
+                    .filter(|device| claims(config, device.name()))
+                    .collect(),
             );
+            if vcpu_number == 0 {
+                check_emulated(config, devices, wiring.passthrough);
+            }
             let psci: &'static Psci<'static> = leak(if vcpus > 1 {
                 Psci::for_vcpu(vm, vcpu_number)
             } else {

@@ -46,3 +46,10 @@ pub mod io;
 #[cfg(target_arch = "arm")]
 pub mod memory_map;
 pub mod platform;
+
+/// Moves `value` to the boot heap for the rest of the run (Tock's
+/// `static_init!`): objects created once at boot that the VMs, capsules
+/// and the platform borrow for ever.
+pub fn leak<T>(value: T) -> &'static mut T {
+    alloc::boxed::Box::leak(alloc::boxed::Box::new(value))
+}

@@ -24,8 +24,8 @@ pub type Plan = heapless::Vec<Region, MAX_REGIONS>;
 pub type Expectations = heapless::Vec<Expectation, { MAX_REGIONS + MAX_CPUS }>;
 
 /// The most CPUs a board's image has stacks for (the linker script's
-/// `CPUS` may be at most this).
-pub const MAX_CPUS: usize = 4;
+/// `CPUS` may be at most this; defined in `hyp`).
+pub use hyp::config::MAX_CPUS;
 
 extern "C" {
     static __text_start: u8;

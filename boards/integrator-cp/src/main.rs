@@ -104,6 +104,7 @@ pub extern "C" fn capvisor_main() -> ! {
         pool: &memory_map::GUEST_RAM,
         staging: &memory_map::GUEST_IMAGES,
         devices: components::devices::DEVICES,
+        wall_clock: &hyp::hil::time::UnsetWallClock,
         cpus: 1,
     });
     // No GIC: the software backend, HCR.VI as the vCPU's IRQ input, and
@@ -111,7 +112,7 @@ pub extern "C" fn capvisor_main() -> ! {
     let wiring = |vm: usize, _vcpu: usize| {
         let gic = &system.gics[vm];
         InterruptWiring {
-            backend: leak(SoftwareBackend::new(gic, &system.uarts[vm], &HcrVirtualIrq)),
+            backend: leak(SoftwareBackend::new(gic, &HcrVirtualIrq)),
             distributor: leak(gic.distributor()),
             cpu_interface: Some(leak(gic.cpu_interface())),
             passthrough: &[],

@@ -39,6 +39,8 @@ use components::platform::{BoardPlatform, Lines, PlatformShared};
 use components::{boot, io, log};
 use gicv2::{Gic, HypInterface};
 use hyp::config::DeviceClaim;
+use hyp::hil::list_registers::HostInterrupts;
+use hyp::hil::time::UnsetWallClock;
 use hyp::kernel::CpuKick;
 use hyp::memory::{MemoryType, Size};
 use hyp::utilities::TakeOnce;
@@ -75,16 +77,12 @@ static GIC: Gic = unsafe { Gic::new(qemu_virt::GICD_BASE, qemu_virt::GICC_BASE) 
 /// The guest's GIC CPU interface window, mapped onto the GIC's virtual CPU
 /// interface (GICV) in the stage 2 of every VM that claims it.
 static GICV_WINDOW: [(DeviceClaim, GuestMapping); 1] = [(
-    DeviceClaim {
-        name: virtual_gic::CPU_INTERFACE_NAME,
-        ipa: virtual_gic::CPU_INTERFACE_BASE as u32,
-        size: virtual_gic::CPU_INTERFACE_SIZE as u32,
-    },
+    DeviceClaim::of(&virtual_gic::CPU_INTERFACE),
     GuestMapping {
         name: "gicv",
-        ipa: virtual_gic::CPU_INTERFACE_BASE as u32,
+        ipa: virtual_gic::CPU_INTERFACE.base,
         physical: qemu_virt::GICV_BASE as u64,
-        size: virtual_gic::CPU_INTERFACE_SIZE as u32,
+        size: virtual_gic::CPU_INTERFACE.size,
         memory: MemoryType::Device,
         access: GuestAccess::ReadWrite,
     },
@@ -134,17 +132,24 @@ pub extern "C" fn capvisor_main() -> ! {
         pool: &memory_map::GUEST_RAM,
         staging: &memory_map::GUEST_IMAGES,
         devices: components::devices::DEVICES,
+        wall_clock: &UnsetWallClock,
         cpus: online,
     });
+    // The host GIC's interrupts each backend takes (checked against the
+    // device tree by `check_machine`).
+    let host_interrupts = HostInterrupts {
+        maintenance: qemu_virt::MAINTENANCE_INTERRUPT,
+        virtual_timer: qemu_virt::VIRTUAL_TIMER_INTERRUPT,
+    };
     // Each vCPU: its own GICv2 backend (its list registers, its view of
     // its VM's distributor), the VM's CPU interface window onto GICV.
     let wiring = |vm: usize, vcpu: usize| {
         let backend: &'static GicV2Backend<'static> = leak(GicV2Backend::new(
             &system.gics[vm],
             vcpu,
-            &system.uarts[vm],
             gich,
             gic,
+            host_interrupts,
             &routing,
         ));
         InterruptWiring {

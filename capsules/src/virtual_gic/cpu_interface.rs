@@ -132,7 +132,7 @@ pub struct GicCpuInterface<'a> {
 
 impl MmioDevice for GicCpuInterface<'_> {
     fn name(&self) -> &'static str {
-        CPU_INTERFACE_NAME
+        CPU_INTERFACE.name
     }
 
     /// The VM's virtual GIC back to its reset state.
@@ -142,11 +142,11 @@ impl MmioDevice for GicCpuInterface<'_> {
     }
 
     fn base(&self) -> u64 {
-        CPU_INTERFACE_BASE
+        u64::from(CPU_INTERFACE.base)
     }
 
     fn size(&self) -> u64 {
-        CPU_INTERFACE_SIZE
+        u64::from(CPU_INTERFACE.size)
     }
 
     fn read(&self, offset: u64, size: AccessSize) -> Result<u32, MmioError> {

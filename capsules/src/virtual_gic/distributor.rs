@@ -193,7 +193,7 @@ impl GicDistributor<'_> {
 
 impl MmioDevice for GicDistributor<'_> {
     fn name(&self) -> &'static str {
-        DISTRIBUTOR_NAME
+        DISTRIBUTOR.name
     }
 
     /// The VM's virtual GIC back to its reset state.
@@ -203,11 +203,11 @@ impl MmioDevice for GicDistributor<'_> {
     }
 
     fn base(&self) -> u64 {
-        DISTRIBUTOR_BASE
+        u64::from(DISTRIBUTOR.base)
     }
 
     fn size(&self) -> u64 {
-        DISTRIBUTOR_SIZE
+        u64::from(DISTRIBUTOR.size)
     }
 
     fn read(&self, offset: u64, size: AccessSize) -> Result<u32, MmioError> {

@@ -22,12 +22,18 @@
 //!   active; one still pending is taken out again (its pending state goes
 //!   back to the distributor), so the distributor alone decides what is
 //!   delivered next.
-//! - *Level-sensitive interrupts* (the PL011, id 33) are written with the
+//! - *Level-sensitive interrupts* (every device's line) are written with the
 //!   end-of-interrupt maintenance request: when the guest ends one whose
 //!   line is still high, the maintenance interrupt brings an exit and the
 //!   interrupt is delivered again.
-//! - *The virtual timer* (id 27): its physical interrupt (PPI 27, the CPU's
-//!   CNTV output) is taken by the hypervisor, which tells this backend
+//! - *Devices' lines* ([`super::InterruptLine`]): a line that moves marks
+//!   the vCPUs stale, and the backend refreshes before the next entry; a
+//!   line scheduled to rise is raised here when due, and its deadline is
+//!   the alarm this backend asks of the kernel. The backend names no
+//!   device.
+//! - *The virtual timer* (the guest platform's PPI 11): its physical
+//!   interrupt (the CPU's CNTV output, which the board names in
+//!   [`HostInterrupts`]) is taken by the hypervisor, which tells this backend
 //!   ([`InterruptBackend::physical_interrupt`]). The backend masks the
 //!   physical interrupt at the GIC, raises the virtual line, and writes the
 //!   interrupt with the end-of-interrupt maintenance request; when the
@@ -54,7 +60,7 @@
 //!
 //! A VM with several vCPUs has one backend per vCPU, each over its own
 //! physical CPU's list registers, serving its vCPU's bank of the shared
-//! [`VirtualGic`] (its SGIs and PPIs, the timer's PPI 27 included, and the
+//! [`VirtualGic`] (its SGIs and PPIs, the timer's PPI included, and the
 //! SPIs routed to it). Two more rules come with that:
 //!
 //! - *SGIs* carry their source vCPU: an SGI's entry holds it in bits 12:10
@@ -69,27 +75,18 @@
 //!   learns whose physical CPU to interrupt from
 //!   [`InterruptBackend::take_kicks`]. A one-vCPU VM has neither.
 
-use super::{GicDistributor, VirtualGic, ID_BITS, NUM_INTERRUPTS, SOURCE_SHIFT, UART_INTERRUPT};
+use super::software::earliest;
+use super::{GicDistributor, VirtualGic, ID_BITS, NUM_INTERRUPTS, SOURCE_SHIFT};
 use crate::virtual_timer::TIMER_INTERRUPT;
-use crate::virtual_uart::VirtualUart;
 use core::cell::Cell;
 use hyp::capabilities::InterruptRoutingCapability;
 use hyp::dispatch::{MmioDevice, MmioError, NotResettable};
 use hyp::hil::interrupt::InterruptController;
-use hyp::hil::list_registers::{EntryState, InterfaceState, ListEntry, ListRegisters};
+use hyp::hil::list_registers::{
+    EntryState, HostInterrupts, InterfaceState, ListEntry, ListRegisters, MAX_LIST_REGISTERS,
+};
 use hyp::interrupts::{InterruptBackend, Poll, VirtualTimer};
 use hyp::trap::AccessSize;
-
-/// The most list registers a context holds (GIC-400 and QEMU implement 4).
-pub const MAX_LIST_REGISTERS: usize = 4;
-
-/// The physical interrupt of the guest's virtual timer (PPI 11, id 27 on
-/// every GICv2 system).
-pub const PHYSICAL_TIMER_INTERRUPT: u32 = 27;
-
-/// The GIC's maintenance interrupt (PPI 9, id 25): list registers need
-/// attention (underflow, an end the backend asked to hear of).
-pub const MAINTENANCE_INTERRUPT: u32 = 25;
 
 /// How many SGIs there are (ids 0-15).
 const NUM_SGIS: u32 = 16;
@@ -100,9 +97,10 @@ pub struct GicV2Backend<'a> {
     gic: &'a VirtualGic,
     /// The vCPU of the VM this backend serves.
     vcpu: usize,
-    uart: &'a VirtualUart<'a>,
     list_registers: &'a dyn ListRegisters,
     host: &'a dyn InterruptController,
+    /// The host GIC's maintenance and virtual timer interrupts.
+    host_interrupts: HostInterrupts,
     /// How many list registers are used (the GIC's count, at most
     /// [`MAX_LIST_REGISTERS`]).
     count: usize,
@@ -122,10 +120,9 @@ pub struct GicV2Backend<'a> {
     /// Whether the VM is switched in.
     loaded: Cell<bool>,
     /// Whether the distributor may have changed since the list registers
-    /// were last filled (the guest accessed it, a line moved, a restart).
+    /// were last filled (the guest accessed it, a restart); a device's
+    /// line marks the GIC stale instead.
     dirty: Cell<bool>,
-    /// The UART's line when the list registers were last filled.
-    uart_line: Cell<bool>,
     /// Interrupts in list registers whose pending state came from a latch
     /// (an edge, GICD_ISPENDR), not only from a line.
     from_latch: Cell<u64>,
@@ -143,11 +140,12 @@ impl core::fmt::Debug for GicV2Backend<'_> {
 
 impl<'a> GicV2Backend<'a> {
     /// A backend for vCPU `vcpu` of the VM whose distributor is `gic`,
-    /// with `uart` wired to id 33, delivering through `list_registers`
-    /// (those of the physical CPU the vCPU runs on); `host` is the
-    /// physical GIC, whose timer interrupt (PPI 11) the backend masks and
-    /// injects into this vCPU: a routing of a physical interrupt, which
-    /// only a board may set up (`_routing`).
+    /// delivering through `list_registers` (those of the physical CPU the
+    /// vCPU runs on); `host` is the physical GIC, whose interrupts
+    /// `host_interrupts` are the backend's: the maintenance interrupt, and
+    /// the virtual timer's, which it masks and injects into this vCPU (a
+    /// routing of a physical interrupt, which only a board may set up:
+    /// `_routing`).
     ///
     /// # Panics
     ///
@@ -155,18 +153,18 @@ impl<'a> GicV2Backend<'a> {
     pub fn new(
         gic: &'a VirtualGic,
         vcpu: usize,
-        uart: &'a VirtualUart<'a>,
         list_registers: &'a dyn ListRegisters,
         host: &'a dyn InterruptController,
+        host_interrupts: HostInterrupts,
         _routing: &dyn InterruptRoutingCapability,
     ) -> Self {
         assert!(vcpu < gic.vcpus(), "no such vCPU in this GIC");
         GicV2Backend {
             gic,
             vcpu,
-            uart,
             list_registers,
             host,
+            host_interrupts,
             count: list_registers.count().min(MAX_LIST_REGISTERS),
             held: Cell::new([None; MAX_LIST_REGISTERS]),
             saved: Cell::new([ListEntry::FREE; MAX_LIST_REGISTERS]),
@@ -175,7 +173,6 @@ impl<'a> GicV2Backend<'a> {
             waiting: Cell::new(false),
             loaded: Cell::new(false),
             dirty: Cell::new(true),
-            uart_line: Cell::new(false),
             from_latch: Cell::new(0),
         }
     }
@@ -197,12 +194,12 @@ impl<'a> GicV2Backend<'a> {
         self.loaded.get()
     }
 
-    /// Something outside this backend changed the distributor's state (a
-    /// device drove a line): look again before the next entry. The
-    /// backend's own sources (the guest's distributor accesses, the UART's
-    /// line, the timer and maintenance interrupts) need no such call, and
-    /// with several vCPUs neither does anything that gives this vCPU an
-    /// interrupt through the GIC (it marks the vCPU stale).
+    /// Something outside this backend changed the distributor's state:
+    /// look again before the next entry. The backend's own sources (the
+    /// guest's distributor accesses, the timer and maintenance interrupts)
+    /// need no such call, and neither do devices' lines nor, with several
+    /// vCPUs, anything that gives this vCPU an interrupt through the GIC
+    /// (they mark the vCPU stale).
     pub fn invalidate(&self) {
         self.dirty.set(true);
     }
@@ -371,9 +368,6 @@ impl<'a> GicV2Backend<'a> {
     /// interrupts are left waiting.
     fn refresh(&self) {
         self.dirty.set(false);
-        let uart = self.uart.interrupt_pending();
-        self.uart_line.set(uart);
-        self.gic.set_level(UART_INTERRUPT, uart);
         self.read_back();
         // Everything forwarded to this vCPU is presented now: it needs no
         // kick, and is not stale.
@@ -420,7 +414,7 @@ impl<'a> GicV2Backend<'a> {
     /// Lifts this VM's mask of the timer's physical interrupt.
     fn unmask_timer(&self) {
         if self.timer_masked.replace(false) && self.loaded.get() {
-            self.host.enable(PHYSICAL_TIMER_INTERRUPT);
+            self.host.enable(self.host_interrupts.virtual_timer);
         }
     }
 
@@ -449,7 +443,7 @@ impl InterruptBackend for GicV2Backend<'_> {
         self.list_registers
             .enable(&self.interface.get(), self.waiting.get());
         if self.timer_masked.get() {
-            self.host.disable(PHYSICAL_TIMER_INTERRUPT);
+            self.host.disable(self.host_interrupts.virtual_timer);
         }
     }
 
@@ -467,35 +461,35 @@ impl InterruptBackend for GicV2Backend<'_> {
         self.interface.set(self.list_registers.disable());
         if self.timer_masked.get() {
             // The next VM's timer must be able to interrupt.
-            self.host.enable(PHYSICAL_TIMER_INTERRUPT);
+            self.host.enable(self.host_interrupts.virtual_timer);
         }
         self.loaded.set(false);
     }
 
     /// This backend knows what can change its VM's interrupts (its
-    /// distributor window, the UART's line, its physical interrupts, a
-    /// restart) and refills only then. The kernel calls it only after an
-    /// exit that can have changed something ([`Self::polls_every_entry`]
-    /// is false), and its `changed` then says the UART's line may have
-    /// moved: a hypercall exit does not come here at all, and the timer's
-    /// own interrupt, injected at once, costs a line check. With several
-    /// vCPUs it also refreshes when the GIC marked this vCPU stale (another
-    /// vCPU or a device gave it an interrupt; the kernel calls this after
-    /// the kick's exit).
+    /// distributor window, its physical interrupts, a restart, and the
+    /// GIC's stale mark: a device's line moved, or another vCPU gave this
+    /// one an interrupt) and refills only then. The kernel calls it only
+    /// after an exit that can have changed something
+    /// ([`Self::polls_every_entry`] is false): a hypercall exit does not
+    /// come here at all, and the timer's own interrupt, injected at once,
+    /// costs three flag checks. A device line scheduled to rise is raised
+    /// here once due, and until then its deadline is the alarm asked for
+    /// (the timer interrupts physically: it needs none).
     fn before_entry(
         &self,
         _timer: &dyn VirtualTimer,
-        _now: &dyn Fn() -> u64,
-        changed: bool,
+        now: &dyn Fn() -> u64,
+        _changed: bool,
     ) -> Option<u64> {
-        if self.dirty.get()
-            || self.gic.is_stale(self.vcpu)
-            || (changed && self.uart.interrupt_pending() != self.uart_line.get())
-        {
+        let lines_due = match self.gic.next_deadline() {
+            None => None,
+            Some(_) => self.gic.raise_due(now()),
+        };
+        if self.dirty.get() || self.gic.is_stale(self.vcpu) {
             self.refresh();
         }
-        // The timer interrupts physically while the VM runs: no alarm.
-        None
+        lines_due
     }
 
     /// Only after a change: the timer interrupts physically.
@@ -504,11 +498,13 @@ impl InterruptBackend for GicV2Backend<'_> {
     }
 
     fn poll(&self, timer: &dyn VirtualTimer, now: u64) -> Poll {
-        self.gic
-            .set_level(UART_INTERRUPT, self.uart.interrupt_pending());
+        let lines_due = match self.gic.next_deadline() {
+            None => None,
+            Some(_) => self.gic.raise_due(now),
+        };
         self.read_back();
         let mut candidates = self.gic.forwarded(self.vcpu);
-        let mut wake_at = None;
+        let mut wake_at = lines_due;
         if VirtualTimerState::control_armed(timer.virtual_timer_control()) {
             let state = timer.virtual_timer();
             if state.fired(now) {
@@ -518,7 +514,7 @@ impl InterruptBackend for GicV2Backend<'_> {
                     candidates |= 1 << TIMER_INTERRUPT;
                 }
             } else {
-                wake_at = Some(state.deadline);
+                wake_at = earliest(wake_at, Some(state.deadline));
             }
         }
         // What was read back is filled in again before the next entry.
@@ -541,16 +537,20 @@ impl InterruptBackend for GicV2Backend<'_> {
             // Forwarded lines concern the VM switched in only.
             return false;
         }
+        let HostInterrupts {
+            maintenance,
+            virtual_timer,
+        } = self.host_interrupts;
         match id {
             // The maintenance interrupt is a level: it stays raised while
             // an ended entry that asked for it is in a list register, or
             // while they underflow with interrupts waiting. Read back and
             // refill now, which lowers it.
-            MAINTENANCE_INTERRUPT => {
+            _ if id == maintenance => {
                 self.refresh();
                 true
             }
-            PHYSICAL_TIMER_INTERRUPT => {
+            _ if id == virtual_timer => {
                 // A list register holding the previous one, which the
                 // guest has ended since, is read back first: reading it
                 // back later would lower the line this interrupt raises.
@@ -562,7 +562,7 @@ impl InterruptBackend for GicV2Backend<'_> {
                 // Masked until the guest ends the virtual interrupt (the
                 // physical line stays high until the guest reprograms its
                 // timer).
-                self.host.disable(PHYSICAL_TIMER_INTERRUPT);
+                self.host.disable(virtual_timer);
                 self.timer_masked.set(true);
                 // This vCPU's own line: the interrupt is presented right
                 // here, no other vCPU needs to hear of it.
@@ -629,7 +629,7 @@ impl GicV2Distributor<'_> {
 
 impl MmioDevice for GicV2Distributor<'_> {
     fn name(&self) -> &'static str {
-        super::DISTRIBUTOR_NAME
+        super::DISTRIBUTOR.name
     }
 
     /// The VM's distributor state back to reset (its list registers and
@@ -640,11 +640,11 @@ impl MmioDevice for GicV2Distributor<'_> {
     }
 
     fn base(&self) -> u64 {
-        super::DISTRIBUTOR_BASE
+        u64::from(super::DISTRIBUTOR.base)
     }
 
     fn size(&self) -> u64 {
-        super::DISTRIBUTOR_SIZE
+        u64::from(super::DISTRIBUTOR.size)
     }
 
     fn read(&self, offset: u64, size: AccessSize) -> Result<u32, MmioError> {
@@ -665,31 +665,38 @@ impl MmioDevice for GicV2Distributor<'_> {
     }
 }
 
-const _: () = assert!(TIMER_INTERRUPT < NUM_INTERRUPTS && UART_INTERRUPT < NUM_INTERRUPTS);
+const _: () = assert!(TIMER_INTERRUPT < NUM_INTERRUPTS);
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::test_support::Recorder;
     use hyp::hil::interrupt::Acknowledged;
     use hyp::interrupts::VirtualTimerState;
     use hyp::trap::AccessSize::Word;
 
+    /// The fake host GIC's interrupts, as a board would name them: other
+    /// ids than any real GICv2's, so that a backend that took them from
+    /// anywhere but its board would fail.
+    const HOST: HostInterrupts = HostInterrupts {
+        maintenance: 20,
+        virtual_timer: 22,
+    };
+    const MAINTENANCE_INTERRUPT: u32 = HOST.maintenance;
+    const PHYSICAL_TIMER_INTERRUPT: u32 = HOST.virtual_timer;
+
     /// Declares a switched-in backend over fresh fakes: the GICH `$gich`,
-    /// the host GIC `$host`, the VM's distributor `$gic` (and a UART).
+    /// the host GIC `$host`, the VM's distributor `$gic`.
     macro_rules! fixture {
         ($gich:ident, $host:ident, $gic:ident, $backend:ident) => {
-            let console = Recorder::default();
             let $gich = FakeGich::default();
             let $host = FakeHost::default();
-            let uart = VirtualUart::new(&console);
             let $gic = VirtualGic::new();
             let $backend = GicV2Backend::new(
                 &$gic,
                 0,
-                &uart,
                 &$gich,
                 &$host,
+                HOST,
                 &hyp::capabilities::testing::TestCapability,
             );
             $backend.switch_in();
@@ -907,9 +914,9 @@ mod tests {
         fixture!(gich, host, gic, backend);
         guest_enables(&gic, &[TIMER_INTERRUPT]);
         host.enable(PHYSICAL_TIMER_INTERRUPT);
-        // The platform took PPI 27.
+        // The platform took the timer's physical interrupt.
         assert!(backend.physical_interrupt(PHYSICAL_TIMER_INTERRUPT));
-        assert!(!backend.physical_interrupt(33), "not the backend's");
+        assert!(!backend.physical_interrupt(40), "not the backend's");
         assert!(!host.is_enabled(PHYSICAL_TIMER_INTERRUPT), "masked");
         entry(&backend);
         assert_eq!(gich.entry(0).id, TIMER_INTERRUPT);
@@ -1040,8 +1047,6 @@ mod tests {
     /// GIC `$host`.
     macro_rules! smp_fixture {
         ($gichs:ident, $host:ident, $gic:ident, $backends:ident) => {
-            let console = Recorder::default();
-            let uart = VirtualUart::new(&console);
             let $gichs: [FakeGich; 3] = Default::default();
             let $host = FakeHost::default();
             let $gic = VirtualGic::with_vcpus(3);
@@ -1049,9 +1054,9 @@ mod tests {
                 GicV2Backend::new(
                     &$gic,
                     vcpu,
-                    &uart,
                     &$gichs[vcpu],
                     &$host,
+                    HOST,
                     &hyp::capabilities::testing::TestCapability,
                 )
             });
@@ -1070,11 +1075,9 @@ mod tests {
     #[test]
     #[should_panic(expected = "no such vCPU")]
     fn a_backend_for_a_missing_vcpu_is_a_board_error() {
-        let console = Recorder::default();
-        let uart = VirtualUart::new(&console);
         let (gich, host, gic) = (FakeGich::default(), FakeHost::default(), VirtualGic::new());
         let capability = hyp::capabilities::testing::TestCapability;
-        GicV2Backend::new(&gic, 1, &uart, &gich, &host, &capability);
+        GicV2Backend::new(&gic, 1, &gich, &host, HOST, &capability);
     }
 
     #[test]

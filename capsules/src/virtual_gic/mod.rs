@@ -2,7 +2,7 @@
 //! A virtual GICv2: the guest's interrupt controller at 0x0800_0000.
 //!
 //! A VM with one to [`MAX_VCPUS`] vCPUs sees a GICv2 distributor at
-//! [`DISTRIBUTOR_BASE`] and its CPU interface at [`CPU_INTERFACE_BASE`]
+//! [`DISTRIBUTOR`] and its CPU interface at [`CPU_INTERFACE`]
 //! (`arm,cortex-a15-gic` in the device tree), with the registers Linux's
 //! `irq-gic.c` uses. There are 64 interrupt ids: SGIs 0-15, PPIs 16-31 and
 //! SPIs 32-63 (SPI n is id 32 + n). How interrupts reach a vCPU is the
@@ -11,11 +11,22 @@
 //! drives the vCPU's IRQ input (HCR.VI) from [`VirtualGic::pending_irq`];
 //! on a host GIC with the virtualization extensions the CPU interface is
 //! the hardware's own, one [`GicV2Backend`] serves each vCPU, and only the
-//! distributor ([`distributor`]) is emulated. Devices drive lines with
-//! [`VirtualGic::set_level`] (level-sensitive sources such as the PL011,
-//! id 33) or [`VirtualGic::trigger`] (a single edge); a vCPU's own PPIs
-//! (the virtual timer, id 27) with [`VirtualGic::set_private_level`] and
-//! [`VirtualGic::trigger_private`].
+//! distributor ([`distributor`]) is emulated.
+//!
+//! Devices hold [`InterruptLine`]s: a handle on one SPI of their VM's GIC
+//! (the id from their row of `hyp::guest_platform`), which they raise and
+//! lower as their interrupt status changes ([`InterruptLine::set`]), or
+//! schedule to rise at a time of the hypervisor's clock
+//! ([`InterruptLine::raise_at`], for a device whose interrupt is a
+//! deadline, such as the PL031's match). A line that moves marks every
+//! vCPU's interrupts *stale*: the backends already look at that mark before
+//! an entry (for SGIs and SPIs another vCPU gives), so they learn of the
+//! device without knowing it, and a line that stays where it is costs a
+//! compare. Scheduled lines are raised by the backends when due
+//! ([`VirtualGic::raise_due`]), which also tell the kernel when to wake
+//! them. A vCPU's own PPIs (the virtual timer, `hyp::guest_platform::
+//! VIRTUAL_TIMER`) are the backends' business:
+//! [`VirtualGic::set_private_level`] and [`VirtualGic::trigger_private`].
 //!
 //! Banked and shared state. Each vCPU has its own copy (bank) of ids 0-31:
 //! their enable, pending, active and line state, their priorities, the
@@ -120,13 +131,16 @@
 //! let gic = VirtualGic::new();
 //! let (gicd, gicc) = (gic.distributor(), gic.cpu_interface());
 //! gicd.write(0x000, Word, 1).unwrap(); // GICD_CTLR: enable
-//! gicd.write(0x104, Word, 1 << 1).unwrap(); // ISENABLER1: id 33
+//! gicd.write(0x104, Word, 1 << 1).unwrap(); // ISENABLER1: id 33 (SPI 1)
 //! gicd.write(0x420, Word, 0xa0 << 8).unwrap(); // IPRIORITYR8: id 33 at 0xa0
 //! gicc.write(0x004, Word, 0xf0).unwrap(); // GICC_PMR
 //! gicc.write(0x000, Word, 1).unwrap(); // GICC_CTLR: enable
-//! gic.set_level(33, true);
+//! // The line of a device whose row gives SPI 1 (the PL011's).
+//! let id = hyp::guest_platform::UART.interrupt.unwrap();
+//! let line = gic.line(id);
+//! line.raise();
 //! assert!(gic.pending_irq());
-//! assert_eq!(gicc.read(0x00c, Word), Ok(33)); // GICC_IAR
+//! assert_eq!(gicc.read(0x00c, Word), Ok(id)); // GICC_IAR
 //! ```
 //!
 //! With two vCPUs, vCPU 0 sends SGI 5 to vCPU 1:
@@ -147,25 +161,16 @@
 use core::cell::Cell;
 use hyp::config::MAX_VCPUS;
 use hyp::dispatch::{MmioDevice, MmioError, NotResettable};
+use hyp::guest_platform::GuestDevice;
+use hyp::guest_platform::FIRST_SPI;
 use hyp::trap::AccessSize;
 
-/// The distributor's name, as VM tables claim it.
-pub const DISTRIBUTOR_NAME: &str = "gic-distributor";
-/// The CPU interface's name, as VM tables claim it.
-pub const CPU_INTERFACE_NAME: &str = "gic-cpu-interface";
-/// Where the guest platform puts the distributor
-/// (`hyp::device_tree::GIC_DISTRIBUTOR`).
-pub const DISTRIBUTOR_BASE: u64 = hyp::device_tree::GIC_DISTRIBUTOR.0 as u64;
-/// The distributor's register window.
-pub const DISTRIBUTOR_SIZE: u64 = hyp::device_tree::GIC_DISTRIBUTOR.1 as u64;
-/// Where the guest platform puts the CPU interface.
-pub const CPU_INTERFACE_BASE: u64 = hyp::device_tree::GIC_CPU_INTERFACE.0 as u64;
-/// The CPU interface's register window (GICC_DIR is at 0x1000).
-pub const CPU_INTERFACE_SIZE: u64 = hyp::device_tree::GIC_CPU_INTERFACE.1 as u64;
+/// The distributor's row of the guest platform (name, window).
+pub const DISTRIBUTOR: GuestDevice = hyp::guest_platform::GIC_DISTRIBUTOR;
+/// The CPU interface's row (its window holds GICC_DIR at 0x1000).
+pub const CPU_INTERFACE: GuestDevice = hyp::guest_platform::GIC_CPU_INTERFACE;
 /// Interrupt ids 0..NUM_INTERRUPTS exist: 16 SGIs, 16 PPIs, 32 SPIs.
 pub const NUM_INTERRUPTS: u32 = 64;
-/// The virtual PL011's interrupt id (SPI 1; `crate::virtual_uart`).
-pub const UART_INTERRUPT: u32 = 33;
 /// The id GICC_IAR returns when nothing can be acknowledged.
 pub const SPURIOUS: u32 = 1023;
 
@@ -175,8 +180,8 @@ const SGI_MASK: u32 = 0xffff;
 const NUM_SGIS: usize = 16;
 /// How many ids a bank holds: the banked ids 0-31, or the 32 SPIs.
 const BANK_IDS: u32 = 32;
-/// The first SPI.
-const FIRST_SPI: u32 = 32;
+/// No line scheduled ([`VirtualGic::raise_at`]).
+const NEVER: u64 = u64::MAX;
 /// The interrupt id in GICC_IAR, GICC_EOIR, GICC_DIR and a list register
 /// (bits 9:0).
 pub(crate) const ID_BITS: u32 = 0x3ff;
@@ -361,9 +366,16 @@ pub struct VirtualGic {
     /// The vCPUs whose forwarded interrupts grew since the kernel last
     /// asked ([`VirtualGic::take_kicks`]); only with more than one vCPU.
     kicks: Cell<u32>,
-    /// The vCPUs whose forwarded interrupts grew since their backend last
-    /// filled its list registers; only with more than one vCPU.
+    /// The vCPUs whose interrupts may have changed since their backend
+    /// last presented them: their forwarded interrupts grew (only with
+    /// more than one vCPU), or a device's line moved (always).
     stale: Cell<u32>,
+    /// When each SPI's line is scheduled to rise (bit k: id 32 + k),
+    /// [`NEVER`] if it is not.
+    deadlines: [Cell<u64>; BANK_IDS as usize],
+    /// The earliest of `deadlines`: one compare tells a backend whether
+    /// any line is scheduled.
+    next_deadline: Cell<u64>,
 }
 
 impl Default for VirtualGic {
@@ -402,6 +414,8 @@ impl VirtualGic {
             routes: Cell::new(reset_routes()),
             kicks: Cell::new(0),
             stale: Cell::new(0),
+            deadlines: [const { Cell::new(NEVER) }; BANK_IDS as usize],
+            next_deadline: Cell::new(NEVER),
         }
     }
 
@@ -411,8 +425,9 @@ impl VirtualGic {
     }
 
     /// Puts the GIC back in its reset state for a VM restart: every vCPU's
-    /// bank and the shared state. The input lines keep their levels: they
-    /// belong to the devices driving them.
+    /// bank and the shared state. The input lines keep their levels and
+    /// schedules: they belong to the devices driving them (which reset
+    /// them with their own state).
     pub fn reset(&self) {
         self.distributor_enabled.set(false);
         self.cpu_control.set(0);
@@ -431,7 +446,7 @@ impl VirtualGic {
     }
 
     /// The distributor as vCPU 0 sees it, a virtual device at
-    /// [`DISTRIBUTOR_BASE`] (all a one-vCPU VM needs).
+    /// [`DISTRIBUTOR`] (all a one-vCPU VM needs).
     pub fn distributor(&self) -> GicDistributor<'_> {
         self.distributor_for(0)
     }
@@ -448,22 +463,87 @@ impl VirtualGic {
     }
 
     /// The CPU interface of vCPU 0 as a virtual device at
-    /// [`CPU_INTERFACE_BASE`].
+    /// [`CPU_INTERFACE`].
     pub fn cpu_interface(&self) -> GicCpuInterface<'_> {
         GicCpuInterface { gic: self }
     }
 
+    /// The line of SPI `id` (32-63), for the device that drives it.
+    ///
+    /// # Panics
+    ///
+    /// Unless `id` is an SPI of this GIC (a board error: the guest
+    /// platform's rows give SPIs).
+    pub fn line(&self, id: u32) -> InterruptLine<'_> {
+        assert!(
+            (FIRST_SPI..NUM_INTERRUPTS).contains(&id),
+            "a device's line is an SPI"
+        );
+        InterruptLine { gic: self, id }
+    }
+
     /// Drives the input line of PPI or SPI `id` (16-63). A rising edge
     /// makes an edge-triggered interrupt pending; a level-sensitive one is
-    /// pending while the line is high. A PPI's line is vCPU 0's (see
-    /// [`Self::set_private_level`] for the others). SGIs have no line and
-    /// other ids do not exist: those calls are ignored.
+    /// pending while the line is high. An SPI's line that moves marks
+    /// every vCPU stale (a line left where it was costs a compare). A
+    /// PPI's line is vCPU 0's (see [`Self::set_private_level`] for the
+    /// others). SGIs have no line and other ids do not exist: those calls
+    /// are ignored.
     pub fn set_level(&self, id: u32, high: bool) {
         match id {
             16..FIRST_SPI => self.set_private_level(0, id, high),
-            FIRST_SPI..NUM_INTERRUPTS => self.tracked(|| self.spis.drive(id - FIRST_SPI, high)),
+            FIRST_SPI..NUM_INTERRUPTS => {
+                let k = id - FIRST_SPI;
+                if (self.spis.lines.get() & (1 << k) != 0) == high {
+                    return;
+                }
+                self.tracked(|| self.spis.drive(k, high));
+                self.stale
+                    .set(self.stale.get() | u32::from(self.vcpu_mask()));
+            }
             _ => {}
         }
+    }
+
+    /// Schedules SPI `id`'s line to rise once the hypervisor's clock reads
+    /// `deadline` (`None`: not at all), replacing any earlier schedule; a
+    /// backend raises it when due ([`Self::raise_due`]). Other ids are
+    /// ignored.
+    pub fn raise_at(&self, id: u32, deadline: Option<u64>) {
+        if !(FIRST_SPI..NUM_INTERRUPTS).contains(&id) {
+            return;
+        }
+        self.deadlines[(id - FIRST_SPI) as usize].set(deadline.unwrap_or(NEVER));
+        let next = self.deadlines.iter().map(Cell::get).min().unwrap_or(NEVER);
+        self.next_deadline.set(next);
+    }
+
+    /// When the earliest scheduled line rises, if any is (a load and a
+    /// compare: backends ask before every look).
+    #[inline]
+    pub fn next_deadline(&self) -> Option<u64> {
+        let next = self.next_deadline.get();
+        (next != NEVER).then_some(next)
+    }
+
+    /// Raises the scheduled lines due at `now` (each once: its schedule
+    /// ends); returns when the next one is due.
+    pub fn raise_due(&self, now: u64) -> Option<u64> {
+        if self.next_deadline.get() > now {
+            return self.next_deadline();
+        }
+        let mut next = NEVER;
+        for (k, deadline) in self.deadlines.iter().enumerate() {
+            let at = deadline.get();
+            if at <= now {
+                deadline.set(NEVER);
+                self.set_level(FIRST_SPI + k as u32, true);
+            } else {
+                next = next.min(at);
+            }
+        }
+        self.next_deadline.set(next);
+        self.next_deadline()
     }
 
     /// One edge on PPI or SPI `id` (16-63): the interrupt becomes pending
@@ -713,6 +793,64 @@ impl VirtualGic {
             }
         }
         best
+    }
+}
+
+/// A device's interrupt line: one SPI of its VM's [`VirtualGic`]. The
+/// device raises it while its interrupt is asserted (level-sensitive, as
+/// the guest platform's devices are) and lowers it when it is not; the
+/// GIC and the VM's backend do the rest. Cheap to copy: a reference and an
+/// id.
+///
+/// ```
+/// use capsules::virtual_gic::VirtualGic;
+/// let gic = VirtualGic::new();
+/// let line = gic.line(34);
+/// line.set(true);
+/// assert!(line.is_high());
+/// line.lower();
+/// line.raise_at(Some(1000)); // rises when the clock reads 1000
+/// assert_eq!(gic.raise_due(999), Some(1000));
+/// assert!(!line.is_high());
+/// assert_eq!(gic.raise_due(1000), None);
+/// assert!(line.is_high());
+/// ```
+#[derive(Clone, Copy, Debug)]
+pub struct InterruptLine<'a> {
+    gic: &'a VirtualGic,
+    id: u32,
+}
+
+impl InterruptLine<'_> {
+    /// The interrupt id.
+    pub fn id(&self) -> u32 {
+        self.id
+    }
+
+    /// Drives the line high (`true`) or low.
+    pub fn set(&self, high: bool) {
+        self.gic.set_level(self.id, high);
+    }
+
+    /// Drives the line high.
+    pub fn raise(&self) {
+        self.set(true);
+    }
+
+    /// Drives the line low.
+    pub fn lower(&self) {
+        self.set(false);
+    }
+
+    /// Whether the line is high.
+    pub fn is_high(&self) -> bool {
+        self.gic.spis.lines.get() & (1 << (self.id - FIRST_SPI)) != 0
+    }
+
+    /// Schedules the line to rise when the hypervisor's clock reads
+    /// `deadline` (`None` cancels): [`VirtualGic::raise_at`].
+    pub fn raise_at(&self, deadline: Option<u64>) {
+        self.gic.raise_at(self.id, deadline);
     }
 }
 

@@ -4,23 +4,22 @@
 //!
 //! For boards without a GIC virtualization interface (Integrator/CP has no
 //! GIC at all, and its CPU's timer outputs are not wired), whose VMs have
-//! one vCPU: the backend serves vCPU 0 of its [`VirtualGic`]. The VM's
-//! interrupt sources are wired into the GIC:
-//!
-//! | source | GIC id | trigger |
-//! |---|---|---|
-//! | virtual timer (CNTV) | 27 (PPI 11) | level, see [`crate::virtual_timer`] |
-//! | virtual PL011 | 33 (SPI 1) | level: the UART's masked interrupt status (MIS) is non-zero |
+//! one vCPU: the backend serves vCPU 0 of its [`VirtualGic`]. Its own
+//! interrupt source is the guest's virtual timer (PPI
+//! [`TIMER_INTERRUPT`], level, see [`crate::virtual_timer`]); devices
+//! drive their lines in the GIC themselves
+//! ([`super::InterruptLine`]), which marks the vCPU stale.
 //!
 //! Before every entry the backend evaluates the guest's timer (one CP15
-//! read while it is off) and, when anything changed, sets the vCPU's IRQ
-//! input ([`VirtualIrqLine`], HCR.VI on ARMv7-A) from the emulated CPU
-//! interface. The IRQ input is the backend's context: it is loaded into
-//! the CPU when the VM is switched in.
+//! read while it is off), raises the devices' scheduled lines that are due
+//! (one compare while none is scheduled) and, when anything changed (the
+//! kernel says so, the timer's line moved, or the GIC is stale), sets the
+//! vCPU's IRQ input ([`VirtualIrqLine`], HCR.VI on ARMv7-A) from the
+//! emulated CPU interface. The IRQ input is the backend's context: it is
+//! loaded into the CPU when the VM is switched in.
 
-use super::{VirtualGic, UART_INTERRUPT};
+use super::VirtualGic;
 use crate::virtual_timer::{evaluate, TIMER_INTERRUPT};
-use crate::virtual_uart::VirtualUart;
 use core::cell::Cell;
 use hyp::interrupts::{InterruptBackend, Poll, VirtualIrqLine, VirtualTimer, VirtualTimerState};
 
@@ -30,7 +29,6 @@ const VCPU: usize = 0;
 /// One VM's software interrupt delivery.
 pub struct SoftwareBackend<'a> {
     gic: &'a VirtualGic,
-    uart: &'a VirtualUart<'a>,
     irq_line: &'a dyn VirtualIrqLine,
     /// Whether the vCPU's IRQ input is asserted (the context).
     irq: Cell<bool>,
@@ -47,16 +45,10 @@ impl core::fmt::Debug for SoftwareBackend<'_> {
 }
 
 impl<'a> SoftwareBackend<'a> {
-    /// Wires `uart` and the virtual timer into `gic`, delivering through
-    /// `irq_line`.
-    pub fn new(
-        gic: &'a VirtualGic,
-        uart: &'a VirtualUart<'a>,
-        irq_line: &'a dyn VirtualIrqLine,
-    ) -> Self {
+    /// Wires the virtual timer into `gic`, delivering through `irq_line`.
+    pub fn new(gic: &'a VirtualGic, irq_line: &'a dyn VirtualIrqLine) -> Self {
         SoftwareBackend {
             gic,
-            uart,
             irq_line,
             irq: Cell::new(false),
             timer_line: Cell::new(false),
@@ -82,12 +74,11 @@ impl<'a> SoftwareBackend<'a> {
         (output.wake_at, moved || output.level)
     }
 
-    /// Whether the emulated CPU interface signals an IRQ, with the UART's
-    /// line brought up to date first.
-    fn irq_pending(&self) -> bool {
-        self.gic
-            .set_level(UART_INTERRUPT, self.uart.interrupt_pending());
-        self.gic.pending_irq()
+    /// Raises the devices' scheduled lines due at `now()` (none scheduled:
+    /// one compare); returns when the next is due.
+    fn raise_due(&self, now: &dyn Fn() -> u64) -> Option<u64> {
+        self.gic.next_deadline()?;
+        self.gic.raise_due(now())
     }
 }
 
@@ -105,18 +96,26 @@ impl InterruptBackend for SoftwareBackend<'_> {
         changed: bool,
     ) -> Option<u64> {
         let (wake_at, timer_moved) = self.update_timer(timer, now);
-        if changed || timer_moved {
-            let pending = self.irq_pending();
+        let lines_due = self.raise_due(now);
+        let stale = self.gic.is_stale(VCPU);
+        if changed || timer_moved || stale {
+            if stale {
+                self.gic.seen(VCPU);
+            }
+            let pending = self.gic.pending_irq();
             if pending != self.irq.replace(pending) {
                 self.irq_line.set(pending);
             }
         }
-        wake_at
+        earliest(wake_at, lines_due)
     }
 
     fn poll(&self, timer: &dyn VirtualTimer, now: u64) -> Poll {
         let (wake_at, _) = self.update_timer(timer, &|| now);
-        let pending = self.irq_pending();
+        let wake_at = earliest(wake_at, self.raise_due(&|| now));
+        // Only a look: the IRQ input is set before the next entry (a line
+        // raised here left the GIC stale).
+        let pending = self.gic.pending_irq();
         Poll {
             pending,
             wake_at: if pending { None } else { wake_at },
@@ -136,10 +135,17 @@ impl InterruptBackend for SoftwareBackend<'_> {
     }
 }
 
+/// The earlier of two optional times.
+pub(crate) fn earliest(a: Option<u64>, b: Option<u64>) -> Option<u64> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::test_support::Recorder;
     use hyp::dispatch::MmioDevice;
     use hyp::trap::AccessSize::Word;
 
@@ -170,11 +176,9 @@ mod tests {
 
     #[test]
     fn the_timer_raises_the_irq_input_at_its_deadline_and_reset_lowers_it() {
-        let console = Recorder::default();
-        let uart = VirtualUart::new(&console);
         let gic = VirtualGic::new();
         let line = Line(Cell::new(None));
-        let backend = SoftwareBackend::new(&gic, &uart, &line);
+        let backend = SoftwareBackend::new(&gic, &line);
         running(&gic);
         let timer = Timer(VirtualTimerState {
             control: VirtualTimerState::ENABLE,
@@ -194,11 +198,9 @@ mod tests {
 
     #[test]
     fn switching_in_loads_the_vms_irq_input() {
-        let console = Recorder::default();
-        let uart = VirtualUart::new(&console);
         let gic = VirtualGic::new();
         let line = Line(Cell::new(None));
-        let backend = SoftwareBackend::new(&gic, &uart, &line);
+        let backend = SoftwareBackend::new(&gic, &line);
         running(&gic);
         gic.set_level(TIMER_INTERRUPT, true);
         let off = Timer(VirtualTimerState::default());
@@ -211,14 +213,47 @@ mod tests {
 
     #[test]
     fn kicks_are_the_gics() {
-        let console = Recorder::default();
-        let uart = VirtualUart::new(&console);
         let gic = VirtualGic::with_vcpus(2);
         let line = Line(Cell::new(None));
-        let backend = SoftwareBackend::new(&gic, &uart, &line);
+        let backend = SoftwareBackend::new(&gic, &line);
         running(&gic);
         gic.distributor().write(0xf00, Word, 0x0002_0001).unwrap();
         assert_eq!(backend.take_kicks(), 1 << 1, "an SGI to vCPU 1");
         assert_eq!(gic.take_kicks(), 0, "taken");
+    }
+
+    #[test]
+    fn a_device_line_reaches_the_irq_input_without_the_backend_knowing_the_device() {
+        let gic = VirtualGic::new();
+        let irq = Line(Cell::new(None));
+        let backend = SoftwareBackend::new(&gic, &irq);
+        running(&gic);
+        gic.distributor().write(0x104, Word, 1 << 2).unwrap(); // id 34
+        let off = Timer(VirtualTimerState::default());
+        backend.before_entry(&off, &|| 0, true);
+        assert_eq!(irq.0.get(), None, "nothing pending yet");
+        // A device raises its line (outside any exit the kernel marks as
+        // a change): the GIC is stale, and the next look presents it.
+        let device = gic.line(34);
+        device.raise();
+        backend.before_entry(&off, &|| 0, false);
+        assert_eq!(irq.0.get(), Some(true));
+        device.lower();
+        backend.before_entry(&off, &|| 0, false);
+        assert_eq!(irq.0.get(), Some(false), "lowered with its line");
+        // A scheduled line: the backend asks for the alarm, then raises it.
+        device.raise_at(Some(500));
+        assert_eq!(backend.before_entry(&off, &|| 100, false), Some(500));
+        assert_eq!(irq.0.get(), Some(false));
+        assert_eq!(
+            backend.poll(&off, 200),
+            Poll {
+                pending: false,
+                wake_at: Some(500)
+            }
+        );
+        assert!(backend.poll(&off, 500).pending);
+        assert_eq!(backend.before_entry(&off, &|| 500, false), None);
+        assert_eq!(irq.0.get(), Some(true));
     }
 }

@@ -4,8 +4,10 @@
 use super::*;
 use AccessSize::{Byte, Doubleword, Halfword, Word};
 
-const UART: u32 = 33;
-const TIMER: u32 = 27;
+/// A device's line: the guest platform's PL011.
+const UART: u32 = hyp::guest_platform::UART.interrupt.unwrap();
+/// A vCPU's PPI: the virtual timer.
+const TIMER: u32 = hyp::guest_platform::VIRTUAL_TIMER;
 
 fn dist_read(gic: &VirtualGic, offset: u64) -> u32 {
     gic.distributor().read(offset, Word).unwrap()
@@ -381,10 +383,16 @@ fn byte_access_to_priorities_and_targets() {
     assert_eq!(gicd.read(GICD_IPRIORITYR + 33, Byte), Ok(0xa0));
     dist_write(&gic, GICD_IPRIORITYR + 36, 0x1020_3040);
     assert_eq!(gicd.read(GICD_IPRIORITYR + 38, Byte), Ok(0x20));
-    assert_eq!(gicd.read(GICD_ITARGETSR + 27, Byte), Ok(0x01));
-    gicd.write(GICD_ITARGETSR + 27, Byte, 0).unwrap();
-    assert_eq!(gicd.read(GICD_ITARGETSR + 27, Byte), Ok(0x01), "banked");
-    gicd.write(GICD_ITARGETSR + 33, Byte, 0xfe).unwrap();
+    assert_eq!(gicd.read(GICD_ITARGETSR + u64::from(TIMER), Byte), Ok(0x01));
+    gicd.write(GICD_ITARGETSR + u64::from(TIMER), Byte, 0)
+        .unwrap();
+    assert_eq!(
+        gicd.read(GICD_ITARGETSR + u64::from(TIMER), Byte),
+        Ok(0x01),
+        "banked"
+    );
+    gicd.write(GICD_ITARGETSR + u64::from(UART), Byte, 0xfe)
+        .unwrap();
     assert_eq!(dist_read(&gic, GICD_ITARGETSR + 32), 0x0101_0001);
     enable(&gic, UART, 0xa0);
     gic.set_level(UART, true);
@@ -392,8 +400,9 @@ fn byte_access_to_priorities_and_targets() {
         !gic.pending_irq(),
         "an SPI targeting no CPU is not forwarded"
     );
-    gicd.write(GICD_ITARGETSR + 33, Byte, 0xff).unwrap();
-    assert_eq!(gicd.read(GICD_ITARGETSR + 33, Byte), Ok(0x01));
+    gicd.write(GICD_ITARGETSR + u64::from(UART), Byte, 0xff)
+        .unwrap();
+    assert_eq!(gicd.read(GICD_ITARGETSR + u64::from(UART), Byte), Ok(0x01));
     assert!(gic.pending_irq());
 }
 
@@ -576,21 +585,21 @@ fn itargetsr_banked_reads_and_spis_routed_to_their_lowest_target() {
     assert_eq!(routed(UART), [true, false, false], "reset: vCPU 0");
     // Bits of vCPUs that do not exist are not kept.
     gic.distributor_for(2)
-        .write(GICD_ITARGETSR + 33, Byte, 0xfe)
+        .write(GICD_ITARGETSR + u64::from(UART), Byte, 0xfe)
         .unwrap();
     assert_eq!(read_for(&gic, 0, GICD_ITARGETSR + 32), 0x0101_0601);
     assert_eq!(routed(UART), [false, true, false], "vCPUs 1 and 2: 1");
     gic.distributor()
-        .write(GICD_ITARGETSR + 33, Byte, 0x04)
+        .write(GICD_ITARGETSR + u64::from(UART), Byte, 0x04)
         .unwrap();
     assert_eq!(routed(UART), [false, false, true]);
     assert!(gic.forwards(2, UART) && !gic.forwards(1, UART));
     gic.distributor()
-        .write(GICD_ITARGETSR + 33, Byte, 0x05)
+        .write(GICD_ITARGETSR + u64::from(UART), Byte, 0x05)
         .unwrap();
     assert_eq!(routed(UART), [true, false, false], "vCPUs 0 and 2: 0");
     gic.distributor()
-        .write(GICD_ITARGETSR + 33, Byte, 0)
+        .write(GICD_ITARGETSR + u64::from(UART), Byte, 0)
         .unwrap();
     assert_eq!(routed(UART), [false; 3], "no target: nobody");
 }
@@ -686,9 +695,9 @@ fn kicks_name_the_vcpus_an_action_gave_an_interrupt() {
     write_for(&gic, 0, GICD_SGIR, 0x0002_0001);
     assert_eq!(gic.take_kicks(), 1 << 1);
     assert_eq!(gic.take_kicks(), 0, "taken");
-    // SPI 33 targeted at vCPU 2: raising it kicks vCPU 2.
+    // The UART's SPI targeted at vCPU 2: raising it kicks vCPU 2.
     gic.distributor_for(3)
-        .write(GICD_ITARGETSR + 33, Byte, 0x04)
+        .write(GICD_ITARGETSR + u64::from(UART), Byte, 0x04)
         .unwrap();
     write_for(&gic, 3, GICD_ISENABLER + 4, 1 << 1);
     assert_eq!(gic.take_kicks(), 0, "its line is low");
@@ -699,7 +708,7 @@ fn kicks_name_the_vcpus_an_action_gave_an_interrupt() {
     // Retargeting a pending SPI kicks its new vCPU; disabling it kicks
     // nobody.
     gic.distributor()
-        .write(GICD_ITARGETSR + 33, Byte, 0x08)
+        .write(GICD_ITARGETSR + u64::from(UART), Byte, 0x08)
         .unwrap();
     assert_eq!(gic.take_kicks(), 1 << 3);
     write_for(&gic, 0, GICD_ICENABLER + 4, 1 << 1);
@@ -707,11 +716,12 @@ fn kicks_name_the_vcpus_an_action_gave_an_interrupt() {
     write_for(&gic, 0, GICD_ISENABLER + 4, 1 << 1);
     assert_eq!(gic.take_kicks(), 1 << 3, "enabled again");
     // An edge on vCPU 1's PPI kicks vCPU 1 when enabled there.
-    write_for(&gic, 1, GICD_ISENABLER, 1 << 27);
-    gic.trigger_private(1, 27);
+    write_for(&gic, 1, GICD_ISENABLER, 1 << TIMER);
+    gic.trigger_private(1, TIMER);
     assert_eq!(gic.take_kicks(), 1 << 1);
     // Enabling the distributor with interrupts waiting kicks everyone
-    // who has one: vCPU 1 (SGI 1, PPI 27) and vCPU 3 (SPI 33).
+    // who has one: vCPU 1 (SGI 1, the timer's PPI) and vCPU 3 (the UART's
+    // SPI).
     write_for(&gic, 2, GICD_CTLR, 0);
     assert_eq!(gic.take_kicks(), 0);
     write_for(&gic, 2, GICD_CTLR, 1);
@@ -729,13 +739,21 @@ fn a_one_vcpu_gic_never_kicks() {
     dist_write(&gic, GICD_SGIR, 0x0200_0001);
     dist_write(&gic, GICD_SGIR, 0x0001_0002);
     dist_write(&gic, GICD_ISPENDR + 4, 1 << 8);
-    gic.set_level(UART, true);
     gic.set_private_level(0, TIMER, true);
     gic.trigger(40);
     enable(&gic, 40, 0x80);
     assert!(gic.pending_irq());
+    assert!(!gic.is_stale(0), "nothing noted for the GIC's own changes");
+    // A device's line that moves is noted (the backend looks again), one
+    // that stays is not; neither is a kick.
+    gic.set_level(UART, true);
+    assert!(gic.is_stale(0), "a line moved");
+    gic.seen(0);
+    gic.set_level(UART, true);
+    assert!(!gic.is_stale(0), "a line left high");
+    gic.set_level(UART, false);
+    assert!(gic.is_stale(0), "a line lowered");
     assert_eq!(gic.take_kicks(), 0);
-    assert!(!gic.is_stale(0), "nothing noted at all");
 }
 
 #[test]

@@ -82,8 +82,9 @@ pub fn cpu_id() -> CpuId {
 }
 
 /// The most CPUs Capvisor starts: the per-CPU tables (fault stacks, the
-/// debug-register flag, boards' per-CPU state) have this many entries.
-pub const MAX_CPUS: usize = 4;
+/// debug-register flag, boards' per-CPU state) have this many entries
+/// (defined in `hyp`).
+pub use hyp::config::MAX_CPUS;
 
 /// This CPU's number: MPIDR.Aff0, below [`MAX_CPUS`] on every CPU
 /// Capvisor starts (a board with clusters, where Aff1 tells cores apart,

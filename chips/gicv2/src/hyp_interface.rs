@@ -59,10 +59,8 @@ pub const VMCR_GRP0_EN: u32 = 1 << 0;
 /// GICH_VMCR.VMGrp1En: the VM enabled Group 1 in its GICV_CTLR.
 pub const VMCR_GRP1_EN: u32 = 1 << 1;
 
-/// The list registers a [`HypContext`] holds. GIC-400 and QEMU's GICv2
-/// implement 4 (GICH_VTR.ListRegs = 3); save and restore move
-/// min(implemented, `MAX_LIST_REGISTERS`) of them.
-pub const MAX_LIST_REGISTERS: usize = 4;
+/// The list registers a [`HypContext`] holds (defined with the HIL).
+pub use hyp::hil::list_registers::MAX_LIST_REGISTERS;
 
 register_structs! {
     /// The virtual interface control register block (GICH).

@@ -82,6 +82,23 @@ pub struct InterfaceState {
     pub active_priorities: u32,
 }
 
+/// The most list registers a VM's context holds: GIC-400 and QEMU's GICv2
+/// implement 4 (GICH_VTR.ListRegs = 3). The chip saves and restores, and
+/// a backend uses, min([`ListRegisters::count`], this) of them.
+pub const MAX_LIST_REGISTERS: usize = 4;
+
+/// The host GIC's interrupts a GICv2 backend takes for its VM, as the
+/// board wires them (on every GICv2 the maintenance interrupt is PPI 9,
+/// id 25, and the CPU's virtual timer PPI 11, id 27; a board reads or
+/// checks them against its firmware's description).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HostInterrupts {
+    /// The GIC's maintenance interrupt (list registers need attention).
+    pub maintenance: u32,
+    /// The CPU's virtual timer output (CNTV), injected into the guest.
+    pub virtual_timer: u32,
+}
+
 /// A GIC virtualization interface (GICH), one per physical CPU.
 pub trait ListRegisters {
     /// How many list registers the GIC implements (at least one).

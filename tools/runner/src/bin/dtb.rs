@@ -41,6 +41,8 @@ fn main() {
         bootargs: &bootargs,
         initrd: None,
         cpus,
+        // Every device of the guest platform: QEMU's virt has them all.
+        devices: hyp::config::DeviceSet::ALL,
     })
     .unwrap_or_else(|error| {
         eprintln!("capvisor-dtb: cannot write the tree: {error}");
