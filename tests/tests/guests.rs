@@ -33,8 +33,8 @@ fn every_test_guest_passes(board: &Board) {
         "hypercall: 21 checks, 0 failed",
         "mmio: 29 checks, 0 failed",
         "exceptions: 67 checks, 0 failed",
-        "isolation-1: 5 checks, 0 failed",
-        "isolation-2: 5 checks, 0 failed",
+        "isolation-1: 6 checks, 0 failed",
+        "isolation-2: 6 checks, 0 failed",
     ] {
         assert_console_has(console, summary);
     }
@@ -101,7 +101,7 @@ fn a_guest_faulting_in_its_vectors_is_restarted_then_stopped_while_the_other_run
     );
     // Each restart zeroed and reloaded the RAM: the worker's RAM check
     // passed, and the restarted guest booted from its image each time.
-    assert_console_has(console, "worker: 5 checks, 0 failed");
+    assert_console_has(console, "worker: 6 checks, 0 failed");
     assert_eq!(counter(worker, "injected faults"), 0, "{worker}");
     // The worker took its ten turns (YIELDs) while the faulty VM was
     // restarted around it.
