@@ -29,7 +29,8 @@
 //! shares ([`PlatformShared`]) is the board's and read only.
 //!
 //! A focused VM that stops reading must not take the console hostage
-//! (design rule 2): once its input has waited [`STALL_US`], the hypervisor
+//! (design rule 2, `docs/architecture.md`): once its input has waited
+//! [`STALL_US`], the hypervisor
 //! says so and reads the UART again, acting on Ctrl-] keys and dropping what
 //! was typed for that VM, until it reads again or the focus moves. Input
 //! for a VM that has stopped is dropped at once.

@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: MIT OR Apache-2.0
 //! Turning a guest's trap into Hyp (HSR and fault registers) into a `Trap`.
 //!
-//! This is the chip boundary of DESIGN.md: above it nobody sees a raw HSR.
+//! This is the chip boundary (`docs/architecture.md`, layers): above it
+//! nobody sees a raw HSR.
 //! An exit arrives through one of three vectors: the Hyp trap vector
 //! (synchronous: hypercalls, trapped instructions, stage-2 aborts), IRQ or
 //! FIQ. A stage-2 data abort with a valid instruction syndrome on a

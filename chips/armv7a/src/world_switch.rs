@@ -138,7 +138,8 @@ extern "C" {
 ///
 /// # Safety
 /// The guest's stage-2 tables must map only memory that belongs to it, and
-/// HCR must trap everything the hypervisor needs to keep (rule 2 depends on
+/// HCR must trap everything the hypervisor needs to keep (design rule 2,
+/// `docs/architecture.md`, depends on
 /// it). The Hyp vectors must be installed.
 #[cfg(target_arch = "arm")]
 pub unsafe fn run_guest(context: &mut GuestContext) -> GuestExit {
@@ -634,7 +635,8 @@ pub unsafe fn write_exception_bank(entry: &crate::inject::ExceptionEntry) {
     }
 }
 
-/// Reflects a fault into the running guest (design rule 2): sets the fault
+/// Reflects a fault into the running guest (design rule 2,
+/// `docs/architecture.md`): sets the fault
 /// status and address registers the guest's handler will read, and returns
 /// the entry to the guest's own abort or undefined vector (its new PC and
 /// CPSR, and the LR and SPSR of the mode it enters), or `None` for an
