@@ -62,7 +62,7 @@ fuzz_target!(|vms: Vec<(u8, u32, u32, u32, (u32, u32), Option<(u32, u32)>, u8, u
                 devices: DeviceSet(u32::from(devices & 0b111)),
                 // vCPU n on CPU (n + vcpus) mod 4: sometimes two on one,
                 // sometimes one past the online CPUs.
-                cpus: core::array::from_fn(|n| ((n as u8) + vcpus) % 4),
+                cpus: core::array::from_fn(|n| ((n + usize::from(vcpus)) % 4) as u8),
             },
         )
         .collect();

@@ -2,8 +2,9 @@
 //! Helpers for the hypervisor's own console messages.
 //!
 //! Every message the hypervisor prints starts with `capvisor: ` so that it
-//! stands apart from guest output on the shared console (DESIGN.md,
-//! Console). [`LinePrefixer`] adds the prefix to each line of a multi-line
+//! stands apart from guest output on the shared console
+//! (`docs/architecture.md`, boot flow). [`LinePrefixer`] adds the prefix
+//! to each line of a multi-line
 //! message (a fault report, a memory map) as it is written, with no buffer.
 //!
 //! ```

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MIT OR Apache-2.0
 //! The device tree a VM boots with, written from its configuration.
 //!
-//! Every VM sees the guest platform of DESIGN.md (the memory map of QEMU's
+//! Every VM sees one guest platform (the memory map of QEMU's
 //! `virt` machine, Cortex-A15s), so its tree is the same shape for all:
 //! memory, a CPU per vCPU (`cpu@0` up; started by PSCI when there are
 //! several), PSCI 0.2 by HVC, the architected timer (its per-CPU

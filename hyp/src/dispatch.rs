@@ -7,7 +7,8 @@
 //! [`HypercallDriver`] that owns its function id (SMCCC numbering, id in
 //! r0, arguments in r1-r7, results in r0-r3), and everything else to the
 //! fault path, which answers with an [`Action`] that reflects the fault
-//! into the guest (design rule 2). Nothing here touches hardware, so it is
+//! into the guest (design rule 2, `docs/architecture.md`). Nothing here
+//! touches hardware, so it is
 //! tested on the host with fake devices and registers.
 //!
 //! Function ids nobody owns get SMCCC's NOT_SUPPORTED (-1) in r0, never a
@@ -66,7 +67,7 @@ pub enum MmioError {
 }
 
 /// A virtual device mapped at a guest-physical range (Tock's peripheral
-/// capsules; DESIGN.md: `MmioDevice`).
+/// capsules; `docs/architecture.md`, layers).
 pub trait MmioDevice {
     /// Name for messages.
     fn name(&self) -> &'static str;

@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: MIT OR Apache-2.0
 //! What happens to a VM that faults in a way it cannot handle.
 //!
-//! Most guest faults are reflected into the guest (design rule 2). Some
+//! Most guest faults are reflected into the guest (design rule 2,
+//! `docs/architecture.md`). Some
 //! cannot be: a fault taken while reflecting the previous one (the guest's
 //! vectors are unmapped or themselves fault), or a guest that faults at the
 //! same place over and over without making progress. The core only

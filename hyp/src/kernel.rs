@@ -7,8 +7,9 @@
 //! physical CPU: its architectural state, the virtual devices and
 //! hypercall services it reaches (views onto the VM's shared ones), its
 //! interrupt backend, its state and its counters. [`Kernel::run`] is the
-//! loop of one physical CPU over the vCPUs pinned to it (DESIGN.md's boot
-//! flow step 4): the scheduler picks a vCPU and its time slice
+//! loop of one physical CPU over the vCPUs pinned to it
+//! (`docs/architecture.md`, boot flow step 4): the scheduler picks a
+//! vCPU and its time slice
 //! ([`crate::scheduler`]), the kernel enters it, takes its exit,
 //! dispatches it ([`crate::dispatch`]), and carries out what the exit asks:
 //! resume, block on WFI until an interrupt is pending, turn the vCPU off,

@@ -2,7 +2,8 @@
 //! Capvisor's core: what a VM is, how its traps are dispatched, and the
 //! interfaces (HILs) that chips implement and capsules use.
 //!
-//! `hyp` depends on nothing else in the tree (see DESIGN.md). Everything here
+//! `hyp` depends on nothing else in the tree (`docs/architecture.md`,
+//! layers). Everything here
 //! is architecture neutral and is tested on the host. Unsafe code is denied
 //! except for the capability traits ([`capabilities`]), in the three
 //! small, documented utilities that need it

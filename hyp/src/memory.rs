@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: MIT OR Apache-2.0
 //! Memory regions the hypervisor maps for itself, and the errors of mapping.
 //!
-//! Rule 1 of the design: Hyp mode never takes a translation fault. The board
+//! Design rule 1 (`docs/architecture.md`): Hyp mode never takes a
+//! translation fault. The board
 //! lists every range the hypervisor will ever touch (its linker sections, the
 //! device register blocks it drives, the pool of RAM it hands to guests) as
 //! [`Region`]s. The architecture chip turns that list into page tables once, at

@@ -33,8 +33,8 @@ fn every_test_guest_passes(board: &Board) {
         "hypercall: 21 checks, 0 failed",
         "mmio: 29 checks, 0 failed",
         "exceptions: 67 checks, 0 failed",
-        "isolation-1: 5 checks, 0 failed",
-        "isolation-2: 5 checks, 0 failed",
+        "isolation-1: 6 checks, 0 failed",
+        "isolation-2: 6 checks, 0 failed",
     ] {
         assert_console_has(console, summary);
     }
@@ -101,7 +101,7 @@ fn a_guest_faulting_in_its_vectors_is_restarted_then_stopped_while_the_other_run
     );
     // Each restart zeroed and reloaded the RAM: the worker's RAM check
     // passed, and the restarted guest booted from its image each time.
-    assert_console_has(console, "worker: 5 checks, 0 failed");
+    assert_console_has(console, "worker: 6 checks, 0 failed");
     assert_eq!(counter(worker, "injected faults"), 0, "{worker}");
     // The worker took its ten turns (YIELDs) while the faulty VM was
     // restarted around it.
@@ -146,15 +146,19 @@ fn a_restarted_vm_starts_from_reset_state_in_every_device(board: &Board) {
 }
 
 /// `tests/systems/pmu.toml`: two VMs set different performance-monitor
-/// registers and each finds its own after every turn of the other (50
-/// checks each); VM 1's cycle counter counts its own spin but not VM 2's
+/// registers and each finds its own after every turn of the other;
+/// VM 1's cycle counter counts its own spin but not VM 2's
 /// turn (two more checks). The numbers are printed for the record.
 fn the_performance_monitors_are_each_vms_own(board: &Board) {
     let outcome = boot(board, "pmu");
     let console = &outcome.transcript;
     assert_console_lacks(console, "FAIL ");
-    assert_console_has(console, "pmu: 52 checks, 0 failed");
-    assert_console_has(console, "[pmu-2] pmu: 50 checks, 0 failed");
+    // The pmu guest's `check` compares 6 registers and, for each of its 2
+    // event counters, PMXEVTYPER and PMXEVCNTR: 6 + 2 * 2 = 10 checks,
+    // after each of 5 turns; VM 1 adds its 2 cycle-counter checks.
+    let per_vm = 5 * (6 + 2 * 2);
+    assert_console_has(console, &format!("pmu: {} checks, 0 failed", per_vm + 2));
+    assert_console_has(console, &format!("[pmu-2] pmu: {per_vm} checks, 0 failed"));
     assert_console_has(
         console,
         "capvisor: VMs: 2 passed, 0 failed, 0 powered off without a status, 0 stopped by their fault policy",

@@ -24,6 +24,47 @@ fn line<'a>(console: &'a str, needle: &str) -> &'a str {
         .unwrap_or_else(|| panic!("no line with '{needle}':\n{console}"))
 }
 
+/// What one round of the hostile guest's attack (`attack` in
+/// `tests/guests/src/bin/hostile.rs`) tries, section by section, derived
+/// from its loops; each section's count must be exactly this many per
+/// round.
+const CASES_PER_ROUND: [(&str, u64); 6] = [
+    // 1. A load and a store at each of the 20 PROBES, and at one address
+    // in each MiB of the 4 GiB IPA space but the 2 of its own RAM.
+    ("probes", 2 * 20 + 2 * (4096 - 2)),
+    // 2. At each of the 3 emulated devices' windows: LDM, STM, LDREX,
+    // 3 unaligned word loads and 1 unaligned halfword store.
+    ("syndromeless", 3 * (3 + 3 + 1)),
+    // 3. For each of the 3 set/way operations: the sweep, then one
+    // operation by address at each of the 3 devices and 20 probes.
+    ("cache", 3 * (1 + 3 + 20)),
+    // 4. 64 SMCCC owners x 3 call kinds x 3 arguments, by HVC and by SMC.
+    ("calls", 64 * 3 * 3 * 2),
+    // 5. A word written at every offset of the UART (4 KiB), the
+    // distributor (4 KiB) and the CPU interface (8 KiB), then the 15
+    // read-only registers compared.
+    ("registers", (0x1000 + 0x1000 + 0x2000) / 4 + 15),
+    // 6. The storm took more than 10 interrupts.
+    ("storms", 1),
+];
+
+/// The data aborts one round must cost the hostile guest, all injected
+/// by the hypervisor: every probe of section 1 (2 * 20 + 2 * 4094), and
+/// the 7 accesses of section 2 at every window the hypervisor emulates
+/// (the UART's and the distributor's everywhere; the CPU interface's only
+/// where it is emulated: on a board whose guests reach the GIC's own
+/// virtual CPU interface by stage 2, those 7 complete). Nothing else in a
+/// round aborts (cache maintenance by address at an unmapped address is
+/// a no-op on these CPUs, measured: the counts matched to the abort).
+fn aborts_per_round(board: &Board) -> u64 {
+    let emulated_windows = match board.name {
+        "integrator-cp" => 3,
+        "qemu-virt" => 2,
+        other => panic!("board {other}: add it to aborts_per_round in tests/tests/hostile.rs"),
+    };
+    2 * 20 + 2 * (4096 - 2) + emulated_windows * 7
+}
+
 /// The victim's 100 ms windows, split into those before the attack began
 /// (it ran alone) and those wholly inside the attack.
 struct Progress {
@@ -65,20 +106,34 @@ fn a_hostile_guest_is_contained_and_the_victim_keeps_running(board: &Board) {
     let attack = line(console, "hostile: attack from");
     let (attack_start, attack_end) = (counter(attack, "from"), counter(attack, "to"));
     let rounds = counter(attack, "us,");
-    assert!(rounds >= 1, "{attack}");
+    // Whole rounds until 600 ms of attack have passed, each with a 100 ms
+    // storm that prints one line: as many storm lines as rounds, at least
+    // 100 ms each, and at least 600 ms in all.
+    let storms: Vec<&str> = console
+        .lines()
+        .filter(|line| line.contains("timer interrupts in a 100 ms storm"))
+        .collect();
+    assert_eq!(storms.len() as u64, rounds, "one storm a round: {attack}");
+    assert!(
+        attack_end - attack_start >= (rounds * 100_000).max(600_000),
+        "{rounds} rounds in too short an attack: {attack}"
+    );
+    for storm in &storms {
+        assert!(counter(storm, "hostile:") > 100, "{storm}");
+    }
+    // Each section tried exactly what its loops make, every round.
+    let sections = line(console, "cases per section");
+    let mut expected_total = 0;
+    for (section, per_round) in CASES_PER_ROUND {
+        let tried = counter(sections, &format!("{section} "));
+        assert_eq!(tried, per_round * rounds, "{section}: {sections}");
+        expected_total += per_round * rounds;
+    }
     let summary = line(console, "cases tried");
     let tried = counter(summary, "hostile:");
     let contained = counter(summary, "tried,");
-    let checked = counter(summary, "contained (");
-    assert!(tried >= 9000 * rounds, "{summary}");
+    assert_eq!(tried, expected_total, "{summary}");
     assert_eq!(contained, tried, "{summary}");
-    assert_eq!(checked, tried, "every case has a check: {summary}");
-    for storm in console
-        .lines()
-        .filter(|line| line.contains("timer interrupts in a 100 ms storm"))
-    {
-        assert!(counter(storm, "hostile:") > 100, "{storm}");
-    }
     // The victim, alone while the hostile guest slept and then under
     // attack: in each attacked 100 ms at least a fifth of its solo mean
     // (a fair share beside one other VM is a half).
@@ -94,12 +149,12 @@ fn a_hostile_guest_is_contained_and_the_victim_keeps_running(board: &Board) {
         "the victim made {worst} iterations in its worst attacked 100 ms, {solo} alone\n{console}"
     );
     // The hypervisor's own counters: every data abort the hostile guest
-    // took was injected by the hypervisor (probes, accesses without a
-    // syndrome, unaligned device accesses: at least 8241 a round), none
-    // in the victim.
+    // took was injected by the hypervisor (see aborts_per_round), none in
+    // the victim.
     let aborts = counter(line(console, "data aborts taken"), "hostile:");
-    assert!(
-        aborts >= 8241 * rounds,
+    assert_eq!(
+        aborts,
+        aborts_per_round(board) * rounds,
         "{aborts} aborts in {rounds} rounds\n{console}"
     );
     let hostile = vm_status_line(console, "hostile");

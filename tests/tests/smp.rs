@@ -3,14 +3,17 @@
 //! vCPUs turns them on and off by PSCI and sends SGIs between them; Linux
 //! with two vCPUs boots, counts two CPUs, takes IPIs, runs a parallel
 //! workload to the right checksum and takes a CPU offline and back; two VMs
-//! on two CPUs run at once, each at its solo rate; a hostile guest aims
+//! on two CPUs run at once, each on its own CPU; a hostile guest aims
 //! SGIs, PSCI calls and GIC writes at CPUs and vCPUs it does not own while
 //! a victim on another CPU keeps its rate; a description that pins a vCPU
 //! to a CPU the machine does not have is refused at boot.
 //!
-//! The rate tests measure wall-clock progress (each CPU is a host thread:
-//! `-icount` would run them one at a time), so the tests of this file run
-//! one at a time.
+//! The two-VM tests judge by what the hypervisor publishes per CPU (each
+//! VM's preemptions, interrupts and slice-end ticks over the interval the
+//! other VM ran), with the victim's wall-clock progress only as a smoke
+//! check (each CPU is a host thread: `-icount` would run them one at a
+//! time, and a shared host may slow any of them). The tests of this file
+//! run one at a time.
 
 use capvisor_runner::{run_to_exit, Board, Outcome, QemuCommand};
 use capvisor_tests::{
@@ -58,9 +61,24 @@ fn failures(console: &str) -> Vec<&str> {
         .collect()
 }
 
+/// The checks the `smp` guest (`tests/guests/src/bin/smp.rs`) makes with
+/// `vcpus` vCPUs, all running. vCPU 0 makes 9 once: its MPIDR, the vCPU
+/// count PSCI and the GIC agree on, at least 2 vCPUs, AFFINITY_INFO of
+/// itself, CPU_ON of a vCPU the VM lacks, no ping before it was sent, the
+/// timers, SGIs from the right vCPU, no unexpected interrupt. For each
+/// other vCPU it makes 11: AFFINITY_INFO before it starts (1); CPU_ON,
+/// CPU_ON again, AFFINITY_INFO after, that it came up (4); pings and
+/// pongs taken (2); AFFINITY_INFO after CPU_OFF, CPU_ON after it, its
+/// second life, AFFINITY_INFO after that (4). Each other vCPU hands over
+/// its own 2 (its MPIDR in each life).
+fn smp_checks(vcpus: u32) -> u32 {
+    9 + (1 + 4 + 2 + 4 + 2) * (vcpus - 1)
+}
+
 /// Runs the `smp` guest of `description`; returns the transcript after
 /// checking what every size of it must show.
-fn smp_guest(description: &str, vcpus: u32, checks: u32) -> String {
+fn smp_guest(description: &str, vcpus: u32) -> String {
+    let checks = smp_checks(vcpus);
     let _one = ONE_AT_A_TIME
         .lock()
         .unwrap_or_else(|poison| poison.into_inner());
@@ -100,7 +118,7 @@ fn smp_guest(description: &str, vcpus: u32, checks: u32) -> String {
 
 #[test]
 fn a_guest_turns_its_second_vcpu_on_and_off_and_they_exchange_sgis() {
-    let console = smp_guest("smp", 2, 22);
+    let console = smp_guest("smp", 2);
     // vCPUs 0 and 1 on CPUs 1 and 2, beside a VM on CPU 0.
     assert_console_has(&console, "2 vCPUs on CPUs 1, 2");
     assert_passed(&console, &["hello"]);
@@ -108,7 +126,7 @@ fn a_guest_turns_its_second_vcpu_on_and_off_and_they_exchange_sgis() {
 
 #[test]
 fn a_guest_with_a_vcpu_on_every_cpu_runs_them_all() {
-    smp_guest("smp4", 4, 48);
+    smp_guest("smp4", 4);
 }
 
 #[test]
@@ -245,74 +263,80 @@ fn median(values: &mut [u64]) -> u64 {
     values[values.len() / 2]
 }
 
-/// The victim's median iterations per 100 ms alone and while the other
-/// VM ran from `from_us` to `to_us`.
-fn victim_rates(console: &str, from_us: u64, to_us: u64) -> (u64, u64) {
+/// The per-CPU evidence the hypervisor publishes (each VM's final status
+/// line, whose counts cover the whole run and so the interval the other
+/// VM ran) that `vm`, a single vCPU alone on its CPU, had that CPU to
+/// itself whenever it was ready: it was given the CPU once, and again
+/// only after each of its own waits (slices at most waits + 1); no other
+/// vCPU ever took it (preemptions 0); its slices ran out with nobody else
+/// ready (ticks) and every physical interrupt it took was one of those
+/// ticks (irqs at most its ticks and two more: the console's or a last
+/// alarm). A CPU shared with the other VM would show preemptions and
+/// more slices; another CPU's kicks would show as irqs. These counts do
+/// not depend on how busy the host is, unlike the rates.
+fn held_its_cpu(console: &str, vm: &str) {
+    let status = vm_status_line(console, vm);
+    let [slices, waits, preemptions, irqs, ticks] =
+        ["slices", "waits", "preemptions", "irqs", "ticks"].map(|key| counter(status, key));
+    assert_eq!(preemptions, 0, "{vm} was preempted: {status}");
+    assert!(
+        slices <= waits + 1,
+        "{vm} lost its CPU other than by waiting: {status}"
+    );
+    assert!(ticks >= 1, "{vm} never ran across a slice end: {status}");
+    assert!(irqs <= ticks + 2, "{vm}: interrupts not its own: {status}");
+}
+
+/// The smoke check on wall clock (the rates are wall clock, on a host
+/// that others may share, so the judgement is [`held_its_cpu`]'s): the
+/// victim made progress in every 100 ms beside the other VM, and its
+/// median there is at least a quarter of its median alone. The rates are
+/// printed for the record.
+fn victim_kept_going(console: &str, from_us: u64, to_us: u64) {
     let (mut alone, mut during) = victim_windows(console, from_us, to_us);
     assert!(
         alone.len() >= 2 && during.len() >= 5,
         "windows alone {alone:?}, during {during:?}:\n{console}"
     );
-    (median(&mut alone), median(&mut during))
-}
-
-/// How many runs a rate test gets. The rates are wall clock, and the
-/// machine running the tests has two CPUs that other work may take a
-/// share of for a while: one run in a quiet moment proves the two VMs ran
-/// at once (one CPU taking turns would give the victim half its rate, in
-/// every run).
-const RATE_ATTEMPTS: usize = 3;
-
-/// Runs `description` until the victim keeps at least 90% of its solo
-/// rate (medians of its 100 ms windows) beside the other VM, at most
-/// [`RATE_ATTEMPTS`] times. `check` makes the run's other assertions and
-/// says when the other VM ran (from, to, in us).
-fn victim_keeps_its_rate(description: &str, check: impl Fn(&Outcome) -> (u64, u64)) {
-    let mut tries = Vec::new();
-    for _ in 0..RATE_ATTEMPTS {
-        let outcome = run(&command(&virt(), description), Duration::from_secs(120));
-        let (from, to) = check(&outcome);
-        let (solo, shared) = victim_rates(&outcome.transcript, from, to);
-        println!("victim: median {solo} iterations per 100 ms alone, {shared} beside the other VM");
-        if shared * 100 >= solo * 90 {
-            return;
-        }
-        tries.push((shared, solo, outcome.transcript));
-    }
-    let ratios: Vec<String> = tries
-        .iter()
-        .map(|(shared, solo, _)| format!("{shared} of {solo}"))
-        .collect();
-    let last = tries.last().map_or("", |(_, _, console)| console.as_str());
-    panic!(
-        "the victim kept under 90% of its iterations per 100 ms in all {RATE_ATTEMPTS} runs ({}); the last:\n{last}",
-        ratios.join(", ")
+    assert!(
+        during.iter().all(|&count| count > 0),
+        "a window without progress: {during:?}\n{console}"
+    );
+    let (solo, shared) = (median(&mut alone), median(&mut during));
+    println!("victim: median {solo} iterations per 100 ms alone, {shared} beside the other VM");
+    assert!(
+        shared * 4 >= solo,
+        "the victim made {shared} iterations per 100 ms beside the other VM, {solo} alone\n{console}"
     );
 }
 
 #[test]
-fn two_vms_on_two_cpus_run_at_once_each_at_its_solo_rate() {
+fn two_vms_on_two_cpus_run_at_once_each_on_its_own_cpu() {
     let _one = ONE_AT_A_TIME
         .lock()
         .unwrap_or_else(|poison| poison.into_inner());
-    victim_keeps_its_rate("smp-parallel", |outcome| {
-        let console = &outcome.transcript;
-        let rival = console
-            .lines()
-            .find(|line| line.starts_with("[rival] rival: busy from"))
-            .unwrap_or_else(|| panic!("no rival line:\n{console}"));
-        assert_passed(console, &["victim", "rival"]);
-        assert_eq!(outcome.status, 0, "{console}");
-        (counter(rival, "from"), counter(rival, "to"))
-    });
+    let outcome = run(&command(&virt(), "smp-parallel"), Duration::from_secs(120));
+    let console = &outcome.transcript;
+    let rival = console
+        .lines()
+        .find(|line| line.starts_with("[rival] rival: busy from"))
+        .unwrap_or_else(|| panic!("no rival line:\n{console}"));
+    assert_passed(console, &["victim", "rival"]);
+    assert_eq!(outcome.status, 0, "{console}");
+    let (from, to) = (counter(rival, "from"), counter(rival, "to"));
+    // Each had its own CPU whenever it was ready: they ran at once.
+    held_its_cpu(console, "victim");
+    held_its_cpu(console, "rival");
+    victim_kept_going(console, from, to);
 }
 
 #[test]
-fn a_guest_attacking_cpus_it_does_not_own_is_contained_and_the_victim_keeps_its_rate() {
+fn a_guest_attacking_cpus_it_does_not_own_is_contained_and_the_victim_keeps_its_cpu() {
     let _one = ONE_AT_A_TIME
         .lock()
         .unwrap_or_else(|poison| poison.into_inner());
-    victim_keeps_its_rate("smp-hostile", |outcome| {
+    let outcome = run(&command(&virt(), "smp-hostile"), Duration::from_secs(120));
+    {
         let console = &outcome.transcript;
         let attack = console
             .lines()
@@ -343,17 +367,16 @@ fn a_guest_attacking_cpus_it_does_not_own_is_contained_and_the_victim_keeps_its_
             assert!(line.ends_with(", 0 failed"), "{line}:\n{console}");
         }
         assert_console_has(console, "hostile-smp: 7 checks, 0 failed");
-        // Nothing the hostile VM did interrupted the victim's CPU: its only
-        // physical interrupts are its own slice ticks (the hostile VM has one
-        // vCPU: there is nobody it could have the hypervisor kick).
-        let victim = vm_status_line(console, "victim");
-        let (irqs, ticks) = (counter(victim, "irqs"), counter(victim, "ticks"));
-        assert!(irqs <= ticks + 2, "{victim}");
+        // Nothing the hostile VM did took the victim's CPU from it or
+        // interrupted it: its only physical interrupts are its own slice
+        // ticks (the hostile VM has one vCPU: there is nobody it could
+        // have the hypervisor kick).
+        held_its_cpu(console, "victim");
         assert_passed(console, &["hostile-smp", "victim"]);
         assert_console_lacks(console, "Hyp-mode exception");
         assert_eq!(outcome.status, 0, "{console}");
-        (from, to)
-    });
+        victim_kept_going(console, from, to);
+    }
 }
 
 #[test]

@@ -2,7 +2,8 @@
 //! Creating the VMs of the system image and running them to the end, on
 //! any board.
 //!
-//! DESIGN.md's boot steps 3 to 5, in three calls the board makes with its
+//! `docs/architecture.md`'s boot flow steps 3 to 5, in three calls the
+//! board makes with its
 //! own pieces in between: [`prepare`] (steps 1 and 3 below, up to the
 //! devices), [`create_vms`] (step 2, given each VM's interrupt backend and
 //! GIC windows), and [`run_and_report`] (the run and step 4, given the

@@ -136,31 +136,6 @@ macro_rules! cp14_thumbee {
     };
 }
 
-/// `mrc`/`mcr p14, 0, Rt, c0, c<crm>, <opc2>`: a debug register.
-#[cfg(target_arch = "arm")]
-macro_rules! cp14_debug {
-    (read $crm:literal, $opc2:literal) => {{
-        let value: u32;
-        // SAFETY: reading a debug register from Hyp mode has no side
-        // effects.
-        unsafe {
-            core::arch::asm!(
-                concat!("mrc p14, 0, {}, c0, c", $crm, ", ", $opc2),
-                out(reg) value,
-                options(nomem, nostack, preserves_flags)
-            )
-        };
-        value
-    }};
-    (write $crm:literal, $opc2:literal, $value:expr) => {
-        core::arch::asm!(
-            concat!("mcr p14, 0, {}, c0, c", $crm, ", ", $opc2),
-            in(reg) $value,
-            options(nomem, nostack, preserves_flags)
-        )
-    };
-}
-
 /// `mrrc`/`mcrr` of a 64-bit register.
 #[cfg(target_arch = "arm")]
 macro_rules! cp15_64 {
@@ -225,98 +200,6 @@ pub struct PmuContext {
     pub event_types: [u32; MAX_EVENT_COUNTERS],
     /// PMXEVCNTRn.
     pub event_counts: [u32; MAX_EVENT_COUNTERS],
-}
-
-/// Breakpoint and watchpoint register pairs switched per VM: the first
-/// six and four, all a Cortex-A15 (and A7) has.
-pub const BREAKPOINTS: usize = 6;
-/// See [`BREAKPOINTS`].
-pub const WATCHPOINTS: usize = 4;
-
-/// One guest's debug registers: breakpoints, watchpoints, vector catch
-/// and DBGDSCR. HDCR.TDA traps a guest's accesses on hardware, but QEMU
-/// 7.2 does not implement that trap for AArch32, so they are switched
-/// with the VM: a breakpoint one VM arms never fires in another, and no VM
-/// reads another's. Saved at every switch-out (the reads are cheap);
-/// written at a switch-in only when the incoming or the outgoing VM's
-/// registers are not all zero.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct DebugContext {
-    /// DBGBVR0-5, DBGBCR0-5.
-    pub breakpoints: [(u32, u32); BREAKPOINTS],
-    /// DBGWVR0-3, DBGWCR0-3.
-    pub watchpoints: [(u32, u32); WATCHPOINTS],
-    /// DBGVCR.
-    pub vector_catch: u32,
-    /// DBGDSCRext's writable bits as the guest left them.
-    pub status_control: u32,
-}
-
-/// DBGDSCR bits a guest may set: MDBGen (15), HDBGen (14; needs an
-/// external debugger), ITRen (13), UDCCdis (12), INTdis (11).
-#[cfg(target_arch = "arm")]
-const DSCR_GUEST_BITS: u32 = 0x0000_f800;
-
-/// Reads or writes every breakpoint and watchpoint pair of a
-/// [`DebugContext`] (CRm is the pair's number; opc2 4/5 for breakpoints,
-/// 6/7 for watchpoints).
-#[cfg(target_arch = "arm")]
-macro_rules! debug_pairs {
-    ($mode:ident, $self:ident) => {
-        debug_pairs!(@pair $mode, $self, breakpoints, 0, 4, 5);
-        debug_pairs!(@pair $mode, $self, breakpoints, 1, 4, 5);
-        debug_pairs!(@pair $mode, $self, breakpoints, 2, 4, 5);
-        debug_pairs!(@pair $mode, $self, breakpoints, 3, 4, 5);
-        debug_pairs!(@pair $mode, $self, breakpoints, 4, 4, 5);
-        debug_pairs!(@pair $mode, $self, breakpoints, 5, 4, 5);
-        debug_pairs!(@pair $mode, $self, watchpoints, 0, 6, 7);
-        debug_pairs!(@pair $mode, $self, watchpoints, 1, 6, 7);
-        debug_pairs!(@pair $mode, $self, watchpoints, 2, 6, 7);
-        debug_pairs!(@pair $mode, $self, watchpoints, 3, 6, 7);
-    };
-    (@pair read, $self:ident, $field:ident, $n:literal, $value:literal, $control:literal) => {
-        $self.$field[$n] = (
-            cp14_debug!(read $n, $value),
-            cp14_debug!(read $n, $control),
-        );
-    };
-    (@pair write, $self:ident, $field:ident, $n:literal, $value:literal, $control:literal) => {
-        cp14_debug!(write $n, $control, 0u32); // disabled while it changes
-        cp14_debug!(write $n, $value, $self.$field[$n].0);
-        cp14_debug!(write $n, $control, $self.$field[$n].1);
-    };
-}
-
-impl DebugContext {
-    /// Reads the debug registers from the CPU.
-    #[cfg(target_arch = "arm")]
-    pub fn save_into(&mut self) {
-        debug_pairs!(read, self);
-        self.vector_catch = cp14_debug!(read 7, 0);
-        self.status_control = cp14_debug!(read 2, 2) & DSCR_GUEST_BITS;
-    }
-
-    /// Whether every register holds its reset value (zero).
-    pub fn is_clear(&self) -> bool {
-        *self == DebugContext::default()
-    }
-
-    /// Writes the debug registers back.
-    ///
-    /// # Safety
-    /// As for [`Cp15Context::restore`].
-    #[cfg(target_arch = "arm")]
-    pub unsafe fn restore(&self) {
-        let dscr = cp14_debug!(read 2, 2);
-        // SAFETY: the guest's own values (the caller's promise); debug
-        // exceptions they enable are taken at PL1 by that guest.
-        unsafe {
-            cp14_debug!(write 2, 2, (dscr & !DSCR_GUEST_BITS) | self.status_control);
-            debug_pairs!(write, self);
-            cp14_debug!(write 7, 0, self.vector_catch);
-        }
-        aarch32_cpu::asm::isb();
-    }
 }
 
 /// How many event counters guests get: PMCR.N, at most

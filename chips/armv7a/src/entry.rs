@@ -16,7 +16,8 @@
 //! `capvisor_secondary_main(cpu)`, which never returns (only a board that
 //! starts secondary CPUs defines it).
 //!
-//! Every exception taken in Hyp mode is a hypervisor bug (design rule 1), so
+//! Every exception taken in Hyp mode is a hypervisor bug (design rule 1,
+//! `docs/architecture.md`), so
 //! each vector switches to its CPU's own fault stack (the normal stack may
 //! be the thing that overflowed), saves a [`HypExceptionFrame`] there and
 //! calls [`crate::exceptions::armv7a_hyp_fatal`], which prints a decoded

@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: MIT OR Apache-2.0
 //! The fatal Hyp-mode exception report: saved frame, vector and its text.
 //!
-//! Capvisor never expects an exception in Hyp mode (design rule 1), so each
+//! Capvisor never expects an exception in Hyp mode (design rule 1,
+//! `docs/architecture.md`), so each
 //! Hyp vector saves a [`HypExceptionFrame`] and ends in a [`HypFault`]
 //! whose `Display` is the report the panic handler prints: which vector
 //! fired, the decoded HSR, the fault address registers (marking which one

@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: MIT OR Apache-2.0
 //! Turning a guest's trap into Hyp (HSR and fault registers) into a `Trap`.
 //!
-//! This is the chip boundary of DESIGN.md: above it nobody sees a raw HSR.
+//! This is the chip boundary (`docs/architecture.md`, layers): above it
+//! nobody sees a raw HSR.
 //! An exit arrives through one of three vectors: the Hyp trap vector
 //! (synchronous: hypercalls, trapped instructions, stage-2 aborts), IRQ or
 //! FIQ. A stage-2 data abort with a valid instruction syndrome on a
@@ -130,7 +131,8 @@ fn decode_general(hsr: Hsr, registers: &FaultRegisters) -> Trap {
         Syndrome::Smc => Trap::SecureMonitorCall,
         Syndrome::WfiWfe { wfe: false, cond } => Trap::WaitForInterrupt { condition: cond },
         Syndrome::WfiWfe { wfe: true, cond } => Trap::WaitForEvent { condition: cond },
-        Syndrome::Cp15Access {
+        Syndrome::RegisterAccess {
+            coprocessor,
             read,
             opc1,
             opc2,
@@ -140,7 +142,7 @@ fn decode_general(hsr: Hsr, registers: &FaultRegisters) -> Trap {
             cond,
         } => Trap::SystemRegister {
             access: SystemRegisterAccess {
-                coprocessor: 15,
+                coprocessor,
                 read,
                 opc1,
                 crn,
@@ -151,7 +153,8 @@ fn decode_general(hsr: Hsr, registers: &FaultRegisters) -> Trap {
             },
             condition: cond,
         },
-        Syndrome::Cp15Access64 {
+        Syndrome::RegisterAccess64 {
+            coprocessor,
             read,
             opc1,
             crm,
@@ -160,7 +163,7 @@ fn decode_general(hsr: Hsr, registers: &FaultRegisters) -> Trap {
             cond,
         } => Trap::SystemRegister {
             access: SystemRegisterAccess {
-                coprocessor: 15,
+                coprocessor,
                 read,
                 opc1,
                 crn: 0,
@@ -188,8 +191,9 @@ fn decode_general(hsr: Hsr, registers: &FaultRegisters) -> Trap {
             ..
         } => Trap::FloatingPoint,
         // Unknown (undefined instructions), SVC (only routed to Hyp with
-        // HCR.TGE, which Capvisor never sets), CP14 and the rest: nothing
-        // Capvisor emulates, so the guest sees an undefined instruction.
+        // HCR.TGE, which Capvisor never sets), LDC/STC to CP14 (DBGDTR by
+        // block transfer) and the rest: nothing Capvisor emulates, so the
+        // guest sees an undefined instruction.
         Syndrome::Unknown | Syndrome::Svc { .. } | Syndrome::Other { .. } => {
             Trap::Undefined { syndrome: hsr.0 }
         }
@@ -586,11 +590,29 @@ mod tests {
                 syndrome: 0x0200_0000
             }
         );
-        // CP14 debug register access: not emulated.
+        // LDC/STC to CP14 (EC 0x06): not emulated.
         assert_eq!(
-            trap(0x1600_0000, 0, 0, 0).trap,
+            trap(0x1a00_0000, 0, 0, 0).trap,
             Trap::Undefined {
-                syndrome: 0x1600_0000
+                syndrome: 0x1a00_0000
+            }
+        );
+        // MRC p14, 0, r2, c0, c0, 0 (DBGDIDR, EC 0x05): a register access
+        // for the vCPU to emulate.
+        assert_eq!(
+            trap(0x17e0_0041, 0, 0, 0).trap,
+            Trap::SystemRegister {
+                access: SystemRegisterAccess {
+                    coprocessor: 14,
+                    read: true,
+                    opc1: 0,
+                    crn: 0,
+                    crm: 0,
+                    opc2: 0,
+                    register: 2,
+                    register2: None,
+                },
+                condition: Some(0xe),
             }
         );
     }

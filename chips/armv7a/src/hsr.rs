@@ -117,23 +117,37 @@ impl Hsr {
                 wfe: bit(iss, 0),
                 cond: condition(iss),
             },
-            ExceptionClass::Cp15McrMrc => Syndrome::Cp15Access {
-                read: bit(iss, 0),
-                opc1: bits(iss, 14, 3) as u8,
-                opc2: bits(iss, 17, 3) as u8,
-                crn: bits(iss, 10, 4) as u8,
-                crm: bits(iss, 1, 4) as u8,
-                rt: bits(iss, 5, 4) as u8,
-                cond: condition(iss),
-            },
-            ExceptionClass::Cp15McrrMrrc => Syndrome::Cp15Access64 {
-                read: bit(iss, 0),
-                opc1: bits(iss, 16, 4) as u8,
-                crm: bits(iss, 1, 4) as u8,
-                rt: bits(iss, 5, 4) as u8,
-                rt2: bits(iss, 10, 4) as u8,
-                cond: condition(iss),
-            },
+            class @ (ExceptionClass::Cp15McrMrc | ExceptionClass::Cp14McrMrc) => {
+                Syndrome::RegisterAccess {
+                    coprocessor: if matches!(class, ExceptionClass::Cp14McrMrc) {
+                        14
+                    } else {
+                        15
+                    },
+                    read: bit(iss, 0),
+                    opc1: bits(iss, 14, 3) as u8,
+                    opc2: bits(iss, 17, 3) as u8,
+                    crn: bits(iss, 10, 4) as u8,
+                    crm: bits(iss, 1, 4) as u8,
+                    rt: bits(iss, 5, 4) as u8,
+                    cond: condition(iss),
+                }
+            }
+            class @ (ExceptionClass::Cp15McrrMrrc | ExceptionClass::Cp14Mrrc) => {
+                Syndrome::RegisterAccess64 {
+                    coprocessor: if matches!(class, ExceptionClass::Cp14Mrrc) {
+                        14
+                    } else {
+                        15
+                    },
+                    read: bit(iss, 0),
+                    opc1: bits(iss, 16, 4) as u8,
+                    crm: bits(iss, 1, 4) as u8,
+                    rt: bits(iss, 5, 4) as u8,
+                    rt2: bits(iss, 10, 4) as u8,
+                    cond: condition(iss),
+                }
+            }
             ExceptionClass::SvcHyp => Syndrome::Svc { imm16: iss as u16 },
             ExceptionClass::Hvc => Syndrome::Hvc { imm16: iss as u16 },
             ExceptionClass::Smc => Syndrome::Smc,
@@ -616,9 +630,12 @@ pub enum Syndrome {
         /// COND (bits 23:20) when CV (bit 24) is set.
         cond: Option<u8>,
     },
-    /// EC 0x03: a trapped 32-bit CP15 access, `MCR`/`MRC p15, opc1, Rt,
-    /// CRn, CRm, opc2`.
-    Cp15Access {
+    /// EC 0x03 or 0x05: a trapped 32-bit CP15 or CP14 access,
+    /// `MCR`/`MRC p<coprocessor>, opc1, Rt, CRn, CRm, opc2` (the two
+    /// classes share the ISS layout).
+    RegisterAccess {
+        /// 15 (EC 0x03) or 14 (EC 0x05).
+        coprocessor: u8,
         /// Direction (bit 0): true for MRC (a read into Rt).
         read: bool,
         /// Opc1 (bits 16:14).
@@ -634,9 +651,12 @@ pub enum Syndrome {
         /// COND (bits 23:20) when CV (bit 24) is set.
         cond: Option<u8>,
     },
-    /// EC 0x04: a trapped 64-bit CP15 access, `MCRR`/`MRRC p15, opc1, Rt,
-    /// Rt2, CRm`.
-    Cp15Access64 {
+    /// EC 0x04 or 0x0c: a trapped 64-bit CP15 or CP14 access,
+    /// `MCRR`/`MRRC p<coprocessor>, opc1, Rt, Rt2, CRm`.
+    RegisterAccess64 {
+        /// 15 (EC 0x04) or 14 (EC 0x0c, MRRC only: Armv7 has no MCRR to
+        /// CP14 that traps).
+        coprocessor: u8,
         /// Direction (bit 0): true for MRRC (a read into Rt and Rt2).
         read: bool,
         /// Opc1 (bits 19:16).
@@ -685,7 +705,8 @@ impl fmt::Display for Syndrome {
                 let name = if wfe { "WFE" } else { "WFI" };
                 write!(f, "{name}{}", ConditionSuffix(cond))
             }
-            Syndrome::Cp15Access {
+            Syndrome::RegisterAccess {
+                coprocessor,
                 read,
                 opc1,
                 opc2,
@@ -695,12 +716,13 @@ impl fmt::Display for Syndrome {
                 cond,
             } => write!(
                 f,
-                "{}{} p15, {opc1}, {}, c{crn}, c{crm}, {opc2}",
+                "{}{} p{coprocessor}, {opc1}, {}, c{crn}, c{crm}, {opc2}",
                 if read { "MRC" } else { "MCR" },
                 ConditionSuffix(cond),
                 RegisterName(rt)
             ),
-            Syndrome::Cp15Access64 {
+            Syndrome::RegisterAccess64 {
+                coprocessor,
                 read,
                 opc1,
                 crm,
@@ -709,7 +731,7 @@ impl fmt::Display for Syndrome {
                 cond,
             } => write!(
                 f,
-                "{}{} p15, {opc1}, {}, {}, c{crm}",
+                "{}{} p{coprocessor}, {opc1}, {}, {}, c{crm}",
                 if read { "MRRC" } else { "MCRR" },
                 ConditionSuffix(cond),
                 RegisterName(rt),
@@ -1104,7 +1126,8 @@ mod tests {
             assert_eq!(hsr.iss(), iss);
             assert_eq!(
                 hsr.decode(),
-                Syndrome::Cp15Access {
+                Syndrome::RegisterAccess {
+                    coprocessor: 15,
                     read,
                     opc1: opc1 as u8,
                     opc2: opc2 as u8,
@@ -1135,7 +1158,8 @@ mod tests {
         let hsr = Hsr::from_parts(ExceptionClass::Cp15McrrMrrc, true, iss);
         assert_eq!(
             hsr.decode(),
-            Syndrome::Cp15Access64 {
+            Syndrome::RegisterAccess64 {
+                coprocessor: 15,
                 read: true,
                 opc1: 1,
                 crm: 14,
@@ -1150,7 +1174,8 @@ mod tests {
         let hsr = Hsr::from_parts(ExceptionClass::Cp15McrrMrrc, true, iss);
         assert_eq!(
             hsr.decode(),
-            Syndrome::Cp15Access64 {
+            Syndrome::RegisterAccess64 {
+                coprocessor: 15,
                 read: false,
                 opc1: 15,
                 crm: 0,
@@ -1160,6 +1185,44 @@ mod tests {
             }
         );
         assert!(format!("{hsr}").ends_with("; MCRR p15, 15, sp, lr, c0)"));
+    }
+
+    #[test]
+    fn cp14_accesses_decode_like_cp15() {
+        // MRC p14, 0, r3, c0, c0, 0 (DBGDIDR), as HDCR.TDA traps it.
+        let iss = mcr_mrc_iss(true, 0, 0, 0, 0, 3);
+        let hsr = Hsr::from_parts(ExceptionClass::Cp14McrMrc, true, iss);
+        assert_eq!(hsr.0 >> 26, 0x05);
+        assert_eq!(
+            hsr.decode(),
+            Syndrome::RegisterAccess {
+                coprocessor: 14,
+                read: true,
+                opc1: 0,
+                opc2: 0,
+                crn: 0,
+                crm: 0,
+                rt: 3,
+                cond: Some(0xe),
+            }
+        );
+        assert!(format!("{hsr}").ends_with("; MRC p14, 0, r3, c0, c0, 0)"));
+        // MRRC p14, 0, r0, r1, c1 (DBGDRAR, 64 bits), as HDCR.TDRA traps it.
+        let iss = (1 << 24) | (0xe << 20) | (1 << 10) | (1 << 1) | 1;
+        let hsr = Hsr::from_parts(ExceptionClass::Cp14Mrrc, true, iss);
+        assert_eq!(
+            hsr.decode(),
+            Syndrome::RegisterAccess64 {
+                coprocessor: 14,
+                read: true,
+                opc1: 0,
+                crm: 1,
+                rt: 0,
+                rt2: 1,
+                cond: Some(0xe),
+            }
+        );
+        assert!(format!("{hsr}").ends_with("; MRRC p14, 0, r0, r1, c1)"));
     }
 
     #[test]

@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: MIT OR Apache-2.0
 //! Reflecting a fault into a guest: the exception entry the CPU would make.
 //!
-//! Design rule 2: a guest's fault is the guest's business. When an abort no
+//! Design rule 2 (`docs/architecture.md`): a guest's fault is the guest's
+//! business. When an abort no
 //! virtual device claims, or an instruction Capvisor does not emulate,
 //! comes back to Hyp, the hypervisor makes the guest take the exception it
 //! would have taken on real hardware: at its own vector, in its abort or

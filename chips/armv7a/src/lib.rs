@@ -18,6 +18,7 @@
 pub mod cache;
 pub mod cp15_context;
 pub mod cpu;
+pub mod debug_registers;
 pub mod entry;
 pub mod exceptions;
 pub mod fault;

@@ -17,7 +17,8 @@
 //! switched in. A VM that never uses them (most) costs nothing at a
 //! switch, and no VM ever reads what another left in them.
 
-use crate::cp15_context::{Cp15Context, DebugContext, PmuContext};
+use crate::cp15_context::{Cp15Context, PmuContext};
+use crate::debug_registers::{DebugContext, DebugHardware, DebugRegister};
 use crate::fp_context::FpContext;
 use crate::world_switch::GuestContext;
 use hyp::capabilities::VcpuCreationCapability;
@@ -65,7 +66,8 @@ pub struct ArmVcpu {
     pmu_used: bool,
     #[cfg_attr(not(target_arch = "arm"), allow(dead_code))]
     pmu_at_reset: PmuContext,
-    /// Its debug registers (valid while switched out).
+    /// Its debug registers (always current: every guest access traps and
+    /// is emulated on them, see `debug_registers`).
     pub debug: DebugContext,
 }
 
@@ -193,9 +195,13 @@ impl GuestRegisters for ArmVcpu {
 
     /// ACTLR (`MRC/MCR p15, 0, Rt, c1, c0, 1`) is emulated: reads see the
     /// vCPU's value, writes change it. The first access to a performance
-    /// monitor hands the VM its own and is retried. Everything else
-    /// trapped is undefined.
+    /// monitor hands the VM its own and is retried. CP14 debug registers
+    /// (trapped by HDCR.TDA, TDOSA, TDRA) are emulated on the vCPU's own
+    /// (`debug_registers`). Everything else trapped is undefined.
     fn emulate_system_register(&mut self, access: &SystemRegisterAccess) -> SystemRegisterOutcome {
+        if access.coprocessor == 14 {
+            return self.emulate_debug_register(access);
+        }
         if PmuContext::is_pmu_register(access) && !self.pmu_used {
             self.pmu_used = true;
             #[cfg(target_arch = "arm")]
@@ -219,10 +225,46 @@ impl GuestRegisters for ArmVcpu {
         if !actlr {
             return SystemRegisterOutcome::Undefined;
         }
+        // Through `GuestRegisters`: a banked Rt (SP, LR) is in the CPU
+        // while the VM runs.
         if access.read {
-            self.context.set_register(access.register, self.actlr);
+            GuestRegisters::set_register(self, access.register, self.actlr);
         } else {
-            self.actlr = self.context.register(access.register);
+            self.actlr = GuestRegisters::register(self, access.register);
+        }
+        SystemRegisterOutcome::Emulated
+    }
+}
+
+impl ArmVcpu {
+    /// A trapped CP14 access (see [`DebugRegister::of`]).
+    fn emulate_debug_register(&mut self, access: &SystemRegisterAccess) -> SystemRegisterOutcome {
+        let Some(register) = DebugRegister::of(access) else {
+            return SystemRegisterOutcome::Undefined;
+        };
+        let hardware = if self.live {
+            DebugHardware::Live
+        } else {
+            DebugHardware::Absent
+        };
+        if !access.read {
+            let value = GuestRegisters::register(self, access.register);
+            self.debug.emulate(register, Some(value), hardware);
+            return SystemRegisterOutcome::Emulated;
+        }
+        let Some(value) = self.debug.emulate(register, None, hardware) else {
+            return SystemRegisterOutcome::Undefined;
+        };
+        if access.register == 15 {
+            // `MRC p14, 0, APSR_nzcv, ...` (DBGDSCRint in DCC polling
+            // loops): the value's top four bits become the flags.
+            self.context.cpsr = (self.context.cpsr & 0x0fff_ffff) | (value & 0xf000_0000);
+        } else {
+            GuestRegisters::set_register(self, access.register, value);
+        }
+        if let Some(high) = access.register2 {
+            // MRRC of a 64-bit register (DBGDRAR, DBGDSAR): the high word.
+            GuestRegisters::set_register(self, high, 0);
         }
         SystemRegisterOutcome::Emulated
     }
@@ -264,7 +306,8 @@ impl Vcpu for ArmVcpu {
             self.pmu = PmuContext::save();
             PmuContext::stop_counting();
         }
-        self.debug.save_into();
+        // The debug registers need no saving: every guest access to them
+        // traps, so `self.debug` is already what the guest left.
         if !self.debug.is_clear() {
             DEBUG_REGISTERS_DIRTY[crate::cpu::current()]
                 .store(true, core::sync::atomic::Ordering::Relaxed);
@@ -429,6 +472,48 @@ mod tests {
             vcpu.emulate_system_register(&sctlr),
             SystemRegisterOutcome::Undefined,
             "SCTLR is not trapped"
+        );
+    }
+
+    #[test]
+    fn debug_registers_are_emulated_per_vcpu() {
+        let debug = |read, crn, crm, opc2, register| SystemRegisterAccess {
+            coprocessor: 14,
+            read,
+            opc1: 0,
+            crn,
+            crm,
+            opc2,
+            register,
+            register2: None,
+        };
+        let (mut a, mut b) = (test_vcpu(), test_vcpu());
+        // MCR p14, 0, r4, c0, c2, 4 (DBGBVR2) in one vCPU only.
+        a.context.r[4] = 0x4000_2000;
+        assert_eq!(
+            a.emulate_system_register(&debug(false, 0, 2, 4, 4)),
+            SystemRegisterOutcome::Emulated
+        );
+        for (vcpu, expected) in [(&mut a, 0x4000_2000), (&mut b, 0)] {
+            assert_eq!(
+                vcpu.emulate_system_register(&debug(true, 0, 2, 4, 5)),
+                SystemRegisterOutcome::Emulated
+            );
+            assert_eq!(vcpu.context.r[5], expected);
+        }
+        // MRC p14, 0, APSR_nzcv, c0, c1, 0 (DBGDSCRint): the flags take
+        // its top bits (TXfull, RXfull: never set, no one is on the other
+        // end of the channel).
+        a.context.cpsr = 0xf000_01d3;
+        assert_eq!(
+            a.emulate_system_register(&debug(true, 0, 1, 0, 15)),
+            SystemRegisterOutcome::Emulated
+        );
+        assert_eq!(a.context.cpsr, 0x0000_01d3);
+        // DBGCLAIMSET: not emulated.
+        assert_eq!(
+            a.emulate_system_register(&debug(true, 7, 8, 6, 0)),
+            SystemRegisterOutcome::Undefined
         );
     }
 

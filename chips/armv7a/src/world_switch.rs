@@ -138,7 +138,8 @@ extern "C" {
 ///
 /// # Safety
 /// The guest's stage-2 tables must map only memory that belongs to it, and
-/// HCR must trap everything the hypervisor needs to keep (rule 2 depends on
+/// HCR must trap everything the hypervisor needs to keep (design rule 2,
+/// `docs/architecture.md`, depends on
 /// it). The Hyp vectors must be installed.
 #[cfg(target_arch = "arm")]
 pub unsafe fn run_guest(context: &mut GuestContext) -> GuestExit {
@@ -369,7 +370,8 @@ pub const HCR_GUEST: u32 =
 pub const HSTR_GUEST: u32 = 1 << 15;
 
 /// Prepares the CPU for guests, once, at boot: VTCR (the stage-2 format
-/// every VM's tables share), HCPTR with no FP traps (Hyp mode saves and
+/// every VM's tables share), HDCR (see [`set_pmu_trap`]), the CPU's OS
+/// lock cleared, HCPTR with no FP traps (Hyp mode saves and
 /// restores guests' VFP/NEON registers, which must not fault in Hyp: its
 /// reset value is UNKNOWN on hardware), and an invalidation of any guest
 /// TLB entries left by firmware. After this, a VM switch only changes VTTBR:
@@ -408,6 +410,15 @@ pub unsafe fn init_virtualization() {
         core::arch::asm!("mcr p15, 4, {}, c14, c1, 0", in(reg) 1u32, options(nomem, nostack, preserves_flags))
     };
     crate::fp_context::enable_hyp_fp_access();
+    // The CPU's OS lock (DBGOSLAR with anything but the key): set at a
+    // cold reset on v7.1 debug, it would keep every guest's breakpoints
+    // and watchpoints from firing. Guests see an OS lock of their own
+    // (`debug_registers`), never this one.
+    // SAFETY: the OS lock only gates debug events and external debugger
+    // access; no guest runs yet.
+    unsafe {
+        core::arch::asm!("mcr p14, 0, {}, c1, c0, 4", in(reg) 0u32, options(nomem, nostack, preserves_flags))
+    };
     aarch32_cpu::asm::isb();
     TlbiAllNsNh::write();
     aarch32_cpu::asm::dsb();
@@ -419,15 +430,22 @@ pub unsafe fn init_virtualization() {
 #[cfg(target_arch = "arm")]
 const HDCR_TRAP_PMU: u32 = (1 << 5) | (1 << 6);
 
+/// HDCR.TDA (bit 9), TDOSA (10) and TDRA (11): every guest access to a
+/// CP14 debug register traps to Hyp, where the vCPU emulates it
+/// (`debug_registers`).
+pub const HDCR_TRAP_DEBUG: u32 = (1 << 9) | (1 << 10) | (1 << 11);
+
 /// Sets HDCR: guests get the event counters Capvisor switches per VM
 /// (HPMN), the counters reserved for Hyp (none when HPMN = PMCR.N) stay
-/// disabled (HPME clear), debug accesses are not trapped (TDE, TDA, TDOSA,
-/// TDRA clear), and the performance monitors trap (TPM, TPMCR) when
-/// `trap`: until a VM first touches them (see `vcpu`).
+/// disabled (HPME clear), debug exceptions are not routed to Hyp (TDE
+/// clear), every debug register access traps (TDA, TDOSA, TDRA), and the
+/// performance monitors trap (TPM, TPMCR) when `trap`: until a VM first
+/// touches them (see `vcpu`).
 #[cfg(target_arch = "arm")]
 pub fn set_pmu_trap(trap: bool) {
-    let hdcr =
-        crate::cp15_context::guest_event_counters() as u32 | if trap { HDCR_TRAP_PMU } else { 0 };
+    let hdcr = crate::cp15_context::guest_event_counters() as u32
+        | HDCR_TRAP_DEBUG
+        | if trap { HDCR_TRAP_PMU } else { 0 };
     // SAFETY: HDCR only configures traps and counter partitioning for
     // PL0/PL1; the VM switched in is the one the choice is made for.
     unsafe {
@@ -617,7 +635,8 @@ pub unsafe fn write_exception_bank(entry: &crate::inject::ExceptionEntry) {
     }
 }
 
-/// Reflects a fault into the running guest (design rule 2): sets the fault
+/// Reflects a fault into the running guest (design rule 2,
+/// `docs/architecture.md`): sets the fault
 /// status and address registers the guest's handler will read, and returns
 /// the entry to the guest's own abort or undefined vector (its new PC and
 /// CPSR, and the LR and SPSR of the mode it enters), or `None` for an

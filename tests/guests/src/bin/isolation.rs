@@ -113,6 +113,23 @@ fn set_breakpoint_values(zero: u32, one: Option<u32>) {
     }
 }
 
+/// DBGBCR0.
+fn breakpoint_control() -> u32 {
+    let value: u32;
+    // SAFETY: reading a breakpoint control register has no side effects.
+    unsafe { core::arch::asm!("mrc p14, 0, {}, c0, c0, 5", out(reg) value) };
+    value
+}
+
+/// Writes DBGBCR0 (callers keep bit 0, E, clear: nothing fires).
+fn set_breakpoint_control(value: u32) {
+    // SAFETY: the control register of a disabled breakpoint.
+    unsafe { core::arch::asm!("mcr p14, 0, {}, c0, c0, 5", "isb", in(reg) value) };
+}
+
+/// DBGBCR.HMC (bit 13): the breakpoint would also match in Hyp mode.
+const HYP_MATCH: u32 = 1 << 13;
+
 /// Reads d0 and d31.
 fn read_fp() -> [u32; 4] {
     let (a, b, c, d): (u32, u32, u32, u32);
@@ -188,6 +205,17 @@ fn main() -> u32 {
     );
     checks.that("TEEHBR stayed this VM's own over three turns", thumbee);
     checks.that("DBGBVR0-1 stayed this VM's own over three turns", debug);
+    // Every debug register access traps (HDCR.TDA) and is emulated: a
+    // guest cannot make a breakpoint match in Hyp mode (HMC never sticks;
+    // PMC, bits 2:1, does). Without the trap the CPU keeps HMC.
+    let control = HYP_MATCH | (0b11 << 1);
+    set_breakpoint_control(control);
+    let kept = breakpoint_control();
+    set_breakpoint_control(0);
+    checks.that(
+        "DBGBCR0 keeps PMC but not HMC (debug registers are trapped)",
+        kept == control & !HYP_MATCH,
+    );
     println!("{}: VM {} took {} turns", name, id, ROUNDS);
     checks.finish(name)
 }
