@@ -289,7 +289,8 @@ fn held_its_cpu(console: &str, vm: &str) {
 
 /// The smoke check on wall clock (the rates are wall clock, on a host
 /// that others may share, so the judgement is [`held_its_cpu`]'s): the
-/// victim made progress in every 100 ms beside the other VM, and its
+/// victim made progress in 9 of every 10 windows of 100 ms beside the
+/// other VM, and its
 /// median there is at least a quarter of its median alone. The rates are
 /// printed for the record.
 fn victim_kept_going(console: &str, from_us: u64, to_us: u64) {
@@ -298,9 +299,13 @@ fn victim_kept_going(console: &str, from_us: u64, to_us: u64) {
         alone.len() >= 2 && during.len() >= 5,
         "windows alone {alone:?}, during {during:?}:\n{console}"
     );
+    // A host stall can empty a wall-clock window now and then; a starved
+    // victim would empty many.
+    let empty = during.iter().filter(|&&count| count == 0).count();
     assert!(
-        during.iter().all(|&count| count > 0),
-        "a window without progress: {during:?}\n{console}"
+        empty * 10 <= during.len(),
+        "{empty} of {} windows without progress: {during:?}\n{console}",
+        during.len()
     );
     let (solo, shared) = (median(&mut alone), median(&mut during));
     println!("victim: median {solo} iterations per 100 ms alone, {shared} beside the other VM");

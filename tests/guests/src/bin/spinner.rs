@@ -60,9 +60,15 @@ fn main() -> u32 {
                 count
             );
         }
+        // Starved by another VM, it would miss many windows; a host that
+        // others share may stall QEMU's thread for a window now and then
+        // (these are wall-clock windows), so one window in ten may be
+        // empty. The judgement of who had the CPU is the hypervisor's
+        // counters, in the host tests.
+        let empty = counts.iter().filter(|&&count| count == 0).count();
         checks.that(
-            "progress in every 100 ms",
-            counts.iter().all(|&count| count > 0),
+            "progress in 9 of every 10 windows of 100 ms",
+            empty * 10 <= counts.len(),
         );
         checks.that("its data unchanged", pattern_intact());
         checks.equal("its image unchanged", image_checksum(), image_before);
