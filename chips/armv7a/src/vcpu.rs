@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: MIT OR Apache-2.0
-//! The ARMv7-A virtual CPU: `hyp::kernel::Vcpu` on top of the world switch.
+//! The ARMv7-A virtual CPU: `hyp::kernel::ArchVcpu` on top of the world switch.
 //!
 //! An [`ArmVcpu`] owns everything that must follow a VM across a switch:
 //! the core registers ([`GuestContext`]), the PL1 system registers
@@ -26,7 +26,7 @@ use hyp::dispatch::{GuestRegisters, SystemRegisterOutcome};
 use hyp::interrupts::{VirtualIrqLine, VirtualTimer};
 use hyp::trap::SystemRegisterAccess;
 #[cfg(target_arch = "arm")]
-use hyp::{dispatch::Action, kernel::Vcpu, trap::GuestExit};
+use hyp::{dispatch::Action, kernel::ArchVcpu, trap::GuestExit};
 
 /// One VM's CPU state.
 #[derive(Clone, Copy, Debug)]
@@ -51,7 +51,7 @@ pub struct ArmVcpu {
     /// rather than in `context` (only read on the target).
     #[cfg_attr(not(target_arch = "arm"), allow(dead_code))]
     live: bool,
-    /// The state a reset returns to (read by `Vcpu::reset`, which only
+    /// The state a reset returns to (read by `ArchVcpu::reset`, which only
     /// exists on the target).
     #[cfg_attr(not(target_arch = "arm"), allow(dead_code))]
     boot: GuestContext,
@@ -229,7 +229,7 @@ impl GuestRegisters for ArmVcpu {
 }
 
 #[cfg(target_arch = "arm")]
-impl Vcpu for ArmVcpu {
+impl ArchVcpu for ArmVcpu {
     fn switch_in(&mut self) {
         // SAFETY: this VM's own saved state, installed before it runs; its
         // stage-2 tables map only its memory (the board built them).
@@ -275,7 +275,7 @@ impl Vcpu for ArmVcpu {
     fn run(&mut self) -> GuestExit {
         // Entering a vCPU whose state is not in the CPU would run it with
         // another VM's translation and registers.
-        assert!(self.live, "Vcpu::run on a vCPU that is not switched in");
+        assert!(self.live, "ArchVcpu::run on a vCPU that is not switched in");
         // SAFETY: switch_in installed this VM's stage 2, HCR, CP15 and FP
         // (checked above).
         unsafe { crate::world_switch::run_guest(&mut self.context) }
