@@ -34,16 +34,16 @@
 //! was typed for that VM, until it reads again or the focus moves. Input
 //! for a VM that has stopped is dropped at once.
 
+use crate::guests::VmConsole;
 use alloc::vec::Vec;
 use armv7a::generic_timer::Counter;
 use capsules::console_mux::{ConsoleMux, Input};
-use capsules::virtual_uart::VirtualUart;
 use core::cell::Cell;
 use hyp::capabilities::InterruptRoutingCapability;
 use hyp::hil::interrupt::InterruptController;
 use hyp::hil::time::{Alarm, Clock};
 use hyp::interrupts::InterruptBackend;
-use hyp::kernel::{Platform, Vm};
+use hyp::kernel::{AnyLock, Guarded, Platform, Vm};
 use pl011::Pl011;
 
 /// How long input for the focused VM may wait in the UART before the
@@ -95,12 +95,12 @@ pub struct PlatformShared<'a> {
     pub lines: Lines,
     /// The console multiplexer.
     pub mux: &'a ConsoleMux<'a>,
-    /// Every VM, for its lock and its state.
+    /// Every VM, for its state and its kicks.
     pub vms: &'a [&'a Vm<'a>],
-    /// Each VM's virtual UART, for received bytes (under its VM's lock).
-    pub uarts: &'a [VirtualUart<'a>],
-    /// Each VM's first vCPU's backend: the kicks a received byte causes.
-    pub first_backends: Vec<&'a dyn InterruptBackend>,
+    /// Each VM's virtual UART and first vCPU's backend (the kicks a
+    /// received byte causes), under its VM's lock: used only on the CPU
+    /// that takes console input (the one with [`ConsoleInput`]).
+    pub consoles: Vec<Guarded<VmConsole<'a>, AnyLock<'a>>>,
 }
 
 impl core::fmt::Debug for PlatformShared<'_> {
@@ -125,9 +125,9 @@ struct ConsoleInput {
 pub struct BoardPlatform<'a> {
     /// What all CPUs share.
     pub shared: &'a PlatformShared<'a>,
-    /// The backends of the vCPUs this CPU runs, with their VMs, for
+    /// The backends of the vCPUs this CPU runs, under their VMs' locks, for
     /// forwarded lines.
-    pub backends: Vec<(&'a Vm<'a>, &'a dyn InterruptBackend)>,
+    pub backends: Vec<Guarded<&'a dyn InterruptBackend, AnyLock<'a>>>,
     /// Console input, on the CPU that takes the UART's interrupt.
     console: Option<ConsoleInput>,
     /// The alarm the kernel asked for last (the platform may set an earlier
@@ -155,7 +155,7 @@ impl<'a> BoardPlatform<'a> {
         _routing: &dyn InterruptRoutingCapability,
         shared: &'a PlatformShared<'a>,
         console: Option<Pl011>,
-        backends: Vec<(&'a Vm<'a>, &'a dyn InterruptBackend)>,
+        backends: Vec<Guarded<&'a dyn InterruptBackend, AnyLock<'a>>>,
     ) -> Self {
         BoardPlatform {
             shared,
@@ -190,14 +190,13 @@ impl<'a> BoardPlatform<'a> {
     /// or its receive FIFO has room.
     fn has_room(&self, vm: usize) -> bool {
         let shared = self.shared;
-        let (Some(owner), Some(uart)) = (shared.vms.get(vm), shared.uarts.get(vm)) else {
+        let (Some(owner), Some(console)) = (shared.vms.get(vm), shared.consoles.get(vm)) else {
             return true;
         };
         if !owner.is_running() {
             return true;
         }
-        let _vm = owner.lock();
-        uart.receive_room() > 0
+        console.with(|console| console.uart.receive_room() > 0)
     }
 
     /// Moves the input flow on: held input is let in again once the
@@ -282,24 +281,19 @@ impl<'a> BoardPlatform<'a> {
     /// VM, or one not reading, is dropped.
     fn deliver(&self, vm: usize, byte: u8) {
         let shared = self.shared;
-        let (Some(owner), Some(uart), Some(backend)) = (
-            shared.vms.get(vm),
-            shared.uarts.get(vm),
-            shared.first_backends.get(vm),
-        ) else {
+        let (Some(owner), Some(console)) = (shared.vms.get(vm), shared.consoles.get(vm)) else {
             return;
         };
         if !owner.is_running() {
             return;
         }
-        let kicks = {
-            let _vm = owner.lock();
-            if uart.receive_room() == 0 {
-                return;
+        let kicks = console.with(|console| {
+            if console.uart.receive_room() == 0 {
+                return 0;
             }
-            uart.receive(byte);
-            backend.take_kicks()
-        };
+            console.uart.receive(byte);
+            console.backend.take_kicks()
+        });
         owner.kick(kicks, usize::MAX);
     }
 }
@@ -336,10 +330,9 @@ impl Platform for BoardPlatform<'_> {
             } else if shared.lines.forwarded.contains(&line) {
                 // The switched-in vCPU's backend takes it (and ends it here
                 // like any other: the guest timer's is masked meanwhile).
-                self.backends.iter().any(|(vm, backend)| {
-                    let _vm = vm.lock();
-                    backend.physical_interrupt(line)
-                });
+                self.backends
+                    .iter()
+                    .any(|backend| backend.with(|backend| backend.physical_interrupt(line)));
             } else {
                 // Nothing else is enabled; a line that asserts anyway is
                 // masked so it cannot storm.

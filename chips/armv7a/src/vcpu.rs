@@ -282,21 +282,23 @@ impl ArchVcpu for ArmVcpu {
     }
 
     fn reflect(&mut self, action: &Action) -> bool {
-        // SAFETY: the VM is switched in (the kernel reflects only into the
-        // running VM): its CP15 state is live.
+        // The kernel reflects a fault only into the vCPU whose exit it is
+        // handling, which is switched in.
+        assert!(
+            self.live,
+            "ArchVcpu::reflect on a vCPU that is not switched in"
+        );
+        // SAFETY: this vCPU is switched in (checked above): its CP15 state
+        // (VBAR, SCTLR, the fault registers) is the CPU's.
         let Some(entry) = (unsafe { crate::world_switch::reflect_fault(&self.context, action) })
         else {
             return false;
         };
-        if self.live {
-            // SAFETY: this vCPU is the one switched in: its banked
-            // registers are the CPU's.
-            unsafe { crate::world_switch::write_exception_bank(&entry) };
-            self.context.cpsr = entry.cpsr;
-            self.context.pc = entry.pc;
-        } else {
-            self.context.enter(&entry);
-        }
+        // SAFETY: this vCPU is the one switched in (checked above): its
+        // banked registers are the CPU's.
+        unsafe { crate::world_switch::write_exception_bank(&entry) };
+        self.context.cpsr = entry.cpsr;
+        self.context.pc = entry.pc;
         true
     }
 

@@ -23,11 +23,14 @@
 //!
 //! A VM's vCPUs run on different physical CPUs at once, and share the
 //! VM's devices, services and interrupt controller. Those capsules are
-//! plain single-threaded objects; the VM's lock ([`Vm::lock`]) makes them
-//! safe: the kernel holds it around every call into a vCPU's routes and
-//! interrupt backend, and a board holds it when it delivers console input
-//! to the VM. The lock order is: a VM's lock, then the console
-//! multiplexer's, then the console UART's; never two VMs' locks at once.
+//! plain single-threaded objects, reachable only through the VM's lock
+//! ([`lock`]): a vCPU's [`VcpuObjects`] and what a board keeps of a VM
+//! (console input) are [`Guarded`], lent out while the lock is held. A VM
+//! only one CPU reaches has the lock [`OneCpu`], which costs nothing and
+//! which the compiler keeps on that CPU; a shared VM a spin lock
+//! ([`VmMutex`]). The shared state itself ([`Vm`]) is atomics and a mutex.
+//! The lock order is: a VM's lock, then the console multiplexer's, then
+//! the console UART's; never two VMs' locks at once.
 //!
 //! What one vCPU does that another must see goes through the VM's atomics
 //! and a kick ([`CpuKick`]: a physical SGI to the other vCPU's CPU, which
@@ -38,20 +41,24 @@
 //! then reloads the RAM and starts vCPU 0 from its boot state.
 
 mod counters;
+pub mod lock;
+#[cfg(all(test, loom))]
+mod loom_tests;
 mod platform;
-#[cfg(test)]
+#[cfg(all(test, not(loom)))]
 mod tests;
 mod vcpu;
 mod vm;
 
 pub use counters::VcpuCounters;
-pub use platform::{ArchVcpu, CpuKick, GuestMemory, NoKick, Platform};
-pub use vcpu::{VcpuState, VirtualCpu};
+pub use lock::{AnyLock, Guarded, OneCpu, SpinLock, VmLock, VmMutex};
+pub use platform::{ArchVcpu, CpuKick, ExitStatus, GuestMemory, NoKick, Platform};
+pub use vcpu::{VcpuObjects, VcpuState, VirtualCpu};
 pub use vm::Vm;
 
 use crate::scheduler::{Scheduler, SchedulingDecision, StopReason};
+use crate::sync::Ordering;
 use crate::trap::Trap;
-use core::sync::atomic::Ordering;
 use vm::{BOOT_ENTRY, LIFE_RESTARTING, LIFE_RUNNING, POWER_OFF, POWER_ON_PENDING};
 
 /// What an exit that did not simply resume leaves the loop to do.
@@ -88,7 +95,7 @@ pub struct Kernel;
 
 /// Publishes every vCPU's counters, then asks the platform to print every
 /// VM's state and counters.
-fn report_status<V: ArchVcpu>(vcpus: &[VirtualCpu<'_, V>], platform: &dyn Platform) {
+fn report_status<V: ArchVcpu, L: VmLock>(vcpus: &[VirtualCpu<'_, V, L>], platform: &dyn Platform) {
     for vcpu in vcpus {
         vcpu.publish();
     }
@@ -110,22 +117,24 @@ fn earliest(a: Option<u64>, b: Option<u64>) -> Option<u64> {
 
 /// Switches vCPU `next` in (the one in `loaded` out first), and starts it
 /// where a power-on or restart said.
-fn load<V: ArchVcpu>(vcpus: &mut [VirtualCpu<'_, V>], loaded: &mut Option<usize>, next: usize) {
+fn load<V: ArchVcpu, L: VmLock>(
+    vcpus: &mut [VirtualCpu<'_, V, L>],
+    loaded: &mut Option<usize>,
+    next: usize,
+) {
     if *loaded != Some(next) {
         if let Some(previous) = *loaded {
             let previous = &mut vcpus[previous];
-            {
-                let _vm = previous.vm.lock();
-                previous.interrupts.switch_out();
-            }
+            previous
+                .objects
+                .with(|objects| objects.interrupts.switch_out());
             previous.arch.switch_out();
         }
         let next_vcpu = &mut vcpus[next];
         next_vcpu.arch.switch_in();
-        {
-            let _vm = next_vcpu.vm.lock();
-            next_vcpu.interrupts.switch_in();
-        }
+        next_vcpu
+            .objects
+            .with(|objects| objects.interrupts.switch_in());
         *loaded = Some(next);
     }
     let vcpu = &mut vcpus[next];
@@ -142,7 +151,10 @@ fn load<V: ArchVcpu>(vcpus: &mut [VirtualCpu<'_, V>], loaded: &mut Option<usize>
 
 /// Follows every vCPU's VM (see [`VirtualCpu::follow_vm`]); true when one
 /// was turned on.
-fn follow_vms<V: ArchVcpu>(vcpus: &mut [VirtualCpu<'_, V>], loaded: Option<usize>) -> bool {
+fn follow_vms<V: ArchVcpu, L: VmLock>(
+    vcpus: &mut [VirtualCpu<'_, V, L>],
+    loaded: Option<usize>,
+) -> bool {
     let mut woken = false;
     for (index, vcpu) in vcpus.iter_mut().enumerate() {
         woken |= vcpu.follow_vm(loaded == Some(index));
@@ -157,7 +169,11 @@ fn follow_vms<V: ArchVcpu>(vcpus: &mut [VirtualCpu<'_, V>], loaded: Option<usize
 /// other VMs restarting at the same time, so two restarts cannot wait for
 /// each other. When another vCPU of the VM is already restarting it, or
 /// the VM has ended, this vCPU only parks.
-fn restart<V: ArchVcpu>(vcpus: &mut [VirtualCpu<'_, V>], loaded: Option<usize>, current: usize) {
+fn restart<V: ArchVcpu, L: VmLock>(
+    vcpus: &mut [VirtualCpu<'_, V, L>],
+    loaded: Option<usize>,
+    current: usize,
+) {
     let vm = vcpus[current].vm;
     let began = vm
         .life
@@ -186,19 +202,25 @@ fn restart<V: ArchVcpu>(vcpus: &mut [VirtualCpu<'_, V>], loaded: Option<usize>, 
     }
     vm.parked.fetch_add(1, Ordering::AcqRel);
     while vm.parked.load(Ordering::Acquire) < vm.vcpus as u32 {
+        if vm.life.load(Ordering::Acquire) != LIFE_RESTARTING {
+            // Another vCPU ended the VM meanwhile (SYSTEM_OFF, its last
+            // CPU_OFF, its fault policy): it will not park, and there is
+            // nothing to restart. This vCPU follows and stops.
+            follow_vms(vcpus, loaded);
+            return;
+        }
         follow_vms(vcpus, loaded);
-        core::hint::spin_loop();
+        crate::sync::spin_loop();
     }
     let me = &mut vcpus[current];
-    {
-        let _vm = vm.lock();
-        vm.memory.load();
+    me.objects.with(|objects| {
+        objects.memory.load();
         // Every device and service back to its reset state; the board
         // checked when it built the VM that each of a VM with a restart
         // policy can be (a VM that restarts itself by PSCI SYSTEM_RESET
         // gets what its devices can do).
-        let _ = me.routes.reset_all();
-        me.interrupts.reset();
+        let _ = objects.routes.reset_all();
+        objects.interrupts.reset();
         for (vcpu, power) in vm.power[..vm.vcpus].iter().enumerate() {
             let state = if vcpu == 0 {
                 POWER_ON_PENDING
@@ -208,7 +230,7 @@ fn restart<V: ArchVcpu>(vcpus: &mut [VirtualCpu<'_, V>], loaded: Option<usize>, 
             power.entry.store(BOOT_ENTRY, Ordering::Relaxed);
             power.state.store(state, Ordering::Release);
         }
-    }
+    });
     me.state = VcpuState::Off;
     me.start = None;
     vm.life.store(LIFE_RUNNING, Ordering::Release);
@@ -234,9 +256,9 @@ impl Kernel {
     /// When no vCPU is ready, the hypervisor sleeps
     /// (`Platform::wait_for_interrupt`) until the next interrupt (a kick
     /// from another CPU is one).
-    pub fn run<V: ArchVcpu>(
+    pub fn run<V: ArchVcpu, L: VmLock>(
         &self,
-        vcpus: &mut [VirtualCpu<'_, V>],
+        vcpus: &mut [VirtualCpu<'_, V, L>],
         platform: &dyn Platform,
         scheduler: &dyn Scheduler,
         budget: u32,
@@ -313,11 +335,12 @@ impl Kernel {
                 // polling backend, one CNTV_CTL read).
                 if vcpu.interrupts_need_a_look() {
                     let changed = core::mem::replace(&mut vcpu.interrupts_changed, false);
-                    let timer = {
-                        let _vm = vcpu.vm.lock();
-                        vcpu.interrupts
-                            .before_entry(&vcpu.arch, &|| platform.now(), changed)
-                    };
+                    let arch = &vcpu.arch;
+                    let timer = vcpu.objects.with(|objects| {
+                        objects
+                            .interrupts
+                            .before_entry(arch, &|| platform.now(), changed)
+                    });
                     let alarm = match timer {
                         None => alarm_without_timer,
                         Some(timer) => timer.min(alarm_without_timer),

@@ -2,7 +2,8 @@
 //! What the kernel needs from the chip and the board: the architectural
 //! vCPU ([`ArchVcpu`]), one physical CPU's time and interrupts
 //! ([`Platform`]), a way to interrupt another CPU ([`CpuKick`]), and a
-//! VM's RAM as a restart reloads it ([`GuestMemory`]).
+//! VM's RAM as a restart reloads it ([`GuestMemory`]); and where a guest
+//! reports its exit status ([`ExitStatus`]).
 
 use crate::dispatch::{Action, GuestRegisters};
 use crate::interrupts::VirtualTimer;
@@ -86,4 +87,12 @@ pub trait GuestMemory {
     /// Makes the RAM what it must be at boot: zeroed, the images copied in,
     /// and visible to a guest that starts with its MMU and caches off.
     fn load(&self);
+}
+
+/// Where a guest reports its exit status (Capvisor's hypervisor service):
+/// the kernel reads it under the VM's lock when a vCPU publishes, so that
+/// a report read on any CPU never reaches the service itself.
+pub trait ExitStatus {
+    /// The status the guest reported last, if it reported one.
+    fn exit_status(&self) -> Option<u32>;
 }

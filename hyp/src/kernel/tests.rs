@@ -266,24 +266,38 @@ fn vm<'a>(
     world: &World,
     policy: &'a dyn VmFaultPolicy,
 ) -> VirtualCpu<'a, ScriptedVcpu> {
-    let letter = vcpu.name;
-    VirtualCpu::new(solo(name, letter, world, policy), 0, vcpu, &[], services())
+    solo(name, vcpu, world, policy, &[])
 }
 
-/// A leaked one-vCPU [`Vm`] (tests only) whose RAM logs as `letter`.
+/// A one-vCPU VM named `name` (its RAM logs as the vCPU's letter; its id
+/// is that letter's place in the alphabet), reaching `devices` and
+/// [`services`] with no lock ([`OneCpu`]).
 fn solo<'a>(
     name: &'static str,
-    letter: char,
+    vcpu: ScriptedVcpu,
     world: &World,
     policy: &'a dyn VmFaultPolicy,
-) -> &'a Vm<'a> {
+    devices: &'a [&'a dyn MmioDevice],
+) -> VirtualCpu<'a, ScriptedVcpu> {
+    let letter = vcpu.name;
     let id = (letter as u8 - b'a') as usize;
-    std::boxed::Box::leak(std::boxed::Box::new(Vm::new(
-        name,
-        id,
-        memory(letter, world),
-        policy,
-    )))
+    let vm = std::boxed::Box::leak(std::boxed::Box::new(Vm::new(name, id)));
+    let objects = VcpuObjects::new(devices, services(), memory(letter, world), policy).unwrap();
+    VirtualCpu::new(vm, 0, vcpu, OneCpu::new().guard(objects).into())
+}
+
+/// Gives a test vCPU an interrupt backend.
+trait WithInterrupts<'a> {
+    fn with_interrupts(self, backend: &'a dyn InterruptBackend) -> Self;
+}
+
+impl<'a> WithInterrupts<'a> for VirtualCpu<'a, ScriptedVcpu> {
+    fn with_interrupts(self, backend: &'a dyn InterruptBackend) -> Self {
+        let objects = self
+            .objects
+            .map(|objects| objects.clone().with_interrupts(backend));
+        VirtualCpu::new(self.vm, self.index, self.arch, objects)
+    }
 }
 
 /// A leaked [`LoggedMemory`] (tests only), so a VM table can borrow it.
@@ -586,10 +600,7 @@ fn interrupts_are_presented_again_only_after_an_exit_that_can_change_them() {
     let a = ScriptedVcpu::new('a', script, &world);
     let backend = ChangeRecorder(RefCell::new(Vec::new()));
     let devices: &'static [&'static dyn MmioDevice] = &[&StatusAndAcknowledge];
-    let mut vms = [
-        VirtualCpu::new(solo("a", 'a', &world, &policy), 0, a, devices, services())
-            .with_interrupts(&backend),
-    ];
+    let mut vms = [solo("a", a, &world, &policy, devices).with_interrupts(&backend)];
     assert_eq!(
         Kernel.run(&mut vms, &world, &no_slices(), 100),
         RunOutcome::AllStopped
@@ -833,20 +844,32 @@ fn pair<'a>(
     second: Vec<(Trap, u32)>,
 ) -> [VirtualCpu<'a, ScriptedVcpu>; 2] {
     let vm: &'a Vm<'a> = std::boxed::Box::leak(std::boxed::Box::new(
-        Vm::new("pair", 0, memory('x', world), policy).with_vcpus(
-            &[0, 1],
-            kicks,
-            (0x4000_0000, 0x0100_0000),
-            0,
-        ),
+        Vm::new("pair", 0).with_vcpus(&[0, 1], kicks, (0x4000_0000, 0x0100_0000)),
     ));
     let services: &'a [&'a dyn HypercallDriver] = std::boxed::Box::leak(std::boxed::Box::new([
         &PowerOff as &dyn HypercallDriver,
         std::boxed::Box::leak(std::boxed::Box::new(PowerCalls(vm))),
     ]));
+    let objects = VcpuObjects::new(&[], services, memory('x', world), policy).unwrap();
+    let mutex: &'a VmMutex = std::boxed::Box::leak(std::boxed::Box::new(VmMutex::new()));
+    #[allow(unsafe_code)]
+    // SAFETY: the VM's objects (its RAM log, policy and services) are
+    // reached only through these two guards.
+    let [first_objects, second_objects] =
+        unsafe { [mutex.guard(objects.clone()), mutex.guard(objects)] };
     [
-        VirtualCpu::new(vm, 0, ScriptedVcpu::new('a', first, world), &[], services),
-        VirtualCpu::new(vm, 1, ScriptedVcpu::new('b', second, world), &[], services),
+        VirtualCpu::new(
+            vm,
+            0,
+            ScriptedVcpu::new('a', first, world),
+            first_objects.into(),
+        ),
+        VirtualCpu::new(
+            vm,
+            1,
+            ScriptedVcpu::new('b', second, world),
+            second_objects.into(),
+        ),
     ]
 }
 

@@ -4,14 +4,15 @@
 //! and follows what the VM's other vCPUs did to it.
 
 use super::counters::{write_counters, VcpuCounters};
-use super::platform::{ArchVcpu, Platform};
+use super::lock::{AnyLock, Guarded, VmLock};
+use super::platform::{ArchVcpu, ExitStatus, GuestMemory, Platform};
 use super::vm::{Vm, LIFE_FAULTED, LIFE_RESTARTING, LIFE_STOPPED, POWER_ON};
 use super::Outcome;
-use crate::dispatch::{dispatch, Action, HypercallDriver, MmioDevice, Routes};
-use crate::fault_policy::{FaultLoopDetector, FaultResponse};
+use crate::dispatch::{dispatch, Action, HypercallDriver, MmioDevice, Routes, RoutesError};
+use crate::fault_policy::{FaultLoopDetector, FaultResponse, VmFaultPolicy};
 use crate::interrupts::{InterruptBackend, NoInterrupts};
+use crate::sync::Ordering;
 use crate::trap::{GuestExit, Trap};
-use core::sync::atomic::Ordering;
 
 /// Where a vCPU is in its life.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -30,8 +31,71 @@ pub enum VcpuState {
     Faulted,
 }
 
-/// One vCPU of a VM, as the CPU it is pinned to runs it.
-pub struct VirtualCpu<'a, V: ArchVcpu> {
+/// What one vCPU reaches of its VM's capsules: its routes to the devices
+/// and services (views onto its VM's), its interrupt backend, and the
+/// VM's RAM loader, fault policy and reported status. Plain
+/// single-threaded objects: a vCPU holds them under its VM's lock
+/// ([`Guarded`]).
+#[derive(Clone)]
+pub struct VcpuObjects<'a> {
+    /// Its virtual devices and hypercall services, with the tables that
+    /// route exits to them.
+    pub routes: Routes<'a>,
+    /// Its interrupt backend: its view of the VM's virtual interrupt
+    /// controller, and its timer.
+    pub interrupts: &'a dyn InterruptBackend,
+    /// The VM's RAM (reloaded on a restart).
+    pub memory: &'a dyn GuestMemory,
+    /// What happens when one of the VM's vCPUs cannot take its own faults.
+    pub fault_policy: &'a dyn VmFaultPolicy,
+    /// Where the guest reports its exit status, if it can.
+    pub status: Option<&'a dyn ExitStatus>,
+}
+
+impl<'a> VcpuObjects<'a> {
+    /// A vCPU's routes to `devices` and `services` (at most
+    /// [`crate::dispatch::MAX_ROUTES`] each, no function id claimed twice),
+    /// with its VM's RAM and fault policy; no interrupt backend yet.
+    pub fn new(
+        devices: &'a [&'a dyn MmioDevice],
+        services: &'a [&'a dyn HypercallDriver],
+        memory: &'a dyn GuestMemory,
+        fault_policy: &'a dyn VmFaultPolicy,
+    ) -> Result<Self, RoutesError> {
+        Ok(VcpuObjects {
+            routes: Routes::new(devices, services)?,
+            interrupts: &NoInterrupts,
+            memory,
+            fault_policy,
+            status: None,
+        })
+    }
+
+    /// With its interrupt backend.
+    pub fn with_interrupts(mut self, interrupts: &'a dyn InterruptBackend) -> Self {
+        self.interrupts = interrupts;
+        self
+    }
+
+    /// With where its guest reports its exit status.
+    pub fn with_status(mut self, status: &'a dyn ExitStatus) -> Self {
+        self.status = Some(status);
+        self
+    }
+}
+
+impl core::fmt::Debug for VcpuObjects<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("VcpuObjects")
+            .field("routes", &self.routes)
+            .finish()
+    }
+}
+
+/// One vCPU of a VM, as the CPU it is pinned to runs it. `L` is its VM's
+/// lock ([`super::lock`]): a CPU that runs vCPUs of VMs only it reaches
+/// and of shared ones has [`AnyLock`]; another CPU [`super::SpinLock`].
+pub struct VirtualCpu<'a, V: ArchVcpu, L: VmLock = AnyLock<'a>> {
     /// Its VM.
     pub vm: &'a Vm<'a>,
     /// Its number in the VM (its MPIDR affinity level 0).
@@ -40,12 +104,8 @@ pub struct VirtualCpu<'a, V: ArchVcpu> {
     pub state: VcpuState,
     /// The architectural vCPU.
     pub arch: V,
-    /// Its virtual devices and hypercall services (views onto its VM's),
-    /// with the tables that route exits to them.
-    pub routes: Routes<'a>,
-    /// Its interrupt backend: its view of the VM's virtual interrupt
-    /// controller, and its timer.
-    pub interrupts: &'a dyn InterruptBackend,
+    /// Its devices, services and interrupt backend, under its VM's lock.
+    pub objects: Guarded<VcpuObjects<'a>, L>,
     /// Exit counters.
     pub counters: VcpuCounters,
     pub(super) loop_detector: FaultLoopDetector,
@@ -71,7 +131,7 @@ pub struct VirtualCpu<'a, V: ArchVcpu> {
     pub(super) published_at: u64,
 }
 
-impl<V: ArchVcpu> core::fmt::Debug for VirtualCpu<'_, V> {
+impl<V: ArchVcpu, L: VmLock> core::fmt::Debug for VirtualCpu<'_, V, L> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("VirtualCpu")
             .field("vm", &self.vm.name)
@@ -82,22 +142,16 @@ impl<V: ArchVcpu> core::fmt::Debug for VirtualCpu<'_, V> {
     }
 }
 
-impl<'a, V: ArchVcpu> VirtualCpu<'a, V> {
+impl<'a, V: ArchVcpu, L: VmLock> VirtualCpu<'a, V, L> {
     /// vCPU `index` of `vm`, in its boot state (on for vCPU 0, off for the
-    /// others until CPU_ON), reaching `devices` and `services`.
-    ///
-    /// # Panics
-    ///
-    /// With more than [`crate::dispatch::MAX_ROUTES`] devices or services, or
-    /// services that claim one function id twice (a board wiring
-    /// error).
+    /// others until CPU_ON), reaching `objects` under its VM's lock.
     pub fn new(
         vm: &'a Vm<'a>,
         index: usize,
         arch: V,
-        devices: &'a [&'a dyn MmioDevice],
-        services: &'a [&'a dyn HypercallDriver],
+        objects: Guarded<VcpuObjects<'a>, L>,
     ) -> Self {
+        let poll_every_entry = objects.with(|objects| objects.interrupts.polls_every_entry());
         VirtualCpu {
             vm,
             index,
@@ -107,26 +161,17 @@ impl<'a, V: ArchVcpu> VirtualCpu<'a, V> {
                 VcpuState::Off
             },
             arch,
-            routes: Routes::new(devices, services)
-                .unwrap_or_else(|error| panic!("VM '{}': {error}", vm.name)),
-            interrupts: &NoInterrupts,
+            objects,
             counters: VcpuCounters::default(),
             loop_detector: FaultLoopDetector::new(),
             interrupts_changed: true,
-            poll_every_entry: false,
+            poll_every_entry,
             timer_was_armed: false,
             generation: 0,
             seen_epoch: u32::MAX,
             start: None,
             published_at: 0,
         }
-    }
-
-    /// Gives the vCPU its interrupt backend.
-    pub fn with_interrupts(mut self, interrupts: &'a dyn InterruptBackend) -> Self {
-        self.interrupts = interrupts;
-        self.poll_every_entry = interrupts.polls_every_entry();
-        self
     }
 
     /// Its VM's name.
@@ -146,16 +191,21 @@ impl<'a, V: ArchVcpu> VirtualCpu<'a, V> {
         write_counters(out, state, &self.counters)
     }
 
-    /// Records its counters and state in its VM, for reports.
+    /// Records its counters and state in its VM, and the exit status its
+    /// guest reported, for reports.
     pub(super) fn publish(&self) {
-        self.vm.publish(self.index, self.counters, self.state);
+        let status = self
+            .objects
+            .with(|objects| objects.status.and_then(|status| status.exit_status()));
+        self.vm
+            .publish(self.index, self.counters, self.state, status);
     }
 
     /// Whether an interrupt is pending for the vCPU now (a WFI completes),
     /// and if not, when to look again.
     pub(super) fn poll_interrupts(&self, platform: &dyn Platform) -> crate::interrupts::Poll {
-        let _vm = self.vm.lock();
-        self.interrupts.poll(&self.arch, platform.now())
+        self.objects
+            .with(|objects| objects.interrupts.poll(&self.arch, platform.now()))
     }
 
     /// Whether the backend must run before the next entry: after
@@ -246,10 +296,7 @@ impl<'a, V: ArchVcpu> VirtualCpu<'a, V> {
     /// Leaves the guest for the restart in progress: off, its interrupt
     /// state reset, counted as parked.
     pub(super) fn park(&mut self) {
-        {
-            let _vm = self.vm.lock();
-            self.interrupts.reset();
-        }
+        self.objects.with(|objects| objects.interrupts.reset());
         self.state = VcpuState::Off;
         self.start = None;
         self.counters.restarts += 1;
@@ -260,10 +307,10 @@ impl<'a, V: ArchVcpu> VirtualCpu<'a, V> {
 
     /// Applies the fault policy to a vCPU that cannot take its fault.
     pub(super) fn fatal_fault(&mut self) -> Outcome {
-        let response = {
-            let _vm = self.vm.lock();
-            self.vm.fault_policy.response(self.vm.restarts())
-        };
+        let restarts = self.vm.restarts();
+        let response = self
+            .objects
+            .with(|objects| objects.fault_policy.response(restarts));
         match response {
             FaultResponse::Restart => Outcome::Restart,
             FaultResponse::Stop => self.end_vm(true, Outcome::Yield),
@@ -300,10 +347,10 @@ impl<'a, V: ArchVcpu> VirtualCpu<'a, V> {
             Trap::WaitForInterrupt { .. } | Trap::WaitForEvent { .. } => self.counters.waits += 1,
             _ => self.counters.other += 1,
         }
-        let action = {
-            let _vm = self.vm.lock();
-            dispatch(exit, &mut self.arch, &self.routes)
-        };
+        let arch = &mut self.arch;
+        let action = self
+            .objects
+            .with(|objects| dispatch(exit, arch, &objects.routes));
         match action {
             Action::Resume => None,
             Action::ResumeInterruptsChanged => {
@@ -322,10 +369,7 @@ impl<'a, V: ArchVcpu> VirtualCpu<'a, V> {
     /// changed.
     #[inline(never)]
     pub(super) fn kick_others(&self) {
-        let kicks = {
-            let _vm = self.vm.lock();
-            self.interrupts.take_kicks()
-        };
+        let kicks = self.objects.with(|objects| objects.interrupts.take_kicks());
         if kicks != 0 {
             self.vm.kick(kicks, self.index);
         }
@@ -342,10 +386,8 @@ impl<'a, V: ArchVcpu> VirtualCpu<'a, V> {
             }
             Action::StopVm => self.end_vm(false, Outcome::Yield),
             Action::CpuOff => {
-                let last = {
-                    let _vm = self.vm.lock();
-                    self.vm.power_off(self.index)
-                };
+                // Under the VM's lock: no CPU_ON of this vCPU races it.
+                let last = self.objects.with(|_| self.vm.power_off(self.index));
                 if last {
                     return self.end_vm(false, Outcome::Yield);
                 }

@@ -1,16 +1,20 @@
 // SPDX-License-Identifier: MIT OR Apache-2.0
-//! What a VM's vCPUs share: its name, RAM and fault policy, its life
-//! (running, stopped, restarting), its vCPUs' power states (PSCI), the
-//! restart protocol's counters and the epoch that tells a vCPU's CPU to
-//! look again, and what each vCPU last published for status reports.
+//! What a VM's vCPUs share across CPUs: its name, its life (running,
+//! stopped, restarting), its vCPUs' power states (PSCI), the restart
+//! protocol's counters and the epoch that tells a vCPU's CPU to look
+//! again, and what its vCPUs last published for status reports.
+//!
+//! All of it is atomics and a mutex: a `Vm` is `Sync` with no claim of
+//! ours. Its capsules (devices, services, interrupt controller, fault
+//! policy, RAM loader) are not here: they are reached through the VM's
+//! lock ([`super::lock`]).
 
 use super::counters::{write_counters, VcpuCounters};
-use super::platform::{CpuKick, GuestMemory, NoKick};
+use super::platform::{CpuKick, NoKick};
 use super::vcpu::VcpuState;
 use crate::config::MAX_VCPUS;
-use crate::fault_policy::VmFaultPolicy;
 use crate::psci::VcpuPower;
-use core::sync::atomic::{AtomicU32, AtomicU8, Ordering};
+use crate::sync::{AtomicU32, AtomicU8, Mutex, Ordering};
 
 /// A VM's life as a whole.
 pub(super) const LIFE_RUNNING: u8 = 0;
@@ -35,7 +39,7 @@ pub(super) struct Power {
 }
 
 impl Power {
-    const fn new(state: u8) -> Power {
+    fn new(state: u8) -> Power {
         Power {
             state: AtomicU8::new(state),
             entry: AtomicU32::new(BOOT_ENTRY),
@@ -47,8 +51,16 @@ impl Power {
 /// What one vCPU last published of itself, for status reports.
 #[derive(Clone, Copy, Debug)]
 struct Published {
-    pub(super) counters: VcpuCounters,
-    pub(super) state: VcpuState,
+    counters: VcpuCounters,
+    state: VcpuState,
+}
+
+/// What the VM's vCPUs last published, for status reports.
+#[derive(Clone, Copy, Debug)]
+struct Reports {
+    vcpus: [Published; MAX_VCPUS],
+    /// The exit status the guest reported, as its vCPUs last read it.
+    status: Option<u32>,
 }
 
 /// One VM: what its vCPUs share (see the module documentation).
@@ -57,10 +69,6 @@ pub struct Vm<'a> {
     pub name: &'static str,
     /// Its number in the system (0 for the first VM of the table).
     pub id: usize,
-    /// Its RAM (reloaded on a restart).
-    pub memory: &'a dyn GuestMemory,
-    /// What happens when one of its vCPUs cannot take its own faults.
-    pub fault_policy: &'a dyn VmFaultPolicy,
     pub(super) vcpus: usize,
     /// The physical CPU of each vCPU.
     pub(super) cpus: [u8; MAX_VCPUS],
@@ -68,11 +76,6 @@ pub struct Vm<'a> {
     /// start a vCPU.
     pub(super) ram: (u32, u32),
     pub(super) kicker: &'a dyn CpuKick,
-    pub(super) lock: spin::Mutex<()>,
-    /// Whether another CPU than its one vCPU's can reach its devices and
-    /// services (it has several vCPUs, or console input for it arrives on
-    /// another CPU): only then is `lock` taken.
-    pub(super) shared: bool,
     pub(super) life: AtomicU8,
     /// Restarts so far; a vCPU that has seen fewer takes part in the one
     /// in progress.
@@ -84,17 +87,8 @@ pub struct Vm<'a> {
     /// that a vCPU's CPU must act on: a vCPU that has seen the current
     /// value has nothing to follow (one load on the common path).
     pub(super) epoch: AtomicU32,
-    published: spin::Mutex<[Published; MAX_VCPUS]>,
+    published: Mutex<Reports>,
 }
-
-#[allow(unsafe_code)] // the one Sync claim of the kernel, argued below
-                      // SAFETY: a `Vm` is shared by its vCPUs' CPUs. Its own state is atomics
-                      // and spin mutexes. `memory` is used only by the vCPU that restarts the VM,
-                      // after every other vCPU of the VM has parked out of the guest (the
-                      // restart protocol in `Kernel`), and while it holds `lock`; `fault_policy`
-                      // is asked only while holding `lock`; `kicker` is `Sync`. No field is
-                      // reached from two CPUs at once without one of these.
-unsafe impl Sync for Vm<'_> {}
 
 impl core::fmt::Debug for Vm<'_> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
@@ -109,63 +103,47 @@ impl core::fmt::Debug for Vm<'_> {
 impl<'a> Vm<'a> {
     /// A VM with one vCPU on CPU 0 and no other CPU to kick: the VM table
     /// entry `id`. [`Vm::with_vcpus`] gives it more.
-    pub fn new(
-        name: &'static str,
-        id: usize,
-        memory: &'a dyn GuestMemory,
-        fault_policy: &'a dyn VmFaultPolicy,
-    ) -> Self {
+    pub fn new(name: &'static str, id: usize) -> Self {
         Vm {
             name,
             id,
-            memory,
-            fault_policy,
             vcpus: 1,
             cpus: [0; MAX_VCPUS],
             ram: (0, u32::MAX),
             kicker: &NoKick,
-            lock: spin::Mutex::new(()),
-            shared: false,
             life: AtomicU8::new(LIFE_RUNNING),
             generation: AtomicU32::new(0),
             parked: AtomicU32::new(0),
-            power: [const { Power::new(POWER_OFF) }; MAX_VCPUS],
+            power: core::array::from_fn(|_| Power::new(POWER_OFF)),
             epoch: AtomicU32::new(0),
-            published: spin::Mutex::new(
-                [Published {
+            published: Mutex::new(Reports {
+                vcpus: [Published {
                     counters: VcpuCounters::default(),
                     state: VcpuState::Off,
                 }; MAX_VCPUS],
-            ),
+                status: None,
+            }),
         }
         .powered_on(0)
     }
 
     pub(super) fn powered_on(self, vcpu: usize) -> Self {
         self.power[vcpu].state.store(POWER_ON, Ordering::Relaxed);
-        self.published.lock()[vcpu].state = VcpuState::Ready;
+        self.published.lock().vcpus[vcpu].state = VcpuState::Ready;
         self
     }
 
     /// The VM with one vCPU per entry of `cpus` (vCPU i runs on physical
     /// CPU `cpus[i]`; at most [`MAX_VCPUS`]), whose CPUs `kicker` reaches,
-    /// and whose RAM is `ram` (IPA and bytes); console input reaches its
-    /// devices on CPU `console_cpu`. vCPU 0 starts on; the others wait for
-    /// PSCI CPU_ON.
-    pub fn with_vcpus(
-        mut self,
-        cpus: &[u8],
-        kicker: &'a dyn CpuKick,
-        ram: (u32, u32),
-        console_cpu: usize,
-    ) -> Self {
+    /// and whose RAM is `ram` (IPA and bytes). vCPU 0 starts on; the
+    /// others wait for PSCI CPU_ON.
+    pub fn with_vcpus(mut self, cpus: &[u8], kicker: &'a dyn CpuKick, ram: (u32, u32)) -> Self {
         self.vcpus = cpus.len().clamp(1, MAX_VCPUS);
         for (slot, &cpu) in self.cpus.iter_mut().zip(cpus) {
             *slot = cpu;
         }
         self.kicker = kicker;
         self.ram = ram;
-        self.shared = self.vcpus > 1 || self.cpu_of(0) != console_cpu;
         self
     }
 
@@ -179,13 +157,11 @@ impl<'a> Vm<'a> {
         self.cpus[vcpu.min(MAX_VCPUS - 1)] as usize
     }
 
-    /// Takes the VM's lock: held around every call into its vCPUs'
-    /// devices, services and interrupt backends (module documentation).
-    /// A VM whose objects only one CPU ever reaches (one vCPU, on the CPU
-    /// that takes console input) has nothing to lock: `None`.
-    #[inline]
-    pub fn lock(&self) -> Option<spin::MutexGuard<'_, ()>> {
-        self.shared.then(|| self.lock.lock())
+    /// Whether CPU `cpu` is the only one that runs its vCPUs: it has one
+    /// vCPU, on that CPU. A VM whose objects no other CPU reaches (console
+    /// input comes on `cpu`) needs no lock ([`super::OneCpu`]).
+    pub fn runs_only_on(&self, cpu: usize) -> bool {
+        self.vcpus == 1 && self.cpu_of(0) == cpu
     }
 
     /// Whether it still runs (it may be restarting).
@@ -243,17 +219,33 @@ impl<'a> Vm<'a> {
         ended
     }
 
-    /// Records what vCPU `vcpu` is and has done, for reports.
-    pub(super) fn publish(&self, vcpu: usize, counters: VcpuCounters, state: VcpuState) {
-        if let Some(slot) = self.published.lock().get_mut(vcpu) {
+    /// Records what vCPU `vcpu` is and has done, and the exit status its
+    /// guest reported (read under the VM's lock), for reports.
+    pub(super) fn publish(
+        &self,
+        vcpu: usize,
+        counters: VcpuCounters,
+        state: VcpuState,
+        status: Option<u32>,
+    ) {
+        let mut reports = self.published.lock();
+        if let Some(slot) = reports.vcpus.get_mut(vcpu) {
             *slot = Published { counters, state };
         }
+        reports.status = status;
+    }
+
+    /// The exit status its guest reported (Capvisor's service), as its
+    /// vCPUs last published it: every time one stops, and at most once a
+    /// slice while one runs.
+    pub fn exit_status(&self) -> Option<u32> {
+        self.published.lock().status
     }
 
     /// Its vCPUs' counters as last published, summed.
     pub fn counters(&self) -> VcpuCounters {
         let published = self.published.lock();
-        published[..self.vcpus]
+        published.vcpus[..self.vcpus]
             .iter()
             .fold(VcpuCounters::default(), |sum, vcpu| {
                 sum.plus(&vcpu.counters)
@@ -265,7 +257,7 @@ impl<'a> Vm<'a> {
     pub fn describe(&self, out: &mut dyn core::fmt::Write) -> core::fmt::Result {
         let states: [VcpuState; MAX_VCPUS] = {
             let published = self.published.lock();
-            core::array::from_fn(|vcpu| published[vcpu].state)
+            core::array::from_fn(|vcpu| published.vcpus[vcpu].state)
         };
         let state = match self.life.load(Ordering::Acquire) {
             LIFE_STOPPED => "powered off",
@@ -329,7 +321,8 @@ impl VcpuPower for Vm<'_> {
             POWER_ON_PENDING => return crate::psci::ON_PENDING,
             _ => {}
         }
-        // The caller holds the VM's lock: no other CPU_ON races this one.
+        // The caller (PSCI, one of the VM's services) holds the VM's lock,
+        // or the VM has this one vCPU: no other CPU_ON races this one.
         power.entry.store(entry, Ordering::Relaxed);
         power.context.store(context, Ordering::Relaxed);
         power.state.store(POWER_ON_PENDING, Ordering::Release);
