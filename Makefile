@@ -49,6 +49,10 @@ lint: setup
 unit-test: setup
 	cargo test --locked $(UNIT_CRATES)
 	cargo test --locked -p capvisor-tests --lib
+	# The kernel's SMP protocols (restart, park, power, kicks) under the
+	# loom model checker, every interleaving of two CPUs; its own target
+	# directory, so the normal builds are not redone.
+	RUSTFLAGS="--cfg loom" cargo test --locked -p hyp --release --lib --target-dir target/loom loom
 
 qemu-test: setup
 	cargo test --locked -p capvisor-tests --test '*' -- --skip a_hostile_guest

@@ -287,7 +287,7 @@ by instruction (`make exit-profile PROFILE_PATH=110`), grouped:
 | 11 | NOT_SUPPORTED into the guest's r0, back to the loop; the action is "resume" |
 | 3 | the exit budget (count down, compare, branch) |
 | 20 | integrator-cp only: the interrupt backend need not run (the change flag), but the guest's timer is polled: the vCPU is live, CNTV_CTL read, armed now or at the last entry? (this board does not wire the timer's interrupt; without the poll a guest that arms its timer and keeps running would miss its deadline until the next slice) |
-| 5 | the vCPU is switched in (the check `Vcpu::run` makes), call the entry |
+| 5 | the vCPU is switched in (the check `ArchVcpu::run` makes), call the entry |
 | 10 | `armv7a_world_switch`: push callee-saved registers, save SP_hyp, HTPIDR, ELR_hyp and SPSR_hyp from the context, LR_usr, r0-r12, `eret` |
 
 qemu-virt's path is the same but for the timer poll (its timer interrupts

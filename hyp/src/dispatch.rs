@@ -361,6 +361,7 @@ impl core::fmt::Display for RoutesError {
 /// each range of function ids its services own, indexed by SMCCC owner
 /// (function id bits 29:24), so that a call compares its id with the few
 /// ranges of its owner and calls only the service it belongs to.
+#[derive(Clone)]
 pub struct Routes<'a> {
     devices: &'a [&'a dyn MmioDevice],
     /// (base, size) of each device, in `devices` order.

@@ -8,9 +8,11 @@
 //! except for the capability traits ([`capabilities`]), in the three
 //! small, documented utilities that need it
 //! ([`utilities::StaticRef`], [`utilities::TakeOnce`],
-//! [`utilities::BumpAllocator`]), and the claim that a [`kernel::Vm`] may be
-//! shared by its vCPUs' CPUs (its `Sync`, argued where it is made).
-#![no_std]
+//! [`utilities::BumpAllocator`]), and the claim that a VM's objects
+//! guarded by its spin lock may move to and be shared by other CPUs
+//! ([`kernel::Guarded`]'s `Send` and `Sync`, argued where they are made,
+//! and resting on the promise `unsafe` [`kernel::VmMutex::guard`] asks).
+#![cfg_attr(not(loom), no_std)]
 #![deny(unsafe_code)]
 #![deny(unsafe_op_in_unsafe_fn)]
 
@@ -30,6 +32,7 @@ pub mod memory;
 pub mod psci;
 pub mod report;
 pub mod scheduler;
+pub mod sync;
 pub mod system_image;
 pub mod trap;
 pub mod utilities;

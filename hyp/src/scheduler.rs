@@ -1,26 +1,28 @@
 // SPDX-License-Identifier: MIT OR Apache-2.0
-//! Choosing which VM runs next, and for how long.
+//! Choosing which vCPU one physical CPU runs next, and for how long.
 //!
 //! The shape of Tock's `Scheduler` trait: the kernel asks
-//! [`Scheduler::next`] which VM to run (and with what time slice), runs it
-//! until it stops executing, and reports why with [`Scheduler::stopped`].
-//! [`RoundRobin`] gives every ready VM the same slice in turn; a VM that
-//! waits for an interrupt gives up the rest of its slice and is not picked
-//! again until an interrupt is pending for it.
+//! [`Scheduler::next`] which of the vCPUs pinned to its CPU to run (and
+//! with what time slice), runs it until it stops running, and reports why
+//! with [`Scheduler::stopped`]. The vCPUs are numbered by their place in
+//! the CPU's list (of any VM). [`RoundRobin`] gives every ready vCPU the
+//! same slice in turn; a vCPU that waits for an interrupt gives up the
+//! rest of its slice and is not picked again until an interrupt is pending
+//! for it.
 
 use core::cell::Cell;
 
 /// What the scheduler decided.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SchedulingDecision {
-    /// Run this VM for at most `slice` clock ticks (`None`: until it stops
-    /// by itself).
-    Run { vm: usize, slice: Option<u64> },
-    /// No VM is ready: wait for an interrupt.
+    /// Run vCPU `vcpu` (its place in the CPU's list) for at most `slice`
+    /// clock ticks (`None`: until it stops by itself).
+    Run { vcpu: usize, slice: Option<u64> },
+    /// No vCPU is ready: wait for an interrupt.
     Sleep,
 }
 
-/// Why a VM stopped executing.
+/// Why a vCPU stopped running.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum StopReason {
     /// Its time slice ran out.
@@ -33,17 +35,17 @@ pub enum StopReason {
 
 /// A scheduling policy.
 pub trait Scheduler {
-    /// The next VM to run among `count`, given which are `ready`.
+    /// The next vCPU to run among `count`, given which are `ready`.
     fn next(&self, count: usize, ready: &dyn Fn(usize) -> bool) -> SchedulingDecision;
-    /// VM `vm` stopped executing for `reason`.
-    fn stopped(&self, vm: usize, reason: StopReason);
+    /// vCPU `vcpu` stopped running for `reason`.
+    fn stopped(&self, vcpu: usize, reason: StopReason);
 }
 
 /// Round robin with a fixed time slice.
 #[derive(Debug)]
 pub struct RoundRobin {
     slice: u64,
-    /// The VM after the one that ran last: where the search starts.
+    /// The vCPU after the one that ran last: where the search starts.
     cursor: Cell<usize>,
 }
 
@@ -60,17 +62,17 @@ impl RoundRobin {
 impl Scheduler for RoundRobin {
     fn next(&self, count: usize, ready: &dyn Fn(usize) -> bool) -> SchedulingDecision {
         let start = self.cursor.get().min(count);
-        match (start..count).chain(0..start).find(|&vm| ready(vm)) {
-            Some(vm) => SchedulingDecision::Run {
-                vm,
+        match (start..count).chain(0..start).find(|&vcpu| ready(vcpu)) {
+            Some(vcpu) => SchedulingDecision::Run {
+                vcpu,
                 slice: Some(self.slice),
             },
             None => SchedulingDecision::Sleep,
         }
     }
 
-    fn stopped(&self, vm: usize, _reason: StopReason) {
-        self.cursor.set(vm + 1);
+    fn stopped(&self, vcpu: usize, _reason: StopReason) {
+        self.cursor.set(vcpu + 1);
     }
 }
 
@@ -79,18 +81,18 @@ mod tests {
     use super::*;
 
     #[test]
-    fn takes_turns_among_ready_vms() {
+    fn takes_turns_among_ready_vcpus() {
         let scheduler = RoundRobin::new(100);
         let ready = [true, false, true];
-        let is_ready = |vm: usize| ready[vm];
+        let is_ready = |vcpu: usize| ready[vcpu];
         let mut order = [0usize; 4];
         for slot in order.iter_mut() {
-            let SchedulingDecision::Run { vm, slice } = scheduler.next(3, &is_ready) else {
-                panic!("a VM is ready");
+            let SchedulingDecision::Run { vcpu, slice } = scheduler.next(3, &is_ready) else {
+                panic!("a vCPU is ready");
             };
             assert_eq!(slice, Some(100));
-            *slot = vm;
-            scheduler.stopped(vm, StopReason::Preempted);
+            *slot = vcpu;
+            scheduler.stopped(vcpu, StopReason::Preempted);
         }
         assert_eq!(order, [0, 2, 0, 2]);
     }

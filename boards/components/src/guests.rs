@@ -29,6 +29,7 @@
 //!    a failure or was stopped by its fault policy.
 
 use crate::platform::BoardPlatform;
+use crate::platform::VmConsole;
 use crate::{io, log};
 use alloc::vec::Vec;
 use armv7a::cp15_context::{Cp15Context, PmuContext};
@@ -53,7 +54,10 @@ use hyp::exit::ExitCode;
 use hyp::fault_policy::VmFaultPolicy;
 use hyp::hil::time::{Clock, WallClock};
 use hyp::interrupts::InterruptBackend;
-use hyp::kernel::{CpuKick, GuestMemory, Kernel, Platform, RunOutcome, VirtualCpu, Vm};
+use hyp::kernel::{
+    AnyLock, CpuKick, ExitStatus, Guarded, GuestMemory, Kernel, OneCpu, Platform, RunOutcome,
+    VcpuObjects, VirtualCpu, Vm, VmMutex,
+};
 use hyp::memory::{MemoryType, Region, Size};
 use hyp::report::{Judged, Tally};
 use hyp::scheduler::RoundRobin;
@@ -211,8 +215,9 @@ fn create_vcpu(
     cp15_at_reset: Cp15Context,
     pmu_at_reset: PmuContext,
 ) -> ArmVcpu {
-    let tables = STAGE2[index]
-        .take()
+    // SAFETY: taken only here, by the boot CPU as it creates the VMs (the
+    // other CPUs wait for their work and take nothing).
+    let tables = unsafe { STAGE2[index].take() }
         .unwrap_or_else(|| io::refuse_boot(format_args!("stage-2 tables taken twice")));
     let ram = GuestMapping {
         name: "ram",
@@ -491,11 +496,22 @@ pub struct Vms {
     pub vms: &'static [&'static Vm<'static>],
     /// Each online CPU's vCPUs (of any VM), the order it schedules them in.
     pub per_cpu: Vec<Vec<VirtualCpu<'static, ArmVcpu>>>,
-    /// Each online CPU's vCPUs' interrupt backends, with their VMs (for
-    /// the physical interrupts the platform forwards).
-    pub backends: Vec<Vec<(&'static Vm<'static>, &'static dyn InterruptBackend)>>,
-    /// Each VM's first vCPU's backend (for the kicks console input causes).
-    pub first_backends: Vec<&'static dyn InterruptBackend>,
+    /// Each online CPU's vCPUs' interrupt backends, under their VMs'
+    /// locks (for the physical interrupts the platform forwards).
+    pub backends: Vec<Vec<Guarded<&'static dyn InterruptBackend, AnyLock<'static>>>>,
+    /// Each VM's virtual UART and first vCPU's backend, under its lock
+    /// (console input, and the kicks it causes).
+    pub consoles: Vec<Guarded<VmConsole<'static>, AnyLock<'static>>>,
+}
+
+/// The exit status a VM's Capvisor service holds, as the kernel reads it
+/// (under the VM's lock) when a vCPU publishes.
+struct ReportedStatus(&'static HypervisorService<'static>);
+
+impl ExitStatus for ReportedStatus {
+    fn exit_status(&self) -> Option<u32> {
+        self.0.exit_status()
+    }
 }
 
 impl core::fmt::Debug for Vms {
@@ -529,10 +545,10 @@ pub fn create_vms(
     let stop_policy: &'static StopFaultPolicy = leak(StopFaultPolicy);
     let mut per_cpu: Vec<Vec<VirtualCpu<'static, ArmVcpu>>> =
         (0..cpus).map(|_| Vec::new()).collect();
-    let mut backends: Vec<Vec<(&'static Vm<'static>, &'static dyn InterruptBackend)>> =
+    let mut backends: Vec<Vec<Guarded<&'static dyn InterruptBackend, AnyLock<'static>>>> =
         (0..cpus).map(|_| Vec::new()).collect();
     let mut vms: Vec<&'static Vm<'static>> = Vec::new();
-    let mut first_backends: Vec<&'static dyn InterruptBackend> = Vec::new();
+    let mut consoles: Vec<Guarded<VmConsole<'static>, AnyLock<'static>>> = Vec::new();
     for index in 0..system.count() {
         let config = &system.configs[index];
         let spec = &system.specs[index];
@@ -560,15 +576,17 @@ pub fn create_vms(
             FaultPolicy::Stop => stop_policy,
             FaultPolicy::Restart(limit) => leak(RestartThenStop::new(limit)),
         };
-        let vm: &'static Vm<'static> = leak(
-            Vm::new(config.name, index, &system.memories[index], policy).with_vcpus(
-                &config.cpus[..vcpus],
-                kicker,
-                (config.ram_ipa, config.ram_size),
-                CONSOLE_CPU,
-            ),
-        );
+        let vm: &'static Vm<'static> = leak(Vm::new(config.name, index).with_vcpus(
+            &config.cpus[..vcpus],
+            kicker,
+            (config.ram_ipa, config.ram_size),
+        ));
         vms.push(vm);
+        // The VM's lock: none for a VM only the console's CPU reaches (its
+        // one vCPU runs there), its own spin lock for any other.
+        let mutex: Option<&'static VmMutex> =
+            (!vm.runs_only_on(CONSOLE_CPU)).then(|| &*leak(VmMutex::new()));
+        let status: &'static ReportedStatus = leak(ReportedStatus(&system.services[index]));
         log!(
             "VM {} '{}': {} RAM at IPA {:#010x} (host {:#010x}), {} kernel of {} bytes entered at {:#010x}{}; {}; console {}; {}",
             index + 1,
@@ -611,15 +629,18 @@ pub fn create_vms(
                 leak([psci as &dyn HypercallDriver, &system.services[index]]);
             let mut arch = first;
             arch.set_vcpu_number(vcpu_number);
-            let slot = VirtualCpu::new(vm, vcpu_number, arch, devices, services)
-                .with_interrupts(wiring.backend);
+            let objects = VcpuObjects::new(devices, services, &system.memories[index], policy)
+                .unwrap_or_else(|error| {
+                    io::refuse_boot(format_args!("VM '{}': {}", config.name, error))
+                })
+                .with_interrupts(wiring.backend)
+                .with_status(status);
             if vcpu_number == 0 {
-                first_backends.push(wiring.backend);
                 // Every boot starts with its devices reset, the first as
                 // every restart. A VM that restarts must come back with
                 // nothing of its last life in them: each must be able to
                 // reset.
-                let reset = slot.routes.reset_all();
+                let reset = objects.routes.reset_all();
                 if let (FaultPolicy::Restart(_), Err(device)) = (spec.policy, reset) {
                     io::refuse_boot(format_args!(
                         "VM '{}' is restarted on a fault, but its device '{}' cannot be reset",
@@ -627,16 +648,36 @@ pub fn create_vms(
                     ));
                 }
             }
+            let objects: Guarded<VcpuObjects<'static>, AnyLock<'static>> = match mutex {
+                None => OneCpu::new().guard(objects).into(),
+                // SAFETY: this VM's capsules (its virtual UART, GIC,
+                // PSCI, Capvisor service, fault policy and RAM) are
+                // reached only through guards on its own mutex: its
+                // vCPUs' objects made here, and the console's and the
+                // platforms' views made from them below (`map`). `System`
+                // keeps the capsules in slices, but after this only the
+                // boards' wiring (before any vCPU runs) and nothing that
+                // runs touches them there: the final report reads the
+                // status the vCPUs published, not the service.
+                Some(mutex) => unsafe { mutex.guard(objects) }.into(),
+            };
+            if vcpu_number == 0 {
+                let uart = &system.uarts[index];
+                consoles.push(objects.map(|objects| VmConsole {
+                    uart,
+                    backend: objects.interrupts,
+                }));
+            }
             let cpu = vm.cpu_of(vcpu_number);
-            per_cpu[cpu].push(slot);
-            backends[cpu].push((vm, wiring.backend));
+            backends[cpu].push(objects.map(|objects| objects.interrupts));
+            per_cpu[cpu].push(VirtualCpu::new(vm, vcpu_number, arch, objects));
         }
     }
     Vms {
         vms: vms.leak(),
         per_cpu,
         backends,
-        first_backends,
+        consoles,
     }
 }
 
@@ -682,10 +723,18 @@ struct Handoff(CpuWork);
 
 // SAFETY: the boot CPU builds each CPU's work and hands it over once
 // (through `WORK`), never touching it again; from then on only the
-// receiving CPU uses the vCPUs and the platform. What they reach that other
-// CPUs reach too is made safe there: a VM's devices, services and
-// backends only under its lock (`hyp::kernel`), the console multiplexer
-// and the `Vm`s are `Sync`, the GIC driver is `Sync`.
+// receiving CPU uses the vCPUs and the platform (the platform's `Cell`s
+// included). What else keeps `CpuWork` from being `Send`:
+// - the vCPUs' and the platform's guards are `AnyLock` ones, which may be
+//   `OneCpu`: but `create_vms` gives `OneCpu` only to a VM whose one vCPU
+//   runs on `CONSOLE_CPU`, whose work is never handed over, so every guard
+//   a secondary CPU gets is on a spin lock, which may move
+//   (`hyp::kernel::lock`);
+// - the platform reaches, through what all platforms share, every VM's
+//   console guard (`OneCpu` ones among them), but only on the CPU that
+//   owns the console UART (`CONSOLE_CPU`): a secondary CPU's platform has
+//   none and never touches them; the rest it shares (clock, alarm, GIC
+//   driver, console multiplexer, the `Vm`s) is `Sync`.
 #[allow(unsafe_code)]
 unsafe impl Send for Handoff {}
 
@@ -693,21 +742,13 @@ unsafe impl Send for Handoff {}
 static WORK: [spin::Mutex<Option<Handoff>>; armv7a::cpu::MAX_CPUS] =
     [const { spin::Mutex::new(None) }; armv7a::cpu::MAX_CPUS];
 
-/// What the final report needs, set once by the boot CPU.
+/// What the final report needs, set once by the boot CPU: the VMs' shared
+/// state (atomics and what their vCPUs published, `Sync` without a claim
+/// of ours), read by whichever CPU reports.
 struct Reporting {
     vms: &'static [&'static Vm<'static>],
-    services: &'static [HypervisorService<'static>],
     cpus: usize,
 }
-
-// SAFETY: read only by the CPU that prints the final report, after every
-// CPU has finished running vCPUs (or, on a panic policy, with each VM's
-// service read under its VM's lock).
-#[allow(unsafe_code)]
-unsafe impl Sync for Reporting {}
-// SAFETY: as `Sync`.
-#[allow(unsafe_code)]
-unsafe impl Send for Reporting {}
 
 static REPORTING: spin::Once<Reporting> = spin::Once::new();
 /// CPUs that finished running their vCPUs.
@@ -722,11 +763,7 @@ pub fn run_and_report(
     platforms: Vec<&'static BoardPlatform<'static>>,
 ) -> ! {
     let cpus = vms.per_cpu.len();
-    REPORTING.call_once(|| Reporting {
-        vms: vms.vms,
-        services: system.services,
-        cpus,
-    });
+    REPORTING.call_once(|| Reporting { vms: vms.vms, cpus });
     let focus = system.mux.focus();
     system.mux.print_hypervisor(format_args!(
         "running {} VMs on {} CPU{}, {} ms time slices; console input goes to VM {} '{}' (Ctrl-] n: next VM, Ctrl-] s: status)",
@@ -800,12 +837,10 @@ fn run_cpu(cpu: usize, mut work: CpuWork) -> ! {
 fn report(reporting: &Reporting, outcome: RunOutcome) -> ! {
     log!("all VMs have stopped ({:?}); VM status:", outcome);
     let mut tally = Tally::default();
-    for (index, (vm, service)) in reporting.vms.iter().zip(reporting.services).enumerate() {
-        let status = {
-            let _vm = vm.lock();
-            service.exit_status()
-        };
-        let judged = Judged::new(vm.is_faulted(), status);
+    for (index, vm) in reporting.vms.iter().enumerate() {
+        // As its vCPUs published it (every time one stops): a VM still
+        // running (a panic policy stopped the run) is never reached here.
+        let judged = Judged::new(vm.is_faulted(), vm.exit_status());
         tally.count(judged.verdict);
         log!(
             "  VM {} '{}': {}{}",

@@ -35,8 +35,25 @@ use hyp::hil::console::ConsoleReceive;
 use hyp::hil::interrupt::InterruptController;
 use hyp::hil::time::{Alarm, Clock};
 use hyp::interrupts::InterruptBackend;
-use hyp::kernel::{Platform, Vm};
+use hyp::kernel::{AnyLock, Guarded, Platform, Vm};
 use pl011::Pl011;
+
+/// What console input reaches of one VM: its virtual UART and its first
+/// vCPU's interrupt backend (the kicks a received byte causes), kept under
+/// the VM's lock ([`PlatformShared::consoles`]).
+#[derive(Clone, Copy)]
+pub struct VmConsole<'a> {
+    /// The VM's virtual PL011.
+    pub uart: &'a VirtualUart<'a>,
+    /// Its first vCPU's interrupt backend.
+    pub backend: &'a dyn InterruptBackend,
+}
+
+impl core::fmt::Debug for VmConsole<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("VmConsole")
+    }
+}
 
 /// The board's interrupt lines, as the platform serves them.
 #[derive(Clone, Copy, Debug)]
@@ -108,12 +125,12 @@ pub struct PlatformShared<'a> {
     pub lines: Lines,
     /// The console multiplexer.
     pub mux: &'a ConsoleMux<'a>,
-    /// Every VM, for its lock and its state.
+    /// Every VM, for its state and its kicks.
     pub vms: &'a [&'a Vm<'a>],
-    /// Each VM's virtual UART, for received bytes (under its VM's lock).
-    pub uarts: &'a [VirtualUart<'a>],
-    /// Each VM's first vCPU's backend: the kicks a received byte causes.
-    pub first_backends: Vec<&'a dyn InterruptBackend>,
+    /// Each VM's virtual UART and first vCPU's backend (the kicks a
+    /// received byte causes), under its VM's lock: used only on the CPU
+    /// that takes console input (the one with [`ConsoleInput`]).
+    pub consoles: Vec<Guarded<VmConsole<'a>, AnyLock<'a>>>,
 }
 
 impl core::fmt::Debug for PlatformShared<'_> {
@@ -128,14 +145,13 @@ impl core::fmt::Debug for PlatformShared<'_> {
 /// Console input reaches the VMs' virtual UARTs under each VM's lock.
 impl InputTargets for PlatformShared<'_> {
     fn reception(&self, vm: usize) -> Reception {
-        let (Some(owner), Some(uart)) = (self.vms.get(vm), self.uarts.get(vm)) else {
+        let (Some(owner), Some(console)) = (self.vms.get(vm), self.consoles.get(vm)) else {
             return Reception::Stopped;
         };
         if !owner.is_running() {
             return Reception::Stopped;
         }
-        let _vm = owner.lock();
-        if uart.receive_room() > 0 {
+        if console.with(|console| console.uart.receive_room() > 0) {
             Reception::Room
         } else {
             Reception::Full
@@ -145,24 +161,19 @@ impl InputTargets for PlatformShared<'_> {
     /// Gives `byte` to VM `vm`'s virtual UART, under the VM's lock, and
     /// kicks the CPU of the vCPU its interrupt goes to.
     fn deliver(&self, vm: usize, byte: u8) {
-        let (Some(owner), Some(uart), Some(backend)) = (
-            self.vms.get(vm),
-            self.uarts.get(vm),
-            self.first_backends.get(vm),
-        ) else {
+        let (Some(owner), Some(console)) = (self.vms.get(vm), self.consoles.get(vm)) else {
             return;
         };
         if !owner.is_running() {
             return;
         }
-        let kicks = {
-            let _vm = owner.lock();
-            if uart.receive_room() == 0 {
-                return;
+        let kicks = console.with(|console| {
+            if console.uart.receive_room() == 0 {
+                return 0;
             }
-            uart.receive(byte);
-            backend.take_kicks()
-        };
+            console.uart.receive(byte);
+            console.backend.take_kicks()
+        });
         owner.kick(kicks, usize::MAX);
     }
 }
@@ -171,9 +182,9 @@ impl InputTargets for PlatformShared<'_> {
 pub struct BoardPlatform<'a> {
     /// What all CPUs share.
     pub shared: &'a PlatformShared<'a>,
-    /// The backends of the vCPUs this CPU runs, with their VMs, for
+    /// The backends of the vCPUs this CPU runs, under their VMs' locks, for
     /// forwarded lines.
-    pub backends: Vec<(&'a Vm<'a>, &'a dyn InterruptBackend)>,
+    pub backends: Vec<Guarded<&'a dyn InterruptBackend, AnyLock<'a>>>,
     /// Console input, on the CPU that takes the UART's interrupt.
     console: Option<ConsoleInput<'a>>,
     /// The alarm the kernel asked for last (the platform may set an earlier
@@ -201,7 +212,7 @@ impl<'a> BoardPlatform<'a> {
         routing: &dyn InterruptRoutingCapability,
         shared: &'a PlatformShared<'a>,
         console: Option<Pl011>,
-        backends: Vec<(&'a Vm<'a>, &'a dyn InterruptBackend)>,
+        backends: Vec<Guarded<&'a dyn InterruptBackend, AnyLock<'a>>>,
     ) -> Self {
         // The driver is a typed pointer; console input keeps it for the
         // rest of the run.
@@ -219,7 +230,7 @@ impl<'a> BoardPlatform<'a> {
         _routing: &dyn InterruptRoutingCapability,
         shared: &'a PlatformShared<'a>,
         console: Option<&'a dyn ConsoleReceive>,
-        backends: Vec<(&'a Vm<'a>, &'a dyn InterruptBackend)>,
+        backends: Vec<Guarded<&'a dyn InterruptBackend, AnyLock<'a>>>,
     ) -> Self {
         BoardPlatform {
             shared,
@@ -301,10 +312,9 @@ impl Platform for BoardPlatform<'_> {
                     // The switched-in vCPU's backend takes it (and ends it
                     // here like any other: the guest timer's is masked
                     // meanwhile).
-                    self.backends.iter().any(|(vm, backend)| {
-                        let _vm = vm.lock();
-                        backend.physical_interrupt(line)
-                    });
+                    self.backends
+                        .iter()
+                        .any(|backend| backend.with(|backend| backend.physical_interrupt(line)));
                 }
                 (Source::Console | Source::Unexpected, _) => {
                     // Nothing else is enabled; a line that asserts anyway

@@ -83,8 +83,8 @@ pub extern "C" fn capvisor_main() -> ! {
     unsafe { io::set_console(UART0_BASE, UART_CLOCK_HZ, CONSOLE_BAUD) };
     boot::banner("integrator-cp (QEMU Integrator/CP)");
     boot::check_cpu();
-    let tables = HYP_TABLES
-        .take()
+    // SAFETY: taken here only, on the boot CPU before any other CPU runs.
+    let tables = unsafe { HYP_TABLES.take() }
         .unwrap_or_else(|| io::refuse_boot(format_args!("the Hyp tables were already taken")));
     boot::build_and_enable_hyp_map(tables, &memory_map::REGIONS);
     // SAFETY: once, in Hyp mode, before any guest runs.
@@ -148,8 +148,7 @@ pub extern "C" fn capvisor_main() -> ! {
         },
         mux: system.mux,
         vms: vms.vms,
-        uarts: system.uarts,
-        first_backends: vms.first_backends.clone(),
+        consoles: vms.consoles.clone(),
     });
     let platform = leak(BoardPlatform::new(
         &routing,

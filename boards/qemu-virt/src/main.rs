@@ -104,8 +104,8 @@ pub extern "C" fn capvisor_main() -> ! {
     boot::banner("qemu-virt (QEMU virt, GICv2 with virtualization)");
     let machine = check_machine();
     boot::check_cpu();
-    let tables = HYP_TABLES
-        .take()
+    // SAFETY: taken here only, on the boot CPU before any other CPU runs.
+    let tables = unsafe { HYP_TABLES.take() }
         .unwrap_or_else(|| io::refuse_boot(format_args!("the Hyp tables were already taken")));
     boot::build_and_enable_hyp_map(tables, &memory_map::REGIONS);
     // SAFETY: once, in Hyp mode, before any guest runs.
@@ -188,8 +188,7 @@ pub extern "C" fn capvisor_main() -> ! {
         },
         mux: system.mux,
         vms: vms.vms,
-        uarts: system.uarts,
-        first_backends: vms.first_backends.clone(),
+        consoles: vms.consoles.clone(),
     });
     // The console CPU takes console input (the UART's interrupt targets CPU 0).
     let platforms = (0..online)

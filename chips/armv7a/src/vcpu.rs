@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: MIT OR Apache-2.0
-//! The ARMv7-A virtual CPU: `hyp::kernel::Vcpu` on top of the world switch.
+//! The ARMv7-A virtual CPU: `hyp::kernel::ArchVcpu` on top of the world switch.
 //!
 //! An [`ArmVcpu`] owns everything that must follow a VM across a switch:
 //! the core registers ([`GuestContext`]), the PL1 system registers
@@ -27,7 +27,7 @@ use hyp::dispatch::{GuestRegisters, SystemRegisterOutcome};
 use hyp::interrupts::{VirtualIrqLine, VirtualTimer};
 use hyp::trap::SystemRegisterAccess;
 #[cfg(target_arch = "arm")]
-use hyp::{dispatch::Action, kernel::Vcpu, trap::GuestExit};
+use hyp::{dispatch::Action, kernel::ArchVcpu, trap::GuestExit};
 
 /// One VM's CPU state.
 #[derive(Clone, Copy, Debug)]
@@ -52,7 +52,7 @@ pub struct ArmVcpu {
     /// rather than in `context` (only read on the target).
     #[cfg_attr(not(target_arch = "arm"), allow(dead_code))]
     live: bool,
-    /// The state a reset returns to (read by `Vcpu::reset`, which only
+    /// The state a reset returns to (read by `ArchVcpu::reset`, which only
     /// exists on the target).
     #[cfg_attr(not(target_arch = "arm"), allow(dead_code))]
     boot: GuestContext,
@@ -271,7 +271,7 @@ impl ArmVcpu {
 }
 
 #[cfg(target_arch = "arm")]
-impl Vcpu for ArmVcpu {
+impl ArchVcpu for ArmVcpu {
     fn switch_in(&mut self) {
         // SAFETY: this VM's own saved state, installed before it runs; its
         // stage-2 tables map only its memory (the board built them).
@@ -318,28 +318,30 @@ impl Vcpu for ArmVcpu {
     fn run(&mut self) -> GuestExit {
         // Entering a vCPU whose state is not in the CPU would run it with
         // another VM's translation and registers.
-        assert!(self.live, "Vcpu::run on a vCPU that is not switched in");
+        assert!(self.live, "ArchVcpu::run on a vCPU that is not switched in");
         // SAFETY: switch_in installed this VM's stage 2, HCR, CP15 and FP
         // (checked above).
         unsafe { crate::world_switch::run_guest(&mut self.context) }
     }
 
     fn reflect(&mut self, action: &Action) -> bool {
-        // SAFETY: the VM is switched in (the kernel reflects only into the
-        // running VM): its CP15 state is live.
+        // The kernel reflects a fault only into the vCPU whose exit it is
+        // handling, which is switched in.
+        assert!(
+            self.live,
+            "ArchVcpu::reflect on a vCPU that is not switched in"
+        );
+        // SAFETY: this vCPU is switched in (checked above): its CP15 state
+        // (VBAR, SCTLR, the fault registers) is the CPU's.
         let Some(entry) = (unsafe { crate::world_switch::reflect_fault(&self.context, action) })
         else {
             return false;
         };
-        if self.live {
-            // SAFETY: this vCPU is the one switched in: its banked
-            // registers are the CPU's.
-            unsafe { crate::world_switch::write_exception_bank(&entry) };
-            self.context.cpsr = entry.cpsr;
-            self.context.pc = entry.pc;
-        } else {
-            self.context.enter(&entry);
-        }
+        // SAFETY: this vCPU is the one switched in (checked above): its
+        // banked registers are the CPU's.
+        unsafe { crate::world_switch::write_exception_bank(&entry) };
+        self.context.cpsr = entry.cpsr;
+        self.context.pc = entry.pc;
         true
     }
 

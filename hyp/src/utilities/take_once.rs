@@ -6,17 +6,22 @@
 //! holds the object from link time, initialised by a `const fn`, and gives
 //! the board exclusive access exactly once; later attempts get `None`.
 //!
-//! Capvisor runs on one core and boots with interrupts masked, so the flag is
-//! a plain load and store rather than an atomic read-modify-write (exclusive
-//! loads and stores are not reliable before the MMU is on).
+//! The Hyp tables are taken before the MMU is on, where exclusive loads and
+//! stores are not reliable, so the flag is a plain load and store rather
+//! than an atomic read-modify-write. Two CPUs taking the same value at once
+//! could then both get it: `take` is `unsafe`, and its callers (the boot
+//! CPU, with interrupts masked) promise no other CPU takes at the same
+//! time.
 //!
 //! ```
 //! use hyp::utilities::TakeOnce;
 //! static COUNTER: TakeOnce<u32> = TakeOnce::new(5);
-//! let c = COUNTER.take().unwrap();
+//! // SAFETY: one thread, nothing else takes COUNTER.
+//! let c = unsafe { COUNTER.take() }.unwrap();
 //! *c += 1;
 //! assert_eq!(*c, 6);
-//! assert!(COUNTER.take().is_none());
+//! // SAFETY: as above.
+//! assert!(unsafe { COUNTER.take() }.is_none());
 //! ```
 #![allow(unsafe_code)]
 
@@ -31,8 +36,9 @@ pub struct TakeOnce<T> {
 }
 
 // SAFETY: the only access to `value` is through `take`, which hands out at
-// most one reference for the program's lifetime; `T: Send` lets that
-// reference be used from whichever context takes it.
+// most one reference for the program's lifetime as long as no two calls
+// overlap, which its callers promise (it is `unsafe`); `T: Send` lets that
+// reference be used from whichever CPU takes it.
 unsafe impl<T: Send> Sync for TakeOnce<T> {}
 
 impl<T> TakeOnce<T> {
@@ -45,15 +51,20 @@ impl<T> TakeOnce<T> {
     }
 
     /// The contents, the first time; `None` afterwards.
+    ///
+    /// # Safety
+    ///
+    /// No other call of `take` on this value may run at the same time (on
+    /// another CPU): the flag's load and store are not one atomic step.
     #[allow(clippy::mut_from_ref)]
-    pub fn take(&'static self) -> Option<&'static mut T> {
+    pub unsafe fn take(&'static self) -> Option<&'static mut T> {
         if self.taken.load(Ordering::Acquire) {
             return None;
         }
         self.taken.store(true, Ordering::Release);
         // SAFETY: `taken` was false, so no reference to `value` exists, and
-        // it is now true, so none will be created again (single core, no
-        // preemption during boot: see the module documentation).
+        // it is now true, so none will be created again: no other `take`
+        // ran between the load and the store (the caller's promise).
         Some(unsafe { &mut *self.value.get() })
     }
 }

@@ -144,8 +144,7 @@ fn rig(takes_console: bool) -> Rig {
         lines: LINES,
         mux,
         vms: &[],
-        uarts: &[],
-        first_backends: Vec::new(),
+        consoles: Vec::new(),
     });
     let routing = hyp::create_capability!(InterruptRoutingCapability);
     let platform = BoardPlatform::with_console(
