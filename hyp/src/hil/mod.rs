@@ -6,7 +6,9 @@
 //! reference to one of these traits, and the board hands it the chip's
 //! driver. Each trait is small and has a fake in the capsules' tests.
 
+pub mod block;
 pub mod console;
+pub mod guest_ram;
 pub mod interrupt;
 pub mod list_registers;
 pub mod time;
