@@ -306,6 +306,30 @@ pub fn limit_identification(didr: u32) -> u32 {
     (didr & 0x00ff_ffff) | (watchpoints << 28) | (breakpoints << 24)
 }
 
+/// Whether a CPU with DBGDIDR `didr` has every breakpoint and watchpoint
+/// pair Capvisor switches ([`BREAKPOINTS`], [`WATCHPOINTS`]): a vCPU's
+/// [`DebugContext::restore`] writes them all, and on a CPU with fewer
+/// those writes would be undefined instructions in Hyp mode.
+pub fn has_switched_pairs(didr: u32) -> bool {
+    ((didr >> 24) & 0xf) + 1 >= BREAKPOINTS as u32 && ((didr >> 28) & 0xf) + 1 >= WATCHPOINTS as u32
+}
+
+/// Refuses to run on a CPU with fewer breakpoints or watchpoints than
+/// Capvisor switches (every Cortex-A15 and Cortex-A7 has 6 and 4), at
+/// boot, before a guest exists, with the CPU's DBGDIDR in the message.
+///
+/// # Panics
+///
+/// On such a CPU (a hypervisor built for it would have to switch fewer).
+#[cfg(target_arch = "arm")]
+pub fn check_hardware() {
+    let didr = cp14_debug!(read 0, 0);
+    assert!(
+        has_switched_pairs(didr),
+        "DBGDIDR {didr:#010x}: this CPU has fewer than the {BREAKPOINTS} breakpoints and {WATCHPOINTS} watchpoints Capvisor switches per vCPU"
+    );
+}
+
 /// DBGDIDR from the CPU.
 #[cfg(target_arch = "arm")]
 fn hardware_identification() -> Option<u32> {
@@ -368,6 +392,15 @@ mod tests {
             register: 0,
             register2: None,
         }
+    }
+
+    #[test]
+    fn a_cpu_must_have_every_switched_pair() {
+        // Cortex-A15: 4 watchpoints, 6 breakpoints (fields hold count - 1).
+        assert!(has_switched_pairs(0x3515_f005));
+        assert!(!has_switched_pairs(0x3415_f005), "5 breakpoints");
+        assert!(!has_switched_pairs(0x2515_f005), "3 watchpoints");
+        assert!(has_switched_pairs(0xff15_f005), "more than switched");
     }
 
     #[test]

@@ -420,6 +420,7 @@ pub unsafe fn init_virtualization() {
         core::arch::asm!("mcr p14, 0, {}, c1, c0, 4", in(reg) 0u32, options(nomem, nostack, preserves_flags))
     };
     aarch32_cpu::asm::isb();
+    crate::debug_registers::check_hardware();
     TlbiAllNsNh::write();
     aarch32_cpu::asm::dsb();
     aarch32_cpu::asm::isb();
