@@ -12,9 +12,9 @@
 BOARD ?= integrator-cp
 TARGET := armv7a-none-eabi
 # Crates that run on the host (unit tests) and those built for the target.
-UNIT_CRATES := -p hyp -p armv7a -p integrator-cp -p pl011 -p gicv2 -p qemu-virt -p capsules -p components -p capvisor-runner -p capvisor-system
+UNIT_CRATES := -p hyp -p armv7a -p integrator-cp -p pl011 -p pl031 -p gicv2 -p qemu-virt -p capsules -p components -p capvisor-runner -p capvisor-system
 HOST_CRATES := $(UNIT_CRATES) -p capvisor-tests
-TARGET_CRATES := -p hyp -p armv7a -p integrator-cp -p pl011 -p gicv2 -p qemu-virt -p capsules -p components -p capvisor-integrator-cp -p capvisor-qemu-virt -p capvisor-test-guests
+TARGET_CRATES := -p hyp -p armv7a -p integrator-cp -p pl011 -p pl031 -p gicv2 -p qemu-virt -p capsules -p components -p capvisor-integrator-cp -p capvisor-qemu-virt -p capvisor-test-guests
 
 .PHONY: all setup program debug build test fmt-check lint unit-test qemu-test bench exit-profile soak fuzz clean
 

@@ -8,8 +8,12 @@
 //! Time: the counter counts seconds, the board's calendar time at the
 //! hypervisor clock's zero ([`WallClock`]) plus the clock's count in
 //! seconds, plus this VM's own offset. A guest that writes RTCLR sets its
-//! own clock (the offset), never the host's nor another VM's; a restart
-//! forgets it.
+//! own clock (the offset), never the host's nor another VM's. The offset
+//! is the VM's battery-backed time: a restart of the VM (`reboot -f`, a
+//! fault policy's restart) keeps it, as a real board's RTC keeps counting
+//! across a reset, so `hwclock -w` then `reboot -f` finds the time the
+//! guest set; it lives as long as the hypervisor runs (a new run of the
+//! board starts again from the board's time).
 //!
 //! | offset | register | behaviour |
 //! |---|---|---|
@@ -231,12 +235,13 @@ impl MmioDevice for VirtualRtc<'_> {
         write || offset == RIS || offset == MIS
     }
 
-    /// Back to the state `new` gives: the VM's own time forgotten, no
-    /// match, the line low.
+    /// A VM restart: the clock keeps the time the guest set (its offset,
+    /// and RTCLR reads back the last value written), as a battery-backed
+    /// RTC keeps counting through a reset; the rest is back to the state
+    /// `new` gives: no match value, masked, no match pending, the line
+    /// low.
     fn reset(&self) -> Result<(), NotResettable> {
-        self.offset.set(0);
         self.match_value.set(0);
-        self.loaded.set(0);
         self.mask.set(0);
         self.matched.set(false);
         self.match_at.set(None);
@@ -291,10 +296,43 @@ mod tests {
         clock.advance(1000);
         assert_eq!(read(&one, DR), 1001);
         assert_eq!(read(&two, DR), 1_767_225_603);
-        one.reset().unwrap();
-        assert_eq!(read(&one, DR), 1_767_225_603, "a restart forgets it");
+        assert_eq!(read(&two, DR), 1_767_225_603);
         let unset = VirtualRtc::new(&clock, &hyp::hil::time::UnsetWallClock, gic.line(id()));
         assert_eq!(read(&unset, DR), 3, "an unset board clock counts from 1970");
+    }
+
+    #[test]
+    fn a_restart_keeps_the_time_the_guest_set() {
+        let clock = FakeClock::with_frequency(HZ as u32);
+        let gic = VirtualGic::new();
+        let (one, two) = (
+            VirtualRtc::new(&clock, &Wall, gic.line(id())),
+            VirtualRtc::new(&clock, &Wall, gic.line(id())),
+        );
+        clock.advance(1000);
+        // The guest sets its clock a day back (`date -s`, `hwclock -w`).
+        write(&one, LR, 1_767_225_601 - 86_400);
+        write(&one, MR, 1_767_225_601 - 86_400 + 10);
+        write(&one, IMSC, INT_MATCH);
+        clock.advance(2000);
+        one.reset().unwrap();
+        assert_eq!(
+            read(&one, DR),
+            1_767_225_603 - 86_400,
+            "the restarted VM's clock still runs a day behind"
+        );
+        assert_eq!(read(&one, LR), 1_767_225_601 - 86_400);
+        assert_eq!(
+            (read(&one, MR), read(&one, IMSC)),
+            (0, 0),
+            "the match is reset"
+        );
+        assert_eq!(gic.next_deadline(), None);
+        assert_eq!(read(&two, DR), 1_767_225_603, "the other VM's clock");
+        two.reset().unwrap();
+        assert_eq!(read(&two, DR), 1_767_225_603, "a VM that set nothing");
+        clock.advance(1000);
+        assert_eq!(read(&one, DR), 1_767_225_604 - 86_400);
     }
 
     #[test]

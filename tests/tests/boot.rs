@@ -71,6 +71,9 @@ struct Expected {
     /// The device blocks the hypervisor drives: name, base and size
     /// (device memory, read-write).
     devices: &'static [(&'static str, u64, u64)],
+    /// The device blocks it only reads (device memory, read-only): the
+    /// RTC, read once at boot for the wall clock.
+    read_only_devices: &'static [(&'static str, u64, u64)],
     /// The guest RAM pool, first and last byte.
     guest_ram: (u64, u64),
     /// The last byte of the image staging area (its first is the
@@ -96,6 +99,7 @@ fn expected(board: &Board) -> Expected {
                 ("pic", 0x1400_0000, 0x1000),
                 ("timers", 0x1300_0000, 0x1000),
             ],
+            read_only_devices: &[("rtc", 0x1500_0000, 0x1000)],
             // Guest RAM starts 16 MiB into the RAM alias (below it, the
             // alias of the hypervisor's own image); the staging area's 16
             // slots follow it.
@@ -118,6 +122,7 @@ fn expected(board: &Board) -> Expected {
                 ("gicc", 0x0801_0000, 0x2000),
                 ("gich", 0x0803_0000, 0x1000),
             ],
+            read_only_devices: &[("rtc", 0x0901_0000, 0x1000)],
             guest_ram: (0x4100_0000, 0x6fff_ffff),
             staging_last: 0x7fff_ffff,
             blocks: 504,
@@ -210,7 +215,12 @@ fn boots_to_banner_and_prints_the_memory_map(board: &Board) {
         }
         assert_console_has(console, &format!("capvisor: {} CPUs online", board.cpus));
     }
-    for &(name, base, size) in expected.devices {
+    let devices = expected.devices.iter().map(|device| (device, "rw-"));
+    let read_only = expected
+        .read_only_devices
+        .iter()
+        .map(|device| (device, "r--"));
+    for (&(name, base, size), access) in devices.chain(read_only) {
         let device = row(name);
         assert_eq!(
             (
@@ -219,7 +229,7 @@ fn boots_to_banner_and_prints_the_memory_map(board: &Board) {
                 device.memory.as_str(),
                 device.access.as_str()
             ),
-            (base, base + size - 1, "device", "rw-"),
+            (base, base + size - 1, "device", access),
             "{name}"
         );
     }

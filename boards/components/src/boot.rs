@@ -12,12 +12,16 @@
 //! calls [`secondary_bring_up`] (the same Hyp tables, the same
 //! virtualization settings), sets up its own banked devices (a GIC's CPU
 //! interface), and says it is up with [`secondary_online`].
+//!
+//! A board with a real-time clock reads it once, after its Hyp map is on,
+//! with [`read_wall_clock`]: the calendar time every VM's clock counts
+//! from.
 
 use crate::{io, log, memory_map};
 use armv7a::hyp_tables::{HypTables, HMAIR0, HMAIR1, HTCR};
 use armv7a::mmu::HypTranslation;
 use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
-use hyp::hil::time::Clock;
+use hyp::hil::time::{BootWallClock, Clock, UnsetWallClock, UtcDateTime, WallClock};
 use hyp::memory::{Region, Size};
 
 /// The Hyp tables' base (HTTBR) the boot CPU turned on, for the secondary
@@ -236,6 +240,54 @@ pub fn run_secondary_test_hooks(cpu: usize, unmapped: usize) {
         // must report it. Test builds only.
         let value = unsafe { core::ptr::read_volatile(unmapped as *const u32) };
         log!("test: read {:#x}: the fault was NOT taken", value);
+    }
+}
+
+/// The board's wall clock, read once from its PL031 (`rtc`, in the Hyp
+/// map; `None` for a board without one) and paired with `counter` read at
+/// the same moment ([`BootWallClock::from_reading`]); `source` names the
+/// clock in the boot log, which prints the date read. A board without an
+/// RTC, an RTC that is not a running PL031, or one that reads 0 (never
+/// set) keeps the epoch: guests' clocks start at 1970-01-01, and the log
+/// says why.
+pub fn read_wall_clock(
+    rtc: Option<&pl031::Pl031>,
+    counter: &dyn Clock,
+    source: &str,
+) -> &'static dyn WallClock {
+    let Some(rtc) = rtc else {
+        log!("wall clock: this board has no RTC; guests' clocks start at 1970-01-01");
+        return &UnsetWallClock;
+    };
+    let reading = rtc.read_seconds();
+    let count = counter.now();
+    match reading {
+        Err(error) => {
+            log!(
+                "wall clock: {} unusable ({}); guests' clocks start at 1970-01-01",
+                source,
+                error
+            );
+            &UnsetWallClock
+        }
+        Ok(0) => {
+            log!(
+                "wall clock: {} reads 0 (never set); guests' clocks start at 1970-01-01",
+                source
+            );
+            &UnsetWallClock
+        }
+        Ok(seconds) => {
+            let wall = BootWallClock::from_reading(u64::from(seconds), count, counter.frequency());
+            log!(
+                "wall clock: {} from {} ({} s since 1970, counter at {:#x})",
+                UtcDateTime::from_unix_seconds(u64::from(seconds)),
+                source,
+                seconds,
+                count
+            );
+            crate::leak(wall)
+        }
     }
 }
 

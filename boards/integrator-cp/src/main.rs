@@ -12,7 +12,8 @@
 //!    Extensions;
 //! 3. build the Hyp stage-1 tables for the image and this board's
 //!    [`memory_map`], prove their coverage, print the map, and turn on the
-//!    MMU, caches and WXN; nothing is mapped after this point;
+//!    MMU, caches and WXN; nothing is mapped after this point; read the
+//!    board's PL031 once for the wall clock every VM's clock counts from;
 //! 4. prepare the CPU for guests, check the VM table, create the VMs with
 //!    the *software* interrupt backend (this board has no GIC: the guest's
 //!    whole GIC is emulated and its IRQ input is HCR.VI; its timer's
@@ -42,7 +43,7 @@ use hyp::kernel::NoKick;
 use hyp::utilities::TakeOnce;
 use integrator_cp::pic::{lines, Pic};
 use integrator_cp::timer::{OneShotAlarm, Timer, TIMER1_HZ, TIMER_STRIDE};
-use integrator_cp::{PIC_BASE, TIMERS_BASE, UART0_BASE};
+use integrator_cp::{PIC_BASE, RTC_BASE, TIMERS_BASE, UART0_BASE};
 
 /// The reference clock of the Integrator/CP UARTs.
 const UART_CLOCK_HZ: u32 = 14_745_600;
@@ -54,7 +55,7 @@ const UNMAPPED: usize = 0x7000_0000;
 
 /// Level-2 and level-3 tables available to the Hyp map: one level-2 table
 /// (the low GiB) and one level-3 table per 2 MiB range holding pages
-/// (image, timers, PIC, UART0) are needed: 1 and 4.
+/// (image, timers, PIC, RTC, UART0) are needed: 1 and 5.
 const L2_TABLES: usize = 2;
 const L3_TABLES: usize = 8;
 
@@ -87,6 +88,10 @@ pub extern "C" fn capvisor_main() -> ! {
     let tables = unsafe { HYP_TABLES.take() }
         .unwrap_or_else(|| io::refuse_boot(format_args!("the Hyp tables were already taken")));
     boot::build_and_enable_hyp_map(tables, &memory_map::REGIONS);
+    // SAFETY: the RTC is in the Hyp map ("rtc", read-only) and only read,
+    // here, once.
+    let rtc = unsafe { pl031::Pl031::new(RTC_BASE) };
+    let wall_clock = boot::read_wall_clock(Some(&rtc), &Counter, "the board's PL031");
     // SAFETY: once, in Hyp mode, before any guest runs.
     unsafe { armv7a::world_switch::init_virtualization() };
     boot::run_test_hooks(UNMAPPED);
@@ -104,7 +109,7 @@ pub extern "C" fn capvisor_main() -> ! {
         pool: &memory_map::GUEST_RAM,
         staging: &memory_map::GUEST_IMAGES,
         devices: components::devices::DEVICES,
-        wall_clock: &hyp::hil::time::UnsetWallClock,
+        wall_clock,
         cpus: 1,
     });
     // No GIC: the software backend, HCR.VI as the vCPU's IRQ input, and

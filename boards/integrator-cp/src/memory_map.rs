@@ -2,11 +2,13 @@
 //! The hypervisor's own memory map on Integrator/CP.
 //!
 //! What this board adds to the image's sections (`components::memory_map`):
-//! the three device blocks it drives, the RAM pool it hands out to guests,
+//! the device blocks it drives (timers, PIC, UART0, and the RTC it reads once), the RAM pool it hands out to guests,
 //! and the staging area QEMU's loader puts the packed system image in.
 
 use hyp::memory::{MemoryType, Permissions, Region};
-use integrator_cp::{DEVICE_PAGE_SIZE, PIC_BASE, RAM_ALIAS_BASE, TIMERS_BASE, UART0_BASE};
+use integrator_cp::{
+    DEVICE_PAGE_SIZE, PIC_BASE, RAM_ALIAS_BASE, RTC_BASE, TIMERS_BASE, UART0_BASE,
+};
 
 /// Guest RAM pool, in the upper alias of RAM (QEMU runs the board with
 /// `-m 1024`, so 0x8000_0000-0xbfff_ffff is real, contiguous RAM). The
@@ -40,7 +42,7 @@ pub const GUEST_IMAGES: Region = Region::new(
 );
 
 /// The device register blocks the hypervisor drives.
-pub const DEVICES: [Region; 3] = [
+pub const DEVICES: [Region; 4] = [
     Region::new(
         "timers",
         TIMERS_BASE as u32,
@@ -62,10 +64,25 @@ pub const DEVICES: [Region; 3] = [
         MemoryType::Device,
         Permissions::ReadWrite,
     ),
+    // Read once at boot (the wall clock); the hypervisor never writes it.
+    Region::new(
+        "rtc",
+        RTC_BASE as u32,
+        DEVICE_PAGE_SIZE as u32,
+        MemoryType::Device,
+        Permissions::ReadOnly,
+    ),
 ];
 
 /// Everything this board adds to the image's sections in the Hyp map.
-pub const REGIONS: [Region; 5] = [DEVICES[0], DEVICES[1], DEVICES[2], GUEST_RAM, GUEST_IMAGES];
+pub const REGIONS: [Region; 6] = [
+    DEVICES[0],
+    DEVICES[1],
+    DEVICES[2],
+    DEVICES[3],
+    GUEST_RAM,
+    GUEST_IMAGES,
+];
 
 const _: () = assert!(GUEST_RAM.start as u64 + GUEST_RAM.size as u64 == GUEST_IMAGES.start as u64);
 

@@ -14,7 +14,8 @@
 //!    Extensions;
 //! 3. build the Hyp stage-1 tables for the image and this board's
 //!    [`memory_map`], prove their coverage, turn on the MMU; nothing is
-//!    mapped after this point;
+//!    mapped after this point; read the PL031 (if the device tree lists
+//!    it) once for the wall clock every VM's clock counts from;
 //! 4. bring up the GIC (split priority drop and deactivation), check the VM
 //!    table and create the VMs with the *GICv2 virtualization* backend:
 //!    each guest's CPU interface window is GICV, mapped by stage 2; its
@@ -40,7 +41,6 @@ use components::{boot, io, log};
 use gicv2::{Gic, HypInterface};
 use hyp::config::DeviceClaim;
 use hyp::hil::list_registers::HostInterrupts;
-use hyp::hil::time::UnsetWallClock;
 use hyp::kernel::CpuKick;
 use hyp::memory::{MemoryType, Size};
 use hyp::utilities::TakeOnce;
@@ -102,12 +102,17 @@ pub extern "C" fn capvisor_main() -> ! {
         )
     };
     boot::banner("qemu-virt (QEMU virt, GICv2 with virtualization)");
-    let machine = check_machine();
+    let (machine, rtc_listed) = check_machine();
     boot::check_cpu();
     // SAFETY: taken here only, on the boot CPU before any other CPU runs.
     let tables = unsafe { HYP_TABLES.take() }
         .unwrap_or_else(|| io::refuse_boot(format_args!("the Hyp tables were already taken")));
     boot::build_and_enable_hyp_map(tables, &memory_map::REGIONS);
+    // SAFETY: the RTC is in the Hyp map ("rtc", read-only) and only read,
+    // here, once (and only if the device tree says it is there).
+    let rtc = unsafe { pl031::Pl031::new(qemu_virt::RTC_BASE) };
+    let wall_clock =
+        boot::read_wall_clock(rtc_listed.then_some(&rtc), &Counter, "the board's PL031");
     // SAFETY: once, in Hyp mode, before any guest runs.
     unsafe { armv7a::world_switch::init_virtualization() };
     boot::run_test_hooks(UNMAPPED);
@@ -132,7 +137,7 @@ pub extern "C" fn capvisor_main() -> ! {
         pool: &memory_map::GUEST_RAM,
         staging: &memory_map::GUEST_IMAGES,
         devices: components::devices::DEVICES,
-        wall_clock: &UnsetWallClock,
+        wall_clock,
         cpus: online,
     });
     // The host GIC's interrupts each backend takes (checked against the
@@ -222,8 +227,10 @@ impl CpuKick for GicKick {
 }
 
 /// Reads the device tree QEMU left at the start of RAM and refuses to boot
-/// unless the machine is the one this board is built for.
-fn check_machine() -> device_tree::VirtMachine {
+/// unless the machine is the one this board is built for. Also says
+/// whether it lists the PL031 where the Hyp map has it (a tree listing one
+/// elsewhere is refused: the map is fixed).
+fn check_machine() -> (device_tree::VirtMachine, bool) {
     // SAFETY: the MMU is off (physical addressing) and RAM from 0x4000_0000
     // holds at least the device tree's megabyte below the image.
     let blob = unsafe { device_tree::blob_at(qemu_virt::DTB_ADDRESS, qemu_virt::DTB_MAX_SIZE) }
@@ -241,7 +248,17 @@ fn check_machine() -> device_tree::VirtMachine {
         machine.gic.distributor.0,
         machine.psci_method
     );
-    machine
+    let rtc = match device_tree::rtc_window(blob) {
+        Ok(None) => false,
+        Ok(Some((base, _))) if base == qemu_virt::RTC_BASE as u64 => true,
+        Ok(Some((base, _))) => io::refuse_boot(format_args!(
+            "device tree: the PL031 is at {:#x}, the board maps it at {:#010x}",
+            base,
+            qemu_virt::RTC_BASE
+        )),
+        Err(error) => io::refuse_boot(format_args!("{}", error)),
+    };
+    (machine, rtc)
 }
 
 /// Where each secondary CPU goes once the boot CPU started it

@@ -11,6 +11,7 @@
 //! |---|---|---|
 //! | counter/timers 0-2 | 0x1300_0000, +0x100, +0x200 | [`timer`] |
 //! | interrupt controller (PIC) | 0x1400_0000 | [`pic`] |
+//! | real-time clock (PL031) | 0x1500_0000 | the `pl031` crate |
 //! | UART0 (PL011) | 0x1600_0000 | the `pl011` crate |
 #![no_std]
 #![deny(unsafe_op_in_unsafe_fn)]
@@ -24,6 +25,8 @@ pub const UART0_BASE: usize = 0x1600_0000;
 pub const UART1_BASE: usize = 0x1700_0000;
 /// Register block of the primary interrupt controller.
 pub const PIC_BASE: usize = 0x1400_0000;
+/// Register block of the real-time clock (PL031), read once at boot.
+pub const RTC_BASE: usize = 0x1500_0000;
 /// Register blocks of the three counter/timers (0x100 apart).
 pub const TIMERS_BASE: usize = 0x1300_0000;
 /// Size of one device page: every block above fits in one 4 KiB page.

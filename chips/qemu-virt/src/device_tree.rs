@@ -1076,6 +1076,28 @@ pub fn check(machine: &VirtMachine, expected: &Expected) -> Result<(), Mismatch>
     Ok(())
 }
 
+/// The `compatible` string of a PL031 real-time clock.
+const PL031_COMPATIBLE: &str = "arm,pl031";
+
+/// The window `(base, size)` of the first PL031 real-time clock `blob`
+/// lists, or `None` when it lists none (the board then has no clock to
+/// read, and guests' clocks start at 1970). Apart from [`parse`]: the
+/// hypervisor runs without an RTC.
+pub fn rtc_window(blob: &[u8]) -> Result<Option<(u64, u64)>, DeviceTreeError> {
+    let blob = structure::validate(blob)?;
+    let tree = Fdt::new(blob).map_err(|_| {
+        // `validate` has checked everything `Fdt::new` checks.
+        DeviceTreeError::NotADeviceTree(BlobProblem::TooShort { length: blob.len() })
+    })?;
+    match tree.find_compatible(&[PL031_COMPATIBLE]) {
+        Some(rtc) => {
+            let [window] = reg(rtc, "the registers")?;
+            Ok(Some(window))
+        }
+        None => Ok(None),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1939,5 +1961,15 @@ mod tests {
         assert_eq!(NodeName::new("").as_str(), "/");
         let long = "é".repeat(30);
         assert_eq!(NodeName::new(&long).as_str(), "é".repeat(24));
+    }
+
+    #[test]
+    fn the_rtc_is_found_where_qemu_puts_it_or_not_at_all() {
+        assert_eq!(
+            rtc_window(GICV2),
+            Ok(Some((crate::RTC_BASE as u64, 0x1000)))
+        );
+        assert_eq!(rtc_window(&flatten(express())), Ok(None));
+        assert!(rtc_window(&GICV2[..100]).is_err());
     }
 }

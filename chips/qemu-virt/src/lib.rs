@@ -22,6 +22,7 @@
 //! | GIC hypervisor interface (GICH) | 0x0803_0000 | 64 KiB | |
 //! | GIC virtual CPU interface (GICV) | 0x0804_0000 | 64 KiB | |
 //! | UART0 (PL011, 24 MHz clock) | 0x0900_0000 | 4 KiB | SPI 1 = id 33 |
+//! | real-time clock (PL031) | 0x0901_0000 | 4 KiB | SPI 2 = id 34 (unused) |
 //! | generic timer | (CP15) | | CNTHP 26, CNTV 27, CNTP 30, secure 29 |
 //! | RAM | 0x4000_0000 | from `-m` | |
 //!
@@ -57,6 +58,10 @@ pub const UART0_INTERRUPT: u32 = 33;
 /// computed: QEMU's fixed 24 MHz `apb-pclk`. [`device_tree::parse`] reads it
 /// from the tree; this is the value the board is built for.
 pub const UART_CLOCK_HZ: u32 = 24_000_000;
+
+/// The real-time clock, a PL031: read once at boot, if the device tree
+/// lists it ([`device_tree::rtc_window`]).
+pub const RTC_BASE: usize = 0x0901_0000;
 
 /// The start of RAM; its size is QEMU's `-m`.
 pub const RAM_BASE: usize = 0x4000_0000;

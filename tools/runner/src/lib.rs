@@ -231,6 +231,12 @@ impl QemuCommand {
             "-semihosting-config",
             "enable=on,target=native",
             "-no-reboot",
+            // The boards' PL031 (the wall clock the hypervisor reads at
+            // boot) starts at the host's time in UTC, as the guests' RTC
+            // counts, whatever the host's time zone (QEMU's default, said
+            // explicitly: a test compares guests' clocks with the host's).
+            "-rtc",
+            "base=utc",
         ]
         .iter()
         .map(|s| s.to_string())
@@ -742,6 +748,8 @@ mod tests {
                 "-semihosting-config",
                 "enable=on,target=native",
                 "-no-reboot",
+                "-rtc",
+                "base=utc",
                 "-display",
                 "none",
                 "-serial",
@@ -762,7 +770,7 @@ mod tests {
         command.gdb_port = Some(1234);
         let args = command.args(ConsoleMode::Interactive);
         assert_eq!(
-            args[13..],
+            args[15..],
             [
                 "-nographic",
                 "-device",
@@ -801,6 +809,8 @@ mod tests {
                 "-semihosting-config",
                 "enable=on,target=native",
                 "-no-reboot",
+                "-rtc",
+                "base=utc",
                 "-display",
                 "none",
                 "-serial",
