@@ -2,7 +2,8 @@
 //! The hypervisor's own memory map on Integrator/CP.
 //!
 //! What this board adds to the image's sections (`components::memory_map`):
-//! the three device blocks it drives, the RAM pool it hands out to guests,
+//! the device blocks it drives (timers, PIC, console UART, the PL181 of
+//! the board disk), the RAM pool it hands out to guests,
 //! and the staging area QEMU's loader puts the packed system image in.
 
 use hyp::memory::{MemoryType, Permissions, Region};
@@ -40,7 +41,7 @@ pub const GUEST_IMAGES: Region = Region::new(
 );
 
 /// The device register blocks the hypervisor drives.
-pub const DEVICES: [Region; 3] = [
+pub const DEVICES: [Region; 4] = [
     Region::new(
         "timers",
         TIMERS_BASE as u32,
@@ -62,10 +63,24 @@ pub const DEVICES: [Region; 3] = [
         MemoryType::Device,
         Permissions::ReadWrite,
     ),
+    Region::new(
+        "mmci",
+        pl181::BASE as u32,
+        pl181::SIZE as u32,
+        MemoryType::Device,
+        Permissions::ReadWrite,
+    ),
 ];
 
 /// Everything this board adds to the image's sections in the Hyp map.
-pub const REGIONS: [Region; 5] = [DEVICES[0], DEVICES[1], DEVICES[2], GUEST_RAM, GUEST_IMAGES];
+pub const REGIONS: [Region; 6] = [
+    DEVICES[0],
+    DEVICES[1],
+    DEVICES[2],
+    DEVICES[3],
+    GUEST_RAM,
+    GUEST_IMAGES,
+];
 
 const _: () = assert!(GUEST_RAM.start as u64 + GUEST_RAM.size as u64 == GUEST_IMAGES.start as u64);
 

@@ -37,6 +37,7 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 
 pub mod device_tree;
+pub mod disk;
 
 /// The GIC distributor (GICD).
 pub const GICD_BASE: usize = 0x0800_0000;
