@@ -105,8 +105,9 @@ pub unsafe fn read_ids(slot: usize) -> (u32, u32) {
 }
 
 /// Pages of the virtqueues: a block device with the one queue of 16
-/// descriptors takes two (virtio 1.x) or two contiguous (legacy).
-pub const DMA_PAGES: usize = 4;
+/// descriptors takes two (virtio 1.x) or two contiguous (legacy). (The
+/// host tests create many disks in one process.)
+pub const DMA_PAGES: usize = if cfg!(test) { 64 } else { 4 };
 
 /// The pool [`IdentityHal`] hands pages from, page aligned, in `.bss`.
 #[repr(C, align(4096))]
@@ -434,5 +435,328 @@ impl<'a, T: Transport> BlockDevice<'a> for VirtioDisk<'a, T> {
             }
         }
         self.busy()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The disk against a fake virtio-blk device: a `Transport` that keeps
+    //! the queue's addresses, and on each notification takes the requests
+    //! from the available ring into a list the test completes when it
+    //! wants (writing the data, the status byte and the used ring).
+
+    use super::*;
+    use std::cell::RefCell as StdRefCell;
+    use std::rc::Rc;
+    use virtio_drivers::transport::{DeviceStatus, DeviceType, InterruptStatus};
+    use zerocopy::{FromBytes, Immutable, IntoBytes};
+
+    const SECTORS: u64 = 64;
+    const FEATURE_RO: u64 = 1 << 5;
+    const FEATURE_FLUSH: u64 = 1 << 9;
+    const FEATURE_VERSION_1: u64 = 1 << 32;
+
+    #[derive(Default)]
+    struct Device {
+        features: u64,
+        status: DeviceStatus,
+        /// Descriptor table, available ring, used ring.
+        queue: Option<(u64, u64, u64)>,
+        /// The next available-ring index to take.
+        next_avail: u16,
+        /// Chains taken and not yet completed: their head index.
+        pending: Vec<u16>,
+        /// Status byte to answer with.
+        answer: u8,
+        storage: Vec<u8>,
+        interrupt: bool,
+        /// Request types seen (0 read, 1 write, 4 flush).
+        seen: Vec<u32>,
+    }
+
+    /// Reads a `T` at `address` of this process (the Hal's physical
+    /// addresses are its virtual ones).
+    fn load<T: FromBytes>(address: u64) -> T {
+        let bytes =
+            // SAFETY: the driver put a descriptor table, rings or buffers
+            // of at least this size at `address`, in memory it owns and
+            // keeps until the request completes.
+            unsafe { std::slice::from_raw_parts(address as usize as *const u8, size_of::<T>()) };
+        T::read_from_bytes(bytes).unwrap()
+    }
+
+    fn store(address: u64, bytes: &[u8]) {
+        // SAFETY: as in `load`, for a buffer the driver made writable for
+        // the device.
+        unsafe {
+            std::ptr::copy_nonoverlapping(bytes.as_ptr(), address as usize as *mut u8, bytes.len())
+        };
+    }
+
+    impl Device {
+        /// The chain at `head`: (address, length, device-writable).
+        fn chain(&self, head: u16) -> Vec<(u64, u32, bool)> {
+            let (descriptors, _, _) = self.queue.unwrap();
+            let mut out = Vec::new();
+            let mut index = head;
+            loop {
+                let at = descriptors + u64::from(index) * 16;
+                let address: u64 = load(at);
+                let length: u32 = load(at + 8);
+                let flags: u16 = load(at + 12);
+                let next: u16 = load(at + 14);
+                out.push((address, length, flags & 2 != 0));
+                if flags & 1 == 0 {
+                    return out;
+                }
+                index = next;
+            }
+        }
+
+        fn take_available(&mut self) {
+            let (_, avail, _) = self.queue.unwrap();
+            let idx: u16 = load(avail + 2);
+            while self.next_avail != idx {
+                let slot = u64::from(self.next_avail % 16);
+                let head: u16 = load(avail + 4 + slot * 2);
+                self.next_avail = self.next_avail.wrapping_add(1);
+                let kind: u32 = load(self.chain(head)[0].0);
+                self.seen.push(kind);
+                self.pending.push(head);
+                // A flush is done at once (the driver waits for it).
+                if kind == 4 {
+                    self.complete();
+                }
+            }
+        }
+
+        /// Completes the oldest pending request.
+        fn complete(&mut self) {
+            let head = self.pending.remove(0);
+            let chain = self.chain(head);
+            let kind: u32 = load(chain[0].0);
+            let sector: u64 = load(chain[0].0 + 8);
+            let start = sector as usize * 512;
+            let mut written = 0;
+            for &(address, length, _) in &chain[1..chain.len() - 1] {
+                let length = length as usize;
+                match kind {
+                    0 => store(address, &self.storage[start..start + length]),
+                    1 => {
+                        let data: Vec<u8> = (0..length as u64)
+                            .map(|i| load::<u8>(address + i))
+                            .collect();
+                        self.storage[start..start + length].copy_from_slice(&data);
+                    }
+                    _ => {}
+                }
+                written += length;
+            }
+            store(chain[chain.len() - 1].0, &[self.answer]);
+            let (_, _, used) = self.queue.unwrap();
+            let idx: u16 = load(used + 2);
+            let slot = u64::from(idx % 16);
+            store(used + 4 + slot * 8, &u32::from(head).to_le_bytes());
+            store(used + 8 + slot * 8, &(written as u32 + 1).to_le_bytes());
+            std::sync::atomic::fence(Ordering::SeqCst);
+            store(used + 2, &idx.wrapping_add(1).to_le_bytes());
+            self.interrupt = true;
+        }
+    }
+
+    struct FakeTransport(Rc<StdRefCell<Device>>);
+
+    impl Transport for FakeTransport {
+        fn device_type(&self) -> DeviceType {
+            DeviceType::Block
+        }
+        fn read_device_features(&mut self) -> u64 {
+            self.0.borrow().features
+        }
+        fn write_driver_features(&mut self, _features: u64) {}
+        fn max_queue_size(&mut self, _queue: u16) -> u32 {
+            16
+        }
+        fn notify(&mut self, _queue: u16) {
+            self.0.borrow_mut().take_available();
+        }
+        fn get_status(&self) -> DeviceStatus {
+            self.0.borrow().status
+        }
+        fn set_status(&mut self, status: DeviceStatus) {
+            self.0.borrow_mut().status = status;
+        }
+        fn set_guest_page_size(&mut self, _size: u32) {}
+        fn requires_legacy_layout(&self) -> bool {
+            false
+        }
+        fn queue_set(
+            &mut self,
+            _queue: u16,
+            size: u32,
+            descriptors: PhysAddr,
+            driver_area: PhysAddr,
+            device_area: PhysAddr,
+        ) {
+            assert_eq!(size, 16);
+            self.0.borrow_mut().queue = Some((descriptors, driver_area, device_area));
+        }
+        fn queue_unset(&mut self, _queue: u16) {}
+        fn queue_used(&mut self, _queue: u16) -> bool {
+            self.0.borrow().queue.is_some()
+        }
+        fn ack_interrupt(&mut self) -> InterruptStatus {
+            if core::mem::take(&mut self.0.borrow_mut().interrupt) {
+                InterruptStatus::QUEUE_INTERRUPT
+            } else {
+                InterruptStatus::empty()
+            }
+        }
+        fn read_config_generation(&self) -> u32 {
+            0
+        }
+        fn read_config_space<T: FromBytes + IntoBytes>(
+            &self,
+            offset: usize,
+        ) -> virtio_drivers::Result<T> {
+            let mut config = [0u8; 64];
+            config[..8].copy_from_slice(&SECTORS.to_le_bytes());
+            Ok(T::read_from_bytes(&config[offset..offset + size_of::<T>()]).unwrap())
+        }
+        fn write_config_space<T: IntoBytes + Immutable>(
+            &mut self,
+            _offset: usize,
+            _value: T,
+        ) -> virtio_drivers::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[derive(Default)]
+    struct Client {
+        events: StdRefCell<Vec<(char, Vec<u8>, Result<(), BlockError>)>>,
+    }
+
+    impl BlockClient for Client {
+        fn read_done(&self, buffer: &'static mut [u8], result: Result<(), BlockError>) {
+            self.events
+                .borrow_mut()
+                .push(('r', buffer.to_vec(), result));
+        }
+        fn write_done(&self, buffer: &'static mut [u8], result: Result<(), BlockError>) {
+            self.events
+                .borrow_mut()
+                .push(('w', buffer.to_vec(), result));
+        }
+        fn flush_done(&self, result: Result<(), BlockError>) {
+            self.events.borrow_mut().push(('f', Vec::new(), result));
+        }
+    }
+
+    type Disk = VirtioDisk<'static, FakeTransport>;
+
+    fn disk(features: u64) -> (&'static Disk, Rc<StdRefCell<Device>>, &'static Client) {
+        let device = Rc::new(StdRefCell::new(Device {
+            features: features | FEATURE_VERSION_1,
+            storage: (0..SECTORS as usize * 512)
+                .map(|i| (i * 3 + i / 512) as u8)
+                .collect(),
+            ..Device::default()
+        }));
+        let disk: &'static Disk = Box::leak(Box::new(
+            VirtioDisk::new(FakeTransport(device.clone())).unwrap(),
+        ));
+        let client: &'static Client = Box::leak(Box::default());
+        disk.set_client(client);
+        (disk, device, client)
+    }
+
+    fn buffer(bytes: usize) -> &'static mut [u8] {
+        Box::leak(vec![0xee; bytes].into_boxed_slice())
+    }
+
+    #[test]
+    fn a_read_completes_only_when_the_device_is_done() {
+        let (disk, device, client) = disk(FEATURE_FLUSH);
+        assert_eq!((disk.sectors(), disk.read_only()), (SECTORS, false));
+        disk.read(3, buffer(1024)).unwrap();
+        assert_eq!(device.borrow().seen, [0]);
+        // Pending: polls keep it, a second request is refused.
+        assert!(disk.poll());
+        assert_eq!(disk.read(0, buffer(512)).unwrap_err().0, BlockError::Busy);
+        assert_eq!(disk.flush(), Err(BlockError::Busy));
+        assert!(client.events.borrow().is_empty());
+        device.borrow_mut().complete();
+        disk.handle_interrupt();
+        let events = client.events.borrow();
+        assert_eq!(events.len(), 1);
+        assert_eq!(events[0].0, 'r');
+        assert_eq!(events[0].1, device.borrow().storage[3 * 512..5 * 512]);
+        assert_eq!(events[0].2, Ok(()));
+        drop(events);
+        assert!(!disk.poll());
+    }
+
+    #[test]
+    fn a_write_reaches_the_device_and_a_flush_follows() {
+        let (disk, device, client) = disk(FEATURE_FLUSH);
+        let data = buffer(512);
+        data.fill(0x5a);
+        disk.write(63, data).unwrap();
+        device.borrow_mut().complete();
+        assert!(!disk.poll());
+        assert_eq!(device.borrow().storage[63 * 512..], [0x5a; 512]);
+        assert_eq!(client.events.borrow()[0].2, Ok(()));
+        disk.flush().unwrap();
+        assert!(!disk.poll());
+        assert_eq!(device.borrow().seen, [1, 4]);
+        assert_eq!(client.events.borrow()[1], ('f', Vec::new(), Ok(())));
+    }
+
+    #[test]
+    fn device_errors_and_bad_requests_are_block_errors() {
+        let (disk, device, client) = disk(0);
+        device.borrow_mut().answer = 1; // VIRTIO_BLK_S_IOERR
+        disk.read(0, buffer(512)).unwrap();
+        device.borrow_mut().complete();
+        disk.poll();
+        assert_eq!(client.events.borrow()[0].2, Err(BlockError::Device));
+        assert_eq!(
+            disk.read(SECTORS, buffer(512)).unwrap_err().0,
+            BlockError::OutOfRange
+        );
+        assert_eq!(
+            disk.write(0, buffer(100)).unwrap_err().0,
+            BlockError::Unaligned
+        );
+        // Nothing more reached the device.
+        assert_eq!(device.borrow().seen, [0]);
+    }
+
+    #[test]
+    fn a_read_only_device_refuses_writes_and_flushes() {
+        let (disk, device, _) = disk(FEATURE_RO);
+        assert!(disk.read_only());
+        assert_eq!(
+            disk.write(0, buffer(512)).unwrap_err().0,
+            BlockError::ReadOnly
+        );
+        assert_eq!(disk.flush(), Err(BlockError::ReadOnly));
+        assert!(device.borrow().seen.is_empty());
+    }
+
+    #[test]
+    fn the_probe_finds_the_first_block_device_and_skips_empty_slots() {
+        let ids = probe(|slot| match slot {
+            3 => (VIRTIO_MAGIC, 1),
+            5 => (0, 2),
+            7 | 9 => (VIRTIO_MAGIC, 2),
+            _ => (VIRTIO_MAGIC, 0),
+        });
+        assert_eq!(ids[5], 0, "no magic, no device");
+        assert_eq!(find_block_device(&ids), Some(7));
+        assert_eq!(find_block_device(&[0; 32]), None);
+        assert_eq!(transport_base(31), 0x0a00_3e00);
+        assert_eq!(transport_interrupt(31), 79);
     }
 }

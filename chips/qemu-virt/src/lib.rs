@@ -22,6 +22,7 @@
 //! | GIC hypervisor interface (GICH) | 0x0803_0000 | 64 KiB | |
 //! | GIC virtual CPU interface (GICV) | 0x0804_0000 | 64 KiB | |
 //! | UART0 (PL011, 24 MHz clock) | 0x0900_0000 | 4 KiB | SPI 1 = id 33 |
+//! | virtio-mmio transports 0-31 ([`disk`]: the board disk) | 0x0a00_0000 + n x 0x200 | 0x200 each | SPI 16 + n = id 48 + n |
 //! | generic timer | (CP15) | | CNTHP 26, CNTV 27, CNTP 30, secure 29 |
 //! | RAM | 0x4000_0000 | from `-m` | |
 //!
