@@ -632,9 +632,12 @@ mod tests {
         }
     }
 
+    /// A completion: 'r', 'w' or 'f', the buffer, the result.
+    type Event = (char, Vec<u8>, Result<(), BlockError>);
+
     #[derive(Default)]
     struct Client {
-        events: StdRefCell<Vec<(char, Vec<u8>, Result<(), BlockError>)>>,
+        events: StdRefCell<Vec<Event>>,
     }
 
     impl BlockClient for Client {
