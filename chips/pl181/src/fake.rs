@@ -71,6 +71,8 @@ pub struct Model {
     multiple: bool,
     pending_errors: u32,
     pub storage: Vec<u8>,
+    /// The CSD's TMP_WRITE_PROTECT bit.
+    pub write_protected: bool,
     pub faults: Faults,
     /// Every command sent: (index, argument).
     pub log: Vec<(u32, u32)>,
@@ -109,6 +111,7 @@ impl FakeCard {
                 cursor: 0,
                 multiple: false,
                 pending_errors: 0,
+                write_protected: false,
                 storage: (0..bytes).map(|i| (i * 7 + i / 512) as u8).collect(),
                 faults: Faults::default(),
                 log: Vec::new(),
@@ -158,7 +161,9 @@ impl Model {
     }
 
     fn csd(&self) -> [u32; 4] {
-        csd_of(self.storage.len() as u64, self.high_capacity)
+        let mut words = csd_of(self.storage.len() as u64, self.high_capacity);
+        set_bits(&mut words, 12, 12, u32::from(self.write_protected));
+        words
     }
 
     /// Runs the command in COMMAND `value`; the status bits it leaves.
@@ -278,8 +283,12 @@ impl Model {
                 self.state = State::Transfer;
                 Some([r1, 0, 0, 0])
             }
-            // Illegal in this state, or unknown: no answer.
-            _ => None,
+            // Illegal in this state, or unknown: no answer, and the next
+            // response says so.
+            _ => {
+                self.pending_errors |= sd::R1_ILLEGAL_COMMAND;
+                None
+            }
         };
         match response {
             Some(words) => self.respond(value, words),

@@ -127,6 +127,9 @@ pub struct CardInfo {
     pub addressing: Addressing,
     /// Its relative card address.
     pub rca: u16,
+    /// Its CSD's permanent or temporary write protection is set: writes
+    /// are refused with [`BlockError::ReadOnly`].
+    pub write_protected: bool,
 }
 
 impl CardInfo {
@@ -297,15 +300,18 @@ impl<'a, B: Bus> Pl181<'a, B> {
             sectors,
             addressing,
             rca,
+            write_protected: csd.bits(13, 12) != 0,
         };
         self.card.set(Some(info));
         Ok(info)
     }
 
-    /// APP_CMD for the card at `rca` (0 before it has one).
+    /// APP_CMD for the card at `rca` (0 before it has one). Its status
+    /// may report ILLEGAL_COMMAND for the command before: the CMD8 a
+    /// version 1 card does not know.
     fn app_command(&self, rca: u16) -> Result<(), InitError> {
         match self.command(sd::APP_CMD, u32::from(rca) << 16, Response::Short) {
-            Ok(status) if status & sd::R1_ERRORS == 0 => Ok(()),
+            Ok(status) if status & sd::R1_ERRORS & !sd::R1_ILLEGAL_COMMAND == 0 => Ok(()),
             Ok(status) => Err(InitError::Command {
                 command: sd::APP_CMD,
                 status,
@@ -388,6 +394,9 @@ impl<'a, B: Bus> Pl181<'a, B> {
         let Some(card) = self.card.get() else {
             return Err((BlockError::Device, buffer));
         };
+        if write && card.write_protected {
+            return Err((BlockError::ReadOnly, buffer));
+        }
         if let Err(error) = check_range(sector, buffer.len(), card.sectors) {
             return Err((error, buffer));
         }
@@ -648,7 +657,7 @@ impl<'a, B: Bus> BlockDevice<'a> for Pl181<'a, B> {
     }
 
     fn read_only(&self) -> bool {
-        false
+        self.card.get().is_some_and(|card| card.write_protected)
     }
 
     fn read(
@@ -671,8 +680,10 @@ impl<'a, B: Bus> BlockDevice<'a> for Pl181<'a, B> {
     /// every completed write in flash: the flush completes at the next
     /// poll.
     fn flush(&self) -> Result<(), BlockError> {
-        if self.card.get().is_none() {
-            return Err(BlockError::Device);
+        match self.card.get() {
+            None => return Err(BlockError::Device),
+            Some(card) if card.write_protected => return Err(BlockError::ReadOnly),
+            Some(_) => {}
         }
         match self.request.take() {
             Request::Idle => {

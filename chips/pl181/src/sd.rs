@@ -70,6 +70,8 @@ pub const R1_ERRORS: u32 = 0xfdf9_8008;
 pub const R1_OUT_OF_RANGE: u32 = 1 << 31;
 /// R1: ADDRESS_ERROR.
 pub const R1_ADDRESS_ERROR: u32 = 1 << 30;
+/// R1: ILLEGAL_COMMAND (reported in the response after the command).
+pub const R1_ILLEGAL_COMMAND: u32 = 1 << 22;
 /// R1: READY_FOR_DATA.
 pub const R1_READY_FOR_DATA: u32 = 1 << 8;
 /// R1: CURRENT_STATE, bits 12:9.

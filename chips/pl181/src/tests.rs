@@ -81,7 +81,8 @@ fn an_sdhc_card_is_brought_up_in_order_and_addressed_in_blocks() {
         CardInfo {
             sectors: 131072,
             addressing: Addressing::Blocks,
-            rca: 0x4567
+            rca: 0x4567,
+            write_protected: false,
         }
     );
     assert_eq!(card.kind(), "SDHC/SDXC");
@@ -328,6 +329,22 @@ fn bring_up_failures_are_named() {
             status: status::CMD_TIMEOUT
         })
     );
+}
+
+#[test]
+fn a_write_protected_card_is_read_only() {
+    let card = FakeCard::new(8 * MIB, true, true);
+    card.model.borrow_mut().write_protected = true;
+    let (disk, client) = driver(card);
+    assert!(!disk.read_only());
+    assert!(disk.init().unwrap().write_protected);
+    assert!(disk.read_only());
+    assert_eq!(
+        disk.write(0, buffer(512)).unwrap_err().0,
+        BlockError::ReadOnly
+    );
+    assert_eq!(disk.flush(), Err(BlockError::ReadOnly));
+    assert_eq!(read(disk, client, 0, 1).len(), 512);
 }
 
 #[test]
