@@ -12,9 +12,9 @@
 BOARD ?= integrator-cp
 TARGET := armv7a-none-eabi
 # Crates that run on the host (unit tests) and those built for the target.
-UNIT_CRATES := -p hyp -p armv7a -p integrator-cp -p pl011 -p pl031 -p gicv2 -p qemu-virt -p capsules -p components -p capvisor-runner -p capvisor-system
+UNIT_CRATES := -p hyp -p armv7a -p integrator-cp -p pl011 -p pl031 -p pl181 -p gicv2 -p qemu-virt -p capsules -p components -p capvisor-runner -p capvisor-system
 HOST_CRATES := $(UNIT_CRATES) -p capvisor-tests
-TARGET_CRATES := -p hyp -p armv7a -p integrator-cp -p pl011 -p pl031 -p gicv2 -p qemu-virt -p capsules -p components -p capvisor-integrator-cp -p capvisor-qemu-virt -p capvisor-test-guests
+TARGET_CRATES := -p hyp -p armv7a -p integrator-cp -p pl011 -p pl031 -p pl181 -p gicv2 -p qemu-virt -p capsules -p components -p capvisor-integrator-cp -p capvisor-qemu-virt -p capvisor-test-guests
 
 .PHONY: all setup program debug build test fmt-check lint unit-test qemu-test bench exit-profile soak fuzz clean
 
@@ -23,9 +23,9 @@ all: build
 setup:
 	@tools/setup.sh
 
-# SYSTEM, KERNEL, INITRD and BOOTARGS (see boards/Makefile.common) reach the
-# board with paths made absolute here, where the user typed them.
-BOARD_VARS := $(if $(SYSTEM),SYSTEM=$(abspath $(SYSTEM))) $(if $(KERNEL),KERNEL=$(abspath $(KERNEL))) $(if $(INITRD),INITRD=$(abspath $(INITRD)))
+# SYSTEM, KERNEL, INITRD, BOOTARGS and DISK (see boards/Makefile.common)
+# reach the board with paths made absolute here, where the user typed them.
+BOARD_VARS := $(if $(SYSTEM),SYSTEM=$(abspath $(SYSTEM))) $(if $(KERNEL),KERNEL=$(abspath $(KERNEL))) $(if $(INITRD),INITRD=$(abspath $(INITRD))) $(if $(DISK),DISK=$(abspath $(DISK)))
 
 build: setup
 	$(MAKE) -C boards/$(BOARD) build $(BOARD_VARS)
@@ -42,7 +42,7 @@ fmt-check:
 lint: setup
 	cargo clippy --locked $(HOST_CRATES) --all-targets -- -D warnings
 	cargo clippy --locked $(TARGET_CRATES) --target $(TARGET) -- -D warnings
-	for features in bench test-fault-unmapped test-panic test-uncovered-layout; do \
+	for features in bench test-fault-unmapped test-panic test-uncovered-layout test-board-disk; do \
 		cargo clippy --locked -p capvisor-integrator-cp -p capvisor-qemu-virt --target $(TARGET) --features $$features -- -D warnings || exit 1; \
 	done
 

@@ -10,6 +10,7 @@
 //! | module | what |
 //! |---|---|
 //! | [`io`] | the console (any PL011 the board names), `log!`, refusing the boot, the panic handler |
+//! | [`board_disk`] | announcing the board's disk at boot, and its end-to-end self-check (feature `test-board-disk`) |
 //! | [`boot`] | banner, CPU check, the Hyp map with its coverage proof and the MMU, test hooks |
 //! | [`memory_map`] | the image's sections from the shared linker script, the map plan and what the coverage check proves |
 //! | [`devices`] | the virtual devices every board offers VMs, at their windows |
@@ -36,6 +37,8 @@
 
 extern crate alloc;
 
+#[cfg(target_arch = "arm")]
+pub mod board_disk;
 #[cfg(target_arch = "arm")]
 pub mod boot;
 pub mod devices;

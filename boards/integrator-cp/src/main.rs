@@ -38,12 +38,15 @@ use armv7a::vcpu::HcrVirtualIrq;
 use capsules::virtual_gic::SoftwareBackend;
 use components::guests::{self, leak, GuestPool, InterruptWiring, VmCapabilities};
 use components::platform::{BoardPlatform, Lines, PlatformShared};
-use components::{boot, io, log};
+use components::{board_disk, boot, io, log};
+use hyp::hil::block::BlockDevice;
 use hyp::kernel::NoKick;
 use hyp::utilities::TakeOnce;
 use integrator_cp::pic::{lines, Pic};
 use integrator_cp::timer::{OneShotAlarm, Timer, TIMER1_HZ, TIMER_STRIDE};
 use integrator_cp::{PIC_BASE, RTC_BASE, TIMERS_BASE, UART0_BASE};
+use pl181::registers::Mmio;
+use pl181::Pl181;
 
 /// The reference clock of the Integrator/CP UARTs.
 const UART_CLOCK_HZ: u32 = 14_745_600;
@@ -102,6 +105,9 @@ pub extern "C" fn capvisor_main() -> ! {
             image_end
         ));
     }
+
+    // The board disk, for the VMs' virtual disks to come.
+    let _board_disk = board_disk();
 
     // Which physical interrupt goes where is this board's to decide.
     let routing = hyp::create_capability!(hyp::capabilities::InterruptRoutingCapability);
@@ -163,4 +169,35 @@ pub extern "C" fn capvisor_main() -> ! {
     ));
     log!("interrupts: no GIC; guest GICs emulated in software (HCR.VI), guest timers evaluated by the hypervisor");
     guests::run_and_report(&system, vms, alloc::vec![&*platform])
+}
+
+/// Brings up the board disk, the SD card behind the PL181, and prints it
+/// (or that there is none: QEMU without `-drive if=sd`). With the
+/// `test-board-disk` feature, runs its self-check.
+fn board_disk() -> Option<&'static dyn BlockDevice<'static>> {
+    // SAFETY: the PL181 is in the Hyp map ("mmci") and only this driver,
+    // created once here, uses it.
+    let disk = leak(Pl181::new(unsafe { Mmio::new(pl181::BASE) }));
+    let card = match disk.init() {
+        Ok(card) => card,
+        Err(pl181::InitError::NoCard) => {
+            board_disk::announce(None, "PL181 SD card");
+            return None;
+        }
+        Err(error) => {
+            log!("board disk: the PL181's SD card is not usable: {}", error);
+            return None;
+        }
+    };
+    let disk: &'static dyn BlockDevice<'static> = disk;
+    board_disk::announce(
+        Some(disk),
+        match card.addressing {
+            pl181::Addressing::Bytes => "PL181 SD card (SDSC, byte addresses)",
+            pl181::Addressing::Blocks => "PL181 SD card (SDHC/SDXC, block addresses)",
+        },
+    );
+    #[cfg(feature = "test-board-disk")]
+    board_disk::self_check(disk);
+    Some(disk)
 }

@@ -2,7 +2,8 @@
 //! The hypervisor's own memory map on Integrator/CP.
 //!
 //! What this board adds to the image's sections (`components::memory_map`):
-//! the device blocks it drives (timers, PIC, UART0, and the RTC it reads once), the RAM pool it hands out to guests,
+//! the device blocks it drives (timers, PIC, UART0, the RTC it reads once,
+//! the PL181 of the board disk), the RAM pool it hands out to guests,
 //! and the staging area QEMU's loader puts the packed system image in.
 
 use hyp::memory::{MemoryType, Permissions, Region};
@@ -42,7 +43,7 @@ pub const GUEST_IMAGES: Region = Region::new(
 );
 
 /// The device register blocks the hypervisor drives.
-pub const DEVICES: [Region; 4] = [
+pub const DEVICES: [Region; 5] = [
     Region::new(
         "timers",
         TIMERS_BASE as u32,
@@ -72,14 +73,22 @@ pub const DEVICES: [Region; 4] = [
         MemoryType::Device,
         Permissions::ReadOnly,
     ),
+    Region::new(
+        "mmci",
+        pl181::BASE as u32,
+        pl181::SIZE as u32,
+        MemoryType::Device,
+        Permissions::ReadWrite,
+    ),
 ];
 
 /// Everything this board adds to the image's sections in the Hyp map.
-pub const REGIONS: [Region; 6] = [
+pub const REGIONS: [Region; 7] = [
     DEVICES[0],
     DEVICES[1],
     DEVICES[2],
     DEVICES[3],
+    DEVICES[4],
     GUEST_RAM,
     GUEST_IMAGES,
 ];

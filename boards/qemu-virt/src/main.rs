@@ -23,6 +23,9 @@
 //!    taken physically, masked and injected until the guest ends it; the
 //!    hypervisor's alarm is the Hyp physical timer (CNTHP,
 //!    PPI 10); run them until all have stopped, report, and stop QEMU.
+//!
+//! Before 4 it brings up the board disk, QEMU's virtio-blk device behind
+//! one of the 32 virtio-mmio transports, if QEMU has one ([`board_disk`]).
 #![no_std]
 #![no_main]
 #![deny(unsafe_op_in_unsafe_fn)]
@@ -37,14 +40,16 @@ use armv7a::stage2::{GuestAccess, GuestMapping};
 use capsules::virtual_gic::{self, GicV2Backend};
 use components::guests::{self, leak, GuestPool, InterruptWiring, VmCapabilities};
 use components::platform::{BoardPlatform, Lines, PlatformShared};
-use components::{boot, io, log};
+use components::{board_disk, boot, io, log};
 use gicv2::{Gic, HypInterface};
 use hyp::config::DeviceClaim;
+use hyp::hil::block::BlockDevice;
 use hyp::hil::list_registers::HostInterrupts;
 use hyp::kernel::CpuKick;
 use hyp::memory::{MemoryType, Size};
 use hyp::utilities::TakeOnce;
 use qemu_virt::device_tree::{self, Expected};
+use qemu_virt::disk;
 
 /// Console baud rate (QEMU ignores it; a real PL011 does not).
 const CONSOLE_BAUD: u32 = 115_200;
@@ -130,6 +135,8 @@ pub extern "C" fn capvisor_main() -> ! {
         qemu_virt::GICV_BASE
     );
     let online = boot::start_secondary_cpus(machine.cpus as usize);
+    // The board disk, for the VMs' virtual disks to come.
+    let _board_disk = board_disk();
 
     // Which physical interrupt goes where is this board's to decide.
     let routing = hyp::create_capability!(hyp::capabilities::InterruptRoutingCapability);
@@ -273,4 +280,44 @@ pub extern "C" fn capvisor_secondary_main(cpu: usize) -> ! {
     boot::secondary_online(cpu);
     boot::run_secondary_test_hooks(cpu, UNMAPPED);
     guests::run_secondary(cpu)
+}
+
+/// Finds QEMU's virtio-blk device among the virtio-mmio transports, brings
+/// it up and prints it (or that there is none). With the
+/// `test-board-disk` feature, runs its self-check.
+fn board_disk() -> Option<&'static dyn BlockDevice<'static>> {
+    // SAFETY: the transports' window is in the Hyp map ("virtio-mmio");
+    // reading MagicValue and DeviceID has no side effect.
+    let ids = disk::probe(|slot| unsafe { disk::read_ids(slot) });
+    let Some(slot) = disk::find_block_device(&ids) else {
+        board_disk::announce(None, "virtio-blk");
+        return None;
+    };
+    // SAFETY: the window stays mapped for the whole run and this slot is
+    // driven only by the disk created here, once.
+    let (disk, version) = match unsafe { disk::open(slot) } {
+        Ok(opened) => opened,
+        Err(error) => {
+            log!(
+                "board disk: the virtio-blk device in slot {} is not usable: {}",
+                slot,
+                error
+            );
+            return None;
+        }
+    };
+    let disk: &'static dyn BlockDevice<'static> = leak(disk);
+    board_disk::announce(
+        Some(disk),
+        format_args!(
+            "virtio-blk (virtio-mmio slot {} at {:#010x}, version {}, SPI {})",
+            slot,
+            disk::transport_base(slot),
+            version,
+            disk::transport_interrupt(slot) - 32
+        ),
+    );
+    #[cfg(feature = "test-board-disk")]
+    board_disk::self_check(disk);
+    Some(disk)
 }

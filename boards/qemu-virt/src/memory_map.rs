@@ -3,13 +3,16 @@
 //!
 //! What this board adds to the image's sections (`components::memory_map`):
 //! the GIC's distributor, CPU interface and virtual interface control
-//! (GICH) blocks and the PL011 it drives, the PL031 it reads once, the RAM pool it hands out to
+//! (GICH) blocks and the PL011 it drives, the PL031 it reads once, the
+//! virtio-mmio transports (the board disk is QEMU's virtio-blk device
+//! behind one of them), the RAM pool it hands out to
 //! guests, and the staging area QEMU's loader puts the packed system image in.
 //! The GIC's virtual CPU interface (GICV) is not the hypervisor's: it is
 //! mapped only in guests' stage 2. The device tree QEMU leaves at the start
 //! of RAM is read once, before the MMU is on, and is not mapped.
 
 use hyp::memory::{MemoryType, Permissions, Region};
+use qemu_virt::disk::{VIRTIO_MMIO_BASE, VIRTIO_MMIO_WINDOW};
 use qemu_virt::{DEVICE_PAGE_SIZE, GICC_BASE, GICD_BASE, GICH_BASE, RTC_BASE, UART0_BASE};
 
 /// Guest RAM pool: RAM (0x4000_0000 up, 1 GiB with `-m 1024`) above the
@@ -52,7 +55,7 @@ const fn device(name: &'static str, base: usize, size: usize) -> Region {
 }
 
 /// Everything this board adds to the image's sections in the Hyp map.
-pub const REGIONS: [Region; 7] = [
+pub const REGIONS: [Region; 8] = [
     device("gicd", GICD_BASE, DEVICE_PAGE_SIZE),
     device("gicc", GICC_BASE, gicv2::CPU_INTERFACE_SIZE),
     device("gich", GICH_BASE, DEVICE_PAGE_SIZE),
@@ -65,6 +68,8 @@ pub const REGIONS: [Region; 7] = [
         MemoryType::Device,
         Permissions::ReadOnly,
     ),
+    // All 32 transports (four pages): the disk's slot is found at boot.
+    device("virtio-mmio", VIRTIO_MMIO_BASE, VIRTIO_MMIO_WINDOW),
     GUEST_RAM,
     GUEST_IMAGES,
 ];

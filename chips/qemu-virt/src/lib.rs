@@ -23,6 +23,7 @@
 //! | GIC virtual CPU interface (GICV) | 0x0804_0000 | 64 KiB | |
 //! | UART0 (PL011, 24 MHz clock) | 0x0900_0000 | 4 KiB | SPI 1 = id 33 |
 //! | real-time clock (PL031) | 0x0901_0000 | 4 KiB | SPI 2 = id 34 (unused) |
+//! | virtio-mmio transports 0-31 ([`disk`]: the board disk) | 0x0a00_0000 + n x 0x200 | 0x200 each | SPI 16 + n = id 48 + n |
 //! | generic timer | (CP15) | | CNTHP 26, CNTV 27, CNTP 30, secure 29 |
 //! | RAM | 0x4000_0000 | from `-m` | |
 //!
@@ -38,6 +39,7 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 
 pub mod device_tree;
+pub mod disk;
 
 /// The GIC distributor (GICD).
 pub const GICD_BASE: usize = 0x0800_0000;

@@ -48,6 +48,64 @@ pub struct Board {
     pub cpus: u32,
     /// Where the board's staging area starts: the system image goes here.
     pub staging: u64,
+    /// How QEMU attaches the board disk to this machine.
+    pub disk: DiskInterface,
+}
+
+/// How a board's disk image reaches QEMU.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DiskInterface {
+    /// An SD card behind the machine's MMC controller (`-drive if=sd`):
+    /// QEMU wants the image's size to be a power of two.
+    SdCard,
+    /// A `virtio-blk-device` on the machine's virtio-mmio bus, spoken to
+    /// as virtio 1.x (`-global virtio-mmio.force-legacy=false`).
+    VirtioMmio,
+}
+
+/// The size of a disk image the runner creates: 256 MiB, a power of two
+/// as QEMU's SD card needs, sparse on the host.
+pub const DEFAULT_DISK_BYTES: u64 = 256 << 20;
+
+/// Makes sure the disk image `path` exists for `board`: creates it (sparse,
+/// [`DEFAULT_DISK_BYTES`], its folder too) when it does not; refuses one
+/// that is empty or, for an SD card, whose size is not a power of two.
+/// Returns its size and whether it was created.
+pub fn prepare_disk(board: &Board, path: &Path) -> Result<(u64, bool), RunError> {
+    let cannot = |what: &str, error: std::io::Error| {
+        RunError::Usage(format!(
+            "cannot {what} disk image {}: {error}",
+            path.display()
+        ))
+    };
+    let created = !path.exists();
+    if created {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|error| cannot("create the folder of", error))?;
+        }
+        let file = std::fs::File::create(path).map_err(|error| cannot("create", error))?;
+        file.set_len(DEFAULT_DISK_BYTES)
+            .map_err(|error| cannot("size", error))?;
+    }
+    let bytes = std::fs::metadata(path)
+        .map_err(|error| cannot("read", error))?
+        .len();
+    if bytes == 0 || bytes % 512 != 0 {
+        return Err(RunError::Usage(format!(
+            "disk image {} has {bytes} bytes: not a non-zero multiple of 512",
+            path.display()
+        )));
+    }
+    if board.disk == DiskInterface::SdCard && !bytes.is_power_of_two() {
+        return Err(RunError::Usage(format!(
+            "disk image {} has {bytes} bytes: {}'s SD card needs a power of two (truncate -s {} {})",
+            path.display(),
+            board.name,
+            bytes.next_power_of_two(),
+            path.display()
+        )));
+    }
+    Ok((bytes, created))
 }
 
 /// Every board the runner knows.
@@ -60,6 +118,7 @@ pub const BOARDS: [Board; 2] = [
         memory_mib: 1024,
         cpus: 1,
         staging: 0xb000_0000,
+        disk: DiskInterface::SdCard,
     },
     // RAM at 0x4000_0000 (1 GiB); the staging area is its last 256 MiB.
     // A GICv2 with the virtualization interfaces (GICH, GICV) needs
@@ -73,6 +132,7 @@ pub const BOARDS: [Board; 2] = [
         memory_mib: 1024,
         cpus: 4,
         staging: 0x7000_0000,
+        disk: DiskInterface::VirtioMmio,
     },
 ];
 
@@ -184,6 +244,9 @@ pub struct QemuCommand {
     pub icount: bool,
     /// `-S -gdb tcp::PORT`: start halted, waiting for gdb.
     pub gdb_port: Option<u16>,
+    /// The board disk's image file (raw), attached as the board's
+    /// [`DiskInterface`] says; `None`: no disk.
+    pub disk: Option<PathBuf>,
     /// Anything else to pass to QEMU.
     pub extra_args: Vec<String>,
     /// The QEMU program; `None` uses [`QemuCommand::program`].
@@ -199,6 +262,7 @@ impl QemuCommand {
             loaders: Vec::new(),
             icount: false,
             gdb_port: None,
+            disk: None,
             extra_args: Vec::new(),
             program: None,
         }
@@ -255,6 +319,22 @@ impl QemuCommand {
                 loader.address
             ));
         }
+        if let Some(disk) = &self.disk {
+            let file = disk.display();
+            match self.board.disk {
+                DiskInterface::SdCard => {
+                    args.extend(["-drive".into(), format!("if=sd,file={file},format=raw")]);
+                }
+                DiskInterface::VirtioMmio => args.extend([
+                    "-drive".into(),
+                    format!("if=none,id=board-disk,file={file},format=raw"),
+                    "-device".into(),
+                    "virtio-blk-device,drive=board-disk".into(),
+                    "-global".into(),
+                    "virtio-mmio.force-legacy=false".into(),
+                ]),
+            }
+        }
         if self.icount {
             args.extend(["-icount", "shift=0"].map(String::from));
         }
@@ -281,6 +361,9 @@ impl QemuCommand {
         check_file(&self.kernel, "hypervisor image")?;
         for loader in &self.loaders {
             check_file(&loader.file, "loader image")?;
+        }
+        if let Some(disk) = &self.disk {
+            check_file(disk, "disk image")?;
         }
         let mut command = Command::new(self.program_for());
         command.args(self.args(mode)).env("QEMU_AUDIO_DRV", "none");
@@ -821,6 +904,57 @@ mod tests {
                 "loader,file=hello,addr=0x70000000,force-raw=on"
             ]
         );
+    }
+
+    #[test]
+    fn the_board_disk_is_an_sd_card_or_a_virtio_blk_device() {
+        let mut command = QemuCommand::new(integrator(), "k.elf");
+        command.disk = Some(PathBuf::from("/tmp/d.img"));
+        let args = command.args(ConsoleMode::Captured);
+        assert_eq!(args[19..], ["-drive", "if=sd,file=/tmp/d.img,format=raw"]);
+        let mut command = QemuCommand::new(board("qemu-virt").unwrap(), "k.elf");
+        command.disk = Some(PathBuf::from("/tmp/d.img"));
+        let args = command.args(ConsoleMode::Captured);
+        assert_eq!(
+            args[19..],
+            [
+                "-drive",
+                "if=none,id=board-disk,file=/tmp/d.img,format=raw",
+                "-device",
+                "virtio-blk-device,drive=board-disk",
+                "-global",
+                "virtio-mmio.force-legacy=false"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_disk_image_is_created_once_and_sizes_are_checked() {
+        let dir = std::env::temp_dir().join(format!("capvisor-runner-disk-{}", std::process::id()));
+        let path = dir.join("sub").join("disk.img");
+        let sd = integrator();
+        assert_eq!(
+            prepare_disk(&sd, &path).unwrap(),
+            (DEFAULT_DISK_BYTES, true)
+        );
+        // Kept as it is the next time, with what was written to it.
+        std::fs::write(&path, vec![7u8; 1024]).unwrap();
+        let file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+        file.set_len(64 << 20).unwrap();
+        assert_eq!(prepare_disk(&sd, &path).unwrap(), (64 << 20, false));
+        assert_eq!(std::fs::read(&path).unwrap()[..4], [7, 7, 7, 7]);
+        // An SD card needs a power of two; virtio-blk whole sectors.
+        file.set_len(3 << 20).unwrap();
+        let error = prepare_disk(&sd, &path).unwrap_err().to_string();
+        assert!(
+            error.contains("needs a power of two (truncate -s 4194304"),
+            "{error}"
+        );
+        let virt = board("qemu-virt").unwrap();
+        assert_eq!(prepare_disk(&virt, &path).unwrap(), (3 << 20, false));
+        file.set_len(1000).unwrap();
+        assert!(prepare_disk(&virt, &path).is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -9,8 +9,8 @@
 //! is printed and the exit status is 1.
 
 use capvisor_runner::{
-    board, parse_number, run_interactive, system_image, ConsoleMode, Loader, QemuCommand, RunError,
-    Session, BOARDS,
+    board, parse_number, prepare_disk, run_interactive, system_image, ConsoleMode, Loader,
+    QemuCommand, RunError, Session, BOARDS,
 };
 use std::time::Duration;
 
@@ -20,7 +20,7 @@ const DEFAULT_BOARD: &str = "integrator-cp";
 /// The usage text; `{boards}` stands for the runner's known boards and
 /// `{default}` for [`DEFAULT_BOARD`].
 const USAGE: &str = "\
-usage: capvisor-run [--board NAME] --kernel ELF [--system FILE [--search DIR]...] [--loader FILE@ADDR]... [--icount]
+usage: capvisor-run [--board NAME] --kernel ELF [--system FILE [--search DIR]...] [--loader FILE@ADDR]... [--disk FILE] [--icount]
                     [--debug [--gdb-port N]] [--print-command]
                     [--timeout SECS] [--expect TEXT]... [--expect-exit N]
 
@@ -29,6 +29,8 @@ usage: capvisor-run [--board NAME] --kernel ELF [--system FILE [--search DIR]...
   --loader FILE@ADDR place FILE at physical ADDR before boot (repeatable)
   --system FILE      check the system description FILE, pack it with its images and place it at the board's staging area
   --search DIR       look for the description's files in DIR too (repeatable; after the description's own folder)
+  --disk FILE        attach FILE as the board disk (an SD card on integrator-cp, virtio-blk on qemu-virt);
+                     created (256 MiB, sparse) when it does not exist
   --icount           deterministic instruction counting (-icount shift=0)
   --debug            start halted, waiting for gdb-multiarch (interactive)
   --gdb-port N       gdb port for --debug (default 1234)
@@ -52,6 +54,7 @@ struct Options {
     loaders: Vec<Loader>,
     system: Option<std::path::PathBuf>,
     search: Vec<std::path::PathBuf>,
+    disk: Option<std::path::PathBuf>,
     icount: bool,
     debug: bool,
     gdb_port: Option<u16>,
@@ -78,6 +81,7 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Options, RunError> {
             "--loader" => options.loaders.push(Loader::parse(&value("--loader")?)?),
             "--system" => options.system = Some(value("--system")?.into()),
             "--search" => options.search.push(value("--search")?.into()),
+            "--disk" => options.disk = Some(value("--disk")?.into()),
             "--icount" => options.icount = true,
             "--debug" => options.debug = true,
             "--gdb-port" => {
@@ -120,6 +124,16 @@ fn run(options: Options) -> Result<i32, RunError> {
             .with_file_name(format!("system-{}-{stem}.img", command.board.name));
         let loader = system_image(&command.board, system, &options.search, &output)?;
         command.loaders.push(loader);
+    }
+    if let Some(disk) = options.disk {
+        let (bytes, created) = prepare_disk(&command.board, &disk)?;
+        eprintln!(
+            "capvisor-run: board disk {} ({} MiB{})",
+            disk.display(),
+            bytes >> 20,
+            if created { ", created now" } else { "" }
+        );
+        command.disk = Some(disk);
     }
     command.icount = options.icount;
     if options.debug {
