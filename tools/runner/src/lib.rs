@@ -911,12 +911,14 @@ mod tests {
         let mut command = QemuCommand::new(integrator(), "k.elf");
         command.disk = Some(PathBuf::from("/tmp/d.img"));
         let args = command.args(ConsoleMode::Captured);
-        assert_eq!(args[19..], ["-drive", "if=sd,file=/tmp/d.img,format=raw"]);
+        let disk = args.iter().position(|arg| arg == "-drive").unwrap();
+        assert_eq!(args[disk..], ["-drive", "if=sd,file=/tmp/d.img,format=raw"]);
         let mut command = QemuCommand::new(board("qemu-virt").unwrap(), "k.elf");
         command.disk = Some(PathBuf::from("/tmp/d.img"));
         let args = command.args(ConsoleMode::Captured);
+        let disk = args.iter().position(|arg| arg == "-drive").unwrap();
         assert_eq!(
-            args[19..],
+            args[disk..],
             [
                 "-drive",
                 "if=none,id=board-disk,file=/tmp/d.img,format=raw",
