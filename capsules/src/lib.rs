@@ -10,6 +10,7 @@
 //! | [`console_input`] | typed bytes to the focused VM: held while it has no room, dropped once it stops reading |
 //! | [`console_mux`] | one physical console shared by the VMs: focus, prefixed lines, Ctrl-] keys |
 //! | [`fault_policies`] | what happens to a VM that cannot take its own faults |
+//! | [`flash`] | the flash window of a VM with a firmware: bank 0 a ROM, bank 1 a CFI flash |
 //! | [`hypervisor_service`] | Capvisor's hypercalls: version, VM id and name, console write |
 //! | [`psci`] | PSCI 0.2 for single-CPU guests |
 //! | [`virtual_gic`] | the guest's GICv2 (distributor, CPU interface), devices' interrupt lines, the two interrupt backends |
@@ -94,6 +95,7 @@
 pub mod console_input;
 pub mod console_mux;
 pub mod fault_policies;
+pub mod flash;
 pub mod hypervisor_service;
 pub mod psci;
 #[cfg(test)]

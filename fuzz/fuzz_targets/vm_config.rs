@@ -54,12 +54,15 @@ fuzz_target!(|vms: Vec<(u8, u32, u32, u32, (u32, u32), Option<(u32, u32)>, u8, u
                 ram_size,
                 ram_host: ram_host as u64 | 0x8000_0000,
                 vcpus: u32::from(vcpus % 3),
-                kernel: image("kernel", kernel.0, kernel.1),
+                // Bit 7 of `devices`: a firmware instead of the kernel;
+                // bit 6: the flash window claimed (right only with one).
+                kernel: (devices & 0x80 == 0).then(|| image("kernel", kernel.0, kernel.1)),
+                firmware: (devices & 0x80 != 0).then(|| image("firmware", 0, kernel.1)),
                 entry_offset: kernel.0,
                 initrd: initrd.map(|(offset, size)| image("initrd", offset, size)),
                 device_tree: None,
                 bootargs: "",
-                devices: DeviceSet(u32::from(devices & 0b111)),
+                devices: DeviceSet(u32::from(devices & 0b111) | u32::from(devices & 0x40) >> 2),
                 // vCPU n on CPU (n + vcpus) mod 4: sometimes two on one,
                 // sometimes one past the online CPUs.
                 cpus: core::array::from_fn(|n| ((n + usize::from(vcpus)) % 4) as u8),

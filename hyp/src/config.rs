@@ -7,7 +7,8 @@
 //! name, its RAM (where the guest sees it and which slice of the host's
 //! guest pool backs it),
 //! its vCPUs and the physical CPU each runs on, the images in host memory it boots (kernel, optional initrd
-//! and device tree), and the virtual devices it claims. [`validate`]
+//! and device tree; or a firmware, mapped read-only at IPA 0, and an
+//! optional device tree), and the virtual devices it claims. [`validate`]
 //! checks the whole table against the board before the first VM runs and
 //! names the first problem it finds; the board refuses to boot on an
 //! error, so a bad configuration never half-starts.
@@ -23,7 +24,8 @@
 //!     ram_host: 0x8000_0000,
 //!     vcpus: 1,
 //!     cpus: [0, 0xff, 0xff, 0xff], // vCPU 0 on CPU 0
-//!     kernel: ImageConfig { name: "kernel", kind: ImageKind::Zimage, host_address: 0x0100_0000, size: 0x40_0000, load_offset: 0x8000 },
+//!     kernel: Some(ImageConfig { name: "kernel", kind: ImageKind::Zimage, host_address: 0x0100_0000, size: 0x40_0000, load_offset: 0x8000 }),
+//!     firmware: None,
 //!     entry_offset: 0x8000,
 //!     initrd: None,
 //!     device_tree: None,
@@ -64,6 +66,20 @@ pub const MAX_CPUS: usize = 4;
 pub const MAX_VCPUS: usize = crate::system_image::MAX_VCPUS;
 /// The CPU-map byte for no CPU ([`VmConfig::cpus`] past the vCPUs).
 pub const NO_CPU: u8 = crate::system_image::NO_CPU;
+
+/// Where a VM's firmware is mapped: IPA 0, the start of the guest
+/// platform's first flash bank (`crate::guest_platform::FLASH`).
+pub const FIRMWARE_IPA: u32 = 0;
+/// The largest firmware: one flash bank.
+pub const FIRMWARE_BANK_BYTES: u32 = crate::system_image::FIRMWARE_BANK_BYTES;
+/// A firmware VM's pool slice holds, after its RAM, its firmware's pages
+/// (the firmware's size rounded up to this, so stage 2 maps them in
+/// blocks) and then the erased start of its second flash bank.
+pub const FIRMWARE_GRANULE: u32 = GUEST_RAM_ALIGNMENT;
+/// Bytes at the start of the second flash bank (IPA 0x0400_0000, where
+/// U-Boot looks for its environment) mapped read-only from a firmware VM's
+/// pool slice, all ones (`capsules::flash` says why they are mapped).
+pub const ERASED_BANK_BYTES: u32 = 0x0020_0000;
 
 /// An image's format, which says what the hypervisor checks in it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -153,9 +169,13 @@ pub struct VmConfig<'a> {
     /// `vcpus` ([`VmConfig::cpu_of`]), [`NO_CPU`] past them. A VM's vCPUs
     /// are on different CPUs; VMs may share a CPU.
     pub cpus: [u8; MAX_VCPUS],
-    /// The kernel image.
-    pub kernel: ImageConfig,
-    /// Where the vCPU starts, as an offset into RAM.
+    /// The kernel image (a VM has a kernel or a firmware, not both).
+    pub kernel: Option<ImageConfig>,
+    /// The firmware image, mapped read-only at [`FIRMWARE_IPA`] (its
+    /// `load_offset` is 0: the start of the flash bank).
+    pub firmware: Option<ImageConfig>,
+    /// Where the vCPU starts, as an offset into RAM, or into the firmware
+    /// for a VM with one ([`VmConfig::entry_ipa`]).
     pub entry_offset: u32,
     /// An optional initial RAM disk.
     pub initrd: Option<ImageConfig>,
@@ -172,8 +192,56 @@ impl<'a> VmConfig<'a> {
         self.ram_ipa as u64 + self.ram_size as u64
     }
 
+    /// The end of the VM's slice of the pool: its RAM, then for a VM with
+    /// a firmware the firmware's pages and its flash store.
     const fn ram_host_end(&self) -> u64 {
+        self.ram_host + self.pool_bytes() as u64
+    }
+
+    /// Bytes of the pool the VM takes: its RAM, and for a VM with a
+    /// firmware the firmware's size rounded up to [`FIRMWARE_GRANULE`]
+    /// and [`ERASED_BANK_BYTES`] for its second flash bank.
+    pub const fn pool_bytes(&self) -> u32 {
+        match self.firmware {
+            Some(_) => self
+                .ram_size
+                .saturating_add(self.firmware_span())
+                .saturating_add(ERASED_BANK_BYTES),
+            None => self.ram_size,
+        }
+    }
+
+    /// Bytes of the firmware's pages (its size rounded up to
+    /// [`FIRMWARE_GRANULE`]; 0 without a firmware).
+    pub const fn firmware_span(&self) -> u32 {
+        match self.firmware {
+            Some(firmware) => firmware
+                .size
+                .saturating_add(FIRMWARE_GRANULE - 1)
+                .wrapping_div(FIRMWARE_GRANULE)
+                .saturating_mul(FIRMWARE_GRANULE),
+            None => 0,
+        }
+    }
+
+    /// Host address of the firmware's pages: right after the VM's RAM in
+    /// its pool slice.
+    pub const fn firmware_host(&self) -> u64 {
         self.ram_host + self.ram_size as u64
+    }
+
+    /// Host address of the memory behind the second flash bank's first
+    /// [`ERASED_BANK_BYTES`]: right after the firmware's pages.
+    pub const fn erased_bank_host(&self) -> u64 {
+        self.firmware_host() + self.firmware_span() as u64
+    }
+
+    /// The guest-physical address the vCPU starts at.
+    pub const fn entry_ipa(&self) -> u32 {
+        match self.firmware {
+            Some(_) => FIRMWARE_IPA.wrapping_add(self.entry_offset),
+            None => self.ram_ipa.wrapping_add(self.entry_offset),
+        }
     }
 
     /// The physical CPU vCPU `vcpu` runs on; for a vCPU the VM does not
@@ -185,9 +253,11 @@ impl<'a> VmConfig<'a> {
         }
     }
 
-    /// The images the VM declares.
+    /// The images the VM copies into its RAM (not its firmware, which is
+    /// mapped at IPA 0).
     pub fn images(&self) -> impl Iterator<Item = &ImageConfig> {
-        core::iter::once(&self.kernel)
+        self.kernel
+            .iter()
             .chain(self.initrd.as_ref())
             .chain(self.device_tree.as_ref())
     }
@@ -221,14 +291,8 @@ impl<'a> VmConfig<'a> {
             ram_host: pool_start as u64 + entry.ram_offset as u64,
             vcpus: entry.vcpus,
             cpus: entry.cpus,
-            // `parse` proved the VM has a kernel, which holds its entry.
-            kernel: image(Role::Kernel, "kernel").unwrap_or(ImageConfig {
-                name: "kernel",
-                kind: ImageKind::Raw,
-                host_address: image_base,
-                size: 0,
-                load_offset: 0,
-            }),
+            kernel: image(Role::Kernel, "kernel"),
+            firmware: image(Role::Firmware, "firmware"),
             entry_offset: entry.entry_offset,
             initrd: image(Role::Initrd, "initrd"),
             device_tree: image(Role::DeviceTree, "device tree"),
@@ -330,6 +394,14 @@ pub enum ConfigError<'a> {
         device: &'static str,
         other: &'static str,
     },
+    /// Not exactly one of a kernel and a firmware, or a firmware with an
+    /// initrd.
+    BootImage { vm: &'a str, problem: &'static str },
+    /// A firmware larger than the flash bank it is mapped in.
+    FirmwareTooLarge { vm: &'a str, size: u32 },
+    /// The flash window claimed without a firmware, or a firmware without
+    /// its flash window (`firmware` says which VM has one).
+    FlashClaim { vm: &'a str, firmware: bool },
 }
 
 impl<'a> ConfigError<'a> {
@@ -349,7 +421,10 @@ impl<'a> ConfigError<'a> {
             | ConfigError::TooManyVcpus { vm, .. }
             | ConfigError::CpuOffline { vm, .. }
             | ConfigError::CpuTwice { vm, .. }
-            | ConfigError::DeviceConflict { vm, .. } => Some(vm),
+            | ConfigError::DeviceConflict { vm, .. }
+            | ConfigError::BootImage { vm, .. }
+            | ConfigError::FirmwareTooLarge { vm, .. }
+            | ConfigError::FlashClaim { vm, .. } => Some(vm),
         }
     }
 }
@@ -419,6 +494,21 @@ impl fmt::Display for ConfigError<'_> {
             ConfigError::DeviceConflict { vm, device, other } => {
                 write!(f, "VM '{vm}': device '{device}' overlaps '{other}'")
             }
+            ConfigError::BootImage { vm, problem } => write!(f, "VM '{vm}': {problem}"),
+            ConfigError::FirmwareTooLarge { vm, size } => write!(
+                f,
+                "VM '{vm}': its firmware is {size} bytes, more than the {FIRMWARE_BANK_BYTES} bytes of the flash bank it is mapped in"
+            ),
+            ConfigError::FlashClaim { vm, firmware: true } => write!(
+                f,
+                "VM '{vm}': has a firmware but does not claim device '{}', the window it is mapped in",
+                guest_platform::FLASH.name
+            ),
+            ConfigError::FlashClaim { vm, firmware: false } => write!(
+                f,
+                "VM '{vm}': claims device '{}', which only a VM with a firmware has",
+                guest_platform::FLASH.name
+            ),
         }
     }
 }
@@ -478,8 +568,45 @@ pub fn validate<'a>(
                 other: other.name,
             });
         }
+        check_boot(vm)?;
         check_images(vm, &probe)?;
         check_devices(vm, offer.devices)?;
+    }
+    Ok(())
+}
+
+/// A kernel or a firmware, not both; a firmware within its flash bank,
+/// without an initrd, and the flash window claimed exactly when there is
+/// one.
+fn check_boot<'a>(vm: &VmConfig<'a>) -> Result<(), ConfigError<'a>> {
+    let problem = match (&vm.kernel, &vm.firmware, &vm.initrd) {
+        (None, None, _) => Some("has neither a kernel nor a firmware"),
+        (Some(_), Some(_), _) => Some("has both a kernel and a firmware"),
+        (None, Some(_), Some(_)) => {
+            Some("has an initrd and a firmware (the firmware loads what it boots)")
+        }
+        _ => None,
+    };
+    if let Some(problem) = problem {
+        return Err(ConfigError::BootImage {
+            vm: vm.name,
+            problem,
+        });
+    }
+    if let Some(firmware) = vm.firmware {
+        if firmware.size == 0 || firmware.size > FIRMWARE_BANK_BYTES {
+            return Err(ConfigError::FirmwareTooLarge {
+                vm: vm.name,
+                size: firmware.size,
+            });
+        }
+    }
+    let firmware = vm.firmware.is_some();
+    if vm.devices.has(guest_platform::FLASH.name) != firmware {
+        return Err(ConfigError::FlashClaim {
+            vm: vm.name,
+            firmware,
+        });
     }
     Ok(())
 }
@@ -640,13 +767,14 @@ mod tests {
             ram_host,
             vcpus: 1,
             cpus: [0, NO_CPU, NO_CPU, NO_CPU],
-            kernel: ImageConfig {
+            kernel: Some(ImageConfig {
                 name: "zImage",
                 kind: ImageKind::Zimage,
                 host_address: 0x0100_0000,
                 size: 0x0010_0000,
                 load_offset: 0x8000,
-            },
+            }),
+            firmware: None,
             entry_offset: 0x8000,
             initrd: Some(ImageConfig {
                 name: "initrd",
@@ -657,9 +785,13 @@ mod tests {
             }),
             device_tree: None,
             bootargs: "",
-            devices: DeviceSet::ALL,
+            devices: KERNEL_DEVICES,
         }
     }
+
+    /// Every device but the flash window (which only a firmware has).
+    const KERNEL_DEVICES: DeviceSet = DeviceSet(DeviceSet::ALL.0 & !FLASH_BIT);
+    const FLASH_BIT: u32 = 1 << 4;
 
     fn sized(_: &VmConfig, _: &ImageConfig) -> Result<u32, ImageProblem> {
         Ok(0x0010_0000)
@@ -806,11 +938,11 @@ mod tests {
             )
         };
         // The board's devices: fine; none at all: fine.
-        assert_eq!(with(DeviceSet::ALL, DEVICES), Ok(()));
+        assert_eq!(with(KERNEL_DEVICES, DEVICES), Ok(()));
         assert_eq!(with(DeviceSet(0), DEVICES), Ok(()));
         // A device the board does not offer.
         assert_eq!(
-            format!("{}", with(DeviceSet::ALL, &DEVICES[1..]).unwrap_err()),
+            format!("{}", with(KERNEL_DEVICES, &DEVICES[1..]).unwrap_err()),
             "VM 'vm': the board offers no device 'gic-distributor'"
         );
         // RAM placed over the devices (an IPA the alignment allows).
@@ -1000,14 +1132,15 @@ mod tests {
         );
         assert_eq!(
             config.kernel,
-            ImageConfig {
+            Some(ImageConfig {
                 name: "kernel",
                 kind: ImageKind::Raw,
                 host_address: 0xb000_1000,
                 size: 100,
                 load_offset: 0x1000
-            }
+            })
         );
+        assert_eq!((config.firmware, config.entry_ipa()), (None, 0x4000_1000));
         assert_eq!(config.devices, DeviceSet(0b100));
         assert_eq!((config.vcpus, config.cpus), (2, [2, 0, NO_CPU, NO_CPU]));
         assert_eq!((config.cpu_of(0), config.cpu_of(1)), (2, 0));
@@ -1036,5 +1169,138 @@ mod tests {
             validate(&table[..4], &offer(3), sized),
             Err(ConfigError::TooManyVms { count: 4, max: 3 })
         );
+    }
+
+    /// A VM booting a firmware of `size` bytes instead of a kernel.
+    fn firmware_vm(name: &'static str, ram_host: u64, size: u32) -> VmConfig<'static> {
+        VmConfig {
+            kernel: None,
+            initrd: None,
+            firmware: Some(ImageConfig {
+                name: "firmware",
+                kind: ImageKind::Raw,
+                host_address: 0x0300_0000,
+                size,
+                load_offset: 0,
+            }),
+            entry_offset: 0,
+            devices: DeviceSet(KERNEL_DEVICES.0 | FLASH_BIT),
+            ..vm(name, ram_host)
+        }
+    }
+
+    #[test]
+    fn a_firmware_takes_its_pages_and_flash_store_after_its_ram() {
+        assert_eq!(crate::guest_platform::index_of("flash"), Some(4));
+        let uboot = firmware_vm("u-boot", 0x8000_0000, 789_972);
+        assert_eq!(uboot.firmware_span(), 0x0020_0000);
+        assert_eq!(uboot.firmware_host(), 0x8800_0000);
+        assert_eq!(uboot.erased_bank_host(), 0x8820_0000);
+        assert_eq!(uboot.pool_bytes(), 0x0800_0000 + 0x0040_0000);
+        assert_eq!(uboot.entry_ipa(), FIRMWARE_IPA);
+        assert_eq!(uboot.images().count(), 0, "nothing is copied into RAM");
+        assert_eq!(check(&[uboot]), Ok(()));
+        // The next VM's RAM may not start inside the firmware's slice.
+        let error = check(&[uboot, vm("next", 0x8820_0000)]).unwrap_err();
+        assert_eq!(
+            format!("{error}"),
+            "VM 'next': RAM overlaps the RAM of VM 'u-boot'"
+        );
+        assert_eq!(check(&[uboot, vm("next", 0x8840_0000)]), Ok(()));
+        // A slice running past the pool's end (0xc000_0000).
+        let high = firmware_vm("high", 0xb800_0000, 0x0020_0001);
+        assert_eq!(high.pool_bytes(), 0x0800_0000 + 0x0060_0000);
+        assert_eq!(
+            check(&[high]),
+            Err(ConfigError::RamOutsidePool { vm: "high" })
+        );
+    }
+
+    #[test]
+    fn a_vm_boots_a_kernel_or_a_firmware_with_its_flash_window() {
+        let mut both = firmware_vm("both", 0x8000_0000, 0x1000);
+        both.kernel = vm("x", 0).kernel;
+        assert_eq!(
+            format!("{}", check(&[both]).unwrap_err()),
+            "VM 'both': has both a kernel and a firmware"
+        );
+        let mut neither = vm("neither", 0x8000_0000);
+        neither.kernel = None;
+        assert_eq!(
+            format!("{}", check(&[neither]).unwrap_err()),
+            "VM 'neither': has neither a kernel nor a firmware"
+        );
+        let mut initrd = firmware_vm("initrd", 0x8000_0000, 0x1000);
+        initrd.initrd = vm("x", 0).initrd;
+        assert!(matches!(
+            check(&[initrd]),
+            Err(ConfigError::BootImage { vm: "initrd", .. })
+        ));
+        let huge = firmware_vm("huge", 0x8000_0000, FIRMWARE_BANK_BYTES + 1);
+        assert_eq!(
+            format!("{}", check(&[huge]).unwrap_err()),
+            "VM 'huge': its firmware is 67108865 bytes, more than the 67108864 bytes of the flash bank it is mapped in"
+        );
+        let mut no_window = firmware_vm("no-window", 0x8000_0000, 0x1000);
+        no_window.devices = KERNEL_DEVICES;
+        assert_eq!(
+            format!("{}", check(&[no_window]).unwrap_err()),
+            "VM 'no-window': has a firmware but does not claim device 'flash', the window it is mapped in"
+        );
+        let mut window = vm("window", 0x8000_0000);
+        window.devices = DeviceSet::ALL;
+        assert_eq!(
+            check(&[window]),
+            Err(ConfigError::FlashClaim {
+                vm: "window",
+                firmware: false
+            })
+        );
+    }
+
+    #[test]
+    fn a_packed_firmware_becomes_the_vms_firmware() {
+        use crate::system_image::{
+            parse, ConsoleMode, DeviceTreeSource, FaultPolicy, ImageEntry, KernelFormat, Role,
+            VmEntry, Writer,
+        };
+        let firmware = [0xeau8; 3000];
+        let packed = Writer::write(
+            &[VmEntry {
+                name: "u-boot",
+                bootargs: "",
+                ram_size: 0x0800_0000,
+                ram_offset: 0,
+                vcpus: 1,
+                cpus: crate::system_image::cpu_map(&[0]),
+                entry_offset: 0,
+                images: std::vec![ImageEntry {
+                    role: Role::Firmware,
+                    bytes: &firmware,
+                    load_offset: 0,
+                }],
+                devices: KERNEL_DEVICES.0 | FLASH_BIT,
+                policy: FaultPolicy::Stop,
+                console: ConsoleMode::Held,
+                device_tree: DeviceTreeSource::Generated,
+                format: KernelFormat::Raw,
+            }],
+            0,
+        );
+        let table = parse(&packed).unwrap();
+        let config = VmConfig::from_table(&table, &table.vms[0], 0xb000_0000, 0x8000_0000);
+        assert_eq!(config.kernel, None);
+        assert_eq!(
+            config.firmware,
+            Some(ImageConfig {
+                name: "firmware",
+                kind: ImageKind::Raw,
+                host_address: 0xb000_1000,
+                size: 3000,
+                load_offset: 0
+            })
+        );
+        assert_eq!(config.entry_ipa(), 0);
+        assert_eq!(check(&[config]), Ok(()));
     }
 }

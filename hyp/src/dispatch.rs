@@ -97,6 +97,16 @@ pub trait MmioDevice {
     fn reset(&self) -> Result<(), NotResettable> {
         Err(NotResettable)
     }
+    /// Whether stores that the VM's stage 2 refuses with a permission fault
+    /// (a store to read-only memory: a firmware's flash bank) are this
+    /// device's: such a store is dropped and the guest resumes after it, as
+    /// a ROM ignores writes. The CPU reports no address for a stage-2
+    /// permission fault, so the VM's one read-only mapping must belong to
+    /// the device that answers yes. The default, no, leaves such a store
+    /// an abort in the guest.
+    fn drops_read_only_stores(&self) -> bool {
+        false
+    }
 }
 
 /// A device or service that cannot be put back in its reset state.
@@ -263,6 +273,16 @@ pub fn dispatch(
             }
             _ => refused(ipa, va, size, true),
         },
+        // A store to the VM's read-only memory, when a device owns it.
+        Trap::DataAbort {
+            write: true,
+            kind: FaultKind::Permission { .. },
+            stage1_walk: false,
+            ..
+        } if routes.drops_read_only_stores => {
+            skip(registers, bytes);
+            Action::Resume
+        }
         Trap::DataAbort {
             va, write, kind, ..
         } => Action::InjectDataAbort {
@@ -375,6 +395,9 @@ pub struct Routes<'a> {
     functions: [(u32, u32, u8); MAX_FUNCTION_RANGES],
     /// Bit `i` of entry `owner`: `functions[i]` holds ids of `owner`.
     by_owner: [u16; 64],
+    /// Whether a device drops stores to read-only memory
+    /// ([`MmioDevice::drops_read_only_stores`]).
+    drops_read_only_stores: bool,
 }
 
 impl core::fmt::Debug for Routes<'_> {
@@ -470,6 +493,7 @@ impl<'a> Routes<'a> {
             services,
             functions,
             by_owner,
+            drops_read_only_stores: devices.iter().any(|device| device.drops_read_only_stores()),
         })
     }
 
@@ -884,6 +908,75 @@ mod tests {
             misaligned
         );
         assert_eq!(regs.pc, 0x300, "a faulting access is not skipped");
+    }
+
+    /// A ROM's device: it owns the VM's read-only memory.
+    struct Rom;
+
+    impl MmioDevice for Rom {
+        fn name(&self) -> &'static str {
+            "rom"
+        }
+        fn base(&self) -> u64 {
+            0x0400_0000
+        }
+        fn size(&self) -> u64 {
+            0x1000
+        }
+        fn read(&self, _: u64, _: AccessSize) -> Result<u32, MmioError> {
+            Ok(0)
+        }
+        fn write(&self, _: u64, _: AccessSize, _: u32) -> Result<(), MmioError> {
+            Ok(())
+        }
+        fn drops_read_only_stores(&self) -> bool {
+            true
+        }
+    }
+
+    #[test]
+    fn stores_to_read_only_memory_are_dropped_only_when_a_device_owns_it() {
+        let store = |kind, write, stage1_walk| Trap::DataAbort {
+            va: 0x40,
+            ipa: None,
+            write,
+            kind,
+            stage1_walk,
+        };
+        let permission = crate::trap::FaultKind::Permission { level: 2 };
+        let rom: [&dyn MmioDevice; 1] = [&Rom];
+        let routes = Routes::new(&rom, &[]).unwrap();
+        let mut regs = FakeRegisters {
+            pc: 0x100,
+            ..Default::default()
+        };
+        assert_eq!(
+            dispatch(&exit(store(permission, true, false)), &mut regs, &routes),
+            Action::Resume
+        );
+        assert_eq!(regs.pc, 0x104, "the dropped store is skipped");
+        // A load, a walk's fault and another kind of fault still abort.
+        for trap in [
+            store(permission, false, false),
+            store(permission, true, true),
+            store(crate::trap::FaultKind::External, true, false),
+        ] {
+            assert!(matches!(
+                dispatch(&exit(trap), &mut regs, &routes),
+                Action::InjectDataAbort { .. }
+            ));
+        }
+        assert_eq!(regs.pc, 0x104);
+        // Without a device that owns read-only memory, the store aborts.
+        let device = FakeDevice { word: Cell::new(0) };
+        assert_eq!(
+            run(store(permission, true, false), &mut regs, &device),
+            Action::InjectDataAbort {
+                va: 0x40,
+                write: true,
+                cause: AbortCause::External,
+            }
+        );
     }
 
     #[test]

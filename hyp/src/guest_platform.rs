@@ -121,9 +121,27 @@ pub const RTC: GuestDevice = GuestDevice {
     }),
 };
 
+/// The flash window: two banks of 64 MiB each, where QEMU's `virt` has
+/// its two CFI flash banks (no interrupt). A VM with a firmware has it, and
+/// only such a VM. Both banks are read-only memory here: bank 0 holds the
+/// firmware, bank 1 reads erased (all ones), and stores to either are
+/// dropped; no CFI command is answered (`capsules::flash` says why, and
+/// what a firmware sees). Not described in the device tree: there is no
+/// flash a guest's driver could program.
+pub const FLASH: GuestDevice = GuestDevice {
+    name: "flash",
+    base: 0,
+    size: 0x0800_0000,
+    interrupt: None,
+    node: None,
+};
+
+/// Bytes of one flash bank (the firmware's bank is the first).
+pub const FLASH_BANK_BYTES: u32 = FLASH.size / 2;
+
 /// Every device, in the order of their bits in a packed VM entry (new
 /// rows go at the end).
-pub const DEVICES: [GuestDevice; 4] = [GIC_DISTRIBUTOR, GIC_CPU_INTERFACE, UART, RTC];
+pub const DEVICES: [GuestDevice; 5] = [GIC_DISTRIBUTOR, GIC_CPU_INTERFACE, UART, RTC, FLASH];
 
 /// The devices' names, in [`DEVICES`]' order.
 pub const NAMES: [&str; DEVICES.len()] = {

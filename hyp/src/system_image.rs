@@ -39,6 +39,14 @@
 //! role, data offset, size, load offset (into the VM's RAM), a reserved
 //! word.
 //!
+//! A VM boots either a kernel (a [`Role::Kernel`] image, with an optional
+//! initrd, entered at an offset into its RAM) or a firmware (a
+//! [`Role::Firmware`] image and no kernel or initrd): the firmware is
+//! mapped read-only at IPA 0, the guest platform's first flash bank
+//! ([`FIRMWARE_BANK_BYTES`] at most), its load offset is 0 and the VM's
+//! entry is an offset into it. A firmware image is a new role in version 2
+//! (an older hypervisor refuses it as an unknown role, naming it).
+//!
 //! Version 1 had 16-word VM entries without the CPU map (every VM on
 //! CPU 0); this hypervisor reads only version 2.
 //!
@@ -66,8 +74,12 @@ pub const DATA_ALIGNMENT: usize = 4096;
 /// `crate::config::MAX_VMS` is this).
 pub const MAX_VMS: usize = 8;
 /// The most images one VM may have: its kernel (an ELF's loadable
-/// segments are joined into one by the tool), an initrd and a device tree.
+/// segments are joined into one by the tool), an initrd and a device tree;
+/// or its firmware and a device tree.
 pub const MAX_IMAGES_PER_VM: usize = 3;
+/// The largest firmware: the guest platform's first flash bank, where it
+/// is mapped (IPA 0 up).
+pub const FIRMWARE_BANK_BYTES: u32 = 0x0400_0000;
 /// The longest VM name.
 pub const MAX_NAME: usize = 31;
 /// The longest kernel command line.
@@ -156,6 +168,8 @@ pub enum Role {
     Initrd = 2,
     /// A device tree the description supplied.
     DeviceTree = 3,
+    /// A firmware, mapped read-only at IPA 0 instead of a kernel in RAM.
+    Firmware = 4,
 }
 
 /// The kernel's format, as the description gave it.
@@ -256,10 +270,11 @@ pub struct VmEntry<'a> {
     /// `vcpus`, each below [`CPU_NUMBERS`] and different; [`NO_CPU`] past
     /// them.
     pub cpus: [u8; MAX_VCPUS],
-    /// Where its vCPU starts (offset into its RAM).
+    /// Where its vCPU starts: an offset into its RAM, or into its
+    /// firmware (IPA 0) for a VM with one.
     pub entry_offset: u32,
-    /// Its images (each role at most once, the kernel first when
-    /// written).
+    /// Its images (each role at most once, the kernel or firmware first
+    /// when written).
     pub images: Vec<ImageEntry<'a>>,
     /// The devices it claims, by bit of [`DEVICES`] ([`DeviceSet`]).
     pub devices: u32,
@@ -567,6 +582,7 @@ pub fn parse(bytes: &[u8]) -> Result<SystemTable<'_>, TableError> {
                 1 => Role::Kernel,
                 2 => Role::Initrd,
                 3 => Role::DeviceTree,
+                4 => Role::Firmware,
                 other => return Err(bad_image("unknown role", other)),
             };
             let (data_offset, size, load_offset) =
@@ -579,8 +595,14 @@ pub fn parse(bytes: &[u8]) -> Result<SystemTable<'_>, TableError> {
             }
             if images.iter().any(|other: &ImageEntry| other.role == role) {
                 return Err(bad_image(
-                    "a second kernel, initrd or device tree",
+                    "a second kernel, initrd, device tree or firmware",
                     role as u32,
+                ));
+            }
+            if role == Role::Firmware && (load_offset != 0 || size > FIRMWARE_BANK_BYTES) {
+                return Err(bad_image(
+                    "a firmware not at the start of the 64 MiB flash bank",
+                    size,
                 ));
             }
             images.push(ImageEntry {
@@ -590,12 +612,23 @@ pub fn parse(bytes: &[u8]) -> Result<SystemTable<'_>, TableError> {
             });
         }
         let entry_offset = field(7);
+        let firmware = images.iter().any(|image| image.role == Role::Firmware);
+        if firmware
+            && images
+                .iter()
+                .any(|image| matches!(image.role, Role::Kernel | Role::Initrd))
+        {
+            return Err(bad("a firmware with a kernel or initrd", count));
+        }
         if !images.iter().any(|image| {
-            image.role == Role::Kernel
+            matches!(image.role, Role::Kernel | Role::Firmware)
                 && entry_offset >= image.load_offset
                 && (entry_offset as u64) < image.load_offset as u64 + image.size() as u64
         }) {
-            return Err(bad("entry is not inside a kernel image", entry_offset));
+            return Err(bad(
+                "entry is not inside a kernel or firmware image",
+                entry_offset,
+            ));
         }
         let devices = field(10);
         if devices >> DEVICES.len() != 0 {

@@ -117,8 +117,10 @@ fn vm<'a>(name: &'a str, ram_offset: u32, kernel: &'a [u8], format: KernelFormat
             bytes: kernel,
             load_offset: 0,
         }],
-        // Every device of the guest platform.
-        devices: (1 << hyp::system_image::DEVICES.len()) - 1,
+        // Every device of the guest platform but the flash window, which
+        // only a VM with a firmware has.
+        devices: hyp::system_image::DeviceSet::ALL.0
+            & !(1 << hyp::guest_platform::index_of("flash").unwrap_or(0)),
         policy: FaultPolicy::Stop,
         console: ConsoleMode::Shared,
         device_tree: DeviceTreeSource::None,

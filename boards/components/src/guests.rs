@@ -77,7 +77,8 @@ pub const CONSOLE_CPU: usize = 0;
 
 /// Each VM's stage-2 tables: RAM in 2 MiB blocks needs one level-2 table,
 /// a device window in the first GiB (a GIC's virtual CPU interface)
-/// another, and a level-3 table for its pages.
+/// another, and a level-3 table for its pages; a firmware (IPA 0, in 2 MiB
+/// blocks) shares the first GiB's level-2 table and needs no more.
 static STAGE2: [TakeOnce<Stage2Tables<2, 1>>; MAX_VMS] =
     [const { TakeOnce::new(Stage2Tables::new()) }; MAX_VMS];
 
@@ -97,7 +98,9 @@ fn probe(vm: &VmConfig<'_>, image: &ImageConfig) -> Result<u32, ImageProblem> {
     hyp::image::probe(vm, image, bytes)
 }
 
-/// Where a VM's device tree goes: 2 MiB below the end of its RAM.
+/// Where a VM's device tree goes: 2 MiB below the end of its RAM (for a
+/// VM with a firmware, the start of its RAM: see
+/// [`VmRam::device_tree_offset`]).
 const DEVICE_TREE_FROM_END: u32 = 0x0020_0000;
 
 /// A VM's RAM and the images that go in it, and the device tree the
@@ -122,9 +125,20 @@ pub struct VmSpec {
 }
 
 impl VmRam {
-    /// The device tree's offset in RAM.
+    /// The device tree's offset in RAM: for a kernel, 2 MiB below the end
+    /// of RAM; for a firmware, 0, where U-Boot's `qemu_arm` (and QEMU's
+    /// `virt` natively) puts it: the start of RAM (no kernel is loaded
+    /// there; the firmware loads what it boots itself).
     fn device_tree_offset(&self) -> u32 {
-        self.config.ram_size - DEVICE_TREE_FROM_END
+        device_tree_offset(&self.config)
+    }
+}
+
+/// Where in `config`'s RAM the device tree the hypervisor writes goes.
+fn device_tree_offset(config: &VmConfig<'_>) -> u32 {
+    match config.firmware {
+        Some(_) => 0,
+        None => config.ram_size - DEVICE_TREE_FROM_END,
     }
 }
 
@@ -147,6 +161,30 @@ impl GuestMemory for VmRam {
                     image.size as usize,
                 )
             };
+        }
+        if let Some(firmware) = self.config.firmware {
+            let pages = self.config.firmware_host() as usize;
+            let span = self.config.firmware_span() as usize;
+            let erased = self.config.erased_bank_host() as usize;
+            let erased_size = hyp::config::ERASED_BANK_BYTES as usize;
+            // SAFETY: the firmware's pages and then the erased bank follow
+            // the VM's RAM in its pool slice (`validate` proved the whole
+            // slice inside the pool, mapped read-write in the Hyp map, and
+            // apart from every other VM's); the source is inside the system
+            // image in the staging area (`system_image::parse`), disjoint;
+            // the span is the firmware's size rounded up, so the copy
+            // fits. The VM is not running while it is reloaded: its ROM
+            // comes back as packed (the guest maps both read-only anyway).
+            unsafe {
+                core::ptr::write_bytes(pages as *mut u8, 0, span);
+                core::ptr::copy_nonoverlapping(
+                    firmware.host_address as usize as *const u8,
+                    pages as *mut u8,
+                    firmware.size as usize,
+                );
+                core::ptr::write_bytes(erased as *mut u8, 0xff, erased_size);
+            }
+            armv7a::cache::clean_to_poc(pages, span + erased_size);
         }
         if let Some(tree) = &self.device_tree {
             // SAFETY: inside this VM's RAM (the tree's size was checked
@@ -174,6 +212,9 @@ fn write_device_tree(config: &VmConfig<'static>, spec: &VmSpec) -> Option<Vec<u8
         let start = config.ram_ipa + initrd.load_offset;
         (start, start + initrd.size)
     });
+    // A kernel's tree goes at the end of RAM, a firmware's at its start:
+    // either way in 2 MiB of RAM nothing else uses (the tool keeps images
+    // clear of it).
     let tree = guest_device_tree(&GuestTree {
         ram_base: config.ram_ipa,
         ram_size: config.ram_size,
@@ -204,8 +245,36 @@ fn claims(config: &VmConfig<'_>, name: &str) -> bool {
     config.devices.has(name)
 }
 
-/// Builds VM `index`'s stage 2 (its RAM, and `extra` windows such as a
-/// GIC's virtual CPU interface) and vCPU (VMID `index + 1`).
+/// The read-only mapping of `config`'s firmware at IPA 0 (its pages, the
+/// firmware's size rounded up to 2 MiB blocks), if it has one.
+fn firmware_mapping(config: &VmConfig<'_>) -> Option<GuestMapping> {
+    config.firmware.map(|_| GuestMapping {
+        name: "firmware",
+        ipa: hyp::config::FIRMWARE_IPA,
+        physical: config.firmware_host(),
+        size: config.firmware_span(),
+        memory: MemoryType::Normal,
+        access: GuestAccess::ReadExecute,
+    })
+}
+
+/// The read-only mapping of the start of `config`'s second flash bank
+/// (all ones: `capsules::flash` says why it is mapped), if it has a
+/// firmware.
+fn erased_bank_mapping(config: &VmConfig<'_>) -> Option<GuestMapping> {
+    config.firmware.map(|_| GuestMapping {
+        name: "flash-bank-1",
+        ipa: hyp::config::FIRMWARE_IPA + hyp::guest_platform::FLASH_BANK_BYTES,
+        physical: config.erased_bank_host(),
+        size: hyp::config::ERASED_BANK_BYTES,
+        memory: MemoryType::Normal,
+        access: GuestAccess::ReadOnly,
+    })
+}
+
+/// Builds VM `index`'s stage 2 (its RAM, its firmware read-only at IPA 0
+/// and its second flash bank's erased start if it has one, and `extra` windows such as a GIC's virtual CPU
+/// interface) and vCPU (VMID `index + 1`).
 fn create_vcpu(
     capabilities: &VmCapabilities<'_>,
     index: usize,
@@ -232,17 +301,23 @@ fn create_vcpu(
             io::refuse_boot(format_args!("VM '{}': {}", config.name, error));
         }
     }
+    for flash in firmware_mapping(config)
+        .iter()
+        .chain(erased_bank_mapping(config).iter())
+    {
+        if let Err(error) = tables.map(capabilities.stage2, flash) {
+            io::refuse_boot(format_args!("VM '{}': {}", config.name, error));
+        }
+    }
     let vmid = index as u8 + 1;
-    let entry = config.ram_ipa + config.entry_offset;
+    let entry = config.entry_ipa();
     let mut boot = GuestContext::boot(entry);
     // The Linux boot protocol: r0 = 0, r1 = ~0 (no machine number, a
     // device tree instead), r2 = the device tree's address (0 if none).
     boot.r[1] = u32::MAX;
     boot.r[2] = match (config.device_tree, device_tree) {
         (Some(tree), _) => config.ram_ipa + tree.load_offset,
-        (None, DeviceTreeSource::Generated) => {
-            config.ram_ipa + config.ram_size - DEVICE_TREE_FROM_END
-        }
+        (None, DeviceTreeSource::Generated) => config.ram_ipa + device_tree_offset(config),
         (None, _) => 0,
     };
     // SAFETY: these tables were taken for this VM alone (TakeOnce), live
@@ -421,7 +496,14 @@ pub fn prepare(memory: GuestPool) -> System {
     let devices = gics
         .iter()
         .zip(uarts)
-        .map(|(gic, uart)| crate::devices::vm_devices(gic, uart, &Counter, memory.wall_clock))
+        .zip(&configs)
+        .map(|((gic, uart), config)| {
+            let mut devices = crate::devices::vm_devices(gic, uart, &Counter, memory.wall_clock);
+            if config.firmware.is_some() {
+                devices.push(leak(capsules::flash::FlashWindow::new()) as &dyn MmioDevice);
+            }
+            devices
+        })
         .collect();
     let services =
         leak_all(ports.iter().enumerate().map(|(index, port)| {
@@ -588,15 +670,14 @@ pub fn create_vms(
             (!vm.runs_only_on(CONSOLE_CPU)).then(|| &*leak(VmMutex::new()));
         let status: &'static ReportedStatus = leak(ReportedStatus(&system.services[index]));
         log!(
-            "VM {} '{}': {} RAM at IPA {:#010x} (host {:#010x}), {} kernel of {} bytes entered at {:#010x}{}; {}; console {}; {}",
+            "VM {} '{}': {} RAM at IPA {:#010x} (host {:#010x}), {} entered at {:#010x}{}; {}; console {}; {}",
             index + 1,
             config.name,
             Size(config.ram_size as u64),
             config.ram_ipa,
             config.ram_host,
-            spec.format,
-            config.kernel.size,
-            config.ram_ipa + config.entry_offset,
+            Boot(config, spec.format),
+            config.entry_ipa(),
             Initrd(config.initrd),
             spec.policy,
             spec.console,
@@ -678,6 +759,24 @@ pub fn create_vms(
         per_cpu,
         backends,
         consoles,
+    }
+}
+
+/// "zImage kernel of N bytes", or "firmware of N bytes at IPA 0".
+struct Boot<'a>(&'a VmConfig<'a>, KernelFormat);
+
+impl core::fmt::Display for Boot<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match (self.0.kernel, self.0.firmware) {
+            (_, Some(firmware)) => write!(
+                f,
+                "firmware of {} bytes at IPA {:#010x} (read-only)",
+                firmware.size,
+                hyp::config::FIRMWARE_IPA
+            ),
+            (Some(kernel), None) => write!(f, "{} kernel of {} bytes", self.1, kernel.size),
+            (None, None) => f.write_str("no kernel"),
+        }
     }
 }
 

@@ -187,7 +187,7 @@ fn bad_entries_are_refused_by_name() {
     );
     assert_eq!(
         vm_error(vm2 + 28, 0x1000),
-        (2, "entry is not inside a kernel image")
+        (2, "entry is not inside a kernel or firmware image")
     );
     // The bit past the guest platform's last device.
     assert_eq!(
@@ -224,9 +224,68 @@ fn bad_entries_are_refused_by_name() {
     );
     assert_eq!(
         image_error(first_image, 2),
-        (1, 2, "a second kernel, initrd or device tree")
+        (1, 2, "a second kernel, initrd, device tree or firmware")
     );
     assert_eq!(image_error(first_image + 16, 1).2, "reserved word is not 0");
+}
+
+/// A VM booting a firmware of `bytes` (entered at `entry`).
+fn firmware(bytes: &'static [u8], entry: u32) -> VmEntry<'static> {
+    VmEntry {
+        name: "u-boot",
+        bootargs: "",
+        entry_offset: entry,
+        images: vec![ImageEntry {
+            role: Role::Firmware,
+            bytes,
+            load_offset: 0,
+        }],
+        format: KernelFormat::Raw,
+        ..linux()
+    }
+}
+
+#[test]
+fn a_firmware_is_read_back_and_checked() {
+    let image = Writer::write(&[firmware(KERNEL, 0x40)], 0);
+    let table = parse(&image).unwrap();
+    let vm = &table.vms[0];
+    assert_eq!(vm.image(Role::Firmware).map(ImageEntry::size), Some(5000));
+    assert_eq!((vm.entry_offset, vm.image(Role::Kernel)), (0x40, None));
+    let refused = |vm: VmEntry<'static>| parse(&Writer::write(&[vm], 0)).unwrap_err();
+    // Entered past its end.
+    assert!(matches!(
+        refused(firmware(KERNEL, 5000)),
+        TableError::Vm {
+            what: "entry is not inside a kernel or firmware image",
+            ..
+        }
+    ));
+    // With a kernel or an initrd.
+    let mut with_initrd = firmware(KERNEL, 0);
+    with_initrd.images.push(ImageEntry {
+        role: Role::Initrd,
+        bytes: INITRD,
+        load_offset: 0x0800_0000,
+    });
+    assert_eq!(
+        refused(with_initrd),
+        TableError::Vm {
+            vm: 1,
+            what: "a firmware with a kernel or initrd",
+            value: 2
+        }
+    );
+    // Not at the start of its bank.
+    let mut moved = firmware(KERNEL, 0x1000);
+    moved.images[0].load_offset = 0x1000;
+    assert!(matches!(
+        refused(moved),
+        TableError::Image {
+            what: "a firmware not at the start of the 64 MiB flash bank",
+            ..
+        }
+    ));
 }
 
 #[test]

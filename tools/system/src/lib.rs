@@ -37,6 +37,7 @@
 pub mod images;
 
 use hyp::config::{validate, BoardOffer, ImageProblem, VmConfig};
+use hyp::guest_platform::FLASH;
 use hyp::memory::{MemoryType, Permissions, Region};
 use hyp::system_image::{
     cpu_map, ConsoleMode as PackedConsole, DeviceTreeSource, FaultPolicy as PackedPolicy,
@@ -127,6 +128,13 @@ pub const DEVICE_TREE_ROOM: u64 = 2 << 20;
 /// RAM), clear of where Linux decompresses itself.
 pub const INITRD_OFFSET: u64 = 128 << 20;
 
+/// The largest firmware: the flash bank it is mapped in.
+pub const FIRMWARE_BANK: u64 = hyp::config::FIRMWARE_BANK_BYTES as u64;
+
+/// What of a firmware VM's second flash bank is mapped from its pool slice
+/// (after its firmware's pages).
+pub const ERASED_BANK: u64 = hyp::config::ERASED_BANK_BYTES as u64;
+
 /// A kernel image's format.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -149,6 +157,15 @@ pub struct KernelImage {
     pub format: ImageFormat,
     /// For `raw`: where in the VM's RAM it goes.
     pub load_offset: Option<Spanned<u64>>,
+}
+
+/// A VM's firmware: booted instead of a kernel, mapped read-only at IPA
+/// 0 (the guest platform's first flash bank).
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct FirmwareImage {
+    /// The file (a raw binary built to run from address 0).
+    pub file: Spanned<String>,
 }
 
 /// What happens to a VM that cannot take its own faults.
@@ -192,8 +209,10 @@ pub struct VmDescription {
     /// The physical CPU of each vCPU, in vCPU order (default: CPUs 0 to
     /// `vcpus - 1`).
     pub cpus: Option<Spanned<Vec<Spanned<u32>>>>,
-    /// The kernel.
-    pub kernel: Spanned<KernelImage>,
+    /// The kernel (a VM has a kernel or a firmware).
+    pub kernel: Option<Spanned<KernelImage>>,
+    /// The firmware, instead of a kernel.
+    pub firmware: Option<Spanned<FirmwareImage>>,
     /// An initrd file.
     pub initrd: Option<Spanned<String>>,
     /// A device tree file (else the hypervisor writes one if the VM has
@@ -336,9 +355,11 @@ pub struct CheckedVm {
     pub cpus: Vec<u8>,
     /// Its kernel's format.
     pub format: ImageFormat,
-    /// Its kernel.
-    pub kernel: PlacedImage,
-    /// Where its vCPU starts (offset into RAM).
+    /// Its kernel (a VM has a kernel or a firmware).
+    pub kernel: Option<PlacedImage>,
+    /// Its firmware, mapped read-only at IPA 0 (load offset 0).
+    pub firmware: Option<PlacedImage>,
+    /// Where its vCPU starts (offset into RAM, or into the firmware).
     pub entry_offset: u64,
     /// Its initrd.
     pub initrd: Option<PlacedImage>,
@@ -649,20 +670,79 @@ pub fn check(file: &Path, text: &str, options: &Options) -> Result<CheckedSystem
             );
         }
         let ram = size_key(&mut report, &vm.ram, key("ram"), false);
+        let firmware = vm.firmware.as_ref().and_then(|firmware| {
+            let file = &firmware.get_ref().file;
+            match read(folder, &options.search, file.get_ref()) {
+                Ok((path, bytes)) if bytes.is_empty() || bytes.len() as u64 > FIRMWARE_BANK => {
+                    report.add(
+                        file.span(),
+                        key("firmware.file"),
+                        format!(
+                            "{} is {} bytes; a firmware is 1 byte to {} ({} bytes), the flash bank it is mapped in",
+                            path.display(),
+                            bytes.len(),
+                            format_size(FIRMWARE_BANK),
+                            FIRMWARE_BANK
+                        ),
+                    );
+                    None
+                }
+                Ok((path, bytes)) => Some(PlacedImage {
+                    file: path,
+                    bytes,
+                    load_offset: 0,
+                }),
+                Err(message) => {
+                    report.add(file.span(), key("firmware.file"), message);
+                    None
+                }
+            }
+        });
+        match (&vm.kernel, &vm.firmware, &vm.initrd) {
+            (None, None, _) => report.add(
+                vm.name.span(),
+                key("kernel"),
+                "no kernel and no firmware: a VM boots one of them".into(),
+            ),
+            (Some(_), Some(firmware), _) => report.add(
+                firmware.span(),
+                key("firmware"),
+                "a kernel and a firmware: a VM boots one of them, not both".into(),
+            ),
+            (None, Some(_), Some(initrd)) => report.add(
+                initrd.span(),
+                key("initrd"),
+                "an initrd with a firmware: the firmware loads what it boots itself".into(),
+            ),
+            _ => {}
+        }
+        // What a firmware adds to the VM's pool slice after its RAM: its
+        // pages (2 MiB blocks) and the second flash bank's mapped start.
+        let firmware_pool = firmware.as_ref().map_or(0, |firmware| {
+            (firmware.bytes.len() as u64).next_multiple_of(RAM_GRANULE) + ERASED_BANK
+        });
         let pool_offset = match &vm.pool_offset {
             Some(offset) => size_key(&mut report, offset, key("pool-offset"), true),
             None => Some(next_offset),
         };
         if let (Some(ram), Some(offset)) = (ram, pool_offset) {
             let span = vm.pool_offset.as_ref().map_or(vm.ram.span(), Spanned::span);
-            let range = offset..offset + ram;
+            let range = offset..offset + ram + firmware_pool;
             if range.end > board.pool() {
                 report.add(
                     span.clone(),
                     key("ram"),
                     format!(
-                        "its {} of RAM from {} into the pool ends at {} ({} bytes), beyond board '{}''s guest RAM pool of {} ({} bytes)",
+                        "its {}{} from {} into the pool ends at {} ({} bytes), beyond board '{}''s guest RAM pool of {} ({} bytes)",
                         format_size(ram),
+                        if firmware_pool > 0 {
+                            format!(
+                                " of RAM and {} for its firmware and flash",
+                                format_size(firmware_pool)
+                            )
+                        } else {
+                            " of RAM".into()
+                        },
                         format_size(offset),
                         format_size(range.end),
                         range.end,
@@ -693,15 +773,16 @@ pub fn check(file: &Path, text: &str, options: &Options) -> Result<CheckedSystem
         }
         let ram = ram.unwrap_or(0);
         let (vcpus, cpus) = placement(&mut report, vm, board, &key);
-        let writes_device_tree =
-            vm.device_tree.is_none() && (!vm.bootargs.is_empty() || vm.initrd.is_some());
+        // A firmware always gets one (U-Boot finds its devices there).
+        let writes_device_tree = vm.device_tree.is_none()
+            && (!vm.bootargs.is_empty() || vm.initrd.is_some() || vm.firmware.is_some());
         let has_device_tree = writes_device_tree || vm.device_tree.is_some();
         if has_device_tree && ram > 0 && ram < 2 * DEVICE_TREE_ROOM {
             report.add(
                 vm.ram.span(),
                 key("ram"),
                 format!(
-                    "{} is too small for a VM with a device tree (at least {}: the tree takes the last {})",
+                    "{} is too small for a VM with a device tree (at least {}: the tree takes {} of it)",
                     format_size(ram),
                     format_size(2 * DEVICE_TREE_ROOM),
                     format_size(DEVICE_TREE_ROOM)
@@ -714,59 +795,63 @@ pub fn check(file: &Path, text: &str, options: &Options) -> Result<CheckedSystem
         } else {
             ram
         };
-        let kernel = vm.kernel.get_ref();
-        let kernel = match (kernel.format, &kernel.load_offset) {
-            (ImageFormat::Raw, None) => {
-                report.add(
-                    vm.kernel.span(),
-                    key("kernel"),
-                    "a raw kernel needs its load-offset".into(),
-                );
-                None
-            }
-            (ImageFormat::Zimage | ImageFormat::Elf, Some(offset)) => {
-                report.add(
+        let kernel = match vm.kernel.as_ref().filter(|_| vm.firmware.is_none()) {
+            None => None,
+            Some(spanned) => {
+                let kernel = spanned.get_ref();
+                match (kernel.format, &kernel.load_offset) {
+                    (ImageFormat::Raw, None) => {
+                        report.add(
+                            spanned.span(),
+                            key("kernel"),
+                            "a raw kernel needs its load-offset".into(),
+                        );
+                        None
+                    }
+                    (ImageFormat::Zimage | ImageFormat::Elf, Some(offset)) => {
+                        report.add(
                     offset.span(),
                     key("kernel.load-offset"),
                     "only a raw kernel takes a load-offset (a zImage and an ELF say where they go)"
                         .into(),
                 );
-                None
-            }
-            (format, load_offset) => {
-                let span = kernel.file.span();
-                let read = read(folder, &options.search, kernel.file.get_ref()).and_then(
-                    |(path, bytes)| {
-                        if bytes.len() as u64 > ram && ram > 0 {
-                            return Err(format!(
-                                "{} is {} bytes, larger than the VM's {} of RAM ({} bytes)",
-                                path.display(),
-                                bytes.len(),
-                                format_size(ram),
-                                ram
-                            ));
-                        }
-                        let loaded = match format {
-                            ImageFormat::Zimage => images::zimage(bytes, ram),
-                            ImageFormat::Elf => images::elf(&bytes, ram),
-                            ImageFormat::Raw => {
-                                let offset = *load_offset.as_ref().map_or(&0, |o| o.get_ref());
-                                Ok(images::Kernel {
-                                    bytes,
-                                    load_offset: offset,
-                                    entry_offset: offset,
-                                })
-                            }
-                        }
-                        .map_err(|problem| format!("{} {problem}", path.display()))?;
-                        Ok((path, loaded))
-                    },
-                );
-                match read {
-                    Ok((path, loaded)) => {
-                        let end = loaded.load_offset + loaded.bytes.len() as u64;
-                        if ram > 0 && end > room {
-                            report.add(
+                        None
+                    }
+                    (format, load_offset) => {
+                        let span = kernel.file.span();
+                        let read = read(folder, &options.search, kernel.file.get_ref()).and_then(
+                            |(path, bytes)| {
+                                if bytes.len() as u64 > ram && ram > 0 {
+                                    return Err(format!(
+                                        "{} is {} bytes, larger than the VM's {} of RAM ({} bytes)",
+                                        path.display(),
+                                        bytes.len(),
+                                        format_size(ram),
+                                        ram
+                                    ));
+                                }
+                                let loaded = match format {
+                                    ImageFormat::Zimage => images::zimage(bytes, ram),
+                                    ImageFormat::Elf => images::elf(&bytes, ram),
+                                    ImageFormat::Raw => {
+                                        let offset =
+                                            *load_offset.as_ref().map_or(&0, |o| o.get_ref());
+                                        Ok(images::Kernel {
+                                            bytes,
+                                            load_offset: offset,
+                                            entry_offset: offset,
+                                        })
+                                    }
+                                }
+                                .map_err(|problem| format!("{} {problem}", path.display()))?;
+                                Ok((path, loaded))
+                            },
+                        );
+                        match read {
+                            Ok((path, loaded)) => {
+                                let end = loaded.load_offset + loaded.bytes.len() as u64;
+                                if ram > 0 && end > room {
+                                    report.add(
                                 span,
                                 key("kernel.file"),
                                 format!(
@@ -779,12 +864,14 @@ pub fn check(file: &Path, text: &str, options: &Options) -> Result<CheckedSystem
                                     if has_device_tree { " before its device tree" } else { "" }
                                 ),
                             );
+                                }
+                                Some((path, loaded))
+                            }
+                            Err(message) => {
+                                report.add(span, key("kernel.file"), message);
+                                None
+                            }
                         }
-                        Some((path, loaded))
-                    }
-                    Err(message) => {
-                        report.add(span, key("kernel.file"), message);
-                        None
                     }
                 }
             }
@@ -845,18 +932,38 @@ pub fn check(file: &Path, text: &str, options: &Options) -> Result<CheckedSystem
                     ),
                 );
             }
+            // A kernel's tree at the end of RAM, a firmware's at its start.
+            let load_offset = if vm.firmware.is_some() {
+                0
+            } else {
+                ram.saturating_sub(DEVICE_TREE_ROOM)
+            };
             Some(PlacedImage {
                 file: path,
                 bytes,
-                load_offset: ram.saturating_sub(DEVICE_TREE_ROOM),
+                load_offset,
             })
         });
+        let flash = FLASH.name;
+        let flash_bit = 1 << DEVICES.iter().position(|d| *d == flash).unwrap_or(0);
         let mut devices = 0u32;
         match &vm.devices {
             None => {
-                for name in board.devices() {
+                // Every device the board offers but the flash window,
+                // which only a firmware has (and gets below).
+                for name in board.devices().filter(|name| *name != flash) {
                     devices |= 1 << DEVICES.iter().position(|d| *d == name).unwrap_or(0);
                 }
+            }
+            Some(list)
+                if vm.firmware.is_none() && list.get_ref().iter().any(|d| d.get_ref() == flash) =>
+            {
+                let device = list.get_ref().iter().find(|d| d.get_ref() == flash);
+                report.add(
+                    device.map_or(list.span(), Spanned::span),
+                    key("devices"),
+                    format!("device '{flash}' is the firmware's flash window: only a VM with a firmware has it"),
+                );
             }
             Some(list) => {
                 for (n, device) in list.get_ref().iter().enumerate() {
@@ -889,6 +996,9 @@ pub fn check(file: &Path, text: &str, options: &Options) -> Result<CheckedSystem
                 }
             }
         }
+        if vm.firmware.is_some() {
+            devices |= flash_bit;
+        }
         let mut policy = PackedPolicy::Stop;
         if let Some(spanned) = &vm.fault_policy {
             match spanned.get_ref() {
@@ -918,7 +1028,7 @@ pub fn check(file: &Path, text: &str, options: &Options) -> Result<CheckedSystem
         }
         if vm.bootargs.len() > hyp::system_image::MAX_BOOTARGS {
             report.add(
-                vm.kernel.span(),
+                vm.name.span(),
                 key("bootargs"),
                 format!(
                     "{} bytes of bootargs, more than {}",
@@ -927,20 +1037,35 @@ pub fn check(file: &Path, text: &str, options: &Options) -> Result<CheckedSystem
                 ),
             );
         }
-        if let Some((path, kernel)) = kernel {
+        let format = match &vm.kernel {
+            Some(kernel) if firmware.is_none() => kernel.get_ref().format,
+            // A firmware is packed as a raw image.
+            _ => ImageFormat::Raw,
+        };
+        let boot = match (kernel, firmware) {
+            (Some((path, kernel)), None) => Some((
+                kernel.entry_offset,
+                Some(PlacedImage {
+                    file: path,
+                    bytes: kernel.bytes,
+                    load_offset: kernel.load_offset,
+                }),
+                None,
+            )),
+            (None, Some(firmware)) => Some((0, None, Some(firmware))),
+            _ => None,
+        };
+        if let Some((entry_offset, kernel, firmware)) = boot {
             vms.push(CheckedVm {
                 name: name.clone(),
                 ram,
                 pool_offset: pool_offset.unwrap_or(0),
                 vcpus,
                 cpus,
-                format: vm.kernel.get_ref().format,
-                entry_offset: kernel.entry_offset,
-                kernel: PlacedImage {
-                    file: path,
-                    bytes: kernel.bytes,
-                    load_offset: kernel.load_offset,
-                },
+                format,
+                entry_offset,
+                kernel,
+                firmware,
                 initrd: initrd.map(|(_, initrd)| initrd),
                 device_tree,
                 writes_device_tree,
@@ -1067,7 +1192,16 @@ fn entries(system: &CheckedSystem) -> Vec<VmEntry<'_>> {
                     load_offset: image.load_offset as u32,
                 }
             }
-            let mut images = vec![image(Role::Kernel, &vm.kernel)];
+            let mut images: Vec<ImageEntry> = vm
+                .kernel
+                .iter()
+                .map(|kernel| image(Role::Kernel, kernel))
+                .chain(
+                    vm.firmware
+                        .iter()
+                        .map(|firmware| image(Role::Firmware, firmware)),
+                )
+                .collect();
             images.extend(vm.initrd.iter().map(|initrd| image(Role::Initrd, initrd)));
             images.extend(
                 vm.device_tree
@@ -1165,6 +1299,8 @@ mod tests {
         std::fs::write(dir.join("kernel"), kernel).unwrap();
         std::fs::write(dir.join("initrd"), b"initrd").unwrap();
         std::fs::write(dir.join("big"), vec![0u8; 3 << 20]).unwrap();
+        std::fs::write(dir.join("firmware"), vec![0xeau8; 5000]).unwrap();
+        std::fs::write(dir.join("empty"), b"").unwrap();
         dir
     }
 
@@ -1496,7 +1632,7 @@ console = "shared"
         );
         // A zImage whose header claims more bytes than are packed.
         let mut cut = good.clone();
-        cut.vms[0].kernel.bytes.truncate(2048);
+        cut.vms[0].kernel.as_mut().unwrap().bytes.truncate(2048);
         assert_eq!(
             refusal(&cut),
             "system.toml: the hypervisor would refuse this system: VM 'linux': image 'kernel' is malformed (its zImage header makes no sense, or claims more bytes than were packed)"
@@ -1546,10 +1682,11 @@ console = "shared"
         );
         assert_eq!(ticker.policy, PackedPolicy::Restart(2));
         assert_eq!(ticker.device_tree, DeviceTreeSource::None);
+        let flash = 1 << DEVICES.iter().position(|d| *d == "flash").unwrap();
         assert_eq!(
             ticker.devices,
-            (1 << DEVICES.len()) - 1,
-            "every device the board offers by default"
+            ((1 << DEVICES.len()) - 1) & !flash,
+            "every device the board offers by default but the firmware's flash"
         );
         // Both kernels are the same file: stored once.
         assert_eq!(
@@ -1665,5 +1802,90 @@ console = "shared"
         assert_eq!(format_size(1026 << 20), "1026 MiB");
         assert_eq!(format_size(4096), "4 KiB");
         assert_eq!(format_size(5), "5 bytes");
+    }
+
+    #[test]
+    fn a_firmware_vm_is_packed_with_its_flash_after_its_ram() {
+        let system = check_text(
+            r#"board = "integrator-cp"
+[[vm]]
+name = "u-boot"
+ram = "128 MiB"
+firmware = { file = "firmware" }
+devices = ["pl011", "gic-distributor", "gic-cpu-interface"]
+
+[[vm]]
+name = "next"
+ram = "2 MiB"
+kernel = { file = "kernel", format = "zimage" }
+"#,
+        )
+        .unwrap();
+        let uboot = &system.vms[0];
+        assert!(uboot.kernel.is_none() && uboot.writes_device_tree);
+        assert_eq!(uboot.firmware.as_ref().unwrap().bytes.len(), 5000);
+        // 128 MiB of RAM, 2 MiB of firmware pages, 2 MiB of flash store.
+        assert_eq!(system.vms[1].pool_offset, (128 + 2 + 2) << 20);
+        let image = pack(&system).unwrap();
+        let table = hyp::system_image::parse(&image).unwrap();
+        let entry = &table.vms[0];
+        assert!(entry.claims("flash"), "a firmware gets its flash window");
+        assert!(!table.vms[1].claims("flash"));
+        assert_eq!(entry.images.len(), 1);
+        assert_eq!(entry.images[0].role, Role::Firmware);
+        assert_eq!((entry.entry_offset, entry.images[0].load_offset), (0, 0));
+        assert_eq!(entry.device_tree, DeviceTreeSource::Generated);
+    }
+
+    #[test]
+    fn firmware_refusals_name_the_key() {
+        let problems = check_text(
+            r#"board = "qemu-virt"
+[[vm]]
+name = "both"
+ram = "64 MiB"
+kernel = { file = "kernel", format = "zimage" }
+firmware = { file = "firmware" }
+
+[[vm]]
+name = "neither"
+ram = "64 MiB"
+
+[[vm]]
+name = "initrd"
+ram = "64 MiB"
+firmware = { file = "firmware" }
+initrd = "initrd"
+
+[[vm]]
+name = "empty"
+ram = "64 MiB"
+firmware = { file = "empty" }
+
+[[vm]]
+name = "claims"
+ram = "64 MiB"
+kernel = { file = "kernel", format = "zimage" }
+devices = ["pl011", "flash"]
+"#,
+        )
+        .unwrap_err();
+        assert_eq!(problems.len(), 5, "{problems:#?}");
+        assert!(problems[0].contains(
+            "system.toml:6:12: vm[0].firmware: a kernel and a firmware: a VM boots one of them, not both"
+        ));
+        assert!(
+            problems[1].contains("vm[1].kernel: no kernel and no firmware: a VM boots one of them")
+        );
+        assert!(problems[2].contains(
+            "vm[2].initrd: an initrd with a firmware: the firmware loads what it boots itself"
+        ));
+        assert!(
+            problems[3].contains("vm[3].firmware.file: ")
+                && problems[3].contains("empty is 0 bytes; a firmware is 1 byte to 64 MiB")
+        );
+        assert!(problems[4].contains(
+            "system.toml:27:21: vm[4].devices: device 'flash' is the firmware's flash window: only a VM with a firmware has it"
+        ));
     }
 }
