@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT OR Apache-2.0
 //! Any sequence of guest accesses (every offset, size and value) and
-//! interrupt-line changes on a VM's virtual GIC and PL011: no panic, and
+//! interrupt-line changes on a VM's virtual GIC and PL011 (on its line of
+//! the GIC): no panic, and
 //! the GIC keeps its architected invariants (IAR answers an id below the
 //! number of interrupts or 1023; the UART's FIFO never overflows).
 #![no_main]
@@ -29,7 +30,7 @@ fn size(code: u8) -> AccessSize {
 fuzz_target!(|operations: Vec<(u8, u16, u8, u32)>| {
     let gic = VirtualGic::new();
     let sink = Sink;
-    let uart = VirtualUart::new(&sink);
+    let uart = VirtualUart::new(&sink, gic.line(hyp::guest_platform::UART.interrupt.unwrap()));
     let distributor = gic.distributor();
     let cpu = gic.cpu_interface();
     for (kind, offset, width, value) in operations {
