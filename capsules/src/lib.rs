@@ -12,6 +12,7 @@
 //! | [`fault_policies`] | what happens to a VM that cannot take its own faults |
 //! | [`hypervisor_service`] | Capvisor's hypercalls: version, VM id and name, console write |
 //! | [`psci`] | PSCI 0.2 for single-CPU guests |
+//! | [`virtio`] | virtio-mmio transport, virtio-blk, and the RAM/image disk it can serve |
 //! | [`virtual_gic`] | the guest's GICv2 (distributor, CPU interface), devices' interrupt lines, the two interrupt backends |
 //! | [`virtual_rtc`] | the guest's PL031 real-time clock |
 //! | [`virtual_timer`] | the guest's virtual timer interrupt, raised by the hypervisor |
@@ -98,6 +99,7 @@ pub mod hypervisor_service;
 pub mod psci;
 #[cfg(test)]
 mod test_support;
+pub mod virtio;
 pub mod virtual_gic;
 pub mod virtual_rtc;
 pub mod virtual_timer;

@@ -119,7 +119,10 @@ mod tests {
         assert_eq!(check_range(0, 1024, 1), Err(BlockError::OutOfRange));
         assert_eq!(check_range(0, 0, 8), Err(BlockError::Unaligned));
         assert_eq!(check_range(0, 513, 8), Err(BlockError::Unaligned));
-        assert_eq!(check_range(u64::MAX, 512, u64::MAX), Err(BlockError::OutOfRange));
+        assert_eq!(
+            check_range(u64::MAX, 512, u64::MAX),
+            Err(BlockError::OutOfRange)
+        );
         assert_eq!(check_range(7, 512, 8), Ok(()));
     }
 }

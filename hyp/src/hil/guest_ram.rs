@@ -50,10 +50,16 @@ mod tests {
             (0x4000_0000, 0x1000)
         }
         fn read(&self, ipa: u64, out: &mut [u8]) -> Result<(), GuestRamError> {
-            Err(GuestRamError { ipa, len: out.len() })
+            Err(GuestRamError {
+                ipa,
+                len: out.len(),
+            })
         }
         fn write(&self, ipa: u64, data: &[u8]) -> Result<(), GuestRamError> {
-            Err(GuestRamError { ipa, len: data.len() })
+            Err(GuestRamError {
+                ipa,
+                len: data.len(),
+            })
         }
     }
 
