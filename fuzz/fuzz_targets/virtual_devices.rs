@@ -29,7 +29,7 @@ fn size(code: u8) -> AccessSize {
 fuzz_target!(|operations: Vec<(u8, u16, u8, u32)>| {
     let gic = VirtualGic::new();
     let sink = Sink;
-    let uart = VirtualUart::new(&sink);
+    let uart = VirtualUart::new(&sink, gic.line(capsules::virtual_uart::ROW.interrupt.unwrap_or(33)));
     let distributor = gic.distributor();
     let cpu = gic.cpu_interface();
     for (kind, offset, width, value) in operations {
