@@ -13,6 +13,7 @@
 //! | [`flash`] | the flash window of a VM with a firmware: bank 0 a ROM, bank 1 a CFI flash |
 //! | [`hypervisor_service`] | Capvisor's hypercalls: version, VM id and name, console write |
 //! | [`psci`] | PSCI 0.2 for single-CPU guests |
+//! | [`virtio`] | virtio-mmio transport, virtio-blk, and the RAM/image disk it can serve |
 //! | [`virtual_gic`] | the guest's GICv2 (distributor, CPU interface), devices' interrupt lines, the two interrupt backends |
 //! | [`virtual_rtc`] | the guest's PL031 real-time clock |
 //! | [`virtual_timer`] | the guest's virtual timer interrupt, raised by the hypervisor |
@@ -100,6 +101,7 @@ pub mod hypervisor_service;
 pub mod psci;
 #[cfg(test)]
 mod test_support;
+pub mod virtio;
 pub mod virtual_gic;
 pub mod virtual_rtc;
 pub mod virtual_timer;

@@ -4,7 +4,9 @@
 extern crate std;
 
 use core::cell::{Cell, RefCell};
+use hyp::hil::block::{check_range, BlockClient, BlockDevice, BlockError, SECTOR_BYTES};
 use hyp::hil::console::{ConsoleOutput, ConsoleReceive};
+use hyp::hil::guest_ram::{GuestRam, GuestRamError};
 use hyp::hil::interrupt::{Acknowledged, InterruptController};
 use hyp::hil::time::Clock;
 use std::collections::{BTreeSet, VecDeque};
@@ -149,4 +151,176 @@ impl SyncRecorder {
     pub fn take(&self) -> String {
         self.0.lock().unwrap().take()
     }
+}
+
+/// A VM's RAM as a vector: `bytes.len()` bytes at guest-physical `base`.
+pub struct FakeRam {
+    pub base: u64,
+    pub bytes: RefCell<Vec<u8>>,
+}
+
+impl FakeRam {
+    /// `size` zeroed bytes at `base`.
+    pub fn new(base: u64, size: usize) -> FakeRam {
+        FakeRam {
+            base,
+            bytes: RefCell::new(std::vec![0; size]),
+        }
+    }
+
+    /// The bytes at `ipa` (which must be inside).
+    pub fn peek(&self, ipa: u64, len: usize) -> Vec<u8> {
+        let start = (ipa - self.base) as usize;
+        self.bytes.borrow()[start..start + len].to_vec()
+    }
+
+    /// Sets the bytes at `ipa` (which must be inside).
+    pub fn poke(&self, ipa: u64, data: &[u8]) {
+        let start = (ipa - self.base) as usize;
+        self.bytes.borrow_mut()[start..start + data.len()].copy_from_slice(data);
+    }
+}
+
+impl GuestRam for FakeRam {
+    fn window(&self) -> (u64, u64) {
+        (self.base, self.bytes.borrow().len() as u64)
+    }
+
+    fn read(&self, ipa: u64, out: &mut [u8]) -> Result<(), GuestRamError> {
+        if !self.contains(ipa, out.len()) {
+            return Err(GuestRamError {
+                ipa,
+                len: out.len(),
+            });
+        }
+        out.copy_from_slice(&self.peek(ipa, out.len()));
+        Ok(())
+    }
+
+    fn write(&self, ipa: u64, data: &[u8]) -> Result<(), GuestRamError> {
+        if !self.contains(ipa, data.len()) {
+            return Err(GuestRamError {
+                ipa,
+                len: data.len(),
+            });
+        }
+        self.poke(ipa, data);
+        Ok(())
+    }
+}
+
+/// What a [`ManualDisk`] holds until the test completes it.
+pub enum Held {
+    Read(u64, &'static mut [u8]),
+    Write(u64, &'static mut [u8]),
+    Flush,
+}
+
+/// A writable disk that completes a request only when the test says
+/// ([`ManualDisk::complete`]), as a controller with an interrupt would:
+/// its `poll` does nothing.
+pub struct ManualDisk<'a> {
+    pub bytes: RefCell<Vec<u8>>,
+    pub client: Cell<Option<&'a dyn BlockClient>>,
+    pub held: RefCell<Option<Held>>,
+    /// Requests started.
+    pub started: Cell<usize>,
+}
+
+impl<'a> ManualDisk<'a> {
+    /// `sectors` zeroed sectors.
+    pub fn new(sectors: usize) -> ManualDisk<'a> {
+        ManualDisk {
+            bytes: RefCell::new(std::vec![0; sectors * SECTOR_BYTES]),
+            client: Cell::new(None),
+            held: RefCell::new(None),
+            started: Cell::new(0),
+        }
+    }
+
+    /// Completes the request it holds (`Ok`, or `error`), as its
+    /// interrupt would; returns whether it held one.
+    pub fn complete(&self, error: Option<BlockError>) -> bool {
+        let held = self.held.borrow_mut().take();
+        let client = self.client.get().unwrap();
+        let result = error.map_or(Ok(()), Err);
+        match held {
+            None => return false,
+            Some(Held::Read(sector, buffer)) => {
+                let start = sector as usize * SECTOR_BYTES;
+                buffer.copy_from_slice(&self.bytes.borrow()[start..start + buffer.len()]);
+                client.read_done(buffer, result);
+            }
+            Some(Held::Write(sector, buffer)) => {
+                if result.is_ok() {
+                    let start = sector as usize * SECTOR_BYTES;
+                    self.bytes.borrow_mut()[start..start + buffer.len()].copy_from_slice(buffer);
+                }
+                client.write_done(buffer, result);
+            }
+            Some(Held::Flush) => client.flush_done(result),
+        }
+        true
+    }
+}
+
+impl<'a> BlockDevice<'a> for ManualDisk<'a> {
+    fn set_client(&self, client: &'a dyn BlockClient) {
+        self.client.set(Some(client));
+    }
+
+    fn sectors(&self) -> u64 {
+        (self.bytes.borrow().len() / SECTOR_BYTES) as u64
+    }
+
+    fn read_only(&self) -> bool {
+        false
+    }
+
+    fn read(
+        &self,
+        sector: u64,
+        buffer: &'static mut [u8],
+    ) -> Result<(), (BlockError, &'static mut [u8])> {
+        if self.held.borrow().is_some() {
+            return Err((BlockError::Busy, buffer));
+        }
+        if let Err(error) = check_range(sector, buffer.len(), self.sectors()) {
+            return Err((error, buffer));
+        }
+        self.started.set(self.started.get() + 1);
+        *self.held.borrow_mut() = Some(Held::Read(sector, buffer));
+        Ok(())
+    }
+
+    fn write(
+        &self,
+        sector: u64,
+        buffer: &'static mut [u8],
+    ) -> Result<(), (BlockError, &'static mut [u8])> {
+        if self.held.borrow().is_some() {
+            return Err((BlockError::Busy, buffer));
+        }
+        if let Err(error) = check_range(sector, buffer.len(), self.sectors()) {
+            return Err((error, buffer));
+        }
+        self.started.set(self.started.get() + 1);
+        *self.held.borrow_mut() = Some(Held::Write(sector, buffer));
+        Ok(())
+    }
+
+    fn flush(&self) -> Result<(), BlockError> {
+        if self.held.borrow().is_some() {
+            return Err(BlockError::Busy);
+        }
+        self.started.set(self.started.get() + 1);
+        *self.held.borrow_mut() = Some(Held::Flush);
+        Ok(())
+    }
+}
+
+/// A buffer that lives for the rest of the test run (the block HIL's
+/// buffers are `'static`).
+pub fn leak_buffer(bytes: usize) -> &'static mut [u8] {
+    std::boxed::Box::leak(std::vec![0u8; bytes].into_boxed_slice())
 }

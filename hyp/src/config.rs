@@ -402,6 +402,20 @@ pub enum ConfigError<'a> {
     /// The flash window claimed without a firmware, or a firmware without
     /// its flash window (`firmware` says which VM has one).
     FlashClaim { vm: &'a str, firmware: bool },
+    /// A writable disk whose copy is not inside the guest pool.
+    DiskOutsidePool { vm: &'a str, disk: usize },
+    /// A writable disk's copy overlapping a VM's RAM or another copy.
+    DiskOverlap {
+        vm: &'a str,
+        disk: usize,
+        other: &'a str,
+    },
+    /// A disk in a virtio-mmio slot the VM does not claim.
+    DiskSlotUnclaimed {
+        vm: &'a str,
+        disk: usize,
+        slot: &'static str,
+    },
 }
 
 impl<'a> ConfigError<'a> {
@@ -425,6 +439,9 @@ impl<'a> ConfigError<'a> {
             | ConfigError::BootImage { vm, .. }
             | ConfigError::FirmwareTooLarge { vm, .. }
             | ConfigError::FlashClaim { vm, .. } => Some(vm),
+            ConfigError::DiskOutsidePool { vm, .. }
+            | ConfigError::DiskOverlap { vm, .. }
+            | ConfigError::DiskSlotUnclaimed { vm, .. } => Some(vm),
         }
     }
 }
@@ -508,6 +525,18 @@ impl fmt::Display for ConfigError<'_> {
                 f,
                 "VM '{vm}': claims device '{}', which only a VM with a firmware has",
                 guest_platform::FLASH.name
+            ),
+            ConfigError::DiskOutsidePool { vm, disk } => write!(
+                f,
+                "VM '{vm}': the copy of writable disk {disk} is not inside the host's guest pool"
+            ),
+            ConfigError::DiskOverlap { vm, disk, other } => write!(
+                f,
+                "VM '{vm}': the copy of writable disk {disk} overlaps the RAM or a disk of VM '{other}'"
+            ),
+            ConfigError::DiskSlotUnclaimed { vm, disk, slot } => write!(
+                f,
+                "VM '{vm}': disk {disk} is in slot '{slot}', which the VM does not claim"
             ),
         }
     }
@@ -607,6 +636,111 @@ fn check_boot<'a>(vm: &VmConfig<'a>) -> Result<(), ConfigError<'a>> {
             vm: vm.name,
             firmware,
         });
+    }
+    Ok(())
+}
+
+/// A VM's disk, in host memory: the image the description packed and,
+/// for a writable disk, where the board copies it to serve it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DiskConfig {
+    /// Host-physical address of the packed image (in the staging area).
+    pub host_address: u32,
+    /// Its size in bytes (whole 512-byte sectors).
+    pub size: u32,
+    /// For a writable disk, the host-physical address of its copy in the
+    /// guest pool; `None` for a read-only one, served where it lies.
+    pub copy: Option<u64>,
+}
+
+impl DiskConfig {
+    /// The first host address past its copy, if it has one.
+    fn copy_range(&self) -> Option<(u64, u64)> {
+        self.copy.map(|start| (start, start + self.size as u64))
+    }
+
+    /// The disks of VM `entry` of `table` (placed as
+    /// [`VmConfig::from_table`] places its images), in slot order.
+    pub fn from_table(
+        table: &SystemTable<'_>,
+        entry: &VmEntry<'_>,
+        image_base: u32,
+        pool_start: u32,
+    ) -> [Option<DiskConfig>; MAX_DISKS] {
+        let mut disks = [None; MAX_DISKS];
+        for (slot, image) in disks.iter_mut().zip(entry.disks()) {
+            *slot = Some(DiskConfig {
+                host_address: image_base.wrapping_add(table.data_offset(image)),
+                size: image.size(),
+                copy: (image.role == Role::WritableDisk)
+                    .then_some(pool_start as u64 + image.load_offset as u64),
+            });
+        }
+        disks
+    }
+}
+
+/// The most disks a VM has: one per virtio-mmio slot.
+pub const MAX_DISKS: usize = crate::system_image::MAX_DISKS;
+
+/// Checks each VM's disks (`disks[i]` are VM `i`'s, slot order) against
+/// the table: each in a slot its VM claims, and the copy of a writable
+/// one inside `pool`, clear of every VM's RAM and of every other copy.
+pub fn validate_disks<'a>(
+    vms: &[VmConfig<'a>],
+    disks: &[[Option<DiskConfig>; MAX_DISKS]],
+    pool: &Region,
+) -> Result<(), ConfigError<'a>> {
+    let copies = || {
+        vms.iter().zip(disks).flat_map(|(vm, disks)| {
+            disks
+                .iter()
+                .enumerate()
+                .filter_map(move |(n, disk)| Some((vm.name, n, disk.as_ref()?.copy_range()?)))
+        })
+    };
+    for (vm, disks) in vms.iter().zip(disks) {
+        for (n, disk) in disks.iter().enumerate() {
+            let Some(disk) = disk else { continue };
+            let slot = guest_platform::VIRTIO_MMIO[n].name;
+            if !vm.devices.has(slot) {
+                return Err(ConfigError::DiskSlotUnclaimed {
+                    vm: vm.name,
+                    disk: n,
+                    slot,
+                });
+            }
+            let Some((start, end)) = disk.copy_range() else {
+                continue;
+            };
+            if start < pool.start as u64 || end > pool.end() {
+                return Err(ConfigError::DiskOutsidePool {
+                    vm: vm.name,
+                    disk: n,
+                });
+            }
+            let overlaps =
+                |(other_start, other_end): (u64, u64)| start < other_end && other_start < end;
+            if let Some(other) = vms
+                .iter()
+                .find(|other| overlaps((other.ram_host, other.ram_host_end())))
+            {
+                return Err(ConfigError::DiskOverlap {
+                    vm: vm.name,
+                    disk: n,
+                    other: other.name,
+                });
+            }
+            if let Some((other, _, _)) = copies().find(|&(other, other_n, range)| {
+                (other, other_n) != (vm.name, n) && overlaps(range)
+            }) {
+                return Err(ConfigError::DiskOverlap {
+                    vm: vm.name,
+                    disk: n,
+                    other,
+                });
+            }
+        }
     }
     Ok(())
 }
@@ -1302,5 +1436,61 @@ mod tests {
         );
         assert_eq!(config.entry_ipa(), 0);
         assert_eq!(check(&[config]), Ok(()));
+    }
+
+    #[test]
+    fn disks_in_claimed_slots_with_copies_inside_the_pool_and_apart() {
+        let vms = [vm("a", 0x8000_0000), vm("b", 0x8800_0000)];
+        let read_only = DiskConfig {
+            host_address: 0x0100_0000,
+            size: 4096,
+            copy: None,
+        };
+        let copy = |at: u64| DiskConfig {
+            copy: Some(at),
+            ..read_only
+        };
+        let check = |disks: &[[Option<DiskConfig>; MAX_DISKS]]| validate_disks(&vms, disks, &POOL);
+        let free = 0x9000_0000;
+        assert_eq!(
+            check(&[
+                [Some(read_only), Some(copy(free))],
+                [Some(copy(free + 4096)), None]
+            ]),
+            Ok(())
+        );
+        assert_eq!(
+            check(&[[Some(copy(0xc000_0000 - 2048)), None], [None, None]]),
+            Err(ConfigError::DiskOutsidePool { vm: "a", disk: 0 })
+        );
+        assert_eq!(
+            check(&[[None, None], [None, Some(copy(0x8000_1000))]]),
+            Err(ConfigError::DiskOverlap {
+                vm: "b",
+                disk: 1,
+                other: "a"
+            })
+        );
+        let error =
+            check(&[[Some(copy(free)), None], [Some(copy(free + 2048)), None]]).unwrap_err();
+        assert_eq!(
+            error,
+            ConfigError::DiskOverlap {
+                vm: "a",
+                disk: 0,
+                other: "b"
+            }
+        );
+        assert!(format!("{error}").contains("writable disk 0 overlaps the RAM or a disk of VM 'b'"));
+        let mut without = vms;
+        without[0].devices = DeviceSet(0b1111);
+        assert_eq!(
+            validate_disks(&without, &[[Some(read_only), None], [None, None]], &POOL),
+            Err(ConfigError::DiskSlotUnclaimed {
+                vm: "a",
+                disk: 0,
+                slot: "virtio-mmio0"
+            })
+        );
     }
 }

@@ -206,6 +206,9 @@ fn device_node(fdt: &mut FdtWriter, device: &GuestDevice) -> Result<(), Error> {
     if let Some(id) = device.interrupt {
         fdt.property_array_u32("interrupts", &[GIC_SPI, id - FIRST_SPI, LEVEL_HIGH])?;
     }
+    if node.dma_coherent {
+        fdt.property_null("dma-coherent")?;
+    }
     if !node.clock_names.is_empty() {
         let clocks: Vec<u32> = node.clock_names.iter().map(|_| CLOCK_PHANDLE).collect();
         fdt.property_array_u32("clocks", &clocks)?;

@@ -47,6 +47,12 @@ pub struct DeviceTreeNode {
     pub compatible: &'static [&'static str],
     /// Its `clock-names` (an Arm PrimeCell needs `apb_pclk`).
     pub clock_names: &'static [&'static str],
+    /// Whether it has `dma-coherent`: a device that reads and writes the
+    /// guest's RAM itself (virtio) does so through the hypervisor's
+    /// cacheable mapping, so the guest must map its buffers cacheable too
+    /// (without it, Linux on 32-bit Arm maps virtqueues uncached and the
+    /// two views of the RAM disagree).
+    pub dma_coherent: bool,
 }
 
 /// One device of the guest platform.
@@ -105,6 +111,7 @@ pub const UART: GuestDevice = GuestDevice {
         name: "pl011",
         compatible: &["arm,pl011", "arm,primecell"],
         clock_names: &["uartclk", "apb_pclk"],
+        dma_coherent: false,
     }),
 };
 
@@ -118,6 +125,7 @@ pub const RTC: GuestDevice = GuestDevice {
         name: "pl031",
         compatible: &["arm,pl031", "arm,primecell"],
         clock_names: &["apb_pclk"],
+        dma_coherent: false,
     }),
 };
 
@@ -139,9 +147,46 @@ pub const FLASH: GuestDevice = GuestDevice {
 /// Bytes of one flash bank (the firmware's bank is the first).
 pub const FLASH_BANK_BYTES: u32 = FLASH.size / 2;
 
+/// The window of one virtio-mmio transport: QEMU `virt`'s spacing.
+pub const VIRTIO_MMIO_SIZE: u32 = 0x200;
+
+/// The `n`th virtio-mmio transport of QEMU's `virt`: at 0x0a00_0000 +
+/// n·0x200, SPI 16 + n.
+const fn virtio_mmio(name: &'static str, n: u32) -> GuestDevice {
+    GuestDevice {
+        name,
+        base: 0x0a00_0000 + n * VIRTIO_MMIO_SIZE,
+        size: VIRTIO_MMIO_SIZE,
+        interrupt: Some(FIRST_SPI + 16 + n),
+        node: Some(DeviceTreeNode {
+            name: "virtio_mmio",
+            compatible: &["virtio,mmio"],
+            clock_names: &[],
+            dma_coherent: true,
+        }),
+    }
+}
+
+/// The virtio-mmio slots, where a VM's disks are (its first disk in slot
+/// 0, its second in slot 1): QEMU `virt`'s first two transports. A slot
+/// the VM claims without a disk answers as an empty transport (device
+/// id 0), as QEMU's do.
+pub const VIRTIO_MMIO: [GuestDevice; 2] = [
+    virtio_mmio("virtio-mmio0", 0),
+    virtio_mmio("virtio-mmio1", 1),
+];
+
 /// Every device, in the order of their bits in a packed VM entry (new
 /// rows go at the end).
-pub const DEVICES: [GuestDevice; 5] = [GIC_DISTRIBUTOR, GIC_CPU_INTERFACE, UART, RTC, FLASH];
+pub const DEVICES: [GuestDevice; 7] = [
+    GIC_DISTRIBUTOR,
+    GIC_CPU_INTERFACE,
+    UART,
+    RTC,
+    FLASH,
+    VIRTIO_MMIO[0],
+    VIRTIO_MMIO[1],
+];
 
 /// The devices' names, in [`DEVICES`]' order.
 pub const NAMES: [&str; DEVICES.len()] = {
@@ -182,18 +227,28 @@ pub fn index_of(name: &str) -> Option<usize> {
     DEVICES.iter().position(|device| device.name == name)
 }
 
-// The table is consistent: windows page-aligned and apart, names and
-// interrupts unique, every line an SPI the virtual GIC has (ids below 64),
-// and a bit for each device in a 32-bit set.
+// The table is consistent: windows apart, names and interrupts unique,
+// every line an SPI the virtual GIC has (ids below 64), and a bit for each
+// device in a 32-bit set. A window is whole pages, page-aligned, or a
+// power of two smaller than a page aligned to its size (the virtio-mmio
+// transports, 0x200 apart as on QEMU's `virt`): several devices may share
+// a page because no device window is mapped at stage 2 (every access
+// traps, and `hyp::dispatch` routes it by address range, not by page).
 const _: () = {
     assert!(DEVICES.len() <= 32);
     let mut a = 0;
     while a < DEVICES.len() {
         let device = &DEVICES[a];
+        let whole_pages = device.base.is_multiple_of(0x1000)
+            && device.size.is_multiple_of(0x1000)
+            && device.size > 0;
+        let sub_page = device.size.is_power_of_two()
+            && device.size < 0x1000
+            && device.size >= 4
+            && device.base.is_multiple_of(device.size);
         assert!(
-            device.base.is_multiple_of(0x1000)
-                && device.size.is_multiple_of(0x1000)
-                && device.size > 0
+            whole_pages || sub_page,
+            "a window is whole pages or a small aligned block"
         );
         if let Some(id) = device.interrupt {
             assert!(

@@ -47,6 +47,16 @@
 //! entry is an offset into it. A firmware image is a new role in version 2
 //! (an older hypervisor refuses it as an unknown role, naming it).
 //!
+//! A VM's disks are images too ([`Role::Disk`], [`Role::WritableDisk`]),
+//! at most [`MAX_DISKS`], in the order of its virtio-mmio slots, each a
+//! whole number of 512-byte sectors. A read-only disk is served from the
+//! staging area where it lies (its load offset is 0); a writable one is
+//! copied once, at boot, to the board's guest pool at its load offset
+//! (an offset into the pool, clear of every VM's RAM), and served from
+//! there: what the guest writes stays until the board powers off. They
+//! came in version 2 without a layout change: a hypervisor that predates
+//! them refuses an image with disks as an unknown image role.
+//!
 //! Version 1 had 16-word VM entries without the CPU map (every VM on
 //! CPU 0); this hypervisor reads only version 2.
 //!
@@ -73,10 +83,15 @@ pub const DATA_ALIGNMENT: usize = 4096;
 /// The most VMs a table may hold (and the hypervisor runs:
 /// `crate::config::MAX_VMS` is this).
 pub const MAX_VMS: usize = 8;
+/// The most disks one VM may have (one per virtio-mmio slot of the guest
+/// platform).
+pub const MAX_DISKS: usize = crate::guest_platform::VIRTIO_MMIO.len();
+/// A disk's size is a multiple of this (a sector of the block HIL).
+pub const DISK_SECTOR: u32 = 512;
 /// The most images one VM may have: its kernel (an ELF's loadable
-/// segments are joined into one by the tool), an initrd and a device tree;
-/// or its firmware and a device tree.
-pub const MAX_IMAGES_PER_VM: usize = 3;
+/// segments are joined into one by the tool), an initrd, a device tree
+/// and its disks; or its firmware, a device tree and its disks.
+pub const MAX_IMAGES_PER_VM: usize = 3 + MAX_DISKS;
 /// The largest firmware: the guest platform's first flash bank, where it
 /// is mapped (IPA 0 up).
 pub const FIRMWARE_BANK_BYTES: u32 = 0x0400_0000;
@@ -170,6 +185,18 @@ pub enum Role {
     DeviceTree = 3,
     /// A firmware, mapped read-only at IPA 0 instead of a kernel in RAM.
     Firmware = 4,
+    /// A read-only disk, served from the staging area.
+    Disk = 5,
+    /// A writable disk, copied to the guest pool at its load offset (an
+    /// offset into the pool) at boot.
+    WritableDisk = 6,
+}
+
+impl Role {
+    /// Whether it is a disk (read-only or writable).
+    pub const fn is_disk(self) -> bool {
+        matches!(self, Role::Disk | Role::WritableDisk)
+    }
 }
 
 /// The kernel's format, as the description gave it.
@@ -297,6 +324,11 @@ impl<'a> VmEntry<'a> {
     /// Its image with `role`, if it has one.
     pub fn image(&self, role: Role) -> Option<&ImageEntry<'a>> {
         self.images.iter().find(|image| image.role == role)
+    }
+
+    /// Its disks, in slot order.
+    pub fn disks(&self) -> impl Iterator<Item = &ImageEntry<'a>> {
+        self.images.iter().filter(|image| image.role.is_disk())
     }
 }
 
@@ -583,6 +615,8 @@ pub fn parse(bytes: &[u8]) -> Result<SystemTable<'_>, TableError> {
                 2 => Role::Initrd,
                 3 => Role::DeviceTree,
                 4 => Role::Firmware,
+                5 => Role::Disk,
+                6 => Role::WritableDisk,
                 other => return Err(bad_image("unknown role", other)),
             };
             let (data_offset, size, load_offset) =
@@ -593,7 +627,7 @@ pub fn parse(bytes: &[u8]) -> Result<SystemTable<'_>, TableError> {
             if word(image, 16) != 0 {
                 return Err(bad_image("reserved word is not 0", word(image, 16)));
             }
-            if images.iter().any(|other: &ImageEntry| other.role == role) {
+            if !role.is_disk() && images.iter().any(|other: &ImageEntry| other.role == role) {
                 return Err(bad_image(
                     "a second kernel, initrd, device tree or firmware",
                     role as u32,
@@ -604,6 +638,21 @@ pub fn parse(bytes: &[u8]) -> Result<SystemTable<'_>, TableError> {
                     "a firmware not at the start of the 64 MiB flash bank",
                     size,
                 ));
+            }
+            if role.is_disk() {
+                let disks = images.iter().filter(|other| other.role.is_disk()).count();
+                if disks >= MAX_DISKS {
+                    return Err(bad_image("more disks than virtio-mmio slots", role as u32));
+                }
+                if !size.is_multiple_of(DISK_SECTOR) {
+                    return Err(bad_image("a disk that is not whole 512-byte sectors", size));
+                }
+                if role == Role::Disk && load_offset != 0 {
+                    return Err(bad_image(
+                        "a read-only disk with a load offset",
+                        load_offset,
+                    ));
+                }
             }
             images.push(ImageEntry {
                 role,

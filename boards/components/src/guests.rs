@@ -28,6 +28,7 @@
 //! 4. one status line per VM, and the exit status: 0 unless a VM reported
 //!    a failure or was stopped by its fault policy.
 
+use crate::devices::VmDisks;
 use crate::platform::BoardPlatform;
 use crate::platform::VmConsole;
 use crate::{io, log};
@@ -41,17 +42,21 @@ use capsules::console_mux::{ConsoleMode, ConsoleMux, ConsolePort};
 use capsules::fault_policies::{RestartThenStop, StopFaultPolicy};
 use capsules::hypervisor_service::HypervisorService;
 use capsules::psci::Psci;
+use capsules::virtio::ram_disk::RamDisk;
 use capsules::virtual_gic::VirtualGic;
 use capsules::virtual_uart::VirtualUart;
 use core::sync::atomic::{AtomicUsize, Ordering};
 use hyp::capabilities::{Stage2MappingCapability, VcpuCreationCapability};
 use hyp::config::{
-    validate, BoardOffer, DeviceClaim, ImageConfig, ImageProblem, VmConfig, MAX_VMS,
+    validate, validate_disks, BoardOffer, DeviceClaim, DiskConfig, ImageConfig, ImageProblem,
+    VmConfig, MAX_DISKS, MAX_VMS,
 };
 use hyp::device_tree::{guest_device_tree, GuestTree};
 use hyp::dispatch::{HypercallDriver, MmioDevice};
 use hyp::exit::ExitCode;
 use hyp::fault_policy::VmFaultPolicy;
+use hyp::hil::block::BlockDevice;
+use hyp::hil::guest_ram::{GuestRam, GuestRamError};
 use hyp::hil::time::{Clock, WallClock};
 use hyp::interrupts::InterruptBackend;
 use hyp::kernel::{
@@ -405,6 +410,101 @@ fn check_emulated(
     }
 }
 
+/// One VM's RAM as its devices reach it (`hyp::hil::guest_ram`): the
+/// guest-physical window `ram_ipa..ram_ipa + ram_size`, backed by
+/// `ram_host..` in the guest pool, which the Hyp map maps read-write at
+/// the same addresses. Every copy is checked against the window first.
+#[derive(Clone, Copy, Debug)]
+struct VmGuestRam {
+    ipa: u64,
+    host: usize,
+    size: u64,
+}
+
+impl VmGuestRam {
+    fn of(config: &VmConfig<'_>) -> VmGuestRam {
+        VmGuestRam {
+            ipa: config.ram_ipa as u64,
+            host: config.ram_host as usize,
+            size: config.ram_size as u64,
+        }
+    }
+
+    /// The host address of `len` bytes at `ipa`, if all inside the RAM.
+    fn host(&self, ipa: u64, len: usize) -> Result<usize, GuestRamError> {
+        if self.contains(ipa, len) {
+            Ok(self.host + (ipa - self.ipa) as usize)
+        } else {
+            Err(GuestRamError { ipa, len })
+        }
+    }
+}
+
+impl GuestRam for VmGuestRam {
+    fn window(&self) -> (u64, u64) {
+        (self.ipa, self.size)
+    }
+
+    fn read(&self, ipa: u64, out: &mut [u8]) -> Result<(), GuestRamError> {
+        let from = self.host(ipa, out.len())?;
+        if from.is_multiple_of(4) && out.len().is_multiple_of(4) {
+            for (n, chunk) in out.chunks_exact_mut(4).enumerate() {
+                // SAFETY: as below, with aligned word loads (the guest's
+                // RAM is Normal memory: a word load of it never tears
+                // into anything worse than a mix of old and new bytes).
+                let word = unsafe { core::ptr::read_volatile((from + 4 * n) as *const u32) };
+                chunk.copy_from_slice(&word.to_ne_bytes());
+            }
+            return Ok(());
+        }
+        for (n, byte) in out.iter_mut().enumerate() {
+            // SAFETY: `host` proved `from..from + out.len()` is inside this
+            // VM's RAM, which `validate` placed in the guest pool (mapped
+            // read-write in the Hyp map) apart from everything else the
+            // hypervisor owns. The guest's vCPUs may write these bytes
+            // meanwhile: volatile byte loads read whatever is there, and
+            // never form a reference to memory another CPU changes.
+            *byte = unsafe { core::ptr::read_volatile((from + n) as *const u8) };
+        }
+        Ok(())
+    }
+
+    fn write(&self, ipa: u64, data: &[u8]) -> Result<(), GuestRamError> {
+        let to = self.host(ipa, data.len())?;
+        if to.is_multiple_of(4) && data.len().is_multiple_of(4) {
+            for (n, chunk) in data.chunks_exact(4).enumerate() {
+                let word = u32::from_ne_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]);
+                // SAFETY: as below, with aligned word stores.
+                unsafe { core::ptr::write_volatile((to + 4 * n) as *mut u32, word) };
+            }
+            return Ok(());
+        }
+        for (n, byte) in data.iter().enumerate() {
+            // SAFETY: as for `read`: inside this VM's RAM, mapped
+            // read-write; volatile stores, in order (the device's used
+            // ring relies on that order, with its fence).
+            unsafe { core::ptr::write_volatile((to + n) as *mut u8, *byte) };
+        }
+        Ok(())
+    }
+}
+
+/// The RAM disk serving a VM's disk image `bytes` (in the staging area)
+/// as `disk` says: in place when read-only, else from its copy in the pool.
+fn image_disk(bytes: &'static [u8], disk: DiskConfig) -> &'static RamDisk<'static> {
+    let Some(copy) = disk.copy else {
+        return leak(RamDisk::read_only(bytes));
+    };
+    // SAFETY: `validate_disks` proved `copy..copy + size` lies inside the
+    // guest pool (mapped read-write in the Hyp map) and overlaps no VM's
+    // RAM and no other disk's copy; this is the only reference made to it,
+    // once at boot, and it lives as long as the hypervisor runs.
+    let copy: &'static mut [u8] =
+        unsafe { core::slice::from_raw_parts_mut(copy as usize as *mut u8, bytes.len()) };
+    copy.copy_from_slice(bytes);
+    leak(RamDisk::writable(copy))
+}
+
 /// Moves `values` to the boot heap for the rest of the run, as a slice.
 fn leak_all<T>(values: impl Iterator<Item = T>) -> &'static [T] {
     values.collect::<Vec<T>>().leak()
@@ -493,12 +593,44 @@ pub fn prepare(memory: GuestPool) -> System {
             .zip(gics)
             .map(|(port, gic)| crate::devices::uart(gic, port)),
     );
+    // Each VM's disks: the system image's disk images, a read-only one
+    // served where it lies, a writable one copied once to its place in
+    // the pool (kept across the VM's restarts, until power off).
+    let disk_configs: Vec<[Option<DiskConfig>; MAX_DISKS]> = table
+        .vms
+        .iter()
+        .map(|entry| DiskConfig::from_table(&table, entry, memory.staging.start, memory.pool.start))
+        .collect();
+    if let Err(error) = validate_disks(&configs, &disk_configs, memory.pool) {
+        io::refuse_boot(format_args!("bad VM table: {}", error));
+    }
+    let vm_disks: Vec<VmDisks> = table
+        .vms
+        .iter()
+        .zip(&disk_configs)
+        .zip(&configs)
+        .map(|((entry, disk_configs), config)| VmDisks {
+            ram: leak(VmGuestRam::of(config)),
+            disks: core::array::from_fn(|slot| {
+                let image = entry.disks().nth(slot)?;
+                let disk = disk_configs[slot]?;
+                Some(image_disk(image.bytes, disk) as &dyn BlockDevice<'static>)
+            }),
+            vm: config.name,
+        })
+        .collect();
+    let disk_count: usize = disk_configs.iter().flatten().flatten().count();
+    if disk_count > 0 {
+        log!("disks: {} image disks on virtio-mmio", disk_count);
+    }
     let devices = gics
         .iter()
         .zip(uarts)
         .zip(&configs)
-        .map(|((gic, uart), config)| {
-            let mut devices = crate::devices::vm_devices(gic, uart, &Counter, memory.wall_clock);
+        .zip(vm_disks)
+        .map(|(((gic, uart), config), disks)| {
+            let mut devices =
+                crate::devices::vm_devices(gic, uart, &Counter, memory.wall_clock, disks);
             if config.firmware.is_some() {
                 devices.push(leak(capsules::flash::FlashWindow::new()) as &dyn MmioDevice);
             }

@@ -367,3 +367,59 @@ fn no_single_byte_change_is_accepted() {
         assert!(parse(&image[..length]).is_err(), "prefix {length}");
     }
 }
+
+#[test]
+fn disks_are_images_in_slot_order_checked_for_sectors_and_count() {
+    const DISK: &[u8] = &[0x33; 1024];
+    const OTHER: &[u8] = &[0x44; 512];
+    let disk = |role, bytes, load_offset| ImageEntry {
+        role,
+        bytes,
+        load_offset,
+    };
+    let mut vm = linux();
+    vm.images.push(disk(Role::WritableDisk, DISK, 512 << 20));
+    vm.images.push(disk(Role::Disk, OTHER, 0));
+    let image = Writer::write(&[vm.clone()], 0);
+    let table = parse(&image).unwrap();
+    assert_eq!(table.vms[0], vm);
+    let disks: Vec<(Role, usize, u32)> = table.vms[0]
+        .disks()
+        .map(|d| (d.role, d.bytes.len(), d.load_offset))
+        .collect();
+    assert_eq!(
+        disks,
+        [(Role::WritableDisk, 1024, 512 << 20), (Role::Disk, 512, 0)]
+    );
+
+    let refused = |vm: &VmEntry| parse(&Writer::write(core::slice::from_ref(vm), 0)).unwrap_err();
+    let mut three = vm.clone();
+    three.images.push(disk(Role::Disk, OTHER, 0));
+    assert!(matches!(
+        refused(&three),
+        TableError::Image {
+            image: 5,
+            what: "more disks than virtio-mmio slots",
+            ..
+        }
+    ));
+    let mut partial = linux();
+    partial.images.push(disk(Role::Disk, &DISK[..700], 0));
+    assert!(matches!(
+        refused(&partial),
+        TableError::Image {
+            what: "a disk that is not whole 512-byte sectors",
+            value: 700,
+            ..
+        }
+    ));
+    let mut placed = linux();
+    placed.images.push(disk(Role::Disk, DISK, 4096));
+    assert!(matches!(
+        refused(&placed),
+        TableError::Image {
+            what: "a read-only disk with a load offset",
+            ..
+        }
+    ));
+}

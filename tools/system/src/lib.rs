@@ -36,7 +36,7 @@
 
 pub mod images;
 
-use hyp::config::{validate, BoardOffer, ImageProblem, VmConfig};
+use hyp::config::{validate, validate_disks, BoardOffer, DiskConfig, ImageProblem, VmConfig};
 use hyp::guest_platform::FLASH;
 use hyp::memory::{MemoryType, Permissions, Region};
 use hyp::system_image::{
@@ -229,6 +229,33 @@ pub struct VmDescription {
     pub console: Option<ConsoleMode>,
     /// Whether it has the console focus at boot.
     pub focus: Option<Spanned<bool>>,
+    /// Its disks (`[[vm.disk]]`), in virtio-mmio slot order.
+    #[serde(default)]
+    pub disk: Vec<Spanned<DiskDescription>>,
+}
+
+/// A disk of a VM, as written: an image file packed into the system
+/// image.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct DiskDescription {
+    /// The image file (whole 512-byte sectors).
+    pub file: Spanned<String>,
+    /// Whether the guest may only read it (default true); a writable
+    /// disk keeps the guest's writes until the board powers off.
+    pub read_only: Option<Spanned<bool>>,
+}
+
+/// A disk read and placed, ready to pack.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CheckedDisk {
+    /// The file it came from.
+    pub file: PathBuf,
+    /// Its bytes.
+    pub bytes: Vec<u8>,
+    /// For a writable disk, where its copy goes in the board's pool (an
+    /// offset); `None` for a read-only one.
+    pub pool_offset: Option<u64>,
 }
 
 /// A whole description, as written.
@@ -375,7 +402,12 @@ pub struct CheckedVm {
     pub policy: PackedPolicy,
     /// Its console mode.
     pub console: ConsoleMode,
+    /// Its disks, in slot order.
+    pub disks: Vec<CheckedDisk>,
 }
+
+/// A writable disk's copy in the pool starts at a multiple of this.
+pub const DISK_COPY_ALIGNMENT: u64 = 4096;
 
 /// A description that passed every check.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -641,7 +673,7 @@ pub fn check(file: &Path, text: &str, options: &Options) -> Result<CheckedSystem
             ),
         );
     }
-    let mut vms = Vec::new();
+    let mut vms: Vec<CheckedVm> = Vec::new();
     let mut focus = None;
     let mut next_offset = 0u64;
     // Each VM's RAM in the pool, for the overlap check.
@@ -999,6 +1031,65 @@ pub fn check(file: &Path, text: &str, options: &Options) -> Result<CheckedSystem
         if vm.firmware.is_some() {
             devices |= flash_bit;
         }
+        let mut disks = Vec::new();
+        for (n, disk) in vm.disk.iter().enumerate() {
+            let key = |name: &str| Some(format!("vm[{index}].disk[{n}].{name}"));
+            let Some(slot) = hyp::guest_platform::VIRTIO_MMIO.get(n) else {
+                report.add(
+                    disk.span(),
+                    Some(format!("vm[{index}].disk[{n}]")),
+                    format!(
+                        "{} disks, more than the {} virtio-mmio slots a VM has",
+                        vm.disk.len(),
+                        hyp::guest_platform::VIRTIO_MMIO.len()
+                    ),
+                );
+                continue;
+            };
+            let file = &disk.get_ref().file;
+            let Some((path, bytes)) = read(folder, &options.search, file.get_ref())
+                .map_err(|message| report.add(file.span(), key("file"), message))
+                .ok()
+            else {
+                continue;
+            };
+            let sector = u64::from(hyp::system_image::DISK_SECTOR);
+            if bytes.is_empty() || !(bytes.len() as u64).is_multiple_of(sector) {
+                report.add(
+                    file.span(),
+                    key("file"),
+                    format!(
+                        "{} is {} bytes, not a whole number of {sector}-byte sectors (pad it, e.g. truncate -s %{sector})",
+                        path.display(),
+                        bytes.len()
+                    ),
+                );
+            }
+            let slot_bit = DEVICES.iter().position(|d| *d == slot.name).unwrap_or(0);
+            if devices & (1 << slot_bit) == 0 {
+                report.add(
+                    disk.span(),
+                    Some(format!("vm[{index}].disk[{n}]")),
+                    format!(
+                        "disk {n} is served in slot '{}', which the VM's devices do not claim",
+                        slot.name
+                    ),
+                );
+            }
+            let read_only = disk
+                .get_ref()
+                .read_only
+                .as_ref()
+                .is_none_or(|ro| *ro.get_ref());
+            disks.push((
+                disk.span(),
+                CheckedDisk {
+                    file: path,
+                    bytes,
+                    pool_offset: (!read_only).then_some(0),
+                },
+            ));
+        }
         let mut policy = PackedPolicy::Stop;
         if let Some(spanned) = &vm.fault_policy {
             match spanned.get_ref() {
@@ -1073,7 +1164,47 @@ pub fn check(file: &Path, text: &str, options: &Options) -> Result<CheckedSystem
                 devices,
                 policy,
                 console: vm.console.unwrap_or(ConsoleMode::Held),
+                disks: disks.into_iter().map(|(_, disk)| disk).collect(),
             });
+        }
+    }
+    // Writable disks' copies: in the pool after every VM's RAM, in order.
+    let mut copy_at = placed
+        .iter()
+        .map(|(_, range)| range.end)
+        .max()
+        .unwrap_or(0)
+        .next_multiple_of(DISK_COPY_ALIGNMENT);
+    for (index, vm) in vms.iter_mut().enumerate() {
+        for (n, disk) in vm.disks.iter_mut().enumerate() {
+            if disk.pool_offset.is_none() {
+                continue;
+            }
+            let size = disk.bytes.len() as u64;
+            let end = copy_at + size;
+            if end > board.pool() {
+                let at = description
+                    .vm
+                    .iter()
+                    .position(|d| *d.name.get_ref() == vm.name)
+                    .unwrap_or(index);
+                report.add(
+                    description.vm[at].disk[n].span(),
+                    Some(format!("vm[{at}].disk[{n}]")),
+                    format!(
+                        "writable disk {} is {} ({size} bytes); its copy from {} into the pool ends at {} ({end} bytes), beyond board '{}''s guest RAM pool of {} ({} bytes)",
+                        disk.file.display(),
+                        format_size(size),
+                        format_size(copy_at),
+                        format_size(end),
+                        board.name,
+                        format_size(board.pool()),
+                        board.pool()
+                    ),
+                );
+            }
+            disk.pool_offset = Some(copy_at);
+            copy_at = end.next_multiple_of(DISK_COPY_ALIGNMENT);
         }
     }
     let system = CheckedSystem {
@@ -1152,6 +1283,11 @@ fn hypervisor_check(image: &[u8], board: &Board) -> Result<(), Refusal> {
         .iter()
         .map(|vm| VmConfig::from_table(&table, vm, 0, board.offer.pool.start))
         .collect();
+    let disks: Vec<_> = table
+        .vms
+        .iter()
+        .map(|vm| DiskConfig::from_table(&table, vm, 0, board.offer.pool.start))
+        .collect();
     validate(&configs, &board.offer, |vm, config| {
         let start = config.host_address as usize;
         let bytes = image
@@ -1159,6 +1295,7 @@ fn hypervisor_check(image: &[u8], board: &Board) -> Result<(), Refusal> {
             .ok_or(ImageProblem::OutsideStaging)?;
         hyp::image::probe(vm, config, bytes)
     })
+    .and_then(|()| validate_disks(&configs, &disks, board.offer.pool))
     .map_err(|error| Refusal {
         vm: error.vm().map(str::to_string),
         message: error.to_string(),
@@ -1208,6 +1345,15 @@ fn entries(system: &CheckedSystem) -> Vec<VmEntry<'_>> {
                     .iter()
                     .map(|tree| image(Role::DeviceTree, tree)),
             );
+            images.extend(vm.disks.iter().map(|disk| ImageEntry {
+                role: if disk.pool_offset.is_some() {
+                    Role::WritableDisk
+                } else {
+                    Role::Disk
+                },
+                bytes: &disk.bytes,
+                load_offset: disk.pool_offset.unwrap_or(0) as u32,
+            }));
             VmEntry {
                 name: &vm.name,
                 bootargs: &vm.bootargs,
@@ -1301,6 +1447,8 @@ mod tests {
         std::fs::write(dir.join("big"), vec![0u8; 3 << 20]).unwrap();
         std::fs::write(dir.join("firmware"), vec![0xeau8; 5000]).unwrap();
         std::fs::write(dir.join("empty"), b"").unwrap();
+        std::fs::write(dir.join("disk.img"), vec![0x5a; 8192]).unwrap();
+        std::fs::write(dir.join("odd.img"), vec![0x5a; 1000]).unwrap();
         dir
     }
 
@@ -1887,5 +2035,92 @@ devices = ["pl011", "flash"]
         assert!(problems[4].contains(
             "system.toml:27:21: vm[4].devices: device 'flash' is the firmware's flash window: only a VM with a firmware has it"
         ));
+    }
+
+    #[test]
+    fn disks_are_packed_in_slot_order_and_writable_ones_get_a_pool_copy() {
+        let text = format!(
+            "{GOOD}\n[[vm.disk]]\nfile = \"disk.img\"\n\n[[vm.disk]]\nfile = \"disk.img\"\nread-only = false\n"
+        );
+        let system = check_text(&text).unwrap();
+        let ticker = &system.vms[1];
+        assert_eq!(ticker.disks.len(), 2);
+        // After both VMs' RAM (256 MiB + 2 MiB).
+        assert_eq!(
+            ticker
+                .disks
+                .iter()
+                .map(|d| d.pool_offset)
+                .collect::<Vec<_>>(),
+            [None, Some(258 << 20)]
+        );
+        let image = pack(&system).unwrap();
+        let table = hyp::system_image::parse(&image).unwrap();
+        let disks: Vec<(Role, u32, u32)> = table.vms[1]
+            .disks()
+            .map(|d| (d.role, d.size(), d.load_offset))
+            .collect();
+        assert_eq!(
+            disks,
+            [(Role::Disk, 8192, 0), (Role::WritableDisk, 8192, 258 << 20)]
+        );
+        assert_eq!(table.vms[0].disks().count(), 0);
+    }
+
+    #[test]
+    fn bad_disks_are_refused_at_their_lines() {
+        let odd = format!("{GOOD}\n[[vm.disk]]\nfile = \"odd.img\"\n");
+        let problems = check_text(&odd).unwrap_err();
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(
+            problems[0].starts_with("system.toml:20:8: vm[1].disk[0].file: ")
+                && problems[0].ends_with(
+                    "odd.img is 1000 bytes, not a whole number of 512-byte sectors (pad it, e.g. truncate -s %512)"
+                ),
+            "{}",
+            problems[0]
+        );
+        let three = format!("{GOOD}{}", "\n[[vm.disk]]\nfile = \"disk.img\"\n".repeat(3));
+        let problems = check_text(&three).unwrap_err();
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(
+            problems[0]
+                .contains("vm[1].disk[2]: 3 disks, more than the 2 virtio-mmio slots a VM has"),
+            "{}",
+            problems[0]
+        );
+        // The first VM claims only three devices: no slot for a disk.
+        let unclaimed = GOOD.replace(
+            "focus = true\n",
+            "focus = true\n\n[[vm.disk]]\nfile = \"disk.img\"\n",
+        );
+        let problems = check_text(&unclaimed).unwrap_err();
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(
+            problems[0].contains(
+                "vm[0].disk[0]: disk 0 is served in slot 'virtio-mmio0', which the VM's devices do not claim"
+            ),
+            "{}",
+            problems[0]
+        );
+        let missing = format!("{GOOD}\n[[vm.disk]]\nfile = \"nowhere.img\"\nsize = 3\n");
+        let problems = check_text(&missing).unwrap_err();
+        assert!(
+            problems[0].contains("unknown field `size`"),
+            "{}",
+            problems[0]
+        );
+        // A writable disk beyond the pool names both sizes.
+        let big = GOOD.replace("ram = \"256 MiB\"", "ram = \"750 MiB\"");
+        let text = format!("{big}\n[[vm.disk]]\nfile = \"disk.img\"\nread-only = false\n");
+        let problems = check_text(&text).unwrap_err();
+        assert!(
+            problems[0].contains("its copy from 752 MiB into the pool ends at")
+                && problems[0].contains(
+                    "beyond board 'qemu-virt''s guest RAM pool of 752 MiB (788529152 bytes)"
+                ),
+            "{}",
+            problems[0]
+        );
     }
 }
