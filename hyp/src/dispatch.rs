@@ -390,6 +390,10 @@ pub struct Routes<'a> {
     /// outside it (an abort to inject, the common miss) is refused with
     /// one compare, whatever the number of devices.
     span: (u64, u64),
+    /// The window the last access found: looked at first, since a guest
+    /// touches one device many times in a row (a character at a time to
+    /// the UART, acknowledge then end of interrupt to the GIC).
+    last: core::cell::Cell<u8>,
     services: &'a [&'a dyn HypercallDriver],
     /// (first id, last id - first id, index in `services`) of each range.
     functions: [(u32, u32, u8); MAX_FUNCTION_RANGES],
@@ -490,6 +494,7 @@ impl<'a> Routes<'a> {
             devices,
             windows,
             span,
+            last: core::cell::Cell::new(0),
             services,
             functions,
             by_owner,
@@ -499,20 +504,29 @@ impl<'a> Routes<'a> {
 
     /// The device whose window holds the whole access, and the offset in
     /// it.
+    #[inline]
     fn device(&self, ipa: u64, size: AccessSize) -> Option<(&'a dyn MmioDevice, u64)> {
+        let bytes = size.bytes() as u64;
+        let holds = |(base, window): (u64, u64)| {
+            let offset = ipa.wrapping_sub(base);
+            (offset < window && window - offset >= bytes).then_some(offset)
+        };
+        let last = self.last.get() as usize;
+        if let (Some(&window), Some(&device)) = (self.windows.get(last), self.devices.get(last)) {
+            if let Some(offset) = holds(window) {
+                return Some((device, offset));
+            }
+        }
         let (low, extent) = self.span;
         if ipa.wrapping_sub(low) >= extent {
             return None;
         }
-        let bytes = size.bytes() as u64;
-        let devices = self.devices.iter();
-        self.windows
+        let (index, offset) = self.windows[..self.devices.len()]
             .iter()
-            .zip(devices)
-            .find_map(|(&(base, window), device)| {
-                let offset = ipa.wrapping_sub(base);
-                (offset < window && window - offset >= bytes).then_some((*device, offset))
-            })
+            .enumerate()
+            .find_map(|(index, &window)| Some((index, holds(window)?)))?;
+        self.last.set(index as u8);
+        Some((self.devices[index], offset))
     }
 
     /// The service that owns `function`: the ranges of its owner compared,
@@ -639,6 +653,56 @@ mod tests {
         fn changes_interrupts(&self, offset: u64, write: bool) -> bool {
             write || offset != 4
         }
+    }
+
+    /// A 4 KiB window at `.0` named `.1` with nothing in it.
+    struct Window(u64, &'static str);
+
+    impl MmioDevice for Window {
+        fn name(&self) -> &'static str {
+            self.1
+        }
+        fn base(&self) -> u64 {
+            self.0
+        }
+        fn size(&self) -> u64 {
+            0x1000
+        }
+        fn read(&self, _offset: u64, _size: AccessSize) -> Result<u32, MmioError> {
+            Ok(0)
+        }
+        fn write(&self, _offset: u64, _size: AccessSize, _value: u32) -> Result<(), MmioError> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn the_last_window_found_is_looked_at_first_and_never_wrongly() {
+        let (a, b, c) = (
+            Window(0x0801_0000, "a"),
+            Window(0x0900_0000, "b"),
+            Window(0x0a00_0000, "c"),
+        );
+        let devices: [&dyn MmioDevice; 3] = [&a, &b, &c];
+        let routes = Routes::new(&devices, &[]).unwrap();
+        let found = |ipa| {
+            routes
+                .device(ipa, AccessSize::Word)
+                .map(|(device, offset)| (device.name(), offset))
+        };
+        assert_eq!(found(0x0900_0010), Some(("b", 0x10)));
+        assert_eq!(routes.last.get(), 1);
+        assert_eq!(found(0x0900_0ffc), Some(("b", 0xffc)));
+        // Past the end of the last window found: not its, and not anyone's.
+        assert_eq!(found(0x0900_0ffe), None);
+        assert_eq!(found(0x0900_1000), None);
+        assert_eq!(found(0x0a00_0004), Some(("c", 4)));
+        assert_eq!(found(0x0801_0000), Some(("a", 0)));
+        assert_eq!(routes.last.get(), 0);
+        // Below and above every window, with the cache on either side.
+        assert_eq!(found(0x0800_fffc), None);
+        assert_eq!(found(0x0a00_1000), None);
+        assert_eq!(found(0x0900_0000), Some(("b", 0)));
     }
 
     struct Psci;

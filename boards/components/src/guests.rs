@@ -820,13 +820,19 @@ pub fn create_vms(
             // Each vCPU gets the devices its VM claims (the table was
             // checked: each is one of the board's, at its own window), as
             // its own views where the device is banked per CPU; at most
-            // one per row of the guest platform.
+            // one per row of the guest platform. The order is the MMIO
+            // lookup's (`hyp::dispatch::Routes` walks the windows in
+            // turn): the hot ones first, the emulated GIC CPU interface
+            // (two accesses per interrupt where the board has no GICV),
+            // then the UART (one per character), then the rest.
+            let (uart, others) = system.devices[index].split_at(1);
             let devices: &'static heapless::Vec<&'static dyn MmioDevice, PLATFORM_ROWS> = leak(
-                system.devices[index]
-                    .iter()
-                    .copied()
+                wiring
+                    .cpu_interface
+                    .into_iter()
+                    .chain(uart.iter().copied())
                     .chain([wiring.distributor])
-                    .chain(wiring.cpu_interface)
+                    .chain(others.iter().copied())
                     .filter(|device| claims(config, device.name()))
                     .collect(),
             );

@@ -130,7 +130,7 @@ bench_measure:
     bne     12f
     measure 0x09000018, 0x86000fff, hvc #0  @ an id nobody owns
     measure 0x09000018, 0x86000fff, ldr r1, [r6]
-    measure 0x0a000000, 0x86000fff, ldr r1, [r6]
+    measure 0x0b000000, 0x86000fff, ldr r1, [r6] @ nothing there: an abort
     @ The VM switch: timed by CNTPCT, the physical counter every VM
     @ reads alike (r4/r5 its low word, r12 the high word, unused; YIELD
     @ takes no arguments), in ticks.
