@@ -157,8 +157,9 @@ The VM switch row: the bench VM calls YIELD while a second VM
 hypercall exit, saving and restoring the banked registers, CP15 state
 (with CPACR and ThumbEE), the performance monitors of the bench VM (which
 uses them; the peer does not, so its are never touched), the debug
-registers (21 reads at every switch-out; written back only when some VM's
-are not zero), VFP/NEON state, the VM's interrupt context, the stage-2
+registers (never read: every guest access to them traps, so each vCPU's
+copy is current; written back only when some VM's are not zero),
+VFP/NEON state, the VM's interrupt context, the stage-2
 switch by VMID without TLB invalidation, and the entry) less the peer's
 three loop instructions, halved. Since the isolation audit the switch also
 carries the debug registers and the other registers it found shared; the
