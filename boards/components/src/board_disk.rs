@@ -101,17 +101,7 @@ fn read(
     sector: u64,
     buffer: &'static mut [u8],
 ) -> (&'static mut [u8], Result<(), BlockError>) {
-    let mut refused = None;
-    let result = complete(disk, waiter, || {
-        disk.read(sector, buffer).map_err(|(error, buffer)| {
-            refused = Some(buffer);
-            error
-        })
-    });
-    (
-        refused.or_else(|| waiter.buffer.take()).unwrap_or(&mut []),
-        result,
-    )
+    transfer(disk, waiter, false, sector, buffer)
 }
 
 /// Writes `buffer` at `sector`; the buffer comes back.
@@ -121,9 +111,26 @@ fn write(
     sector: u64,
     buffer: &'static mut [u8],
 ) -> (&'static mut [u8], Result<(), BlockError>) {
+    transfer(disk, waiter, true, sector, buffer)
+}
+
+/// Writes `buffer` at `sector` (`write`) or reads into it, waiting for the
+/// completion; the buffer comes back, refused or completed.
+fn transfer(
+    disk: &dyn BlockDevice<'static>,
+    waiter: &Waiter,
+    write: bool,
+    sector: u64,
+    buffer: &'static mut [u8],
+) -> (&'static mut [u8], Result<(), BlockError>) {
     let mut refused = None;
     let result = complete(disk, waiter, || {
-        disk.write(sector, buffer).map_err(|(error, buffer)| {
+        let started = if write {
+            disk.write(sector, buffer)
+        } else {
+            disk.read(sector, buffer)
+        };
+        started.map_err(|(error, buffer)| {
             refused = Some(buffer);
             error
         })
