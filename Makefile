@@ -171,7 +171,7 @@ soak: setup
 # FUZZ_TIME seconds per
 # target. Needs a nightly toolchain and cargo-fuzz; installs them if missing.
 FUZZ_TIME ?= 60
-FUZZ_TARGETS := trap_decode virtual_devices hypercalls vm_config system_image device_tree
+FUZZ_TARGETS := trap_decode virtual_devices hypercalls vm_config system_image device_tree virtio_blk
 fuzz: setup
 	rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal
 	command -v cargo-fuzz >/dev/null 2>&1 || cargo install cargo-fuzz --locked
