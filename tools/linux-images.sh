@@ -16,7 +16,7 @@ mkdir -p "$dir"
 dir="$(cd "$dir" && pwd)"
 
 # Bumped whenever the initramfs below changes, so cached images are remade.
-version=4
+version=5
 if [ -s "$dir/linux-zImage" ] && [ -s "$dir/initrd.cpio.gz" ] \
     && [ "$(cat "$dir/images.version" 2>/dev/null)" = "$version" ]; then
     exit 0
@@ -46,12 +46,22 @@ dpkg-deb -x "$apt_state/debs/${kernel}"_*.deb "$work/kernel"
 dpkg-deb -x "$apt_state"/debs/busybox-static_*.deb "$work/busybox"
 cp "$work"/kernel/boot/vmlinuz-* "$dir/linux-zImage.tmp"
 cp "$work/busybox/bin/busybox" "$work/root/bin/busybox"
+# The virtio disk drivers (modules in Debian's armmp kernel; the virtio
+# core and rings are built in, and neither module depends on another), so
+# that a VM's virtio-mmio disks are /dev/vda and /dev/vdb.
+mkdir -p "$work/root/lib/modules"
+for module in drivers/virtio/virtio_mmio.ko drivers/block/virtio_blk.ko; do
+    cp "$work"/kernel/lib/modules/*/kernel/"$module" "$work/root/lib/modules/"
+done
 cat > "$work/root/init" <<'INIT'
 #!/bin/busybox sh
 /bin/busybox --install -s /bin
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev
+for module in virtio_mmio virtio_blk; do
+    insmod "/lib/modules/$module.ko"
+done
 echo "capvisor-linux: initramfs up"
 uname -a
 # make bench boots with capvisor-bench on the command line: power off at
