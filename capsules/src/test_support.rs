@@ -238,6 +238,25 @@ impl<'a> ManualDisk<'a> {
         }
     }
 
+    /// Takes a read or write (`held` makes it of `sector` and `buffer`)
+    /// unless one is in flight or it is out of range.
+    fn start(
+        &self,
+        sector: u64,
+        buffer: &'static mut [u8],
+        held: fn(u64, &'static mut [u8]) -> Held,
+    ) -> Result<(), (BlockError, &'static mut [u8])> {
+        if self.held.borrow().is_some() {
+            return Err((BlockError::Busy, buffer));
+        }
+        if let Err(error) = check_range(sector, buffer.len(), self.sectors()) {
+            return Err((error, buffer));
+        }
+        self.started.set(self.started.get() + 1);
+        *self.held.borrow_mut() = Some(held(sector, buffer));
+        Ok(())
+    }
+
     /// Completes the request it holds (`Ok`, or `error`), as its
     /// interrupt would; returns whether it held one.
     pub fn complete(&self, error: Option<BlockError>) -> bool {
@@ -282,15 +301,7 @@ impl<'a> BlockDevice<'a> for ManualDisk<'a> {
         sector: u64,
         buffer: &'static mut [u8],
     ) -> Result<(), (BlockError, &'static mut [u8])> {
-        if self.held.borrow().is_some() {
-            return Err((BlockError::Busy, buffer));
-        }
-        if let Err(error) = check_range(sector, buffer.len(), self.sectors()) {
-            return Err((error, buffer));
-        }
-        self.started.set(self.started.get() + 1);
-        *self.held.borrow_mut() = Some(Held::Read(sector, buffer));
-        Ok(())
+        self.start(sector, buffer, Held::Read)
     }
 
     fn write(
@@ -298,15 +309,7 @@ impl<'a> BlockDevice<'a> for ManualDisk<'a> {
         sector: u64,
         buffer: &'static mut [u8],
     ) -> Result<(), (BlockError, &'static mut [u8])> {
-        if self.held.borrow().is_some() {
-            return Err((BlockError::Busy, buffer));
-        }
-        if let Err(error) = check_range(sector, buffer.len(), self.sectors()) {
-            return Err((error, buffer));
-        }
-        self.started.set(self.started.get() + 1);
-        *self.held.borrow_mut() = Some(Held::Write(sector, buffer));
-        Ok(())
+        self.start(sector, buffer, Held::Write)
     }
 
     fn flush(&self) -> Result<(), BlockError> {
