@@ -23,20 +23,23 @@
 //! | 0x020 | DriverFeatures | the driver's, the half DriverFeaturesSel (0x024) selects; kept until FEATURES_OK |
 //! | 0x030 | QueueSel | the queue the next five registers mean |
 //! | 0x034 | QueueNumMax | 128 for a queue the device has, else 0 |
-//! | 0x038 | QueueNum | the queue's size (a power of two, checked at QueueReady) |
-//! | 0x044 | QueueReady | write 1: the queue is checked and used; 0: not used |
-//! | 0x050 | QueueNotify | write a queue index: the device looks at that queue (others are ignored) |
+//! | 0x038 | QueueNum | the queue's size (a power of two, checked at QueueReady; ignored while the queue is ready) |
+//! | 0x044 | QueueReady | write 1: the queue is checked and used (its indices start at 0), also after DRIVER_OK; 0: not used |
+//! | 0x050 | QueueNotify | write a queue index (the whole word): the device looks at that queue if it is ready and the device live; any other value is ignored |
 //! | 0x060 | InterruptStatus | bit 0 used buffer, bit 1 configuration change; the line is high while non-zero |
 //! | 0x064 | InterruptACK | clears the bits written |
-//! | 0x070 | Status | the driver's progress; FEATURES_OK stays clear if the features written are not a subset of the device's with VERSION_1; writing 0 resets the device |
+//! | 0x070 | Status | the driver's progress, bits only added; FEATURES_OK stays clear if the features written are not a subset of the device's with VERSION_1; DRIVER_OK stays clear until FEATURES_OK holds; writing 0 resets the device |
 //! | 0x080-0x0a4 | QueueDesc/Driver/Device Low/High | the queue's areas (ignored while it is ready) |
 //! | 0x0ac-0x0bc | SHMSel, SHMLen, SHMBase | no shared memory regions (length and base read all ones) |
 //! | 0x0fc | ConfigGeneration | 0: the configuration never changes |
-//! | 0x100.. | Config | the device's configuration space, any size up to a word |
+//! | 0x100.. | Config | the device's configuration space, any naturally aligned size up to a word; writes ignored |
 //!
-//! Registers below 0x100 take word accesses only (others are refused: the
-//! guest takes a data abort); other offsets read as zero and ignore
-//! writes. Queue areas are checked when the queue goes ready (size a power
+//! Registers below 0x100 take aligned word accesses only (others are
+//! refused: the guest takes a data abort); offsets below 0x100 that name
+//! no register, and the read-only registers, read as the table says and
+//! ignore writes. An offset past the device's configuration space is
+//! refused. QueueSel may name a queue the device does not have: its
+//! registers then read 0 and ignore writes. Queue areas are checked when the queue goes ready (size a power
 //! of two, areas aligned and in RAM); a bad setup is a malformed queue.
 
 use super::queue::{Chain, QueueError, Virtqueue, MAX_QUEUE_SIZE};
@@ -394,7 +397,10 @@ impl<'a> MmioTransport<'a> {
                 }
             }
             reg::QUEUE_NOTIFY => {
-                let index = (value & 0xffff) as usize;
+                // The whole value is the queue's index (no
+                // VIRTIO_F_NOTIFICATION_DATA): 0x1_0000 is no queue, not
+                // queue 0.
+                let index = value as usize;
                 let ready =
                     index < device.queue_count().min(MAX_QUEUES) && self.queues[index].get().ready;
                 if ready && self.live() {
@@ -421,7 +427,9 @@ impl<'a> MmioTransport<'a> {
 
     /// The driver writes a non-zero status: bits are only added (a
     /// driver clears them by resetting); FEATURES_OK holds only for an
-    /// acceptable feature set; DEVICE_NEEDS_RESET is the device's.
+    /// acceptable feature set; DRIVER_OK only once FEATURES_OK holds (a
+    /// version 2 device has no legacy driver that skips negotiation);
+    /// DEVICE_NEEDS_RESET is the device's.
     fn set_status(&self, value: u32, device: &dyn VirtioDevice) {
         let old = self.status.get();
         let mut new = old | (value & !status::DEVICE_NEEDS_RESET);
@@ -431,6 +439,9 @@ impl<'a> MmioTransport<'a> {
             if wanted & !offered != 0 || wanted & F_VERSION_1 == 0 {
                 new &= !status::FEATURES_OK;
             }
+        }
+        if new & status::FEATURES_OK == 0 {
+            new &= !status::DRIVER_OK;
         }
         self.status.set(new);
     }
@@ -527,6 +538,103 @@ mod tests {
             ("virtio-mmio1", 0x0a00_0200, 0x200)
         );
         assert_eq!(slot.reset(), Ok(()));
+    }
+
+    /// A device with one queue and no features of its own.
+    struct OneQueue;
+
+    impl VirtioDevice for OneQueue {
+        fn device_id(&self) -> u32 {
+            2
+        }
+        fn device_features(&self) -> u64 {
+            0
+        }
+        fn queue_count(&self) -> usize {
+            1
+        }
+        fn config_byte(&self, _offset: u64) -> Option<u8> {
+            None
+        }
+    }
+
+    const RAM: u64 = 0x4000_0000;
+
+    fn w(transport: &MmioTransport, offset: u64, value: u32) -> Event {
+        transport
+            .write(offset, AccessSize::Word, value, &OneQueue)
+            .unwrap()
+    }
+
+    /// Negotiates VERSION_1 (if `features_ok`) and sets up queue 0 of 8
+    /// at the start of RAM.
+    fn set_up(transport: &MmioTransport, features_ok: bool) {
+        w(transport, reg::STATUS, 0);
+        w(transport, reg::STATUS, status::ACKNOWLEDGE | status::DRIVER);
+        w(transport, reg::DRIVER_FEATURES_SEL, 1);
+        w(transport, reg::DRIVER_FEATURES, 1);
+        if features_ok {
+            w(transport, reg::STATUS, status::FEATURES_OK);
+        }
+        w(transport, reg::QUEUE_NUM, 8);
+        w(transport, reg::QUEUE_DESC_LOW, RAM as u32);
+        w(transport, reg::QUEUE_DRIVER_LOW, RAM as u32 + 0x1000);
+        w(transport, reg::QUEUE_DEVICE_LOW, RAM as u32 + 0x2000);
+        w(transport, reg::QUEUE_READY, 1);
+        assert_eq!(
+            transport.read(reg::QUEUE_READY, AccessSize::Word, &OneQueue),
+            Ok(1)
+        );
+    }
+
+    #[test]
+    fn driver_ok_holds_only_after_features_ok() {
+        let ram = crate::test_support::FakeRam::new(RAM, 0x1_0000);
+        let gic = crate::virtual_gic::VirtualGic::new();
+        let transport = MmioTransport::new(&ram, gic.line(48));
+        // Negotiation skipped: DRIVER_OK does not hold, the device is not
+        // live and a notification is ignored.
+        set_up(&transport, false);
+        assert_eq!(w(&transport, reg::STATUS, status::DRIVER_OK), Event::None);
+        assert_eq!(
+            transport.status(),
+            status::ACKNOWLEDGE | status::DRIVER,
+            "DRIVER_OK without FEATURES_OK"
+        );
+        assert!(!transport.live());
+        assert_eq!(w(&transport, reg::QUEUE_NOTIFY, 0), Event::None);
+        // Refused features and DRIVER_OK in one write: neither holds.
+        w(&transport, reg::STATUS, 0);
+        w(&transport, reg::DRIVER_FEATURES_SEL, 0);
+        w(&transport, reg::DRIVER_FEATURES, 1 << 28);
+        w(
+            &transport,
+            reg::STATUS,
+            status::ACKNOWLEDGE | status::DRIVER | status::FEATURES_OK | status::DRIVER_OK,
+        );
+        assert_eq!(transport.status(), status::ACKNOWLEDGE | status::DRIVER);
+        // Negotiated: DRIVER_OK holds and queue 0 is notified.
+        set_up(&transport, true);
+        w(&transport, reg::STATUS, status::DRIVER_OK);
+        assert!(transport.live());
+        assert_eq!(w(&transport, reg::QUEUE_NOTIFY, 0), Event::Notify(0));
+    }
+
+    #[test]
+    fn a_notification_names_a_queue_with_its_whole_value() {
+        let ram = crate::test_support::FakeRam::new(RAM, 0x1_0000);
+        let gic = crate::virtual_gic::VirtualGic::new();
+        let transport = MmioTransport::new(&ram, gic.line(48));
+        set_up(&transport, true);
+        w(&transport, reg::STATUS, status::DRIVER_OK);
+        for absent in [1, 0xffff, 0x1_0000, 0xffff_0000, u32::MAX] {
+            assert_eq!(
+                w(&transport, reg::QUEUE_NOTIFY, absent),
+                Event::None,
+                "{absent:#x}"
+            );
+        }
+        assert_eq!(w(&transport, reg::QUEUE_NOTIFY, 0), Event::Notify(0));
     }
 
     #[test]

@@ -20,7 +20,8 @@
 //!   offered), device-readable descriptors before device-writable ones,
 //!   and each buffer wholly inside the VM's RAM (so never a device window,
 //!   another VM's RAM or the hypervisor's memory, and never a length that
-//!   wraps the address space).
+//!   wraps the address space; a buffer of length 0 too must start inside
+//!   the RAM or at its end).
 //!
 //! Any failure is a [`QueueError`]: the transport then puts the device in
 //! DEVICE_NEEDS_RESET; nothing is written to the guest for that chain.
