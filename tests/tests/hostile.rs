@@ -3,13 +3,18 @@
 //! guess, aims unemulatable and unaligned accesses and cache maintenance at
 //! devices, sweeps hypercall and SMC ids with hostile arguments, writes
 //! random values to every device register and storms its own timer
-//! interrupt, beside a victim VM that must keep making progress. Every case
-//! must be contained, the victim must keep at least a fifth of the progress
+//! interrupt, and attacks the transport and virtqueue of its virtio-blk
+//! disk (an image disk of a pattern this test writes), beside a victim VM
+//! that must keep making progress. Every case must be contained, the victim must keep at least a fifth of the progress
 //! it made alone in every 100 ms of the attack, the hypervisor's count of
 //! injected faults must match the aborts the hostile guest took, and the
 //! hypervisor must take no Hyp-mode exception.
 
-use capvisor_tests::{assert_console_has, command, counter, per_board, run, vm_status_line, Board};
+use capvisor_tests::{
+    assert_console_has, assert_console_lacks, command_with, counter, guest_images, pack, per_board,
+    run, system, vm_status_line, Board,
+};
+use std::path::PathBuf;
 
 // The Makefile's `qemu-test` skips `a_hostile_guest` in its first run and
 // then runs this file alone with --nocapture, for the summary below: the
@@ -28,7 +33,7 @@ fn line<'a>(console: &'a str, needle: &str) -> &'a str {
 /// `tests/guests/src/bin/hostile.rs`) tries, section by section, derived
 /// from its loops; each section's count must be exactly this many per
 /// round.
-const CASES_PER_ROUND: [(&str, u64); 6] = [
+const CASES_PER_ROUND: [(&str, u64); 7] = [
     // 1. A load and a store at each of the 20 PROBES, and at one address
     // in each MiB of the 4 GiB IPA space but the 2 of its own RAM.
     ("probes", 2 * 20 + 2 * (4096 - 2)),
@@ -46,15 +51,43 @@ const CASES_PER_ROUND: [(&str, u64); 6] = [
     ("registers", (0x1000 + 0x1000 + 0x2000) / 4 + 15),
     // 6. The storm took more than 10 interrupts.
     ("storms", 1),
+    // 7. The virtio-blk disk (tests/guests/src/bin/hostile/virtqueues.rs):
+    // registers 1 + 10 read-only + 13 sizes and offsets; negotiation 1 +
+    // 4 refused feature sets + 1 DRIVER_OK without FEATURES_OK + 1 + 1
+    // indirect + 3 queue setups around DRIVER_OK + 4 absent queues + 1;
+    // queue setup 5 sizes + 8 areas + 4 ring indices; descriptors 17
+    // targets x (read, write) + 5 headers and status bytes; chains 8;
+    // requests 10 + 2; notifications 5 absent queues + 1 + reset 2; and
+    // the watched memory at the end, 1.
+    ("virtqueues", 24 + 16 + 17 + (17 * 2 + 5) + 8 + 12 + 8 + 1),
 ];
+
+/// The data aborts one round of the virtqueue section costs: a byte and a
+/// halfword load, a byte and a halfword store below 0x100, an unaligned
+/// load and store there, an unaligned halfword load and two word loads
+/// past the configuration space, an LDM and an STM.
+const VIRTIO_ABORTS_PER_ROUND: u64 = 11;
+
+/// The hostile VM's disk: 128 sectors, byte `i` is `i * 7 + i / 512`
+/// (mod 256), in a folder of this test's own; the guest reads it back.
+fn disk_folder() -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("capvisor-hostile-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let bytes: Vec<u8> = (0..128 * 512u32)
+        .map(|i| i.wrapping_mul(7).wrapping_add(i >> 9) as u8)
+        .collect();
+    std::fs::write(dir.join("hostile-disk.img"), bytes).unwrap();
+    dir
+}
 
 /// The data aborts one round must cost the hostile guest, all injected
 /// by the hypervisor: every probe of section 1 (2 * 20 + 2 * 4094), and
 /// the 7 accesses of section 2 at every window the hypervisor emulates
 /// (the UART's and the distributor's everywhere; the CPU interface's only
 /// where it is emulated: on a board whose guests reach the GIC's own
-/// virtual CPU interface by stage 2, those 7 complete). Nothing else in a
-/// round aborts (cache maintenance by address at an unmapped address is
+/// virtual CPU interface by stage 2, those 7 complete), and the refused
+/// accesses to the virtio window of section 7. Nothing else in a round
+/// aborts (cache maintenance by address at an unmapped address is
 /// a no-op on these CPUs, measured: the counts matched to the abort).
 fn aborts_per_round(board: &Board) -> u64 {
     let emulated_windows = match board.name {
@@ -62,7 +95,7 @@ fn aborts_per_round(board: &Board) -> u64 {
         "qemu-virt" => 2,
         other => panic!("board {other}: add it to aborts_per_round in tests/tests/hostile.rs"),
     };
-    2 * 20 + 2 * (4096 - 2) + emulated_windows * 7
+    2 * 20 + 2 * (4096 - 2) + emulated_windows * 7 + VIRTIO_ABORTS_PER_ROUND
 }
 
 /// The victim's 100 ms windows, split into those before the attack began
@@ -96,10 +129,13 @@ fn a_hostile_guest_is_contained_and_the_victim_keeps_running(board: &Board) {
     // Under -icount: the victim's progress per 100 ms of guest time is then
     // the same whatever else the host runs (wall-clock QEMU once starved a
     // window on a loaded machine).
-    let mut command = command(board, "hostile");
+    let loader = pack(board, &system("hostile"), &[guest_images(), disk_folder()]);
+    let mut command = command_with(board, &[], Some(loader));
     command.icount = true;
     let outcome = run(&command);
     let console = &outcome.transcript;
+    assert_console_has(console, "disks: 1 image disks on virtio-mmio");
+    assert_console_lacks(console, "virtqueue case failed");
     let hyp_exceptions = console.matches("Hyp-mode exception").count();
     assert_eq!(hyp_exceptions, 0, "{console}");
     assert!(!console.contains("unexpected exception"), "{console}");

@@ -12,7 +12,13 @@
 //!   cache maintenance by address at the devices and the probed addresses;
 //! - calls HVC and SMC across every owner with hostile arguments;
 //! - writes random values to every register of its virtual UART and GIC;
-//! - storms its own timer interrupt and floods its UART for 100 ms.
+//! - storms its own timer interrupt and floods its UART for 100 ms;
+//! - attacks its virtio-blk disk's transport and virtqueue
+//!   ([`virtqueues`]): descriptors into the hypervisor, the other VM,
+//!   device windows and past the end of RAM, chains that loop, lengths
+//!   that wrap, bad queue sizes and areas, notifications of absent
+//!   queues, feature negotiation abuse and a reset after a notification,
+//!   each with the outcome the transport documents.
 //!
 //! Every case must be contained: an abort injected into this guest, an
 //! architected error, or the access absorbed by the device. It prints how
@@ -35,6 +41,8 @@ use capvisor_test_guests::{
     sleep_until, smc, smp, timer, vector, write32, Checks, Exception,
 };
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+
+mod virtqueues;
 
 capvisor_test_guests::guest!("hostile", main);
 
@@ -74,7 +82,7 @@ const PROBES: [u32; 20] = [
 ];
 
 /// The attack's sections (the numbered parts of [`attack`]).
-const SECTIONS: usize = 6;
+const SECTIONS: usize = 7;
 
 /// Cases tried, per section of the attack (the section under way is
 /// `section`, set at the start of each), and how many were contained.
@@ -318,10 +326,10 @@ fn main() -> u32 {
         "hostile: {} data aborts taken",
         ABORTS.load(Ordering::Relaxed)
     );
-    let [probes, syndromeless, cache, calls, registers, storms] = tally.tried;
+    let [probes, syndromeless, cache, calls, registers, storms, virtqueues] = tally.tried;
     println!(
-        "hostile: cases per section: probes {}, syndromeless {}, cache {}, calls {}, registers {}, storms {}",
-        probes, syndromeless, cache, calls, registers, storms
+        "hostile: cases per section: probes {}, syndromeless {}, cache {}, calls {}, registers {}, storms {}, virtqueues {}",
+        probes, syndromeless, cache, calls, registers, storms, virtqueues
     );
     println!(
         "hostile: {} cases tried, {} contained",
@@ -485,6 +493,10 @@ fn attack(tally: &mut Tally, seed: &mut u32) {
     tally.section = 5;
     tally.case(storms > 10);
     drain_pending();
+    // 7. The virtio-blk disk: its transport and its virtqueue (a VM
+    // without a disk in slot 0 skips this).
+    tally.section = 6;
+    virtqueues::attack(tally);
 }
 
 /// Registers the architecture makes read-only, which no write may change:
