@@ -26,9 +26,13 @@
 //! windows, past the end of RAM, and with lengths that wrap 2^32 or 2^64.
 //!
 //! An image disk completes a request within the QueueNotify write (the
-//! RAM disk answers at once, and this VM has one vCPU), so a reset cannot
-//! land in the middle of one: the attack resets right after the notify
-//! and checks the device came back clean (`notifications_and_reset`).
+//! RAM disk answers at once), and a VM's devices are reached under its
+//! lock, so a reset from another vCPU waits for that write to end: a
+//! reset cannot land in the middle of a request. The attack resets right
+//! after the notify and checks the device came back clean
+//! (`notifications_and_reset`); a reset while a disk holds a step is the
+//! host test `a_reset_mid_request_drops_it_and_the_disk_gives_the_buffer_back`
+//! in `capsules/src/virtio/blk.rs`.
 
 use super::{aborts, alignment_fault, load_multiple, outcome, store_multiple, Tally};
 use capvisor_test_guests::{println, read32, write32};
