@@ -39,6 +39,8 @@ use capvisor_test_guests::{println, read32, write32};
 
 /// The disk's virtio-mmio window.
 const SLOT: usize = 0x0a00_0000;
+/// Slot 1: the VM claims it but has no disk there.
+const EMPTY_SLOT: usize = 0x0a00_0200;
 
 const MAGIC: usize = 0x000;
 const VERSION: usize = 0x004;
@@ -480,6 +482,7 @@ pub fn attack(tally: &mut Tally) {
     chains(tally, head);
     requests(tally);
     notifications_and_reset(tally);
+    empty_slot(tally);
     // Left reset: status 0, no queue, the line low.
     set_reg(STATUS, 0);
     case(tally, "the watched memory at the end", untouched(head));
@@ -881,6 +884,26 @@ fn chains(tally: &mut Tally, head: u32) {
         up && contained(submit(), head),
     );
 
+    // A read into the queue's own descriptor table, then one into its used
+    // ring: the device walked the chain before it wrote, so both complete
+    // (the used entry written over the data), the data where it was sent.
+    let up = bring_up();
+    let seen = request(T_IN, 0, DESC, 512, true);
+    case(
+        tally,
+        "a read into its own descriptor table",
+        up && seen.completed(S_OK, 513) && (0..512).all(|n| peek::<u8>(DESC + n) == pattern(n)),
+    );
+    let up = bring_up();
+    let seen = request(T_IN, 0, USED, 512, true);
+    case(
+        tally,
+        "a read into its own used ring",
+        up && seen.completed(S_OK, 513)
+            && (12..512).all(|n| peek::<u8>(USED + n) == pattern(n))
+            && reads_sector_0(),
+    );
+
     // A device that needs a reset serves nothing until it gets one.
     let up = bring_up();
     header(T_IN, 0);
@@ -962,6 +985,53 @@ fn requests(tally: &mut Tally) {
             && seen.status == 0xff
             && seen.device == RUNNING
             && reads_sector_0(),
+    );
+}
+
+/// Slot 1, claimed without a disk: a transport whose DeviceID reads 0
+/// (as QEMU's unused ones); words written are absorbed and change
+/// nothing, other sizes abort.
+fn empty_slot(tally: &mut Tally) {
+    // SAFETY: the empty slot's window, device emulation.
+    let read = |offset: usize| unsafe { read32(EMPTY_SLOT + offset) };
+    let identity = [read(MAGIC), read(VERSION), read(DEVICE_ID), read(VENDOR_ID)];
+    case(
+        tally,
+        "the empty slot's identity",
+        identity == [0x7472_6976, 2, 0, 0x5650_4143],
+    );
+    let mut absorbed = true;
+    for (offset, value) in [
+        (STATUS, RUNNING),
+        (QUEUE_SEL, 0),
+        (QUEUE_NUM, 8),
+        (QUEUE_DESC, DESC as u32),
+        (QUEUE_READY, 1),
+        (QUEUE_NOTIFY, 0),
+    ] {
+        // SAFETY: as above.
+        absorbed &= outcome(|| unsafe { write32(EMPTY_SLOT + offset, value) }).is_none();
+    }
+    case(
+        tally,
+        "the empty slot absorbs a driver's writes",
+        absorbed
+            && [
+                STATUS,
+                QUEUE_NUM_MAX,
+                QUEUE_NUM,
+                QUEUE_READY,
+                INTERRUPT_STATUS,
+            ]
+            .iter()
+            .all(|&offset| read(offset) == 0),
+    );
+    case(
+        tally,
+        "ldrb in the empty slot",
+        aborts(|| {
+            load_byte(EMPTY_SLOT + STATUS);
+        }),
     );
 }
 
