@@ -5,10 +5,11 @@
 //! random values to every device register and storms its own timer
 //! interrupt, and attacks the transport and virtqueue of its virtio-blk
 //! disk (an image disk of a pattern this test writes), beside a victim VM
-//! that must keep making progress. Every case must be contained, the victim must keep at least a fifth of the progress
-//! it made alone in every 100 ms of the attack, the hypervisor's count of
-//! injected faults must match the aborts the hostile guest took, and the
-//! hypervisor must take no Hyp-mode exception.
+//! that must keep making progress. Every case must be contained, the
+//! victim must keep at least a fifth of the progress it made alone in
+//! every 100 ms of the attack, the hypervisor's count of injected faults
+//! must match the aborts the hostile guest took, and the hypervisor must
+//! take no Hyp-mode exception.
 
 use capvisor_tests::{
     assert_console_has, assert_console_lacks, command_with, counter, guest_images, pack, per_board,
@@ -30,7 +31,7 @@ fn line<'a>(console: &'a str, needle: &str) -> &'a str {
 }
 
 /// What one round of the hostile guest's attack (`attack` in
-/// `tests/guests/src/bin/hostile.rs`) tries, section by section, derived
+/// `tests/guests/src/bin/hostile/main.rs`) tries, section by section, derived
 /// from its loops; each section's count must be exactly this many per
 /// round.
 const CASES_PER_ROUND: [(&str, u64); 7] = [

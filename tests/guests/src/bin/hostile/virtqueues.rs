@@ -468,7 +468,8 @@ fn contained(seen: Seen, head: u32) -> bool {
 }
 
 /// The attack: nothing if this VM has no disk in slot 0 (the soak's
-/// hostile VM); the cases [`cases_per_round`] counts otherwise.
+/// hostile VM); otherwise 130 cases, which `tests/tests/hostile.rs`
+/// counts section by section.
 pub fn attack(tally: &mut Tally) {
     let mut id = 0;
     if outcome(|| id = reg(DEVICE_ID)).is_some() || id != 2 {
