@@ -13,7 +13,8 @@
 # and boots its entry with `bootz`, passing the device tree at $fdt_addr
 # (0x4000_0000: the one the hypervisor wrote); U-Boot reads no partition
 # of a disk without a partition table, hence the MBR.
-# Remade only when the kernel or the initramfs is newer than the disk.
+# Remade only when the kernel, the initramfs or this script is newer than
+# the disk.
 #
 #   tools/boot-disk.sh [DIR]
 set -euo pipefail
@@ -30,7 +31,8 @@ for file in "$kernel" "$initrd"; do
         exit 1
     fi
 done
-if [ -s "$disk" ] && [ "$disk" -nt "$kernel" ] && [ "$disk" -nt "$initrd" ]; then
+if [ -s "$disk" ] && [ "$disk" -nt "$kernel" ] && [ "$disk" -nt "$initrd" ] \
+    && [ "$disk" -nt "$0" ]; then
     exit 0
 fi
 mkfs=$(PATH="$PATH:/usr/sbin:/sbin" command -v mkfs.ext4 || true)
