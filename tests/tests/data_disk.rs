@@ -16,6 +16,7 @@ use capvisor_tests::{
 };
 use std::path::PathBuf;
 use std::process::Command;
+use std::sync::OnceLock;
 use std::time::Duration;
 
 const EXIT_SUCCESS: i32 = 0;
@@ -29,13 +30,21 @@ const FORMATTED: &str = "(blank: formatted now, ext2)";
 /// The blank disk's size: 16 MiB of zeros.
 const DISK_BYTES: u64 = 16 << 20;
 
-/// The folder holding the blank disk the description names.
+/// The folder holding the blank disk the description names, made once per
+/// test process (the boards' tests run in parallel and pack the same file:
+/// one must never truncate it while the other reads it).
 fn blank_folder() -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("capvisor-data-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let file = std::fs::File::create(dir.join("data-blank.img")).unwrap();
-    file.set_len(DISK_BYTES).unwrap();
-    dir
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = std::env::temp_dir().join(format!("capvisor-data-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let partial = dir.join("data-blank.img.partial");
+        let file = std::fs::File::create(&partial).unwrap();
+        file.set_len(DISK_BYTES).unwrap();
+        std::fs::rename(&partial, dir.join("data-blank.img")).unwrap();
+        dir
+    })
+    .clone()
 }
 
 /// Types `command` at the shell and returns the line holding `expect`
@@ -104,6 +113,12 @@ fn linux_formats_its_blank_data_disk_once_and_keeps_its_files(board: &Board) {
     assert!(
         first.contains(MOUNTED) && first.ends_with(FORMATTED),
         "{first}"
+    );
+    // The whole blank file is the disk.
+    shell(
+        &mut session,
+        "echo $(cat /sys/block/vda/size) sectors-$((6 * 7))\n",
+        &format!("{} sectors-42", DISK_BYTES / 512),
     );
     // Mounted with the ext4 driver, read-write; the superblock's block
     // count, block size (1024 << 2) and magic: an ext2 file system of the
