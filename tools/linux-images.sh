@@ -20,7 +20,7 @@ mkdir -p "$dir"
 dir="$(cd "$dir" && pwd)"
 
 # Bumped whenever the initramfs below changes, so cached images are remade.
-version=6
+version=7
 here="$(cd "$(dirname "$0")" && pwd)"
 # The data disk the demo formats: sparse, and made whenever missing.
 if [ ! -s "$dir/blank-disk.img" ]; then
@@ -46,8 +46,11 @@ if [ -z "$kernel" ]; then
     cat "$apt_state/update.log" >&2
     exit 1
 fi
-echo "linux-images: downloading $kernel and busybox-static" >&2
-(cd "$apt_state/debs" && apt-get "${apt[@]}" download "$kernel" busybox-static > /dev/null 2>&1)
+# e2fsprogs' mke2fs (busybox's makes only ext2) and the libraries it is
+# linked with, for the data disk's file system (see the init below).
+e2fs_packages="e2fsprogs libext2fs2 libcom-err2 libblkid1 libuuid1 libc6"
+echo "linux-images: downloading $kernel, busybox-static and $e2fs_packages" >&2
+(cd "$apt_state/debs" && apt-get "${apt[@]}" download "$kernel" busybox-static $e2fs_packages > /dev/null 2>&1)
 work="$dir/work"
 rm -rf "$work"
 mkdir -p "$work/kernel" "$work/busybox" "$work/root/bin" "$work/root/proc" "$work/root/sys" "$work/root/dev"
@@ -55,6 +58,31 @@ dpkg-deb -x "$apt_state/debs/${kernel}"_*.deb "$work/kernel"
 dpkg-deb -x "$apt_state"/debs/busybox-static_*.deb "$work/busybox"
 cp "$work"/kernel/boot/vmlinuz-* "$dir/linux-zImage.tmp"
 cp "$work/busybox/bin/busybox" "$work/root/bin/busybox"
+# mke2fs, its configuration (the ext4 feature set) and what it links
+# with: the dynamic loader at the path its ELF header names and the
+# shared libraries it needs, read from its dynamic section.
+mkdir -p "$work/e2fs" "$work/root/sbin" "$work/root/etc" "$work/root/lib/arm-linux-gnueabihf"
+for package in $e2fs_packages; do
+    dpkg-deb -x "$apt_state/debs/${package}"_*.deb "$work/e2fs"
+done
+cp "$work/e2fs/sbin/mke2fs" "$work/root/sbin/mke2fs"
+cp "$work/e2fs/etc/mke2fs.conf" "$work/root/etc/mke2fs.conf"
+e2fs_libs=$(readelf -d "$work/e2fs/sbin/mke2fs" | sed -n 's/.*Shared library: \[\(.*\)\]/\1/p')
+for library in $e2fs_libs; do
+    # Packages put their libraries in /lib or in /usr/lib.
+    found=""
+    for from in lib usr/lib; do
+        if [ -e "$work/e2fs/$from/arm-linux-gnueabihf/$library" ]; then
+            found="$work/e2fs/$from/arm-linux-gnueabihf/$library"
+        fi
+    done
+    if [ -z "$found" ]; then
+        echo "linux-images: mke2fs needs $library, which none of $e2fs_packages has" >&2
+        exit 1
+    fi
+    cp -L "$found" "$work/root/lib/arm-linux-gnueabihf/$library"
+done
+ln -s arm-linux-gnueabihf/ld-linux-armhf.so.3 "$work/root/lib/ld-linux-armhf.so.3"
 # Modules of Debian's armmp kernel the init loads (with busybox's
 # modprobe, which reads modules.dep): the virtio disk drivers, so that a
 # VM's virtio-mmio disks are /dev/vda and /dev/vdb (the virtio core and
@@ -134,9 +162,9 @@ uname -a
 # The data disk: with capvisor.data=DEVICE on the command line (say
 # capvisor.data=/dev/vda), DEVICE is mounted at /data with the ext4
 # driver, after being formatted if it holds no file system yet (no
-# ext2/3/4 magic 0xef53 at byte 1080): busybox's mke2fs makes an ext2 file
-# system (revision 1, 4 KiB blocks, label capvisor-data), which the ext4
-# driver serves. Without the option no disk is touched.
+# ext2/3/4 magic 0xef53 at byte 1080): e2fsprogs' mke2fs makes an ext4
+# file system with its journal (mke2fs.conf's ext4 features, 4 KiB
+# blocks, label capvisor-data). Without the option no disk is touched.
 data_disk() {
     local device=$1 name magic tries=0 formatted=""
     name=${device#/dev/}
@@ -159,11 +187,11 @@ data_disk() {
         return
     fi
     if [ "$magic" != 53ef ]; then
-        if ! mke2fs -q -b 4096 -L capvisor-data "$device" > /dev/null; then
+        if ! /sbin/mke2fs -q -t ext4 -b 4096 -E nodiscard -L capvisor-data "$device" > /dev/null; then
             echo "capvisor-data: mke2fs $device failed; nothing mounted"
             return
         fi
-        formatted=" (blank: formatted now, ext2)"
+        formatted=" (blank: formatted now, ext4)"
     fi
     if mount -t ext4 "$device" /data; then
         echo "capvisor-data: $device mounted at /data$formatted"

@@ -2,7 +2,7 @@
 # SPDX-License-Identifier: MIT OR Apache-2.0
 # Installs what building and running Capvisor needs, and nothing when it is
 # already there: QEMU for 32-bit Arm, the device-tree compiler, gdb-multiarch,
-# cpio, e2fsprogs (Debian packages; with the argument `profile`, llvm too), and the
+# cpio, e2fsprogs, binutils (Debian packages; with the argument `profile`, llvm too), and the
 # pinned Rust toolchain with the armv7a-none-eabi
 # target (from rust-toolchain.toml, through rustup).
 set -euo pipefail
@@ -12,8 +12,10 @@ missing=()
 command -v qemu-system-arm >/dev/null 2>&1 || missing+=(qemu-system-arm)
 command -v dtc >/dev/null 2>&1 || missing+=(device-tree-compiler)
 command -v gdb-multiarch >/dev/null 2>&1 || missing+=(gdb-multiarch)
-# The Linux guest's initramfs (tools/linux-images.sh).
+# The Linux guest's initramfs (tools/linux-images.sh; readelf lists the
+# libraries its mke2fs needs).
 command -v cpio >/dev/null 2>&1 || missing+=(cpio)
+command -v readelf >/dev/null 2>&1 || missing+=(binutils)
 # U-Boot's boot disk (tools/boot-disk.sh: mkfs.ext4 -d).
 PATH="$PATH:/usr/sbin:/sbin" command -v mkfs.ext4 >/dev/null 2>&1 || missing+=(e2fsprogs)
 # make exit-profile (tools/setup.sh profile) reads the hypervisor's symbols,

@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: MIT OR Apache-2.0
 //! The busybox initramfs's data disk, on every board: booted with
 //! `capvisor.data=/dev/vda` and a blank writable image disk, the init
-//! formats the disk (busybox `mke2fs`: ext2), mounts it at `/data` with the
-//! ext4 driver and says so; a file written there, `sync` and `reboot -f`:
+//! formats the disk (e2fsprogs' `mke2fs -t ext4`), mounts it at `/data`
+//! and says so; a file written there, `sync` and `reboot -f`:
 //! the next boot finds the file, and a file system, so formats nothing.
 //! The shell's greeting shows the date from the VM's clock.
 //!
@@ -26,7 +26,7 @@ const MARKER: &str = "capvisor-linux: initramfs up";
 /// The init's line about the data disk.
 const MOUNTED: &str = "capvisor-data: /dev/vda mounted at /data";
 /// Its ending when it formatted the disk first.
-const FORMATTED: &str = "(blank: formatted now, ext2)";
+const FORMATTED: &str = "(blank: formatted now, ext4)";
 /// The blank disk's size: 16 MiB of zeros.
 const DISK_BYTES: u64 = 16 << 20;
 
@@ -121,8 +121,10 @@ fn linux_formats_its_blank_data_disk_once_and_keeps_its_files(board: &Board) {
         &format!("{} sectors-42", DISK_BYTES / 512),
     );
     // Mounted with the ext4 driver, read-write; the superblock's block
-    // count, block size (1024 << 2) and magic: an ext2 file system of the
-    // whole disk, 16 MiB in 4 KiB blocks.
+    // count, block size (1024 << 2) and magic, and its compatible and
+    // incompatible feature words masked to has_journal (0x4) and extents
+    // (0x40): an ext4 file system with a journal of the whole disk, 16 MiB
+    // in 4 KiB blocks.
     shell(
         &mut session,
         "echo $(grep ' /data ' /proc/mounts | cut -d' ' -f1-4 | cut -d, -f1) mounts-$((6 * 7))\n",
@@ -130,8 +132,8 @@ fn linux_formats_its_blank_data_disk_once_and_keeps_its_files(board: &Board) {
     );
     shell(
         &mut session,
-        "echo $(od -An -tu4 -j1028 -N4 /dev/vda) $(od -An -tu4 -j1048 -N4 /dev/vda) $(od -An -tx1 -j1080 -N2 /dev/vda | tr -d ' ') size-$((6 * 7))\n",
-        "4096 2 53ef size-42",
+        "echo $(od -An -tu4 -j1028 -N4 /dev/vda) $(od -An -tu4 -j1048 -N4 /dev/vda) $(od -An -tx1 -j1080 -N2 /dev/vda | tr -d ' ') $(($(od -An -tu4 -j1116 -N4 /dev/vda) & 4)) $(($(od -An -tu4 -j1120 -N4 /dev/vda) & 64)) size-$((6 * 7))\n",
+        "4096 2 53ef 4 64 size-42",
     );
     let written = shell(
         &mut session,
