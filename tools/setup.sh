@@ -2,7 +2,8 @@
 # SPDX-License-Identifier: MIT OR Apache-2.0
 # Installs what building and running Capvisor needs, and nothing when it is
 # already there: QEMU for 32-bit Arm, the device-tree compiler, gdb-multiarch,
-# cpio, e2fsprogs, binutils (Debian packages; with the argument `profile`, llvm too), and the
+# cpio, e2fsprogs, binutils, mtools and dosfstools (Debian packages; with the
+# argument `profile`, llvm too), and the
 # pinned Rust toolchain with the armv7a-none-eabi
 # target (from rust-toolchain.toml, through rustup).
 set -euo pipefail
@@ -18,6 +19,11 @@ command -v cpio >/dev/null 2>&1 || missing+=(cpio)
 command -v readelf >/dev/null 2>&1 || missing+=(binutils)
 # U-Boot's boot disk (tools/boot-disk.sh: mkfs.ext4 -d).
 PATH="$PATH:/usr/sbin:/sbin" command -v mkfs.ext4 >/dev/null 2>&1 || missing+=(e2fsprogs)
+# The UEFI guest's EFI system partition, a FAT image built without root
+# (tools/uefi-esp.sh).
+command -v mcopy >/dev/null 2>&1 || missing+=(mtools)
+# (mkfs.fat is in sbin, outside a user's PATH.)
+PATH="$PATH:/usr/sbin:/sbin" command -v mkfs.fat >/dev/null 2>&1 || missing+=(dosfstools)
 # make exit-profile (tools/setup.sh profile) reads the hypervisor's symbols,
 # lines and disassembly with the LLVM tools.
 if [ "${1:-}" = profile ]; then

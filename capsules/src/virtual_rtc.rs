@@ -25,7 +25,7 @@
 //! | 0x014 | RTCRIS | bit 0: the counter reached RTCMR |
 //! | 0x018 | RTCMIS | RTCRIS & RTCIMSC |
 //! | 0x01c | RTCICR | write-only: bit 0 clears the interrupt |
-//! | 0xfe0-0xffc | PeriphID0-3, PCellID0-3 | 0x31 0x10 0x14 0x00, 0x0d 0xf0 0x05 0xb1 |
+//! | 0xfe0-0xffc | PeriphID0-3, PCellID0-3 | 0x31 0x10 0x14 0x00, 0x0d 0xf0 0x05 0xb1 (also as bytes) |
 //!
 //! The match: RTCRIS sets when the counter *reaches* RTCMR (the second it
 //! equals it begins), once per write of RTCMR or RTCLR (a real PL031
@@ -206,10 +206,16 @@ impl MmioDevice for VirtualRtc<'_> {
     }
 
     fn read(&self, offset: u64, size: AccessSize) -> Result<u32, MmioError> {
+        let now = self.clock.now();
+        // The identification registers also answer byte loads (EDK2's
+        // PL031 driver reads them with `MmioRead8`, as QEMU allows).
+        if size == AccessSize::Byte && offset >= ID_BASE {
+            let word = self.register(offset & !3, now);
+            return Ok((word >> (8 * (offset & 3))) & 0xff);
+        }
         if size != AccessSize::Word || !offset.is_multiple_of(4) {
             return Err(MmioError::BadSize);
         }
-        let now = self.clock.now();
         let value = self.register(offset, now);
         if offset == RIS || offset == MIS {
             // The match may have been seen only now.
@@ -408,6 +414,13 @@ mod tests {
         assert_eq!(read(&rtc, DR), 1_767_225_600, "DR is read-only");
         assert_eq!(read(&rtc, 0x800), 0);
         assert_eq!(rtc.read(DR, AccessSize::Byte), Err(MmioError::BadSize));
+        assert_eq!(rtc.read(0xff0, AccessSize::Byte), Ok(0x0d));
+        assert_eq!(rtc.read(0xffc, AccessSize::Byte), Ok(0xb1));
+        assert_eq!(rtc.read(0xffd, AccessSize::Byte), Ok(0));
+        assert_eq!(
+            rtc.read(0xff0, AccessSize::Halfword),
+            Err(MmioError::BadSize)
+        );
         assert_eq!(rtc.write(0x2, AccessSize::Word, 0), Err(MmioError::BadSize));
         assert_eq!(
             (rtc.name(), rtc.base(), rtc.size()),

@@ -8,8 +8,8 @@ use armv7a::guest_exit::{decode_guest_exit, ExitVector};
 use hyp::trap::Trap;
 use libfuzzer_sys::fuzz_target;
 
-fuzz_target!(|data: (u8, u32, u32, u32, u32)| {
-    let (vector, hsr, hdfar, hifar, hpfar) = data;
+fuzz_target!(|data: (u8, u32, u32, u32, u32, bool)| {
+    let (vector, hsr, hdfar, hifar, hpfar, hpfar_translated) = data;
     let vector = match vector % 3 {
         0 => ExitVector::HypTrap,
         1 => ExitVector::Irq,
@@ -22,6 +22,7 @@ fuzz_target!(|data: (u8, u32, u32, u32, u32)| {
             hdfar,
             hifar,
             hpfar,
+            hpfar_translated,
         },
     );
     if let Trap::MmioRead { ipa, va, .. } | Trap::MmioWrite { ipa, va, .. } = exit.trap {

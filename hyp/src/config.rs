@@ -77,8 +77,9 @@ pub const FIRMWARE_BANK_BYTES: u32 = crate::system_image::FIRMWARE_BANK_BYTES;
 /// blocks) and then the erased start of its second flash bank.
 pub const FIRMWARE_GRANULE: u32 = GUEST_RAM_ALIGNMENT;
 /// Bytes at the start of the second flash bank (IPA 0x0400_0000, where
-/// U-Boot looks for its environment) mapped read-only from a firmware VM's
-/// pool slice, all ones (`capsules::flash` says why they are mapped).
+/// U-Boot keeps its environment and EDK2 its variables) kept in a firmware
+/// VM's pool slice: the bank's store, erased at the VM's first start and
+/// written by the guest's CFI commands (`capsules::flash`).
 pub const ERASED_BANK_BYTES: u32 = 0x0020_0000;
 
 /// An image's format, which says what the hypervisor checks in it.

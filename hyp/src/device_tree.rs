@@ -93,8 +93,10 @@ pub fn guest_device_tree(tree: &GuestTree<'_>) -> Result<Vec<u8>, Error> {
     let root = fdt.begin_node("")?;
     fdt.property_string("compatible", "linux,dummy-virt")?;
     fdt.property_string("model", "Capvisor virtual machine")?;
-    fdt.property_u32("#address-cells", 1)?;
-    fdt.property_u32("#size-cells", 1)?;
+    // Two cells for addresses and sizes, as QEMU's `virt` writes them:
+    // EDK2 (ArmVirtQemu) reads every `reg` as 64-bit pairs.
+    fdt.property_u32("#address-cells", 2)?;
+    fdt.property_u32("#size-cells", 2)?;
     fdt.property_u32("interrupt-parent", GIC_PHANDLE)?;
 
     let chosen = fdt.begin_node("chosen")?;
@@ -114,7 +116,7 @@ pub fn guest_device_tree(tree: &GuestTree<'_>) -> Result<Vec<u8>, Error> {
 
     let memory = fdt.begin_node(&memory_name(tree.ram_base))?;
     fdt.property_string("device_type", "memory")?;
-    fdt.property_array_u32("reg", &[tree.ram_base, tree.ram_size])?;
+    fdt.property_array_u32("reg", &reg(&[(tree.ram_base, tree.ram_size)]))?;
     fdt.end_node(memory)?;
 
     let count = tree.cpus.clamp(1, MAX_TREE_CPUS);
@@ -162,12 +164,10 @@ pub fn guest_device_tree(tree: &GuestTree<'_>) -> Result<Vec<u8>, Error> {
     fdt.property_null("interrupt-controller")?;
     fdt.property_array_u32(
         "reg",
-        &[
-            GIC_DISTRIBUTOR.base,
-            GIC_DISTRIBUTOR.size,
-            GIC_CPU_INTERFACE.base,
-            GIC_CPU_INTERFACE.size,
-        ],
+        &reg(&[
+            (GIC_DISTRIBUTOR.base, GIC_DISTRIBUTOR.size),
+            (GIC_CPU_INTERFACE.base, GIC_CPU_INTERFACE.size),
+        ]),
     )?;
     fdt.property_phandle(GIC_PHANDLE)?;
     fdt.end_node(gic)?;
@@ -202,7 +202,18 @@ fn device_node(fdt: &mut FdtWriter, device: &GuestDevice) -> Result<(), Error> {
         "compatible",
         node.compatible.iter().map(|name| (*name).into()).collect(),
     )?;
-    fdt.property_array_u32("reg", &[device.base, device.size])?;
+    if device.name == guest_platform::FLASH.name {
+        // Two CFI banks on a 32-bit bus, as QEMU's `virt` describes them
+        // (EDK2 and U-Boot each take a `reg` entry as one bank).
+        let bank = guest_platform::FLASH_BANK_BYTES;
+        fdt.property_array_u32(
+            "reg",
+            &reg(&[(device.base, bank), (device.base + bank, bank)]),
+        )?;
+        fdt.property_u32("bank-width", guest_platform::FLASH_BANK_WIDTH)?;
+    } else {
+        fdt.property_array_u32("reg", &reg(&[(device.base, device.size)]))?;
+    }
     if let Some(id) = device.interrupt {
         fdt.property_array_u32("interrupts", &[GIC_SPI, id - FIRST_SPI, LEVEL_HIGH])?;
     }
@@ -218,6 +229,14 @@ fn device_node(fdt: &mut FdtWriter, device: &GuestDevice) -> Result<(), Error> {
         )?;
     }
     fdt.end_node(handle)
+}
+
+/// `reg` cells for `(address, size)` ranges, two cells each.
+fn reg(ranges: &[(u32, u32)]) -> Vec<u32> {
+    ranges
+        .iter()
+        .flat_map(|&(address, size)| [0, address, 0, size])
+        .collect()
 }
 
 /// `name@<hex address>`.

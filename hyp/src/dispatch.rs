@@ -273,13 +273,15 @@ pub fn dispatch(
             }
             _ => refused(ipa, va, size, true),
         },
-        // A store to the VM's read-only memory, when a device owns it.
+        // A store to the VM's read-only memory, when a device owns it and
+        // the instruction's length is known (`GuestExit::instruction_bytes`
+        // is 0 when it is not: a Thumb store without a syndrome).
         Trap::DataAbort {
             write: true,
             kind: FaultKind::Permission { .. },
             stage1_walk: false,
             ..
-        } if routes.drops_read_only_stores => {
+        } if routes.drops_read_only_stores && bytes != 0 => {
             skip(registers, bytes);
             Action::Resume
         }
@@ -1030,6 +1032,17 @@ mod tests {
                 Action::InjectDataAbort { .. }
             ));
         }
+        assert_eq!(regs.pc, 0x104);
+        // A store of unknown length (Thumb, no syndrome) cannot be skipped:
+        // it aborts.
+        let unknown = GuestExit {
+            trap: store(permission, true, false),
+            instruction_bytes: 0,
+        };
+        assert!(matches!(
+            dispatch(&unknown, &mut regs, &routes),
+            Action::InjectDataAbort { write: true, .. }
+        ));
         assert_eq!(regs.pc, 0x104);
         // Without a device that owns read-only memory, the store aborts.
         let device = FakeDevice { word: Cell::new(0) };

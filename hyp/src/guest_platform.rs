@@ -131,18 +131,26 @@ pub const RTC: GuestDevice = GuestDevice {
 
 /// The flash window: two banks of 64 MiB each, where QEMU's `virt` has
 /// its two CFI flash banks (no interrupt). A VM with a firmware has it, and
-/// only such a VM. Both banks are read-only memory here: bank 0 holds the
-/// firmware, bank 1 reads erased (all ones), and stores to either are
-/// dropped; no CFI command is answered (`capsules::flash` says why, and
-/// what a firmware sees). Not described in the device tree: there is no
-/// flash a guest's driver could program.
+/// only such a VM. Bank 0 holds the firmware, read-only; bank 1 is a CFI
+/// flash (Intel/Sharp commands) whose first 2 MiB keep what the guest
+/// programs (`capsules::flash` says what is emulated). The tree describes
+/// it as QEMU does: `cfi-flash`, one `reg` entry per bank, `bank-width`
+/// 4.
 pub const FLASH: GuestDevice = GuestDevice {
     name: "flash",
     base: 0,
     size: 0x0800_0000,
     interrupt: None,
-    node: None,
+    node: Some(DeviceTreeNode {
+        name: "flash",
+        compatible: &["cfi-flash"],
+        clock_names: &[],
+        dma_coherent: false,
+    }),
 };
+
+/// Bytes of the flash banks' data bus (two 16-bit devices side by side).
+pub const FLASH_BANK_WIDTH: u32 = 4;
 
 /// Bytes of one flash bank (the firmware's bank is the first).
 pub const FLASH_BANK_BYTES: u32 = FLASH.size / 2;

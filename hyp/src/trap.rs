@@ -162,8 +162,9 @@ impl Trap {
 }
 
 /// One guest exit: the trap and the length of the trapping instruction
-/// (2 or 4 bytes), which emulation skips over when it completes the
-/// instruction.
+/// (2 or 4 bytes; 0 when the CPU does not say and the guest's state does
+/// not tell: a Thumb data abort without a syndrome), which emulation skips
+/// over when it completes the instruction.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct GuestExit {
     /// Why the guest stopped.

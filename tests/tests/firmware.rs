@@ -3,8 +3,9 @@
 //! (`u-boot-qemu`'s `qemu_arm/u-boot.bin`), mapped read-only at IPA 0
 //! instead of a kernel (`systems/u-boot.toml`), reaches its prompt under
 //! Capvisor; the commands typed there see the VM's platform (its RAM from
-//! the device tree at the start of RAM, no flash to program); `saveenv`
-//! fails without harm; `reset` restarts the VM from its firmware again;
+//! the device tree at the start of RAM, the second flash bank as a CFI
+//! flash); `saveenv` writes the environment to that bank, and after
+//! `reset` restarts the VM from its firmware U-Boot finds it there again;
 //! the ticker beside it runs on throughout. Left alone, its own boot
 //! command (distro boot) finds the VM's virtio disk (`boot-disk.img`, from
 //! `tools/boot-disk.sh`), reads `extlinux/extlinux.conf` there and boots
@@ -67,14 +68,14 @@ fn expect(session: &mut Session, text: &str, timeout: Duration) -> String {
 }
 
 /// Waits for U-Boot's banner and stops its autoboot with a key, then for
-/// its prompt.
-fn to_prompt(session: &mut Session) {
+/// its prompt; returns what U-Boot printed on the way.
+fn to_prompt(session: &mut Session) -> String {
+    let before = session.transcript().len();
     expect(session, "U-Boot 20", BOOT);
-    // The environment in flash: erased, so the default one.
-    expect(session, "using default environment", COMMAND);
     expect(session, "Hit any key to stop autoboot", COMMAND);
     session.send(" ").expect("QEMU takes input");
     expect(session, PROMPT, COMMAND);
+    session.transcript()[before..].to_string()
 }
 
 /// Types `command` at the prompt and returns the output up to the next
@@ -113,11 +114,17 @@ fn u_boot_reaches_its_prompt_and_runs_commands_beside_another_vm(board: &Board) 
         BOOT,
     );
     assert!(placed.contains("VM 1 'u-boot'"), "{placed}");
-    to_prompt(&mut session);
-    let transcript = session.transcript();
-    // The memory of the device tree at the start of RAM, and no flash.
-    assert!(transcript.contains("DRAM:  256 MiB"), "{transcript}");
-    assert!(transcript.contains("Flash: 0 Bytes"), "{transcript}");
+    let boot = to_prompt(&mut session);
+    // The memory of the device tree at the start of RAM, and one CFI flash
+    // bank: bank 0, the firmware, answers no query; bank 1 does, and
+    // U-Boot sizes it as it does QEMU's own (32 MiB: one 32-bit chip);
+    // erased, so the default environment.
+    assert!(boot.contains("DRAM:  256 MiB"), "{boot}");
+    assert!(
+        boot.contains("Flash: ## Unknown flash on Bank 1 - Size = 0x00000000 = 0 MB\n32 MiB"),
+        "{boot}"
+    );
+    assert!(boot.contains("using default environment"), "{boot}");
 
     let version = run(&mut session, "version");
     assert!(
@@ -128,7 +135,7 @@ fn u_boot_reaches_its_prompt_and_runs_commands_beside_another_vm(board: &Board) 
     for line in [
         "-> start    = 0x40000000",
         "-> size     = 0x10000000",
-        "flashsize   = 0x00000000",
+        "flashsize   = 0x02000000",
         "devicetree  = board",
     ] {
         assert!(bdinfo.contains(line), "no {line:?} in:\n{bdinfo}");
@@ -139,11 +146,21 @@ fn u_boot_reaches_its_prompt_and_runs_commands_beside_another_vm(board: &Board) 
         tree.contains("Capvisor virtual machine") && tree.contains("pl011@9000000"),
         "{tree}"
     );
-    // Flash: nothing to list, nothing to save into; the VM carries on.
+    // Flash: the second bank, as QEMU's virt has it; the environment is
+    // saved there (erase, then buffered writes).
     let flinfo = run(&mut session, "flinfo");
-    assert!(!flinfo.contains("CFI conformant"), "{flinfo}");
+    for line in [
+        "Bank # 1: missing or unknown FLASH type",
+        "Bank # 2: CFI conformant flash (16 x 16)  Size: 32 MB in 256 Sectors",
+        "Intel Extended command set, Manufacturer ID: 0x89, Device ID: 0x0018",
+        "04000000",
+    ] {
+        assert!(flinfo.contains(line), "no {line:?} in:\n{flinfo}");
+    }
     let saved = run(&mut session, "setenv capvisor firmware; saveenv");
-    assert!(saved.contains("Failed"), "{saved}");
+    for line in ["Erased 2 sectors", "Writing to Flash... done", "OK"] {
+        assert!(saved.contains(line), "no {line:?} in:\n{saved}");
+    }
     let printed = run(&mut session, "printenv capvisor");
     assert!(printed.contains("capvisor=firmware"), "{printed}");
 
@@ -159,16 +176,17 @@ fn u_boot_reaches_its_prompt_and_runs_commands_beside_another_vm(board: &Board) 
         std::thread::sleep(Duration::from_millis(200));
     }
 
-    // PSCI SYSTEM_RESET: the VM starts again from its firmware, with the
-    // environment set before forgotten.
+    // PSCI SYSTEM_RESET: the VM starts again from its firmware and reads
+    // the environment it saved from the flash, which kept it.
     session.send("reset\n").expect("QEMU takes input");
     expect(&mut session, "resetting", COMMAND);
-    to_prompt(&mut session);
-    let printed = run(&mut session, "printenv capvisor");
+    let boot = to_prompt(&mut session);
     assert!(
-        printed.contains("Error: \"capvisor\" not defined"),
-        "{printed}"
+        boot.contains("Loading Environment from Flash... OK"),
+        "{boot}"
     );
+    let printed = run(&mut session, "printenv capvisor");
+    assert!(printed.contains("capvisor=firmware"), "{printed}");
     session.send("\x1ds").expect("QEMU takes input");
     // The status lines, the ticker's after U-Boot's.
     expect(&mut session, "VM 2 'ticker': ", COMMAND);

@@ -29,6 +29,7 @@
 //!    a failure or was stopped by its fault policy.
 
 use crate::devices::VmDisks;
+use crate::flash_bank::PoolFlashBank;
 use crate::platform::BoardPlatform;
 use crate::platform::VmConsole;
 use crate::{io, log};
@@ -114,6 +115,8 @@ const DEVICE_TREE_FROM_END: u32 = 0x0020_0000;
 struct VmRam {
     config: VmConfig<'static>,
     device_tree: Option<Vec<u8>>,
+    /// The second flash bank of a VM with a firmware.
+    flash: Option<&'static PoolFlashBank>,
 }
 
 /// What the system image says of one VM beyond its configuration.
@@ -170,16 +173,14 @@ impl GuestMemory for VmRam {
         if let Some(firmware) = self.config.firmware {
             let pages = self.config.firmware_host() as usize;
             let span = self.config.firmware_span() as usize;
-            let erased = self.config.erased_bank_host() as usize;
-            let erased_size = hyp::config::ERASED_BANK_BYTES as usize;
-            // SAFETY: the firmware's pages and then the erased bank follow
-            // the VM's RAM in its pool slice (`validate` proved the whole
-            // slice inside the pool, mapped read-write in the Hyp map, and
-            // apart from every other VM's); the source is inside the system
-            // image in the staging area (`system_image::parse`), disjoint;
-            // the span is the firmware's size rounded up, so the copy
-            // fits. The VM is not running while it is reloaded: its ROM
-            // comes back as packed (the guest maps both read-only anyway).
+            // SAFETY: the firmware's pages follow the VM's RAM in its pool
+            // slice (`validate` proved the whole slice inside the pool,
+            // mapped read-write in the Hyp map, and apart from every other
+            // VM's); the source is inside the system image in the staging
+            // area (`system_image::parse`), disjoint; the span is the
+            // firmware's size rounded up, so the copy fits. The VM is not
+            // running while it is reloaded: its ROM comes back as packed
+            // (the guest maps it read-only anyway).
             unsafe {
                 core::ptr::write_bytes(pages as *mut u8, 0, span);
                 core::ptr::copy_nonoverlapping(
@@ -187,9 +188,13 @@ impl GuestMemory for VmRam {
                     pages as *mut u8,
                     firmware.size as usize,
                 );
-                core::ptr::write_bytes(erased as *mut u8, 0xff, erased_size);
             }
-            armv7a::cache::clean_to_poc(pages, span + erased_size);
+            armv7a::cache::clean_to_poc(pages, span);
+        }
+        // The second flash bank: erased at the first start, kept across
+        // restarts (`crate::flash_bank`).
+        if let Some(flash) = self.flash {
+            flash.load_once();
         }
         if let Some(tree) = &self.device_tree {
             // SAFETY: inside this VM's RAM (the tree's size was checked
@@ -264,8 +269,8 @@ fn firmware_mapping(config: &VmConfig<'_>) -> Option<GuestMapping> {
 }
 
 /// The read-only mapping of the start of `config`'s second flash bank
-/// (all ones: `capsules::flash` says why it is mapped), if it has a
-/// firmware.
+/// (its store: `capsules::flash` says why it is mapped, and when it is
+/// switched off), if it has a firmware.
 fn erased_bank_mapping(config: &VmConfig<'_>) -> Option<GuestMapping> {
     config.firmware.map(|_| GuestMapping {
         name: "flash-bank-1",
@@ -278,17 +283,19 @@ fn erased_bank_mapping(config: &VmConfig<'_>) -> Option<GuestMapping> {
 }
 
 /// Builds VM `index`'s stage 2 (its RAM, its firmware read-only at IPA 0
-/// and its second flash bank's erased start if it has one, and `extra` windows such as a GIC's virtual CPU
-/// interface) and vCPU (VMID `index + 1`).
+/// and its second flash bank's store if it has one, and `extra` windows
+/// such as a GIC's virtual CPU interface), gives its flash bank the switch
+/// of the store's block, and builds the vCPU (VMID `index + 1`).
 fn create_vcpu(
     capabilities: &VmCapabilities<'_>,
     index: usize,
-    config: &VmConfig<'static>,
+    memory: &VmRam,
     device_tree: DeviceTreeSource,
     extra: &[GuestMapping],
     cp15_at_reset: Cp15Context,
     pmu_at_reset: PmuContext,
 ) -> ArmVcpu {
+    let (config, flash) = (&memory.config, memory.flash);
     // SAFETY: taken only here, by the boot CPU as it creates the VMs (the
     // other CPUs wait for their work and take nothing).
     let tables = unsafe { STAGE2[index].take() }
@@ -306,12 +313,24 @@ fn create_vcpu(
             io::refuse_boot(format_args!("VM '{}': {}", config.name, error));
         }
     }
-    for flash in firmware_mapping(config)
+    for mapping in firmware_mapping(config)
         .iter()
         .chain(erased_bank_mapping(config).iter())
     {
-        if let Err(error) = tables.map(capabilities.stage2, flash) {
+        if let Err(error) = tables.map(capabilities.stage2, mapping) {
             io::refuse_boot(format_args!("VM '{}': {}", config.name, error));
+        }
+    }
+    if let Some(bank) = flash {
+        let ipa = hyp::config::FIRMWARE_IPA + hyp::guest_platform::FLASH_BANK_BYTES;
+        // SAFETY: the tables are this VM's for ever (a static, taken
+        // once) and, once built here, nothing but this switch writes them.
+        match unsafe { tables.block_switch(ipa) } {
+            Some(switch) => bank.attach(switch),
+            None => io::refuse_boot(format_args!(
+                "VM '{}': its second flash bank is not one 2 MiB block",
+                config.name
+            )),
         }
     }
     let vmid = index as u8 + 1;
@@ -564,10 +583,24 @@ pub fn prepare(memory: GuestPool) -> System {
         table.total,
         configs.len()
     );
-    let memories = leak_all(configs.iter().zip(&specs).map(|(config, spec)| VmRam {
-        config: *config,
-        device_tree: write_device_tree(config, spec),
-    }));
+    // Each firmware VM's second flash bank, in its pool slice.
+    let flash_banks: Vec<Option<&'static PoolFlashBank>> = configs
+        .iter()
+        .map(|config| {
+            config.firmware.map(|_| {
+                // SAFETY: once per VM, here; `validate` proved its slice
+                // (with the bank's bytes) inside the pool and its own.
+                &*leak(unsafe { PoolFlashBank::new(config) })
+            })
+        })
+        .collect();
+    let memories = leak_all(configs.iter().zip(&specs).zip(&flash_banks).map(
+        |((config, spec), flash)| VmRam {
+            config: *config,
+            device_tree: write_device_tree(config, spec),
+            flash: *flash,
+        },
+    ));
     // The console: one physical UART shared through the multiplexer (its
     // writes under the console lock); each VM writes through its own port.
     let console: &'static io::SharedConsole = &io::SharedConsole;
@@ -628,11 +661,12 @@ pub fn prepare(memory: GuestPool) -> System {
         .zip(uarts)
         .zip(&configs)
         .zip(vm_disks)
-        .map(|(((gic, uart), config), disks)| {
+        .zip(&flash_banks)
+        .map(|((((gic, uart), _config), disks), flash)| {
             let mut devices =
                 crate::devices::vm_devices(gic, uart, &Counter, memory.wall_clock, disks);
-            if config.firmware.is_some() {
-                devices.push(leak(capsules::flash::FlashWindow::new()) as &dyn MmioDevice);
+            if let Some(bank) = *flash {
+                devices.push(leak(capsules::flash::FlashWindow::new(bank)) as &dyn MmioDevice);
             }
             devices
         })
@@ -777,7 +811,7 @@ pub fn create_vms(
         let mut first = create_vcpu(
             capabilities,
             index,
-            config,
+            &system.memories[index],
             spec.device_tree,
             &extra,
             cp15_at_reset,

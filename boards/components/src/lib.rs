@@ -14,6 +14,7 @@
 //! | [`boot`] | banner, CPU check, the Hyp map with its coverage proof and the MMU, test hooks |
 //! | [`memory_map`] | the image's sections from the shared linker script, the map plan and what the coverage check proves |
 //! | [`devices`] | the virtual devices every board offers VMs, at their windows |
+//! | [`flash_bank`] | a firmware VM's second flash bank in its pool slice, and its stage-2 switch |
 //! | [`guests`] | reading and checking the packed system image, creating the VMs' capsules, stage 2 and vCPUs, running them and reporting |
 //! | [`platform`] | the kernel's `Platform`: clock, alarm, which line is what, console input's wiring |
 //!
@@ -42,6 +43,8 @@ pub mod board_disk;
 #[cfg(target_arch = "arm")]
 pub mod boot;
 pub mod devices;
+#[cfg(target_arch = "arm")]
+pub mod flash_bank;
 #[cfg(target_arch = "arm")]
 pub mod guests;
 #[cfg(target_arch = "arm")]

@@ -13,18 +13,23 @@
 //! The faulting IPA comes from HPFAR, which the architecture writes only
 //! for stage-2 translation and access-flag faults and for stage-2 faults
 //! on a stage-1 table walk. On a stage-2 *permission* fault HPFAR is
-//! UNKNOWN (ARM DDI 0406C, B4.1.62), so the IPA is left unknown and the
-//! abort takes the fault path: Capvisor's stage 2 maps RAM read-write and
-//! device windows (a GIC's GICV) read-write, so only an instruction fetch
-//! from a device window, or a guest-caused oddity, gets one, and none is an
-//! access to emulate. (KVM translates HDFAR with ATS1CPR instead, because
-//! it write-protects guest RAM for dirty tracking; Capvisor does not.)
+//! UNKNOWN (ARM DDI 0406C, B4.1.62), so for a data abort the exit path
+//! finds the IPA itself: it translates HDFAR with ATS1CPR (stage 1 of the
+//! guest's PL1&0 regime, still live in the CPU at the exit) and sets
+//! [`FaultRegisters::hpfar_translated`]
+//! (`armv7a::exceptions::read_exit_registers`, as KVM does). Capvisor's
+//! stage 2 maps RAM and device windows read-write, so the one read-only
+//! mapping a store can hit is a firmware VM's flash, whose stores are
+//! flash commands: with the IPA and a valid syndrome such a store becomes
+//! an MMIO write like any other. Without the translation (it failed, or
+//! the abort is an instruction fetch) the IPA stays unknown and the abort
+//! takes the fault path.
 //!
 //! ```
 //! use armv7a::exceptions::FaultRegisters;
 //! use armv7a::guest_exit::{decode_guest_exit, ExitVector};
 //! use hyp::trap::Trap;
-//! let registers = FaultRegisters { hsr: 0x4a00_0001, hdfar: 0, hifar: 0, hpfar: 0 };
+//! let registers = FaultRegisters { hsr: 0x4a00_0001, ..Default::default() };
 //! let exit = decode_guest_exit(ExitVector::HypTrap, registers);
 //! assert_eq!(exit.trap, Trap::Hypercall { immediate: 1 });
 //! ```
@@ -206,7 +211,12 @@ fn decode_data_abort(iss: &DataAbortIss, registers: &FaultRegisters) -> Trap {
         iss.stage1_walk,
         registers.hpfar,
         registers.hdfar,
-    );
+    )
+    .or_else(|| {
+        let permission = matches!(iss.status, FaultStatus::Permission { .. });
+        (registers.hpfar_translated && permission && !iss.stage1_walk)
+            .then(|| faulting_ipa(registers.hpfar, registers.hdfar))
+    });
     let emulatable =
         iss.isv && !iss.stage1_walk && !iss.cache_maintenance && !iss.external_abort_type;
     if let (true, Some(ipa), Some(size), Some(register)) = (
@@ -282,6 +292,7 @@ mod tests {
             hdfar: 0x0900_0abc,
             hifar: 0,
             hpfar: 0x0090_0000,
+            hpfar_translated: false,
         };
         let mut fast = 0;
         // Every data-abort syndrome shape: ISV, SAS, SSE, SRT, EA, CM,
@@ -336,6 +347,7 @@ mod tests {
                 hdfar,
                 hifar,
                 hpfar,
+                hpfar_translated: false,
             },
         )
     }
@@ -457,6 +469,51 @@ mod tests {
                 write: false,
                 kind: FaultKind::Permission { level: 2 },
                 stage1_walk: true
+            }
+        );
+    }
+
+    #[test]
+    fn a_translated_permission_fault_is_an_mmio_write() {
+        // str r1, [r0] to the read-only flash bank at 0x0400_0080, whose IPA
+        // the exit path found with ATS1CPR (HPFAR format, page 0x04000).
+        let hsr =
+            (0x24 << 26) | (1 << 25) | (1 << 24) | (0b10 << 22) | (1 << 16) | (1 << 6) | 0b00_1110;
+        let registers = FaultRegisters {
+            hsr,
+            hdfar: 0xc000_0080,
+            hifar: 0,
+            hpfar: 0x0004_0000,
+            hpfar_translated: true,
+        };
+        assert_eq!(
+            decode_guest_exit(ExitVector::HypTrap, registers).trap,
+            Trap::MmioWrite {
+                ipa: 0x0400_0080,
+                va: 0xc000_0080,
+                size: AccessSize::Word,
+                register: 1
+            }
+        );
+        // A translation fault keeps HPFAR's own meaning; without ISV
+        // (an stm) the permission fault keeps its found IPA on the fault
+        // path.
+        let stm = (0x24 << 26) | (1 << 25) | (1 << 6) | 0b00_1110;
+        assert_eq!(
+            decode_guest_exit(
+                ExitVector::HypTrap,
+                FaultRegisters {
+                    hsr: stm,
+                    ..registers
+                }
+            )
+            .trap,
+            Trap::DataAbort {
+                va: 0xc000_0080,
+                ipa: Some(0x0400_0080),
+                write: true,
+                kind: FaultKind::Permission { level: 2 },
+                stage1_walk: false
             }
         );
     }
@@ -621,9 +678,7 @@ mod tests {
     fn interrupts_ignore_the_syndrome() {
         let registers = FaultRegisters {
             hsr: 0x4a00_0001,
-            hdfar: 0,
-            hifar: 0,
-            hpfar: 0,
+            ..Default::default()
         };
         assert_eq!(
             decode_guest_exit(ExitVector::Irq, registers).trap,

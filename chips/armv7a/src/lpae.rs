@@ -297,6 +297,15 @@ impl<const L2_TABLES: usize, const L3_TABLES: usize> TranslationTables<L2_TABLES
         table_pointed_at(&self.level3[..self.level3_used], descriptor)
     }
 
+    /// The level-2 block descriptor that maps `address`, if a 2 MiB block
+    /// does (for a run-time switch of that block: `crate::stage2`).
+    pub(crate) fn block_descriptor(&mut self, address: u64) -> Option<&mut u64> {
+        let level1 = self.level1.entries[(address / GIB) as usize];
+        let table = self.level2_index(level1)?;
+        let entry = &mut self.level2[table].entries[((address >> 21) & 511) as usize];
+        (*entry & TYPE_MASK == TYPE_BLOCK).then_some(entry)
+    }
+
     /// Walks the tables for `address` as the MMU would.
     pub(crate) fn lookup(&self, address: u64) -> Lookup {
         let level1 = self.level1.entries[(address / GIB) as usize];

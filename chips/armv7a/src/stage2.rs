@@ -264,6 +264,22 @@ impl<const L2_TABLES: usize, const L3_TABLES: usize> Stage2Tables<L2_TABLES, L3_
         })
     }
 
+    /// A switch for the 2 MiB block that maps `ipa`, to unmap and map it
+    /// again while the VM runs (a flash bank that traps in its command
+    /// modes: `hyp::hil::flash`); `None` unless a level-2 block maps it.
+    ///
+    /// # Safety
+    /// The tables must live as long as the switch (a `static`) and must
+    /// not be changed through any other path while it is used: the switch
+    /// writes the descriptor through a pointer.
+    pub unsafe fn block_switch(&mut self, ipa: u32) -> Option<BlockSwitch> {
+        let descriptor = self.tables.block_descriptor(ipa as u64)?;
+        Some(BlockSwitch {
+            mapped: *descriptor,
+            descriptor: descriptor as *mut u64,
+        })
+    }
+
     /// The level-1 table's address, for [`vttbr`].
     pub fn root_table_address(&self) -> u64 {
         self.tables.root_table_address()
@@ -272,6 +288,42 @@ impl<const L2_TABLES: usize, const L3_TABLES: usize> Stage2Tables<L2_TABLES, L3_
     /// Level-2 and level-3 tables in use.
     pub fn tables_used(&self) -> (usize, usize) {
         self.tables.tables_used()
+    }
+}
+
+/// One block descriptor of a VM's stage 2 that can be turned off (every
+/// access in its 2 MiB faults to Hyp as a translation fault) and on again
+/// ([`Stage2Tables::block_switch`]).
+#[derive(Debug)]
+pub struct BlockSwitch {
+    descriptor: *mut u64,
+    mapped: u64,
+}
+
+impl BlockSwitch {
+    /// Maps the block as it was made (`true`) or leaves it invalid, then
+    /// forgets every CPU's cached translations of non-Hyp guests
+    /// (TLBIALLNSNHIS: all VMIDs, inner shareable), so the change holds on
+    /// each vCPU of the VM before this returns.
+    pub fn set(&self, mapped: bool) {
+        let value = if mapped { self.mapped } else { 0 };
+        // SAFETY: `block_switch`'s contract: the descriptor lives in
+        // tables that outlive the switch and nothing else writes it; an
+        // aligned 64-bit store the table walker reads as valid or invalid.
+        unsafe { core::ptr::write_volatile(self.descriptor, value) };
+        #[cfg(target_arch = "arm")]
+        // SAFETY: barriers and a TLB invalidation: no memory is touched;
+        // other VMs only refill their TLB entries from their own tables.
+        unsafe {
+            core::arch::asm!(
+                "dsb ish",
+                "mcr p15, 4, {zero}, c8, c3, 4",
+                "dsb ish",
+                "isb",
+                zero = in(reg) 0u32,
+                options(nostack, preserves_flags)
+            );
+        }
     }
 }
 
@@ -347,6 +399,41 @@ mod tests {
         }
         // 64 x 2 MiB blocks under one level-2 table.
         assert_eq!(t.tables_used(), (1, 0));
+    }
+
+    #[test]
+    fn a_block_switch_unmaps_and_maps_one_block() {
+        let mut t: Box<Tables> = Box::default();
+        let bank = GuestMapping {
+            name: "flash-bank-1",
+            ipa: 0x0400_0000,
+            physical: 0x8860_0000,
+            size: 0x0020_0000,
+            memory: MemoryType::Normal,
+            access: GuestAccess::ReadOnly,
+        };
+        t.map(&capability(), &ram(0x4000_0000, 0x8800_0000, 0x0040_0000))
+            .unwrap();
+        t.map(&capability(), &bank).unwrap();
+        // Pages are not blocks: no switch for a page-mapped range.
+        t.map(&capability(), &ram(0x0900_0000, 0x9000_0000, 0x1000))
+            .unwrap();
+        // SAFETY: the boxed tables outlive the switches (dropped first)
+        // and are only read through `translate` meanwhile.
+        let page = unsafe { t.block_switch(0x0900_0000) };
+        // SAFETY: as above.
+        let unmapped = unsafe { t.block_switch(0x0800_0000) };
+        assert!(page.is_none() && unmapped.is_none());
+        // SAFETY: as above.
+        let switch = unsafe { t.block_switch(0x0410_0000) }.unwrap();
+        let before = t.translate(0x0410_0010);
+        assert_eq!(before.unwrap().physical, 0x8870_0010);
+        switch.set(false);
+        assert_eq!(t.translate(0x0410_0010), None);
+        assert_eq!(t.translate(0x4000_0000).unwrap().physical, 0x8800_0000);
+        switch.set(true);
+        assert_eq!(t.translate(0x0410_0010), before);
+        assert_eq!(before.unwrap().access, Some(GuestAccess::ReadOnly));
     }
 
     #[test]

@@ -166,7 +166,26 @@ pub unsafe fn run_guest(context: &mut GuestContext) -> GuestExit {
             instruction_bytes: 4,
         };
     }
-    decode_guest_exit(vector, crate::exceptions::read_exit_registers(hsr))
+    let mut exit = decode_guest_exit(vector, crate::exceptions::read_exit_registers(hsr));
+    // A data abort without a valid syndrome (EC 0x24, ISV clear): ARMv7
+    // leaves HSR.IL UNKNOWN for it (QEMU's Cortex-A15 clears it), so the
+    // instruction's length comes from the guest's state: 4 bytes in ARM
+    // state; in Thumb state it could be 2 or 4 and is not known (0: the
+    // dispatcher then skips nothing).
+    if hsr >> 26 == 0x24 && hsr & (1 << 24) == 0 {
+        exit.instruction_bytes = length_without_syndrome(context.cpsr);
+    }
+    exit
+}
+
+/// The length of a guest instruction whose syndrome gives none: 4 in ARM
+/// state, 0 (unknown) in Thumb state (CPSR.T, bit 5).
+pub const fn length_without_syndrome(cpsr: u32) -> u32 {
+    if cpsr & (1 << 5) == 0 {
+        4
+    } else {
+        0
+    }
 }
 
 #[cfg(target_arch = "arm")]
@@ -704,6 +723,12 @@ pub unsafe fn reflect_fault(
 mod tests {
     use super::*;
     use hyp::dispatch::GuestRegisters;
+
+    #[test]
+    fn a_store_without_syndrome_is_4_bytes_in_arm_state_and_unknown_in_thumb() {
+        assert_eq!(length_without_syndrome(0x6000_01d3), 4);
+        assert_eq!(length_without_syndrome(0x6000_01f3), 0);
+    }
 
     #[test]
     fn registers_follow_the_current_mode() {

@@ -8,6 +8,7 @@
 
 pub mod block;
 pub mod console;
+pub mod flash;
 pub mod guest_ram;
 pub mod interrupt;
 pub mod list_registers;
