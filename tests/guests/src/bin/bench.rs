@@ -28,7 +28,7 @@
 //! | virtual interrupt delivery | from the guest's last instruction before the interrupt to the first of its IRQ vector, the interrupt being its virtual timer (raised from the hypervisor's alarm interrupt) |
 //! | scheduling tick | the gap in this VM's run when its slice ends and no other VM is ready (physical counter) |
 //! | VM switch under preemption | computed by `tools/bench-report.sh`: both VMs spin reading the physical counter (one for all VMs), and each gap in one's readings brackets the other's turn; the switch is the time from one VM's last reading to the other's first |
-//! | 4 KiB virtio-blk write / read request | from the QueueNotify write to the used ring's index seen advanced (polled with IRQs masked, a WFI between polls), for a request whose chain (header, 4 KiB, status byte) is already published; each at its own 4 KiB of the bench VM's disk (slot 0), the reads checked against what the writes wrote |
+//! | 4 KiB and 512-byte virtio-blk write / read request | from the QueueNotify write to the used ring's index seen advanced (polled with IRQs masked, a WFI between polls), for a request whose chain (header, data, status byte) is already published; each at its own 4 KiB of the bench VM's disk (slot 0), the reads checked against what the writes wrote |
 //!
 //! The VM named `bench-peer` yields 101 times (YIELD), then spins for the
 //! preemption measurement, prints its gaps and powers off.
@@ -358,10 +358,19 @@ fn peer() -> u32 {
 /// The disk benchmark's queue and buffers: 1.5 MiB into the VM's RAM,
 /// past the image, its .bss and stacks.
 const DISK_AREA: usize = 0x4018_0000;
-/// The bytes of one timed request.
-const REQUEST_BYTES: u32 = 4096;
-/// Sectors per request.
-const REQUEST_SECTORS: u64 = REQUEST_BYTES as u64 / 512;
+/// The timed requests: (type, bytes), in the order of [`DISK_ROWS`]. The
+/// 512-byte requests, beside the 4 KiB ones, split a request's cost into
+/// its fixed part and its part per byte.
+const DISK_REQUESTS: [(u32, u32); 4] = [(T_OUT, 4096), (T_IN, 4096), (T_OUT, 512), (T_IN, 512)];
+/// Their rows.
+const DISK_ROWS: [&str; 4] = [
+    "4 KiB virtio-blk write request (notify to the used index seen)",
+    "4 KiB virtio-blk read request (notify to the used index seen)",
+    "512-byte virtio-blk write request (notify to the used index seen)",
+    "512-byte virtio-blk read request (notify to the used index seen)",
+];
+/// The disk space each run's requests use: 4 KiB, in sectors.
+const RUN_SECTORS: u64 = 8;
 
 /// PMCCNTR, after the instructions before it have completed.
 fn cycles() -> u32 {
@@ -445,8 +454,9 @@ fn timed_request(disk: &Disk, line: u32, counter: fn() -> u32) -> (u32, bool) {
 
 /// The virtio-blk requests: 100 writes of 4 KiB, each at its own 4 KiB
 /// of the disk, then 100 reads of the same, each compared with what was
-/// written. Returns (minimum, total) for writes and reads, less the
-/// counter's own two reads; failures are counted in `checks`.
+/// written; then the same with 512 bytes. Returns (minimum, total) for
+/// each of [`DISK_REQUESTS`], less the counter's own two reads; failures
+/// are counted in `checks`.
 ///
 /// Under Capvisor the counter is PMCCNTR, which counts the hypervisor's
 /// instructions too. On bare QEMU under `-icount` it is the instruction
@@ -455,7 +465,7 @@ fn timed_request(disk: &Disk, line: u32, counter: fn() -> u32) -> (u32, bool) {
 /// backwards across such a wait with `sleep=off`), whereas the guest's
 /// instructions are what a request costs it there. Without `-icount`
 /// (the wall-clock runs) PMCCNTR, in nanoseconds, in both.
-fn disk_requests(native: bool, checks: &mut Checks) -> Option<[[u32; 2]; 2]> {
+fn disk_requests(native: bool, checks: &mut Checks) -> Option<[[u32; 2]; 4]> {
     let slot = if native {
         virtio::find_native(DEVICE_BLOCK)
     } else {
@@ -489,7 +499,7 @@ fn disk_requests(native: bool, checks: &mut Checks) -> Option<[[u32; 2]; 2]> {
     let sectors = u64::from(disk.reg(CONFIG)) | (u64::from(disk.reg(CONFIG + 4)) << 32);
     checks.that(
         "the disk holds every request",
-        sectors >= u64::from(RUNS) * REQUEST_SECTORS,
+        sectors >= u64::from(RUNS) * RUN_SECTORS,
     );
     let counter: fn() -> u32 = if native && count_instructions() {
         println!("bench: disk requests counted by INST_RETIRED");
@@ -504,18 +514,18 @@ fn disk_requests(native: bool, checks: &mut Checks) -> Option<[[u32; 2]; 2]> {
         })
         .min()
         .unwrap_or(0);
-    let mut results = [[0u32, 0u32]; 2];
-    for (kind, result) in [T_OUT, T_IN].into_iter().zip(results.iter_mut()) {
+    let mut results = [[0u32, 0u32]; 4];
+    for ((kind, bytes), result) in DISK_REQUESTS.into_iter().zip(results.iter_mut()) {
         let (mut minimum, mut total, mut failed) = (u32::MAX, 0u32, 0u32);
         for run in 0..RUNS {
-            for n in 0..REQUEST_BYTES as usize {
+            for n in 0..bytes as usize {
                 disk.set_data(n, if kind == T_OUT { written(run, n) } else { 0 });
             }
-            disk.prepare(kind, u64::from(run) * REQUEST_SECTORS, REQUEST_BYTES);
+            disk.prepare(kind, u64::from(run) * RUN_SECTORS, bytes);
             let (count, ok) = timed_request(&disk, line, counter);
             let instructions = count.saturating_sub(baseline);
-            let right = kind == T_OUT
-                || (0..REQUEST_BYTES as usize).all(|n| disk.data(n) == written(run, n));
+            let right =
+                kind == T_OUT || (0..bytes as usize).all(|n| disk.data(n) == written(run, n));
             failed += u32::from(!ok || !right);
             minimum = minimum.min(instructions);
             total = total.wrapping_add(instructions);
@@ -627,13 +637,7 @@ fn main() -> u32 {
     }
     match disk {
         Some(requests) => {
-            for (name, [minimum, total]) in [
-                "4 KiB virtio-blk write request (notify to the used index seen)",
-                "4 KiB virtio-blk read request (notify to the used index seen)",
-            ]
-            .iter()
-            .zip(requests)
-            {
+            for (name, [minimum, total]) in DISK_ROWS.iter().zip(requests) {
                 println!(
                     "bench: | {} | {} | {} | {} |",
                     name,
