@@ -3,11 +3,15 @@
 # Makes the Linux guest's images from Debian packages, in DIR (default
 # target/linux), and reuses them when they are already there:
 #   linux-zImage   the stock armhf armmp kernel (linux-image-*-armmp)
-#   initrd.cpio.gz a busybox initramfs
+#   initrd.cpio.gz a busybox initramfs (its /init is written below)
+#   boot-disk.img  a disk U-Boot boots both from (tools/boot-disk.sh)
+#   blank-disk.img 32 MiB of zeros: a data disk for the initramfs to
+#                  format (capvisor.data=, see the init below)
 # (system descriptions name them: systems/*.toml, tests/systems/*.toml).
 # The packages come through apt with a private state under DIR (armhf
 # lists and downloads), so the machine's package configuration is not
-# touched. Needs apt-get, dpkg-deb, cpio and gzip (tools/setup.sh).
+# touched. Needs apt-get, dpkg-deb, cpio, gzip and mkfs.ext4
+# (tools/setup.sh).
 #
 #   tools/linux-images.sh [DIR]
 set -euo pipefail
@@ -16,10 +20,15 @@ mkdir -p "$dir"
 dir="$(cd "$dir" && pwd)"
 
 # Bumped whenever the initramfs below changes, so cached images are remade.
-version=6
+version=7
+here="$(cd "$(dirname "$0")" && pwd)"
+# The data disk the demo formats: sparse, and made whenever missing.
+if [ ! -s "$dir/blank-disk.img" ]; then
+    truncate -s 32M "$dir/blank-disk.img"
+fi
 if [ -s "$dir/linux-zImage" ] && [ -s "$dir/initrd.cpio.gz" ] \
     && [ "$(cat "$dir/images.version" 2>/dev/null)" = "$version" ]; then
-    exit 0
+    exec "$here/boot-disk.sh" "$dir"
 fi
 apt_state="$dir/apt"
 mkdir -p "$apt_state/lists/partial" "$apt_state/cache" "$apt_state/debs"
@@ -46,24 +55,127 @@ dpkg-deb -x "$apt_state/debs/${kernel}"_*.deb "$work/kernel"
 dpkg-deb -x "$apt_state"/debs/busybox-static_*.deb "$work/busybox"
 cp "$work"/kernel/boot/vmlinuz-* "$dir/linux-zImage.tmp"
 cp "$work/busybox/bin/busybox" "$work/root/bin/busybox"
-# The virtio disk drivers (modules in Debian's armmp kernel; the virtio
-# core and rings are built in, and neither module depends on another), so
-# that a VM's virtio-mmio disks are /dev/vda and /dev/vdb.
-mkdir -p "$work/root/lib/modules"
-for module in drivers/virtio/virtio_mmio.ko drivers/block/virtio_blk.ko; do
-    cp "$work"/kernel/lib/modules/*/kernel/"$module" "$work/root/lib/modules/"
+# Modules of Debian's armmp kernel the init loads (with busybox's
+# modprobe, which reads modules.dep): the virtio disk drivers, so that a
+# VM's virtio-mmio disks are /dev/vda and /dev/vdb (the virtio core and
+# rings are built in), and ext4 (which also serves ext2 and ext3) with
+# crc32c, which ext4 asks the crypto API for on a file system with
+# metadata checksums. The package has no modules.dep (depmod makes it at
+# install): each module's dependencies are read here from its own
+# .modinfo (`depends=`), recursively, and modules.dep is written in
+# depmod's format (a module, then what it needs, the last to be loaded
+# first).
+modules_dir=$(echo "$work"/kernel/lib/modules/*)
+kernel_version=$(basename "$modules_dir")
+wanted="virtio_mmio virtio_blk crc32c_generic ext4"
+# A module's path under modules_dir (file names may spell _ as -).
+module_path() {
+    local path
+    path=$(cd "$modules_dir" && find kernel -name "$1.ko" -o -name "${1//_/-}.ko" | head -n 1)
+    if [ -z "$path" ]; then
+        echo "linux-images: no module $1 in $kernel" >&2
+        exit 1
+    fi
+    echo "$path"
+}
+# The names a module depends on, from its .modinfo.
+module_depends() {
+    { grep -a -o 'depends=[A-Za-z0-9_,-]*' "$modules_dir/$1" || true; } \
+        | head -n 1 | cut -d= -f2 | tr ',' ' '
+}
+# Prints NAME's dependencies, each after its own (depth first, once each).
+declare -A visited=()
+load_order() {
+    local name=$1 dependency
+    for dependency in $(module_depends "$(module_path "$name")"); do
+        if [ -z "${visited[$dependency]:-}" ]; then
+            visited[$dependency]=1
+            load_order "$dependency"
+            echo "$dependency"
+        fi
+    done
+}
+# Every module to copy: the wanted ones and all they need, each once.
+declare -A everything=()
+for name in $wanted; do
+    everything[$name]=1
+    visited=()
+    for dependency in $(load_order "$name"); do
+        everything[$dependency]=1
+    done
 done
+root_modules="$work/root/lib/modules/$kernel_version"
+mkdir -p "$root_modules"
+for name in $(printf '%s\n' "${!everything[@]}" | sort); do
+    path=$(module_path "$name")
+    mkdir -p "$root_modules/$(dirname "$path")"
+    cp "$modules_dir/$path" "$root_modules/$path"
+    visited=()
+    line="$path:"
+    for dependency in $(load_order "$name" | tac); do
+        line="$line $(module_path "$dependency")"
+    done
+    echo "$line"
+done > "$root_modules/modules.dep"
+echo "linux-images: modules.dep:" >&2
+sed 's/^/  /' "$root_modules/modules.dep" >&2
 cat > "$work/root/init" <<'INIT'
 #!/bin/busybox sh
 /bin/busybox --install -s /bin
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev
-for module in virtio_mmio virtio_blk; do
-    insmod "/lib/modules/$module.ko"
-done
+# Modules by name, with what each needs (modules.dep); the kernel's own
+# requests for a module go to busybox's modprobe too.
+echo /bin/modprobe > /proc/sys/kernel/modprobe
+modprobe -a virtio_mmio virtio_blk crc32c_generic ext4
 echo "capvisor-linux: initramfs up"
 uname -a
+# The data disk: with capvisor.data=DEVICE on the command line (say
+# capvisor.data=/dev/vda), DEVICE is mounted at /data with the ext4
+# driver, after being formatted if it holds no file system yet (no
+# ext2/3/4 magic 0xef53 at byte 1080): busybox's mke2fs makes an ext2 file
+# system (revision 1, 4 KiB blocks, label capvisor-data), which the ext4
+# driver serves. Without the option no disk is touched.
+data_disk() {
+    local device=$1 name magic tries=0 formatted=""
+    name=${device#/dev/}
+    while [ ! -b "$device" ] && [ $tries -lt 5 ]; do
+        sleep 1
+        tries=$((tries + 1))
+    done
+    if [ ! -b "$device" ]; then
+        echo "capvisor-data: no $device; nothing mounted"
+        return
+    fi
+    mkdir -p /data
+    magic=$(dd if="$device" bs=1 skip=1080 count=2 2>/dev/null | od -An -tx1 | tr -d ' \n')
+    if [ "$(cat "/sys/block/$name/ro" 2>/dev/null)" = 1 ]; then
+        if [ "$magic" = 53ef ] && mount -t ext4 -o ro "$device" /data; then
+            echo "capvisor-data: $device (read-only) mounted at /data"
+        else
+            echo "capvisor-data: $device is read-only and holds no file system; nothing mounted"
+        fi
+        return
+    fi
+    if [ "$magic" != 53ef ]; then
+        if ! mke2fs -q -b 4096 -L capvisor-data "$device" > /dev/null; then
+            echo "capvisor-data: mke2fs $device failed; nothing mounted"
+            return
+        fi
+        formatted=" (blank: formatted now, ext2)"
+    fi
+    if mount -t ext4 "$device" /data; then
+        echo "capvisor-data: $device mounted at /data$formatted"
+    else
+        echo "capvisor-data: $device could not be mounted; nothing mounted"
+    fi
+}
+for option in $(cat /proc/cmdline); do
+    case "$option" in
+        capvisor.data=*) data_disk "${option#capvisor.data=}" ;;
+    esac
+done
 # make bench boots with capvisor-bench on the command line: power off at
 # once, so the run ends by itself.
 if grep -q capvisor-bench /proc/cmdline; then
@@ -157,6 +269,9 @@ if grep -q capvisor-smp /proc/cmdline; then
     echo "capvisor-smp: done"
     poweroff -f
 fi
+# The shell's greeting: the date from the VM's clock (its PL031, read by
+# the kernel at boot).
+echo "capvisor-linux: $(date)"
 exec setsid cttyhack sh
 INIT
 chmod +x "$work/root/init"
@@ -167,3 +282,4 @@ mv "$dir/linux-zImage.tmp" "$dir/linux-zImage"
 echo "$version" > "$dir/images.version"
 rm -rf "$work"
 echo "linux-images: $dir/linux-zImage ($kernel), $dir/initrd.cpio.gz ($size bytes)" >&2
+exec "$here/boot-disk.sh" "$dir"

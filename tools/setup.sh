@@ -2,7 +2,7 @@
 # SPDX-License-Identifier: MIT OR Apache-2.0
 # Installs what building and running Capvisor needs, and nothing when it is
 # already there: QEMU for 32-bit Arm, the device-tree compiler, gdb-multiarch,
-# cpio (Debian packages; with the argument `profile`, llvm too), and the
+# cpio, e2fsprogs (Debian packages; with the argument `profile`, llvm too), and the
 # pinned Rust toolchain with the armv7a-none-eabi
 # target (from rust-toolchain.toml, through rustup).
 set -euo pipefail
@@ -14,6 +14,8 @@ command -v dtc >/dev/null 2>&1 || missing+=(device-tree-compiler)
 command -v gdb-multiarch >/dev/null 2>&1 || missing+=(gdb-multiarch)
 # The Linux guest's initramfs (tools/linux-images.sh).
 command -v cpio >/dev/null 2>&1 || missing+=(cpio)
+# U-Boot's boot disk (tools/boot-disk.sh: mkfs.ext4 -d).
+PATH="$PATH:/usr/sbin:/sbin" command -v mkfs.ext4 >/dev/null 2>&1 || missing+=(e2fsprogs)
 # make exit-profile (tools/setup.sh profile) reads the hypervisor's symbols,
 # lines and disassembly with the LLVM tools.
 if [ "${1:-}" = profile ]; then

@@ -5,25 +5,37 @@
 //! Capvisor; the commands typed there see the VM's platform (its RAM from
 //! the device tree at the start of RAM, no flash to program); `saveenv`
 //! fails without harm; `reset` restarts the VM from its firmware again;
-//! the ticker beside it runs on throughout.
+//! the ticker beside it runs on throughout. Left alone, its own boot
+//! command (distro boot) finds the VM's virtio disk (`boot-disk.img`, from
+//! `tools/boot-disk.sh`), reads `extlinux/extlinux.conf` there and boots
+//! Debian's Linux with the busybox initramfs from it, passing the device
+//! tree the hypervisor wrote; Linux reaches its shell and mounts the disk
+//! it came from.
 //!
 //! The image comes from `tools/firmware-images.sh` (Debian's package
-//! through apt, cached under target/firmware).
+//! through apt, cached under target/firmware); the boot disk from
+//! `tools/linux-images.sh` (target/linux).
 
 use capvisor_runner::Session;
 use capvisor_tests::{
-    command_with, guest_images, pack, per_board, start_command, workspace_root, Board,
+    command_with, guest_images, linux_images, pack, per_board, start_command, type_at_prompt,
+    workspace_root, Board,
 };
 use std::path::PathBuf;
 use std::process::Command;
 use std::sync::OnceLock;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// U-Boot starts in well under a minute under TCG, even on a loaded
 /// machine.
 const BOOT: Duration = Duration::from_secs(180);
 const COMMAND: Duration = Duration::from_secs(60);
 const PROMPT: &str = "=> ";
+/// U-Boot loading Linux from the disk and Linux booting to its shell:
+/// about a minute under TCG; the margin absorbs a loaded machine.
+const LINUX: Duration = Duration::from_secs(400);
+/// The busybox initramfs's line once its modules are loaded.
+const MARKER: &str = "capvisor-linux: initramfs up";
 
 /// Fetches the firmware images (`tools/firmware-images.sh`, which reuses
 /// them once there) once per test process; returns their directory.
@@ -76,11 +88,24 @@ fn run(session: &mut Session, command: &str) -> String {
     session.transcript()[before..].to_string()
 }
 
-per_board!(u_boot_reaches_its_prompt_and_runs_commands_beside_another_vm);
+/// `systems/u-boot.toml` packed for `board`: U-Boot, its boot disk and the
+/// ticker.
+fn u_boot_system(board: &Board) -> capvisor_runner::Loader {
+    let description = workspace_root().join("systems").join("u-boot.toml");
+    pack(
+        board,
+        &description,
+        &[firmware_images(), linux_images(), guest_images()],
+    )
+}
+
+per_board!(
+    u_boot_reaches_its_prompt_and_runs_commands_beside_another_vm,
+    u_boot_boots_linux_from_its_virtio_disk,
+);
 
 fn u_boot_reaches_its_prompt_and_runs_commands_beside_another_vm(board: &Board) {
-    let description = workspace_root().join("systems").join("u-boot.toml");
-    let loader = pack(board, &description, &[firmware_images(), guest_images()]);
+    let loader = u_boot_system(board);
     let mut session = start_command(&command_with(board, &[], Some(loader)));
     let placed = expect(
         &mut session,
@@ -158,4 +183,104 @@ fn u_boot_reaches_its_prompt_and_runs_commands_beside_another_vm(board: &Board) 
         status.contains("injected faults 0"),
         "U-Boot took no abort: {status}"
     );
+}
+
+/// Types `command` at Linux's shell and waits for the line holding
+/// `expect` (computed by the shell, `$((6 * 7))`, so that the echo of the
+/// command cannot match).
+fn shell(session: &mut Session, command: &str, expect_text: &str) -> String {
+    type_at_prompt(session, command, COMMAND);
+    expect(session, expect_text, COMMAND)
+}
+
+/// Nothing typed: U-Boot's default boot command (`run distro_bootcmd`)
+/// tries its boot targets in order, finds the VM's virtio disk (slot 0,
+/// read-only) with its bootable partition, reads
+/// `extlinux/extlinux.conf` and boots its entry: the zImage and the
+/// initramfs from the disk, the command line from the entry and the
+/// device tree at `$fdt_addr`, the one the hypervisor wrote at the start
+/// of RAM. Linux reaches its shell, sees that tree and that command line,
+/// and mounts the disk it was loaded from (ext4, read-only), whose zImage
+/// is the host's file. The wall-clock times are printed
+/// (`--nocapture`).
+fn u_boot_boots_linux_from_its_virtio_disk(board: &Board) {
+    let loader = u_boot_system(board);
+    let command = command_with(board, &[], Some(loader));
+    let started = Instant::now();
+    let mut session = start_command(&command);
+    expect(&mut session, "U-Boot 20", BOOT);
+    let banner = started.elapsed();
+    let device = expect(&mut session, "Device 0: CAPV VirtIO Block Device", LINUX);
+    assert!(device.contains("CAPV"), "{device}");
+    expect(&mut session, "Found /extlinux/extlinux.conf", LINUX);
+    expect(&mut session, "Retrieving file: /initrd.gz", LINUX);
+    expect(&mut session, "Retrieving file: /zImage", LINUX);
+    expect(&mut session, "append: console=ttyAMA0 earlycon", LINUX);
+    expect(
+        &mut session,
+        "Booting using the fdt blob at 0x40000000",
+        LINUX,
+    );
+    expect(&mut session, "Starting kernel", LINUX);
+    let kernel = started.elapsed();
+    expect(
+        &mut session,
+        "Machine model: Capvisor virtual machine",
+        LINUX,
+    );
+    expect(&mut session, MARKER, LINUX);
+    let shell_up = started.elapsed();
+    eprintln!(
+        "{}: U-Boot's banner after {:.1} s, its bootz after {:.1} s, Linux's initramfs up after {:.1} s (wall clock from QEMU's start)",
+        board.name,
+        banner.as_secs_f64(),
+        kernel.as_secs_f64(),
+        shell_up.as_secs_f64()
+    );
+
+    // The tree and the command line U-Boot passed.
+    shell(
+        &mut session,
+        "echo \"$(tr -d '\\0' < /proc/device-tree/model) $(cat /proc/cmdline)\" tree-$((6 * 7))\n",
+        "Capvisor virtual machine console=ttyAMA0 earlycon tree-42",
+    );
+    // The disk it came from: read-only, its partition ext4 with the
+    // host's zImage and the extlinux entry.
+    let zimage_bytes = std::fs::metadata(linux_images().join("linux-zImage"))
+        .expect("the zImage")
+        .len();
+    shell(
+        &mut session,
+        "mkdir -p /mnt && mount -t ext4 -o ro /dev/vda1 /mnt && echo $(cat /sys/block/vda/ro) $(wc -c < /mnt/zImage) $(grep -c '^label capvisor' /mnt/extlinux/extlinux.conf) disk-$((6 * 7))\n",
+        &format!("1 {zimage_bytes} 1 disk-42"),
+    );
+    let sum = shell(
+        &mut session,
+        "md5sum /mnt/initrd.gz | sed \"s/ .*/ initrd-$((6 * 7))/\"\n",
+        "initrd-42",
+    );
+    assert!(sum.len() >= 32 + " initrd-42".len(), "{sum}");
+
+    // Linux powers its VM off; the ticker carries on.
+    type_at_prompt(&mut session, "poweroff -f\n", COMMAND);
+    expect(&mut session, "reboot: Power down", COMMAND);
+    let deadline = Instant::now() + COMMAND;
+    loop {
+        // The status lines (Ctrl-] s), U-Boot's VM's first.
+        session.send("\x1ds").expect("QEMU takes input");
+        let ticker = expect(&mut session, "VM 2 'ticker': ", COMMAND);
+        assert!(!ticker.contains("powered off"), "{ticker}");
+        let transcript = session.transcript();
+        let status = transcript
+            .lines()
+            .rev()
+            .find(|line| line.contains("VM 1 'u-boot': "))
+            .unwrap_or_else(|| panic!("no status line for U-Boot:\n{transcript}"));
+        if status.contains("powered off") {
+            assert!(status.contains("injected faults 0"), "{status}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "not powered off: {status}");
+        std::thread::sleep(Duration::from_millis(500));
+    }
 }

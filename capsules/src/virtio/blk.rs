@@ -83,9 +83,14 @@ pub const S_IOERR: u8 = 1;
 pub const S_UNSUPP: u8 = 2;
 /// The longest id string.
 pub const ID_BYTES: usize = 20;
-/// The most data one request may move (larger ones fail with IOERR; a
-/// Linux guest sends at most 1.25 MiB).
-pub const MAX_REQUEST_BYTES: u64 = 4 << 20;
+/// The most data one request may move (larger ones fail with IOERR). A
+/// Linux guest sends at most 1.25 MiB, but U-Boot reads each contiguous
+/// run of a file in one request, as large as the run (its virtio-blk
+/// driver ignores `size_max`): a 5.4 MB zImage on an ext4 disk is one
+/// request. The request moves through the bounce buffer a piece at a
+/// time whatever its size; the bound only keeps a request within what a
+/// boot loader loads.
+pub const MAX_REQUEST_BYTES: u64 = 64 << 20;
 /// The most pieces a bounce buffer is cut into.
 pub const MAX_PIECES: usize = 16;
 /// The request header: type, reserved, sector.
