@@ -67,8 +67,10 @@ test: setup fmt-check lint unit-test qemu-test
 # on every board against the same kernel, initramfs and device tree
 # natively on QEMU virt (the initramfs powers off at once); then the same
 # in wall clock (no -icount): the trap paths in nanoseconds and Linux
-# (boot, a shell loop, dd through md5sum) against native, WALL_RUNS
-# alternating rounds, medians. Writes BENCHMARKS.md with the boards side
+# (boot, a shell loop, dd through md5sum, dd on its virtio disk) against
+# native, WALL_RUNS alternating rounds, medians. The bench guest also
+# times 4 KiB virtio-blk requests, and natively both it and Linux get
+# QEMU's own virtio-blk-device. Writes BENCHMARKS.md with the boards side
 # by side.
 BENCH_BOARDS := integrator-cp qemu-virt
 BENCH_DIR := target/bench
@@ -77,14 +79,30 @@ RUNNER := cargo run --quiet --locked --release -p capvisor-runner --bin capvisor
 LINUX_BENCH_ARGS := console=ttyAMA0 capvisor-bench
 LINUX_WALL_ARGS := console=ttyAMA0 capvisor-wall
 WALL_RUNS ?= 5
-NATIVE_BENCH := qemu-system-arm -M virt -cpu cortex-a15 -m 256 -display none -monitor none -serial stdio -no-reboot -kernel target/guests-elf/$(TARGET)/release/bench
-bench: setup
+# A virtio-blk disk of QEMU's own on bare QEMU virt, in slot 0 (QEMU
+# gives the first -device the last slot, 31, unless told the bus) and
+# version 2, as Capvisor's: the bench guest's requests and Linux's /dev/vda.
+NATIVE_DISK = -global virtio-mmio.force-legacy=false -drive if=none,id=d0,file=$(1),format=raw -device virtio-blk-device,drive=d0,bus=virtio-mmio-bus.0
+NATIVE_BENCH := qemu-system-arm -M virt -cpu cortex-a15 -m 256 -display none -monitor none -serial stdio -no-reboot -kernel target/guests-elf/$(TARGET)/release/bench $(call NATIVE_DISK,$(BENCH_DIR)/native/bench-disk.img)
+# The disks (zeros; each run writes before it reads): the bench guest's
+# (1 MiB; an image disk under Capvisor, QEMU's own device natively) and
+# Linux's for the wall-clock dd runs (128 MiB).
+BENCH_DISKS := $(BENCH_DIR)/bench-disk.img $(BENCH_DIR)/native/bench-disk.img
+WALL_DISKS := $(BENCH_DIR)/wall-disk.img $(BENCH_DIR)/native/wall-disk.img
+$(BENCH_DISKS):
+	mkdir -p $(@D)
+	truncate -s 1M $@
+$(WALL_DISKS):
+	mkdir -p $(@D)
+	truncate -s 128M $@
+
+bench: setup $(BENCH_DISKS) $(WALL_DISKS)
 	cargo build --locked --release -p capvisor-test-guests --target $(TARGET)
 	tools/linux-images.sh target/linux
 	for board in $(BENCH_BOARDS); do \
 		dir=$(BENCH_DIR)/$$board; mkdir -p $$dir; \
 		cargo build --locked --release -p capvisor-$$board --target $(TARGET) --features bench --target-dir $$dir/trap || exit 1; \
-		$(RUNNER) --board $$board --kernel $$dir/trap/$(TARGET)/release/capvisor-$$board --system tests/systems/bench.toml --search $(GUEST_DIR) --icount --timeout 300 \
+		$(RUNNER) --board $$board --kernel $$dir/trap/$(TARGET)/release/capvisor-$$board --system tests/systems/bench.toml --search $(GUEST_DIR) --search $(BENCH_DIR) --icount --timeout 300 \
 			--expect "bench: done" 2> $$dir/console.txt || { cat $$dir/console.txt; exit 1; }; \
 		cargo build --locked --release -p capvisor-$$board --target $(TARGET) --target-dir $$dir/linux || exit 1; \
 		$(RUNNER) --board $$board --kernel $$dir/linux/$(TARGET)/release/capvisor-$$board --system tests/systems/linux-bench.toml --search target/linux --icount --timeout 900 \
@@ -93,14 +111,13 @@ bench: setup
 	# The bench guest on bare QEMU virt (its ELF, linked where Capvisor
 	# puts it): what exists without a hypervisor.
 	CAPVISOR_GUEST_ELF=1 cargo build --locked --release -p capvisor-test-guests --target $(TARGET) --target-dir target/guests-elf --bin bench
-	mkdir -p $(BENCH_DIR)/native
 	timeout 300 $(NATIVE_BENCH) -icount shift=0 > $(BENCH_DIR)/native/console.txt 2>&1 || { cat $(BENCH_DIR)/native/console.txt; exit 1; }
 	# Wall clock (no -icount): the same trap-path runs, WALL_RUNS times
 	# per board and natively, alternating; PMCCNTR then counts nanoseconds.
 	for run in $$(seq 1 $(WALL_RUNS)); do \
 		for board in $(BENCH_BOARDS); do \
 			dir=$(BENCH_DIR)/$$board; \
-			$(RUNNER) --board $$board --kernel $$dir/trap/$(TARGET)/release/capvisor-$$board --system tests/systems/bench.toml --search $(GUEST_DIR) --timeout 300 \
+			$(RUNNER) --board $$board --kernel $$dir/trap/$(TARGET)/release/capvisor-$$board --system tests/systems/bench.toml --search $(GUEST_DIR) --search $(BENCH_DIR) --timeout 300 \
 				--expect "bench: done" 2> $$dir/wall-trap-$$run.txt || { cat $$dir/wall-trap-$$run.txt; exit 1; }; \
 		done; \
 		timeout 300 $(NATIVE_BENCH) > $(BENCH_DIR)/native/wall-trap-$$run.txt 2>&1 || { cat $(BENCH_DIR)/native/wall-trap-$$run.txt; exit 1; }; \
@@ -108,13 +125,13 @@ bench: setup
 	# Linux in wall clock: natively on QEMU virt and under Capvisor on
 	# each board, WALL_RUNS alternating rounds (tools/wall-bench.py).
 	cargo run --quiet --locked --release -p capvisor-runner --bin capvisor-dtb -- $(BENCH_DIR)/wall.dtb 256 "$(LINUX_WALL_ARGS)"
-	set -- "native (QEMU virt)=qemu-system-arm -M virt -cpu cortex-a15 -m 256 -display none -monitor none -serial stdio -no-reboot -kernel target/linux/linux-zImage -initrd target/linux/initrd.cpio.gz -dtb $(BENCH_DIR)/wall.dtb -append '$(LINUX_WALL_ARGS)'"; \
+	set -- "native (QEMU virt)=qemu-system-arm -M virt -cpu cortex-a15 -m 256 -display none -monitor none -serial stdio -no-reboot -kernel target/linux/linux-zImage -initrd target/linux/initrd.cpio.gz -dtb $(BENCH_DIR)/wall.dtb -append '$(LINUX_WALL_ARGS)' $(call NATIVE_DISK,$(BENCH_DIR)/native/wall-disk.img)"; \
 	for board in $(BENCH_BOARDS); do \
 		dir=$(BENCH_DIR)/$$board; \
-		qemu=$$($(RUNNER) --board $$board --kernel $$dir/linux/$(TARGET)/release/capvisor-$$board --system tests/systems/linux-wall.toml --search target/linux --timeout 600 --print-command) || exit 1; \
+		qemu=$$($(RUNNER) --board $$board --kernel $$dir/linux/$(TARGET)/release/capvisor-$$board --system tests/systems/linux-wall.toml --search target/linux --search $(BENCH_DIR) --timeout 600 --print-command) || exit 1; \
 		set -- "$$@" "Capvisor on $$board=$$qemu"; \
 	done; \
-	tools/wall-bench.py --runs $(WALL_RUNS) --out $(BENCH_DIR)/wall-linux.md "$$@"
+	tools/wall-bench.py --runs $(WALL_RUNS) --disk --out $(BENCH_DIR)/wall-linux.md "$$@"
 	cargo run --quiet --locked --release -p capvisor-runner --bin capvisor-dtb -- $(BENCH_DIR)/linux.dtb 256 "$(LINUX_BENCH_ARGS)"
 	timeout 900 qemu-system-arm -M virt -cpu cortex-a15 -m 256 -icount shift=0 -display none -monitor none \
 		-serial stdio -no-reboot -kernel target/linux/linux-zImage -initrd target/linux/initrd.cpio.gz \
@@ -145,14 +162,14 @@ bench: setup
 # (PROFILE_PATH=N also lists the most common N-instruction path line by
 # line). BOARD picks the board.
 PROFILE_DIR := target/exit-profile/$(BOARD)
-exit-profile:
+exit-profile: $(BENCH_DIR)/bench-disk.img
 	@tools/setup.sh profile
 	cargo build --locked --release -p capvisor-test-guests --target $(TARGET)
 	cargo build --locked --release -p capvisor-$(BOARD) --target $(TARGET) --features bench --target-dir $(PROFILE_DIR)
 	elf=$(PROFILE_DIR)/$(TARGET)/release/capvisor-$(BOARD); \
 	set -- $$(llvm-readelf -lW $$elf | awk '$$1 == "LOAD" && $$7 == "R" && $$8 == "E" { print $$3, $$6 }'); \
 	text=$$(printf '%s..0x%x' $$1 $$(($$1 + $$2 - 1))); \
-	qemu=$$($(RUNNER) --board $(BOARD) --kernel $$elf --system tests/systems/bench.toml --search $(GUEST_DIR) --icount --timeout 600 --print-command) || exit 1; \
+	qemu=$$($(RUNNER) --board $(BOARD) --kernel $$elf --system tests/systems/bench.toml --search $(GUEST_DIR) --search $(BENCH_DIR) --icount --timeout 600 --print-command) || exit 1; \
 	timeout 900 $$qemu -singlestep -d exec,nochain -dfilter $$text -D $(PROFILE_DIR)/trace.log > $(PROFILE_DIR)/console.txt 2>&1 \
 		|| { cat $(PROFILE_DIR)/console.txt; exit 1; }; \
 	tools/exit-profile.py $$elf $(PROFILE_DIR)/trace.log $(if $(PROFILE_PATH),--path $(PROFILE_PATH))

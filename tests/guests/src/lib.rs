@@ -929,6 +929,8 @@ pub fn vm_identity() -> (u32, [u8; 12], usize) {
 ///
 /// The vCPUs share the guest's memory with the MMU off; see
 /// [`print_fmt`](crate::print_fmt) for what that means for atomics.
+pub mod virtio;
+
 pub mod smp {
     use super::{hvc, psci};
     use core::sync::atomic::{AtomicUsize, Ordering};

@@ -28,6 +28,7 @@
 //! | virtual interrupt delivery | from the guest's last instruction before the interrupt to the first of its IRQ vector, the interrupt being its virtual timer (raised from the hypervisor's alarm interrupt) |
 //! | scheduling tick | the gap in this VM's run when its slice ends and no other VM is ready (physical counter) |
 //! | VM switch under preemption | computed by `tools/bench-report.sh`: both VMs spin reading the physical counter (one for all VMs), and each gap in one's readings brackets the other's turn; the switch is the time from one VM's last reading to the other's first |
+//! | 4 KiB and 512-byte virtio-blk write / read request | from the QueueNotify write to the used ring's index seen advanced (polled with IRQs masked, a WFI between polls), for a request whose chain (header, data, status byte) is already published; each at its own 4 KiB of the bench VM's disk (slot 0), the reads checked against what the writes wrote |
 //!
 //! The VM named `bench-peer` yields 101 times (YIELD), then spins for the
 //! preemption measurement, prints its gaps and powers off.
@@ -36,11 +37,21 @@
 //! bare QEMU `virt` with no hypervisor (`make bench`'s native column): it
 //! finds itself there by ID_PFR1 and measures only what exists without a
 //! hypervisor (the baseline, the PL011's FR, the GIC's acknowledge and EOI,
-//! the timer's interrupt delivery).
+//! the timer's interrupt delivery) and the virtio-blk requests against
+//! QEMU's own `virtio-blk-device` (version 2: `-global
+//! virtio-mmio.force-legacy=false`), in whichever transport QEMU put it
+//! (the first `-device` gets the last, slot 31: the guest looks for it
+//! and prints the slot). There a request's wait is a WFI until QEMU's
+//! device (host code, which costs no guest instructions) raises its
+//! interrupt; run with `-icount shift=0,sleep=off` so that the idle time
+//! does not advance the virtual clock the cycle counter follows.
 #![no_std]
 #![no_main]
 
-use capvisor_test_guests::{gic, println, timer, vm_identity};
+use capvisor_test_guests::virtio::{
+    self, Disk, CONFIG, DEVICE_BLOCK, DEVICE_ID, MAGIC, MAGIC_VALUE, S_OK, T_IN, T_OUT, VERSION,
+};
+use capvisor_test_guests::{gic, println, timer, vm_identity, wait_for_interrupt, Checks};
 
 capvisor_test_guests::guest!("bench", main);
 
@@ -344,6 +355,195 @@ fn peer() -> u32 {
     0
 }
 
+/// The disk benchmark's queue and buffers: 1.5 MiB into the VM's RAM,
+/// past the image, its .bss and stacks.
+const DISK_AREA: usize = 0x4018_0000;
+/// The timed requests: (type, bytes), in the order of [`DISK_ROWS`]. The
+/// 512-byte requests, beside the 4 KiB ones, split a request's cost into
+/// its fixed part and its part per byte.
+const DISK_REQUESTS: [(u32, u32); 4] = [(T_OUT, 4096), (T_IN, 4096), (T_OUT, 512), (T_IN, 512)];
+/// Their rows.
+const DISK_ROWS: [&str; 4] = [
+    "4 KiB virtio-blk write request (notify to the used index seen)",
+    "4 KiB virtio-blk read request (notify to the used index seen)",
+    "512-byte virtio-blk write request (notify to the used index seen)",
+    "512-byte virtio-blk read request (notify to the used index seen)",
+];
+/// The disk space each run's requests use: 4 KiB, in sectors.
+const RUN_SECTORS: u64 = 8;
+
+/// PMCCNTR, after the instructions before it have completed.
+fn cycles() -> u32 {
+    let value: u32;
+    // SAFETY: reading the cycle counter has no side effects.
+    unsafe {
+        core::arch::asm!("isb", "mrc p15, 0, {}, c9, c13, 0", out(reg) value, options(nomem, nostack))
+    };
+    value
+}
+
+/// Event counter 0 (PMXEVCNTR with PMSELR = 0), after the instructions
+/// before it have completed.
+fn events() -> u32 {
+    let value: u32;
+    // SAFETY: reading the selected event counter has no side effects;
+    // PMSELR stays 0 from `count_instructions` on.
+    unsafe {
+        core::arch::asm!("isb", "mrc p15, 0, {}, c9, c13, 2", out(reg) value, options(nomem, nostack))
+    };
+    value
+}
+
+/// Makes event counter 0 count instructions executed (INST_RETIRED,
+/// event 0x08); whether it counts them. QEMU counts that event under
+/// `-icount` only (and a Cortex-A15 has no PMCEID0 to ask, so the
+/// counter is tried).
+fn count_instructions() -> bool {
+    // SAFETY: PMSELR := 0, PMXEVTYPER := INST_RETIRED, PMCNTENSET := counter
+    // 0 (PMCR.E is already set): the guest's own performance monitors.
+    unsafe {
+        core::arch::asm!(
+            "mcr p15, 0, {zero}, c9, c12, 5",
+            "mcr p15, 0, {event}, c9, c13, 1",
+            "mcr p15, 0, {one}, c9, c12, 1",
+            "isb",
+            zero = in(reg) 0,
+            event = in(reg) 0x08,
+            one = in(reg) 1,
+            options(nomem, nostack)
+        )
+    };
+    let start = events();
+    let end = events();
+    end != start
+}
+
+/// What request `run` writes at byte `n` of its 4 KiB.
+fn written(run: u32, n: usize) -> u8 {
+    (n as u8).wrapping_mul(13) ^ (run as u8) ^ (n >> 8) as u8
+}
+
+/// Times one request already prepared in `disk`'s chain 0 by `counter`:
+/// publishes it, then from the notify to the used index seen advanced
+/// (with IRQs masked; a WFI between polls, which the device's interrupt
+/// ends). Returns the count and whether the device completed it with
+/// S_OK. Acknowledges the interrupt afterwards (untimed), in the device
+/// and in the GIC.
+fn timed_request(disk: &Disk, line: u32, counter: fn() -> u32) -> (u32, bool) {
+    let before = disk.publish();
+    let start = counter();
+    disk.notify();
+    while disk.used_index() == before {
+        wait_for_interrupt();
+    }
+    let end = counter();
+    disk.acknowledge();
+    loop {
+        let iar = gic::acknowledge();
+        let id = gic::interrupt_id(iar);
+        if id == gic::SPURIOUS {
+            break;
+        }
+        gic::end(iar);
+        if id != line {
+            println!("bench: unexpected interrupt {} during the disk runs", id);
+        }
+    }
+    (end.wrapping_sub(start), disk.status_byte() == S_OK)
+}
+
+/// The virtio-blk requests: 100 writes of 4 KiB, each at its own 4 KiB
+/// of the disk, then 100 reads of the same, each compared with what was
+/// written; then the same with 512 bytes. Returns (minimum, total) for
+/// each of [`DISK_REQUESTS`], less the counter's own two reads; failures
+/// are counted in `checks`.
+///
+/// Under Capvisor the counter is PMCCNTR, which counts the hypervisor's
+/// instructions too. On bare QEMU under `-icount` it is the instruction
+/// counter (INST_RETIRED): PMCCNTR follows QEMU's virtual clock, which
+/// moves on while the CPU waits in WFI for QEMU's device (and went
+/// backwards across such a wait with `sleep=off`), whereas the guest's
+/// instructions are what a request costs it there. Without `-icount`
+/// (the wall-clock runs) PMCCNTR, in nanoseconds, in both.
+fn disk_requests(native: bool, checks: &mut Checks) -> Option<[[u32; 2]; 4]> {
+    let slot = if native {
+        virtio::find_native(DEVICE_BLOCK)
+    } else {
+        Some(0)
+    };
+    let Some(slot) = slot else {
+        checks.that("a virtio-blk device on bare QEMU", false);
+        return None;
+    };
+    let disk = Disk {
+        window: virtio::slot(slot),
+        area: DISK_AREA,
+        queue: 8,
+    };
+    println!(
+        "bench: disk in virtio-mmio slot {} ({:#x}, interrupt {})",
+        slot,
+        disk.window,
+        virtio::interrupt(slot)
+    );
+    let present = disk.reg(MAGIC) == MAGIC_VALUE
+        && disk.reg(VERSION) == 2
+        && disk.reg(DEVICE_ID) == DEVICE_BLOCK;
+    checks.that("a virtio-blk disk, transport version 2", present);
+    if !present {
+        return None;
+    }
+    let line = virtio::interrupt(slot);
+    gic::init(&[line]);
+    disk.bring_up(0, checks);
+    let sectors = u64::from(disk.reg(CONFIG)) | (u64::from(disk.reg(CONFIG + 4)) << 32);
+    checks.that(
+        "the disk holds every request",
+        sectors >= u64::from(RUNS) * RUN_SECTORS,
+    );
+    let counter: fn() -> u32 = if native && count_instructions() {
+        println!("bench: disk requests counted by INST_RETIRED");
+        events
+    } else {
+        cycles
+    };
+    let baseline = (0..RUNS)
+        .map(|_| {
+            let start = counter();
+            counter().wrapping_sub(start)
+        })
+        .min()
+        .unwrap_or(0);
+    let mut results = [[0u32, 0u32]; 4];
+    for ((kind, bytes), result) in DISK_REQUESTS.into_iter().zip(results.iter_mut()) {
+        let (mut minimum, mut total, mut failed) = (u32::MAX, 0u32, 0u32);
+        for run in 0..RUNS {
+            for n in 0..bytes as usize {
+                disk.set_data(n, if kind == T_OUT { written(run, n) } else { 0 });
+            }
+            disk.prepare(kind, u64::from(run) * RUN_SECTORS, bytes);
+            let (count, ok) = timed_request(&disk, line, counter);
+            let instructions = count.saturating_sub(baseline);
+            let right =
+                kind == T_OUT || (0..bytes as usize).all(|n| disk.data(n) == written(run, n));
+            failed += u32::from(!ok || !right);
+            minimum = minimum.min(instructions);
+            total = total.wrapping_add(instructions);
+        }
+        checks.equal(
+            if kind == T_OUT {
+                "writes completed with S_OK"
+            } else {
+                "reads completed with S_OK and gave what was written"
+            },
+            failed,
+            0,
+        );
+        *result = [minimum, total];
+    }
+    Some(results)
+}
+
 fn main() -> u32 {
     // On bare QEMU `virt` (make bench's native run) only what exists
     // without a hypervisor is measured: the PMCCNTR baseline, a read of
@@ -381,6 +581,10 @@ fn main() -> u32 {
     } else {
         sample(TICK_MS)
     };
+    // The disk requests, last: they leave the disk's interrupt line
+    // enabled in the GIC.
+    let mut checks = Checks::new();
+    let disk = disk_requests(native, &mut checks);
     let ticks: [u32; 8] = core::array::from_fn(|i| gaps[2 * i + 1].wrapping_sub(gaps[2 * i]));
     let ticks = &ticks[..count.min(8) as usize];
     let tick_costs = ticks
@@ -431,9 +635,26 @@ fn main() -> u32 {
         );
         println!("bench: | {} | {} | {} | {} |", name, minimum, mean, RUNS);
     }
+    match disk {
+        Some(requests) => {
+            for (name, [minimum, total]) in DISK_ROWS.iter().zip(requests) {
+                println!(
+                    "bench: | {} | {} | {} | {} |",
+                    name,
+                    minimum,
+                    total / RUNS,
+                    RUNS
+                );
+            }
+        }
+        None => println!("bench: | 4 KiB virtio-blk requests | missing | | 0 |"),
+    }
+    if checks.failures() != 0 {
+        println!("bench: {} disk checks failed", checks.failures());
+    }
     if native {
         println!("bench: done (bare QEMU: no hypervisor rows)");
-        return 0;
+        return u32::from(checks.failures() != 0);
     }
     match tick_total.checked_div(tick_count) {
         Some(mean) => println!(
@@ -445,6 +666,7 @@ fn main() -> u32 {
         }
     }
     println!("bench: done");
-    // A missing row fails the run (and `make bench`).
-    u32::from(tick_count == 0)
+    // A missing row or a failed disk check fails the run (and `make
+    // bench`).
+    u32::from(tick_count == 0 || checks.failures() != 0)
 }

@@ -16,66 +16,37 @@
 #![no_std]
 #![no_main]
 
+use capvisor_test_guests::virtio::{
+    self, Disk, CONFIG, DESC_F_NEXT, DESC_F_WRITE, DEVICE_ID, F_FLUSH, F_RO, INT_CONFIG, MAGIC,
+    MAGIC_VALUE, NEEDS_RESET, STATUS, S_IOERR, S_OK, T_FLUSH, T_GET_ID, T_IN, T_OUT, VERSION,
+};
 use capvisor_test_guests::{
-    disable_irqs, enable_irqs, gic, println, read32, set_irq_handler, timer, wait_for_interrupt,
-    write32, Checks,
+    disable_irqs, enable_irqs, gic, println, set_irq_handler, timer, wait_for_interrupt, Checks,
 };
 use core::sync::atomic::{AtomicU32, Ordering};
 
 capvisor_test_guests::guest!("virtio-blk", main);
 
-/// The slots' windows and interrupts.
-const SLOTS: [usize; 2] = [0x0a00_0000, 0x0a00_0200];
-const INTERRUPTS: [u32; 2] = [48, 49];
+/// The slots' interrupts.
+const INTERRUPTS: [u32; 2] = [virtio::interrupt(0), virtio::interrupt(1)];
 /// Each disk's size: the pattern file's (64 KiB).
 const SECTORS: u32 = 128;
 
-const MAGIC: usize = 0x000;
-const VERSION: usize = 0x004;
-const DEVICE_ID: usize = 0x008;
-const DEVICE_FEATURES: usize = 0x010;
-const DEVICE_FEATURES_SEL: usize = 0x014;
-const DRIVER_FEATURES: usize = 0x020;
-const DRIVER_FEATURES_SEL: usize = 0x024;
-const QUEUE_SEL: usize = 0x030;
-const QUEUE_NUM_MAX: usize = 0x034;
-const QUEUE_NUM: usize = 0x038;
-const QUEUE_READY: usize = 0x044;
-const QUEUE_NOTIFY: usize = 0x050;
-const INTERRUPT_STATUS: usize = 0x060;
-const INTERRUPT_ACK: usize = 0x064;
-const STATUS: usize = 0x070;
-const QUEUE_DESC: usize = 0x080;
-const QUEUE_DRIVER: usize = 0x090;
-const QUEUE_DEVICE: usize = 0x0a0;
-const CONFIG: usize = 0x100;
-
-const ACKNOWLEDGE: u32 = 1;
-const DRIVER: u32 = 2;
-const DRIVER_OK: u32 = 4;
-const FEATURES_OK: u32 = 8;
-const NEEDS_RESET: u32 = 64;
-const F_RO: u32 = 1 << 5;
-const F_FLUSH: u32 = 1 << 9;
-
-const T_IN: u32 = 0;
-const T_OUT: u32 = 1;
-const T_FLUSH: u32 = 4;
-const T_GET_ID: u32 = 8;
-const S_OK: u8 = 0;
-const S_IOERR: u8 = 1;
-
-const QUEUE: u16 = 8;
-/// Where each disk's queue and buffers are: 1.5 MiB into the VM's RAM,
-/// past the image, its .bss and stacks.
+/// The two disks: slots 0 and 1, each with a queue of 8 and its area 1.5
+/// MiB into the VM's RAM, past the image, its .bss and stacks.
 const AREA: usize = 0x4018_0000;
-const AREA_BYTES: usize = 0x2_0000;
-const DESC: usize = 0x0000;
-const AVAIL: usize = 0x0400;
-const USED: usize = 0x0800;
-const HEADER: usize = 0x1000;
-const STATUS_BYTE: usize = 0x1100;
-const DATA: usize = 0x2000;
+const DISKS: [Disk; 2] = [
+    Disk {
+        window: virtio::slot(0),
+        area: AREA,
+        queue: 8,
+    },
+    Disk {
+        window: virtio::slot(1),
+        area: AREA + virtio::AREA_BYTES,
+        queue: 8,
+    },
+];
 
 /// Interrupts taken per disk, and the InterruptStatus bits acknowledged.
 static TAKEN: [AtomicU32; 2] = [AtomicU32::new(0), AtomicU32::new(0)];
@@ -89,31 +60,6 @@ fn pattern(offset: usize) -> u8 {
         .wrapping_add(offset as u32 >> 9) as u8
 }
 
-fn reg(disk: usize, offset: usize) -> u32 {
-    // SAFETY: the virtio-mmio slot's window, device emulation.
-    unsafe { read32(SLOTS[disk] + offset) }
-}
-
-fn set_reg(disk: usize, offset: usize, value: u32) {
-    // SAFETY: as for `reg`.
-    unsafe { write32(SLOTS[disk] + offset, value) }
-}
-
-fn area(disk: usize) -> usize {
-    AREA + disk * AREA_BYTES
-}
-
-fn poke<T>(address: usize, value: T) {
-    // SAFETY: inside this guest's own RAM, in the area no code or stack
-    // uses (AREA), naturally aligned.
-    unsafe { core::ptr::write_volatile(address as *mut T, value) }
-}
-
-fn peek<T>(address: usize) -> T {
-    // SAFETY: as for `poke`.
-    unsafe { core::ptr::read_volatile(address as *const T) }
-}
-
 fn on_irq() {
     let iar = gic::acknowledge();
     let id = gic::interrupt_id(iar);
@@ -122,8 +68,7 @@ fn on_irq() {
     }
     match INTERRUPTS.iter().position(|&line| line == id) {
         Some(disk) => {
-            let status = reg(disk, INTERRUPT_STATUS);
-            set_reg(disk, INTERRUPT_ACK, status);
+            let status = DISKS[disk].acknowledge();
             ACKED[disk].fetch_or(status, Ordering::Relaxed);
             TAKEN[disk].fetch_add(1, Ordering::Relaxed);
         }
@@ -153,89 +98,26 @@ fn interrupted(disk: usize, before: u32) -> bool {
     TAKEN[disk].load(Ordering::Relaxed) > before
 }
 
-/// Resets the device, negotiates `wanted` features (with VERSION_1), sets
-/// up its queue and drives it; returns the device's low feature word.
-fn bring_up(disk: usize, checks: &mut Checks) -> u32 {
-    let base = area(disk);
-    for offset in (0..0x1000).step_by(4) {
-        poke::<u32>(base + offset, 0);
-    }
-    set_reg(disk, STATUS, 0);
-    set_reg(disk, STATUS, ACKNOWLEDGE);
-    set_reg(disk, STATUS, ACKNOWLEDGE | DRIVER);
-    set_reg(disk, DEVICE_FEATURES_SEL, 1);
-    let high = reg(disk, DEVICE_FEATURES);
-    set_reg(disk, DEVICE_FEATURES_SEL, 0);
-    let low = reg(disk, DEVICE_FEATURES);
-    checks.that("VERSION_1 offered", high & 1 == 1);
-    set_reg(disk, DRIVER_FEATURES_SEL, 0);
-    set_reg(disk, DRIVER_FEATURES, low & (F_RO | F_FLUSH));
-    set_reg(disk, DRIVER_FEATURES_SEL, 1);
-    set_reg(disk, DRIVER_FEATURES, 1);
-    set_reg(disk, STATUS, ACKNOWLEDGE | DRIVER | FEATURES_OK);
-    checks.that("FEATURES_OK accepted", reg(disk, STATUS) & FEATURES_OK != 0);
-    set_reg(disk, QUEUE_SEL, 0);
-    checks.that("a queue of at least 8", reg(disk, QUEUE_NUM_MAX) >= 8);
-    set_reg(disk, QUEUE_NUM, u32::from(QUEUE));
-    set_reg(disk, QUEUE_DESC, (base + DESC) as u32);
-    set_reg(disk, QUEUE_DESC + 4, 0);
-    set_reg(disk, QUEUE_DRIVER, (base + AVAIL) as u32);
-    set_reg(disk, QUEUE_DRIVER + 4, 0);
-    set_reg(disk, QUEUE_DEVICE, (base + USED) as u32);
-    set_reg(disk, QUEUE_DEVICE + 4, 0);
-    set_reg(disk, QUEUE_READY, 1);
-    checks.equal("queue ready", reg(disk, QUEUE_READY), 1);
-    set_reg(disk, STATUS, ACKNOWLEDGE | DRIVER | FEATURES_OK | DRIVER_OK);
-    low
-}
-
-fn descriptor(disk: usize, index: usize, address: usize, len: u32, flags: u16, next: u16) {
-    let at = area(disk) + DESC + 16 * index;
-    poke::<u32>(at, address as u32);
-    poke::<u32>(at + 4, 0);
-    poke::<u32>(at + 8, len);
-    poke::<u16>(at + 12, flags);
-    poke::<u16>(at + 14, next);
-}
-
 /// Makes chain 0 available, notifies, waits for the interrupt; returns
 /// whether the used ring advanced and the interrupt came.
 fn submit(disk: usize) -> bool {
-    let base = area(disk);
-    let index: u16 = peek(base + AVAIL + 2);
-    let used_before: u16 = peek(base + USED + 2);
-    poke::<u16>(base + AVAIL + 4 + 2 * usize::from(index % QUEUE), 0);
-    poke::<u16>(base + AVAIL + 2, index.wrapping_add(1));
+    let used_before = DISKS[disk].publish();
     let before = TAKEN[disk].load(Ordering::Relaxed);
-    set_reg(disk, QUEUE_NOTIFY, 0);
+    DISKS[disk].notify();
     let took = interrupted(disk, before);
-    let used: u16 = peek(base + USED + 2);
-    took && used == used_before.wrapping_add(1)
+    took && DISKS[disk].used_index() == used_before.wrapping_add(1)
 }
 
-/// A request of `kind` at `sector` with `len` data bytes at DATA; the
-/// status byte the device wrote (0xff: none).
+/// A request of `kind` at `sector` with `len` data bytes; the status byte
+/// the device wrote (0xff: none).
 fn request(disk: usize, kind: u32, sector: u32, len: u32, checks: &mut Checks) -> u8 {
-    let base = area(disk);
-    poke::<u32>(base + HEADER, kind);
-    poke::<u32>(base + HEADER + 4, 0);
-    poke::<u32>(base + HEADER + 8, sector);
-    poke::<u32>(base + HEADER + 12, 0);
-    poke::<u8>(base + STATUS_BYTE, 0xff);
-    let data_flags = if kind == T_OUT { 0 } else { 2 };
-    descriptor(disk, 0, base + HEADER, 16, 1, 1);
-    if len == 0 {
-        descriptor(disk, 1, base + STATUS_BYTE, 1, 2, 0);
-    } else {
-        descriptor(disk, 1, base + DATA, len, data_flags | 1, 2);
-        descriptor(disk, 2, base + STATUS_BYTE, 1, 2, 0);
-    }
+    DISKS[disk].prepare(kind, u64::from(sector), len);
     checks.that("completed with an interrupt", submit(disk));
-    peek(base + STATUS_BYTE)
+    DISKS[disk].status_byte()
 }
 
 fn data_matches(disk: usize, len: usize, expected: impl Fn(usize) -> u8) -> bool {
-    (0..len).all(|n| peek::<u8>(area(disk) + DATA + n) == expected(n))
+    (0..len).all(|n| DISKS[disk].data(n) == expected(n))
 }
 
 fn main() -> u32 {
@@ -248,17 +130,17 @@ fn main() -> u32 {
             disk,
             if read_only { "read-only" } else { "writable" }
         );
-        checks.equal("MagicValue", reg(disk, MAGIC), 0x7472_6976);
-        checks.equal("Version", reg(disk, VERSION), 2);
-        checks.equal("DeviceID: block", reg(disk, DEVICE_ID), 2);
-        let features = bring_up(disk, &mut checks);
+        checks.equal("MagicValue", DISKS[disk].reg(MAGIC), MAGIC_VALUE);
+        checks.equal("Version", DISKS[disk].reg(VERSION), 2);
+        checks.equal("DeviceID: block", DISKS[disk].reg(DEVICE_ID), 2);
+        let features = DISKS[disk].bring_up(F_RO | F_FLUSH, &mut checks);
         checks.equal(
             "RO and FLUSH as the disk is",
             features & (F_RO | F_FLUSH),
             if read_only { F_RO } else { F_FLUSH },
         );
-        checks.equal("capacity", reg(disk, CONFIG), SECTORS);
-        checks.equal("capacity (high)", reg(disk, CONFIG + 4), 0);
+        checks.equal("capacity", DISKS[disk].reg(CONFIG), SECTORS);
+        checks.equal("capacity (high)", DISKS[disk].reg(CONFIG + 4), 0);
 
         // The first four sectors are the pattern.
         let status = request(disk, T_IN, 0, 2048, &mut checks);
@@ -274,11 +156,11 @@ fn main() -> u32 {
 
         // Write sectors 10-13 (4 KiB), read them back.
         for n in 0..4096 {
-            poke::<u8>(area(disk) + DATA + n, (n as u8) ^ 0xa5);
+            DISKS[disk].set_data(n, (n as u8) ^ 0xa5);
         }
         let written = request(disk, T_OUT, 10, 4096, &mut checks);
         for n in 0..4096 {
-            poke::<u8>(area(disk) + DATA + n, 0);
+            DISKS[disk].set_data(n, 0);
         }
         let read_back = request(disk, T_IN, 10, 4096, &mut checks);
         if read_only {
@@ -317,32 +199,32 @@ fn main() -> u32 {
     }
 
     // A malformed chain on disk 0: its data buffer in the GIC's window.
-    let base = area(0);
-    descriptor(0, 0, base + HEADER, 16, 1, 1);
-    descriptor(0, 1, gic::GICD, 512, 2 | 1, 2);
-    descriptor(0, 2, base + STATUS_BYTE, 1, 2, 0);
-    poke::<u32>(base + HEADER, T_IN);
-    poke::<u8>(base + STATUS_BYTE, 0xff);
-    let used_before: u16 = peek(base + USED + 2);
+    let disk = DISKS[0];
+    disk.set_header(T_IN, 0);
+    disk.set_status_byte(0xff);
+    disk.descriptor(0, disk.header_address(), 16, DESC_F_NEXT, 1);
+    disk.descriptor(1, gic::GICD, 512, DESC_F_WRITE | DESC_F_NEXT, 2);
+    disk.descriptor(2, disk.status_address(), 1, DESC_F_WRITE, 0);
+    let used_before = disk.used_index();
     let before = TAKEN[0].load(Ordering::Relaxed);
     let returned = submit(0);
     checks.that(
         "a malformed chain interrupts, and is not returned",
         TAKEN[0].load(Ordering::Relaxed) > before && !returned,
     );
-    checks.that("DEVICE_NEEDS_RESET", reg(0, STATUS) & NEEDS_RESET != 0);
+    checks.that("DEVICE_NEEDS_RESET", disk.reg(STATUS) & NEEDS_RESET != 0);
     checks.that(
         "configuration interrupt",
-        ACKED[0].load(Ordering::Relaxed) & 2 != 0,
+        ACKED[0].load(Ordering::Relaxed) & INT_CONFIG != 0,
     );
     checks.that(
         "nothing returned, nothing written",
-        peek::<u16>(base + USED + 2) == used_before && peek::<u8>(base + STATUS_BYTE) == 0xff,
+        disk.used_index() == used_before && disk.status_byte() == 0xff,
     );
     // Reset and start again: the written sectors are still there.
-    bring_up(0, &mut checks);
+    disk.bring_up(F_RO | F_FLUSH, &mut checks);
     for n in 0..512 {
-        poke::<u8>(base + DATA + n, 0);
+        disk.set_data(n, 0);
     }
     let status = request(0, T_IN, 10, 512, &mut checks);
     checks.equal("after a reset: OK", u32::from(status), 0);

@@ -35,63 +35,21 @@
 //! in `capsules/src/virtio/blk.rs`.
 
 use super::{aborts, alignment_fault, load_multiple, outcome, store_multiple, Tally};
+use capvisor_test_guests::virtio::{
+    ACKNOWLEDGE, CONFIG, CONFIG_GENERATION, DESC_F_INDIRECT, DESC_F_NEXT, DESC_F_WRITE,
+    DEVICE_FEATURES, DEVICE_FEATURES_SEL, DEVICE_ID, DRIVER, DRIVER_FEATURES, DRIVER_FEATURES_SEL,
+    DRIVER_OK, FEATURES_OK, F_EVENT_IDX, F_FLUSH, F_HIGH_RING_PACKED, F_HIGH_VERSION_1,
+    F_INDIRECT_DESC, INTERRUPT_ACK, INTERRUPT_STATUS, INT_CONFIG, INT_USED, MAGIC, NEEDS_RESET,
+    QUEUE_DESC, QUEUE_DEVICE, QUEUE_DRIVER, QUEUE_NOTIFY, QUEUE_NUM, QUEUE_NUM_MAX, QUEUE_READY,
+    QUEUE_SEL, RUNNING, SHM_LEN_LOW, STATUS, S_IOERR, S_OK, S_UNSUPP, T_IN, T_OUT, VENDOR_ID,
+    VERSION,
+};
 use capvisor_test_guests::{println, read32, write32};
 
 /// The disk's virtio-mmio window.
 const SLOT: usize = 0x0a00_0000;
 /// Slot 1: the VM claims it but has no disk there.
 const EMPTY_SLOT: usize = 0x0a00_0200;
-
-const MAGIC: usize = 0x000;
-const VERSION: usize = 0x004;
-const DEVICE_ID: usize = 0x008;
-const VENDOR_ID: usize = 0x00c;
-const DEVICE_FEATURES: usize = 0x010;
-const DEVICE_FEATURES_SEL: usize = 0x014;
-const DRIVER_FEATURES: usize = 0x020;
-const DRIVER_FEATURES_SEL: usize = 0x024;
-const QUEUE_SEL: usize = 0x030;
-const QUEUE_NUM_MAX: usize = 0x034;
-const QUEUE_NUM: usize = 0x038;
-const QUEUE_READY: usize = 0x044;
-const QUEUE_NOTIFY: usize = 0x050;
-const INTERRUPT_STATUS: usize = 0x060;
-const INTERRUPT_ACK: usize = 0x064;
-const STATUS: usize = 0x070;
-const QUEUE_DESC: usize = 0x080;
-const QUEUE_DRIVER: usize = 0x090;
-const QUEUE_DEVICE: usize = 0x0a0;
-const SHM_LEN_LOW: usize = 0x0b0;
-const CONFIG_GENERATION: usize = 0x0fc;
-const CONFIG: usize = 0x100;
-
-const ACKNOWLEDGE: u32 = 1;
-const DRIVER: u32 = 2;
-const DRIVER_OK: u32 = 4;
-const FEATURES_OK: u32 = 8;
-const NEEDS_RESET: u32 = 64;
-/// Every status bit a driver sets on the way up.
-const RUNNING: u32 = ACKNOWLEDGE | DRIVER | FEATURES_OK | DRIVER_OK;
-const INT_USED: u32 = 1;
-const INT_CONFIG: u32 = 2;
-
-/// Feature bits: FLUSH (9), INDIRECT_DESC (28), EVENT_IDX (29); in the
-/// high word VERSION_1 (32) and RING_PACKED (34).
-const F_FLUSH: u32 = 1 << 9;
-const F_INDIRECT_DESC: u32 = 1 << 28;
-const F_EVENT_IDX: u32 = 1 << 29;
-const F_HIGH_VERSION_1: u32 = 1;
-const F_HIGH_RING_PACKED: u32 = 1 << 2;
-
-const T_IN: u32 = 0;
-const T_OUT: u32 = 1;
-const S_OK: u8 = 0;
-const S_IOERR: u8 = 1;
-const S_UNSUPP: u8 = 2;
-
-const DESC_F_NEXT: u16 = 1;
-const DESC_F_WRITE: u16 = 2;
-const DESC_F_INDIRECT: u16 = 4;
 
 /// The disk's size in sectors.
 const SECTORS: u64 = 128;
