@@ -20,7 +20,7 @@ mkdir -p "$dir"
 dir="$(cd "$dir" && pwd)"
 
 # Bumped whenever the initramfs below changes, so cached images are remade.
-version=7
+version=8
 here="$(cd "$(dirname "$0")" && pwd)"
 # The data disk the demo formats: sparse, and made whenever missing.
 if [ ! -s "$dir/blank-disk.img" ]; then
