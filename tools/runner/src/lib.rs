@@ -728,7 +728,9 @@ impl Session {
         }
     }
 
-    fn kill(&mut self) {
+    /// Kills QEMU at once (SIGKILL on Unix: no chance to flush anything
+    /// it buffers), as a power cut would, and waits for it.
+    pub fn kill(&mut self) {
         if self.try_status().is_none() {
             let _ = self.child.kill();
             if let Ok(status) = self.child.wait() {
