@@ -34,7 +34,7 @@ const ONE_AT: u64 = 4 * MIB;
 const TWO_AT: u64 = 12 * MIB;
 const SLICE_BYTES: u64 = 8 * MIB;
 
-const BOOT: Duration = Duration::from_secs(300);
+const BOOT: Duration = Duration::from_secs(900);
 const COMMAND: Duration = Duration::from_secs(300);
 const MARKER: &str = "capvisor-linux: initramfs up";
 
@@ -43,6 +43,66 @@ per_board!(
     two_vms_see_only_their_own_slices,
     a_slice_past_the_board_disk_is_refused_at_boot,
 );
+
+/// A VM with two vCPUs, vCPU 0 on CPU 1 and vCPU 1 on CPU 0 of qemu-virt
+/// (`persist-smp-linux.toml`): its slice is served on CPU 1 (the disk's
+/// interrupt targets it), requests start from either vCPU; 16 MiB of random data written and read
+/// back twice at once (two readers, the scheduler spreads them over both
+/// vCPUs), all with the written MD5, also in the host's file.
+#[test]
+fn an_smp_vm_on_other_cpus_reads_and_writes_its_slice() {
+    let board = capvisor_tests::board_under_test("qemu-virt");
+    let dir = scratch("smp", &board);
+    let disk = dir.join("disk.img");
+    make_disk(&disk, 0, &[]);
+    let loader = pack(&board, "persist-smp-linux", &dir);
+    let mut session = boot(&board, &loader, &disk);
+    slow_shell(
+        &mut session,
+        "echo $(nproc) $(cat /sys/block/vda/size) smp-$((6 * 7))\n",
+        "2 65536 smp-42",
+    );
+    let line = slow_shell(
+        &mut session,
+        "mkdir -p /tmp; dd if=/dev/urandom of=/tmp/data bs=1M count=16 2>/dev/null; md5sum < /tmp/data | sed \"s/ .*/ smp-written-$((6 * 7))/\"\n",
+        "smp-written-42",
+    );
+    let written = sum_before(&line, "smp-written");
+    let line = slow_shell(
+        &mut session,
+        "dd if=/tmp/data of=/dev/vda bs=1M 2>/dev/null; written=$?; sync; echo dd-$written synced-$((6 * 7))\n",
+        "synced-42",
+    );
+    assert!(
+        line.contains("dd-0 synced-42"),
+        "dd failed: {line}\n{}",
+        session.transcript()
+    );
+    let line = slow_shell(
+        &mut session,
+        "echo 3 > /proc/sys/vm/drop_caches; for job in 1 2; do (dd if=/dev/vda bs=64k count=256 2>/dev/null | md5sum > /tmp/sum$job) & done; wait; echo $(cut -c1-32 /tmp/sum1) $(cut -c1-32 /tmp/sum2) both-$((6 * 7))\n",
+        "both-42",
+    );
+    let fields: Vec<&str> = line.split_whitespace().collect();
+    let at = fields
+        .iter()
+        .position(|field| *field == "both-42")
+        .unwrap_or_else(|| panic!("no sums in {line:?}"));
+    assert!(at >= 2, "two sums in {line:?}");
+    assert_eq!(
+        [fields[at - 2], fields[at - 1]],
+        [written.as_str(); 2],
+        "{line}\n{}",
+        session.transcript()
+    );
+    slow_type(&mut session, "poweroff -f\n");
+    let status = session.wait_exit(COMMAND).expect("QEMU exits");
+    let transcript = session.transcript();
+    assert_console_lacks(&transcript, "Hyp-mode exception");
+    assert_eq!(status, EXIT_SUCCESS, "{transcript}");
+    assert_eq!(md5(&disk_bytes(&disk, VDA_AT, 16 * MIB)), written);
+    let _ = std::fs::remove_dir_all(&dir);
+}
 
 /// The status of a refused boot.
 const EXIT_BOOT_REFUSED: i32 = 3;
@@ -176,6 +236,34 @@ fn boot(board: &Board, loader: &Loader, disk: &Path) -> Session {
 /// cannot match), failing with the transcript.
 fn shell(session: &mut Session, command: &str, expect: &str) -> String {
     type_at_prompt(session, command, COMMAND);
+    expect_line(session, command, expect)
+}
+
+/// How long the SMP guest's line editor is given to take the answer to
+/// its cursor query: a busy two-vCPU guest on a loaded host can take
+/// longer than [`SETTLE`], and keys typed before it has read the whole
+/// answer are taken as part of it.
+const SLOW_SETTLE: Duration = Duration::from_secs(3);
+
+/// [`shell`] with [`SLOW_SETTLE`].
+fn slow_shell(session: &mut Session, command: &str, expect: &str) -> String {
+    slow_type(session, command);
+    expect_line(session, command, expect)
+}
+
+/// Types `command` at the prompt with [`SLOW_SETTLE`].
+fn slow_type(session: &mut Session, command: &str) {
+    if let Err(error) = session.expect(CURSOR_QUERY, COMMAND) {
+        panic!("no shell prompt before {command:?}: {error}");
+    }
+    std::thread::sleep(SLOW_SETTLE);
+    session.send(CURSOR_ANSWER).expect("QEMU takes input");
+    std::thread::sleep(SLOW_SETTLE);
+    session.send(command).expect("QEMU takes input");
+}
+
+/// The line holding `expect`, after `command` was typed.
+fn expect_line(session: &mut Session, command: &str, expect: &str) -> String {
     session
         .expect(expect, COMMAND)
         .unwrap_or_else(|error| panic!("after {command:?}, waiting for {expect:?}: {error}"))
@@ -218,12 +306,17 @@ fn write_random(session: &mut Session, seek: u64, tag: &str) -> String {
         &format!("{tag}-42"),
     );
     let sum = sum_before(&line, tag);
-    shell(
+    let line = shell(
         session,
         &format!(
-            "dd if=/tmp/data of=/dev/vda bs=1M seek={seek} 2>/dev/null; echo dd-$?; sync; echo synced-$((6 * 7))\n"
+            "dd if=/tmp/data of=/dev/vda bs=1M seek={seek} 2>/dev/null; written=$?; sync; echo dd-$written synced-$((6 * 7))\n"
         ),
         "synced-42",
+    );
+    assert!(
+        line.contains("dd-0 synced-42"),
+        "dd failed: {line}\n{}",
+        session.transcript()
     );
     sum
 }

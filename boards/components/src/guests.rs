@@ -412,6 +412,17 @@ impl System {
     pub fn count(&self) -> usize {
         self.configs.len()
     }
+
+    /// The CPUs that deliver board-disk completions to VMs (bit n: CPU n,
+    /// the CPU of vCPU 0 of a VM with a slice): where the board targets
+    /// the disk's completion interrupt.
+    pub fn board_disk_cpus(&self) -> u32 {
+        self.configs
+            .iter()
+            .zip(&self.board_slices)
+            .filter(|(_, slices)| !slices.is_empty())
+            .fold(0, |mask, (config, _)| mask | 1 << config.cpu_of(0))
+    }
 }
 
 /// How many devices a VM can have: a row of the guest platform each.

@@ -26,8 +26,10 @@
 //! shares ([`PlatformShared`]) is the board's and read only.
 //!
 //! The board disk, when VMs have slices of it
-//! (`capsules::virtio::board_slice`): its completion interrupt (a line of
-//! the console's CPU; none for a disk that is polled) moves it on through
+//! (`capsules::virtio::board_slice`): its completion interrupt (targeted
+//! by the board at the CPUs that deliver to slices, the first to
+//! acknowledge it serves it; none for a disk that is polled) moves it on
+//! through
 //! [`PlatformShared::board_disk`], which posts the completion to the
 //! slice and kicks the CPU of the slice's VM's vCPU 0. Every CPU, whenever
 //! it serves interrupts, delivers the completions waiting for its own
@@ -112,8 +114,9 @@ pub struct Lines {
     pub forwarded: &'static [u32],
     /// The SGI other CPUs send as a kick; none on a one-CPU board.
     pub kick: Option<u32>,
-    /// The board disk's completion interrupt, taken on the console's CPU;
-    /// none for a disk that is polled (or no disk).
+    /// The board disk's completion interrupt, taken by the CPUs that
+    /// deliver to VMs' slices (the board targets it at them); none for a
+    /// disk that is polled (or no disk).
     pub disk: Option<u32>,
 }
 
@@ -128,7 +131,7 @@ pub enum Source {
     Console,
     /// A line for the switched-in vCPU's interrupt backend.
     Forwarded,
-    /// The board disk's completion, on the console's CPU.
+    /// The board disk's completion, on a CPU that delivers to slices.
     Disk,
     /// Nothing this CPU enabled (the console's line on another CPU too).
     Unexpected,
@@ -143,7 +146,7 @@ impl Lines {
             Source::Kick
         } else if line == self.console && console {
             Source::Console
-        } else if self.disk == Some(line) && console {
+        } else if self.disk == Some(line) {
             Source::Disk
         } else if self.forwarded.contains(&line) {
             Source::Forwarded
@@ -348,9 +351,11 @@ impl<'a> BoardPlatform<'a> {
         }
         if let Some(console) = &self.console {
             console.enable();
-            if let (Some(disk), Some(_)) = (shared.lines.disk, shared.board_disk) {
-                shared.controller.enable(disk);
-            }
+        }
+        if let (Some(disk), Some(_), false) =
+            (shared.lines.disk, shared.board_disk, self.disks.is_empty())
+        {
+            shared.controller.enable(disk);
         }
     }
 

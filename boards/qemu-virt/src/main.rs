@@ -27,8 +27,9 @@
 //! Before 4 it brings up the board disk, QEMU's virtio-blk device behind
 //! one of the 32 virtio-mmio transports, if QEMU has one ([`board_disk`]),
 //! and hands it to the VMs that have slices of it: its completion
-//! interrupt (SPI 16 + slot) is taken on CPU 0, which posts each
-//! completion to its slice and kicks the CPU of that VM's vCPU 0.
+//! interrupt (SPI 16 + slot) targets the CPUs of those VMs' vCPUs 0; the
+//! one that takes it posts each completion to its slice and kicks the
+//! CPU of that slice's VM's vCPU 0.
 #![no_std]
 #![no_main]
 #![deny(unsafe_op_in_unsafe_fn)]
@@ -194,6 +195,13 @@ pub extern "C" fn capvisor_main() -> ! {
         online,
     );
 
+    // The board disk's completion goes to the CPUs that deliver to VMs'
+    // slices (the CPUs of their vCPUs 0): whichever takes it first serves
+    // it, so it is served while any of them runs.
+    if let Some(line) = disk_interrupt {
+        gic.distributor
+            .set_target(line, system.board_disk_cpus() as u8);
+    }
     let shared = leak(PlatformShared {
         counter: leak(Counter),
         alarm: &HypTimerAlarm,
@@ -206,8 +214,7 @@ pub extern "C" fn capvisor_main() -> ! {
                 qemu_virt::VIRTUAL_TIMER_INTERRUPT,
             ],
             kick: Some(KICK_SGI),
-            // QEMU's virtio-blk completes by interrupt (SPI 16 + slot,
-            // targeting CPU 0, the console's).
+            // QEMU's virtio-blk completes by interrupt (SPI 16 + slot).
             disk: disk_interrupt,
         },
         mux: system.mux,
