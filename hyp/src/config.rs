@@ -45,7 +45,7 @@
 //! assert_eq!(validate(&[vm], &offer, |_, image| Ok(image.size)), Ok(()));
 //! ```
 
-use crate::memory::Region;
+use crate::memory::{Region, Size};
 use core::fmt;
 
 /// Where every VM's RAM starts in its own address space (the `virt`
@@ -303,7 +303,7 @@ impl<'a> VmConfig<'a> {
     }
 }
 
-use crate::system_image::{KernelFormat, Role, SystemTable, VmEntry};
+use crate::system_image::{BoardSlice, KernelFormat, Role, SystemTable, VmEntry};
 
 /// Why an image cannot be used, as the board's probe found.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -417,6 +417,28 @@ pub enum ConfigError<'a> {
         disk: usize,
         slot: &'static str,
     },
+    /// Two slices of the board disk sharing sectors.
+    BoardSliceOverlap {
+        vm: &'a str,
+        disk: usize,
+        slice: BoardSlice,
+        other: &'a str,
+        other_disk: usize,
+        other_slice: BoardSlice,
+    },
+    /// A slice of the board disk reaching past its end (`disk_sectors`).
+    BoardSliceBeyondDisk {
+        vm: &'a str,
+        disk: usize,
+        slice: BoardSlice,
+        disk_sectors: u64,
+    },
+    /// A slice of the board disk on a board that has none attached.
+    NoBoardDisk {
+        vm: &'a str,
+        disk: usize,
+        slice: BoardSlice,
+    },
 }
 
 impl<'a> ConfigError<'a> {
@@ -442,7 +464,10 @@ impl<'a> ConfigError<'a> {
             | ConfigError::FlashClaim { vm, .. } => Some(vm),
             ConfigError::DiskOutsidePool { vm, .. }
             | ConfigError::DiskOverlap { vm, .. }
-            | ConfigError::DiskSlotUnclaimed { vm, .. } => Some(vm),
+            | ConfigError::DiskSlotUnclaimed { vm, .. }
+            | ConfigError::BoardSliceOverlap { vm, .. }
+            | ConfigError::BoardSliceBeyondDisk { vm, .. }
+            | ConfigError::NoBoardDisk { vm, .. } => Some(vm),
         }
     }
 }
@@ -538,6 +563,35 @@ impl fmt::Display for ConfigError<'_> {
             ConfigError::DiskSlotUnclaimed { vm, disk, slot } => write!(
                 f,
                 "VM '{vm}': disk {disk} is in slot '{slot}', which the VM does not claim"
+            ),
+            ConfigError::BoardSliceOverlap {
+                vm,
+                disk,
+                slice,
+                other,
+                other_disk,
+                other_slice,
+            } => write!(
+                f,
+                "VM '{vm}': disk {disk}, {}, overlaps disk {other_disk} of VM '{other}', {}",
+                SliceText(slice),
+                SliceText(other_slice)
+            ),
+            ConfigError::BoardSliceBeyondDisk {
+                vm,
+                disk,
+                slice,
+                disk_sectors,
+            } => write!(
+                f,
+                "VM '{vm}': disk {disk}, {}, reaches past the end of the board disk, which is {} ({disk_sectors} sectors)",
+                SliceText(slice),
+                Size(disk_sectors * SECTOR_BYTES),
+            ),
+            ConfigError::NoBoardDisk { vm, disk, slice } => write!(
+                f,
+                "VM '{vm}': disk {disk}, {}, but the board has no disk attached (0 bytes; give QEMU one: the runner's --disk)",
+                SliceText(slice)
             ),
         }
     }
@@ -641,8 +695,30 @@ fn check_boot<'a>(vm: &VmConfig<'a>) -> Result<(), ConfigError<'a>> {
     Ok(())
 }
 
-/// A VM's disk, in host memory: the image the description packed and,
-/// for a writable disk, where the board copies it to serve it.
+/// Bytes of a sector of the board disk.
+const SECTOR_BYTES: u64 = crate::system_image::DISK_SECTOR as u64;
+
+/// "a slice of the board disk of 128 MiB at 64 MiB (sectors
+/// 131072..393216)".
+struct SliceText(BoardSlice);
+
+impl fmt::Display for SliceText {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let slice = self.0;
+        write!(
+            f,
+            "a slice of the board disk of {} at {} (sectors {}..{})",
+            Size(slice.sectors as u64 * SECTOR_BYTES),
+            Size(slice.first as u64 * SECTOR_BYTES),
+            slice.first,
+            slice.end()
+        )
+    }
+}
+
+/// A VM's disk: in host memory, the image the description packed and,
+/// for a writable disk, where the board copies it to serve it; or a slice
+/// of the board disk.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DiskConfig {
     /// Host-physical address of the packed image (in the staging area).
@@ -650,8 +726,14 @@ pub struct DiskConfig {
     /// Its size in bytes (whole 512-byte sectors).
     pub size: u32,
     /// For a writable disk, the host-physical address of its copy in the
-    /// guest pool; `None` for a read-only one, served where it lies.
+    /// guest pool; `None` for a read-only one, served where it lies
+    /// (and for a board-disk slice).
     pub copy: Option<u64>,
+    /// For a slice of the board disk (no image: address and size 0):
+    /// where it lies on the board disk.
+    pub board: Option<BoardSlice>,
+    /// Whether the guest may only read it.
+    pub read_only: bool,
 }
 
 impl DiskConfig {
@@ -671,10 +753,15 @@ impl DiskConfig {
         let mut disks = [None; MAX_DISKS];
         for (slot, image) in disks.iter_mut().zip(entry.disks()) {
             *slot = Some(DiskConfig {
-                host_address: image_base.wrapping_add(table.data_offset(image)),
+                host_address: match image.slice {
+                    Some(_) => 0,
+                    None => image_base.wrapping_add(table.data_offset(image)),
+                },
                 size: image.size(),
                 copy: (image.role == Role::WritableDisk)
                     .then_some(pool_start as u64 + image.load_offset as u64),
+                board: image.slice,
+                read_only: matches!(image.role, Role::Disk | Role::ReadOnlyBoardDisk),
             });
         }
         disks
@@ -741,6 +828,65 @@ pub fn validate_disks<'a>(
                     other,
                 });
             }
+        }
+    }
+    Ok(())
+}
+
+/// What is known of the board disk when its slices are checked.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BoardDiskSize {
+    /// Nothing (the host tool, not told): only overlaps are checked.
+    Unknown,
+    /// The board has none: any slice is refused.
+    Absent,
+    /// It has this many sectors: slices must end inside.
+    Sectors(u64),
+}
+
+/// Checks the VMs' slices of the board disk (`disks[i]` are VM `i`'s,
+/// slot order): no two share a sector (two read-only ones neither: a
+/// slice is one VM's), and each lies inside the board disk as far as
+/// `board` tells. Names the first problem, with both VMs and disks or
+/// both sizes.
+pub fn validate_board_slices<'a>(
+    vms: &[VmConfig<'a>],
+    disks: &[[Option<DiskConfig>; MAX_DISKS]],
+    board: BoardDiskSize,
+) -> Result<(), ConfigError<'a>> {
+    let slices = || {
+        vms.iter().zip(disks).flat_map(|(vm, disks)| {
+            disks
+                .iter()
+                .enumerate()
+                .filter_map(move |(n, disk)| Some((vm.name, n, disk.as_ref()?.board?)))
+        })
+    };
+    for (index, (vm, disk, slice)) in slices().enumerate() {
+        match board {
+            BoardDiskSize::Absent => return Err(ConfigError::NoBoardDisk { vm, disk, slice }),
+            BoardDiskSize::Sectors(sectors) if slice.end() > sectors => {
+                return Err(ConfigError::BoardSliceBeyondDisk {
+                    vm,
+                    disk,
+                    slice,
+                    disk_sectors: sectors,
+                })
+            }
+            _ => {}
+        }
+        if let Some((other, other_disk, other_slice)) = slices()
+            .take(index)
+            .find(|(_, _, other)| other.overlaps(&slice))
+        {
+            return Err(ConfigError::BoardSliceOverlap {
+                vm,
+                disk,
+                slice,
+                other,
+                other_disk,
+                other_slice,
+            });
         }
     }
     Ok(())
@@ -1249,6 +1395,7 @@ mod tests {
                     role: Role::Kernel,
                     bytes: &kernel,
                     load_offset: 0x1000,
+                    slice: None,
                 }],
                 devices: 0b100,
                 policy: FaultPolicy::Stop,
@@ -1413,6 +1560,7 @@ mod tests {
                     role: Role::Firmware,
                     bytes: &firmware,
                     load_offset: 0,
+                    slice: None,
                 }],
                 devices: KERNEL_DEVICES.0 | FLASH_BIT,
                 policy: FaultPolicy::Stop,
@@ -1446,9 +1594,12 @@ mod tests {
             host_address: 0x0100_0000,
             size: 4096,
             copy: None,
+            board: None,
+            read_only: true,
         };
         let copy = |at: u64| DiskConfig {
             copy: Some(at),
+            read_only: false,
             ..read_only
         };
         let check = |disks: &[[Option<DiskConfig>; MAX_DISKS]]| validate_disks(&vms, disks, &POOL);
@@ -1492,6 +1643,75 @@ mod tests {
                 disk: 0,
                 slot: "virtio-mmio0"
             })
+        );
+    }
+
+    #[test]
+    fn board_slices_apart_and_inside_the_board_disk() {
+        let vms = [vm("a", 0x8000_0000), vm("b", 0x8800_0000)];
+        let slice = |first: u32, sectors: u32, read_only: bool| DiskConfig {
+            host_address: 0,
+            size: 0,
+            copy: None,
+            board: Some(BoardSlice { first, sectors }),
+            read_only,
+        };
+        let disks = [
+            [Some(slice(0, 2048, false)), Some(slice(4096, 1024, true))],
+            [Some(slice(2048, 2048, false)), None],
+        ];
+        for size in [BoardDiskSize::Unknown, BoardDiskSize::Sectors(5120)] {
+            assert_eq!(validate_board_slices(&vms, &disks, size), Ok(()));
+        }
+        // One sector short.
+        let error = validate_board_slices(&vms, &disks, BoardDiskSize::Sectors(5119)).unwrap_err();
+        assert_eq!(
+            error,
+            ConfigError::BoardSliceBeyondDisk {
+                vm: "a",
+                disk: 1,
+                slice: BoardSlice {
+                    first: 4096,
+                    sectors: 1024
+                },
+                disk_sectors: 5119
+            }
+        );
+        assert_eq!(
+            format!("{error}"),
+            "VM 'a': disk 1, a slice of the board disk of 512 KiB at 2 MiB (sectors 4096..5120), reaches past the end of the board disk, which is 2620928 B (5119 sectors)"
+        );
+        let error = validate_board_slices(&vms, &disks, BoardDiskSize::Absent).unwrap_err();
+        assert_eq!(error.vm(), Some("a"));
+        assert!(format!("{error}").contains("but the board has no disk attached"));
+        // Sharing one sector, read-only or not, is refused, naming both.
+        for read_only in [false, true] {
+            let overlapping = [
+                [Some(slice(0, 2048, read_only)), None],
+                [None, Some(slice(2047, 1, read_only))],
+            ];
+            let error =
+                validate_board_slices(&vms, &overlapping, BoardDiskSize::Unknown).unwrap_err();
+            assert_eq!(
+                format!("{error}"),
+                "VM 'b': disk 1, a slice of the board disk of 512 B at 1048064 B (sectors 2047..2048), overlaps disk 0 of VM 'a', a slice of the board disk of 1 MiB at 0 B (sectors 0..2048)"
+            );
+        }
+        // Image disks are not slices: nothing to check here.
+        let image = DiskConfig {
+            host_address: 0x0100_0000,
+            size: 4096,
+            copy: None,
+            board: None,
+            read_only: true,
+        };
+        assert_eq!(
+            validate_board_slices(
+                &vms,
+                &[[Some(image), None], [None, None]],
+                BoardDiskSize::Absent
+            ),
+            Ok(())
         );
     }
 }

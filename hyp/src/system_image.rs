@@ -37,7 +37,7 @@
 //! physical CPU vCPU `i` runs on, below [`CPU_NUMBERS`], each CPU at most once
 //! in a VM; the bytes past the VM's vCPUs are [`NO_CPU`]. An image entry:
 //! role, data offset, size, load offset (into the VM's RAM), a reserved
-//! word.
+//! word (a board-disk slice's size; see below).
 //!
 //! A VM boots either a kernel (a [`Role::Kernel`] image, with an optional
 //! initrd, entered at an offset into its RAM) or a firmware (a
@@ -56,6 +56,17 @@
 //! there: what the guest writes stays until the board powers off. They
 //! came in version 2 without a layout change: a hypervisor that predates
 //! them refuses an image with disks as an unknown image role.
+//!
+//! A disk may also be a slice of the board's own storage (the board
+//! disk): [`Role::BoardDisk`] (writable) or [`Role::ReadOnlyBoardDisk`],
+//! with no bytes. Its entry's data offset and size are 0, its load-offset
+//! word is the slice's first sector on the board disk and the last word
+//! (reserved, 0, for every other role) its number of sectors (non-zero):
+//! a slice starts below 2 TiB and is at most 2 TiB. Where the board disk
+//! ends is known only at boot: the hypervisor checks the slices against it
+//! then (`crate::config::validate_board_slices`), and the host tool when
+//! it is told the disk's size; overlapping slices are refused by both. They
+//! came in version 2 too, as new roles.
 //!
 //! Version 1 had 16-word VM entries without the CPU map (every VM on
 //! CPU 0); this hypervisor reads only version 2.
@@ -190,12 +201,46 @@ pub enum Role {
     /// A writable disk, copied to the guest pool at its load offset (an
     /// offset into the pool) at boot.
     WritableDisk = 6,
+    /// A writable slice of the board disk ([`ImageEntry::slice`]), no
+    /// bytes.
+    BoardDisk = 7,
+    /// A read-only slice of the board disk, no bytes.
+    ReadOnlyBoardDisk = 8,
 }
 
 impl Role {
-    /// Whether it is a disk (read-only or writable).
+    /// Whether it is a disk (an image or a slice of the board disk).
     pub const fn is_disk(self) -> bool {
-        matches!(self, Role::Disk | Role::WritableDisk)
+        matches!(
+            self,
+            Role::Disk | Role::WritableDisk | Role::BoardDisk | Role::ReadOnlyBoardDisk
+        )
+    }
+
+    /// Whether it is a slice of the board disk.
+    pub const fn is_board_disk(self) -> bool {
+        matches!(self, Role::BoardDisk | Role::ReadOnlyBoardDisk)
+    }
+}
+
+/// A slice of the board disk, in 512-byte sectors.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BoardSlice {
+    /// Its first sector on the board disk.
+    pub first: u32,
+    /// How many sectors (non-zero).
+    pub sectors: u32,
+}
+
+impl BoardSlice {
+    /// The sector past its end on the board disk.
+    pub const fn end(&self) -> u64 {
+        self.first as u64 + self.sectors as u64
+    }
+
+    /// Whether it shares a sector with `other`.
+    pub const fn overlaps(&self, other: &BoardSlice) -> bool {
+        (self.first as u64) < other.end() && (other.first as u64) < self.end()
     }
 }
 
@@ -271,6 +316,8 @@ pub struct ImageEntry<'a> {
     pub bytes: &'a [u8],
     /// Where in the VM's RAM it is copied (offset from the RAM base).
     pub load_offset: u32,
+    /// For a slice of the board disk (no bytes, load offset 0): where.
+    pub slice: Option<BoardSlice>,
 }
 
 impl ImageEntry<'_> {
@@ -617,16 +664,33 @@ pub fn parse(bytes: &[u8]) -> Result<SystemTable<'_>, TableError> {
                 4 => Role::Firmware,
                 5 => Role::Disk,
                 6 => Role::WritableDisk,
+                7 => Role::BoardDisk,
+                8 => Role::ReadOnlyBoardDisk,
                 other => return Err(bad_image("unknown role", other)),
             };
             let (data_offset, size, load_offset) =
                 (word(image, 4), word(image, 8), word(image, 12));
-            if size == 0 || !inside(data_offset, size, data_area.clone()) {
-                return Err(bad_image("bytes outside the image data", data_offset));
-            }
-            if word(image, 16) != 0 {
-                return Err(bad_image("reserved word is not 0", word(image, 16)));
-            }
+            let slice = if role.is_board_disk() {
+                if data_offset != 0 || size != 0 {
+                    return Err(bad_image("a board-disk slice with bytes", size));
+                }
+                let sectors = word(image, 16);
+                if sectors == 0 {
+                    return Err(bad_image("a board-disk slice of no sectors", sectors));
+                }
+                Some(BoardSlice {
+                    first: load_offset,
+                    sectors,
+                })
+            } else {
+                if size == 0 || !inside(data_offset, size, data_area.clone()) {
+                    return Err(bad_image("bytes outside the image data", data_offset));
+                }
+                if word(image, 16) != 0 {
+                    return Err(bad_image("reserved word is not 0", word(image, 16)));
+                }
+                None
+            };
             if !role.is_disk() && images.iter().any(|other: &ImageEntry| other.role == role) {
                 return Err(bad_image(
                     "a second kernel, initrd, device tree or firmware",
@@ -654,10 +718,19 @@ pub fn parse(bytes: &[u8]) -> Result<SystemTable<'_>, TableError> {
                     ));
                 }
             }
-            images.push(ImageEntry {
-                role,
-                bytes: &bytes[data_offset as usize..(data_offset + size) as usize],
-                load_offset,
+            images.push(match slice {
+                Some(slice) => ImageEntry {
+                    role,
+                    bytes: &[],
+                    load_offset: 0,
+                    slice: Some(slice),
+                },
+                None => ImageEntry {
+                    role,
+                    bytes: &bytes[data_offset as usize..(data_offset + size) as usize],
+                    load_offset,
+                    slice: None,
+                },
             });
         }
         let entry_offset = field(7);
@@ -800,6 +873,11 @@ impl<'a> Layout<'a> {
         let mut end = data;
         let mut data_offsets = Vec::new();
         for image in vms.iter().flat_map(|vm| &vm.images) {
+            if image.slice.is_some() {
+                // No bytes: its data-offset word is 0.
+                data_offsets.push(0);
+                continue;
+            }
             let offset = match blobs.iter().find(|(bytes, _)| *bytes == image.bytes) {
                 Some((_, offset)) => *offset,
                 None => {
@@ -896,7 +974,13 @@ impl Writer {
                 put(at, image.role as u32);
                 put(at + 4, data_offsets[image_index]);
                 put(at + 8, image.bytes.len() as u32);
-                put(at + 12, image.load_offset);
+                match image.slice {
+                    Some(slice) => {
+                        put(at + 12, slice.first);
+                        put(at + 16, slice.sectors);
+                    }
+                    None => put(at + 12, image.load_offset),
+                }
                 image_index += 1;
             }
         }

@@ -116,6 +116,7 @@ fn vm<'a>(name: &'a str, ram_offset: u32, kernel: &'a [u8], format: KernelFormat
             role: Role::Kernel,
             bytes: kernel,
             load_offset: 0,
+            slice: None,
         }],
         // Every device of the guest platform but the flash window, which
         // only a VM with a firmware has.

@@ -7,6 +7,9 @@
 //! no disk is attached (nothing fails then: VMs without a board disk run as
 //! before).
 //!
+//! [`share`] cuts it into the VMs' slices (`capsules::virtio::board_slice`):
+//! the multiplexer behind its own spin lock, shared by every CPU.
+//!
 //! [`self_check`] (the `test-board-disk` feature, for the `board_disk`
 //! integration test only) drives the disk through the split-phase
 //! interface as a capsule would: reads sector 0 and the last sector, writes
@@ -15,10 +18,42 @@
 //! a multiple-block transfer is split), reads it back, and prints the
 //! FNV-1a checksums, which the test compares with the image file's.
 
-use crate::log;
+use crate::{leak, log};
+use capsules::virtio::board_slice::{BoardDisk, BoardDiskMux, SliceSpec};
 use core::cell::Cell;
 use hyp::hil::block::{BlockClient, BlockDevice, BlockError, SECTOR_BYTES};
+use hyp::kernel::{CpuKick, SpinLock, VmMutex};
 use hyp::memory::Size;
+
+/// The board disk as every CPU shares it: the multiplexer of its slices
+/// behind its own spin lock.
+pub type SharedBoardDisk = BoardDisk<'static, SpinLock<'static>>;
+
+/// Makes `disk` the board disk of the slices `specs` (each a VM's disk,
+/// in the order the board numbers them): its client becomes the
+/// multiplexer, which from now on is the only way to it; completions kick
+/// the slices' CPUs through `kicker`. The board must not use `disk`
+/// itself after this.
+pub fn share(
+    disk: &'static dyn BlockDevice<'static>,
+    specs: &[SliceSpec],
+    kicker: &'static dyn CpuKick,
+) -> &'static SharedBoardDisk {
+    let mux: &'static BoardDiskMux<'static> = leak(BoardDiskMux::new(disk, specs));
+    disk.set_client(mux);
+    let mutex: &'static VmMutex = leak(VmMutex::new());
+    // SAFETY: what the guarded multiplexer reaches that is not `Sync` is
+    // its own state and the board disk's driver. The multiplexer is
+    // reached only through this guard (the shared `BoardDisk` made here
+    // keeps the only copy; slices and the board's interrupt service go
+    // through it). The driver is reached only by the multiplexer (from
+    // inside `with`) and, when it completes, calls back the multiplexer
+    // from inside its own `poll`, that is inside `with` too: the board
+    // hands `disk` over here and never uses it again (its announcement
+    // and self-check ran before, on the boot CPU alone).
+    let guarded = unsafe { mutex.guard(mux) };
+    leak(BoardDisk::new(guarded, specs, kicker))
+}
 
 /// Prints the board disk, or its absence, on one line.
 pub fn announce(disk: Option<&dyn BlockDevice<'_>>, kind: impl core::fmt::Display) {

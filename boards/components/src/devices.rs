@@ -64,14 +64,20 @@ pub struct VmDisks {
 /// clock) and what calendar time it was when that clock read 0 (`wall`),
 /// and which disks the VM has (`disks`): a virtio-blk device in each
 /// slot with one (its bounce buffer, [`DISK_BOUNCE_BYTES`], from the boot
-/// heap), an empty transport in the others.
+/// heap), an empty transport in the others. Also returns the virtio-blk
+/// device of each slot with a disk (a board-disk slice's is polled by the
+/// board).
 pub fn vm_devices(
     gic: &'static VirtualGic,
     uart: &'static VirtualUart<'static>,
     counter: &'static dyn Clock,
     wall: &'static dyn WallClock,
     disks: VmDisks,
-) -> alloc::vec::Vec<&'static dyn MmioDevice> {
+) -> (
+    alloc::vec::Vec<&'static dyn MmioDevice>,
+    [Option<&'static VirtioBlk<'static>>; VIRTIO_MMIO.len()],
+) {
+    let mut blks = [None; VIRTIO_MMIO.len()];
     let mut devices = alloc::vec![
         uart as &dyn MmioDevice,
         leak(VirtualRtc::new(counter, wall, line(gic, &virtual_rtc::ROW))) as &dyn MmioDevice,
@@ -93,8 +99,9 @@ pub fn vm_devices(
         ));
         disk.set_client(blk);
         devices.push(blk as &dyn MmioDevice);
+        blks[n] = Some(blk);
     }
-    devices
+    (devices, blks)
 }
 
 /// The console UART of a VM: output to `port`, its row's line in `gic`.

@@ -28,10 +28,11 @@
 //! 4. one status line per VM, and the exit status: 0 unless a VM reported
 //!    a failure or was stopped by its fault policy.
 
+use crate::board_disk::SharedBoardDisk;
 use crate::devices::VmDisks;
 use crate::flash_bank::PoolFlashBank;
 use crate::platform::BoardPlatform;
-use crate::platform::VmConsole;
+use crate::platform::{SliceDisk, VmConsole, VmDisk};
 use crate::{io, log};
 use alloc::vec::Vec;
 use armv7a::cp15_context::{Cp15Context, PmuContext};
@@ -43,14 +44,16 @@ use capsules::console_mux::{ConsoleMode, ConsoleMux, ConsolePort};
 use capsules::fault_policies::{RestartThenStop, StopFaultPolicy};
 use capsules::hypervisor_service::HypervisorService;
 use capsules::psci::Psci;
+use capsules::virtio::blk::VirtioBlk;
+use capsules::virtio::board_slice::SliceSpec;
 use capsules::virtio::ram_disk::RamDisk;
 use capsules::virtual_gic::VirtualGic;
 use capsules::virtual_uart::VirtualUart;
 use core::sync::atomic::{AtomicUsize, Ordering};
 use hyp::capabilities::{Stage2MappingCapability, VcpuCreationCapability};
 use hyp::config::{
-    validate, validate_disks, BoardOffer, DeviceClaim, DiskConfig, ImageConfig, ImageProblem,
-    VmConfig, MAX_DISKS, MAX_VMS,
+    validate, validate_board_slices, validate_disks, BoardDiskSize, BoardOffer, DeviceClaim,
+    DiskConfig, ImageConfig, ImageProblem, VmConfig, MAX_DISKS, MAX_VMS,
 };
 use hyp::device_tree::{guest_device_tree, GuestTree};
 use hyp::dispatch::{HypercallDriver, MmioDevice};
@@ -361,8 +364,9 @@ fn create_vcpu(
 pub use crate::leak;
 
 /// Where a board keeps guests: the RAM pool VMs are carved from and the
-/// staging area QEMU's loader puts the system image in.
-#[derive(Clone, Copy, Debug)]
+/// staging area QEMU's loader puts the system image in; and the board's
+/// disk, which VMs' slices of it are served from.
+#[derive(Clone, Copy)]
 pub struct GuestPool {
     /// The pool (mapped read-write in the Hyp map).
     pub pool: &'static Region,
@@ -375,6 +379,23 @@ pub struct GuestPool {
     /// How many CPUs are online: the VMs' vCPUs may run on CPUs 0 to
     /// `cpus - 1`, a VM has at most this many.
     pub cpus: usize,
+    /// The board disk, if one is attached: [`prepare`] takes it over (the
+    /// board must not use it afterwards) when a VM has a slice of it.
+    pub board_disk: Option<&'static dyn BlockDevice<'static>>,
+    /// How a completion of the board disk kicks the CPU of the VM it is
+    /// for.
+    pub kicker: &'static dyn CpuKick,
+}
+
+impl core::fmt::Debug for GuestPool {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("GuestPool")
+            .field("pool", &self.pool)
+            .field("staging", &self.staging)
+            .field("cpus", &self.cpus)
+            .field("board_disk", &self.board_disk.map(|disk| disk.sectors()))
+            .finish()
+    }
 }
 
 /// What every VM has, created by [`prepare`] before the board adds its
@@ -397,12 +418,29 @@ pub struct System {
     pub gics: &'static [VirtualGic],
     /// Each VM's Capvisor service (its reported status).
     pub services: &'static [HypervisorService<'static>],
+    /// The board disk, shared by the VMs' slices of it (none when no VM
+    /// has one).
+    pub board_disk: Option<&'static SharedBoardDisk>,
+    /// Each VM's virtio-blk devices over board-disk slices, with their
+    /// slice numbers: polled on the CPU of the VM's vCPU 0.
+    board_slices: Vec<Vec<(usize, &'static VirtioBlk<'static>)>>,
 }
 
 impl System {
     /// How many VMs it has.
     pub fn count(&self) -> usize {
         self.configs.len()
+    }
+
+    /// The CPUs that deliver board-disk completions to VMs (bit n: CPU n,
+    /// the CPU of vCPU 0 of a VM with a slice): where the board targets
+    /// the disk's completion interrupt.
+    pub fn board_disk_cpus(&self) -> u32 {
+        self.configs
+            .iter()
+            .zip(&self.board_slices)
+            .filter(|(_, slices)| !slices.is_empty())
+            .fold(0, |mask, (config, _)| mask | 1 << config.cpu_of(0))
     }
 }
 
@@ -637,16 +675,67 @@ pub fn prepare(memory: GuestPool) -> System {
     if let Err(error) = validate_disks(&configs, &disk_configs, memory.pool) {
         io::refuse_boot(format_args!("bad VM table: {}", error));
     }
+    // Slices of the board disk: checked against the disk that is really
+    // there (none: any slice is refused), before any VM starts.
+    let board_size = memory.board_disk.map_or(BoardDiskSize::Absent, |disk| {
+        BoardDiskSize::Sectors(disk.sectors())
+    });
+    if let Err(error) = validate_board_slices(&configs, &disk_configs, board_size) {
+        io::refuse_boot(format_args!("bad VM table: {}", error));
+    }
+    let mut slice_specs: Vec<SliceSpec> = Vec::new();
+    let mut slice_numbers: Vec<[Option<usize>; MAX_DISKS]> = Vec::new();
+    for (config, disks) in configs.iter().zip(&disk_configs) {
+        let mut numbers = [None; MAX_DISKS];
+        for (slot, disk) in disks.iter().enumerate() {
+            let Some((slice, read_only)) =
+                disk.and_then(|disk| Some((disk.board?, disk.read_only)))
+            else {
+                continue;
+            };
+            numbers[slot] = Some(slice_specs.len());
+            slice_specs.push(SliceSpec {
+                first: u64::from(slice.first),
+                sectors: u64::from(slice.sectors),
+                // A read-only board disk makes every slice read-only.
+                read_only: read_only || memory.board_disk.is_some_and(|disk| disk.read_only()),
+                cpu: config.cpu_of(0),
+            });
+            log!(
+                "board disk slice {}: VM '{}' disk {}, {} at {} (sectors {}..{}){}",
+                slice_specs.len() - 1,
+                config.name,
+                slot,
+                Size(u64::from(slice.sectors) * 512),
+                Size(u64::from(slice.first) * 512),
+                slice.first,
+                slice.end(),
+                if read_only { ", read-only" } else { "" }
+            );
+        }
+        slice_numbers.push(numbers);
+    }
+    let board_disk: Option<&'static SharedBoardDisk> = match memory.board_disk {
+        Some(disk) if !slice_specs.is_empty() => {
+            Some(crate::board_disk::share(disk, &slice_specs, memory.kicker))
+        }
+        _ => None,
+    };
     let vm_disks: Vec<VmDisks> = table
         .vms
         .iter()
         .zip(&disk_configs)
         .zip(&configs)
-        .map(|((entry, disk_configs), config)| VmDisks {
+        .zip(&slice_numbers)
+        .map(|(((entry, disk_configs), config), numbers)| VmDisks {
             ram: leak(VmGuestRam::of(config)),
             disks: core::array::from_fn(|slot| {
                 let image = entry.disks().nth(slot)?;
                 let disk = disk_configs[slot]?;
+                if disk.board.is_some() {
+                    let slice = board_disk?.slice(numbers[slot]?)?;
+                    return Some(leak(slice) as &dyn BlockDevice<'static>);
+                }
                 Some(image_disk(image.bytes, disk) as &dyn BlockDevice<'static>)
             }),
             vm: config.name,
@@ -654,17 +743,33 @@ pub fn prepare(memory: GuestPool) -> System {
         .collect();
     let disk_count: usize = disk_configs.iter().flatten().flatten().count();
     if disk_count > 0 {
-        log!("disks: {} image disks on virtio-mmio", disk_count);
+        match slice_specs.len() {
+            0 => log!("disks: {} image disks on virtio-mmio", disk_count),
+            slices => log!(
+                "disks: {} image disks and {} board-disk slices on virtio-mmio",
+                disk_count - slices,
+                slices
+            ),
+        }
     }
+    let mut board_slices: Vec<Vec<(usize, &'static VirtioBlk<'static>)>> = Vec::new();
     let devices = gics
         .iter()
         .zip(uarts)
         .zip(&configs)
         .zip(vm_disks)
         .zip(&flash_banks)
-        .map(|((((gic, uart), _config), disks), flash)| {
-            let mut devices =
+        .zip(&slice_numbers)
+        .map(|(((((gic, uart), _config), disks), flash), numbers)| {
+            let (mut devices, blks) =
                 crate::devices::vm_devices(gic, uart, &Counter, memory.wall_clock, disks);
+            board_slices.push(
+                numbers
+                    .iter()
+                    .zip(blks)
+                    .filter_map(|(number, blk)| Some(((*number)?, blk?)))
+                    .collect(),
+            );
             if let Some(bank) = *flash {
                 devices.push(leak(capsules::flash::FlashWindow::new(bank)) as &dyn MmioDevice);
             }
@@ -684,6 +789,8 @@ pub fn prepare(memory: GuestPool) -> System {
         devices,
         gics,
         services,
+        board_disk,
+        board_slices,
     }
 }
 
@@ -750,6 +857,10 @@ pub struct Vms {
     /// Each VM's virtual UART and first vCPU's backend, under its lock
     /// (console input, and the kicks it causes).
     pub consoles: Vec<Guarded<VmConsole<'static>, AnyLock<'static>>>,
+    /// Each online CPU's virtual disks over board-disk slices (of the VMs
+    /// whose vCPU 0 runs there), under their VMs' locks: the CPU delivers
+    /// their completions.
+    pub disks: Vec<Vec<SliceDisk<'static>>>,
 }
 
 /// The exit status a VM's Capvisor service holds, as the kernel reads it
@@ -797,6 +908,7 @@ pub fn create_vms(
         (0..cpus).map(|_| Vec::new()).collect();
     let mut vms: Vec<&'static Vm<'static>> = Vec::new();
     let mut consoles: Vec<Guarded<VmConsole<'static>, AnyLock<'static>>> = Vec::new();
+    let mut disks: Vec<Vec<SliceDisk<'static>>> = (0..cpus).map(|_| Vec::new()).collect();
     for index in 0..system.count() {
         let config = &system.configs[index];
         let spec = &system.specs[index];
@@ -904,10 +1016,13 @@ pub fn create_vms(
             let objects: Guarded<VcpuObjects<'static>, AnyLock<'static>> = match mutex {
                 None => OneCpu::new().guard(objects).into(),
                 // SAFETY: this VM's capsules (its virtual UART, GIC,
-                // PSCI, Capvisor service, fault policy and RAM) are
-                // reached only through guards on its own mutex: its
-                // vCPUs' objects made here, and the console's and the
-                // platforms' views made from them below (`map`). `System`
+                // PSCI, Capvisor service, fault policy, RAM and virtio
+                // disks) are reached only through guards on its own
+                // mutex: its vCPUs' objects made here, and the console's,
+                // the platforms' and the disk pollers' views made from
+                // them below (`map`). (A disk's board-disk slice reaches
+                // the board disk through that disk's own lock, taken
+                // inside this one.) `System`
                 // keeps the capsules in slices, but after this only the
                 // boards' wiring (before any vCPU runs) and nothing that
                 // runs touches them there: the final report reads the
@@ -920,6 +1035,18 @@ pub fn create_vms(
                     uart,
                     backend: objects.interrupts,
                 }));
+                // Its disks over board-disk slices are polled where its
+                // vCPU 0 runs (each slice's kick goes there).
+                for &(slice, blk) in &system.board_slices[index] {
+                    disks[vm.cpu_of(0)].push(SliceDisk {
+                        slice,
+                        vm,
+                        disk: objects.map(|objects| VmDisk {
+                            blk,
+                            backend: objects.interrupts,
+                        }),
+                    });
+                }
             }
             let cpu = vm.cpu_of(vcpu_number);
             backends[cpu].push(objects.map(|objects| objects.interrupts));
@@ -931,6 +1058,7 @@ pub fn create_vms(
         per_cpu,
         backends,
         consoles,
+        disks,
     }
 }
 
@@ -996,16 +1124,17 @@ struct Handoff(CpuWork);
 // (through `WORK`), never touching it again; from then on only the
 // receiving CPU uses the vCPUs and the platform (the platform's `Cell`s
 // included). What else keeps `CpuWork` from being `Send`:
-// - the vCPUs' and the platform's guards are `AnyLock` ones, which may be
-//   `OneCpu`: but `create_vms` gives `OneCpu` only to a VM whose one vCPU
-//   runs on `CONSOLE_CPU`, whose work is never handed over, so every guard
-//   a secondary CPU gets is on a spin lock, which may move
-//   (`hyp::kernel::lock`);
+// - the vCPUs' and the platform's guards (its backends and its slice
+//   disks) are `AnyLock` ones, which may be `OneCpu`: but `create_vms`
+//   gives `OneCpu` only to a VM whose one vCPU runs on `CONSOLE_CPU`,
+//   whose work is never handed over, so every guard a secondary CPU gets
+//   is on a spin lock, which may move (`hyp::kernel::lock`);
 // - the platform reaches, through what all platforms share, every VM's
 //   console guard (`OneCpu` ones among them), but only on the CPU that
 //   owns the console UART (`CONSOLE_CPU`): a secondary CPU's platform has
 //   none and never touches them; the rest it shares (clock, alarm, GIC
-//   driver, console multiplexer, the `Vm`s) is `Sync`.
+//   driver, console multiplexer, the `Vm`s, the shared board disk, whose
+//   multiplexer is behind its own spin lock) is `Sync`.
 #[allow(unsafe_code)]
 unsafe impl Send for Handoff {}
 

@@ -24,10 +24,25 @@
 //! bytes to the focused VM's virtual UART under that VM's lock, then kicks
 //! the CPU of the vCPU the byte's interrupt targets. What every platform
 //! shares ([`PlatformShared`]) is the board's and read only.
+//!
+//! The board disk, when VMs have slices of it
+//! (`capsules::virtio::board_slice`): its completion interrupt (targeted
+//! by the board at the CPUs that deliver to slices, the first to
+//! acknowledge it serves it; none for a disk that is polled) moves it on
+//! through
+//! [`PlatformShared::board_disk`], which posts the completion to the
+//! slice and kicks the CPU of the slice's VM's vCPU 0. Every CPU, whenever
+//! it serves interrupts, delivers the completions waiting for its own
+//! VMs' virtio disks ([`SliceDisk`]: under the VM's lock, then kicks the
+//! vCPUs the disk's interrupt now targets). A polled disk is moved on at
+//! every service, and a CPU with nothing to run does not sleep while it
+//! holds a request: it polls until the request completes.
 
 use alloc::vec::Vec;
 use capsules::console_input::{self, ConsoleInput, InputTargets, Reception};
 use capsules::console_mux::ConsoleMux;
+use capsules::virtio::blk::VirtioBlk;
+use capsules::virtio::board_slice::BoardDisk;
 use capsules::virtual_uart::VirtualUart;
 use core::cell::Cell;
 use hyp::capabilities::InterruptRoutingCapability;
@@ -35,7 +50,7 @@ use hyp::hil::console::ConsoleReceive;
 use hyp::hil::interrupt::InterruptController;
 use hyp::hil::time::{Alarm, Clock};
 use hyp::interrupts::InterruptBackend;
-use hyp::kernel::{AnyLock, Guarded, Platform, Vm};
+use hyp::kernel::{AnyLock, Guarded, Platform, SpinLock, Vm};
 use pl011::Pl011;
 
 /// What console input reaches of one VM: its virtual UART and its first
@@ -55,6 +70,37 @@ impl core::fmt::Debug for VmConsole<'_> {
     }
 }
 
+/// A VM's virtio disk over a board-disk slice, and its vCPU 0's backend
+/// (the kicks its interrupt causes), kept under the VM's lock.
+#[derive(Clone, Copy)]
+#[allow(missing_debug_implementations)] // a trait object without Debug
+pub struct VmDisk<'a> {
+    /// The VM's virtio-blk device.
+    pub blk: &'a VirtioBlk<'a>,
+    /// Its vCPU 0's interrupt backend.
+    pub backend: &'a dyn InterruptBackend,
+}
+
+/// A virtio disk over a board-disk slice that a CPU delivers completions
+/// to: the CPU of its VM's vCPU 0.
+#[derive(Clone)]
+pub struct SliceDisk<'a> {
+    /// Its slice's number (`capsules::virtio::board_slice::BoardDisk`).
+    pub slice: usize,
+    /// Its VM (for the kicks).
+    pub vm: &'a Vm<'a>,
+    /// The disk, under the VM's lock.
+    pub disk: Guarded<VmDisk<'a>, AnyLock<'a>>,
+}
+
+impl core::fmt::Debug for SliceDisk<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("SliceDisk")
+            .field("slice", &self.slice)
+            .finish()
+    }
+}
+
 /// The board's interrupt lines, as the platform serves them.
 #[derive(Clone, Copy, Debug)]
 pub struct Lines {
@@ -68,6 +114,10 @@ pub struct Lines {
     pub forwarded: &'static [u32],
     /// The SGI other CPUs send as a kick; none on a one-CPU board.
     pub kick: Option<u32>,
+    /// The board disk's completion interrupt, taken by the CPUs that
+    /// deliver to VMs' slices (the board targets it at them); none for a
+    /// disk that is polled (or no disk).
+    pub disk: Option<u32>,
 }
 
 /// What an acknowledged line is, to the platform of one CPU.
@@ -81,6 +131,8 @@ pub enum Source {
     Console,
     /// A line for the switched-in vCPU's interrupt backend.
     Forwarded,
+    /// The board disk's completion, on a CPU that delivers to slices.
+    Disk,
     /// Nothing this CPU enabled (the console's line on another CPU too).
     Unexpected,
 }
@@ -94,6 +146,8 @@ impl Lines {
             Source::Kick
         } else if line == self.console && console {
             Source::Console
+        } else if self.disk == Some(line) {
+            Source::Disk
         } else if self.forwarded.contains(&line) {
             Source::Forwarded
         } else {
@@ -131,6 +185,8 @@ pub struct PlatformShared<'a> {
     /// received byte causes), under its VM's lock: used only on the CPU
     /// that takes console input (the one with [`ConsoleInput`]).
     pub consoles: Vec<Guarded<VmConsole<'a>, AnyLock<'a>>>,
+    /// The board disk shared by the VMs' slices, if they have any.
+    pub board_disk: Option<&'a BoardDisk<'a, SpinLock<'a>>>,
 }
 
 impl core::fmt::Debug for PlatformShared<'_> {
@@ -192,6 +248,8 @@ pub struct BoardPlatform<'a> {
     kernel_alarm: Cell<Option<u64>>,
     /// Whether a kick arrived since the kernel last asked.
     kicked: Cell<bool>,
+    /// The virtio disks over board-disk slices this CPU delivers to.
+    disks: Vec<SliceDisk<'a>>,
 }
 
 impl core::fmt::Debug for BoardPlatform<'_> {
@@ -247,7 +305,37 @@ impl<'a> BoardPlatform<'a> {
             }),
             kernel_alarm: Cell::new(None),
             kicked: Cell::new(false),
+            disks: Vec::new(),
         }
+    }
+
+    /// This CPU delivers the completions of `disks` (its VMs' virtio disks
+    /// over board-disk slices).
+    pub fn with_disks(mut self, disks: Vec<SliceDisk<'a>>) -> Self {
+        self.disks = disks;
+        self
+    }
+
+    /// Moves a polled board disk on, and delivers the completions waiting
+    /// for this CPU's VMs' disks: each under its VM's lock, then kicks the
+    /// vCPUs its interrupt now targets. Returns whether a polled board
+    /// disk still holds a request.
+    fn serve_disks(&self) -> bool {
+        let Some(board_disk) = self.shared.board_disk else {
+            return false;
+        };
+        let polled = self.shared.lines.disk.is_none();
+        let holds = polled && board_disk.service();
+        for disk in &self.disks {
+            if board_disk.has_mail(disk.slice) {
+                let kicks = disk.disk.with(|disk| {
+                    disk.blk.poll();
+                    disk.backend.take_kicks()
+                });
+                disk.vm.kick(kicks, usize::MAX);
+            }
+        }
+        holds
     }
 
     /// Lets this CPU's alarm, its forwarded lines and, on the console's
@@ -264,6 +352,26 @@ impl<'a> BoardPlatform<'a> {
         if let Some(console) = &self.console {
             console.enable();
         }
+        if let (Some(disk), Some(_), false) =
+            (shared.lines.disk, shared.board_disk, self.disks.is_empty())
+        {
+            shared.controller.enable(disk);
+        }
+    }
+
+    /// Whether the CPU must not sleep for its disks: a polled board disk
+    /// holds a request (moved on here), or a completion waits for one of
+    /// its VMs' disks.
+    fn serve_disks_pending(&self) -> bool {
+        let Some(board_disk) = self.shared.board_disk else {
+            return false;
+        };
+        let polled = self.shared.lines.disk.is_none();
+        (polled && board_disk.service())
+            || self
+                .disks
+                .iter()
+                .any(|disk| board_disk.has_mail(disk.slice))
     }
 
     /// Moves console input on (held input let in or dropped), on the
@@ -308,6 +416,11 @@ impl Platform for BoardPlatform<'_> {
                 // A kick: the kernel looks at its vCPUs again after this.
                 (Source::Kick, _) => self.kicked.set(true),
                 (Source::Console, Some(console)) => status |= console.receive(),
+                (Source::Disk, _) => {
+                    if let Some(disk) = shared.board_disk {
+                        disk.service();
+                    }
+                }
                 (Source::Forwarded, _) => {
                     // The switched-in vCPU's backend takes it (and ends it
                     // here like any other: the guest timer's is masked
@@ -328,6 +441,7 @@ impl Platform for BoardPlatform<'_> {
             }
             shared.controller.deactivate(irq);
         }
+        self.serve_disks();
         status
     }
 
@@ -354,12 +468,25 @@ impl Platform for BoardPlatform<'_> {
                 self.shared.alarm.set_alarm(deadline);
             }
         }
+        // A polled board disk holding a request, or a completion waiting
+        // for this CPU's disks: no sleep (the kernel serves interrupts
+        // next, which moves the disk on and delivers). A completion posted
+        // by another CPU after this look comes with a kick, which ends
+        // the WFI.
+        let disks_pending = self.serve_disks_pending();
         // (Host builds, for tests only, have no CPU to stop.)
         #[cfg(target_arch = "arm")]
-        armv7a::cpu::wait_for_interrupt();
+        if !disks_pending {
+            armv7a::cpu::wait_for_interrupt();
+        }
+        #[cfg(not(target_arch = "arm"))]
+        let _ = disks_pending;
     }
 
     fn take_kick(&self) -> bool {
+        // (A disk completion delivered here may have made a vCPU of
+        // another VM on this CPU ready: the kernel looks at its waiting
+        // vCPUs after every service anyway.)
         self.kicked.replace(false)
     }
 

@@ -106,8 +106,9 @@ pub extern "C" fn capvisor_main() -> ! {
         ));
     }
 
-    // The board disk, for the VMs' virtual disks to come.
-    let _board_disk = board_disk();
+    // The board disk, which the VMs' slices of it are served from (by
+    // polling: the PL181 moves data by PIO).
+    let board_disk = board_disk();
 
     // Which physical interrupt goes where is this board's to decide.
     let routing = hyp::create_capability!(hyp::capabilities::InterruptRoutingCapability);
@@ -117,6 +118,8 @@ pub extern "C" fn capvisor_main() -> ! {
         devices: components::devices::DEVICES,
         wall_clock,
         cpus: 1,
+        board_disk,
+        kicker: &NoKick,
     });
     // No GIC: the software backend, HCR.VI as the vCPU's IRQ input, and
     // both GIC windows emulated (a one-CPU board: every VM has one vCPU).
@@ -156,17 +159,23 @@ pub extern "C" fn capvisor_main() -> ! {
             console: lines::UART0,
             forwarded: &[],
             kick: None,
+            // The PL181 is polled.
+            disk: None,
         },
         mux: system.mux,
         vms: vms.vms,
         consoles: vms.consoles.clone(),
+        board_disk: system.board_disk,
     });
-    let platform = leak(BoardPlatform::new(
-        &routing,
-        shared,
-        Some(io::console()),
-        vms.backends[0].clone(),
-    ));
+    let platform = leak(
+        BoardPlatform::new(
+            &routing,
+            shared,
+            Some(io::console()),
+            vms.backends[0].clone(),
+        )
+        .with_disks(vms.disks[0].clone()),
+    );
     log!("interrupts: no GIC; guest GICs emulated in software (HCR.VI), guest timers evaluated by the hypervisor");
     guests::run_and_report(&system, vms, alloc::vec![&*platform])
 }

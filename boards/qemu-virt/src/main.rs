@@ -25,7 +25,11 @@
 //!    PPI 10); run them until all have stopped, report, and stop QEMU.
 //!
 //! Before 4 it brings up the board disk, QEMU's virtio-blk device behind
-//! one of the 32 virtio-mmio transports, if QEMU has one ([`board_disk`]).
+//! one of the 32 virtio-mmio transports, if QEMU has one ([`board_disk`]),
+//! and hands it to the VMs that have slices of it: its completion
+//! interrupt (SPI 16 + slot) targets the CPUs of those VMs' vCPUs 0; the
+//! one that takes it posts each completion to its slice and kicks the
+//! CPU of that slice's VM's vCPU 0.
 #![no_std]
 #![no_main]
 #![deny(unsafe_op_in_unsafe_fn)]
@@ -135,8 +139,12 @@ pub extern "C" fn capvisor_main() -> ! {
         qemu_virt::GICV_BASE
     );
     let online = boot::start_secondary_cpus(machine.cpus as usize);
-    // The board disk, for the VMs' virtual disks to come.
-    let _board_disk = board_disk();
+    // The board disk, which the VMs' slices of it are served from, and
+    // its completion interrupt.
+    let (board_disk, disk_interrupt) = match board_disk() {
+        Some((disk, interrupt)) => (Some(disk), Some(interrupt)),
+        None => (None, None),
+    };
 
     // Which physical interrupt goes where is this board's to decide.
     let routing = hyp::create_capability!(hyp::capabilities::InterruptRoutingCapability);
@@ -146,6 +154,8 @@ pub extern "C" fn capvisor_main() -> ! {
         devices: components::devices::DEVICES,
         wall_clock,
         cpus: online,
+        board_disk,
+        kicker: &GicKick,
     });
     // The host GIC's interrupts each backend takes (checked against the
     // device tree by `check_machine`).
@@ -185,6 +195,13 @@ pub extern "C" fn capvisor_main() -> ! {
         online,
     );
 
+    // The board disk's completion goes to the CPUs that deliver to VMs'
+    // slices (the CPUs of their vCPUs 0): whichever takes it first serves
+    // it, so it is served while any of them runs.
+    if let Some(line) = disk_interrupt {
+        gic.distributor
+            .set_target(line, system.board_disk_cpus() as u8);
+    }
     let shared = leak(PlatformShared {
         counter: leak(Counter),
         alarm: &HypTimerAlarm,
@@ -197,20 +214,26 @@ pub extern "C" fn capvisor_main() -> ! {
                 qemu_virt::VIRTUAL_TIMER_INTERRUPT,
             ],
             kick: Some(KICK_SGI),
+            // QEMU's virtio-blk completes by interrupt (SPI 16 + slot).
+            disk: disk_interrupt,
         },
         mux: system.mux,
         vms: vms.vms,
         consoles: vms.consoles.clone(),
+        board_disk: system.board_disk,
     });
     // The console CPU takes console input (the UART's interrupt targets CPU 0).
     let platforms = (0..online)
         .map(|cpu| {
-            &*leak(BoardPlatform::new(
-                &routing,
-                shared,
-                (cpu == guests::CONSOLE_CPU).then(io::console),
-                vms.backends[cpu].clone(),
-            ))
+            &*leak(
+                BoardPlatform::new(
+                    &routing,
+                    shared,
+                    (cpu == guests::CONSOLE_CPU).then(io::console),
+                    vms.backends[cpu].clone(),
+                )
+                .with_disks(vms.disks[cpu].clone()),
+            )
         })
         .collect();
     guests::run_and_report(&system, vms, platforms)
@@ -283,9 +306,9 @@ pub extern "C" fn capvisor_secondary_main(cpu: usize) -> ! {
 }
 
 /// Finds QEMU's virtio-blk device among the virtio-mmio transports, brings
-/// it up and prints it (or that there is none). With the
-/// `test-board-disk` feature, runs its self-check.
-fn board_disk() -> Option<&'static dyn BlockDevice<'static>> {
+/// it up and prints it (or that there is none); with its interrupt. With
+/// the `test-board-disk` feature, runs its self-check.
+fn board_disk() -> Option<(&'static dyn BlockDevice<'static>, u32)> {
     // SAFETY: the transports' window is in the Hyp map ("virtio-mmio");
     // reading MagicValue and DeviceID has no side effect.
     let ids = disk::probe(|slot| unsafe { disk::read_ids(slot) });
@@ -319,5 +342,5 @@ fn board_disk() -> Option<&'static dyn BlockDevice<'static>> {
     );
     #[cfg(feature = "test-board-disk")]
     board_disk::self_check(disk);
-    Some(disk)
+    Some((disk, disk::transport_interrupt(slot)))
 }

@@ -1172,4 +1172,106 @@ mod tests {
         assert_eq!(status_byte(&ram), S_IOERR);
         assert!(!needs_reset(&blk));
     }
+
+    #[test]
+    fn a_board_disk_slice_serves_requests_in_turn_and_survives_a_reset_mid_request() {
+        use crate::virtio::board_slice::{BoardDisk, BoardDiskMux, SliceSpec};
+        use hyp::kernel::{NoKick, OneCpu};
+        let ram: &'static FakeRam =
+            std::boxed::Box::leak(std::boxed::Box::new(FakeRam::new(RAM, RAM_SIZE)));
+        let gic: &'static VirtualGic =
+            std::boxed::Box::leak(std::boxed::Box::new(VirtualGic::new()));
+        let disk: &'static ManualDisk<'static> =
+            std::boxed::Box::leak(std::boxed::Box::new(ManualDisk::new(64)));
+        disk.bytes.borrow_mut()[16 * 512..20 * 512].copy_from_slice(&pattern(2048));
+        let specs = [
+            SliceSpec {
+                first: 16,
+                sectors: 16,
+                read_only: false,
+                cpu: 0,
+            },
+            SliceSpec {
+                first: 32,
+                sectors: 16,
+                read_only: false,
+                cpu: 0,
+            },
+        ];
+        let mux: &'static BoardDiskMux<'static> =
+            std::boxed::Box::leak(std::boxed::Box::new(BoardDiskMux::new(disk, &specs)));
+        disk.set_client(mux);
+        let shared: &'static BoardDisk<'static, OneCpu> = std::boxed::Box::leak(
+            std::boxed::Box::new(BoardDisk::new(OneCpu::new().guard(mux), &specs, &NoKick)),
+        );
+        let slice = std::boxed::Box::leak(std::boxed::Box::new(shared.slice(0).unwrap()));
+        let other = std::boxed::Box::leak(std::boxed::Box::new(shared.slice(1).unwrap()));
+        let blk: &'static VirtioBlk<'static> = std::boxed::Box::leak(std::boxed::Box::new(
+            VirtioBlk::new(ROW, ram, gic.line(id()), slice, leak_buffer(2048), "s"),
+        ));
+        slice.set_client(blk);
+        /// The other slice's client: takes its completions.
+        struct Taker;
+        impl BlockClient for Taker {
+            fn read_done(&self, _: &'static mut [u8], _: Result<(), BlockError>) {}
+            fn write_done(&self, _: &'static mut [u8], _: Result<(), BlockError>) {}
+            fn flush_done(&self, _: Result<(), BlockError>) {}
+        }
+        other.set_client(&Taker);
+        bring_up(blk, F_VERSION_1 | F_FLUSH);
+        assert_eq!(r(blk, 0x100), 16, "capacity: the slice's sectors");
+        // The other slice holds the board disk: the guest's read waits.
+        other.write(0, leak_buffer(512)).unwrap();
+        request(ram, blk, T_IN, 0, 1024);
+        assert_eq!(disk.started.get(), 1);
+        assert!(disk.complete(None));
+        // The board's service starts the read and, once the disk completed
+        // it, the VM's poll completes it to the guest.
+        shared.service();
+        assert_eq!(disk.started.get(), 2);
+        assert!(disk.complete(None));
+        shared.service();
+        assert_eq!(status_byte(ram), 0xff, "not before the VM's poll");
+        blk.poll();
+        assert_eq!((status_byte(ram), used(ram).0), (S_OK, 1));
+        assert_eq!(ram.peek(DATA, 1024), pattern(1024));
+        // A reset while the read waits in the multiplexer, then while the
+        // board disk holds it: nothing reaches the guest, the bounce
+        // buffer comes back whole.
+        other.poll();
+        other.write(0, leak_buffer(512)).unwrap();
+        request(ram, blk, T_IN, 2, 1024);
+        ram.poke(DATA, &[0x55; 1024]);
+        blk.reset().unwrap();
+        assert!(disk.complete(None));
+        shared.service();
+        other.poll();
+        assert_eq!(disk.started.get(), 4, "the dropped read still ran");
+        assert!(disk.complete(None));
+        shared.service();
+        blk.poll();
+        assert_eq!(ram.peek(DATA, 1024), [0x55; 1024]);
+        assert_eq!(used(ram).0, 1, "the dropped request is not returned");
+        assert!(!blk.busy());
+        ram.poke(AVAIL + 2, &[0, 0]);
+        ram.poke(USED + 2, &[0, 0]);
+        bring_up(blk, F_VERSION_1 | F_FLUSH);
+        request(ram, blk, T_IN, 2, 1024);
+        assert!(disk.complete(None));
+        shared.service();
+        blk.poll();
+        assert_eq!((status_byte(ram), used(ram).0), (S_OK, 1));
+        assert_eq!(ram.peek(DATA, 1024), pattern(2048)[1024..]);
+        // A flush reaches the board disk and completes with it.
+        request(ram, blk, T_FLUSH, 0, 0);
+        assert!(matches!(
+            *disk.held.borrow(),
+            Some(crate::test_support::Held::Flush)
+        ));
+        assert_eq!(status_byte(ram), 0xff);
+        assert!(disk.complete(None));
+        shared.service();
+        blk.poll();
+        assert_eq!(status_byte(ram), S_OK);
+    }
 }

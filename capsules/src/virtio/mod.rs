@@ -17,6 +17,7 @@
 //! `virt` has its transports.
 
 pub mod blk;
+pub mod board_slice;
 pub mod mmio;
 pub mod queue;
 pub mod ram_disk;

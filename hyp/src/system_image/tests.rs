@@ -23,11 +23,13 @@ fn linux() -> VmEntry<'static> {
                 role: Role::Kernel,
                 bytes: KERNEL,
                 load_offset: 0x1_0000,
+                slice: None,
             },
             ImageEntry {
                 role: Role::Initrd,
                 bytes: INITRD,
                 load_offset: 0x0800_0000,
+                slice: None,
             },
         ],
         devices: 0b111,
@@ -239,6 +241,7 @@ fn firmware(bytes: &'static [u8], entry: u32) -> VmEntry<'static> {
             role: Role::Firmware,
             bytes,
             load_offset: 0,
+            slice: None,
         }],
         format: KernelFormat::Raw,
         ..linux()
@@ -267,6 +270,7 @@ fn a_firmware_is_read_back_and_checked() {
         role: Role::Initrd,
         bytes: INITRD,
         load_offset: 0x0800_0000,
+        slice: None,
     });
     assert_eq!(
         refused(with_initrd),
@@ -376,6 +380,7 @@ fn disks_are_images_in_slot_order_checked_for_sectors_and_count() {
         role,
         bytes,
         load_offset,
+        slice: None,
     };
     let mut vm = linux();
     vm.images.push(disk(Role::WritableDisk, DISK, 512 << 20));
@@ -422,4 +427,65 @@ fn disks_are_images_in_slot_order_checked_for_sectors_and_count() {
             ..
         }
     ));
+}
+
+#[test]
+fn board_disk_slices_have_no_bytes_and_round_trip() {
+    let slice = |role, first, sectors| ImageEntry {
+        role,
+        bytes: &[],
+        load_offset: 0,
+        slice: Some(BoardSlice { first, sectors }),
+    };
+    let mut vm = linux();
+    vm.images.push(slice(Role::BoardDisk, 131_072, 262_144));
+    vm.images.push(slice(Role::ReadOnlyBoardDisk, 0, 1));
+    let image = Writer::write(&[vm.clone()], 0);
+    assert_eq!(
+        Writer::size(&[vm.clone()]),
+        Writer::size(&[linux()]),
+        "no bytes stored"
+    );
+    let table = parse(&image).unwrap();
+    assert_eq!(table.vms[0], vm);
+    assert_eq!(table.vms[0].disks().count(), 2);
+    assert!(table.vms[0].disks().all(|disk| disk.role.is_board_disk()));
+    // A slice of no sectors, or one with bytes, is refused.
+    let mut empty = linux();
+    empty.images.push(slice(Role::BoardDisk, 8, 0));
+    assert!(matches!(
+        parse(&Writer::write(&[empty], 0)),
+        Err(TableError::Image {
+            what: "a board-disk slice of no sectors",
+            ..
+        })
+    ));
+    let mut bytes = linux();
+    bytes.images.push(ImageEntry {
+        bytes: &[0; 512],
+        ..slice(Role::BoardDisk, 8, 1)
+    });
+    assert!(matches!(
+        parse(&Writer::write(&[bytes], 0)),
+        Err(TableError::Image {
+            what: "a board-disk slice with bytes",
+            ..
+        })
+    ));
+    assert!(BoardSlice {
+        first: 0,
+        sectors: 8
+    }
+    .overlaps(&BoardSlice {
+        first: 7,
+        sectors: 1
+    }));
+    assert!(!BoardSlice {
+        first: 0,
+        sectors: 8
+    }
+    .overlaps(&BoardSlice {
+        first: 8,
+        sectors: 1
+    }));
 }

@@ -147,9 +147,23 @@ pub fn system_image(
     search: &[PathBuf],
     output: &Path,
 ) -> Result<Loader, RunError> {
+    system_image_for_disk(board, file, search, output, None)
+}
+
+/// [`system_image`] for a run with a board disk of `disk_bytes` (the
+/// disk file's size): a description whose slices of the board disk reach
+/// past its end is refused, naming both sizes.
+pub fn system_image_for_disk(
+    board: &Board,
+    file: &Path,
+    search: &[PathBuf],
+    output: &Path,
+    disk_bytes: Option<u64>,
+) -> Result<Loader, RunError> {
     let options = capvisor_system::Options {
         board: Some(board.name.to_string()),
         search: search.to_vec(),
+        board_disk_bytes: disk_bytes,
     };
     let system = capvisor_system::load(file, &options).map_err(|problems| {
         RunError::Description(problems.iter().map(ToString::to_string).collect())
@@ -714,7 +728,9 @@ impl Session {
         }
     }
 
-    fn kill(&mut self) {
+    /// Kills QEMU at once (SIGKILL on Unix: no chance to flush anything
+    /// it buffers), as a power cut would, and waits for it.
+    pub fn kill(&mut self) {
         if self.try_status().is_none() {
             let _ = self.child.kill();
             if let Ok(status) = self.child.wait() {

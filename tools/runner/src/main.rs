@@ -9,7 +9,7 @@
 //! is printed and the exit status is 1.
 
 use capvisor_runner::{
-    board, parse_number, prepare_disk, run_interactive, system_image, ConsoleMode, Loader,
+    board, parse_number, prepare_disk, run_interactive, system_image_for_disk, ConsoleMode, Loader,
     QemuCommand, RunError, Session, BOARDS,
 };
 use std::time::Duration;
@@ -116,15 +116,8 @@ fn run(options: Options) -> Result<i32, RunError> {
         .ok_or_else(|| RunError::Usage(format!("--kernel is required\n{}", usage())))?;
     let mut command = QemuCommand::new(board, &kernel);
     command.loaders = options.loaders;
-    if let Some(system) = &options.system {
-        // The packed image goes next to the hypervisor image, one per
-        // board and description.
-        let stem = system.file_stem().unwrap_or_default().to_string_lossy();
-        let output = std::path::Path::new(&kernel)
-            .with_file_name(format!("system-{}-{stem}.img", command.board.name));
-        let loader = system_image(&command.board, system, &options.search, &output)?;
-        command.loaders.push(loader);
-    }
+    // The disk first: a description is checked against its size.
+    let mut disk_bytes = None;
     if let Some(disk) = options.disk {
         let (bytes, created) = prepare_disk(&command.board, &disk)?;
         eprintln!(
@@ -133,7 +126,18 @@ fn run(options: Options) -> Result<i32, RunError> {
             bytes >> 20,
             if created { ", created now" } else { "" }
         );
+        disk_bytes = Some(bytes);
         command.disk = Some(disk);
+    }
+    if let Some(system) = &options.system {
+        // The packed image goes next to the hypervisor image, one per
+        // board and description.
+        let stem = system.file_stem().unwrap_or_default().to_string_lossy();
+        let output = std::path::Path::new(&kernel)
+            .with_file_name(format!("system-{}-{stem}.img", command.board.name));
+        let loader =
+            system_image_for_disk(&command.board, system, &options.search, &output, disk_bytes)?;
+        command.loaders.push(loader);
     }
     command.icount = options.icount;
     if options.debug {

@@ -36,12 +36,15 @@
 
 pub mod images;
 
-use hyp::config::{validate, validate_disks, BoardOffer, DiskConfig, ImageProblem, VmConfig};
+use hyp::config::{
+    validate, validate_board_slices, validate_disks, BoardDiskSize, BoardOffer, DiskConfig,
+    ImageProblem, VmConfig,
+};
 use hyp::guest_platform::FLASH;
 use hyp::memory::{MemoryType, Permissions, Region};
 use hyp::system_image::{
-    cpu_map, ConsoleMode as PackedConsole, DeviceTreeSource, FaultPolicy as PackedPolicy,
-    ImageEntry, KernelFormat, Role, VmEntry, Writer, DEVICES,
+    cpu_map, BoardSlice, ConsoleMode as PackedConsole, DeviceTreeSource,
+    FaultPolicy as PackedPolicy, ImageEntry, KernelFormat, Role, VmEntry, Writer, DEVICES,
 };
 use serde::Deserialize;
 use std::fmt;
@@ -235,15 +238,29 @@ pub struct VmDescription {
 }
 
 /// A disk of a VM, as written: an image file packed into the system
-/// image.
+/// image, or a slice of the board's own disk (exactly one of the two).
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct DiskDescription {
     /// The image file (whole 512-byte sectors).
-    pub file: Spanned<String>,
+    pub file: Option<Spanned<String>>,
+    /// A slice of the board disk.
+    pub board: Option<Spanned<BoardSliceDescription>>,
     /// Whether the guest may only read it (default true); a writable
-    /// disk keeps the guest's writes until the board powers off.
+    /// image disk keeps the guest's writes until the board powers off, a
+    /// writable slice of the board disk for good.
     pub read_only: Option<Spanned<bool>>,
+}
+
+/// A slice of the board disk, as written: `{ offset = "64 MiB", size =
+/// "128 MiB" }` (sizes as the other size keys; the offset may be `"0"`).
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BoardSliceDescription {
+    /// Where it starts on the board disk.
+    pub offset: Spanned<String>,
+    /// How large it is (non-zero).
+    pub size: Spanned<String>,
 }
 
 /// A disk read and placed, ready to pack.
@@ -253,9 +270,14 @@ pub struct CheckedDisk {
     pub file: PathBuf,
     /// Its bytes.
     pub bytes: Vec<u8>,
-    /// For a writable disk, where its copy goes in the board's pool (an
-    /// offset); `None` for a read-only one.
+    /// For a writable image disk, where its copy goes in the board's pool
+    /// (an offset); `None` for a read-only one and a board-disk slice.
     pub pool_offset: Option<u64>,
+    /// For a slice of the board disk (no file, no bytes): where, in
+    /// sectors.
+    pub board: Option<BoardSlice>,
+    /// Whether the guest may only read it.
+    pub read_only: bool,
 }
 
 /// A whole description, as written.
@@ -422,10 +444,14 @@ pub struct CheckedSystem {
     pub focus: usize,
 }
 
-/// How to check a description: for which board, and where to look for
-/// the files it names.
+/// How to check a description: for which board, where to look for the
+/// files it names, and how large the board disk is, if known.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Options {
+    /// The size of the board disk it will run with (the runner knows the
+    /// disk file): slices past its end are refused. Unknown: only
+    /// overlaps are checked here (the hypervisor checks the rest at boot).
+    pub board_disk_bytes: Option<u64>,
     /// The board it will run on (default: the one the description names).
     pub board: Option<String>,
     /// Folders searched, in order, for a file not found next to the
@@ -464,6 +490,143 @@ fn read(folder: &Path, search: &[PathBuf], name: &str) -> Result<(PathBuf, Vec<u
     let bytes =
         std::fs::read(&path).map_err(|error| format!("cannot read {}: {error}", path.display()))?;
     Ok((path, bytes))
+}
+
+/// The most sectors a slice's start or size may be (the packed format
+/// keeps each in a 32-bit word): 2 TiB.
+const MAX_SLICE_SECTORS: u64 = u32::MAX as u64;
+
+/// A `board = { offset, size }` slice in sectors, reported (at its key)
+/// if a value is not a size, the size is 0, or either is too large.
+fn board_slice(
+    report: &mut Report,
+    board: &Spanned<BoardSliceDescription>,
+    key: &dyn Fn(&str) -> Option<String>,
+) -> Option<BoardSlice> {
+    let sector = u64::from(hyp::system_image::DISK_SECTOR);
+    let mut value = |spanned: &Spanned<String>, name: &str| -> Option<u64> {
+        let text = spanned.get_ref().trim();
+        let bytes = if name == "offset" && text == "0" {
+            Some(0)
+        } else {
+            parse_size(text)
+        };
+        match bytes {
+            None => {
+                report.add(
+                    spanned.span(),
+                    key(&format!("board.{name}")),
+                    format!(
+                        "'{}' is not a size (write it as \"64 MiB\")",
+                        spanned.get_ref()
+                    ),
+                );
+                None
+            }
+            Some(0) if name == "size" => {
+                report.add(
+                    spanned.span(),
+                    key("board.size"),
+                    "a slice of the board disk of 0 bytes".to_string(),
+                );
+                None
+            }
+            Some(bytes) if bytes / sector > MAX_SLICE_SECTORS => {
+                report.add(
+                    spanned.span(),
+                    key(&format!("board.{name}")),
+                    format!(
+                        "{} is beyond the 2 TiB a slice's {name} may be",
+                        format_size(bytes)
+                    ),
+                );
+                None
+            }
+            // Sizes are whole KiB: whole sectors.
+            Some(bytes) => Some(bytes / sector),
+        }
+    };
+    let slice = board.get_ref();
+    let first = value(&slice.offset, "offset");
+    let sectors = value(&slice.size, "size");
+    Some(BoardSlice {
+        first: first? as u32,
+        sectors: sectors? as u32,
+    })
+}
+
+/// Refuses, at the second one's `board` key, two slices of the board
+/// disk that share a sector (read-only or not: a slice is one VM's),
+/// naming both; and with `disk_bytes`, a slice past the disk's end,
+/// naming both sizes.
+fn check_board_slices(
+    report: &mut Report,
+    description: &Description,
+    vms: &[CheckedVm],
+    disk_bytes: Option<u64>,
+) {
+    let sector = u64::from(hyp::system_image::DISK_SECTOR);
+    let described = |vm: &CheckedVm| {
+        description
+            .vm
+            .iter()
+            .position(|d| *d.name.get_ref() == vm.name)
+    };
+    let slices: Vec<(usize, &str, usize, BoardSlice)> = vms
+        .iter()
+        .filter_map(|vm| Some((described(vm)?, vm)))
+        .flat_map(|(at, vm)| {
+            vm.disks
+                .iter()
+                .enumerate()
+                .filter_map(move |(n, disk)| Some((at, vm.name.as_str(), n, disk.board?)))
+        })
+        .collect();
+    let range = |slice: &BoardSlice| {
+        format!(
+            "{} at {} (sectors {}..{})",
+            format_size(u64::from(slice.sectors) * sector),
+            format_size(u64::from(slice.first) * sector),
+            slice.first,
+            slice.end()
+        )
+    };
+    for (index, &(at, vm, n, slice)) in slices.iter().enumerate() {
+        let Some(board) = description.vm[at].disk[n].get_ref().board.as_ref() else {
+            continue;
+        };
+        let span = board.span();
+        let key = Some(format!("vm[{at}].disk[{n}].board"));
+        if let Some(&(_, other, other_n, other_slice)) = slices[..index]
+            .iter()
+            .find(|(_, _, _, other)| other.overlaps(&slice))
+        {
+            report.add(
+                span.clone(),
+                key.clone(),
+                format!(
+                    "the slice of VM '{vm}''s disk {n}, {}, overlaps the slice of VM '{other}''s disk {other_n}, {}",
+                    range(&slice),
+                    range(&other_slice)
+                ),
+            );
+        }
+        if let Some(bytes) = disk_bytes {
+            if slice.end() * sector > bytes {
+                report.add(
+                    span,
+                    key,
+                    format!(
+                        "the slice of VM '{vm}''s disk {n}, {}, ends at {} ({} bytes), beyond the board disk of {} ({bytes} bytes)",
+                        range(&slice),
+                        format_size(slice.end() * sector),
+                        slice.end() * sector,
+                        format_size(bytes)
+                    ),
+                );
+            }
+        }
+    }
 }
 
 /// A size key (`ram`, `pool-offset`) in bytes, reported if it is not a
@@ -1046,7 +1209,48 @@ pub fn check(file: &Path, text: &str, options: &Options) -> Result<CheckedSystem
                 );
                 continue;
             };
-            let file = &disk.get_ref().file;
+            let read_only = disk
+                .get_ref()
+                .read_only
+                .as_ref()
+                .is_none_or(|ro| *ro.get_ref());
+            let slot_bit = DEVICES.iter().position(|d| *d == slot.name).unwrap_or(0);
+            if devices & (1 << slot_bit) == 0 {
+                report.add(
+                    disk.span(),
+                    Some(format!("vm[{index}].disk[{n}]")),
+                    format!(
+                        "disk {n} is served in slot '{}', which the VM's devices do not claim",
+                        slot.name
+                    ),
+                );
+            }
+            let file = match (&disk.get_ref().file, &disk.get_ref().board) {
+                (Some(file), None) => file,
+                (None, Some(board)) => {
+                    if let Some(slice) = board_slice(&mut report, board, &key) {
+                        disks.push((
+                            disk.span(),
+                            CheckedDisk {
+                                file: PathBuf::new(),
+                                bytes: Vec::new(),
+                                pool_offset: None,
+                                board: Some(slice),
+                                read_only,
+                            },
+                        ));
+                    }
+                    continue;
+                }
+                _ => {
+                    report.add(
+                        disk.span(),
+                        Some(format!("vm[{index}].disk[{n}]")),
+                        format!("disk {n} needs exactly one of 'file' (an image) and 'board' (a slice of the board disk)"),
+                    );
+                    continue;
+                }
+            };
             let Some((path, bytes)) = read(folder, &options.search, file.get_ref())
                 .map_err(|message| report.add(file.span(), key("file"), message))
                 .ok()
@@ -1065,28 +1269,14 @@ pub fn check(file: &Path, text: &str, options: &Options) -> Result<CheckedSystem
                     ),
                 );
             }
-            let slot_bit = DEVICES.iter().position(|d| *d == slot.name).unwrap_or(0);
-            if devices & (1 << slot_bit) == 0 {
-                report.add(
-                    disk.span(),
-                    Some(format!("vm[{index}].disk[{n}]")),
-                    format!(
-                        "disk {n} is served in slot '{}', which the VM's devices do not claim",
-                        slot.name
-                    ),
-                );
-            }
-            let read_only = disk
-                .get_ref()
-                .read_only
-                .as_ref()
-                .is_none_or(|ro| *ro.get_ref());
             disks.push((
                 disk.span(),
                 CheckedDisk {
                     file: path,
                     bytes,
                     pool_offset: (!read_only).then_some(0),
+                    board: None,
+                    read_only,
                 },
             ));
         }
@@ -1175,6 +1365,7 @@ pub fn check(file: &Path, text: &str, options: &Options) -> Result<CheckedSystem
         .max()
         .unwrap_or(0)
         .next_multiple_of(DISK_COPY_ALIGNMENT);
+    check_board_slices(&mut report, &description, &vms, options.board_disk_bytes);
     for (index, vm) in vms.iter_mut().enumerate() {
         for (n, disk) in vm.disks.iter_mut().enumerate() {
             if disk.pool_offset.is_none() {
@@ -1296,6 +1487,7 @@ fn hypervisor_check(image: &[u8], board: &Board) -> Result<(), Refusal> {
         hyp::image::probe(vm, config, bytes)
     })
     .and_then(|()| validate_disks(&configs, &disks, board.offer.pool))
+    .and_then(|()| validate_board_slices(&configs, &disks, BoardDiskSize::Unknown))
     .map_err(|error| Refusal {
         vm: error.vm().map(str::to_string),
         message: error.to_string(),
@@ -1327,6 +1519,7 @@ fn entries(system: &CheckedSystem) -> Vec<VmEntry<'_>> {
                     role,
                     bytes: &image.bytes,
                     load_offset: image.load_offset as u32,
+                    slice: None,
                 }
             }
             let mut images: Vec<ImageEntry> = vm
@@ -1346,13 +1539,15 @@ fn entries(system: &CheckedSystem) -> Vec<VmEntry<'_>> {
                     .map(|tree| image(Role::DeviceTree, tree)),
             );
             images.extend(vm.disks.iter().map(|disk| ImageEntry {
-                role: if disk.pool_offset.is_some() {
-                    Role::WritableDisk
-                } else {
-                    Role::Disk
+                role: match (disk.board, disk.read_only) {
+                    (Some(_), false) => Role::BoardDisk,
+                    (Some(_), true) => Role::ReadOnlyBoardDisk,
+                    (None, _) if disk.pool_offset.is_some() => Role::WritableDisk,
+                    (None, _) => Role::Disk,
                 },
                 bytes: &disk.bytes,
                 load_offset: disk.pool_offset.unwrap_or(0) as u32,
+                slice: disk.board,
             }));
             VmEntry {
                 name: &vm.name,
@@ -1453,8 +1648,12 @@ mod tests {
     }
 
     fn check_text(text: &str) -> Result<CheckedSystem, Vec<String>> {
+        check_text_with(text, &Options::default())
+    }
+
+    fn check_text_with(text: &str, options: &Options) -> Result<CheckedSystem, Vec<String>> {
         let file = folder().join("system.toml");
-        check(&file, text, &Options::default()).map_err(|problems| {
+        check(&file, text, options).map_err(|problems| {
             problems
                 .iter()
                 .map(|problem| {
@@ -1658,6 +1857,7 @@ console = "shared"
         let file = folder().join("system.toml");
         let text = linux_with("cpus = [0, 1]").replace("board = \"qemu-virt\"\n", "");
         let options = Options {
+            board_disk_bytes: None,
             board: Some("integrator-cp".into()),
             search: Vec::new(),
         };
@@ -1850,6 +2050,7 @@ console = "shared"
         let file = folder().join("system.toml");
         let on = |board: Option<&str>, text: &str| {
             let options = Options {
+                board_disk_bytes: None,
                 board: board.map(str::to_string),
                 search: Vec::new(),
             };
@@ -1879,6 +2080,7 @@ console = "shared"
         let text = GOOD.replace("initrd = \"initrd\"", "initrd = \"elsewhere-initrd\"");
         let file = folder().join("system.toml");
         let options = Options {
+            board_disk_bytes: None,
             board: None,
             search: vec![elsewhere.clone()],
         };
@@ -1927,6 +2129,7 @@ console = "shared"
             &dir.join("custom.toml"),
             &text,
             &Options {
+                board_disk_bytes: None,
                 board: Some("qemu-virt".into()),
                 search: Vec::new(),
             },
@@ -2065,6 +2268,115 @@ devices = ["pl011", "flash"]
             [(Role::Disk, 8192, 0), (Role::WritableDisk, 8192, 258 << 20)]
         );
         assert_eq!(table.vms[0].disks().count(), 0);
+    }
+
+    #[test]
+    fn board_disk_slices_are_packed_as_sectors_without_bytes() {
+        let text = format!(
+            "{GOOD}\n[[vm.disk]]\nboard = {{ offset = \"64 MiB\", size = \"128 MiB\" }}\nread-only = false\n\n[[vm.disk]]\nboard = {{ offset = \"0\", size = \"512 KiB\" }}\n"
+        );
+        let system = check_text(&text).unwrap();
+        let ticker = &system.vms[1];
+        assert_eq!(
+            ticker
+                .disks
+                .iter()
+                .map(|disk| (disk.board, disk.read_only, disk.bytes.len()))
+                .collect::<Vec<_>>(),
+            [
+                (
+                    Some(BoardSlice {
+                        first: 131_072,
+                        sectors: 262_144
+                    }),
+                    false,
+                    0
+                ),
+                (
+                    Some(BoardSlice {
+                        first: 0,
+                        sectors: 1024
+                    }),
+                    true,
+                    0
+                )
+            ]
+        );
+        let image = pack(&system).unwrap();
+        let table = hyp::system_image::parse(&image).unwrap();
+        let disks: Vec<(Role, Option<BoardSlice>)> =
+            table.vms[1].disks().map(|d| (d.role, d.slice)).collect();
+        assert_eq!(
+            disks,
+            [
+                (Role::BoardDisk, ticker.disks[0].board),
+                (Role::ReadOnlyBoardDisk, ticker.disks[1].board)
+            ]
+        );
+        // Told the board disk's size: 192 MiB holds both; one byte less
+        // does not, and the refusal names both sizes.
+        let fits = Options {
+            board_disk_bytes: Some(192 << 20),
+            ..Options::default()
+        };
+        assert!(check_text_with(&text, &fits).is_ok());
+        let short = Options {
+            board_disk_bytes: Some((192 << 20) - 512),
+            ..Options::default()
+        };
+        let problems = check_text_with(&text, &short).unwrap_err();
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert_eq!(
+            problems[0],
+            "system.toml:20:9: vm[1].disk[0].board: the slice of VM 'ticker''s disk 0, 128 MiB at 64 MiB (sectors 131072..393216), ends at 192 MiB (201326592 bytes), beyond the board disk of 201326080 bytes (201326080 bytes)"
+        );
+    }
+
+    #[test]
+    fn bad_board_disk_slices_are_refused_at_their_lines() {
+        // Two VMs' slices sharing a megabyte, named both.
+        let text = GOOD.replace(
+            "focus = true\n",
+            "focus = true\ndevices = [\"pl011\", \"gic-distributor\", \"gic-cpu-interface\", \"virtio-mmio0\"]\n\n[[vm.disk]]\nboard = { offset = \"0\", size = \"2 MiB\" }\n",
+        ).replacen("devices = [\"pl011\", \"gic-distributor\", \"gic-cpu-interface\"]\n", "", 1);
+        let text = format!(
+            "{text}\n[[vm.disk]]\nboard = {{ offset = \"1 MiB\", size = \"1 MiB\" }}\nread-only = true\n"
+        );
+        let problems = check_text(&text).unwrap_err();
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(
+            problems[0].ends_with(
+                "vm[1].disk[0].board: the slice of VM 'ticker''s disk 0, 1 MiB at 1 MiB (sectors 2048..4096), overlaps the slice of VM 'linux''s disk 0, 2 MiB at 0 (sectors 0..4096)"
+            ),
+            "{}",
+            problems[0]
+        );
+        for (disk, expected) in [
+            (
+                "board = { offset = \"0\", size = \"0 MiB\" }",
+                "vm[1].disk[0].board.size: a slice of the board disk of 0 bytes",
+            ),
+            (
+                "board = { offset = \"lots\", size = \"1 MiB\" }",
+                "vm[1].disk[0].board.offset: 'lots' is not a size (write it as \"64 MiB\")",
+            ),
+            (
+                "board = { offset = \"0\", size = \"4096 GiB\" }",
+                "vm[1].disk[0].board.size: 4096 GiB is beyond the 2 TiB a slice's size may be",
+            ),
+            (
+                "file = \"disk.img\"\nboard = { offset = \"0\", size = \"1 MiB\" }",
+                "vm[1].disk[0]: disk 0 needs exactly one of 'file' (an image) and 'board' (a slice of the board disk)",
+            ),
+            (
+                "read-only = true",
+                "vm[1].disk[0]: disk 0 needs exactly one of 'file' (an image) and 'board' (a slice of the board disk)",
+            ),
+        ] {
+            let problems = check_text(&format!("{GOOD}\n[[vm.disk]]\n{disk}\n")).unwrap_err();
+            assert_eq!(problems.len(), 1, "{disk}: {problems:?}");
+            assert!(problems[0].ends_with(expected), "{}", problems[0]);
+        }
     }
 
     #[test]

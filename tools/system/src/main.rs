@@ -2,8 +2,8 @@
 //! `capvisor-system`: checks system descriptions and packs them.
 //!
 //! ```text
-//! capvisor-system check [--board NAME] [--search DIR]... FILE...
-//! capvisor-system pack  [--board NAME] [--search DIR]... FILE --output IMAGE
+//! capvisor-system check [--board NAME] [--search DIR]... [--board-disk-bytes N] FILE...
+//! capvisor-system pack  [--board NAME] [--search DIR]... [--board-disk-bytes N] FILE --output IMAGE
 //! capvisor-system describe --kernel ZIMAGE [--initrd FILE] [--bootargs TEXT] --output FILE
 //! ```
 //!
@@ -14,11 +14,12 @@ use capvisor_system::{format_size, load, one_vm_description, pack, Options};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-const USAGE: &str = "usage: capvisor-system check [--board NAME] [--search DIR]... FILE...
-       capvisor-system pack  [--board NAME] [--search DIR]... FILE --output IMAGE
+const USAGE: &str = "usage: capvisor-system check [--board NAME] [--search DIR]... [--board-disk-bytes N] FILE...
+       capvisor-system pack  [--board NAME] [--search DIR]... [--board-disk-bytes N] FILE --output IMAGE
        capvisor-system describe --kernel ZIMAGE [--initrd FILE] [--bootargs TEXT] --output FILE
   --board NAME   the board it runs on (default: the description's 'board' key)
   --search DIR   a folder to look in for files not found next to the description (repeatable)
+  --board-disk-bytes N  the board disk's size: refuse slices of it past its end
   --output FILE  where pack writes the system image, describe the description
   --kernel, --initrd, --bootargs  describe: one Linux VM (256 MiB) booting these";
 
@@ -31,7 +32,8 @@ fn main() -> ExitCode {
     let (mut kernel, mut initrd, mut bootargs) = (None, None, String::from("console=ttyAMA0"));
     while let Some(arg) = args.next() {
         match arg.as_str() {
-            "--board" | "--search" | "--output" | "--kernel" | "--initrd" | "--bootargs" => {
+            "--board" | "--search" | "--output" | "--kernel" | "--initrd" | "--bootargs"
+            | "--board-disk-bytes" => {
                 let Some(value) = args.next() else {
                     eprintln!("{arg} needs a value\n{USAGE}");
                     return ExitCode::from(2);
@@ -39,6 +41,13 @@ fn main() -> ExitCode {
                 match arg.as_str() {
                     "--board" => options.board = Some(value),
                     "--search" => options.search.push(value.into()),
+                    "--board-disk-bytes" => match value.parse() {
+                        Ok(bytes) => options.board_disk_bytes = Some(bytes),
+                        Err(_) => {
+                            eprintln!("--board-disk-bytes needs a number of bytes\n{USAGE}");
+                            return ExitCode::from(2);
+                        }
+                    },
                     "--kernel" => kernel = Some(PathBuf::from(value)),
                     "--initrd" => initrd = Some(PathBuf::from(value)),
                     "--bootargs" => bootargs = value,

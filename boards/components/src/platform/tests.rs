@@ -25,7 +25,9 @@ const LINES: Lines = Lines {
     console: CONSOLE,
     forwarded: &[MAINTENANCE, GUEST_TIMER],
     kick: Some(KICK),
+    disk: Some(DISK),
 };
+const DISK: u32 = 79;
 
 struct FakeClock(Cell<u64>);
 
@@ -145,6 +147,7 @@ fn rig(takes_console: bool) -> Rig {
         mux,
         vms: &[],
         consoles: Vec::new(),
+        board_disk: None,
     });
     let routing = hyp::create_capability!(InterruptRoutingCapability);
     let platform = BoardPlatform::with_console(
@@ -178,6 +181,9 @@ fn each_line_is_told_apart() {
     assert_eq!(LINES.source(MAINTENANCE, false), Source::Forwarded);
     assert_eq!(LINES.source(GUEST_TIMER, true), Source::Forwarded);
     assert_eq!(LINES.source(40, true), Source::Unexpected);
+    // The board disk's completion, on whichever CPU takes it.
+    assert_eq!(LINES.source(DISK, true), Source::Disk);
+    assert_eq!(LINES.source(DISK, false), Source::Disk);
     // A one-CPU board has no kick line.
     let one_cpu = Lines {
         kick: None,
