@@ -2,7 +2,7 @@
 # SPDX-License-Identifier: MIT OR Apache-2.0
 # Installs what building and running Capvisor needs, and nothing when it is
 # already there: QEMU for 32-bit Arm, the device-tree compiler, gdb-multiarch,
-# cpio, e2fsprogs, binutils, mtools and dosfstools (Debian packages; with the
+# cpio, e2fsprogs, binutils, mtools, dosfstools and grub-common (Debian packages; with the
 # argument `profile`, llvm too), and the
 # pinned Rust toolchain with the armv7a-none-eabi
 # target (from rust-toolchain.toml, through rustup).
@@ -22,6 +22,9 @@ PATH="$PATH:/usr/sbin:/sbin" command -v mkfs.ext4 >/dev/null 2>&1 || missing+=(e
 # The UEFI guest's EFI system partition, a FAT image built without root
 # (tools/uefi-esp.sh).
 command -v mcopy >/dev/null 2>&1 || missing+=(mtools)
+# Its GRUB (\EFI\BOOT\BOOTARM.EFI), made by grub-mkimage from Debian's
+# arm-efi modules.
+command -v grub-mkimage >/dev/null 2>&1 || missing+=(grub-common)
 # (mkfs.fat is in sbin, outside a user's PATH.)
 PATH="$PATH:/usr/sbin:/sbin" command -v mkfs.fat >/dev/null 2>&1 || missing+=(dosfstools)
 # make exit-profile (tools/setup.sh profile) reads the hypervisor's symbols,

@@ -8,18 +8,18 @@
 //!
 //! With an EFI system partition on its virtio disk
 //! (`tests/systems/uefi-linux.toml`, built by `tools/uefi-esp.sh` from
-//! the Linux images), the shell's startup.nsh loads Debian's armmp kernel
-//! from the disk and its EFI stub runs up to ExitBootServices. The kernel
-//! then takes a data abort in the firmware's handler, exactly as it does
-//! natively on QEMU `virt` with the same firmware and kernel
-//! (`docs/system-description.md`, "Firmware"), so the test stops there.
+//! the Linux images), the boot manager starts GRUB from the disk's
+//! removable-media path before its shell, and GRUB boots Debian's armmp
+//! kernel with the busybox initramfs through the kernel's EFI stub, up to
+//! the busybox shell, which runs a command and powers the VM off.
 //!
 //! The image comes from `tools/firmware-images.sh` (Debian's package
 //! through apt, cached under target/firmware).
 
 use capvisor_runner::Session;
 use capvisor_tests::{
-    command_with, linux_images, pack, per_board, start_command, workspace_root, Board,
+    assert_console_lacks, command_with, linux_images, pack, per_board, start_command,
+    type_at_prompt, vm_status_line, workspace_root, Board,
 };
 use std::path::PathBuf;
 use std::process::Command;
@@ -31,6 +31,9 @@ use std::time::{Duration, Instant};
 const BOOT: Duration = Duration::from_secs(400);
 const COMMAND: Duration = Duration::from_secs(60);
 const PROMPT: &str = "Shell> ";
+const EXIT_SUCCESS: i32 = 0;
+/// What the busybox initramfs prints once it is up (tools/linux-images.sh).
+const MARKER: &str = "capvisor-linux: initramfs up";
 /// A vendor GUID of this test's own for its variable.
 const GUID: &str = "6a3e9f2c-1d4b-4c8e-9a57-3b2f0e8d7c61";
 
@@ -189,15 +192,19 @@ fn uefi_starts_linux_from_its_virtio_disk(board: &Board) {
     let mut session = start_command(&command_with(board, &[], Some(loader)));
     let start = Instant::now();
     expect(&mut session, "UEFI firmware (version", BOOT);
-    // The disk's FAT file system, found through virtio-blk, is FS0 (the
-    // shell colours the words of its mapping table apart).
-    expect(&mut session, "F0:;BLK0:", BOOT);
-    // startup.nsh runs after the countdown: the kernel, read from the
-    // disk, starts through its EFI stub with the device tree UEFI got.
+    // The boot manager tries the disk's removable-media path,
+    // \EFI\BOOT\BOOTARM.EFI (GRUB), before its shell; GRUB's embedded
+    // configuration boots the kernel with the initramfs through the EFI
+    // stub, with the device tree UEFI got.
+    let started = expect(&mut session, "BdsDxe: starting Boot", BOOT);
+    assert!(
+        !started.contains("EFI Internal Shell"),
+        "the boot manager started its shell, not the disk: {started}"
+    );
     expect(
         &mut session,
-        "fs0:\\linux.efi console=ttyAMA0 initrd=\\initrd.img",
-        BOOT,
+        "uefi-esp: GRUB boots /linux.efi from ",
+        COMMAND,
     );
     expect(&mut session, "EFI stub: Booting Linux Kernel...", COMMAND);
     expect(
@@ -206,9 +213,25 @@ fn uefi_starts_linux_from_its_virtio_disk(board: &Board) {
         COMMAND,
     );
     expect(&mut session, "EFI stub: Exiting boot services...", COMMAND);
+    // The initramfs only runs if GRUB handed it over (LoadFile2).
+    expect(&mut session, MARKER, BOOT);
+    let up = start.elapsed();
+    // Computed by the shell, so that the command's echo cannot match.
+    type_at_prompt(&mut session, "echo answer-$((6 * 7))\n", COMMAND);
+    expect(&mut session, "answer-42", COMMAND);
+    type_at_prompt(&mut session, "poweroff -f\n", COMMAND);
+    let status = session.wait_exit(COMMAND).expect("QEMU exits");
+    let transcript = session.transcript();
+    assert_console_lacks(&transcript, "Hyp-mode exception");
+    // The shell never ran: the boot manager started GRUB first.
+    assert_console_lacks(&transcript, "UEFI Interactive Shell");
+    let line = vm_status_line(&transcript, "uefi");
+    assert!(line.contains("powered off"), "{line}\n{transcript}");
+    assert_eq!(status, EXIT_SUCCESS, "{transcript}");
     eprintln!(
-        "{}: UEFI to the kernel's ExitBootServices in {:.1} s",
+        "{}: UEFI, GRUB and Linux to its busybox shell in {:.1} s ({})",
         board.name,
-        start.elapsed().as_secs_f64()
+        up.as_secs_f64(),
+        started.trim()
     );
 }
